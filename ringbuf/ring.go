@@ -1,0 +1,400 @@
+package ringbuf
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// slot is one retained event. Its buffer is reused by later events.
+type slot struct {
+	data  []byte
+	key   uint64 // coalescing key of a droppable event, 0 for none
+	class Class
+}
+
+// Ring is a bounded ring of events for one stream. See the package
+// documentation for the concurrency contract. A Ring must not be copied.
+type Ring struct {
+	_ noCopy
+
+	// Set by New, read-only afterwards.
+	lim    Limits
+	policy Policy
+	strict bool
+	wake   chan struct{} // one slot; signalled without blocking
+
+	// Mirrors of fields guarded by mu, written under mu, readable without
+	// it by LastSeq and Closed.
+	lastSeq  atomic.Uint64
+	isClosed atomic.Bool
+
+	// mu guards every field below it.
+	mu        sync.Mutex
+	slots     []slot // nil until the first Push; length a power of two
+	mask      uint64 // len(slots) - 1
+	first     uint64 // seq of the oldest retained event; last+1 when empty
+	last      uint64 // highest seq assigned, 0 if none
+	delivered uint64 // highest seq delivered to a reader
+	lost      uint64 // highest evicted seq whose loss fails a replay
+	skipMark  uint64 // highest seq already counted in stats.Skipped
+	bytes     int    // bytes of retained event data
+	keyed     int    // retained events with a coalescing key
+	closed    bool
+	stats     Stats // counters; Len and Bytes are filled in by Stats()
+}
+
+// New returns an empty ring configured by cfg (see Config for defaults).
+// Errors wrap ErrInvalidConfig. The slot array is allocated on the first
+// Push, so an idle ring costs a few hundred bytes.
+func New(cfg Config) (*Ring, error) {
+	lim, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return &Ring{
+		lim:    lim,
+		policy: cfg.Policy,
+		strict: cfg.StrictReplay,
+		wake:   make(chan struct{}, 1),
+		first:  1,
+	}, nil
+}
+
+// Limits returns the ring's effective soft and hard limits.
+func (r *Ring) Limits() Limits { return r.lim }
+
+// Wait returns the ring's one-slot wake-up channel. It receives a value
+// after a Push that stored or coalesced an event and after Close. Several
+// pushes may collapse into one signal, so the reader drains with Next until
+// it finds nothing new before waiting again. Safe for concurrent use.
+func (r *Ring) Wait() <-chan struct{} { return r.wake }
+
+func (r *Ring) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close marks the ring closed and wakes the reader. Later pushes fail with
+// ErrClosed; retained events stay readable, and Next returns ErrClosed once
+// the reader has read past them. Idempotent, never blocks.
+func (r *Ring) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.isClosed.Store(true)
+	r.mu.Unlock()
+	r.signal()
+}
+
+// Closed reports whether Close was called. Never blocks.
+func (r *Ring) Closed() bool { return r.isClosed.Load() }
+
+// LastSeq returns the highest sequence number assigned so far, 0 if none.
+// Never blocks.
+func (r *Ring) LastSeq() uint64 { return r.lastSeq.Load() }
+
+// Stats returns a snapshot of the ring's counters and current size.
+func (r *Ring) Stats() Stats {
+	r.mu.Lock()
+	s := r.stats
+	s.Len = int(r.last + 1 - r.first)
+	s.Bytes = r.bytes
+	r.mu.Unlock()
+	return s
+}
+
+// Push copies data into the ring and returns the event's sequence number
+// and what happened to it (see Outcome). The data slice is not retained.
+//
+// A non-zero key on a Droppable event is a coalescing key: if a retained,
+// not yet delivered droppable event has the same key, its data is replaced
+// in place (outcome Coalesced, that event's seq is returned). MustDeliver
+// events ignore the key: merging one would drop a message.
+//
+// A refused event gets seq 0 and a nil error. Push fails with ErrClosed
+// after Close, with ErrOverflow when a MustDeliver event would pass the hard
+// limits, and with ErrInvalidClass for an unknown class; the outcome is
+// meaningless then. Safe for concurrent producers; never waits for the
+// reader; signals the reader without blocking when the event was stored or
+// coalesced.
+func (r *Ring) Push(class Class, key uint64, data []byte) (seq uint64, out Outcome, err error) {
+	if class > MustDeliver {
+		return 0, Accepted, errPushClass
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, Accepted, errPushClosed
+	}
+	if class == Droppable {
+		seq, out = r.pushDroppableLocked(key, data)
+	} else {
+		seq, out, err = r.pushMustDeliverLocked(data)
+	}
+	r.mu.Unlock()
+	if seq != 0 {
+		r.signal()
+	}
+	return seq, out, err
+}
+
+// pushDroppableLocked stores, coalesces or refuses a droppable event.
+func (r *Ring) pushDroppableLocked(key uint64, data []byte) (uint64, Outcome) {
+	n := len(data)
+	if n > r.lim.MaxBytes {
+		r.stats.DroppedNewest++
+		return 0, DroppedNewest
+	}
+	if key != 0 && r.keyed > 0 {
+		if seq := r.findKeyLocked(key); seq != 0 {
+			return r.coalesceLocked(seq, data)
+		}
+	}
+	stop := r.last + 1
+	if r.makeRoomLocked(1, n, stop) {
+		return r.storeLocked(Droppable, key, data), Accepted
+	}
+	switch r.policy {
+	case DropOldest:
+		if r.dropOldestLocked(1, n, stop) {
+			return r.storeLocked(Droppable, key, data), DroppedOldest
+		}
+		r.stats.DroppedNewest++
+		return 0, DroppedNewest
+	case DropNewest:
+		r.stats.DroppedNewest++
+		return 0, DroppedNewest
+	default: // Disconnect
+		r.stats.DroppedDisconnect++
+		return 0, MustDisconnect
+	}
+}
+
+// coalesceLocked replaces the data of the undelivered droppable event seq,
+// if the byte budget allows (after evicting delivered events, and under
+// DropOldest undelivered droppable events older than seq). Otherwise the
+// incoming data is refused as the policy says and the old data stays.
+func (r *Ring) coalesceLocked(seq uint64, data []byte) (uint64, Outcome) {
+	s := &r.slots[seq&r.mask]
+	grow := len(data) - len(s.data)
+	fits := grow <= 0 || r.makeRoomLocked(0, grow, seq) ||
+		(r.policy == DropOldest && r.dropOldestLocked(0, grow, seq))
+	if !fits {
+		if r.policy == Disconnect {
+			r.stats.DroppedDisconnect++
+			return 0, MustDisconnect
+		}
+		r.stats.DroppedNewest++
+		return 0, DroppedNewest
+	}
+	if cap(s.data) > ReleaseBufferAbove && len(data) <= ReleaseBufferAbove {
+		s.data = nil
+	}
+	s.data = append(s.data[:0], data...)
+	r.bytes += grow
+	r.stats.Coalesced++
+	return seq, Coalesced
+}
+
+// pushMustDeliverLocked stores a must-deliver event within the soft limits
+// if delivered events can make room, else within the hard limits (outcome
+// MustDisconnect), else fails with ErrOverflow. It never drops an
+// undelivered event.
+func (r *Ring) pushMustDeliverLocked(data []byte) (uint64, Outcome, error) {
+	n := len(data)
+	if n > r.lim.HardMaxBytes { // cannot fit: evict nothing for it
+		r.stats.Overflow++
+		return 0, Accepted, errPushOverflow
+	}
+	if r.makeRoomLocked(1, n, r.last+1) {
+		return r.storeLocked(MustDeliver, 0, data), Accepted, nil
+	}
+	if r.fitsLocked(1, n, r.lim.HardCapacity, r.lim.HardMaxBytes) {
+		r.stats.PastSoftLimit++
+		return r.storeLocked(MustDeliver, 0, data), MustDisconnect, nil
+	}
+	r.stats.Overflow++
+	return 0, Accepted, errPushOverflow
+}
+
+// fitsLocked reports whether addEvents more events and addBytes more bytes
+// stay within maxEvents and maxBytes.
+func (r *Ring) fitsLocked(addEvents, addBytes, maxEvents, maxBytes int) bool {
+	count := int(r.last + 1 - r.first)
+	return (addEvents == 0 || count+addEvents <= maxEvents) && r.bytes+addBytes <= maxBytes
+}
+
+// makeRoomLocked evicts delivered events from the head, never reaching
+// seq stop, until addEvents and addBytes fit the soft limits. It reports
+// whether they fit.
+func (r *Ring) makeRoomLocked(addEvents, addBytes int, stop uint64) bool {
+	for !r.fitsLocked(addEvents, addBytes, r.lim.Capacity, r.lim.MaxBytes) {
+		if r.first > r.delivered || r.first >= stop {
+			return false
+		}
+		r.evictHeadLocked()
+		r.stats.Evicted++
+	}
+	return true
+}
+
+// dropOldestLocked drops undelivered droppable events from the head, never
+// reaching seq stop, if that makes addEvents and addBytes fit the soft
+// limits; otherwise it drops nothing. It is called after makeRoomLocked, so
+// the head is undelivered. It reports whether they fit.
+func (r *Ring) dropOldestLocked(addEvents, addBytes int, stop uint64) bool {
+	count := int(r.last + 1 - r.first)
+	bytes := r.bytes
+	k := 0
+	for seq := r.first; ; seq++ {
+		if (addEvents == 0 || count-k+addEvents <= r.lim.Capacity) && bytes+addBytes <= r.lim.MaxBytes {
+			break
+		}
+		if seq >= stop || seq > r.last || r.slots[seq&r.mask].class != Droppable {
+			return false
+		}
+		bytes -= len(r.slots[seq&r.mask].data)
+		k++
+	}
+	for ; k > 0; k-- {
+		if r.first <= r.delivered {
+			r.stats.Evicted++
+		} else {
+			r.stats.DroppedOldest++
+		}
+		r.evictHeadLocked()
+	}
+	return true
+}
+
+// evictHeadLocked removes the oldest retained event. The ring must not be
+// empty.
+func (r *Ring) evictHeadLocked() {
+	s := &r.slots[r.first&r.mask]
+	r.bytes -= len(s.data)
+	if cap(s.data) > ReleaseBufferAbove {
+		s.data = nil
+	} else {
+		s.data = s.data[:0]
+	}
+	if s.key != 0 {
+		r.keyed--
+		s.key = 0
+	}
+	if s.class == MustDeliver || r.strict {
+		r.lost = r.first
+	}
+	r.first++
+}
+
+// findKeyLocked returns the seq of the newest retained, undelivered
+// droppable event with the given key, or 0. It scans the undelivered
+// events newest first, so it costs O(undelivered); it is only called when
+// some retained event has a key.
+func (r *Ring) findKeyLocked(key uint64) uint64 {
+	lo := r.first
+	if r.delivered >= lo {
+		lo = r.delivered + 1
+	}
+	for seq := r.last; seq >= lo && seq != 0; seq-- {
+		if r.slots[seq&r.mask].key == key {
+			return seq
+		}
+	}
+	return 0
+}
+
+// storeLocked appends an event that the caller checked fits the limits and
+// returns its seq.
+func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
+	count := int(r.last + 1 - r.first)
+	if count == len(r.slots) {
+		r.growLocked()
+	}
+	seq := r.last + 1
+	s := &r.slots[seq&r.mask]
+	s.data = append(s.data[:0], data...)
+	s.class = class
+	s.key = key
+	if key != 0 {
+		r.keyed++
+	}
+	r.bytes += len(data)
+	r.last = seq
+	r.lastSeq.Store(seq)
+	r.stats.Pushed++
+	return seq
+}
+
+// growLocked doubles the slot array (or allocates the first one), keeping
+// each retained event at index seq&mask. The caller guarantees that the
+// retained count stays within the hard capacity, so the array never grows
+// past it.
+func (r *Ring) growLocked() {
+	size := initialSlots
+	if len(r.slots) > 0 {
+		size = 2 * len(r.slots)
+	}
+	size = min(size, r.lim.HardCapacity)
+	slots := make([]slot, size)
+	mask := uint64(size - 1)
+	for seq := r.first; seq <= r.last; seq++ {
+		slots[seq&mask] = r.slots[seq&r.mask]
+	}
+	r.slots, r.mask = slots, mask
+}
+
+// Next calls fn for each retained event with seq > after, oldest first,
+// while fn returns true. fn returning false means "did not fit, stop": that
+// event is not consumed and is offered again by the next call. Next returns
+// the seq of the last consumed event (after if none) and how many events
+// after `after` are gone (skipped droppable events, counted in
+// Stats.Skipped once per seq). Events up to the returned last are marked
+// delivered, which makes them evictable and stops coalescing into them.
+//
+// If an event the reader needs is gone (a MustDeliver event, or with
+// StrictReplay any event) Next visits nothing and returns an *EvictedError.
+// If after is above LastSeq it returns ErrFutureSeq. If the ring is closed
+// and no event after `after` remains, it returns ErrClosed (with the
+// skipped count). Errors leave last == after.
+//
+// fn runs under the ring's lock: it must only copy or encode the bytes,
+// must not block or call into the Ring, and must not keep data. Only one
+// reader may call Next at a time; it may run concurrently with Push.
+func (r *Ring) Next(after uint64, fn func(seq uint64, data []byte) bool) (last, skipped uint64, err error) {
+	r.mu.Lock()
+	if after > r.last {
+		r.mu.Unlock()
+		return after, 0, errNextFuture
+	}
+	if after < r.lost {
+		e := &EvictedError{After: after, Missing: r.first - 1 - after}
+		r.mu.Unlock()
+		return after, 0, e
+	}
+	from := after + 1
+	if from < r.first {
+		skipped = r.first - from
+		if r.first-1 > r.skipMark {
+			r.stats.Skipped += r.first - 1 - max(r.skipMark, after)
+			r.skipMark = r.first - 1
+		}
+		from = r.first
+	}
+	last = after
+	for seq := from; seq <= r.last; seq++ {
+		if !fn(seq, r.slots[seq&r.mask].data) {
+			break
+		}
+		last = seq
+	}
+	if last > r.delivered {
+		r.delivered = last
+	}
+	if r.closed && from > r.last {
+		err = errNextClosed
+	}
+	r.mu.Unlock()
+	return last, skipped, err
+}
