@@ -1,0 +1,113 @@
+package shard
+
+import (
+	"context"
+	"time"
+)
+
+// DefaultSweepInterval is the period SweepLoop uses when every is not positive.
+const DefaultSweepInterval = time.Second
+
+// minSweepTick bounds how often SweepLoop wakes up. With many shards and a
+// short period it sweeps several shards per tick instead of ticking faster.
+const minSweepTick = time.Millisecond
+
+// SweepShard removes every entry of shard i for which expired returns true and
+// calls onRemoved (if not nil) for each removed entry after it left the map,
+// outside any map lock, and after its counts were released. An entry deleted
+// concurrently by Delete is reported by exactly one of them. It returns the
+// number of entries removed. It panics if i is not in [0, NumShards()).
+//
+// expired is called once for every entry seen and, for those it reports, once
+// more under the entry's bucket lock just before removal, so an entry that
+// stopped being expired in between, or was replaced under the same ID, stays.
+// expired must therefore be cheap (an atomic load and a compare) and must not
+// modify the store. onRemoved may call any Store method.
+//
+// Like RangeShard, a sweep is not a snapshot: entries created during it may or
+// may not be examined.
+func (s *Store[V]) SweepShard(i int, expired func(id string, v V) bool, onRemoved func(id string, v V)) int {
+	m := s.shards[i]
+	removed := 0
+	m.Range(func(id string, v V) bool {
+		if !expired(id, v) {
+			return true
+		}
+		var (
+			gone V
+			ok   bool
+		)
+		m.Compute(id, func(old V, loaded bool) (V, bool) {
+			if !loaded {
+				return old, true // absent: nothing to delete
+			}
+			if !expired(id, old) {
+				return old, false // keep (stores the same value again)
+			}
+			gone, ok = old, true
+			return old, true
+		})
+		if !ok {
+			return true
+		}
+		removed++
+		s.release(gone)
+		if onRemoved != nil {
+			onRemoved(id, gone)
+		}
+		return true
+	})
+	return removed
+}
+
+// SweepLoop sweeps the shards in order, one per tick, so that every shard is
+// visited once per every (DefaultSweepInterval when every <= 0); when that
+// would tick more often than once a millisecond, it sweeps several shards per
+// tick instead. The first shard is swept one tick after the start. It returns
+// when ctx is done; the caller owns the goroutine that runs it. expired and
+// onRemoved follow the rules of SweepShard.
+func (s *Store[V]) SweepLoop(ctx context.Context, every time.Duration, expired func(id string, v V) bool, onRemoved func(id string, v V)) {
+	if every <= 0 {
+		every = DefaultSweepInterval
+	}
+	n := len(s.shards)
+	tick, per := sweepSchedule(every, n)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	next := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for k := 0; k < per; k++ {
+			if ctx.Err() != nil {
+				return
+			}
+			s.SweepShard(next, expired, onRemoved)
+			next = (next + 1) & (n - 1)
+		}
+	}
+}
+
+// sweepSchedule returns the tick period and the shards swept per tick so that
+// n shards are visited once per every, with ticks no shorter than minSweepTick
+// (unless every itself is shorter).
+func sweepSchedule(every time.Duration, n int) (tick time.Duration, per int) {
+	tick = every / time.Duration(n)
+	if tick >= minSweepTick {
+		return tick, 1
+	}
+	// per shards every minSweepTick, rounded up so a round never takes longer
+	// than every.
+	per = int((minSweepTick*time.Duration(n) + every - 1) / every)
+	if per > n {
+		per = n
+	}
+	tick = every * time.Duration(per) / time.Duration(n)
+	if tick <= 0 {
+		tick = 1
+	}
+	return tick, per
+}

@@ -1,0 +1,222 @@
+package shard
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSweepShard(t *testing.T) {
+	s, err := New(Config[*sess]{Shards: 4, OwnerLimit: 1000, OwnerOf: ownerOf})
+	require.NoError(t, err)
+	const n = 400
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newID(t)
+		require.NoError(t, s.Create(ids[i], &sess{owner: "o", n: i}))
+	}
+	expired := func(_ string, v *sess) bool { return v.n%3 == 0 }
+
+	removed := map[string]int{}
+	total := 0
+	for i := range s.NumShards() {
+		total += s.SweepShard(i, expired, func(id string, v *sess) {
+			_, ok := s.Get(id)
+			assert.False(t, ok, "onRemoved runs after the entry left the map")
+			removed[id]++
+			assert.True(t, expired(id, v))
+		})
+	}
+	assert.Equal(t, len(removed), total)
+	for i, id := range ids {
+		_, ok := s.Get(id)
+		if i%3 == 0 {
+			assert.False(t, ok)
+			assert.Equal(t, 1, removed[id], "onRemoved once per entry")
+		} else {
+			assert.True(t, ok, "unexpired entries stay")
+			assert.Zero(t, removed[id])
+		}
+	}
+	want := n - (n+2)/3
+	assert.Equal(t, want, s.Len(), "sweep releases the global count")
+	assert.Equal(t, want, s.OwnerCount("o"), "sweep releases the owner count")
+
+	// A second sweep finds nothing; nil onRemoved is allowed.
+	for i := range s.NumShards() {
+		assert.Zero(t, s.SweepShard(i, expired, nil))
+	}
+}
+
+func TestSweepShardRechecksUnderLock(t *testing.T) {
+	s, err := New(Config[*sess]{Shards: 1})
+	require.NoError(t, err)
+	id := newID(t)
+	require.NoError(t, s.Create(id, &sess{}))
+	calls := 0
+	// Expired on the first look, revived by the second: the entry stays.
+	expired := func(string, *sess) bool {
+		calls++
+		return calls == 1
+	}
+	assert.Zero(t, s.SweepShard(0, expired, func(string, *sess) { t.Error("nothing is removed") }))
+	assert.Equal(t, 2, calls)
+	got, ok := s.Get(id)
+	assert.True(t, ok)
+	assert.NotNil(t, got)
+	assert.Equal(t, 1, s.Len())
+}
+
+// TestSweepDeleteRace deletes every entry while sweeps remove them too: each
+// entry is reported by exactly one of Delete and onRemoved.
+func TestSweepDeleteRace(t *testing.T) {
+	for round := range 5 {
+		s, err := New(Config[*sess]{Shards: 2, OwnerOf: ownerOf})
+		require.NoError(t, err)
+		const n = 2000
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = newID(t)
+			require.NoError(t, s.Create(ids[i], &sess{owner: "o"}))
+		}
+		reports := make([]atomic.Int32, n)
+		index := make(map[string]int, n)
+		for i, id := range ids {
+			index[id] = i
+		}
+		var wg sync.WaitGroup
+		for i := range s.NumShards() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.SweepShard(i, func(string, *sess) bool { return true }, func(id string, _ *sess) {
+					reports[index[id]].Add(1)
+				})
+			}()
+		}
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 2 {
+					if _, ok := s.Delete(ids[(i+round*97)%n]); ok {
+						reports[(i+round*97)%n].Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range reports {
+			require.Equal(t, int32(1), reports[i].Load(), "entry %d reported %d times", i, reports[i].Load())
+		}
+		assert.Equal(t, 0, s.Len())
+		assert.Equal(t, 0, s.OwnerCount("o"))
+	}
+}
+
+func TestSweepSchedule(t *testing.T) {
+	tests := []struct {
+		every    time.Duration
+		n        int
+		tick     time.Duration
+		per      int
+		maxRound time.Duration
+	}{
+		{time.Second, 64, time.Second / 64, 1, time.Second},
+		{4 * time.Second, 4, time.Second, 1, 4 * time.Second},
+		{time.Second, 1, time.Second, 1, time.Second},
+		{time.Second, MaxShards, 1007080 * time.Nanosecond, 66, time.Second + 10*time.Millisecond},
+		{100 * time.Microsecond, 64, 100 * time.Microsecond, 64, 100 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		tick, per := sweepSchedule(tt.every, tt.n)
+		assert.Equal(t, tt.per, per, "%v/%d", tt.every, tt.n)
+		assert.InDelta(t, float64(tt.tick), float64(tick), float64(time.Microsecond), "%v/%d", tt.every, tt.n)
+		rounds := (tt.n + per - 1) / per
+		assert.LessOrEqual(t, time.Duration(rounds)*tick, tt.maxRound)
+	}
+}
+
+// TestSweepLoop checks with a fake clock that SweepLoop sweeps one shard per
+// every/NumShards, in order, and returns when its context is cancelled.
+func TestSweepLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(Config[*sess]{Shards: 4})
+		require.NoError(t, err)
+		perShard := make([]int, s.NumShards())
+		for range 200 {
+			id := newID(t)
+			perShard[s.ShardOf(id)]++
+			require.NoError(t, s.Create(id, &sess{}))
+		}
+		var mu sync.Mutex
+		seen := map[int]int{}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.SweepLoop(ctx, 4*time.Second, func(string, *sess) bool { return true }, func(id string, _ *sess) {
+				mu.Lock()
+				seen[s.ShardOf(id)]++
+				mu.Unlock()
+			})
+		}()
+
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, 200, s.Len(), "nothing swept before the first tick")
+		remaining := 200
+		for i := range s.NumShards() {
+			time.Sleep(time.Second)
+			synctest.Wait()
+			remaining -= perShard[i]
+			assert.Equal(t, remaining, s.Len(), "after tick %d", i+1)
+			mu.Lock()
+			assert.Equal(t, perShard[i], seen[i], "shard %d swept at tick %d", i, i+1)
+			mu.Unlock()
+		}
+		assert.Equal(t, 0, s.Len())
+
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("SweepLoop did not return after cancel")
+		}
+	})
+}
+
+// TestSweepLoopStops runs SweepLoop on real time and checks that it returns
+// on cancel; TestMain's leak check catches a goroutine left behind.
+func TestSweepLoopStops(t *testing.T) {
+	s, err := New(Config[*sess]{Shards: 2})
+	require.NoError(t, err)
+	id := newID(t)
+	require.NoError(t, s.Create(id, &sess{}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	removed := make(chan string, 1)
+	go func() {
+		defer close(done)
+		s.SweepLoop(ctx, 20*time.Millisecond, func(string, *sess) bool { return true }, func(id string, _ *sess) { removed <- id })
+	}()
+	select {
+	case got := <-removed:
+		assert.Equal(t, id, got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("entry not swept")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SweepLoop did not return after cancel")
+	}
+}
