@@ -66,9 +66,9 @@ type Store[V any] struct {
 	shift  uint   // 64 - log2(len(shards)): the shard index is the hash's top bits
 	seed   uint64 // per-store random seed for shardHash and hashID
 
-	maxEntries int64                                // 0: no cap
-	ownerLimit int64                                // 0: no limit
-	ownerOf    func(V) string                       // nil: no owner tracking
+	maxEntries int64                               // 0: no cap
+	ownerLimit int64                               // 0: no limit
+	ownerOf    func(V) string                      // nil: no owner tracking
 	owners     *xsync.MapOf[string, *ownerCounter] // nil when ownerOf is nil
 
 	_ [64]byte // keep n off the cache line of the read-mostly fields above

@@ -44,7 +44,6 @@ func TestNewShards(t *testing.T) {
 		{shards: 65, want: 128},
 		{shards: 1000, want: 1024},
 		{shards: MaxShards - 1, want: MaxShards},
-		{shards: MaxShards, want: MaxShards},
 		{shards: MaxShards + 1, err: true},
 		{shards: -1, err: true},
 	}
