@@ -1,0 +1,324 @@
+package shard
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// bval is the benchmark value: a small pointer, like *Session.
+type bval struct{ n int64 }
+
+// kvMap is the common face of the store and its baselines.
+type kvMap interface {
+	get(id string) (*bval, bool)
+	create(id string, v *bval) bool
+	del(id string) bool
+}
+
+type storeMap struct{ s *Store[*bval] }
+
+func (m storeMap) get(id string) (*bval, bool)    { return m.s.Get(id) }
+func (m storeMap) create(id string, v *bval) bool { return m.s.Create(id, v) == nil }
+func (m storeMap) del(id string) bool             { _, ok := m.s.Delete(id); return ok }
+
+// rwMap is the single-lock baseline: one map behind one sync.RWMutex.
+type rwMap struct {
+	// mu guards m.
+	mu sync.RWMutex
+	m  map[string]*bval
+}
+
+func (m *rwMap) get(id string) (*bval, bool) {
+	m.mu.RLock()
+	v, ok := m.m[id]
+	m.mu.RUnlock()
+	return v, ok
+}
+
+func (m *rwMap) create(id string, v *bval) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.m[id]; ok {
+		return false
+	}
+	m.m[id] = v
+	return true
+}
+
+func (m *rwMap) del(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.m[id]
+	delete(m.m, id)
+	return ok
+}
+
+// syncMap is the sync.Map baseline.
+type syncMap struct{ m sync.Map }
+
+func (m *syncMap) get(id string) (*bval, bool) {
+	v, ok := m.m.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(*bval), true
+}
+
+func (m *syncMap) create(id string, v *bval) bool {
+	_, loaded := m.m.LoadOrStore(id, v)
+	return !loaded
+}
+
+func (m *syncMap) del(id string) bool {
+	_, ok := m.m.LoadAndDelete(id)
+	return ok
+}
+
+// impls are the implementations compared side by side, in this order.
+var impls = []struct {
+	name string
+	make func() kvMap
+}{
+	{"sharded", func() kvMap { return storeMap{mustStore(hasherID)} }},
+	{"sharded-memhash", func() kvMap { return storeMap{mustStore(hasherRuntime)} }},
+	{"rwmutex", func() kvMap { return &rwMap{m: map[string]*bval{}} }},
+	{"syncmap", func() kvMap { return new(syncMap) }},
+}
+
+func mustStore(hk hasherKind) *Store[*bval] {
+	s, err := newStore(Config[*bval]{}, hk)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// benchIDs returns n gateway-style IDs (32 hex digits), deterministic per n.
+func benchIDs(n int, seed uint64) []string {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	ids := make([]string, n)
+	var b [16]byte
+	for i := range ids {
+		for j := 0; j < 16; j += 8 {
+			x := r.Uint64()
+			for k := range 8 {
+				b[j+k] = byte(x >> (8 * k))
+			}
+		}
+		ids[i] = hex.EncodeToString(b[:])
+	}
+	return ids
+}
+
+// fixture is a pre-filled map and its keys, built once per size and
+// implementation and reused by every run of the benchmarks.
+type fixture struct {
+	m      kvMap
+	keys   []string // present at the start
+	fresh  []string // never pre-filled: created by the mixed workload
+	cursor atomic.Uint64
+}
+
+var (
+	fixturesMu sync.Mutex
+	fixtures   = map[string]*fixture{}
+	keySets    = map[int][2][]string{}
+)
+
+func getFixture(size int, impl int) *fixture {
+	fixturesMu.Lock()
+	defer fixturesMu.Unlock()
+	name := fmt.Sprint(size, "/", impls[impl].name)
+	if f, ok := fixtures[name]; ok {
+		return f
+	}
+	ks, ok := keySets[size]
+	if !ok {
+		ks = [2][]string{benchIDs(size, 1), benchIDs(size, 2)}
+		keySets[size] = ks
+	}
+	f := &fixture{m: impls[impl].make(), keys: ks[0], fresh: ks[1]}
+	for _, k := range f.keys {
+		f.m.create(k, &bval{})
+	}
+	fixtures[name] = f
+	return f
+}
+
+// xorshift is a per-goroutine pseudo-random stream.
+type xorshift uint64
+
+func (x *xorshift) next() uint64 {
+	v := uint64(*x)
+	v ^= v << 13
+	v ^= v >> 7
+	v ^= v << 17
+	*x = xorshift(v)
+	return v
+}
+
+// index maps a random value to [0, n) without a division.
+func index(r uint64, n int) int { return int((r >> 32) * uint64(n) >> 32) }
+
+func benchGet(b *testing.B, f *fixture) {
+	var misses atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := xorshift(rand.Uint64() | 1)
+		keys, m := f.keys, f.m
+		miss := 0
+		for pb.Next() {
+			if _, ok := m.get(keys[index(r.next(), len(keys))]); !ok {
+				miss++
+			}
+		}
+		misses.Add(int64(miss))
+	})
+	if misses.Load() != 0 {
+		b.Fatalf("%d gets missed", misses.Load())
+	}
+}
+
+// benchMixed runs 90% gets of pre-filled keys, 5% creates of fresh keys and
+// 5% deletes of keys this goroutine created 64 creates earlier, so the size
+// stays near the pre-filled one.
+func benchMixed(b *testing.B, f *fixture) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		const region = 1 << 12
+		r := xorshift(rand.Uint64() | 1)
+		keys, fresh, m := f.keys, f.fresh, f.m
+		base := int(f.cursor.Add(region)) % len(fresh)
+		next := 0
+		var ring [128]string
+		head, tail := 0, 0
+		v := &bval{}
+		for i := 0; pb.Next(); i++ {
+			switch i % 20 {
+			case 0:
+				id := fresh[(base+next%region)%len(fresh)]
+				next++
+				if m.create(id, v) && head-tail < len(ring) {
+					ring[head%len(ring)] = id
+					head++
+				}
+			case 10:
+				if head-tail >= 64 {
+					m.del(ring[tail%len(ring)])
+					tail++
+					break
+				}
+				fallthrough
+			default:
+				m.get(keys[index(r.next(), len(keys))])
+			}
+		}
+		for ; tail < head; tail++ {
+			m.del(ring[tail%len(ring)])
+		}
+	})
+}
+
+// BenchmarkStore compares the store with a single RWMutex map and sync.Map at
+// 100k and 1M entries: get-only, and 90% get / 5% create / 5% delete.
+func BenchmarkStore(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100k", 100_000}, {"1M", 1_000_000}} {
+		for _, wl := range []struct {
+			name string
+			run  func(*testing.B, *fixture)
+		}{{"get", benchGet}, {"mixed", benchMixed}} {
+			for i, impl := range impls {
+				b.Run(size.name+"/"+wl.name+"/"+impl.name, func(b *testing.B) {
+					f := getFixture(size.n, i)
+					wl.run(b, f)
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkHasher compares the store's ID hash with the runtime's memhash
+// that xsync uses by default, on a 32-hex-digit ID.
+func BenchmarkHasher(b *testing.B) {
+	id := benchIDs(1, 3)[0]
+	b.Run("hashID", func(b *testing.B) {
+		h := func(id string, seed uint64) uint64 { return hashID(id, seed^12345) }
+		var sink uint64
+		for i := 0; b.Loop(); i++ {
+			sink += h(id, uint64(i))
+		}
+		_ = sink
+	})
+	b.Run("shardHash", func(b *testing.B) {
+		var sink uint64
+		for i := 0; b.Loop(); i++ {
+			sink += shardHash(id, uint64(i))
+		}
+		_ = sink
+	})
+	b.Run("memhash", func(b *testing.B) {
+		s := mustStore(hasherRuntime)
+		_ = s.Create(id, &bval{})
+		for b.Loop() {
+			s.Get(id)
+		}
+	})
+	b.Run("hashID-store", func(b *testing.B) {
+		s := mustStore(hasherID)
+		_ = s.Create(id, &bval{})
+		for b.Loop() {
+			s.Get(id)
+		}
+	})
+}
+
+// BenchmarkStoreBytesPerEntry reports the heap bytes each entry costs as the
+// slope between 100k and 1M entries (HeapInuse after GC; keys and values are
+// allocated beforehand and not counted). Run it with -benchtime 1x.
+func BenchmarkStoreBytesPerEntry(b *testing.B) {
+	const small, large = 100_000, 1_000_000
+	keys := benchIDs(large, 4)
+	vals := make([]bval, large)
+	for i, impl := range impls {
+		if impl.name == "sharded-memhash" {
+			continue // same layout as sharded
+		}
+		b.Run(impl.name, func(b *testing.B) {
+			var perEntry float64
+			for b.Loop() {
+				hs := heapWith(i, keys[:small], vals)
+				hl := heapWith(i, keys, vals)
+				perEntry = float64(hl-hs) / float64(large-small)
+			}
+			b.ReportMetric(perEntry, "B/entry")
+		})
+	}
+	runtime.KeepAlive(keys)
+	runtime.KeepAlive(vals)
+}
+
+// heapWith fills a new map of implementation impl with keys and returns
+// HeapInuse after GC while the map is alive.
+func heapWith(impl int, keys []string, vals []bval) uint64 {
+	runtime.GC()
+	m := impls[impl].make()
+	for i, k := range keys {
+		m.create(k, &vals[i])
+	}
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	runtime.KeepAlive(m)
+	return ms.HeapInuse
+}
