@@ -1,0 +1,297 @@
+package sse
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// ErrEventTooLarge is wrapped by the error Decoder.Next returns when an event block
+// exceeds the decoder's maximum size.
+var ErrEventTooLarge = errors.New("sse: event too large")
+
+// DefaultMaxEventBytes is the maximum event block size used when NewDecoder is given 0.
+const DefaultMaxEventBytes = 4 << 20
+
+// initialBufSize is the decoder's first read buffer size; it grows (up to the maximum
+// event size) only when a single line does not fit.
+const initialBufSize = 4096
+
+// maxEmptyReads bounds consecutive (0, nil) reads before Next gives up with
+// io.ErrNoProgress, as bufio does.
+const maxEmptyReads = 100
+
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// Decoder reads event blocks from an SSE stream. See the package documentation for its
+// concurrency contract: one goroutine owns it.
+//
+// The size of a block is the number of bytes of its field and comment lines, each counted
+// with one line-terminator byte, not counting the blank line that ends it.
+type Decoder struct {
+	r   io.Reader
+	max int
+
+	// buf[start:end] is input read but not yet consumed.
+	buf        []byte
+	start, end int
+	readErr    error // sticky error from r (io.EOF included)
+	fatal      error // sticky error returned by every later Next
+	skipLF     bool  // the previous line ended in '\r': skip one '\n' that follows
+	bomChecked bool
+
+	// State of the block being read.
+	blockBytes int
+	data       []byte // data field values, each followed by '\n'
+	evType     []byte
+	blockID    []byte
+	hasID      bool
+	hasEvent   bool
+	hasData    bool
+	retry      int64
+	sawComment bool
+
+	lastID   []byte // id of the last dispatched block that had one
+	comments int
+	ev       Event
+}
+
+// NewDecoder returns a Decoder reading from r. maxEventBytes bounds the size of one event
+// block; 0 (or a negative value) means DefaultMaxEventBytes.
+func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
+	if maxEventBytes <= 0 {
+		maxEventBytes = DefaultMaxEventBytes
+	}
+	maxEventBytes = min(maxEventBytes, math.MaxInt-1) // buffers hold max+1 bytes
+	return &Decoder{r: r, max: maxEventBytes, retry: -1}
+}
+
+// Next returns the next event block: a block with at least one effective id, event, data
+// or retry field. Blocks with only comments are skipped and counted (see Comments); blocks
+// with only unknown or ignored fields are skipped silently. The returned Event and its
+// slices are valid until the next call to Next.
+//
+// Line ends may be LF, CRLF or CR, in any mix and split across reads. A leading UTF-8 BOM
+// is skipped. A line without a colon is a field name with an empty value; one space after
+// the colon is stripped; unknown fields are ignored; an id containing NUL is ignored; a
+// retry value that is not all ASCII digits (or overflows int64) is ignored.
+//
+// At the end of the input an unterminated block is discarded and io.EOF is returned. A
+// block larger than the maximum size returns an error wrapping ErrEventTooLarge. Any
+// error from the underlying reader other than io.EOF is returned as is. Every error is
+// sticky: the decoder returns it from all later calls.
+func (d *Decoder) Next() (*Event, error) {
+	if d.fatal != nil {
+		return nil, d.fatal
+	}
+	if !d.bomChecked {
+		if err := d.checkBOM(); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		for d.start < d.end {
+			b := d.buf[d.start:d.end]
+			if d.skipLF {
+				d.skipLF = false
+				if b[0] == '\n' {
+					d.start++
+					continue
+				}
+			}
+			i := indexEOL(b)
+			if i < 0 {
+				break
+			}
+			d.skipLF = b[i] == '\r'
+			d.start += i + 1
+			if i == 0 {
+				if ev := d.dispatch(); ev != nil {
+					return ev, nil
+				}
+				continue
+			}
+			d.blockBytes += i + 1
+			if d.blockBytes > d.max {
+				return nil, d.tooLarge()
+			}
+			d.processLine(b[:i])
+		}
+		// Checked before the read error so that the outcome does not depend on how the
+		// input was split into reads.
+		if d.blockBytes+(d.end-d.start) > d.max {
+			return nil, d.tooLarge()
+		}
+		if d.readErr != nil {
+			// An unterminated trailing block (or line) is discarded.
+			d.fatal = d.readErr
+			return nil, d.fatal
+		}
+		if err := d.fill(); err != nil {
+			d.fatal = err
+			return nil, err
+		}
+	}
+}
+
+func (d *Decoder) tooLarge() error {
+	d.fatal = fmt.Errorf("sse.Decoder.Next: block over %d bytes: %w", d.max, ErrEventTooLarge)
+	return d.fatal
+}
+
+// checkBOM skips a UTF-8 byte order mark at the very start of the stream.
+func (d *Decoder) checkBOM() error {
+	for {
+		n := d.end - d.start
+		b := d.buf[d.start:d.end]
+		if n >= len(bom) || d.readErr != nil || !bytes.HasPrefix(bom, b) {
+			if bytes.HasPrefix(b, bom) {
+				d.start += len(bom)
+			}
+			d.bomChecked = true
+			return nil
+		}
+		if err := d.fill(); err != nil {
+			d.fatal = err
+			return err
+		}
+	}
+}
+
+// fill moves unconsumed input to the front of buf, grows buf if it is full, and reads
+// once from r. It returns a non-nil error only when r makes no progress.
+func (d *Decoder) fill() error {
+	if d.start > 0 {
+		d.end = copy(d.buf, d.buf[d.start:d.end])
+		d.start = 0
+	}
+	if d.end == len(d.buf) {
+		n := 2 * len(d.buf)
+		if n == 0 {
+			n = min(initialBufSize, d.max+1)
+		}
+		n = min(n, d.max+1)
+		if n <= len(d.buf) {
+			// Unreachable: Next reports an oversized line before asking for more.
+			return fmt.Errorf("sse.Decoder.Next: buffer full: %w", ErrEventTooLarge)
+		}
+		nb := make([]byte, n)
+		copy(nb, d.buf[:d.end])
+		d.buf = nb
+	}
+	for range maxEmptyReads {
+		n, err := d.r.Read(d.buf[d.end:])
+		if n < 0 || n > len(d.buf)-d.end {
+			return fmt.Errorf("sse.Decoder.Next: reader returned invalid count %d", n)
+		}
+		d.end += n
+		if err != nil {
+			d.readErr = err
+			return nil
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// processLine applies one non-empty line (without its terminator) to the block state.
+func (d *Decoder) processLine(line []byte) {
+	if line[0] == ':' {
+		d.sawComment = true
+		return
+	}
+	var name, value []byte
+	if i := bytes.IndexByte(line, ':'); i >= 0 {
+		name, value = line[:i], line[i+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+	} else {
+		name = line
+	}
+	switch string(name) {
+	case "data":
+		d.data = append(d.data, value...)
+		d.data = append(d.data, '\n')
+		d.hasData = true
+	case "event":
+		d.evType = append(d.evType[:0], value...)
+		d.hasEvent = true
+	case "id":
+		if bytes.IndexByte(value, 0) < 0 {
+			d.blockID = append(d.blockID[:0], value...)
+			d.hasID = true
+		}
+	case "retry":
+		if ms, ok := parseRetry(value); ok {
+			d.retry = ms
+		}
+	}
+}
+
+// parseRetry accepts one or more ASCII digits that fit in an int64.
+func parseRetry(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// dispatch ends the current block. It returns the event, or nil when the block had no
+// effective field.
+func (d *Decoder) dispatch() *Event {
+	effective := d.hasID || d.hasEvent || d.hasData || d.retry >= 0
+	if !effective {
+		if d.sawComment {
+			d.comments++
+		}
+		d.resetBlock()
+		return nil
+	}
+	ev := &d.ev
+	*ev = Event{HasID: d.hasID, HasData: d.hasData, Retry: d.retry}
+	if d.hasID {
+		d.lastID, d.blockID = d.blockID, d.lastID
+		ev.ID = d.lastID
+	}
+	if d.hasEvent {
+		ev.Event = d.evType
+	}
+	if d.hasData {
+		ev.Data = d.data[:len(d.data)-1]
+	}
+	d.resetBlock()
+	return ev
+}
+
+func (d *Decoder) resetBlock() {
+	d.blockBytes = 0
+	d.data = d.data[:0]
+	d.evType = d.evType[:0]
+	d.blockID = d.blockID[:0]
+	d.hasID, d.hasEvent, d.hasData, d.sawComment = false, false, false, false
+	d.retry = -1
+}
+
+// LastEventID returns the SSE "last event ID buffer": the id of the most recent returned
+// event that carried one (an empty id field resets it to empty). It is empty before any id
+// was seen. The slice is valid until the next call to Next.
+func (d *Decoder) LastEventID() []byte { return d.lastID }
+
+// Comments returns how many comment-only blocks Next has skipped.
+func (d *Decoder) Comments() int { return d.comments }

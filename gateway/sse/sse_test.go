@@ -1,0 +1,358 @@
+package sse
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// copied is a decoded event detached from the decoder's buffers.
+type copied struct {
+	ID      string
+	HasID   bool
+	Event   string
+	Data    string
+	HasData bool
+	Retry   int64
+}
+
+func cp(ev *Event) copied {
+	return copied{ID: string(ev.ID), HasID: ev.HasID, Event: string(ev.Event), Data: string(ev.Data), HasData: ev.HasData, Retry: ev.Retry}
+}
+
+// decodeAll decodes r to the end and returns the events and the terminating error.
+func decodeAll(r io.Reader, max int) ([]copied, *Decoder, error) {
+	d := NewDecoder(r, max)
+	var out []copied
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			return out, d, err
+		}
+		out = append(out, cp(ev))
+	}
+}
+
+// chunkReader returns the input in pseudo-random chunk sizes in [1, maxChunk].
+type chunkReader struct {
+	data     []byte
+	rng      *rand.Rand
+	maxChunk int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1 + c.rng.IntN(c.maxChunk)
+	n = min(n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func dataEvent(id, data string) copied {
+	return copied{ID: id, HasID: id != "", Data: data, HasData: true, Retry: -1}
+}
+
+func TestEventID(t *testing.T) {
+	valid := []struct {
+		in          string
+		stream, seq uint64
+	}{
+		{"0_0", 0, 0},
+		{"1_2", 1, 2},
+		{"10_0", 10, 0},
+		{"18446744073709551615_18446744073709551615", 1<<64 - 1, 1<<64 - 1},
+		{"7_123456789", 7, 123456789},
+	}
+	for _, tc := range valid {
+		t.Run("valid/"+tc.in, func(t *testing.T) {
+			s, q, err := ParseEventID([]byte(tc.in))
+			require.NoError(t, err)
+			assert.Equal(t, tc.stream, s)
+			assert.Equal(t, tc.seq, q)
+			assert.Equal(t, tc.in, string(AppendEventID(nil, s, q)))
+		})
+	}
+	invalid := []string{
+		"", "_", "1_", "_1", "01_2", "1_02", "00_1", "1_2_3", "-1_2", "1_-2", "+1_2",
+		"18446744073709551616_1", "1_18446744073709551616", "99999999999999999999_1",
+		" 1_2", "1_2 ", "1 _2", "1_ 2", "1__2", "a_1", "1_b", "12", "1\x00_2", "١_٢", "0x1_2",
+	}
+	for _, in := range invalid {
+		t.Run("invalid/"+in, func(t *testing.T) {
+			_, _, err := ParseEventID([]byte(in))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrBadEventID)
+		})
+	}
+}
+
+func TestAppendStreamEvent(t *testing.T) {
+	tests := []struct {
+		name        string
+		stream, seq uint64
+		data        string
+		want        string
+	}{
+		{"json", 3, 42, `{"jsonrpc":"2.0"}`, "id: 3_42\ndata: {\"jsonrpc\":\"2.0\"}\n\n"},
+		{"empty", 0, 1, "", "id: 0_1\ndata: \n\n"},
+		{"lf", 1, 1, "a\nb", "id: 1_1\ndata: a\ndata: b\n\n"},
+		{"crlf", 1, 1, "a\r\nb", "id: 1_1\ndata: a\ndata: b\n\n"},
+		{"cr", 1, 1, "a\rb", "id: 1_1\ndata: a\ndata: b\n\n"},
+		{"trailing lf", 1, 1, "a\n", "id: 1_1\ndata: a\ndata: \n\n"},
+		{"cr cr lf", 1, 1, "a\r\r\nb", "id: 1_1\ndata: a\ndata: \ndata: b\n\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := []byte("x")
+			got := AppendStreamEvent(prefix, tc.stream, tc.seq, []byte(tc.data))
+			assert.Equal(t, "x"+tc.want, string(got))
+		})
+	}
+}
+
+func TestAppendEventCommentRetry(t *testing.T) {
+	tests := []struct {
+		name string
+		got  []byte
+		want string
+	}{
+		{"full", AppendEvent(nil, &Event{ID: []byte("a"), HasID: true, Event: []byte("ping"), Data: []byte("x\ny"), HasData: true, Retry: 10}),
+			"id: a\nevent: ping\nretry: 10\ndata: x\ndata: y\n\n"},
+		{"empty id", AppendEvent(nil, &Event{HasID: true, Retry: -1}), "id: \n\n"},
+		{"nothing", AppendEvent(nil, &Event{Retry: -1}), ""},
+		{"zero event writes retry 0", AppendEvent(nil, &Event{}), "retry: 0\n\n"},
+		{"id cut at newline", AppendEvent(nil, &Event{ID: []byte("a\nb"), Retry: -1}), "id: a\n\n"},
+		{"event cut at cr", AppendEvent(nil, &Event{Event: []byte("e\rx"), Retry: -1}), "event: e\n\n"},
+		{"comment", AppendComment(nil, "ping"), ": ping\n\n"},
+		{"comment empty", AppendComment(nil, ""), ": \n\n"},
+		{"comment lines", AppendComment(nil, "a\r\nb\rc\nd"), ": a\n: b\n: c\n: d\n\n"},
+		{"retry", AppendRetry(nil, 1500), "retry: 1500\n\n"},
+		{"retry negative", AppendRetry(nil, -5), "retry: 0\n\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, string(tc.got))
+		})
+	}
+}
+
+func TestDecoder(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       string
+		want     []copied
+		comments int
+		lastID   string
+	}{
+		{"simple", "id: 1_1\ndata: hello\n\n", []copied{dataEvent("1_1", "hello")}, 0, "1_1"},
+		{"crlf", "id: 1\r\ndata: a\r\ndata: b\r\n\r\n", []copied{dataEvent("1", "a\nb")}, 0, "1"},
+		{"cr", "id: 1\rdata: a\rdata: b\r\r", []copied{dataEvent("1", "a\nb")}, 0, "1"},
+		{"mixed ends", "data: a\r\ndata: b\rdata: c\n\r\n", []copied{dataEvent("", "a\nb\nc")}, 0, ""},
+		{"bom", "\xEF\xBB\xBFdata: x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"bom only at start", "data: x\n\n\xEF\xBB\xBFdata: y\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"no space", "data:x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"one space stripped", "data:  x \n\n", []copied{dataEvent("", " x ")}, 0, ""},
+		{"field without colon", "data\ndata\n\n", []copied{dataEvent("", "\n")}, 0, ""},
+		{"empty data", "data:\n\n", []copied{dataEvent("", "")}, 0, ""},
+		{"unknown field ignored", "foo: bar\ndata: x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"unknown-only block skipped", "foo: bar\n\ndata: x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"comments", ": ping\n\n: a\n: b\n\ndata: x\n: inline\n\n", []copied{dataEvent("", "x")}, 2, ""},
+		{"event type", "event: endpoint\ndata: /m?s=1\n\n",
+			[]copied{{Event: "endpoint", Data: "/m?s=1", HasData: true, Retry: -1}}, 0, ""},
+		{"event type reset per block", "event: a\ndata: 1\n\ndata: 2\n\n",
+			[]copied{{Event: "a", Data: "1", HasData: true, Retry: -1}, dataEvent("", "2")}, 0, ""},
+		{"last id wins in block", "id: 1\nid: 2\ndata: x\n\n", []copied{dataEvent("2", "x")}, 0, "2"},
+		{"id persists as last event id", "id: 5\ndata: a\n\ndata: b\n\n", []copied{dataEvent("5", "a"), dataEvent("", "b")}, 0, "5"},
+		{"empty id resets", "id: 5\ndata: a\n\nid\ndata: b\n\n", []copied{dataEvent("5", "a"), {HasID: true, Data: "b", HasData: true, Retry: -1}}, 0, ""},
+		{"id with NUL ignored", "id: 7\n\nid: a\x00b\ndata: x\n\n", []copied{{ID: "7", HasID: true, Retry: -1}, dataEvent("", "x")}, 0, "7"},
+		{"id only (priming)", "id: 0_0\ndata:\n\n", []copied{dataEvent("0_0", "")}, 0, "0_0"},
+		{"retry", "retry: 3000\n\n", []copied{{Retry: 3000}}, 0, ""},
+		{"retry non numeric ignored", "retry: 3s\n\nretry: -1\n\nretry:\n\nretry: 1 \n\ndata: x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"retry overflow ignored", "retry: 99999999999999999999\ndata: x\n\n", []copied{dataEvent("", "x")}, 0, ""},
+		{"unterminated block discarded", "data: a\n\ndata: b\n", []copied{dataEvent("", "a")}, 0, ""},
+		{"unterminated line discarded", "data: a\n\ndata: b", []copied{dataEvent("", "a")}, 0, ""},
+		{"leading blank lines", "\n\n\r\n\rdata: a\n\n", []copied{dataEvent("", "a")}, 0, ""},
+		{"empty input", "", nil, 0, ""},
+		{"colon in value", "data: a:b\n\n", []copied{dataEvent("", "a:b")}, 0, ""},
+		{"case sensitive names", "Data: a\nDATA: b\n\n", nil, 0, ""},
+	}
+	readers := map[string]func(string) io.Reader{
+		"whole":    func(s string) io.Reader { return strings.NewReader(s) },
+		"one byte": func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) },
+		"data+eof": func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) },
+		"half":     func(s string) io.Reader { return iotest.HalfReader(strings.NewReader(s)) },
+		"random": func(s string) io.Reader {
+			return &chunkReader{data: []byte(s), rng: rand.New(rand.NewPCG(1, 2)), maxChunk: 5}
+		},
+	}
+	for _, tc := range tests {
+		for rname, mk := range readers {
+			t.Run(tc.name+"/"+rname, func(t *testing.T) {
+				got, d, err := decodeAll(mk(tc.in), 0)
+				require.ErrorIs(t, err, io.EOF)
+				assert.Equal(t, tc.want, got)
+				assert.Equal(t, tc.comments, d.Comments())
+				assert.Equal(t, tc.lastID, string(d.LastEventID()))
+				_, err = d.Next()
+				assert.ErrorIs(t, err, io.EOF, "EOF is sticky")
+			})
+		}
+	}
+}
+
+func TestDecoderCRAcrossReads(t *testing.T) {
+	// The CR ends one read and the LF starts the next: one line end, not two.
+	r := io.MultiReader(strings.NewReader("data: a\r"), strings.NewReader("\ndata: b\r"), strings.NewReader("\n\r"), strings.NewReader("\n"))
+	got, _, err := decodeAll(r, 0)
+	require.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, []copied{dataEvent("", "a\nb")}, got)
+}
+
+func TestDecoderTooLarge(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		max  int
+		n    int // events before the error
+	}{
+		{"long line", "data: " + strings.Repeat("x", 100) + "\n\n", 50, 0},
+		{"long unterminated line", "data: " + strings.Repeat("x", 100), 50, 0},
+		{"many lines", strings.Repeat("data: xxxxxxxxx\n", 10) + "\n", 50, 0},
+		{"many comments in one block", strings.Repeat(": xxxxxxxxx\n", 10) + "\n", 50, 0},
+		{"after a good event", "data: ok\n\n" + strings.Repeat("data: xxxxxxxxx\n", 10) + "\n", 50, 1},
+	}
+	for _, tc := range tests {
+		for _, chunk := range []int{1, 7, 4096} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := &chunkReader{data: []byte(tc.in), rng: rand.New(rand.NewPCG(3, 4)), maxChunk: chunk}
+				got, _, err := decodeAll(r, tc.max)
+				require.ErrorIs(t, err, ErrEventTooLarge)
+				assert.Len(t, got, tc.n)
+			})
+		}
+	}
+	t.Run("exactly at limit", func(t *testing.T) {
+		in := "data: 123\n\n" // block size 10
+		got, _, err := decodeAll(strings.NewReader(in), 10)
+		require.ErrorIs(t, err, io.EOF)
+		assert.Equal(t, []copied{dataEvent("", "123")}, got)
+		_, _, err = decodeAll(strings.NewReader(in), 9)
+		require.ErrorIs(t, err, ErrEventTooLarge)
+	})
+	t.Run("separate blocks each under limit", func(t *testing.T) {
+		in := strings.Repeat("data: 123\n\n: comment\n\n", 100)
+		got, d, err := decodeAll(iotest.OneByteReader(strings.NewReader(in)), 10)
+		require.ErrorIs(t, err, io.EOF)
+		assert.Len(t, got, 100)
+		assert.Equal(t, 100, d.Comments())
+	})
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+type zeroReader struct{}
+
+func (zeroReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestDecoderReaderErrors(t *testing.T) {
+	boom := errors.New("boom")
+	r := io.MultiReader(strings.NewReader("data: a\n\ndata: partial\n"), errReader{boom})
+	got, _, err := decodeAll(r, 0)
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, []copied{dataEvent("", "a")}, got)
+
+	_, _, err = decodeAll(zeroReader{}, 0)
+	require.ErrorIs(t, err, io.ErrNoProgress)
+}
+
+func TestRoundTrip(t *testing.T) {
+	var buf []byte
+	payloads := []string{
+		`{"jsonrpc":"2.0","id":1,"result":{}}`,
+		"",
+		"line1\nline2",
+		"crlf\r\nline",
+		"cr\rline",
+		"\n",
+		" leading space",
+		": not a comment",
+		"data: nested",
+		strings.Repeat("x", 10000),
+		"unicode ✓ 日本",
+	}
+	buf = append(buf, bom...)
+	buf = AppendComment(buf, "hello\nworld")
+	buf = AppendRetry(buf, 2500)
+	var want []copied
+	want = append(want, copied{Retry: 2500})
+	for i, p := range payloads {
+		buf = AppendStreamEvent(buf, 1, uint64(i), []byte(p))
+		buf = AppendComment(buf, "hb")
+		want = append(want, dataEvent(string(AppendEventID(nil, 1, uint64(i))), normalizeEOL(p)))
+	}
+	buf = AppendEvent(buf, &Event{Event: []byte("endpoint"), Data: []byte("/message?s=1"), Retry: -1})
+	want = append(want, copied{Event: "endpoint", Data: "/message?s=1", HasData: true, Retry: -1})
+	buf = AppendEvent(buf, &Event{ID: []byte("x"), HasID: true, Retry: 5})
+	want = append(want, copied{ID: "x", HasID: true, Retry: 5})
+
+	for _, chunk := range []int{1, 2, 3, 17, 4096, 1 << 20} {
+		r := &chunkReader{data: buf, rng: rand.New(rand.NewPCG(uint64(chunk), 9)), maxChunk: chunk}
+		got, d, err := decodeAll(r, 0)
+		require.ErrorIs(t, err, io.EOF)
+		assert.Equal(t, want, got, "chunk %d", chunk)
+		assert.Equal(t, 1+len(payloads), d.Comments())
+		assert.Equal(t, "x", string(d.LastEventID()))
+	}
+}
+
+// normalizeEOL maps CRLF and CR to LF, which is what an encode/decode round trip does.
+func normalizeEOL(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+func TestEventSlicesReused(t *testing.T) {
+	// Document the validity contract: a later Next overwrites earlier slices' storage.
+	in := "id: aaaa\ndata: 1111\n\nid: bbbb\ndata: 2222\n\n"
+	d := NewDecoder(strings.NewReader(in), 0)
+	ev, err := d.Next()
+	require.NoError(t, err)
+	first := cp(ev)
+	ev2, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, dataEvent("aaaa", "1111"), first)
+	assert.Equal(t, dataEvent("bbbb", "2222"), cp(ev2))
+	assert.True(t, bytes.Equal(d.LastEventID(), []byte("bbbb")))
+}
+
+// loopReader replays the same stream forever.
+type loopReader struct {
+	data []byte
+	off  int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := copy(p, l.data[l.off:])
+	l.off = (l.off + n) % len(l.data)
+	return n, nil
+}
+
+// chunkedLoop is a loopReader that returns at most n bytes per Read.
+type chunkedLoop struct {
+	r *loopReader
+	n int
+}
+
+func (c *chunkedLoop) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
