@@ -1,9 +1,9 @@
 // Package shard is the session store of the gateway: values keyed by string
 // IDs, spread over a power-of-two array of xsync.MapOf shards.
 //
-// The shard of an ID comes from the ID's own bytes (its first and last eight,
-// its length and a per-store random seed), so a lookup touches no global lock
-// and no global table. Gateway IDs are 32 random hex digits, but any string
+// The shard of an ID comes from the ID's own bytes (its first, middle and
+// last eight, its length and a per-store random seed), so a lookup touches no
+// global lock and no global table. Gateway IDs are 32 random hex digits, but any string
 // works as an ID. Inside a shard the map hashes every byte of the ID with a
 // per-store seed.
 //

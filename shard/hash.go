@@ -61,16 +61,17 @@ func hashID(s string, seed uint64) uint64 {
 	return mix(a^hashK0^uint64(n), b^hashK1)
 }
 
-// shardHash spreads an ID over the shards from the ID's own bytes: its first
-// and last 8 bytes (64 random bits for a 32-hex-digit gateway ID), its length
-// and the store's seed, through two multiply-xorshift rounds. It reads at most
-// 16 bytes, so it costs about as much for a 128-byte ID as for a short one.
+// shardHash spreads an ID over the shards from the ID's own bytes: its first,
+// middle and last 8 bytes (all 32 digits of a gateway ID), its length and the
+// store's seed, through two multiply-xorshift rounds. It reads at most 24
+// bytes, so a 128-byte ID costs what a short one does; IDs that differ only
+// outside those bytes share a shard (the map inside hashes every byte).
 func shardHash(s string, seed uint64) uint64 {
 	n := len(s)
 	var x uint64
 	switch {
 	case n >= 8:
-		x = le64(s) ^ bits.RotateLeft64(le64(s[n-8:]), 29)
+		x = le64(s) ^ bits.RotateLeft64(le64(s[n-8:]), 29) ^ bits.RotateLeft64(le64(s[n>>1-4:]), 47)
 	case n >= 4:
 		x = le32(s) | le32(s[n-4:])<<32
 	case n > 0:

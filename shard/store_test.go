@@ -271,6 +271,9 @@ func TestShardSpread(t *testing.T) {
 		"long prefix": func(i int) string {
 			return fmt.Sprintf("%0100d", i)
 		},
+		"varying middle": func(i int) string {
+			return fmt.Sprintf("aaaaaaaaaaaa%06dbbbbbbbbbbbb", i)
+		},
 	}
 	for name, gen := range gens {
 		t.Run(name, func(t *testing.T) {
