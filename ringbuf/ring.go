@@ -23,9 +23,7 @@ type Ring struct {
 	strict bool
 	wake   chan struct{} // one slot; signalled without blocking
 
-	// Mirrors of fields guarded by mu, written under mu, readable without
-	// it by LastSeq and Closed.
-	lastSeq  atomic.Uint64
+	// isClosed mirrors closed (written under mu) so Closed needs no lock.
 	isClosed atomic.Bool
 
 	// mu guards every field below it.
@@ -91,8 +89,14 @@ func (r *Ring) Close() {
 func (r *Ring) Closed() bool { return r.isClosed.Load() }
 
 // LastSeq returns the highest sequence number assigned so far, 0 if none.
-// Never blocks.
-func (r *Ring) LastSeq() uint64 { return r.lastSeq.Load() }
+// It takes the ring's lock briefly (keeping an atomic copy would cost every
+// Push a full barrier).
+func (r *Ring) LastSeq() uint64 {
+	r.mu.Lock()
+	last := r.last
+	r.mu.Unlock()
+	return last
+}
 
 // Stats returns a snapshot of the ring's counters and current size.
 func (r *Ring) Stats() Stats {
@@ -322,7 +326,6 @@ func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
 	}
 	r.bytes += len(data)
 	r.last = seq
-	r.lastSeq.Store(seq)
 	r.stats.Pushed++
 	return seq
 }
