@@ -68,6 +68,9 @@ func (r *Ring) Limits() Limits { return r.lim }
 func (r *Ring) Wait() <-chan struct{} { return r.wake }
 
 func (r *Ring) signal() {
+	if len(r.wake) != 0 {
+		return // a wake-up is already pending
+	}
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -353,7 +356,8 @@ func (r *Ring) growLocked() {
 // event is not consumed and is offered again by the next call. Next returns
 // the seq of the last consumed event (after if none) and how many events
 // after `after` are gone (skipped droppable events, counted in
-// Stats.Skipped once per seq). Events up to the returned last are marked
+// Stats.Skipped once per seq; a later call from the same position reports
+// them again). Events up to the returned last are marked
 // delivered, which makes them evictable and stops coalescing into them.
 //
 // If an event the reader needs is gone (a MustDeliver event, or with

@@ -154,7 +154,9 @@ type Config struct {
 	// StrictReplay makes a replay (Next) fail with ErrEvicted if any event
 	// after the requested position is gone. When false (the default) only
 	// a gone MustDeliver event fails a replay; gone droppable events are
-	// reported as skipped.
+	// reported as skipped. Under StrictReplay a live reader that falls
+	// behind a DropOldest ring gets ErrEvicted too: the events dropped for
+	// it are gone, and the caller must restart it from what is left.
 	StrictReplay bool
 }
 
