@@ -180,6 +180,8 @@ func TestParseInvalid(t *testing.T) {
 			assert.Equal(t, tc.code == CodeInvalidRequest, json.Valid([]byte(tc.in)), "parse errors are exactly the invalid JSON")
 			var e error = err
 			assert.True(t, errors.Is(e, &Error{Code: tc.code}))
+			assert.Equal(t, tc.code == CodeParseError, errors.Is(e, ErrParse))
+			assert.Equal(t, tc.code == CodeInvalidRequest, errors.Is(e, ErrInvalidRequest))
 			assert.Contains(t, err.Error(), "jsonrpc: ")
 		})
 	}

@@ -72,13 +72,20 @@ type Error struct {
 	ID []byte
 }
 
+// Sentinels for errors.Is: Parse's errors match ErrParse or ErrInvalidRequest by code
+// (see Error.Is). They are never returned themselves and must not be modified.
+var (
+	ErrParse          = &Error{Code: CodeParseError, Message: "Parse error"}
+	ErrInvalidRequest = &Error{Code: CodeInvalidRequest, Message: "Invalid Request"}
+)
+
 // Error implements error.
 func (e *Error) Error() string {
 	return "jsonrpc: " + e.Message + " (code " + strconv.Itoa(e.Code) + ")"
 }
 
 // Is reports whether target is an *Error with the same Code, so that
-// errors.Is(err, &jsonrpc.Error{Code: jsonrpc.CodeParseError}) works.
+// errors.Is(err, jsonrpc.ErrParse) works.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t != nil && t.Code == e.Code
