@@ -1,0 +1,74 @@
+package harness
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+)
+
+// Keys of the measurement fields the mock upstream puts in params._meta.
+const (
+	metaSeq  = "seq"
+	metaSent = "sent"
+)
+
+// message is what the harness needs from one JSON-RPC message.
+type message struct {
+	kind   jsonrpc.Kind
+	id     []byte // raw JSON id (responses and requests)
+	method []byte
+	raw    []byte
+	seq    uint64 // params._meta.seq, 0 when absent
+	sent   int64  // params._meta.sent (unix ns), 0 when absent
+}
+
+// isResponse reports whether m answers a request (a result or an error).
+func (m *message) isResponse() bool {
+	return m.kind == jsonrpc.KindResponse || m.kind == jsonrpc.KindError
+}
+
+// decoder reads messages. It is not safe for concurrent use.
+type decoder struct {
+	p jsonrpc.Parser
+}
+
+// decode reads one (non-batch) message. The returned slices alias data.
+func (d *decoder) decode(data []byte) (message, error) {
+	msgs, batch, perr := d.p.Parse(data)
+	if perr != nil {
+		return message{}, fmt.Errorf("%w: %s", ErrProtocol, perr.Message)
+	}
+	if batch || len(msgs) != 1 {
+		return message{}, fmt.Errorf("%w: unexpected batch", ErrProtocol)
+	}
+	m := msgs[0]
+	out := message{kind: m.Kind, id: m.ID, method: m.Method, raw: m.Raw}
+	if v, ok := jsonrpc.Lookup(m.Raw, "params", "_meta", metaSeq); ok {
+		out.seq, _ = strconv.ParseUint(string(v), 10, 64)
+	}
+	if v, ok := jsonrpc.Lookup(m.Raw, "params", "_meta", metaSent); ok {
+		out.sent, _ = strconv.ParseInt(string(v), 10, 64)
+	}
+	return out, nil
+}
+
+// lookupUint reads a non-negative integer at path in data.
+func lookupUint(data []byte, path ...string) (uint64, bool) {
+	v, ok := jsonrpc.Lookup(data, path...)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	return n, err == nil
+}
+
+// lookupInt reads an integer at path in data.
+func lookupInt(data []byte, path ...string) (int64, bool) {
+	v, ok := jsonrpc.Lookup(data, path...)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
+}
