@@ -357,3 +357,33 @@ func TestAppendError(t *testing.T) {
 		})
 	}
 }
+
+func TestHasSpecial(t *testing.T) {
+	// Every byte value in every lane, against the byte-wise definition.
+	for lane := range 8 {
+		for c := range 256 {
+			var b [8]byte
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[lane] = byte(c)
+			w := uint64(0)
+			for i := 7; i >= 0; i-- {
+				w = w<<8 | uint64(b[i])
+			}
+			want := c == '"' || c == '\\' || c < 0x20
+			require.Equal(t, want, hasSpecial(w), "lane %d byte %#x", lane, c)
+		}
+	}
+	// Mixed lanes, including high bytes next to matches (borrow propagation).
+	for _, s := range []string{"\xff\xff\xff\xff\xff\xff\xff\xff", "\x80\x81\x20\x21\x5b\x5d\x7f\xfe", "\x00\x01\x02\x03\x04\x05\x06\x07", "\x21\x22\xff\x00\xff\x5c\xff\x1f", "\x20\x20\x20\x20\x20\x20\x20\x20"} {
+		w := uint64(0)
+		want := false
+		for i := 7; i >= 0; i-- {
+			w = w<<8 | uint64(s[i])
+			c := s[i]
+			want = want || c == '"' || c == '\\' || c < 0x20
+		}
+		assert.Equal(t, want, hasSpecial(w), "%q", s)
+	}
+}
