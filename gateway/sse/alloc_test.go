@@ -61,3 +61,19 @@ func TestDecoderNextAlloc(t *testing.T) {
 		assert.Zero(t, allocs, "chunk %d", chunk)
 	}
 }
+
+func TestDecoderResetAlloc(t *testing.T) {
+	stream := AppendStreamEvent(nil, 1, 2, typicalPayload)
+	r := bytes.NewReader(stream)
+	d := NewDecoder(r, 0)
+	_, err := d.Next()
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.Reset(stream)
+		d.Reset(r)
+		if ev, err := d.Next(); err != nil || !ev.HasID {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+}

@@ -68,6 +68,16 @@ func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
 	return &Decoder{r: r, max: maxEventBytes, retry: -1}
 }
 
+// Reset makes d read a new stream from r, as if freshly made by NewDecoder with the same
+// maximum size, but keeping its buffers (so a pooled Decoder does not reallocate). It
+// clears the last event ID, the comment count and any sticky error.
+func (d *Decoder) Reset(r io.Reader) {
+	*d = Decoder{
+		r: r, max: d.max, retry: -1,
+		buf: d.buf, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
+	}
+}
+
 // Next returns the next event block: a block with at least one effective id, event, data
 // or retry field. Blocks with only comments are skipped and counted (see Comments); blocks
 // with only unknown or ignored fields are skipped silently. The returned Event and its

@@ -78,7 +78,8 @@ func parseUint(b []byte) (uint64, bool) {
 //
 // data is split into lines at "\r\n", "\n" and "\r" (a JSON payload normally contains
 // none, so it usually becomes one data line). Empty data produces one empty data line, so
-// the block still carries data. This is the gateway's hot path: it allocates nothing when
+// the block still carries data; AppendStreamEvent(dst, stream, seq, nil) is the priming
+// event (an id and empty data) that 2025-11-25 clients expect. This is the gateway's hot path: it allocates nothing when
 // dst has room.
 func AppendStreamEvent(dst []byte, stream, seq uint64, data []byte) []byte {
 	dst = append(dst, "id: "...)
@@ -134,7 +135,7 @@ type Event struct {
 // CRLF, LF and CR) when HasData or Data is non-empty, then the blank line that ends the
 // block. Note that the zero Event has Retry 0, which is written; set Retry to -1 to omit
 // it. An ID or event type containing CR or LF cannot be represented in SSE, so it is cut
-// at the first CR or LF. If ev has no field to write, nothing is appended.
+// at the first CR or LF; an ID containing NUL is written as is, and decoders ignore it. If ev has no field to write, nothing is appended.
 func AppendEvent(dst []byte, ev *Event) []byte {
 	start := len(dst)
 	if ev.HasID || len(ev.ID) > 0 {

@@ -356,3 +356,26 @@ type chunkedLoop struct {
 }
 
 func (c *chunkedLoop) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+func TestDecoderReset(t *testing.T) {
+	d := NewDecoder(strings.NewReader("id: 1\ndata: a\n\n: c\n\ndata: "+strings.Repeat("x", 100)+"\n\n"), 64)
+	ev, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, dataEvent("1", "a"), cp(ev))
+	_, err = d.Next()
+	require.ErrorIs(t, err, ErrEventTooLarge)
+	assert.Equal(t, 1, d.Comments())
+
+	d.Reset(iotest.OneByteReader(strings.NewReader("\xEF\xBB\xBFdata: b\n\n")))
+	assert.Empty(t, d.LastEventID())
+	assert.Zero(t, d.Comments())
+	ev, err = d.Next()
+	require.NoError(t, err, "the sticky error is cleared")
+	assert.Equal(t, dataEvent("", "b"), cp(ev))
+	_, err = d.Next()
+	require.ErrorIs(t, err, io.EOF)
+
+	d.Reset(strings.NewReader("data: " + strings.Repeat("y", 100) + "\n\n"))
+	_, err = d.Next()
+	require.ErrorIs(t, err, ErrEventTooLarge, "the maximum size is kept")
+}
