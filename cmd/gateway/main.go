@@ -1,0 +1,310 @@
+// Command gateway runs mcpgate: an MCP session gateway in front of one
+// upstream MCP server. Run `gateway -h` for the flags; every flag has an
+// environment twin MCPGATE_<FLAG> (upper case, dashes as underscores) that
+// the command line overrides.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcpgate/mcpgate/gateway"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are the parsed flags.
+type options struct {
+	listen, path, upstreamURL    string
+	shards, maxSessions          int
+	idleTimeout, maxAge          time.Duration
+	maxStreams, ringSize         int
+	ringBytes, maxBody           byteSize
+	dropPolicy                   string
+	heartbeat, streamRetention   time.Duration
+	retryHint                    time.Duration
+	allowedOrigins, allowedHosts string
+	upstreamMaxConns             int
+	upstreamTimeout              time.Duration
+	shutdownTimeout              time.Duration
+	logLevel, logFormat          string
+}
+
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	fs.StringVar(&o.path, "path", gateway.DefaultPath, "path of the MCP endpoint")
+	fs.StringVar(&o.upstreamURL, "upstream", "", "Streamable HTTP URL of the upstream MCP server (required), e.g. http://127.0.0.1:3001/mcp")
+	fs.IntVar(&o.shards, "shards", gateway.DefaultShards, "session shards (rounded up to a power of two)")
+	fs.IntVar(&o.maxSessions, "max-sessions", gateway.DefaultMaxSessions, "maximum live sessions; initialize beyond it gets 503 with Retry-After")
+	fs.DurationVar(&o.idleTimeout, "session-idle-timeout", gateway.DefaultSessionIdleTimeout, "end sessions idle this long (no requests, calls or connected streams)")
+	fs.DurationVar(&o.maxAge, "session-max-age", gateway.DefaultSessionMaxAge, "end sessions this long after creation (0 = no limit)")
+	fs.IntVar(&o.maxStreams, "max-streams-per-session", gateway.DefaultMaxStreamsPerSession, "open SSE streams per session; beyond it 429 with Retry-After")
+	fs.IntVar(&o.ringSize, "ring-size", gateway.DefaultRingSize, "events buffered per stream (rounded up to a power of two)")
+	o.ringBytes = byteSize(gateway.DefaultRingBytes)
+	fs.Var(&o.ringBytes, "ring-bytes", "bytes buffered per stream (e.g. 1MiB, 512KiB, 65536)")
+	fs.StringVar(&o.dropPolicy, "drop-policy", "drop-oldest", "what a full stream does with droppable events: drop-oldest | drop-newest | disconnect")
+	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none)")
+	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
+	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated allowed Origin values (scheme://host[:port], * = any); default: loopback origins when listening on loopback, else same-origin")
+	fs.StringVar(&o.allowedHosts, "allowed-hosts", "", "comma-separated allowed Host names (* = any); default: loopback names when listening on loopback, else any")
+	o.maxBody = byteSize(gateway.DefaultMaxBodyBytes)
+	fs.Var(&o.maxBody, "max-body", "maximum POST body (larger gets 413)")
+	fs.IntVar(&o.upstreamMaxConns, "upstream-max-conns", upstream.DefaultMaxConns, "pooled upstream connections for POSTs (a POST answered with SSE holds one until it ends)")
+	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25).
+
+Usage: gateway -upstream URL [flags]
+
+Clients connect to http://<listen><path> exactly as they would to the upstream
+server. Every flag can also be set by an environment variable MCPGATE_<FLAG>
+(upper case, dashes as underscores, e.g. MCPGATE_RING_SIZE=512); flags win.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// envName is the environment twin of a flag.
+func envName(flagName string) string {
+	return "MCPGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets flags from their environment twins; the command line,
+// parsed afterwards, overrides them.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid %s=%q (flag -%s): %v", envName(f.Name), v, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlagSet(&o, stderr)
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	logger, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	cfg, err := o.config(logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	srv, err := gateway.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway: -listen %s: %v\n", o.listen, err)
+		_ = srv.Shutdown(context.Background())
+		return 1
+	}
+	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), cfg.Path)
+	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
+		"shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes, "drop_policy", cfg.DropPolicy.String())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		if err != nil {
+			logger.Error("serve failed", "err", err)
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+		return 0
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String(), "timeout", o.shutdownTimeout.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	code := 0
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error("shutdown incomplete", "err", err)
+		code = 1
+	}
+	<-served
+	logger.Info("stopped")
+	return code
+}
+
+// config turns the flags into a gateway.Config, naming the flag on errors.
+func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
+	var cfg gateway.Config
+	if o.upstreamURL == "" {
+		return cfg, errors.New("-upstream is required (the upstream MCP server's Streamable HTTP URL)")
+	}
+	checks := []struct {
+		name string
+		bad  bool
+	}{
+		{"-shards must be between 1 and 65536", o.shards < 1 || o.shards > 1<<16},
+		{"-max-sessions must be at least 1", o.maxSessions < 1},
+		{"-session-idle-timeout must be positive", o.idleTimeout <= 0},
+		{"-session-max-age must not be negative", o.maxAge < 0},
+		{"-max-streams-per-session must be at least 1", o.maxStreams < 1},
+		{"-ring-size must be between 1 and 16777216", o.ringSize < 1 || o.ringSize > ringbuf.MaxCapacity},
+		{"-ring-bytes must be at least 1", o.ringBytes < 1},
+		{"-heartbeat must not be negative", o.heartbeat < 0},
+		{"-stream-retention must be positive", o.streamRetention <= 0},
+		{"-retry-hint must be positive", o.retryHint <= 0},
+		{"-max-body must be at least 1", o.maxBody < 1},
+		{"-upstream-max-conns must be at least 1", o.upstreamMaxConns < 1},
+		{"-upstream-timeout must be positive", o.upstreamTimeout <= 0},
+		{"-shutdown-timeout must be positive", o.shutdownTimeout <= 0},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return cfg, errors.New(c.name)
+		}
+	}
+	policy, err := ringbuf.ParsePolicy(o.dropPolicy)
+	if err != nil {
+		return cfg, fmt.Errorf("-drop-policy %q: want drop-oldest, drop-newest or disconnect", o.dropPolicy)
+	}
+	up, err := upstream.NewHTTP(upstream.HTTPConfig{
+		URL:      o.upstreamURL,
+		MaxConns: o.upstreamMaxConns,
+		Timeout:  o.upstreamTimeout,
+	})
+	if err != nil {
+		return cfg, fmt.Errorf("-upstream: %v", err)
+	}
+	cfg = gateway.Config{
+		Upstream:             up,
+		Path:                 o.path,
+		Shards:               o.shards,
+		MaxSessions:          o.maxSessions,
+		SessionIdleTimeout:   o.idleTimeout,
+		SessionMaxAge:        o.maxAge,
+		MaxStreamsPerSession: o.maxStreams,
+		RingSize:             o.ringSize,
+		RingBytes:            int(o.ringBytes),
+		DropPolicy:           policy,
+		Heartbeat:            o.heartbeat,
+		StreamRetention:      o.streamRetention,
+		RetryHint:            o.retryHint,
+		AllowedOrigins:       splitList(o.allowedOrigins),
+		AllowedHosts:         splitList(o.allowedHosts),
+		MaxBodyBytes:         int(o.maxBody),
+		UpstreamTimeout:      o.upstreamTimeout,
+		Logger:               logger,
+	}
+	if o.maxAge == 0 {
+		cfg.SessionMaxAge = -1 // the flag's 0 means no limit
+	}
+	if o.heartbeat == 0 {
+		cfg.Heartbeat = -1
+	}
+	if !strings.HasPrefix(o.path, "/") {
+		return cfg, fmt.Errorf("-path %q must start with /", o.path)
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", format)
+	}
+}
+
+// byteSize is a flag value in bytes that accepts KiB/MiB/GiB suffixes.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return fmt.Errorf("invalid size %q (want e.g. 65536, 512KiB, 4MiB)", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+	"github.com/mcpgate/mcpgate/shard"
+)
+
+// Defaults for Config zero values.
+const (
+	DefaultPath                 = "/mcp"
+	DefaultShards               = shard.DefaultShards
+	DefaultMaxSessions          = 100_000
+	DefaultSessionIdleTimeout   = 30 * time.Minute
+	DefaultSessionMaxAge        = 24 * time.Hour
+	DefaultMaxStreamsPerSession = 10
+	DefaultRingSize             = ringbuf.DefaultCapacity
+	DefaultRingBytes            = ringbuf.DefaultMaxBytes
+	DefaultHeartbeat            = 15 * time.Second
+	DefaultMaxBodyBytes         = 4 << 20
+	DefaultStreamRetention      = 5 * time.Minute
+	DefaultUpstreamTimeout      = upstream.DefaultTimeout
+	DefaultRetryHint            = time.Second
+	DefaultSweepInterval        = time.Second
+	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
+	MaxSessionIDLen = 128
+)
+
+// Supported protocol versions, oldest first. The last is the latest.
+var supportedVersions = []string{"2025-03-26", "2025-06-18", "2025-11-25"}
+
+// SupportedVersions returns the protocol versions the gateway serves.
+func SupportedVersions() []string { return append([]string(nil), supportedVersions...) }
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Upstream opens upstream sessions. Required.
+	Upstream upstream.Transport
+	// Path of the MCP endpoint; "" = DefaultPath.
+	Path string
+	// Shards is the number of session shards, rounded up to a power of two;
+	// 0 = DefaultShards.
+	Shards int
+	// MaxSessions caps live sessions; beyond it initialize gets 503 with
+	// Retry-After. 0 = DefaultMaxSessions; <0 is an error.
+	MaxSessions int
+	// SessionIdleTimeout expires sessions without requests, calls or
+	// connected streams for this long; 0 = DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration
+	// SessionMaxAge ends sessions this long after creation;
+	// 0 = DefaultSessionMaxAge, <0 = no limit.
+	SessionMaxAge time.Duration
+	// MaxStreamsPerSession caps a session's open SSE streams (unfinished
+	// POST answers and the standalone stream); beyond it a new stream gets
+	// 429 with Retry-After. 0 = DefaultMaxStreamsPerSession.
+	MaxStreamsPerSession int
+	// RingSize is each stream's ring capacity in events (rounded up to a
+	// power of two); 0 = DefaultRingSize.
+	RingSize int
+	// RingBytes is each stream's ring byte budget; 0 = DefaultRingBytes.
+	RingBytes int
+	// DropPolicy decides what a full ring does with droppable events.
+	// The zero value is ringbuf.DropOldest.
+	DropPolicy ringbuf.Policy
+	// Heartbeat is the interval of SSE comment keep-alives on idle
+	// streams; 0 = DefaultHeartbeat, <0 = none.
+	Heartbeat time.Duration
+	// StreamRetention keeps a finished POST answer stream resumable for
+	// this long; 0 = DefaultStreamRetention.
+	StreamRetention time.Duration
+	// RetryHint is the SSE retry field (reconnect delay) sent on streams of
+	// 2025-11-25 sessions and when the gateway closes streams on shutdown;
+	// 0 = DefaultRetryHint.
+	RetryHint time.Duration
+	// AllowedOrigins lists Origin values (scheme://host[:port]) accepted
+	// when a request carries Origin. Entries may omit the port to accept
+	// any port, and "*" accepts any origin. nil = the loopback origins
+	// (http(s)://localhost, 127.0.0.1, [::1], any port) when listening on a
+	// loopback address, else origins whose host equals the request's Host.
+	AllowedOrigins []string
+	// AllowedHosts lists accepted Host header names (without port; "*"
+	// accepts any). nil = loopback names when listening on a loopback
+	// address, else any host.
+	AllowedHosts []string
+	// MaxBodyBytes bounds a POST body; larger ones get 413.
+	// 0 = DefaultMaxBodyBytes.
+	MaxBodyBytes int
+	// UpstreamTimeout bounds each upstream POST until its answer starts;
+	// 0 = DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+	// SweepInterval is how often every shard is swept for idle sessions and
+	// heartbeats; 0 = DefaultSweepInterval.
+	SweepInterval time.Duration
+	// Logger receives operational logs; nil = slog.Default().
+	Logger *slog.Logger
+	// Hooks observes sessions and streams; nil = none.
+	Hooks Hooks
+}
+
+func (c *Config) setDefaults() error {
+	if c.Upstream == nil {
+		return errors.New("gateway: Config.Upstream is required")
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("gateway: path %q must start with /", c.Path)
+	}
+	type intField struct {
+		name string
+		v    *int
+		def  int
+	}
+	for _, f := range []intField{
+		{"shards", &c.Shards, DefaultShards},
+		{"max sessions", &c.MaxSessions, DefaultMaxSessions},
+		{"max streams per session", &c.MaxStreamsPerSession, DefaultMaxStreamsPerSession},
+		{"ring size", &c.RingSize, DefaultRingSize},
+		{"ring bytes", &c.RingBytes, DefaultRingBytes},
+		{"max body bytes", &c.MaxBodyBytes, DefaultMaxBodyBytes},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("gateway: %s must not be negative", f.name)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	type durField struct {
+		name       string
+		v          *time.Duration
+		def        time.Duration
+		negativeOK bool
+	}
+	for _, f := range []durField{
+		{"session idle timeout", &c.SessionIdleTimeout, DefaultSessionIdleTimeout, false},
+		{"session max age", &c.SessionMaxAge, DefaultSessionMaxAge, true},
+		{"heartbeat", &c.Heartbeat, DefaultHeartbeat, true},
+		{"stream retention", &c.StreamRetention, DefaultStreamRetention, false},
+		{"retry hint", &c.RetryHint, DefaultRetryHint, false},
+		{"upstream timeout", &c.UpstreamTimeout, DefaultUpstreamTimeout, false},
+		{"sweep interval", &c.SweepInterval, DefaultSweepInterval, false},
+	} {
+		if *f.v < 0 && !f.negativeOK {
+			return fmt.Errorf("gateway: %s must not be negative", f.name)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Hooks == nil {
+		c.Hooks = NopHooks{}
+	}
+	return nil
+}

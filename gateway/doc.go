@@ -1,0 +1,22 @@
+// Package gateway is mcpgate's MCP endpoint: it terminates client sessions
+// over Streamable HTTP (protocol 2025-03-26, 2025-06-18 and 2025-11-25) on
+// fasthttp and forwards them to an upstream MCP server.
+//
+// The request paths read top to bottom in handlePost, handleGet and
+// handleDelete. A session lives in one shard of a shard.Store; each of its
+// SSE streams owns a ringbuf.Ring. Producers (the pump goroutines that read
+// upstream answers) only push into rings; each connected stream has exactly
+// one writer, the fasthttp connection goroutine calling streamReader.Read,
+// which drains as many whole events as fit into one write.
+//
+// Concurrency contract:
+//   - Server methods are safe for concurrent use. Serve may be called once;
+//     Shutdown may be called at any time and more than once.
+//   - The Server owns every goroutine it starts (shard sweepers, the coarse
+//     clock, one pump per upstream stream) through Server.goOwned; Shutdown
+//     cancels them and waits. No goroutine is started per session.
+//   - Hooks run synchronously on the goroutine that caused the event, outside
+//     every gateway lock; they must not block.
+//   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the
+//     ring's internal lock. Shard internals are never held across calls.
+package gateway

@@ -1,0 +1,72 @@
+package gateway
+
+// CloseReason says why a session or stream ended. Every value is counted.
+type CloseReason uint8
+
+const (
+	// CloseClientDelete: the client sent DELETE.
+	CloseClientDelete CloseReason = iota
+	// CloseIdle: the session was idle longer than Config.SessionIdleTimeout.
+	CloseIdle
+	// CloseMaxAge: the session outlived Config.SessionMaxAge.
+	CloseMaxAge
+	// CloseUpstreamGone: the upstream answered 404: it lost the session.
+	CloseUpstreamGone
+	// CloseShutdown: the gateway is shutting down.
+	CloseShutdown
+	// CloseClientGone: the client's connection ended (streams only).
+	CloseClientGone
+	// CloseSlowConsumer: the reader fell too far behind and was cut (streams only).
+	CloseSlowConsumer
+	// CloseFinished: the stream delivered its response and ended (streams only).
+	CloseFinished
+	// CloseWriteStall: a write made no progress for too long (streams only).
+	CloseWriteStall
+	// CloseProtocolError: the upstream broke the protocol or the exchange failed.
+	CloseProtocolError
+	numCloseReasons
+)
+
+var closeReasonNames = [numCloseReasons]string{
+	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error",
+}
+
+func (r CloseReason) String() string {
+	if r < numCloseReasons {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// SessionInfo describes a session to hooks. It is a copy: hooks may keep it.
+type SessionInfo struct {
+	ID        string // the gateway-issued Mcp-Session-Id
+	Version   string // negotiated protocol version
+	Principal string // authenticated principal, "" when anonymous
+}
+
+// StreamInfo describes one SSE stream to hooks.
+type StreamInfo struct {
+	Session SessionInfo
+	Stream  uint64 // 0 = standalone GET stream, n = the n-th POST answer
+}
+
+// Hooks lets library users observe sessions and streams. Methods are called
+// synchronously, outside every gateway lock, after the event happened; they
+// must return quickly and must not call back into the Server. Embed
+// NopHooks to implement only some of them.
+type Hooks interface {
+	SessionCreated(SessionInfo)
+	SessionClosed(SessionInfo, CloseReason)
+	StreamOpened(StreamInfo)
+	StreamClosed(StreamInfo, CloseReason)
+}
+
+// NopHooks implements Hooks with methods that do nothing.
+type NopHooks struct{}
+
+func (NopHooks) SessionCreated(SessionInfo)             {}
+func (NopHooks) SessionClosed(SessionInfo, CloseReason) {}
+func (NopHooks) StreamOpened(StreamInfo)                {}
+func (NopHooks) StreamClosed(StreamInfo, CloseReason)   {}

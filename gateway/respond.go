@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+)
+
+// CodeUnsupportedVersion is the JSON-RPC error code for an unsupported
+// MCP-Protocol-Version (data carries supported and requested).
+const CodeUnsupportedVersion = -32022
+
+// fail answers with an HTTP status and a JSON-RPC error body. id is the
+// request's raw JSON id, nil for null. data is raw JSON or nil.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, id []byte, code int, msg string, data []byte) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(jsonrpc.AppendError(make([]byte, 0, 96+len(msg)+len(data)), id, code, msg, data))
+	s.metrics.status(status)
+}
+
+// unsupportedVersion answers 400 with -32022 and the versions served.
+func (s *Server) unsupportedVersion(ctx *fasthttp.RequestCtx, id, requested []byte) {
+	data := []byte(`{"supported":[`)
+	for i, v := range supportedVersions {
+		if i > 0 {
+			data = append(data, ',')
+		}
+		data = jsonrpc.AppendString(data, v)
+	}
+	data = append(data, `],"requested":`...)
+	data = jsonrpc.AppendString(data, string(requested))
+	data = append(data, '}')
+	s.fail(ctx, fasthttp.StatusBadRequest, id, CodeUnsupportedVersion,
+		"Bad Request: unsupported MCP-Protocol-Version "+string(requested), data)
+}
+
+// handleTransportError answers requests fasthttp could not parse.
+func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, nil, jsonrpc.CodeServerError, "Request body too large", nil)
+		return
+	}
+	s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: malformed HTTP request", nil)
+}
+
+func versionSupported(v []byte) bool {
+	for _, s := range supportedVersions {
+		if string(v) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// versionAtLeast compares date-shaped protocol versions.
+func versionAtLeast(v, min string) bool { return v >= min }
+
+// validSessionID: 1..MaxSessionIDLen bytes of visible ASCII (0x21-0x7E).
+func validSessionID(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxSessionIDLen {
+		return false
+	}
+	for _, c := range id {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// mediaType returns the lower-cased media type of a header value, without
+// parameters.
+func mediaType(v []byte) []byte {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	return bytes.ToLower(bytes.TrimSpace(v))
+}
+
+// accepts reports which of JSON and SSE an Accept header covers. An absent
+// header covers nothing (MCP clients must send it).
+func accepts(h []byte) (json, sse bool) {
+	for len(h) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(h, ','); i >= 0 {
+			part, h = h[:i], h[i+1:]
+		} else {
+			part, h = h, nil
+		}
+		switch string(mediaType(part)) {
+		case "*/*":
+			json, sse = true, true
+		case "application/*", "application/json":
+			json = true
+		case "text/*", "text/event-stream":
+			sse = true
+		}
+	}
+	return json, sse
+}

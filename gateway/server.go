@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/ringbuf"
+	"github.com/mcpgate/mcpgate/shard"
+)
+
+// noCopy makes go vet's copylocks check flag copies of the Server.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// Server is the MCP session gateway.
+type Server struct {
+	_ noCopy
+
+	cfg    Config
+	log    *slog.Logger
+	store  *shard.Store[*session]
+	clock  *shard.Clock
+	origin originPolicy
+	http   *fasthttp.Server
+
+	parsers sync.Pool // *jsonrpc.Parser
+
+	metrics metrics
+
+	// ctx is the lifetime of owned goroutines; cancel stops them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// streamsDone closes when shutdown begins: attached readers send a
+	// retry hint and end.
+	streamsDone  chan struct{}
+	shutting     atomic.Bool
+	shutdownOnce sync.Once
+	served       atomic.Bool
+}
+
+// New validates cfg, fills in defaults and returns a Server. It starts the
+// coarse clock and the shard sweepers; Shutdown stops them.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	// Validate the ring settings once, so a bad flag fails at start.
+	if _, err := ringbuf.New(ringbuf.Config{Capacity: cfg.RingSize, MaxBytes: cfg.RingBytes, Policy: cfg.DropPolicy}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	store, err := shard.New(shard.Config[*session]{
+		Shards:     cfg.Shards,
+		MaxEntries: cfg.MaxSessions,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		store:       store,
+		clock:       shard.NewClock(0),
+		ctx:         ctx,
+		cancel:      cancel,
+		streamsDone: make(chan struct{}),
+	}
+	s.parsers.New = func() any { return new(jsonrpc.Parser) }
+	s.http = &fasthttp.Server{
+		Handler:                       s.Handler,
+		ErrorHandler:                  s.handleTransportError,
+		Name:                          "mcpgate",
+		Concurrency:                   256 * 1024,
+		ReadBufferSize:                8 << 10,
+		WriteBufferSize:               4 << 10,
+		ReadTimeout:                   60 * time.Second,
+		IdleTimeout:                   90 * time.Second,
+		WriteTimeout:                  0, // a nonzero value would cut streams
+		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+		Logger:                        fasthttpLogger{s.log},
+	}
+	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
+	s.goOwned(s.sweepLoop)
+	return s, nil
+}
+
+// goOwned starts f as a goroutine owned by the Server: it gets the Server's
+// context and Shutdown waits for it. It refuses (returns false) once the
+// Server is shutting down.
+func (s *Server) goOwned(f func(ctx context.Context)) bool {
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f(s.ctx)
+	}()
+	return true
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// Shutdown, or the listener's error.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.served.CompareAndSwap(false, true) {
+		return errors.New("gateway: Serve called twice")
+	}
+	s.origin = newOriginPolicy(s.cfg.AllowedOrigins, s.cfg.AllowedHosts, isLoopbackAddr(ln.Addr()))
+	err := s.http.Serve(ln)
+	if s.shutting.Load() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the gateway in order: stop accepting, end attached
+// streams with a retry hint, let in-flight POSTs finish, end every session
+// (and its upstream session), stop owned goroutines. It returns ctx's error
+// if ctx ends first; the remaining work is then cut short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.shutdownOnce.Do(func() {
+		s.shutting.Store(true)
+		close(s.streamsDone)
+		httpDone := make(chan error, 1)
+		go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
+		select {
+		case e := <-httpDone:
+			if e != nil && !errors.Is(e, context.Canceled) && !errors.Is(e, context.DeadlineExceeded) {
+				err = e
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.closeAllSessions(ctx)
+		s.cancel()
+		waited := make(chan struct{})
+		go func() { s.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+		_ = s.cfg.Upstream.Close()
+	})
+	return err
+}
+
+// closeAllSessions ends every session, a bounded number at a time.
+func (s *Server) closeAllSessions(ctx context.Context) {
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	s.store.Range(func(id string, sess *session) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.endSession(ctx, sess, CloseShutdown, true)
+		}()
+		return true
+	})
+	wg.Wait()
+}
+
+// Metrics returns a snapshot of the gateway's counters.
+func (s *Server) Metrics() MetricsSnapshot {
+	return s.metrics.snapshot(s.store.Len())
+}
+
+func (s *Server) heartbeatDue(st *stream) bool {
+	hb := s.cfg.Heartbeat
+	return hb > 0 && s.clock.Now()-st.lastWrite.Load() >= int64(hb)-int64(s.clock.Tick())
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

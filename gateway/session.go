@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+)
+
+// session is one client session. Its identity fields are set before it is
+// stored and never change; the rest is atomics or guarded by mu.
+type session struct {
+	id        string
+	version   string // negotiated protocol version
+	principal string
+	up        upstream.Session
+	created   int64 // unix ns
+
+	lastActive atomic.Int64 // unix ns from the coarse clock
+	busy       atomic.Int32 // calls in flight plus attached readers: pauses the idle clock
+
+	// ctx ends when the session closes; pumps watch it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// mu guards streams, nextStream, inflight and closed.
+	mu         sync.Mutex
+	streams    map[uint64]*stream
+	nextStream uint64
+	inflight   map[string]struct{} // raw JSON ids of requests in flight
+	closed     bool
+}
+
+func newSessionID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("gateway: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func (s *session) info() SessionInfo {
+	return SessionInfo{ID: s.id, Version: s.version, Principal: s.principal}
+}
+
+// touch records activity; the coarse clock makes it one atomic load and, at
+// most once per tick, one store.
+func (s *session) touch(now int64) {
+	if s.lastActive.Load() != now {
+		s.lastActive.Store(now)
+	}
+}
+
+// addInflight records request ids; it fails if one is already in flight.
+func (s *session) addInflight(ids [][]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if _, dup := s.inflight[string(id)]; dup {
+			return false
+		}
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[string]struct{}, 4)
+	}
+	for _, id := range ids {
+		s.inflight[string(id)] = struct{}{}
+	}
+	return true
+}
+
+func (s *session) removeInflight(ids [][]byte) {
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.inflight, string(id))
+	}
+	s.mu.Unlock()
+}
+
+// liveStreamsLocked counts streams that hold resources a client controls:
+// unfinished POST answers and an attached standalone stream.
+func (s *session) liveStreamsLocked() int {
+	n := 0
+	for _, st := range s.streams {
+		if st.id == 0 {
+			if st.attached.Load() {
+				n++
+			}
+			continue
+		}
+		if !st.ring.Closed() {
+			n++
+		}
+	}
+	return n
+}
+
+// stream returns stream id, or nil.
+func (s *session) stream(id uint64) *stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[id]
+}

@@ -1,0 +1,275 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcpgate/mcpgate/gateway/sse"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+// stream is one SSE stream of a session: stream 0 is the standalone GET
+// stream, stream n > 0 the n-th POST answer. The ring outlives client
+// connections, so a client can resume with Last-Event-ID.
+type stream struct {
+	id   uint64
+	sess *session
+	ring *ringbuf.Ring
+
+	// attached is true while a client connection reads the stream; it is
+	// the one-reader-at-a-time guard (CompareAndSwap).
+	attached atomic.Bool
+	// lastWrite is the coarse time of the last bytes handed to a client.
+	lastWrite atomic.Int64
+	// finishedAt is when the ring was closed (unix ns), 0 while live.
+	finishedAt atomic.Int64
+	// kick wakes the reader for a heartbeat or a cut; one slot, never blocks.
+	kick chan struct{}
+	// pumping is set once a pump feeds the standalone stream.
+	pumping atomic.Bool
+	// cut asks the attached reader to end its connection (slow consumer).
+	cut atomic.Bool
+
+	// delivered is the seq of the last event handed to a client connection;
+	// a new standalone GET without Last-Event-ID continues after it.
+	delivered atomic.Uint64
+
+	// mu guards conn and up.
+	mu   sync.Mutex
+	conn net.Conn        // the attached client's connection, for cutting it
+	up   upstream.Stream // the upstream stream feeding the ring, if any
+}
+
+func (st *stream) setUpstream(up upstream.Stream) {
+	st.mu.Lock()
+	st.up = up
+	st.mu.Unlock()
+}
+
+// closeUpstream interrupts the pump feeding the stream.
+func (st *stream) closeUpstream() {
+	st.mu.Lock()
+	up := st.up
+	st.mu.Unlock()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+func newStream(id uint64, sess *session, ring *ringbuf.Ring) *stream {
+	return &stream{id: id, sess: sess, ring: ring, kick: make(chan struct{}, 1)}
+}
+
+func (st *stream) wake() {
+	select {
+	case st.kick <- struct{}{}:
+	default:
+	}
+}
+
+// disconnect cuts the attached reader's connection, if any. The blocked
+// write fails, fasthttp closes the body reader, and the stream stays
+// resumable.
+func (st *stream) disconnect() {
+	st.cut.Store(true)
+	st.mu.Lock()
+	c := st.conn
+	st.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	st.wake()
+}
+
+func (st *stream) info() StreamInfo {
+	return StreamInfo{Session: st.sess.info(), Stream: st.id}
+}
+
+// streamReader is the body of one SSE response: fasthttp's connection
+// goroutine calls Read with its write buffer and writes whatever Read
+// returns as one chunk. Read blocks on the ring and drains as many whole
+// events as fit, so queued events leave in one syscall. It never touches
+// the RequestCtx.
+type streamReader struct {
+	srv *Server
+	st  *stream
+
+	after   uint64 // seq of the last event handed out
+	pending []byte // the rest of an event larger than one Read buffer
+	frame   []byte // scratch for such an event
+	p       []byte // the Read buffer while Next runs
+	n       int    // bytes of p filled while Next runs
+	encode  func(seq uint64, data []byte) bool
+
+	heartbeat []byte
+	closeOnce sync.Once
+	eof       bool
+	reason    CloseReason
+}
+
+var heartbeatComment = sse.AppendComment(nil, "")
+
+func newStreamReader(srv *Server, st *stream, after uint64, prefix []byte) *streamReader {
+	r := &streamReader{srv: srv, st: st, after: after, heartbeat: heartbeatComment, reason: CloseClientGone}
+	r.pending = prefix
+	r.encode = r.encodeEvent
+	return r
+}
+
+// frameLen is the exact size of sse.AppendStreamEvent's output for data.
+func frameLen(stream, seq uint64, data []byte) int {
+	n := len("id: ") + digits(stream) + 1 + digits(seq) + 1 + len("\n")
+	// One "data: " line per line of data; CRLF, LF and CR all split lines.
+	lines := 1
+	rest := data
+	for {
+		i := bytes.IndexAny(rest, "\r\n")
+		if i < 0 {
+			break
+		}
+		if rest[i] == '\r' && i+1 < len(rest) && rest[i+1] == '\n' {
+			n-- // the pair becomes one line break
+			i++
+		}
+		lines++
+		rest = rest[i+1:]
+	}
+	return n + lines*len("data: \n") + len(data) - (lines - 1)
+}
+
+func digits(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
+// encodeEvent runs under the ring lock: it appends one event to r.p if it
+// fits, or parks it in r.pending when it is the first and too large.
+func (r *streamReader) encodeEvent(seq uint64, data []byte) bool {
+	free := len(r.p) - r.n
+	if len(data) < free { // cheap pre-check before the exact length
+		if need := frameLen(r.st.id, seq, data); need <= free {
+			out := sse.AppendStreamEvent(r.p[r.n:r.n], r.st.id, seq, data)
+			r.n += len(out)
+			return true
+		}
+	}
+	if r.n > 0 {
+		return false
+	}
+	r.frame = sse.AppendStreamEvent(r.frame[:0], r.st.id, seq, data)
+	r.pending = r.frame
+	return true
+}
+
+// Read implements io.Reader for fasthttp's SetBodyStream.
+func (r *streamReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		r.st.lastWrite.Store(r.srv.clock.Now())
+		return n, nil
+	}
+	if r.eof {
+		return 0, io.EOF
+	}
+	for {
+		if r.st.cut.Load() {
+			r.reason = CloseSlowConsumer
+			return 0, io.EOF
+		}
+		r.p, r.n = p, 0
+		last, _, err := r.st.ring.Next(r.after, r.encode)
+		r.p = nil
+		r.after = last
+		if len(r.pending) > 0 && r.n == 0 {
+			n := copy(p, r.pending)
+			r.pending = r.pending[n:]
+			r.st.lastWrite.Store(r.srv.clock.Now())
+			return n, nil
+		}
+		if r.n > 0 {
+			r.st.lastWrite.Store(r.srv.clock.Now())
+			return r.n, nil
+		}
+		if err != nil {
+			// ErrClosed: the stream finished and everything was sent.
+			// Any other error (eviction while live under StrictReplay)
+			// ends this connection; the client resumes and learns more.
+			if errors.Is(err, ringbuf.ErrClosed) {
+				r.reason = CloseFinished
+			} else {
+				r.reason = CloseProtocolError
+			}
+			return 0, io.EOF
+		}
+		select {
+		case <-r.st.ring.Wait():
+		case <-r.st.kick:
+			if r.st.cut.Load() {
+				continue
+			}
+			if r.srv.heartbeatDue(r.st) {
+				n := copy(p, r.heartbeat)
+				r.st.lastWrite.Store(r.srv.clock.Now())
+				return n, nil
+			}
+		case <-r.srv.streamsDone:
+			// Shutdown: tell the client when to come back, then end.
+			r.reason = CloseShutdown
+			r.eof = true
+			hint := sse.AppendRetry(nil, r.srv.cfg.RetryHint.Milliseconds())
+			n := copy(p, hint)
+			return n, nil
+		}
+	}
+}
+
+// Close is called by fasthttp when the response ends for any reason
+// (CloseWithError follows with the write error, nil on a clean end). Both
+// may run; cleanup happens once.
+func (r *streamReader) Close() error {
+	r.closeOnce.Do(r.detach)
+	return nil
+}
+
+// CloseWithError implements fasthttp's body-stream close with the cause.
+func (r *streamReader) CloseWithError(error) error {
+	r.closeOnce.Do(r.detach)
+	return nil
+}
+
+func (r *streamReader) detach() {
+	st := r.st
+	st.delivered.Store(r.after)
+	st.mu.Lock()
+	st.conn = nil
+	st.mu.Unlock()
+	st.cut.Store(false)
+	st.attached.Store(false)
+	st.sess.busy.Add(-1)
+	st.sess.touch(r.srv.clock.Now())
+	r.srv.metrics.streamClosed(r.reason)
+	r.srv.cfg.Hooks.StreamClosed(st.info(), r.reason)
+}
+
+// primingEvent is sent first on POST answer streams of 2025-11-25
+// sessions: an id (seq 0: "nothing yet") with empty data, plus the retry
+// hint, so the client can resume even before the first real event.
+func primingEvent(dst []byte, stream uint64, retryMs int64) []byte {
+	dst = append(dst, "id: "...)
+	dst = sse.AppendEventID(dst, stream, 0)
+	dst = append(dst, "\nretry: "...)
+	dst = strconv.AppendInt(dst, retryMs, 10)
+	dst = append(dst, "\ndata: \n\n"...)
+	return dst
+}

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// sweepLoop visits one shard per tick so every shard is swept once per
+// Config.SweepInterval: idle and over-age sessions are removed, heartbeats
+// are kicked on quiet streams, and finished streams past their retention are
+// dropped. No timer or goroutine exists per session or stream.
+func (s *Server) sweepLoop(ctx context.Context) {
+	n := s.store.NumShards()
+	tick := s.cfg.SweepInterval / time.Duration(n)
+	per := 1
+	for tick < time.Millisecond {
+		tick *= 2
+		per *= 2
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	next := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for k := 0; k < per && k < n; k++ {
+			s.sweepShard(next)
+			next = (next + 1) & (n - 1)
+		}
+	}
+}
+
+func (s *Server) sweepShard(i int) {
+	now := s.clock.Now()
+	s.store.RangeShard(i, func(_ string, sess *session) bool {
+		s.maintainStreams(sess, now)
+		return true
+	})
+	s.store.SweepShard(i, func(_ string, sess *session) bool {
+		return s.expiredReason(sess, now) >= 0
+	}, func(_ string, sess *session) {
+		reason := CloseIdle
+		if r := s.expiredReason(sess, now); r >= 0 {
+			reason = CloseReason(r)
+		}
+		// Ending the upstream session is I/O: never in the sweeper.
+		if !s.goOwned(func(ctx context.Context) { s.endSession(ctx, sess, reason, false) }) {
+			s.endSession(context.Background(), sess, reason, false)
+		}
+	})
+}
+
+// expiredReason returns the CloseReason for an expired session, or -1.
+// Sessions with calls in flight or a connected stream are never idle.
+func (s *Server) expiredReason(sess *session, now int64) int {
+	if s.cfg.SessionMaxAge > 0 && now-sess.created >= int64(s.cfg.SessionMaxAge) {
+		return int(CloseMaxAge)
+	}
+	if sess.busy.Load() == 0 && now-sess.lastActive.Load() >= int64(s.cfg.SessionIdleTimeout) {
+		return int(CloseIdle)
+	}
+	return -1
+}
+
+// maintainStreams kicks heartbeats and drops finished streams whose
+// retention has passed.
+func (s *Server) maintainStreams(sess *session, now int64) {
+	hb := int64(s.cfg.Heartbeat)
+	retention := int64(s.cfg.StreamRetention)
+	sess.mu.Lock()
+	for id, st := range sess.streams {
+		if st.attached.Load() {
+			if hb > 0 && now-st.lastWrite.Load() >= hb-int64(s.clock.Tick()) {
+				st.wake()
+			}
+			continue
+		}
+		if f := st.finishedAt.Load(); f != 0 && now-f >= retention {
+			delete(sess.streams, id)
+		}
+	}
+	sess.mu.Unlock()
+}

@@ -1,0 +1,20 @@
+// Package upstream talks to the MCP servers behind the gateway.
+//
+// A Transport opens upstream sessions; a Session forwards client messages and
+// opens the server's standalone message stream; a Stream yields the JSON-RPC
+// messages of one upstream SSE answer or standalone stream. Each transport
+// (Streamable HTTP today; legacy HTTP+SSE, stdio and stateless 2026-07-28
+// servers later) implements the same three interfaces, so the gateway never
+// knows which wire the upstream speaks.
+//
+// Concurrency: a Transport and its Sessions are safe for concurrent use. A
+// Stream has one reader; its Close may be called from any goroutine, at any
+// time and more than once, and interrupts a Next blocked on the network.
+//
+// The Streamable HTTP transport pools connections in two fasthttp.HostClients:
+// one for POSTs (bounded by Config.MaxConns, waiting up to
+// Config.ConnWaitTimeout for a free connection, each POST bounded by
+// Config.Timeout until its response headers arrive) and one for long-lived
+// streams (no timeouts). A POST that answers with text/event-stream keeps its
+// connection until the Stream is closed. The transport owns no goroutines.
+package upstream

@@ -1,0 +1,572 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/sse"
+)
+
+// Defaults for HTTPConfig zero values.
+const (
+	DefaultMaxConns         = 512
+	DefaultStreamMaxConns   = 1 << 20
+	DefaultTimeout          = 5 * time.Minute
+	DefaultConnWaitTimeout  = 10 * time.Second
+	DefaultMaxMessageBytes  = 16 << 20
+	DefaultResumeAttempts   = 5
+	defaultResumeRetryDelay = 500 * time.Millisecond
+)
+
+// HTTPConfig configures the Streamable HTTP transport.
+type HTTPConfig struct {
+	// URL of the upstream MCP endpoint, http:// or https://. Required.
+	URL string
+	// MaxConns bounds the pooled POST connections; 0 = DefaultMaxConns.
+	// A POST answered with SSE holds its connection until its stream ends.
+	MaxConns int
+	// StreamMaxConns bounds standalone GET streams; 0 = DefaultStreamMaxConns.
+	StreamMaxConns int
+	// Timeout bounds each POST until the upstream's response headers
+	// arrive; 0 = DefaultTimeout. Streams have no timeout.
+	Timeout time.Duration
+	// ConnWaitTimeout is how long a POST waits for a free pooled connection
+	// when all MaxConns are busy; 0 = DefaultConnWaitTimeout.
+	ConnWaitTimeout time.Duration
+	// MaxMessageBytes bounds one JSON answer or one SSE event;
+	// 0 = DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// ResumeAttempts is how often a POST answer stream that the upstream
+	// closed before its response is resumed with Last-Event-ID;
+	// 0 = DefaultResumeAttempts, <0 = never.
+	ResumeAttempts int
+	// UserAgent sent upstream; empty = "mcpgate".
+	UserAgent string
+}
+
+// HTTP is the Streamable HTTP transport (protocol 2025-03-26 to 2025-11-25).
+type HTTP struct {
+	cfg    HTTPConfig
+	uri    string
+	post   *fasthttp.HostClient // POSTs and DELETEs, timeouts per request
+	stream *fasthttp.HostClient // standalone GET streams, no timeouts
+}
+
+var _ Transport = (*HTTP)(nil)
+
+// NewHTTP validates cfg, fills defaults and returns the transport.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream: invalid URL %q: want http(s)://host[:port]/path", cfg.URL)
+	}
+	if cfg.MaxConns < 0 || cfg.StreamMaxConns < 0 || cfg.Timeout < 0 || cfg.ConnWaitTimeout < 0 || cfg.MaxMessageBytes < 0 {
+		return nil, errors.New("upstream: negative limit in config")
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.StreamMaxConns == 0 {
+		cfg.StreamMaxConns = DefaultStreamMaxConns
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.ConnWaitTimeout == 0 {
+		cfg.ConnWaitTimeout = DefaultConnWaitTimeout
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.ResumeAttempts == 0 {
+		cfg.ResumeAttempts = DefaultResumeAttempts
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "mcpgate"
+	}
+	addr := u.Host
+	tls := u.Scheme == "https"
+	if u.Port() == "" {
+		if tls {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t := &HTTP{
+		cfg: cfg,
+		uri: u.String(),
+		post: &fasthttp.HostClient{
+			Addr:                          addr,
+			IsTLS:                         tls,
+			Name:                          cfg.UserAgent,
+			MaxConns:                      cfg.MaxConns,
+			MaxConnWaitTimeout:            cfg.ConnWaitTimeout,
+			MaxIdleConnDuration:           30 * time.Second,
+			StreamResponseBody:            true,
+			DisableHeaderNamesNormalizing: false,
+			Dial:                          dialTracked(dialer),
+			ReadBufferSize:                8 << 10,
+			WriteBufferSize:               8 << 10,
+		},
+		stream: &fasthttp.HostClient{
+			Addr:               addr,
+			IsTLS:              tls,
+			Name:               cfg.UserAgent,
+			MaxConns:           cfg.StreamMaxConns,
+			MaxConnWaitTimeout: cfg.ConnWaitTimeout,
+			StreamResponseBody: true,
+			Dial:               dialTracked(dialer),
+			ReadBufferSize:     4 << 10,
+			WriteBufferSize:    2 << 10,
+		},
+	}
+	return t, nil
+}
+
+// Close releases idle pooled connections.
+func (t *HTTP) Close() error {
+	t.post.CloseIdleConnections()
+	t.stream.CloseIdleConnections()
+	return nil
+}
+
+// Connect forwards initialize and opens an upstream session.
+func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte, error) {
+	s := &httpSession{t: t}
+	req, resp := t.newPost(s, initialize)
+	defer fasthttp.ReleaseRequest(req)
+	if err := t.do(ctx, t.post, req, resp); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, nil, fmt.Errorf("initialize: %w", err)
+	}
+	s.id = string(resp.Header.Peek("Mcp-Session-Id"))
+	reply, err := t.reply(s, "initialize", resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	answer, err := firstAnswer(reply)
+	if err != nil {
+		return nil, nil, fmt.Errorf("initialize: %w", err)
+	}
+	if _, isErr := jsonrpc.Lookup(answer, "error"); isErr {
+		_ = s.Close(ctx)
+		return nil, answer, nil
+	}
+	raw, ok := jsonrpc.Lookup(answer, "result", "protocolVersion")
+	if !ok {
+		_ = s.Close(ctx)
+		return nil, nil, fmt.Errorf("initialize: result without protocolVersion: %w", ErrUnavailable)
+	}
+	v, ok := jsonrpc.Unquote(raw)
+	if !ok || v == "" {
+		_ = s.Close(ctx)
+		return nil, nil, fmt.Errorf("initialize: bad protocolVersion %s: %w", raw, ErrUnavailable)
+	}
+	s.version = v
+	return s, answer, nil
+}
+
+// firstAnswer reduces an initialize reply to its response message.
+func firstAnswer(r *Reply) ([]byte, error) {
+	switch {
+	case r.JSON != nil:
+		return r.JSON, nil
+	case r.Stream != nil:
+		defer r.Stream.Close()
+		var p jsonrpc.Parser
+		for {
+			msg, err := r.Stream.Next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("stream ended without a response: %w", ErrUnavailable)
+				}
+				return nil, err
+			}
+			msgs, _, perr := p.Parse(msg)
+			if perr != nil || len(msgs) != 1 {
+				continue
+			}
+			if k := msgs[0].Kind; k == jsonrpc.KindResponse || k == jsonrpc.KindError {
+				return bytes.Clone(msg), nil
+			}
+		}
+	default:
+		return nil, fmt.Errorf("no answer (HTTP 202): %w", ErrUnavailable)
+	}
+}
+
+func (t *HTTP) newPost(s *httpSession, body []byte) (*fasthttp.Request, *fasthttp.Response) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	req.SetRequestURI(t.uri)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	s.setHeaders(req)
+	req.SetBodyRaw(body)
+	return req, resp
+}
+
+// do runs one exchange, bounded by the POST timeout and ctx's deadline.
+func (t *HTTP) do(ctx context.Context, hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	timeout := t.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	var err error
+	if hc == t.stream {
+		err = hc.Do(req, resp)
+	} else {
+		err = hc.DoTimeout(req, resp, timeout)
+	}
+	if err != nil {
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			return fmt.Errorf("%w: %v", ErrTimeout, err)
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// reply turns a received response into a Reply, taking ownership of resp.
+func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply, error) {
+	status := resp.StatusCode()
+	ct := resp.Header.ContentType()
+	switch {
+	case status == fasthttp.StatusAccepted || (status == fasthttp.StatusOK && len(ct) == 0 && resp.Header.ContentLength() == 0):
+		drainAndRelease(resp)
+		return &Reply{Accepted: true}, nil
+	case status == fasthttp.StatusOK && isEventStream(ct):
+		clearDeadlines(resp.LocalAddr())
+		return &Reply{Stream: newHTTPStream(t, s, resp, true)}, nil
+	case status == fasthttp.StatusOK:
+		body, err := readBody(resp, t.cfg.MaxMessageBytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		return &Reply{JSON: body}, nil
+	case status == fasthttp.StatusNotFound && s.id != "":
+		drainAndRelease(resp)
+		return nil, fmt.Errorf("%s: %w", op, ErrSessionGone)
+	default:
+		body, _ := readBody(resp, 64<<10)
+		se := &StatusError{Op: op, Status: status}
+		if len(body) > 0 && isJSONRPCError(body) {
+			se.Body = body
+		}
+		return nil, se
+	}
+}
+
+func isJSONRPCError(body []byte) bool {
+	var p jsonrpc.Parser
+	msgs, batch, err := p.Parse(body)
+	return err == nil && !batch && len(msgs) == 1 && msgs[0].Kind == jsonrpc.KindError
+}
+
+func isEventStream(ct []byte) bool {
+	return bytes.HasPrefix(bytes.TrimSpace(ct), []byte("text/event-stream"))
+}
+
+// readBody reads a streamed body to EOF (so the connection can be pooled),
+// bounded by max, and releases resp.
+func readBody(resp *fasthttp.Response, limit int) ([]byte, error) {
+	defer fasthttp.ReleaseResponse(resp)
+	r := resp.BodyStream()
+	if r == nil {
+		b := resp.Body()
+		if len(b) > limit {
+			return nil, ErrTooLarge
+		}
+		return bytes.Clone(b), nil
+	}
+	n := resp.Header.ContentLength()
+	buf := make([]byte, 0, min(max(n, 512), limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				_ = resp.CloseBodyStream()
+				return nil, ErrTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = resp.CloseBodyStream()
+			return nil, fmt.Errorf("%w: reading body: %v", ErrUnavailable, err)
+		}
+	}
+	if len(buf) > limit {
+		_ = resp.CloseBodyStream()
+		return nil, ErrTooLarge
+	}
+	_ = resp.CloseBodyStream()
+	return buf, nil
+}
+
+func drainAndRelease(resp *fasthttp.Response) {
+	if r := resp.BodyStream(); r != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+		_ = resp.CloseBodyStream()
+	}
+	fasthttp.ReleaseResponse(resp)
+}
+
+// httpSession is one upstream Streamable HTTP session.
+type httpSession struct {
+	t       *HTTP
+	id      string // upstream Mcp-Session-Id, never shown to clients
+	version string // negotiated with the upstream
+
+	closeOnce sync.Once
+}
+
+var _ Session = (*httpSession)(nil)
+
+func (s *httpSession) ID() string      { return s.id }
+func (s *httpSession) Version() string { return s.version }
+
+func (s *httpSession) setHeaders(req *fasthttp.Request) {
+	if s.id != "" {
+		req.Header.Set("Mcp-Session-Id", s.id)
+	}
+	if s.version != "" {
+		req.Header.Set("MCP-Protocol-Version", s.version)
+	}
+}
+
+// Send forwards one client message.
+func (s *httpSession) Send(ctx context.Context, body []byte) (*Reply, error) {
+	req, resp := s.t.newPost(s, body)
+	defer fasthttp.ReleaseRequest(req)
+	if err := s.t.do(ctx, s.t.post, req, resp); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, fmt.Errorf("post: %w", err)
+	}
+	return s.t.reply(s, "post", resp)
+}
+
+// Listen opens the standalone GET stream.
+func (s *httpSession) Listen(ctx context.Context) (Stream, error) {
+	return s.get(ctx, nil, false)
+}
+
+func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse bool) (*httpStream, error) {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	req.SetRequestURI(s.t.uri)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	req.Header.Set("Accept", "text/event-stream")
+	s.setHeaders(req)
+	if len(lastEventID) > 0 {
+		req.Header.SetBytesV("Last-Event-ID", lastEventID)
+	}
+	if err := s.t.do(ctx, s.t.stream, req, resp); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	status := resp.StatusCode()
+	switch {
+	case status == fasthttp.StatusOK && isEventStream(resp.Header.ContentType()):
+		return newHTTPStream(s.t, s, resp, wantResponse), nil
+	case status == fasthttp.StatusMethodNotAllowed:
+		drainAndRelease(resp)
+		return nil, fmt.Errorf("get: %w", ErrNotSupported)
+	case status == fasthttp.StatusNotFound && s.id != "":
+		drainAndRelease(resp)
+		return nil, fmt.Errorf("get: %w", ErrSessionGone)
+	default:
+		drainAndRelease(resp)
+		return nil, &StatusError{Op: "get", Status: status}
+	}
+}
+
+// Close sends DELETE for the upstream session, once.
+func (s *httpSession) Close(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.id == "" {
+			return
+		}
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI(s.t.uri)
+		req.Header.SetMethod(fasthttp.MethodDelete)
+		s.setHeaders(req)
+		if err = s.t.do(ctx, s.t.post, req, resp); err != nil {
+			fasthttp.ReleaseResponse(resp)
+			err = fmt.Errorf("delete: %w", err)
+			return
+		}
+		status := resp.StatusCode()
+		drainAndRelease(resp)
+		switch {
+		case status >= 200 && status < 300, status == fasthttp.StatusNotFound, status == fasthttp.StatusMethodNotAllowed:
+		default:
+			err = &StatusError{Op: "delete", Status: status}
+		}
+	})
+	return err
+}
+
+// httpStream reads JSON-RPC messages from an upstream SSE body. For a POST
+// answer (wantResponse) that the upstream closes before sending a response,
+// it resumes with GET + Last-Event-ID after the upstream's retry delay.
+type httpStream struct {
+	t            *HTTP
+	s            *httpSession
+	wantResponse bool
+
+	// mu guards resp, dec and closed; Next holds it only to swap the body
+	// on a resume, never while blocked in a read.
+	mu     sync.Mutex
+	resp   *fasthttp.Response
+	dec    *sse.Decoder
+	closed bool
+
+	lastID  []byte
+	retry   time.Duration
+	tries   int
+	parser  jsonrpc.Parser
+	gotResp bool
+}
+
+func newHTTPStream(t *HTTP, s *httpSession, resp *fasthttp.Response, wantResponse bool) *httpStream {
+	st := &httpStream{t: t, s: s, resp: resp, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
+	st.dec = sse.NewDecoder(bodyReader(resp), t.cfg.MaxMessageBytes)
+	return st
+}
+
+func bodyReader(resp *fasthttp.Response) io.Reader {
+	if r := resp.BodyStream(); r != nil {
+		return r
+	}
+	return bytes.NewReader(resp.Body())
+}
+
+// Next returns the next message of the stream.
+func (st *httpStream) Next() ([]byte, error) {
+	for {
+		st.mu.Lock()
+		dec, closed := st.dec, st.closed
+		st.mu.Unlock()
+		if closed {
+			return nil, io.ErrClosedPipe
+		}
+		ev, err := dec.Next()
+		if err != nil {
+			if errors.Is(err, sse.ErrEventTooLarge) {
+				return nil, fmt.Errorf("%w: %v", ErrTooLarge, err)
+			}
+			if err2 := st.resume(err); err2 != nil {
+				return nil, err2
+			}
+			continue
+		}
+		if ev.HasID {
+			st.lastID = append(st.lastID[:0], ev.ID...)
+			st.tries = 0
+		}
+		if ev.Retry >= 0 {
+			st.retry = time.Duration(ev.Retry) * time.Millisecond
+		}
+		if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
+			continue // priming event or keep-alive
+		}
+		if len(ev.Event) > 0 && string(ev.Event) != "message" {
+			continue
+		}
+		if st.wantResponse && !st.gotResp {
+			if msgs, _, perr := st.parser.Parse(ev.Data); perr == nil && len(msgs) == 1 &&
+				(msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
+				st.gotResp = true
+			}
+		}
+		return ev.Data, nil
+	}
+}
+
+// resume handles the end of the current body: io.EOF when nothing more is
+// owed, or a reconnect with Last-Event-ID when a POST answer was cut short.
+func (st *httpStream) resume(cause error) error {
+	if !st.wantResponse || st.gotResp {
+		if errors.Is(cause, io.EOF) {
+			return io.EOF
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, cause)
+	}
+	if len(st.lastID) == 0 || st.t.cfg.ResumeAttempts < 0 || st.tries >= st.t.cfg.ResumeAttempts {
+		return fmt.Errorf("%w: stream ended before its response: %v", ErrUnavailable, cause)
+	}
+	st.tries++
+	time.Sleep(min(st.retry, 30*time.Second))
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return io.ErrClosedPipe
+	}
+	st.mu.Unlock()
+	next, err := st.s.get(context.Background(), st.lastID, true)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		next.release()
+		return io.ErrClosedPipe
+	}
+	old := st.resp
+	st.resp, st.dec = next.resp, next.dec
+	next.resp = nil
+	_ = old.CloseBodyStream()
+	fasthttp.ReleaseResponse(old)
+	return nil
+}
+
+func (st *httpStream) release() {
+	if st.resp != nil {
+		_ = st.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(st.resp)
+		st.resp = nil
+	}
+}
+
+// Close interrupts a blocked Next and releases the connection.
+func (st *httpStream) Close() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil
+	}
+	st.closed = true
+	// CloseBodyStream interrupts an in-flight Read (it closes the conn when
+	// the body was not read to the end) and waits for it.
+	if st.resp != nil {
+		_ = st.resp.CloseBodyStream()
+	}
+	return nil
+}

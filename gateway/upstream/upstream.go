@@ -1,0 +1,87 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Transport opens sessions on one upstream MCP server.
+type Transport interface {
+	// Connect opens an upstream session by forwarding the client's
+	// initialize request. It returns the session and the upstream's
+	// initialize response message (a JSON-RPC response or error, owned by
+	// the caller). On a JSON-RPC error response the session is nil and err
+	// is nil: the caller relays the error. Safe for concurrent use.
+	Connect(ctx context.Context, initialize []byte) (Session, []byte, error)
+	// Close releases pooled connections. Sessions must be closed first.
+	Close() error
+}
+
+// Session is one upstream session, bound to one client session.
+type Session interface {
+	// ID is the upstream's session identifier, for logs only; it must never
+	// reach a client. Empty when the upstream issued none.
+	ID() string
+	// Version is the protocol version negotiated with the upstream.
+	Version() string
+	// Send forwards one client message body (a request, notification,
+	// response or batch). Safe for concurrent use.
+	Send(ctx context.Context, body []byte) (*Reply, error)
+	// Listen opens the upstream's standalone server-to-client stream.
+	// It returns ErrNotSupported when the upstream offers none.
+	Listen(ctx context.Context) (Stream, error)
+	// Close ends the upstream session (best effort) and is idempotent.
+	Close(ctx context.Context) error
+}
+
+// Stream yields the JSON-RPC messages of one upstream stream, in order.
+type Stream interface {
+	// Next returns the next message. The bytes are valid until the next
+	// call. It returns io.EOF when the upstream ended the stream. Only one
+	// goroutine may call Next.
+	Next() ([]byte, error)
+	// Close stops the stream and releases its connection. It may be called
+	// concurrently with Next (which then returns an error), and more than once.
+	Close() error
+}
+
+// Reply is the upstream's answer to a forwarded message. Exactly one of
+// Accepted, JSON and Stream is set.
+type Reply struct {
+	// Accepted: the upstream took a message without answering (HTTP 202).
+	Accepted bool
+	// JSON is a complete JSON-RPC answer, owned by the caller.
+	JSON []byte
+	// Stream carries the answer as a sequence of messages. The caller must
+	// Close it.
+	Stream Stream
+}
+
+var (
+	// ErrSessionGone: the upstream no longer knows the session (HTTP 404 on
+	// a session request). The client session must end.
+	ErrSessionGone = errors.New("upstream: session gone")
+	// ErrNotSupported: the upstream does not offer the requested feature.
+	ErrNotSupported = errors.New("upstream: not supported")
+	// ErrUnavailable: the upstream could not be reached or broke the
+	// exchange (connection refused or reset, malformed answer).
+	ErrUnavailable = errors.New("upstream: unavailable")
+	// ErrTimeout: the upstream did not answer within the configured time.
+	ErrTimeout = errors.New("upstream: timeout")
+	// ErrTooLarge: an upstream answer or event exceeded the configured limit.
+	ErrTooLarge = errors.New("upstream: answer too large")
+)
+
+// StatusError is an upstream HTTP answer with an unexpected status. Body
+// holds the upstream's body when it was a JSON-RPC error message, so the
+// gateway can relay it; otherwise it is nil.
+type StatusError struct {
+	Op     string
+	Status int
+	Body   []byte
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream: %s: HTTP %d", e.Op, e.Status)
+}
