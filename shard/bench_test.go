@@ -172,6 +172,7 @@ func index(r uint64, n int) int { return int((r >> 32) * uint64(n) >> 32) }
 func benchGet(b *testing.B, f *fixture) {
 	var misses atomic.Int64
 	b.ReportAllocs()
+	defer reportCPU(b, processCPU())
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := xorshift(rand.Uint64() | 1)
@@ -194,6 +195,7 @@ func benchGet(b *testing.B, f *fixture) {
 // stays near the pre-filled one.
 func benchMixed(b *testing.B, f *fixture) {
 	b.ReportAllocs()
+	defer reportCPU(b, processCPU())
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		const region = 1 << 12
@@ -228,6 +230,16 @@ func benchMixed(b *testing.B, f *fixture) {
 			m.del(ring[tail%len(ring)])
 		}
 	})
+}
+
+// reportCPU reports the process CPU time (user+system, GC included) per
+// operation since start, as cpu-ns/op. On a busy machine it is steadier than
+// the wall-clock ns/op, which also counts time spent waiting for a core.
+func reportCPU(b *testing.B, start time.Duration) {
+	if start == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkStore compares the store with a single RWMutex map and sync.Map at
