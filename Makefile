@@ -62,7 +62,7 @@ conformance: build tools
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
 	MCPGATE_CONFORMANCE=$(CONFORMANCE) \
-	$(GO) test -count=1 -tags conformance -timeout 15m -v -run 'Conformance' ./cmd/gateway/
+	$(GO) test -count=1 -tags conformance -timeout 15m -v -run Conformance ./gateway/
 
 ## tools: test tools into .cache (idempotent).
 tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json

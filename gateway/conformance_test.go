@@ -1,0 +1,84 @@
+//go:build conformance
+
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
+)
+
+var totalLine = regexp.MustCompile(`(?m)^Total: (\d+) passed, (\d+) failed`)
+
+type suiteResult struct {
+	passed, failed int
+	exit           int
+	output         string
+}
+
+// runSuite runs the official conformance suite against url.
+func runSuite(t *testing.T, bin, url string, args ...string) suiteResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	full := append([]string{"server", "--url", url, "-o", t.TempDir()}, args...)
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, full...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	r := suiteResult{output: out.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.exit = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("conformance suite: %v\n%s", err, out.String())
+	}
+	m := totalLine.FindStringSubmatch(r.output)
+	require.NotNil(t, m, "no summary line in the suite's output:\n%s", r.output)
+	r.passed, _ = strconv.Atoi(m[1])
+	r.failed, _ = strconv.Atoi(m[2])
+	return r
+}
+
+// summary is the part of the suite's output after its per-scenario lines.
+func summary(out string) string {
+	if i := strings.Index(out, "Total:"); i >= 0 {
+		return out[i:]
+	}
+	return out
+}
+
+// TestConformance runs the official MCP conformance suite
+// (--requirements 2025-11-25) against the reference server directly and
+// through the gateway, in the same run. The gateway must exit 0 with no
+// failure and at least the direct pass count.
+func TestConformance(t *testing.T) {
+	suite := testenv.Env(t, "MCPGATE_CONFORMANCE")
+	everything := testenv.Env(t, "MCPGATE_EVERYTHING_SERVER")
+	gwBin := testenv.Env(t, "MCPGATE_GATEWAY_BIN")
+
+	up := testenv.StartEverything(t, everything, true)
+	direct := runSuite(t, suite, up.URL, "--requirements", "2025-11-25")
+	t.Logf("direct against the reference server:\n%s", summary(direct.output))
+	require.Zero(t, direct.exit, "the reference server itself must pass:\n%s", direct.output)
+
+	gw := testenv.StartGateway(t, gwBin, up.URL)
+	via := runSuite(t, suite, gw.URL, "--requirements", "2025-11-25")
+	t.Logf("through mcpgate:\n%s", summary(via.output))
+	require.Zero(t, via.exit, "suite exit code through the gateway:\n%s", via.output)
+	require.Zero(t, via.failed, "failed checks through the gateway:\n%s", via.output)
+	require.GreaterOrEqual(t, via.passed, direct.passed, "the gateway must pass every check the server passes directly")
+	require.GreaterOrEqual(t, via.passed, 82, "2025-11-25 requirement set: 82 checks")
+	for _, s := range []string{"server-session-lifecycle", "server-sse-polling", "json-schema-2020-12", "dns-rebinding-protection"} {
+		require.Regexp(t, regexp.MustCompile(`✓ `+regexp.QuoteMeta(s)+`: \d+ passed, 0 failed`), via.output, "scenario %s", s)
+	}
+	t.Logf("CONFORMANCE: direct %d passed, %d failed; through mcpgate %d passed, %d failed", direct.passed, direct.failed, via.passed, via.failed)
+}

@@ -1,0 +1,221 @@
+// Package testenv starts real processes for integration tests: the gateway
+// binary, the reference MCP server and the load harness's mock upstream, on
+// loopback ports the OS chooses. Every process is stopped by t.Cleanup, and
+// its stderr is printed when the test failed.
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Env returns a required environment variable naming a tool, or fails the
+// test with a hint to run it through make.
+func Env(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Fatalf("%s is not set: run these tests with `make integration` or `make conformance`", name)
+	}
+	if _, err := os.Stat(v); err != nil {
+		t.Fatalf("%s=%s: %v", name, v, err)
+	}
+	return v
+}
+
+// Proc is a child process started by a test.
+type Proc struct {
+	Name string
+	URL  string // the endpoint it serves, e.g. http://127.0.0.1:41234/mcp
+	Cmd  *exec.Cmd
+
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+type lockedWriter struct{ p *Proc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	if w.p.stderr.Len() < 4<<20 {
+		w.p.stderr.Write(b)
+	}
+	return len(b), nil
+}
+
+// Stderr returns what the process wrote to stderr so far.
+func (p *Proc) Stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGTERM, waits up to grace, then kills. It returns the exit error.
+func (p *Proc) Stop(grace time.Duration) error {
+	if !p.Exited() {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = p.Cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	return p.err
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// Wait waits for the process to end by itself, up to d.
+func (p *Proc) Wait(d time.Duration) (error, bool) {
+	select {
+	case <-p.done:
+		return p.err, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+func start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p := &Proc{Name: name, Cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = lockedWriter{p}
+	return p
+}
+
+func (p *Proc) run(t testing.TB) {
+	t.Helper()
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.Name, err)
+	}
+	go func() {
+		p.err = p.Cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.Stop(5 * time.Second)
+		if t.Failed() {
+			t.Logf("---- %s stderr ----\n%s", p.Name, tail(p.Stderr(), 8000))
+		}
+	})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// StartListening starts a binary that prints "listening on <URL>" as its
+// first stdout line (bin/gateway, bin/loadtest upstream) and returns once
+// that line arrived.
+func StartListening(t testing.TB, name, bin string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, name, cmd)
+	p.run(t)
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		// Keep draining so the child never blocks on a full pipe.
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case line, ok := <-lines:
+		if !ok || !strings.HasPrefix(line, "listening on ") {
+			t.Fatalf("%s: unexpected first line %q; stderr:\n%s", name, line, p.Stderr())
+		}
+		p.URL = strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not report its address; stderr:\n%s", name, p.Stderr())
+	}
+	return p
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for programs that cannot report an OS-chosen port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// StartEverything starts the reference MCP server (go-sdk's conformance
+// everything-server). stateful selects the session era.
+func StartEverything(t testing.TB, bin string, stateful bool) *Proc {
+	t.Helper()
+	for attempt := 0; attempt < 5; attempt++ {
+		addr := FreeAddr(t)
+		cmd := exec.Command(bin, "-http="+addr, fmt.Sprintf("-stateless=%v", !stateful))
+		p := start(t, "everything-server", cmd)
+		p.run(t)
+		if waitTCP(addr, 10*time.Second, p) {
+			p.URL = "http://" + addr + "/mcp"
+			return p
+		}
+		_ = p.Stop(time.Second)
+	}
+	t.Fatal("everything-server did not start")
+	return nil
+}
+
+func waitTCP(addr string, d time.Duration, p *Proc) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if p.Exited() {
+			return false
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// StartGateway starts bin/gateway in front of upstreamURL with extra flags.
+func StartGateway(t testing.TB, bin, upstreamURL string, flags ...string) *Proc {
+	t.Helper()
+	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", upstreamURL, "-log-level", "debug"}, flags...)
+	return StartListening(t, "gateway", bin, args...)
+}
