@@ -330,31 +330,43 @@ func (r *runner) monitor(primary string, stop <-chan struct{}, done chan<- struc
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var prevErrs int64
+	last := w.start
+	cut := func(now time.Time) Sample {
+		lat, _, errs := r.rec.CutInterval()
+		var nerr int64
+		for _, v := range errs {
+			nerr += v
+		}
+		s := Sample{T: now.Sub(w.start).Seconds(), Errors: nerr - prevErrs, Warmup: now.Before(w.measureFrom.Add(time.Second))}
+		prevErrs = nerr
+		if h := lat[primary]; h != nil {
+			if secs := now.Sub(last).Seconds(); secs > 0 {
+				s.Rate = float64(h.TotalCount()) / secs
+			}
+			sum := Summarize(h)
+			s.P50, s.P99, s.Max = sum.P50, sum.P99, sum.Max
+		}
+		last = now
+		r.timeline = append(r.timeline, s)
+		return s
+	}
 	for {
 		select {
 		case <-stop:
+			// The last, partial interval.
+			if now := time.Now(); now.Sub(last) > 100*time.Millisecond || len(r.timeline) == 0 {
+				cut(now)
+			}
 			if r.cfg.Progress != nil {
 				fmt.Fprintln(r.cfg.Progress)
 			}
 			return
 		case now := <-tick.C:
-			lat, _, errs := r.rec.CutInterval()
-			var nerr int64
-			for _, v := range errs {
-				nerr += v
-			}
-			s := Sample{T: now.Sub(w.start).Seconds(), Errors: nerr - prevErrs, Warmup: now.Before(w.measureFrom.Add(time.Second))}
-			prevErrs = nerr
-			if h := lat[primary]; h != nil {
-				s.Rate = float64(h.TotalCount())
-				sum := Summarize(h)
-				s.P50, s.P99, s.Max = sum.P50, sum.P99, sum.Max
-			}
-			r.timeline = append(r.timeline, s)
+			s := cut(now)
 			if r.cfg.Progress != nil {
 				total := w.end.Sub(w.start).Seconds()
 				fmt.Fprintf(r.cfg.Progress, "\r[%5.0fs/%4.0fs] %-6s %s %8.0f/s  p50 %7.2fms  p99 %7.2fms  errors %d   ",
-					s.T, total, r.cfg.Scenario, primary, s.Rate, s.P50, s.P99, nerr)
+					s.T, total, r.cfg.Scenario, primary, s.Rate, s.P50, s.P99, prevErrs)
 			}
 		}
 	}
