@@ -65,7 +65,9 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 	}
 	sess, ok := s.store.Get(string(sid)) // no allocation: the compiler elides the conversion
 	if !ok {
-		s.fail(ctx, fasthttp.StatusNotFound, id, jsonrpc.CodeSessionNotFound, "Session not found", nil)
+		// id null on purpose: an id-bearing 404 reads as a per-call error to
+		// the Go SDK, while the session is in fact gone for every call.
+		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 		return nil
 	}
 	if v := ctx.Request.Header.Peek("MCP-Protocol-Version"); len(v) > 0 && !versionSupported(v) {
@@ -172,7 +174,7 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, id []by
 	switch {
 	case errors.Is(err, upstream.ErrSessionGone):
 		s.endSession(context.Background(), sess, CloseUpstreamGone, false)
-		s.fail(ctx, fasthttp.StatusNotFound, id, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
+		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
 	case errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
 		// The upstream refused the client's message with a JSON-RPC error: relay it.
 		ctx.SetStatusCode(se.Status)

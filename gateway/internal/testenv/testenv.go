@@ -179,22 +179,31 @@ func FreeAddr(t testing.TB) string {
 }
 
 // StartEverything starts the reference MCP server (go-sdk's conformance
-// everything-server). stateful selects the session era.
+// everything-server) on a free loopback port. stateful selects the session era.
 func StartEverything(t testing.TB, bin string, stateful bool) *Proc {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		addr := FreeAddr(t)
-		cmd := exec.Command(bin, "-http="+addr, fmt.Sprintf("-stateless=%v", !stateful))
-		p := start(t, "everything-server", cmd)
-		p.run(t)
-		if waitTCP(addr, 10*time.Second, p) {
-			p.URL = "http://" + addr + "/mcp"
+		if p := StartEverythingAt(t, bin, FreeAddr(t), stateful); p != nil {
 			return p
 		}
-		_ = p.Stop(time.Second)
 	}
 	t.Fatal("everything-server did not start")
 	return nil
+}
+
+// StartEverythingAt starts the reference server on addr; nil if it did not
+// come up (for example because the port is taken).
+func StartEverythingAt(t testing.TB, bin, addr string, stateful bool) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, "-http="+addr, fmt.Sprintf("-stateless=%v", !stateful))
+	p := start(t, "everything-server", cmd)
+	p.run(t)
+	if !waitTCP(addr, 10*time.Second, p) {
+		_ = p.Stop(time.Second)
+		return nil
+	}
+	p.URL = "http://" + addr + "/mcp"
+	return p
 }
 
 func waitTCP(addr string, d time.Duration, p *Proc) bool {

@@ -1,0 +1,402 @@
+//go:build integration
+
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
+)
+
+// stack is a reference MCP server with the gateway binary in front of it.
+type stack struct {
+	up, gw *testenv.Proc
+}
+
+func startStack(t *testing.T, flags ...string) stack {
+	t.Helper()
+	up := testenv.StartEverything(t, testenv.Env(t, "MCPGATE_EVERYTHING_SERVER"), true)
+	gw := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), up.URL, flags...)
+	return stack{up: up, gw: gw}
+}
+
+func connect(t *testing.T, url string, opts *mcp.ClientOptions, noGET bool) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := mcp.NewClient(&mcp.Implementation{Name: "mcpgate-test", Version: "1.0.0"}, opts)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: noGET}, nil)
+	require.NoError(t, err)
+	return cs
+}
+
+func textOf(t *testing.T, res *mcp.CallToolResult) string {
+	t.Helper()
+	require.NotEmpty(t, res.Content)
+	tc, ok := res.Content[0].(*mcp.TextContent)
+	require.True(t, ok, "first content is %T", res.Content[0])
+	return tc.Text
+}
+
+// rawPost sends one POST to the gateway and returns status and body.
+func rawPost(t *testing.T, url, sid, body string, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+	}
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestSDKCallsThroughGateway(t *testing.T) {
+	s := startStack(t)
+	cs := connect(t, s.gw.URL, nil, false)
+	ctx := context.Background()
+
+	tools, err := cs.ListTools(ctx, nil)
+	require.NoError(t, err)
+	assert.Greater(t, len(tools.Tools), 10)
+
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+	require.NoError(t, err)
+	assert.Contains(t, textOf(t, res), "simple text")
+	assert.Equal(t, "2025-11-25", cs.InitializeResult().ProtocolVersion)
+
+	// The gateway's session id, never the upstream's: 32 hex characters.
+	sid := cs.ID()
+	assert.Regexp(t, `^[0-9a-f]{32}$`, sid)
+
+	// Close sends DELETE; the id is dead afterwards.
+	require.NoError(t, cs.Close())
+	status, body := rawPost(t, s.gw.URL, sid, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`, nil)
+	assert.Equal(t, http.StatusNotFound, status, "%s", body)
+	assert.Contains(t, string(body), `"code":-32001`)
+}
+
+func TestSDKStreamedAnswerWithProgress(t *testing.T) {
+	s := startStack(t)
+	var progress atomic.Int32
+	cs := connect(t, s.gw.URL, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			if r.Params.ProgressToken == "tok-1" {
+				progress.Add(1)
+			}
+		},
+	}, false)
+	defer cs.Close()
+	params := &mcp.CallToolParams{Name: "test_tool_with_progress"}
+	params.SetProgressToken("tok-1")
+	res, err := cs.CallTool(context.Background(), params)
+	require.NoError(t, err)
+	assert.False(t, res.IsError)
+	assert.Equal(t, int32(3), progress.Load(), "every progress notification of the call arrives")
+
+	var logs atomic.Int32
+	cs2 := connect(t, s.gw.URL, &mcp.ClientOptions{
+		LoggingMessageHandler: func(context.Context, *mcp.LoggingMessageRequest) { logs.Add(1) },
+	}, false)
+	defer cs2.Close()
+	require.NoError(t, cs2.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "debug"}))
+	_, err = cs2.CallTool(context.Background(), &mcp.CallToolParams{Name: "test_tool_with_logging"})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, logs.Load(), int32(3))
+}
+
+func TestSDKStandaloneStreamAndIsolation(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+
+	var aTools, bTools atomic.Int32
+	var aUpdates, bUpdates atomic.Int32
+	a := connect(t, s.gw.URL, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { aTools.Add(1) },
+		ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { aUpdates.Add(1) },
+	}, false)
+	defer a.Close()
+	b := connect(t, s.gw.URL, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { bTools.Add(1) },
+		ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { bUpdates.Add(1) },
+	}, false)
+	defer b.Close()
+
+	// Only a subscribes to the watched resource (the server updates it every 3 s).
+	require.NoError(t, a.Subscribe(ctx, &mcp.SubscribeParams{URI: "test://watched-resource"}))
+	// A tool change is announced to every session on its standalone stream.
+	time.Sleep(300 * time.Millisecond) // let both standalone GET streams attach
+	_, err := b.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"})
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { return aTools.Load() >= 1 && bTools.Load() >= 1 }, 10*time.Second, 20*time.Millisecond,
+		"list_changed on both standalone streams")
+	require.Eventually(t, func() bool { return aUpdates.Load() >= 1 }, 10*time.Second, 50*time.Millisecond,
+		"resources/updated on the subscriber's standalone stream")
+	assert.Zero(t, bUpdates.Load(), "the other session never sees a's subscription")
+
+	// Concurrent calls with the same request ids and progress tokens in two
+	// sessions never cross.
+	var wg sync.WaitGroup
+	for i, cs := range []*mcp.ClientSession{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+				if !assert.NoError(t, err, "client %d call %d", i, j) {
+					return
+				}
+				assert.Contains(t, textOf(t, res), "simple text")
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestSDKIdleExpiry(t *testing.T) {
+	s := startStack(t, "-session-idle-timeout", "1s")
+	cs := connect(t, s.gw.URL, nil, true)
+	_, err := cs.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+	sid := cs.ID()
+	time.Sleep(3 * time.Second)
+	status, body := rawPost(t, s.gw.URL, sid, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"})
+	assert.Equal(t, http.StatusNotFound, status, "%s", body)
+	_, err = cs.ListTools(context.Background(), nil)
+	require.Error(t, err)
+	_ = cs.Close()
+}
+
+func TestSDKUpstreamRestartIsSessionLoss(t *testing.T) {
+	s := startStack(t)
+	cs := connect(t, s.gw.URL, nil, true)
+	_, err := cs.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+
+	// Restart the upstream on the same address: its sessions are gone.
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.up.URL, "http://"), "/mcp")
+	_ = s.up.Stop(5 * time.Second) // the reference server dies on SIGTERM: exit status ignored
+	restartEverythingAt(t, addr)
+
+	_, err = cs.ListTools(context.Background(), nil)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, mcp.ErrSessionMissing), "want ErrSessionMissing, got %v", err)
+	status, _ := rawPost(t, s.gw.URL, cs.ID(), `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, nil)
+	assert.Equal(t, http.StatusNotFound, status)
+
+	// A new session works against the restarted upstream.
+	cs2 := connect(t, s.gw.URL, nil, true)
+	defer cs2.Close()
+	_, err = cs2.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+}
+
+func restartEverythingAt(t *testing.T, addr string) {
+	t.Helper()
+	bin := testenv.Env(t, "MCPGATE_EVERYTHING_SERVER")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := testenv.StartEverythingAt(t, bin, addr, true)
+		if p != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not restart everything-server on %s", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBadRequests checks every rejection's status and JSON-RPC error, and
+// that an existing session is untouched afterwards.
+func TestBadRequests(t *testing.T) {
+	s := startStack(t, "-max-body", "64KiB")
+	cs := connect(t, s.gw.URL, nil, true)
+	defer cs.Close()
+	sid := cs.ID()
+	ctx := context.Background()
+	_, err := cs.ListTools(ctx, nil)
+	require.NoError(t, err)
+
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	type tc struct {
+		name   string
+		method string
+		body   string
+		sid    string
+		hdr    map[string]string
+		status int
+		code   int // 0: no body check
+	}
+	cases := []tc{
+		{"no Accept", "POST", list, sid, map[string]string{"Accept": ""}, 406, -32000},
+		{"Accept json only", "POST", list, sid, map[string]string{"Accept": "application/json"}, 406, -32000},
+		{"wrong Content-Type", "POST", list, sid, map[string]string{"Content-Type": "text/plain"}, 415, -32000},
+		{"invalid JSON", "POST", `{"jsonrpc":`, sid, nil, 400, -32700},
+		{"not a message", "POST", `[1,2]`, sid, nil, 400, -32600},
+		{"JSON scalar", "POST", `"hello"`, sid, nil, 400, -32600},
+		{"empty body", "POST", ``, sid, nil, 400, -32000},
+		{"missing session id", "POST", list, "", nil, 400, -32000},
+		{"unknown session id", "POST", list, "0123456789abcdef0123456789abcdef", nil, 404, -32001},
+		{"session id with a space", "POST", list, "abc def", nil, 400, -32000},
+		{"unsupported version", "POST", list, sid, map[string]string{"MCP-Protocol-Version": "1999-01-01"}, 400, -32022},
+		{"batch on 2025-11-25", "POST", `[` + list + `]`, sid, nil, 400, -32600},
+		{"initialize with session id", "POST", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`, sid, nil, 400, -32600},
+		{"Last-Event-ID on POST", "POST", list, sid, map[string]string{"Last-Event-ID": "1_1"}, 400, -32000},
+		{"PUT", "PUT", list, sid, nil, 405, -32000},
+		{"PATCH", "PATCH", list, sid, nil, 405, -32000},
+		{"oversized body", "POST", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"` + strings.Repeat("a", 70<<10) + `"}}`, sid, nil, 413, -32000},
+		{"bad Origin", "POST", list, sid, map[string]string{"Origin": "http://evil.example.com"}, 403, -32000},
+		{"bad Host", "POST", list, sid, map[string]string{"Host": "evil.example.com"}, 403, -32000},
+		{"GET without SSE Accept", "GET", "", sid, map[string]string{"Accept": "application/json"}, 406, -32000},
+		{"GET without session", "GET", "", "", nil, 400, -32000},
+		{"GET malformed Last-Event-ID", "GET", "", sid, map[string]string{"Last-Event-ID": "x_1"}, 400, -32000},
+		{"GET Last-Event-ID of unknown stream", "GET", "", sid, map[string]string{"Last-Event-ID": "99_1"}, 400, -32000},
+		{"DELETE without session", "DELETE", "", "", nil, 400, -32000},
+		{"DELETE unknown session", "DELETE", "", "0123456789abcdef0123456789abcdef", nil, 404, -32001},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest(c.method, s.gw.URL, bytes.NewBufferString(c.body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			if c.method == "GET" {
+				req.Header.Set("Accept", "text/event-stream")
+			} else {
+				req.Header.Set("Accept", "application/json, text/event-stream")
+			}
+			if c.sid != "" {
+				req.Header.Set("Mcp-Session-Id", c.sid)
+			}
+			for k, v := range c.hdr {
+				switch {
+				case k == "Host":
+					req.Host = v
+				case v == "":
+					req.Header.Del(k)
+				default:
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			assert.Equal(t, c.status, resp.StatusCode, "body: %s", body)
+			if c.code != 0 {
+				var msg struct {
+					JSONRPC string `json:"jsonrpc"`
+					Error   struct {
+						Code    int    `json:"code"`
+						Message string `json:"message"`
+					} `json:"error"`
+				}
+				require.NoError(t, json.Unmarshal(body, &msg), "body: %s", body)
+				assert.Equal(t, "2.0", msg.JSONRPC)
+				assert.Equal(t, c.code, msg.Error.Code, "body: %s", body)
+				assert.NotEmpty(t, msg.Error.Message)
+			}
+		})
+	}
+	// The session survived every rejection.
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+	require.NoError(t, err)
+	assert.Contains(t, textOf(t, res), "simple text")
+}
+
+// TestShutdownIsOrderly: SIGTERM ends attached streams with a retry hint,
+// deletes upstream sessions and exits 0 within the timeout.
+func TestShutdownIsOrderly(t *testing.T) {
+	s := startStack(t, "-shutdown-timeout", "5s")
+	cs := connect(t, s.gw.URL, nil, false)
+	_, err := cs.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+
+	req, _ := http.NewRequest(http.MethodGet, s.gw.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", cs.ID())
+	// The SDK client already holds the standalone stream: resume it by id
+	// instead, which a second reader may not do (409) ...
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusConflict, resp.StatusCode)
+	resp.Body.Close()
+
+	// ... so open a second session by hand and hold its standalone stream.
+	status, body := rawPost(t, s.gw.URL, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	sid2 := sessionFromInit(t, s.gw.URL)
+	req2, _ := http.NewRequest(http.MethodGet, s.gw.URL, nil)
+	req2.Header.Set("Accept", "text/event-stream")
+	req2.Header.Set("Mcp-Session-Id", sid2)
+	resp2, err := http.DefaultClient.Do(req2)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp2.StatusCode)
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(resp2.Body)
+		got <- string(b)
+	}()
+
+	start := time.Now()
+	require.NoError(t, s.gw.Signal(syscall.SIGTERM))
+	err, exited := s.gw.Wait(10 * time.Second)
+	require.True(t, exited, "gateway did not exit")
+	assert.NoError(t, err, "exit status")
+	assert.Less(t, time.Since(start), 6*time.Second)
+	select {
+	case b := <-got:
+		assert.Contains(t, b, ": ok")
+		assert.Contains(t, b, "retry: ", "streams end with a retry hint")
+	case <-time.After(5 * time.Second):
+		t.Fatal("standalone stream did not end on shutdown")
+	}
+	assert.Contains(t, s.gw.Stderr(), "stopped")
+	_ = cs.Close()
+}
+
+// sessionFromInit initializes a raw session and returns its id.
+func sessionFromInit(t *testing.T, url string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	require.NotEmpty(t, sid)
+	st, b := rawPost(t, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"MCP-Protocol-Version": "2025-06-18"})
+	require.Equal(t, http.StatusAccepted, st, fmt.Sprintf("%s", b))
+	return sid
+}
