@@ -222,7 +222,7 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		st.closeUpstream()
 		s.finishStream(st)
 	}
-	if reason != CloseUpstreamGone {
+	if reason != CloseUpstreamGone && sess.up != nil {
 		if deleteUpstream || reason == CloseIdle || reason == CloseMaxAge {
 			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := sess.up.Close(dctx); err != nil {

@@ -190,9 +190,20 @@ func (s *Server) Metrics() MetricsSnapshot {
 	return s.metrics.snapshot(s.store.Len())
 }
 
+// heartbeatDue reports whether st has been quiet for a heartbeat interval.
+// The coarse clock lags by up to one tick, so a tick (at most a quarter of
+// the interval) counts as slack.
 func (s *Server) heartbeatDue(st *stream) bool {
-	hb := s.cfg.Heartbeat
-	return hb > 0 && s.clock.Now()-st.lastWrite.Load() >= int64(hb)-int64(s.clock.Tick())
+	return s.quietFor(st, s.clock.Now())
+}
+
+func (s *Server) quietFor(st *stream, now int64) bool {
+	hb := int64(s.cfg.Heartbeat)
+	if hb <= 0 {
+		return false
+	}
+	slack := min(int64(s.clock.Tick()), hb/4)
+	return now-st.lastWrite.Load() >= hb-slack
 }
 
 type fasthttpLogger struct{ l *slog.Logger }

@@ -68,12 +68,11 @@ func (s *Server) expiredReason(sess *session, now int64) int {
 // maintainStreams kicks heartbeats and drops finished streams whose
 // retention has passed.
 func (s *Server) maintainStreams(sess *session, now int64) {
-	hb := int64(s.cfg.Heartbeat)
 	retention := int64(s.cfg.StreamRetention)
 	sess.mu.Lock()
 	for id, st := range sess.streams {
 		if st.attached.Load() {
-			if hb > 0 && now-st.lastWrite.Load() >= hb-int64(s.clock.Tick()) {
+			if s.quietFor(st, now) {
 				st.wake()
 			}
 			continue

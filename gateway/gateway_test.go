@@ -1,0 +1,331 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/sse"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+func TestMain(m *testing.M) {
+	// fasthttp's worker-pool cleaner sleeps out its interval after Stop.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+}
+
+// nopTransport is an upstream that is never reached: the unit tests below
+// exercise the gateway's own parts; integration tests use real upstreams.
+type nopTransport struct{}
+
+func (nopTransport) Connect(context.Context, []byte) (upstream.Session, []byte, error) {
+	return nil, nil, upstream.ErrUnavailable
+}
+func (nopTransport) Close() error { return nil }
+
+func newTestServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	cfg.Upstream = nopTransport{}
+	s, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+	})
+	return s
+}
+
+func TestFrameLenMatchesEncoder(t *testing.T) {
+	cases := []string{"", "x", `{"jsonrpc":"2.0"}`, "a\nb", "a\r\nb", "a\rb", "\n", "\r\n", "\r", "a\r", "a\n\n", "\r\r\n\n", "x\r\n\r\ny"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		b := make([]byte, rng.IntN(40))
+		for j := range b {
+			b[j] = "ab\r\n{}"[rng.IntN(6)]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		for _, ids := range [][2]uint64{{0, 0}, {1, 9}, {12, 1234567}, {1 << 40, 1<<64 - 1}} {
+			want := len(sse.AppendStreamEvent(nil, ids[0], ids[1], []byte(c)))
+			assert.Equal(t, want, frameLen(ids[0], ids[1], []byte(c)), "data %q ids %v", c, ids)
+		}
+	}
+}
+
+func TestAccepts(t *testing.T) {
+	for _, c := range []struct {
+		h         string
+		json, sse bool
+	}{
+		{"", false, false},
+		{"application/json, text/event-stream", true, true},
+		{"text/event-stream, application/json;q=0.9", true, true},
+		{"*/*", true, true},
+		{"application/*", true, false},
+		{"text/*", false, true},
+		{"application/json", true, false},
+		{" TEXT/EVENT-STREAM ", false, true},
+		{"application/jsonx", false, false},
+	} {
+		j, s := accepts([]byte(c.h))
+		assert.Equal(t, c.json, j, "%q json", c.h)
+		assert.Equal(t, c.sse, s, "%q sse", c.h)
+	}
+}
+
+func TestValidSessionID(t *testing.T) {
+	assert.True(t, validSessionID([]byte(newSessionID())))
+	assert.True(t, validSessionID([]byte("!~")))
+	assert.False(t, validSessionID(nil))
+	assert.False(t, validSessionID([]byte("a b")))
+	assert.False(t, validSessionID([]byte("a\x7f")))
+	assert.False(t, validSessionID([]byte("é")))
+	assert.False(t, validSessionID([]byte(strings.Repeat("a", MaxSessionIDLen+1))))
+	ids := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := newSessionID()
+		assert.Len(t, id, 32)
+		assert.False(t, ids[id])
+		ids[id] = true
+	}
+}
+
+func TestOriginPolicy(t *testing.T) {
+	loop := newOriginPolicy(nil, nil, true)
+	for h, ok := range map[string]bool{
+		"127.0.0.1:8080": true, "localhost": true, "[::1]:9": true, "LOCALHOST:1": true,
+		"evil.example.com": false, "127.0.0.1.evil.com:80": false, "": false,
+	} {
+		assert.Equal(t, ok, loop.hostAllowed([]byte(h)), "host %q", h)
+	}
+	for o, ok := range map[string]bool{
+		"http://localhost:3000": true, "https://127.0.0.1": true, "http://[::1]:5": true,
+		"http://evil.example.com": false, "null": false, "file://localhost": false,
+	} {
+		assert.Equal(t, ok, loop.originAllowed([]byte(o), []byte("127.0.0.1:8080")), "origin %q", o)
+	}
+	public := newOriginPolicy(nil, nil, false)
+	assert.True(t, public.hostAllowed([]byte("gw.example.com")))
+	assert.True(t, public.originAllowed([]byte("https://gw.example.com"), []byte("gw.example.com")))
+	assert.False(t, public.originAllowed([]byte("https://evil.example.com"), []byte("gw.example.com")))
+	listed := newOriginPolicy([]string{"https://app.example.com", "http://tool.example.com:8443"}, []string{"gw.example.com"}, false)
+	assert.True(t, listed.hostAllowed([]byte("gw.example.com:443")))
+	assert.False(t, listed.hostAllowed([]byte("other.example.com")))
+	assert.True(t, listed.originAllowed([]byte("https://app.example.com"), nil))
+	assert.True(t, listed.originAllowed([]byte("http://tool.example.com:8443"), nil))
+	assert.False(t, listed.originAllowed([]byte("http://tool.example.com:9999"), nil))
+	anyOrigin := newOriginPolicy([]string{"*"}, []string{"*"}, true)
+	assert.True(t, anyOrigin.originAllowed([]byte("http://x.y"), nil))
+}
+
+func TestClassify(t *testing.T) {
+	var p jsonrpc.Parser
+	for _, c := range []struct {
+		msg   string
+		class ringbuf.Class
+		keyed bool
+		resp  string
+	}{
+		{`{"jsonrpc":"2.0","id":5,"result":{}}`, ringbuf.MustDeliver, false, "5"},
+		{`{"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"x"}}`, ringbuf.MustDeliver, false, `"a"`},
+		{`{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}`, ringbuf.MustDeliver, false, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`, ringbuf.MustDeliver, false, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}`, ringbuf.Droppable, true, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`, ringbuf.Droppable, true, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b"}}`, ringbuf.Droppable, true, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`, ringbuf.Droppable, false, ""},
+		{`not json`, ringbuf.MustDeliver, false, ""},
+	} {
+		class, key, resp := classify(&p, []byte(c.msg))
+		assert.Equal(t, c.class, class, c.msg)
+		assert.Equal(t, c.keyed, key != 0, c.msg)
+		assert.Equal(t, c.resp, string(resp), c.msg)
+	}
+	var q jsonrpc.Parser
+	_, k1, _ := classify(&q, []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}`))
+	_, k2, _ := classify(&q, []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":2}}`))
+	_, k3, _ := classify(&q, []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"u","progress":2}}`))
+	assert.Equal(t, k1, k2, "same token, same key")
+	assert.NotEqual(t, k1, k3, "other token, other key")
+}
+
+func TestConfigDefaultsAndErrors(t *testing.T) {
+	c := Config{Upstream: nopTransport{}}
+	require.NoError(t, c.setDefaults())
+	assert.Equal(t, DefaultPath, c.Path)
+	assert.Equal(t, DefaultMaxSessions, c.MaxSessions)
+	assert.Equal(t, DefaultRingSize, c.RingSize)
+	assert.Equal(t, DefaultHeartbeat, c.Heartbeat)
+	assert.Equal(t, DefaultSessionMaxAge, c.SessionMaxAge)
+	assert.Error(t, (&Config{}).setDefaults(), "upstream required")
+	assert.Error(t, (&Config{Upstream: nopTransport{}, MaxSessions: -1}).setDefaults())
+	assert.Error(t, (&Config{Upstream: nopTransport{}, Path: "mcp"}).setDefaults())
+	assert.Error(t, (&Config{Upstream: nopTransport{}, SessionIdleTimeout: -time.Second}).setDefaults())
+	_, err := New(Config{Upstream: nopTransport{}, RingSize: 1 << 30})
+	assert.Error(t, err, "ring size above the ring's maximum")
+}
+
+// readerFixture is a stream with a reader attached, without HTTP.
+func readerFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) (*stream, *streamReader) {
+	t.Helper()
+	ring, err := ringbuf.New(ringCfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sess := &session{id: newSessionID(), version: "2025-11-25", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	st := newStream(3, sess, ring)
+	st.attached.Store(true)
+	st.lastWrite.Store(s.clock.Now())
+	sess.lastActive.Store(s.clock.Now())
+	sess.created = s.clock.Now()
+	sess.busy.Add(1)
+	return st, newStreamReader(s, st, 0, nil)
+}
+
+func TestStreamReaderBatchesWholeEvents(t *testing.T) {
+	s := newTestServer(t, Config{})
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"hello"}}`)
+	for i := 0; i < 100; i++ {
+		_, _, err := st.ring.Push(ringbuf.Droppable, 0, msg)
+		require.NoError(t, err)
+	}
+	buf := make([]byte, 4096)
+	n, err := r.Read(buf)
+	require.NoError(t, err)
+	dec := sse.NewDecoder(strings.NewReader(string(buf[:n])), 0)
+	got := 0
+	for {
+		ev, err := dec.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		got++
+		assert.Equal(t, "3_"+itoa(got), string(ev.ID))
+		assert.Equal(t, string(msg), string(ev.Data))
+	}
+	assert.Greater(t, got, 1, "several events per Read")
+	assert.Equal(t, n, len(encodedRun(1, got, msg)), "only whole events")
+	assert.Greater(t, frameLen(3, uint64(got+1), msg), 4096-n, "as many as fit")
+}
+
+func encodedRun(from, to int, msg []byte) []byte {
+	var b []byte
+	for i := from; i <= to; i++ {
+		b = sse.AppendStreamEvent(b, 3, uint64(i), msg)
+	}
+	return b
+}
+
+func itoa(i int) string { return string(sse.AppendEventID(nil, 0, uint64(i))[2:]) }
+
+func TestStreamReaderLargeEventSpansReads(t *testing.T) {
+	s := newTestServer(t, Config{})
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	big := []byte(`{"jsonrpc":"2.0","id":1,"result":{"x":"` + strings.Repeat("z", 10000) + `"}}`)
+	_, _, err := st.ring.Push(ringbuf.MustDeliver, 0, big)
+	require.NoError(t, err)
+	st.ring.Close()
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		require.NotZero(t, n, "Read must never return (0, nil)")
+	}
+	assert.Equal(t, string(sse.AppendStreamEvent(nil, 3, 1, big)), string(out))
+	require.NoError(t, r.Close())
+	require.NoError(t, r.CloseWithError(nil), "both close paths may run")
+	assert.False(t, st.attached.Load())
+	assert.Equal(t, uint64(1), st.delivered.Load())
+}
+
+func TestStreamReaderCutAndShutdown(t *testing.T) {
+	s := newTestServer(t, Config{})
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 4096))
+		done <- err
+	}()
+	st.disconnect()
+	select {
+	case err := <-done:
+		assert.Equal(t, io.EOF, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cut did not wake the reader")
+	}
+	assert.Equal(t, CloseSlowConsumer, r.reason)
+
+	st2, r2 := readerFixture(t, s, ringbuf.Config{})
+	_ = st2
+	go func() {
+		buf := make([]byte, 4096)
+		n, err := r2.Read(buf)
+		if err == nil && !strings.HasPrefix(string(buf[:n]), "retry: ") {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil {
+			_, err = r2.Read(buf)
+		}
+		done <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+	select {
+	case err := <-done:
+		assert.Equal(t, io.EOF, err, "retry hint first, then the end")
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not end the reader")
+	}
+}
+
+func TestHeartbeatOnQuietStream(t *testing.T) {
+	s := newTestServer(t, Config{Heartbeat: 50 * time.Millisecond, SweepInterval: 20 * time.Millisecond})
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	sess := st.sess
+	sess.streams[st.id] = st
+	require.NoError(t, s.store.Create(sess.id, sess))
+	buf := make([]byte, 256)
+	start := time.Now()
+	n, err := r.Read(buf)
+	require.NoError(t, err)
+	assert.Equal(t, ": \n\n", string(buf[:n]))
+	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond)
+	s.store.Delete(sess.id)
+}
+
+func TestServeRejectsSecondCall(t *testing.T) {
+	s := newTestServer(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	time.Sleep(50 * time.Millisecond)
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln2.Close()
+	assert.Error(t, s.Serve(ln2))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+	assert.NoError(t, <-errc)
+}
