@@ -16,7 +16,8 @@ func Example() {
 	}
 	_, _, _ = r.Push(ringbuf.Droppable, 7, []byte(`{"progress":1}`))
 	_, _, _ = r.Push(ringbuf.MustDeliver, 0, []byte(`{"result":{}}`))
-	_, out, _ := r.Push(ringbuf.Droppable, 7, []byte(`{"progress":2}`)) // latest progress wins
+	// Room left: the update is kept. Only a full ring coalesces by key.
+	_, out, _ := r.Push(ringbuf.Droppable, 7, []byte(`{"progress":2}`))
 	fmt.Println(out)
 	r.Close()
 
@@ -47,7 +48,8 @@ func Example() {
 		after = last
 	}
 	// Output:
-	// coalesced
-	// 1 {"progress":2}
+	// accepted
+	// 1 {"progress":1}
 	// 2 {"result":{}}
+	// 3 {"progress":2}
 }

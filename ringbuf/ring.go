@@ -114,9 +114,12 @@ func (r *Ring) Stats() Stats {
 // Push copies data into the ring and returns the event's sequence number
 // and what happened to it (see Outcome). The data slice is not retained.
 //
-// A non-zero key on a Droppable event is a coalescing key: if a retained,
-// not yet delivered droppable event has the same key, its data is replaced
-// in place (outcome Coalesced, that event's seq is returned). MustDeliver
+// A non-zero key on a Droppable event is a coalescing key. While the ring
+// has room (after evicting delivered events) every event is stored, so a
+// reader that keeps up sees every update. Only when the ring is full of
+// undelivered events, and a retained undelivered droppable event has the
+// same key, is that event's data replaced in place (outcome Coalesced, its
+// seq is returned) before the policy would drop anything. MustDeliver
 // events ignore the key: merging one would drop a message.
 //
 // A refused event gets seq 0 and a nil error. Push fails with ErrClosed
@@ -153,14 +156,16 @@ func (r *Ring) pushDroppableLocked(key uint64, data []byte) (uint64, Outcome) {
 		r.stats.DroppedNewest++
 		return 0, DroppedNewest
 	}
+	stop := r.last + 1
+	if r.makeRoomLocked(1, n, stop) {
+		return r.storeLocked(Droppable, key, data), Accepted
+	}
+	// Full of undelivered events: coalescing into an undelivered event with
+	// the same key loses less than the policy would.
 	if key != 0 && r.keyed > 0 {
 		if seq := r.findKeyLocked(key); seq != 0 {
 			return r.coalesceLocked(seq, data)
 		}
-	}
-	stop := r.last + 1
-	if r.makeRoomLocked(1, n, stop) {
-		return r.storeLocked(Droppable, key, data), Accepted
 	}
 	switch r.policy {
 	case DropOldest:

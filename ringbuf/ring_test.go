@@ -319,50 +319,42 @@ func TestByteBudget(t *testing.T) {
 }
 
 func TestCoalesce(t *testing.T) {
-	r := newRing(t, Config{Capacity: 8})
+	// With room, every update is kept: coalescing only replaces losing
+	// events under pressure.
+	r := newRing(t, Config{Capacity: 4})
 	seq, out := push(t, r, Droppable, 7, "progress 1")
 	require.Equal(t, uint64(1), seq)
 	require.Equal(t, Accepted, out)
 	push(t, r, MustDeliver, 0, "response")
 	push(t, r, Droppable, 9, "other token")
-
-	seq, out = push(t, r, Droppable, 7, "progress 2 of 10")
-	assert.Equal(t, uint64(1), seq, "coalesced keeps seq and position")
-	assert.Equal(t, Coalesced, out)
-	assert.Equal(t, uint64(3), r.LastSeq())
-	assert.Equal(t, len("progress 2 of 10")+len("response")+len("other token"), r.Stats().Bytes)
-
-	// MustDeliver ignores the key: never merged.
-	seq, out = push(t, r, MustDeliver, 9, "request")
-	assert.Equal(t, uint64(4), seq)
+	seq, out = push(t, r, Droppable, 7, "progress 2")
+	assert.Equal(t, uint64(4), seq, "room left: stored, not coalesced")
 	assert.Equal(t, Accepted, out)
+
+	// Full of undelivered events: the newest undelivered event with the key
+	// takes the update, keeping its seq and position.
+	seq, out = push(t, r, Droppable, 7, "progress 3 of 10")
+	assert.Equal(t, uint64(4), seq)
+	assert.Equal(t, Coalesced, out)
+	assert.Equal(t, uint64(4), r.LastSeq())
+	assert.Equal(t, len("progress 1")+len("response")+len("other token")+len("progress 3 of 10"), r.Stats().Bytes)
+
+	// MustDeliver ignores the key: never merged (stored past the soft limit).
+	seq, out = push(t, r, MustDeliver, 9, "request")
+	assert.Equal(t, uint64(5), seq)
+	assert.Equal(t, MustDisconnect, out)
 	seq, out = push(t, r, Droppable, 9, "other token 2")
 	assert.Equal(t, uint64(3), seq)
 	assert.Equal(t, Coalesced, out)
 
 	got, last, _, err := drain(t, r, 0)
 	require.NoError(t, err)
-	assert.Equal(t, []event{{1, "progress 2 of 10"}, {2, "response"}, {3, "other token 2"}, {4, "request"}}, got)
+	assert.Equal(t, []event{{1, "progress 1"}, {2, "response"}, {3, "other token 2"}, {4, "progress 3 of 10"}, {5, "request"}}, got)
+	assert.Equal(t, uint64(2), r.Stats().Coalesced)
 
-	// Delivered events are never coalesced into.
-	seq, out = push(t, r, Droppable, 7, "progress 3")
-	assert.Equal(t, uint64(5), seq)
-	assert.Equal(t, Accepted, out)
+	// Delivered events are never coalesced into: they make room instead.
 	seq, out = push(t, r, Droppable, 7, "progress 4")
-	assert.Equal(t, uint64(5), seq)
-	assert.Equal(t, Coalesced, out)
-	got, _, _, err = drain(t, r, last)
-	require.NoError(t, err)
-	assert.Equal(t, []event{{5, "progress 4"}}, got)
-	assert.Equal(t, uint64(3), r.Stats().Coalesced)
-
-	// Delivering by position (not only by visiting) stops coalescing too.
-	seq, _ = push(t, r, Droppable, 7, "progress 5")
-	assert.Equal(t, uint64(6), seq)
-	_, _, err = r.Next(6, func(uint64, []byte) bool { return true })
-	require.NoError(t, err)
-	seq, out = push(t, r, Droppable, 7, "progress 6")
-	assert.Equal(t, uint64(7), seq)
+	assert.Equal(t, last+1, seq)
 	assert.Equal(t, Accepted, out)
 }
 
@@ -385,10 +377,10 @@ func TestCoalesceByteBudget(t *testing.T) {
 			assert.Equal(t, tt.wantSeq, seq)
 			assert.Equal(t, tt.wantOut, out)
 			assert.LessOrEqual(t, r.Stats().Bytes, 10)
-			// A shrinking update always fits.
+			// With room again, an update is stored as a new event.
 			seq, out = push(t, r, Droppable, 5, "d")
-			assert.Equal(t, uint64(2), seq)
-			assert.Equal(t, Coalesced, out)
+			assert.Equal(t, r.LastSeq(), seq)
+			assert.Equal(t, Accepted, out)
 		})
 	}
 }

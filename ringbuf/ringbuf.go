@@ -81,8 +81,9 @@ const (
 	// Accepted: the event was stored. Older, already delivered events may
 	// have been evicted to make room (normal ring wrap).
 	Accepted Outcome = iota
-	// Coalesced: the key matched a retained, not yet delivered droppable
-	// event and its data was replaced in place. The returned seq is that
+	// Coalesced: the ring was full of undelivered events and the key matched
+	// a retained, not yet delivered droppable event, whose data was replaced
+	// in place. The returned seq is that
 	// event's seq; it keeps its position.
 	Coalesced
 	// DroppedOldest: the event was stored after one or more undelivered
