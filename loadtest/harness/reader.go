@@ -46,18 +46,14 @@ func (r *runner) startReader(sess *Session, rd *getReader) error {
 
 // open issues a GET (a resume when lastID is set), counting it.
 func (rd *getReader) open(lastID []byte) (*EventStream, error) {
+	if len(lastID) > 0 {
+		return rd.r.resume(rd.lane, rd.sess, lastID)
+	}
 	rd.lane.Add("ops", 1)
 	rd.lane.Add("req/GET", 1)
-	if len(lastID) > 0 {
-		rd.lane.Add("resumes", 1)
-	}
-	es, err := rd.r.c.Get(rd.sess, lastID)
+	es, err := rd.r.c.Get(rd.sess, nil)
 	if err != nil {
-		kind := ErrorKind(err)
-		if len(lastID) > 0 {
-			kind = "resume_" + kind
-		}
-		rd.lane.Error(kind)
+		rd.lane.Error(ErrorKind(err))
 	}
 	return es, err
 }
@@ -130,19 +126,18 @@ func (rd *getReader) run() {
 	}
 }
 
-// reconnect resumes after lastID (or opens a fresh GET when there is none), retrying a
-// few times while the run is not stopping.
+// reconnect resumes after lastID, or opens a fresh GET when there is none.
 func (rd *getReader) reconnect(lastID []byte) (*EventStream, error) {
+	if len(lastID) > 0 {
+		return rd.open(lastID)
+	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if rd.r.stopping.Load() {
 			return nil, errStopping
 		}
-		t0 := time.Now()
 		var es *EventStream
-		es, err = rd.open(lastID)
-		if err == nil {
-			rd.lane.Latency(MetricResume, time.Since(t0), rd.r.measured(t0))
+		if es, err = rd.open(nil); err == nil {
 			return es, nil
 		}
 		time.Sleep(time.Duration(50*(attempt+1)) * time.Millisecond)

@@ -382,3 +382,39 @@ func (r *runner) startMonitor(primary string) func() {
 		<-done
 	}
 }
+
+// Resume retry budget: a client that just dropped its connection may find the server
+// still holding the old stream (it learns of the drop only on a later write) and get
+// 409 or similar; like the official clients it retries with backoff.
+const (
+	resumeFirstBackoff = 25 * time.Millisecond
+	resumeMaxBackoff   = time.Second
+	resumeBudget       = 10 * time.Second
+)
+
+// resume reconnects to the stream named by lastID with GET and Last-Event-ID, retrying
+// with backoff. Every attempt counts as a request; failed attempts are counted under
+// "resume_retry/<kind>", and only a resume that never succeeds is an error
+// ("resume_<kind>"). The latency from the first attempt to the 200 is the resume metric.
+func (r *runner) resume(lane *Lane, sess *Session, lastID []byte) (*EventStream, error) {
+	t0 := time.Now()
+	backoff := resumeFirstBackoff
+	for {
+		lane.Add("ops", 1)
+		lane.Add("req/GET", 1)
+		es, err := r.c.Get(sess, lastID)
+		if err == nil {
+			lane.Add("resumes", 1)
+			lane.Latency(MetricResume, time.Since(t0), r.measured(t0))
+			return es, nil
+		}
+		kind := ErrorKind(err)
+		if r.stopping.Load() || time.Since(t0)+backoff > resumeBudget {
+			lane.Error("resume_" + kind)
+			return nil, err
+		}
+		lane.Add("resume_retry/"+kind, 1)
+		time.Sleep(backoff)
+		backoff = min(backoff*3/2, resumeMaxBackoff)
+	}
+}

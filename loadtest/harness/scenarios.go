@@ -256,16 +256,10 @@ func (r *runner) resumeCall(lane *Lane, sess *Session, cut *CutError, onEvent Ev
 		lane.Error("resume_no_event_id")
 		return ErrCut
 	}
-	lane.Add("ops", 1)
-	lane.Add("req/GET", 1)
-	lane.Add("resumes", 1)
-	t0 := time.Now()
-	es, err := r.c.Get(sess, cut.LastID)
+	es, err := r.resume(lane, sess, cut.LastID)
 	if err != nil {
-		lane.Error("resume_" + ErrorKind(err))
 		return err
 	}
-	lane.Latency(MetricResume, time.Since(t0), r.measured(t0))
 	if _, err := ReadAnswer(es, cut.ID, onEvent); err != nil {
 		lane.Error("resume_" + ErrorKind(err))
 		return err

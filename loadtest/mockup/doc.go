@@ -24,8 +24,10 @@
 // with GET and Last-Event-ID "<stream>_<seq>". POST answer streams are lossless: their
 // producer waits while the replay log is full of events no reader has taken. The GET
 // stream is lossy: when its log is full the oldest event is evicted, and a reader that had
-// not taken it skips it (counted as evicted_unread in the stats). A new GET or resume for
-// a stream takes the stream over from a previous reader, which then ends.
+// not taken it skips it (counted as evicted_unread in the stats). A GET without
+// Last-Event-ID starts with the events no reader has taken yet (those pushed while no
+// stream was open), then goes live. A new GET or resume for a stream takes the stream
+// over from a previous reader, which then ends.
 //
 // # Concurrency
 //

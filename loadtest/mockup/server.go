@@ -320,9 +320,11 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 		}
 		s.stats.resumes.Add(1)
 	} else {
+		// A fresh GET gets the events no reader has taken yet (pushed while no
+		// stream was open), then live ones.
 		st := sess.get
 		st.mu.Lock()
-		from := st.next
+		from := max(st.taken, st.first)
 		st.mu.Unlock()
 		r, err = st.attach(from, okComment, sess)
 		if err != nil {
