@@ -101,7 +101,7 @@ Flags:
 		}
 	}
 	if !*quiet {
-		cfg.Progress = stderr
+		cfg.Progress = progressOutput(stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -148,4 +148,30 @@ Flags:
 		return exitFailed
 	}
 	return exitOK
+}
+
+// progressOutput returns where the live progress line goes: stderr itself when it is a
+// terminal (the line is rewritten in place with \r), else a writer that turns each
+// rewrite into a plain log line.
+func progressOutput(stderr io.Writer) io.Writer {
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return stderr
+		}
+	}
+	return lineWriter{stderr}
+}
+
+// lineWriter writes each \r-prefixed progress update as its own line.
+type lineWriter struct{ w io.Writer }
+
+func (l lineWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(strings.TrimPrefix(string(p), "\r"))
+	if line == "" {
+		return len(p), nil
+	}
+	if _, err := io.WriteString(l.w, line+"\n"); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -98,3 +98,15 @@ func BenchmarkLaneLatency(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	var d decoder
+	data := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"pad":""},"_meta":{"seq":12345,"sent":1700000000000000000}}}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := d.decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
