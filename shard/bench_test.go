@@ -303,6 +303,11 @@ func BenchmarkHasher(b *testing.B) {
 // allocated beforehand and not counted). Run it with -benchtime 1x.
 func BenchmarkStoreBytesPerEntry(b *testing.B) {
 	const small, large = 100_000, 1_000_000
+	// Drop BenchmarkStore's fixtures: they would only slow every GC below.
+	fixturesMu.Lock()
+	clear(fixtures)
+	clear(keySets)
+	fixturesMu.Unlock()
 	keys := benchIDs(large, 4)
 	vals := make([]bval, large)
 	for i, impl := range impls {
