@@ -28,6 +28,7 @@ const (
 	DefaultUpstreamTimeout      = upstream.DefaultTimeout
 	DefaultRetryHint            = time.Second
 	DefaultSweepInterval        = time.Second
+	DefaultWriteStallTimeout    = 10 * time.Second
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -74,6 +75,19 @@ type Config struct {
 	// StreamRetention keeps a finished POST answer stream resumable for
 	// this long; 0 = DefaultStreamRetention.
 	StreamRetention time.Duration
+	// WriteStallTimeout cuts a client connection whose write has made no
+	// progress for this long (the stream stays resumable);
+	// 0 = DefaultWriteStallTimeout.
+	WriteStallTimeout time.Duration
+	// StreamMaxConnection closes a stream's client connection after this
+	// long, with a retry hint, so clients poll and resume (SSE polling of
+	// 2025-11-25). It applies to standalone streams and to POST answers
+	// of 2025-11-25 sessions (older clients cannot resume those before the
+	// response). 0 = never.
+	StreamMaxConnection time.Duration
+	// MetricsPath serves the Prometheus metrics on the endpoint's
+	// listener at this path; "" = not served.
+	MetricsPath string
 	// RetryHint is the SSE retry field (reconnect delay) sent on streams of
 	// 2025-11-25 sessions and when the gateway closes streams on shutdown;
 	// 0 = DefaultRetryHint.
@@ -147,6 +161,7 @@ func (c *Config) setDefaults() error {
 		{"retry hint", &c.RetryHint, DefaultRetryHint, false},
 		{"upstream timeout", &c.UpstreamTimeout, DefaultUpstreamTimeout, false},
 		{"sweep interval", &c.SweepInterval, DefaultSweepInterval, false},
+		{"write stall timeout", &c.WriteStallTimeout, DefaultWriteStallTimeout, false},
 	} {
 		if *f.v < 0 && !f.negativeOK {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)
@@ -154,6 +169,12 @@ func (c *Config) setDefaults() error {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
+	}
+	if c.StreamMaxConnection < 0 {
+		return errors.New("gateway: stream max connection must not be negative")
+	}
+	if c.MetricsPath != "" && (!strings.HasPrefix(c.MetricsPath, "/") || c.MetricsPath == c.Path) {
+		return fmt.Errorf("gateway: metrics path %q must start with / and differ from the endpoint path", c.MetricsPath)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -20,6 +20,11 @@ import (
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) != s.cfg.Path {
+		if s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath && ctx.IsGet() {
+			ctx.SetContentType("text/plain; version=0.0.4")
+			s.WriteMetrics(ctx)
+			return
+		}
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
 		return
 	}
@@ -299,7 +304,17 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
 	}
 	st.attached.Store(true)
+	if versionAtLeast(sess.version, "2025-11-25") {
+		s.setConnDeadline(st)
+	}
 	s.attach(ctx, st, 0, prefix)
+}
+
+// setConnDeadline arms -stream-max-connection for a new connection.
+func (s *Server) setConnDeadline(st *stream) {
+	if d := s.cfg.StreamMaxConnection; d > 0 {
+		st.connDeadline.Store(s.clock.Now() + int64(d))
+	}
 }
 
 // refuseStream answers a stream request refused by newStream.
@@ -389,6 +404,7 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.ensureStandalonePump(sess, st)
+	s.setConnDeadline(st)
 	s.attach(ctx, st, st.delivered.Load(), []byte(": ok\n\n"))
 }
 
@@ -429,6 +445,9 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 	s.metrics.resumeHits.Add(1)
 	if streamID == 0 {
 		s.ensureStandalonePump(sess, st)
+	}
+	if streamID == 0 || versionAtLeast(sess.version, "2025-11-25") {
+		s.setConnDeadline(st)
 	}
 	s.attach(ctx, st, seq, nil)
 }

@@ -1,6 +1,12 @@
 package gateway
 
-import "sync/atomic"
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"sync/atomic"
+)
 
 // metrics are the gateway's counters. Each is one atomic add on its path.
 type metrics struct {
@@ -12,8 +18,11 @@ type metrics struct {
 	requests         atomic.Uint64 // POSTs forwarded upstream
 	upstreamErrors   atomic.Uint64
 	eventsPushed     atomic.Uint64
-	eventsDropped    atomic.Uint64 // refused or dropped by the drop policy
-	eventsCoalesced  atomic.Uint64
+	droppedOldest    atomic.Uint64 // undelivered droppable events evicted (drop-oldest)
+	droppedNewest    atomic.Uint64 // incoming droppable events refused (drop-newest, or no room)
+	droppedCut       atomic.Uint64 // incoming droppable events refused under the disconnect policy
+	eventsCoalesced  atomic.Uint64 // undelivered updates replaced by a newer one of the same key
+	eventsSkipped    atomic.Uint64 // events a reader asked for that were gone (resume gaps)
 	slowDisconnects  atomic.Uint64
 	overflows        atomic.Uint64 // must-deliver events beyond the hard limits
 	resumeHits       atomic.Uint64
@@ -40,8 +49,11 @@ type MetricsSnapshot struct {
 	Requests         uint64
 	UpstreamErrors   uint64
 	EventsPushed     uint64
-	EventsDropped    uint64
+	DroppedOldest    uint64
+	DroppedNewest    uint64
+	DroppedCut       uint64
 	EventsCoalesced  uint64
+	EventsSkipped    uint64
 	SlowDisconnects  uint64
 	Overflows        uint64
 	ResumeHits       uint64
@@ -62,8 +74,11 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		Requests:         m.requests.Load(),
 		UpstreamErrors:   m.upstreamErrors.Load(),
 		EventsPushed:     m.eventsPushed.Load(),
-		EventsDropped:    m.eventsDropped.Load(),
+		DroppedOldest:    m.droppedOldest.Load(),
+		DroppedNewest:    m.droppedNewest.Load(),
+		DroppedCut:       m.droppedCut.Load(),
 		EventsCoalesced:  m.eventsCoalesced.Load(),
+		EventsSkipped:    m.eventsSkipped.Load(),
 		SlowDisconnects:  m.slowDisconnects.Load(),
 		Overflows:        m.overflows.Load(),
 		ResumeHits:       m.resumeHits.Load(),
@@ -77,4 +92,55 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		s.StreamsClosed[r.String()] = m.streamsClosed[r].Load()
 	}
 	return s
+}
+
+// WriteMetrics writes the counters in the Prometheus text exposition format.
+func (s *Server) WriteMetrics(w io.Writer) {
+	m := s.Metrics()
+	gauge := func(name, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %v\n", name, help, name, name, v)
+	}
+	counter := func(name, help string, v uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	labeled := func(name, help, label string, vals map[string]uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s{%s=%q} %d\n", name, label, k, vals[k])
+		}
+	}
+	gauge("mcpgate_sessions", "Live sessions.", m.Sessions)
+	counter("mcpgate_sessions_created_total", "Sessions created.", m.SessionsCreated)
+	counter("mcpgate_sessions_rejected_total", "initialize refused at the session cap.", m.SessionsRejected)
+	labeled("mcpgate_sessions_closed_total", "Sessions ended, by reason.", "reason", m.SessionsClosed)
+	counter("mcpgate_streams_opened_total", "SSE connections attached to streams.", m.StreamsOpened)
+	labeled("mcpgate_streams_closed_total", "SSE connections detached, by reason.", "reason", m.StreamsClosed)
+	counter("mcpgate_requests_total", "POSTs forwarded upstream.", m.Requests)
+	counter("mcpgate_upstream_errors_total", "Upstream failures.", m.UpstreamErrors)
+	counter("mcpgate_events_pushed_total", "Upstream messages stored in stream rings.", m.EventsPushed)
+	labeled("mcpgate_events_dropped_total", "Droppable events dropped by the drop policy, by reason.", "reason", map[string]uint64{
+		"oldest": m.DroppedOldest, "newest": m.DroppedNewest, "disconnect": m.DroppedCut,
+	})
+	counter("mcpgate_events_coalesced_total", "Undelivered updates replaced by a newer one (progress per token, list_changed per kind).", m.EventsCoalesced)
+	counter("mcpgate_events_skipped_total", "Events a reader asked for that were no longer buffered (droppable gaps).", m.EventsSkipped)
+	counter("mcpgate_slow_consumer_disconnects_total", "Readers cut because their ring was full.", m.SlowDisconnects)
+	counter("mcpgate_ring_overflows_total", "Must-deliver messages that could not be queued.", m.Overflows)
+	counter("mcpgate_resume_hits_total", "Last-Event-ID resumes served.", m.ResumeHits)
+	counter("mcpgate_resume_misses_total", "Last-Event-ID resumes refused.", m.ResumeMisses)
+	labeled("mcpgate_http_responses_total", "Answers by status class.", "class", map[string]uint64{
+		"2xx": m.Status2xx, "4xx": m.Status4xx, "5xx": m.Status5xx,
+	})
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gauge("go_goroutines", "Goroutines.", runtime.NumGoroutine())
+	gauge("go_memstats_heap_inuse_bytes", "Heap bytes in use.", ms.HeapInuse)
+	gauge("go_memstats_sys_bytes", "Bytes obtained from the OS.", ms.Sys)
+	if rss, ok := residentBytes(); ok {
+		gauge("process_resident_memory_bytes", "Resident set size.", rss)
+	}
 }

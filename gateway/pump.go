@@ -133,11 +133,16 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 	switch out {
 	case ringbuf.Coalesced:
 		s.metrics.eventsCoalesced.Add(1)
-	case ringbuf.DroppedOldest, ringbuf.DroppedNewest:
-		s.metrics.eventsDropped.Add(1)
+	case ringbuf.DroppedOldest:
+		// One push may drop several events: take the ring's own count.
+		// Each stream has one producer, so the delta is exact.
+		total := st.ring.Stats().DroppedOldest
+		s.metrics.droppedOldest.Add(total - st.droppedOldestSeen.Swap(total))
+	case ringbuf.DroppedNewest:
+		s.metrics.droppedNewest.Add(1)
 	case ringbuf.MustDisconnect:
 		if class == ringbuf.Droppable {
-			s.metrics.eventsDropped.Add(1)
+			s.metrics.droppedCut.Add(1)
 		}
 		if st.attached.Load() {
 			s.metrics.slowDisconnects.Add(1)

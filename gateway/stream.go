@@ -31,8 +31,20 @@ type stream struct {
 	finishedAt atomic.Int64
 	// kick wakes the reader for a heartbeat or a cut; one slot, never blocks.
 	kick chan struct{}
+	// droppedOldestSeen and skippedSeen are the ring counters already
+	// added to the gateway's metrics.
+	droppedOldestSeen atomic.Uint64
+	skippedSeen       atomic.Uint64
+	// writeSince is when Read last handed bytes to fasthttp (unix ns); 0
+	// while Read runs. A value that stays old means the write is stuck.
+	writeSince atomic.Int64
 	// pumping is set once a pump feeds the standalone stream.
 	pumping atomic.Bool
+	// connDeadline ends the attached connection at this time (unix ns) so
+	// the client polls (-stream-max-connection); 0 = never.
+	connDeadline atomic.Int64
+	// stalled marks a cut made by the write-stall watchdog.
+	stalled atomic.Bool
 	// cut asks the attached reader to end its connection (slow consumer).
 	cut atomic.Bool
 
@@ -171,35 +183,65 @@ func (r *streamReader) encodeEvent(seq uint64, data []byte) bool {
 	return true
 }
 
+// handed records that n bytes go to the connection now.
+func (r *streamReader) handed(n int) (int, error) {
+	now := r.srv.clock.Now()
+	r.st.lastWrite.Store(now)
+	r.st.writeSince.Store(now)
+	return n, nil
+}
+
+// endWithRetry sends a retry hint and then ends the connection; the client
+// reconnects after the hint and resumes by Last-Event-ID.
+func (r *streamReader) endWithRetry(p []byte, reason CloseReason) (int, error) {
+	r.reason = reason
+	r.eof = true
+	hint := sse.AppendRetry(r.frame[:0], r.srv.cfg.RetryHint.Milliseconds())
+	n := copy(p, hint)
+	r.pending = hint[n:]
+	return r.handed(n)
+}
+
 // Read implements io.Reader for fasthttp's SetBodyStream.
 func (r *streamReader) Read(p []byte) (int, error) {
+	// fasthttp calls Read again only after the previous chunk was written.
+	r.st.writeSince.Store(0)
 	if len(r.pending) > 0 {
 		n := copy(p, r.pending)
 		r.pending = r.pending[n:]
-		r.st.lastWrite.Store(r.srv.clock.Now())
-		return n, nil
+		return r.handed(n)
 	}
 	if r.eof {
 		return 0, io.EOF
 	}
 	for {
+		if d := r.st.connDeadline.Load(); d != 0 && r.srv.clock.Now() >= d {
+			// Polling (2025-11-25): close the connection deliberately.
+			return r.endWithRetry(p, CloseFinished)
+		}
 		if r.st.cut.Load() {
-			r.reason = CloseSlowConsumer
+			if r.st.stalled.Load() {
+				r.reason = CloseWriteStall
+			} else {
+				r.reason = CloseSlowConsumer
+			}
 			return 0, io.EOF
 		}
 		r.p, r.n = p, 0
-		last, _, err := r.st.ring.Next(r.after, r.encode)
+		last, skipped, err := r.st.ring.Next(r.after, r.encode)
 		r.p = nil
 		r.after = last
+		if skipped > 0 {
+			total := r.st.ring.Stats().Skipped
+			r.srv.metrics.eventsSkipped.Add(total - r.st.skippedSeen.Swap(total))
+		}
 		if len(r.pending) > 0 && r.n == 0 {
 			n := copy(p, r.pending)
 			r.pending = r.pending[n:]
-			r.st.lastWrite.Store(r.srv.clock.Now())
-			return n, nil
+			return r.handed(n)
 		}
 		if r.n > 0 {
-			r.st.lastWrite.Store(r.srv.clock.Now())
-			return r.n, nil
+			return r.handed(r.n)
 		}
 		if err != nil {
 			// ErrClosed: the stream finished and everything was sent.
@@ -219,17 +261,11 @@ func (r *streamReader) Read(p []byte) (int, error) {
 				continue
 			}
 			if r.srv.heartbeatDue(r.st) {
-				n := copy(p, r.heartbeat)
-				r.st.lastWrite.Store(r.srv.clock.Now())
-				return n, nil
+				return r.handed(copy(p, r.heartbeat))
 			}
 		case <-r.srv.streamsDone:
 			// Shutdown: tell the client when to come back, then end.
-			r.reason = CloseShutdown
-			r.eof = true
-			hint := sse.AppendRetry(nil, r.srv.cfg.RetryHint.Milliseconds())
-			n := copy(p, hint)
-			return n, nil
+			return r.endWithRetry(p, CloseShutdown)
 		}
 	}
 }
@@ -255,6 +291,9 @@ func (r *streamReader) detach() {
 	st.conn = nil
 	st.mu.Unlock()
 	st.cut.Store(false)
+	st.stalled.Store(false)
+	st.writeSince.Store(0)
+	st.connDeadline.Store(0)
 	st.attached.Store(false)
 	st.sess.busy.Add(-1)
 	st.sess.touch(r.srv.clock.Now())

@@ -72,7 +72,13 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 	sess.mu.Lock()
 	for id, st := range sess.streams {
 		if st.attached.Load() {
-			if s.quietFor(st, now) {
+			if ws := st.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
+				s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", id)
+				st.stalled.Store(true)
+				st.disconnect()
+				continue
+			}
+			if d := st.connDeadline.Load(); s.quietFor(st, now) || (d != 0 && now >= d) {
 				st.wake()
 			}
 			continue

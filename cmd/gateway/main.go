@@ -38,6 +38,8 @@ type options struct {
 	dropPolicy                   string
 	heartbeat, streamRetention   time.Duration
 	retryHint                    time.Duration
+	writeStall, maxConnection    time.Duration
+	metricsPath                  string
 	allowedOrigins, allowedHosts string
 	upstreamMaxConns             int
 	upstreamTimeout              time.Duration
@@ -63,6 +65,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none)")
 	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
 	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
+	fs.DurationVar(&o.writeStall, "write-stall-timeout", gateway.DefaultWriteStallTimeout, "cut a client connection whose write made no progress this long (the stream stays resumable)")
+	fs.DurationVar(&o.maxConnection, "stream-max-connection", 0, "close stream connections after this long with a retry hint so clients poll and resume (2025-11-25 POST answers and standalone streams; 0 = never)")
+	fs.StringVar(&o.metricsPath, "metrics-path", "/metrics", "serve Prometheus metrics at this path on the listen address (empty = off)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated allowed Origin values (scheme://host[:port], * = any); default: loopback origins when listening on loopback, else same-origin")
 	fs.StringVar(&o.allowedHosts, "allowed-hosts", "", "comma-separated allowed Host names (* = any); default: loopback names when listening on loopback, else any")
 	o.maxBody = byteSize(gateway.DefaultMaxBodyBytes)
@@ -201,6 +206,8 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		{"-heartbeat must not be negative", o.heartbeat < 0},
 		{"-stream-retention must be positive", o.streamRetention <= 0},
 		{"-retry-hint must be positive", o.retryHint <= 0},
+		{"-write-stall-timeout must be positive", o.writeStall <= 0},
+		{"-stream-max-connection must not be negative", o.maxConnection < 0},
 		{"-max-body must be at least 1", o.maxBody < 1},
 		{"-upstream-max-conns must be at least 1", o.upstreamMaxConns < 1},
 		{"-upstream-timeout must be positive", o.upstreamTimeout <= 0},
@@ -237,6 +244,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		Heartbeat:            o.heartbeat,
 		StreamRetention:      o.streamRetention,
 		RetryHint:            o.retryHint,
+		WriteStallTimeout:    o.writeStall,
+		StreamMaxConnection:  o.maxConnection,
+		MetricsPath:          o.metricsPath,
 		AllowedOrigins:       splitList(o.allowedOrigins),
 		AllowedHosts:         splitList(o.allowedHosts),
 		MaxBodyBytes:         int(o.maxBody),

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInvalidFlagsNameTheFlag(t *testing.T) {
+	up := []string{"-upstream", "http://127.0.0.1:1/mcp"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "-upstream is required"},
+		{[]string{"-upstream", "ftp://x"}, "-upstream"},
+		{append([]string{"-shards", "0"}, up...), "-shards"},
+		{append([]string{"-max-sessions", "-1"}, up...), "-max-sessions"},
+		{append([]string{"-ring-size", "0"}, up...), "-ring-size"},
+		{append([]string{"-ring-bytes", "12XB"}, up...), "ring-bytes"},
+		{append([]string{"-drop-policy", "random"}, up...), "-drop-policy"},
+		{append([]string{"-heartbeat", "-1s"}, up...), "-heartbeat"},
+		{append([]string{"-session-idle-timeout", "0s"}, up...), "-session-idle-timeout"},
+		{append([]string{"-log-level", "loud"}, up...), "-log-level"},
+		{append([]string{"-log-format", "xml"}, up...), "-log-format"},
+		{append([]string{"-path", "mcp"}, up...), "-path"},
+		{append([]string{"-max-body", "0"}, up...), "-max-body"},
+		{append([]string{"-listen", "256.0.0.1:99999"}, up...), "-listen"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		assert.NotZero(t, code, "%v", c.args)
+		assert.Contains(t, errb.String(), c.want, "%v", c.args)
+	}
+}
+
+func TestEnvTwinsAndFlagPrecedence(t *testing.T) {
+	t.Setenv("MCPGATE_RING_SIZE", "512")
+	t.Setenv("MCPGATE_SESSION_IDLE_TIMEOUT", "90s")
+	t.Setenv("MCPGATE_UPSTREAM", "http://127.0.0.1:1/mcp")
+	var o options
+	fs := newFlagSet(&o, &bytes.Buffer{})
+	require.NoError(t, applyEnv(fs))
+	require.NoError(t, fs.Parse([]string{"-ring-size", "1024"}))
+	assert.Equal(t, 1024, o.ringSize, "the command line wins")
+	assert.Equal(t, 90*time.Second, o.idleTimeout, "the environment sets what the command line does not")
+	cfg, err := o.config(nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1024, cfg.RingSize)
+
+	t.Setenv("MCPGATE_SHARDS", "many")
+	var o2 options
+	err = applyEnv(newFlagSet(&o2, &bytes.Buffer{}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "MCPGATE_SHARDS")
+	assert.Contains(t, err.Error(), "-shards")
+}
+
+func TestZeroMeansNoLimit(t *testing.T) {
+	var o options
+	fs := newFlagSet(&o, &bytes.Buffer{})
+	require.NoError(t, fs.Parse([]string{"-upstream", "http://127.0.0.1:1/mcp", "-session-max-age", "0", "-heartbeat", "0"}))
+	cfg, err := o.config(nil)
+	require.NoError(t, err)
+	assert.Negative(t, int64(cfg.SessionMaxAge))
+	assert.Negative(t, int64(cfg.Heartbeat))
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int{"65536": 65536, "512KiB": 512 << 10, "4MiB": 4 << 20, "1GiB": 1 << 30, "10KB": 10000, "7B": 7} {
+		var b byteSize
+		require.NoError(t, b.Set(in), in)
+		assert.Equal(t, want, int(b), in)
+	}
+	for _, in := range []string{"", "x", "-1", "1.5MiB", "99999999999GiB"} {
+		var b byteSize
+		assert.Error(t, b.Set(in), in)
+	}
+}
+
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, 0, run([]string{"-h"}, &out, &errb))
+	for _, f := range []string{"-listen", "-path", "-upstream", "-shards", "-max-sessions", "-session-idle-timeout",
+		"-session-max-age", "-max-streams-per-session", "-ring-size", "-ring-bytes", "-drop-policy", "-heartbeat",
+		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
+		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
+		"-stream-max-connection", "-metrics-path", "-retry-hint", "MCPGATE_"} {
+		assert.Contains(t, errb.String(), f)
+	}
+}
