@@ -50,7 +50,7 @@ type Config struct {
 	Sessions int
 	// Streams is the number of sessions that also hold a standalone GET stream in the
 	// post and soak scenarios (stream, resume and slow open one per session). Zero means
-	// none; negative means every session.
+	// none in post and every session in soak; negative means every session.
 	Streams int
 	// Rate is the offered load per second: tools/call requests (post), pushed events
 	// across all streams (stream, resume, slow), session lifecycles (churn), or the

@@ -85,3 +85,13 @@ func TestErrorKind(t *testing.T) {
 		assert.Equal(t, tt.want, ErrorKind(tt.err), "%v", tt.err)
 	}
 }
+
+func TestCheckSockets(t *testing.T) {
+	ok := Config{Target: "x", Scenario: ScenarioStream, Sessions: 10, Conns: 4}
+	assert.NoError(t, checkSockets(ok))
+	huge := Config{Target: "x", Scenario: ScenarioResume, Sessions: 1 << 30, Conns: 4}
+	assert.ErrorIs(t, checkSockets(huge), ErrBadConfig)
+	assert.Equal(t, 4+2*10, socketsNeeded(Config{Scenario: ScenarioResume, Sessions: 10, Conns: 4}))
+	assert.Equal(t, 8+10+1, socketsNeeded(Config{Scenario: ScenarioSoak, Sessions: 10, Conns: 8}))
+	assert.Equal(t, 8+3, socketsNeeded(Config{Scenario: ScenarioPost, Sessions: 10, Streams: 3, Conns: 8}))
+}

@@ -41,7 +41,11 @@ func (r *runner) startReader(sess *Session, rd *getReader) error {
 		rd.metric, rd.kind = MetricEvent, EventsPush
 	}
 	go rd.run()
-	return <-rd.opened
+	err := <-rd.opened
+	if err == nil {
+		r.streamsOpened.Add(1)
+	}
+	return err
 }
 
 // open issues a GET (a resume when lastID is set), counting it.

@@ -42,10 +42,11 @@ type TargetSample struct {
 
 // Result is the outcome of a run; it is what -out writes as JSON.
 type Result struct {
-	Scenario        string    `json:"scenario"`
-	Target          string    `json:"target"`
-	ProtocolVersion string    `json:"protocol_version"`
-	Sessions        int       `json:"sessions"`
+	Scenario        string `json:"scenario"`
+	Target          string `json:"target"`
+	ProtocolVersion string `json:"protocol_version"`
+	Sessions        int    `json:"sessions"`
+	// Streams is the number of GET streams the run opened.
 	Streams         int       `json:"streams"`
 	Started         time.Time `json:"started"`
 	ElapsedSeconds  float64   `json:"elapsed_s"`
@@ -103,7 +104,7 @@ func (r *runner) result(began, ended time.Time) *Result {
 		Target:          r.cfg.Target,
 		ProtocolVersion: r.cfg.Version,
 		Sessions:        r.cfg.Sessions,
-		Streams:         r.cfg.Streams,
+		Streams:         int(r.streamsOpened.Load()),
 		Started:         began.UTC(),
 		ElapsedSeconds:  ended.Sub(began).Seconds(),
 		WarmupSeconds:   r.cfg.Warmup.Seconds(),

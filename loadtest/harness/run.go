@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mcpgate/mcpgate/loadtest/pace"
@@ -41,6 +42,8 @@ type runner struct {
 	evMu   sync.Mutex
 	events map[string]*EventCounts
 
+	streamsOpened atomic.Int64
+
 	timeline      []Sample
 	targetSamples []TargetSample
 	notes         []string
@@ -53,6 +56,9 @@ type runner struct {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSockets(cfg); err != nil {
 		return nil, err
 	}
 	streamConns := cfg.Sessions*2 + 16
@@ -417,4 +423,41 @@ func (r *runner) resume(lane *Lane, sess *Session, lastID []byte) (*EventStream,
 		time.Sleep(backoff)
 		backoff = min(backoff*3/2, resumeMaxBackoff)
 	}
+}
+
+// socketsNeeded estimates the sockets a run holds at once: its POST connections, its
+// GET streams and, in resume, one stream tool call per session.
+func socketsNeeded(cfg Config) int {
+	n := cfg.Conns
+	switch cfg.Scenario {
+	case ScenarioStream, ScenarioSlow:
+		n += cfg.Sessions
+	case ScenarioResume:
+		n += 2 * cfg.Sessions
+	case ScenarioPost:
+		n += cfg.Streams
+	case ScenarioSoak:
+		s := cfg.Streams
+		if s == 0 {
+			s = cfg.Sessions
+		}
+		n += s + cfg.Conns/8
+	}
+	return n
+}
+
+// checkSockets refuses a run that cannot fit in this process's open-file limit (one
+// process holds at most about that many sockets; split the load over processes).
+func checkSockets(cfg Config) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil // unknown limit: let the run find out
+	}
+	const reserve = 64 // stdio, the metrics client, files written at the end
+	need := socketsNeeded(cfg)
+	if uint64(need+reserve) > lim.Cur {
+		return fmt.Errorf("harness: the run needs about %d sockets but this process may open %d files; "+
+			"lower -sessions/-streams/-conns or split the load over several processes: %w", need, lim.Cur, ErrBadConfig)
+	}
+	return nil
 }
