@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -405,7 +406,11 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	}
 	s.ensureStandalonePump(sess, st)
 	s.setConnDeadline(st)
-	s.attach(ctx, st, st.delivered.Load(), []byte(": ok\n\n"))
+	prefix := []byte(": ok\n\n")
+	if versionAtLeast(sess.version, "2025-11-25") {
+		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
+	}
+	s.attach(ctx, st, st.delivered.Load(), prefix)
 }
 
 // resume attaches to the stream a Last-Event-ID names and replays it.
@@ -422,7 +427,7 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: Last-Event-ID names no stream of this session", nil)
 		return
 	}
-	if !st.attached.CompareAndSwap(false, true) {
+	if !s.takeOver(st) {
 		s.fail(ctx, fasthttp.StatusConflict, nil, jsonrpc.CodeServerError, "Conflict: the stream already has a connected reader", nil)
 		return
 	}
@@ -446,10 +451,37 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 	if streamID == 0 {
 		s.ensureStandalonePump(sess, st)
 	}
+	var prefix []byte
+	if versionAtLeast(sess.version, "2025-11-25") {
+		// Every connection of a 2025-11-25 stream carries the retry hint:
+		// clients take their next reconnect delay from the stream they read.
+		prefix = sse.AppendRetry(nil, s.cfg.RetryHint.Milliseconds())
+	}
 	if streamID == 0 || versionAtLeast(sess.version, "2025-11-25") {
 		s.setConnDeadline(st)
 	}
-	s.attach(ctx, st, seq, nil)
+	s.attach(ctx, st, seq, prefix)
+}
+
+// takeOver claims a stream for a resuming reader. A client that resumes by
+// Last-Event-ID has, almost always, lost the connection the gateway still
+// thinks is live (a cut is seen only on the next failed write), so the old
+// reader is cut and the resume waits briefly for it to let go; only if it
+// does not is the resume refused with 409.
+func (s *Server) takeOver(st *stream) bool {
+	if st.attached.CompareAndSwap(false, true) {
+		return true
+	}
+	st.replaced.Store(true)
+	st.disconnect()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+		if st.attached.CompareAndSwap(false, true) {
+			return true
+		}
+	}
+	return false
 }
 
 // handleDelete ends a session.

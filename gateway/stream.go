@@ -43,8 +43,10 @@ type stream struct {
 	// connDeadline ends the attached connection at this time (unix ns) so
 	// the client polls (-stream-max-connection); 0 = never.
 	connDeadline atomic.Int64
-	// stalled marks a cut made by the write-stall watchdog.
-	stalled atomic.Bool
+	// stalled marks a cut made by the write-stall watchdog; replaced one
+	// made for a resuming reader.
+	stalled  atomic.Bool
+	replaced atomic.Bool
 	// cut asks the attached reader to end its connection (slow consumer).
 	cut atomic.Bool
 
@@ -222,6 +224,8 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		if r.st.cut.Load() {
 			if r.st.stalled.Load() {
 				r.reason = CloseWriteStall
+			} else if r.st.replaced.Load() {
+				r.reason = CloseClientGone
 			} else {
 				r.reason = CloseSlowConsumer
 			}
@@ -292,6 +296,7 @@ func (r *streamReader) detach() {
 	st.mu.Unlock()
 	st.cut.Store(false)
 	st.stalled.Store(false)
+	st.replaced.Store(false)
 	st.writeSince.Store(0)
 	st.connDeadline.Store(0)
 	st.attached.Store(false)

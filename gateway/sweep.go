@@ -11,7 +11,11 @@ import (
 // dropped. No timer or goroutine exists per session or stream.
 func (s *Server) sweepLoop(ctx context.Context) {
 	n := s.store.NumShards()
-	tick := s.cfg.SweepInterval / time.Duration(n)
+	every := s.cfg.SweepInterval
+	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
+		every = hb / 4 // heartbeats land within a quarter interval
+	}
+	tick := every / time.Duration(n)
 	per := 1
 	for tick < time.Millisecond {
 		tick *= 2

@@ -1,0 +1,463 @@
+//go:build integration
+
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
+)
+
+const streamCount = 10_000
+
+// mockStack is the load harness's mock upstream with the gateway in front.
+func mockStack(t *testing.T, flags ...string) (up, gw *testenv.Proc) {
+	t.Helper()
+	up = testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0", "-era", "session")
+	gw = testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), up.URL, flags...)
+	return up, gw
+}
+
+func hostPort(t *testing.T, url string) string {
+	t.Helper()
+	s := strings.TrimPrefix(url, "http://")
+	i := strings.IndexByte(s, '/')
+	require.Positive(t, i)
+	return s[:i]
+}
+
+// cutter cuts every connection through a relay at random moments (10-90
+// ms apart) until it made n effective cuts or is stopped.
+type cutter struct {
+	stop chan struct{}
+	done chan struct{}
+	cuts int
+}
+
+func startCutter(relay *testenv.Relay, n int, seed uint64) *cutter {
+	c := &cutter{stop: make(chan struct{}), done: make(chan struct{})}
+	rng := rand.New(rand.NewPCG(seed, 7))
+	go func() {
+		defer close(c.done)
+		for c.cuts < n {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(time.Duration(10+rng.IntN(80)) * time.Millisecond):
+			}
+			if relay.CutAll() > 0 {
+				c.cuts++
+			}
+		}
+	}()
+	return c
+}
+
+// finish stops the cutter and returns how many cuts it made.
+func (c *cutter) finish() int {
+	close(c.stop)
+	<-c.done
+	return c.cuts
+}
+
+// scrape reads the gateway's Prometheus metrics into name{labels} -> value.
+func scrape(t *testing.T, gwURL string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(strings.TrimSuffix(gwURL, "/mcp") + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(t, err, line)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// lostByCounters is what the gateway says it did not deliver: events that
+// never got into a ring, were merged away, or were gone when a reader asked.
+func lostByCounters(m map[string]float64) float64 {
+	return m[`mcpgate_events_dropped_total{reason="newest"}`] + m[`mcpgate_events_dropped_total{reason="disconnect"}`] +
+		m["mcpgate_events_coalesced_total"] + m["mcpgate_events_skipped_total"]
+}
+
+// progressLog records progress values.
+type progressLog struct {
+	mu     sync.Mutex
+	values []int
+}
+
+func (p *progressLog) add(v int) {
+	p.mu.Lock()
+	p.values = append(p.values, v)
+	p.mu.Unlock()
+}
+
+func (p *progressLog) snapshot() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int(nil), p.values...)
+}
+
+// assertExactlyOnceInOrder checks 1..n, each once, in order. Notification
+// handlers may still be draining when the call returns, so it waits a
+// little for the count first.
+func assertExactlyOnceInOrder(t *testing.T, log *progressLog, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(log.snapshot()) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := log.snapshot()
+	for i, v := range got {
+		if v != i+1 {
+			t.Fatalf("notification %d is progress %d: lost, duplicated or out of order", i+1, v)
+		}
+	}
+	require.Equal(t, n, len(got), "every notification exactly once")
+}
+
+// TestZeroLossUnderCutsGoSDK: 10,000 progress notifications then the result,
+// the client's TCP connection cut at 100 random points; the official Go SDK
+// client resumes by Last-Event-ID from the gateway's ring and receives every
+// notification exactly once, in order, and the result once.
+func TestZeroLossUnderCutsGoSDK(t *testing.T) {
+	_, gw := mockStack(t, "-ring-size", "16384", "-ring-bytes", "16MiB", "-retry-hint", "5ms")
+	relay := testenv.StartRelay(t, hostPort(t, gw.URL))
+	log := &progressLog{}
+
+	cs := connect(t, "http://"+relay.Addr()+"/mcp", &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			log.add(int(r.Params.Progress))
+		},
+	}, true)
+	defer cs.Close()
+	// 10,000 events at 1,000/s: the cutter's 100 cuts land mid-stream.
+	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": 1000}}
+	params.SetProgressToken("zero-loss")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cuts := startCutter(relay, 100, 1)
+	res, err := cs.CallTool(ctx, params)
+	cut := cuts.finish()
+	require.NoError(t, err)
+	require.False(t, res.IsError, "%v", res.Content)
+	assertExactlyOnceInOrder(t, log, streamCount)
+	assert.Equal(t, 100, cut, "the connection was cut at 100 points")
+	m := scrape(t, gw.URL)
+	assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 50.0, "the client resumed by Last-Event-ID")
+	assert.Zero(t, lostByCounters(m), "nothing dropped with a ring large enough")
+	t.Logf("cuts=%d resumes=%v", cut, m["mcpgate_resume_hits_total"])
+}
+
+// TestZeroLossUnderCutsTypeScriptSDK: the same with the official TypeScript
+// SDK client, run by Node; it reports each notification on stdout and the
+// test cuts the relay at the chosen counts.
+func TestZeroLossUnderCutsTypeScriptSDK(t *testing.T) {
+	node := testenv.Env(t, "MCPGATE_NODE")
+	sdkDir := testenv.Env(t, "MCPGATE_TS_SDK_DIR")
+	_, gw := mockStack(t, "-ring-size", "16384", "-ring-bytes", "16MiB", "-retry-hint", "5ms")
+	relay := testenv.StartRelay(t, hostPort(t, gw.URL))
+	log := &progressLog{}
+
+	// 10,000 events at 1,000/s (the script's rate): cuts land mid-stream.
+	// ESM resolves packages from the script's folder: run a copy inside
+	// the SDK's install folder.
+	src, err := os.ReadFile("testdata/ts_stream_client.mjs")
+	require.NoError(t, err)
+	script := filepath.Join(sdkDir, "ts_stream_client.mjs")
+	require.NoError(t, os.WriteFile(script, src, 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, "http://"+relay.Addr()+"/mcp", strconv.Itoa(streamCount))
+	cmd.Dir = sdkDir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	cuts := startCutter(relay, 100, 2)
+	var results []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "progress "):
+			v, err := strconv.Atoi(strings.TrimPrefix(line, "progress "))
+			require.NoError(t, err)
+			log.add(v)
+		case strings.HasPrefix(line, "result "):
+			results = append(results, strings.TrimPrefix(line, "result "))
+		}
+	}
+	cut := cuts.finish()
+	require.NoError(t, cmd.Wait(), "node client: %s", stderr.String())
+	require.Len(t, results, 1, "the result exactly once; stderr: %s", stderr.String())
+	assert.Contains(t, results[0], `"emitted":`+strconv.Itoa(streamCount))
+	assertExactlyOnceInOrder(t, log, streamCount)
+	assert.Equal(t, 100, cut, "the connection was cut at 100 points")
+	m := scrape(t, gw.URL)
+	assert.Zero(t, lostByCounters(m))
+	t.Logf("cuts=%d resumes=%v", cut, m["mcpgate_resume_hits_total"])
+}
+
+// TestSmallRingCountsEveryLoss: with a ring far smaller than the
+// answer, cut connections and a slow client, the result still arrives
+// exactly once, and the gateway's counters account for every notification
+// the client did not get.
+func TestSmallRingCountsEveryLoss(t *testing.T) {
+	_, gw := mockStack(t, "-ring-size", "64", "-ring-bytes", "64KiB", "-drop-policy", "drop-oldest", "-retry-hint", "5ms")
+	relay := testenv.StartRelay(t, hostPort(t, gw.URL))
+	log := &progressLog{}
+	cs := connect(t, "http://"+relay.Addr()+"/mcp", &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			log.add(int(r.Params.Progress))
+			if len(log.snapshot())%500 == 0 {
+				time.Sleep(20 * time.Millisecond) // a slow client lets the ring overflow
+			}
+		},
+	}, true)
+	defer cs.Close()
+	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": 0}}
+	params.SetProgressToken("small-ring")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cuts := startCutter(relay, 20, 3)
+	res, err := cs.CallTool(ctx, params)
+	cuts.finish()
+	require.NoError(t, err)
+	require.False(t, res.IsError)
+
+	time.Sleep(500 * time.Millisecond) // let notification handlers drain
+	got := log.snapshot()
+	seen := map[int]bool{}
+	prev := 0
+	for _, v := range got {
+		require.False(t, seen[v], "progress %d delivered twice", v)
+		require.Greater(t, v, prev, "progress out of order")
+		seen[v], prev = true, v
+	}
+	m := scrape(t, gw.URL)
+	lost := float64(streamCount - len(got))
+	t.Logf("received %d of %d; dropped oldest=%v newest=%v coalesced=%v skipped=%v", len(got), streamCount,
+		m[`mcpgate_events_dropped_total{reason="oldest"}`], m[`mcpgate_events_dropped_total{reason="newest"}`],
+		m["mcpgate_events_coalesced_total"], m["mcpgate_events_skipped_total"])
+	assert.Positive(t, lost, "the small ring must have dropped something")
+	assert.Equal(t, lost, lostByCounters(m), "the counters equal the notifications that did not arrive")
+}
+
+// rawSession initializes a session by hand and returns its id.
+func rawSession(t *testing.T, url, version string) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, version)
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	st, b := rawPost(t, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"MCP-Protocol-Version": version})
+	require.Equal(t, http.StatusAccepted, st, "%s", b)
+	return sid
+}
+
+// openGET opens the standalone stream of a session over a raw connection
+// (so the test controls reading) and returns the connection after the
+// headers.
+func openGET(t *testing.T, url, sid string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", hostPort(t, url))
+	require.NoError(t, err)
+	fmt.Fprintf(c, "GET /mcp HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nMcp-Session-Id: %s\r\n\r\n", hostPort(t, url), sid)
+	br := bufio.NewReader(c)
+	status, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, status, "200", status)
+	for {
+		l, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if l == "\r\n" {
+			break
+		}
+	}
+	return c, br
+}
+
+// callPush sets the mock's push rate on a session's standalone stream.
+func callPush(t *testing.T, url, sid string, rate, pad int) {
+	t.Helper()
+	st, b := rawPost(t, url, sid, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"push","arguments":{"rate":%d,"pad":%d}}}`, rate, pad),
+		map[string]string{"MCP-Protocol-Version": "2025-06-18"})
+	require.Equal(t, http.StatusOK, st, "%s", b)
+}
+
+// TestStalledReaderPerPolicy: one reader stops reading while its session's
+// standalone stream keeps receiving; the gateway's heap stays within the
+// ring budget, the counters say what happened, and another session keeps
+// flowing.
+func TestStalledReaderPerPolicy(t *testing.T) {
+	for _, policy := range []string{"drop-oldest", "drop-newest", "disconnect"} {
+		t.Run(policy, func(t *testing.T) {
+			_, gw := mockStack(t, "-ring-size", "256", "-ring-bytes", "256KiB", "-drop-policy", policy, "-write-stall-timeout", "1h")
+			stalled := rawSession(t, gw.URL, "2025-06-18")
+			healthy := rawSession(t, gw.URL, "2025-06-18")
+			sc, _ := openGET(t, gw.URL, stalled)
+			defer sc.Close()
+			_ = sc.(*net.TCPConn).SetReadBuffer(4096)
+			hc, hr := openGET(t, gw.URL, healthy)
+			defer hc.Close()
+			before := scrape(t, gw.URL)
+
+			// 2 KiB events at 4000/s into the stalled stream for 3 s:
+			// ~24 MB offered against a 256 KiB ring.
+			callPush(t, gw.URL, stalled, 4000, 2048)
+			callPush(t, gw.URL, healthy, 200, 64)
+			var healthyEvents int
+			deadline := time.Now().Add(3 * time.Second)
+			_ = hc.SetReadDeadline(deadline.Add(time.Second))
+			for time.Now().Before(deadline) {
+				line, err := hr.ReadString('\n')
+				require.NoError(t, err, "the healthy session keeps flowing")
+				if strings.HasPrefix(line, "data: ") {
+					healthyEvents++
+				}
+			}
+			callPush(t, gw.URL, stalled, 0, 0)
+			m := scrape(t, gw.URL)
+			assert.Greater(t, healthyEvents, 300, "healthy stream delivered at its rate")
+			heapGrowth := m["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]
+			assert.Less(t, heapGrowth, float64(8<<20), "heap bounded by the ring budget (2x 256 KiB hard cap) plus socket buffers")
+			switch policy {
+			case "drop-oldest":
+				assert.Positive(t, m[`mcpgate_events_dropped_total{reason="oldest"}`])
+			case "drop-newest":
+				assert.Positive(t, m[`mcpgate_events_dropped_total{reason="newest"}`])
+			case "disconnect":
+				assert.Positive(t, m[`mcpgate_events_dropped_total{reason="disconnect"}`])
+				assert.Positive(t, m["mcpgate_slow_consumer_disconnects_total"])
+			}
+			t.Logf("%s: healthy events %d, heap growth %.0f KiB, metrics dropped oldest=%v newest=%v disconnect=%v cuts=%v",
+				policy, healthyEvents, heapGrowth/1024, m[`mcpgate_events_dropped_total{reason="oldest"}`],
+				m[`mcpgate_events_dropped_total{reason="newest"}`], m[`mcpgate_events_dropped_total{reason="disconnect"}`],
+				m["mcpgate_slow_consumer_disconnects_total"])
+		})
+	}
+}
+
+// TestHeartbeatsAndDeadClient: heartbeats arrive at the configured interval
+// on a quiet stream, and a client that vanished is detached within two
+// heartbeats; the stream stays resumable.
+func TestHeartbeatsAndDeadClient(t *testing.T) {
+	_, gw := mockStack(t, "-heartbeat", "300ms")
+	sid := rawSession(t, gw.URL, "2025-06-18")
+	c, br := openGET(t, gw.URL, sid)
+	var stamps []time.Time
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(stamps) < 6 {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if strings.HasPrefix(line, ":") && strings.TrimSpace(line) != ": ok" {
+			stamps = append(stamps, time.Now())
+		}
+	}
+	for i := 1; i < len(stamps); i++ {
+		gap := stamps[i].Sub(stamps[i-1])
+		assert.InDelta(t, 300, float64(gap.Milliseconds()), 150, "heartbeat gap %d", i)
+	}
+
+	// The client vanishes without a word on the wire it still reads:
+	// RST on close. The gateway learns it from the next heartbeat writes.
+	_ = c.(*net.TCPConn).SetLinger(0)
+	require.NoError(t, c.Close())
+	gone := time.Now()
+	var attachedAgain time.Duration
+	for time.Since(gone) < 3*time.Second {
+		req, _ := http.NewRequest(http.MethodGet, gw.URL, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		if resp.StatusCode == http.StatusOK {
+			attachedAgain = time.Since(gone)
+			resp.Body.Close()
+			break
+		}
+		resp.Body.Close()
+		require.Equal(t, http.StatusConflict, resp.StatusCode)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NotZero(t, attachedAgain, "dead client never detached")
+	assert.LessOrEqual(t, attachedAgain, 2*300*time.Millisecond+250*time.Millisecond, "detached within two heartbeats")
+	t.Logf("dead client detached after %v (heartbeat 300ms)", attachedAgain)
+}
+
+// TestStreamCapAndSecondStandalone: over -max-streams-per-session a new
+// stream gets 429 with Retry-After; a second standalone GET gets 409.
+func TestStreamCapAndSecondStandalone(t *testing.T) {
+	_, gw := mockStack(t, "-max-streams-per-session", "2")
+	sid := rawSession(t, gw.URL, "2025-06-18")
+	c, _ := openGET(t, gw.URL, sid)
+	defer c.Close()
+	req, _ := http.NewRequest(http.MethodGet, gw.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusConflict, resp.StatusCode)
+
+	// One long POST answer stream (the cap counts it with the GET stream) ...
+	slow := make(chan int, 1)
+	go func() {
+		st, _ := rawPost(t, gw.URL, sid, `{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"stream","arguments":{"count":20,"rate":10},"_meta":{"progressToken":1}}}`,
+			map[string]string{"MCP-Protocol-Version": "2025-06-18"})
+		slow <- st
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// ... so the next one is refused.
+	req2, _ := http.NewRequest(http.MethodPost, gw.URL, strings.NewReader(`{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"stream","arguments":{"count":1,"rate":0},"_meta":{"progressToken":2}}}`))
+	req2.Header.Set("Content-Type", "application/json")
+	req2.Header.Set("Accept", "application/json, text/event-stream")
+	req2.Header.Set("Mcp-Session-Id", sid)
+	resp2, err := http.DefaultClient.Do(req2)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp2.StatusCode, "%s", body)
+	assert.NotEmpty(t, resp2.Header.Get("Retry-After"))
+	var e struct {
+		Error struct{ Code int } `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(body, &e))
+	assert.Equal(t, -32000, e.Error.Code)
+	assert.Equal(t, http.StatusOK, <-slow)
+}
