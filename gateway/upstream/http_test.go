@@ -1,0 +1,298 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// wireServer is a scripted Streamable HTTP server: each test sets how it
+// answers, and the transport under test talks to it over real loopback TCP.
+type wireServer struct {
+	*httptest.Server
+	// mu guards post and get, which tests swap between exchanges.
+	mu   sync.Mutex
+	post func(w http.ResponseWriter, r *http.Request, body string)
+	get  func(w http.ResponseWriter, r *http.Request)
+	del  atomic.Int32
+}
+
+func (ws *wireServer) setPost(f func(w http.ResponseWriter, r *http.Request, body string)) {
+	ws.mu.Lock()
+	ws.post = f
+	ws.mu.Unlock()
+}
+
+func (ws *wireServer) setGet(f func(w http.ResponseWriter, r *http.Request)) {
+	ws.mu.Lock()
+	ws.get = f
+	ws.mu.Unlock()
+}
+
+func newWireServer(t *testing.T) *wireServer {
+	ws := &wireServer{}
+	ws.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws.mu.Lock()
+		post, get := ws.post, ws.get
+		ws.mu.Unlock()
+		switch r.Method {
+		case http.MethodPost:
+			b, _ := io.ReadAll(r.Body)
+			post(w, r, string(b))
+		case http.MethodGet:
+			if get == nil {
+				w.WriteHeader(http.StatusMethodNotAllowed)
+				return
+			}
+			get(w, r)
+		case http.MethodDelete:
+			ws.del.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	t.Cleanup(ws.Close)
+	return ws
+}
+
+func sseWrite(w http.ResponseWriter, lines ...string) {
+	for _, l := range lines {
+		fmt.Fprint(w, l)
+	}
+	w.(http.Flusher).Flush()
+}
+
+const initReq = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+const initResp = `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`
+
+func newTransport(t *testing.T, url string, timeout time.Duration) *HTTP {
+	tr, err := NewHTTP(HTTPConfig{URL: url + "/mcp", Timeout: timeout, MaxMessageBytes: 1 << 16})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func connectSession(t *testing.T, ws *wireServer, tr *HTTP) Session {
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Mcp-Session-Id", "up-1")
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "event: message\ndata: "+initResp+"\n\n")
+	})
+	s, answer, err := tr.Connect(context.Background(), []byte(initReq))
+	require.NoError(t, err)
+	require.JSONEq(t, initResp, string(answer))
+	assert.Equal(t, "up-1", s.ID())
+	assert.Equal(t, "2025-06-18", s.Version())
+	return s
+}
+
+func TestConnectAndHeaders(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+
+	var gotSID, gotVer string
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		gotSID, gotVer = r.Header.Get("Mcp-Session-Id"), r.Header.Get("MCP-Protocol-Version")
+		if strings.Contains(body, `"method":"notifications/`) {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":2,"result":{}}`)
+	})
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	require.NoError(t, err)
+	assert.True(t, r.Accepted)
+	r, err = s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":2,"method":"ping"}`))
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"jsonrpc":"2.0","id":2,"result":{}}`, string(r.JSON))
+	assert.Equal(t, "up-1", gotSID)
+	assert.Equal(t, "2025-06-18", gotVer, "the version negotiated with the upstream")
+
+	require.NoError(t, s.Close(context.Background()))
+	require.NoError(t, s.Close(context.Background()), "idempotent")
+	assert.Equal(t, int32(1), ws.del.Load(), "DELETE sent once")
+}
+
+func TestConnectErrorAnswer(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad version"}}`)
+	})
+	s, answer, err := tr.Connect(context.Background(), []byte(initReq))
+	require.NoError(t, err)
+	assert.Nil(t, s)
+	assert.Contains(t, string(answer), "-32602")
+}
+
+func TestStatusMapping(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+	for _, c := range []struct {
+		status int
+		body   string
+		check  func(error)
+	}{
+		{404, "", func(err error) { assert.ErrorIs(t, err, ErrSessionGone) }},
+		{500, "oops", func(err error) {
+			var se *StatusError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, 500, se.Status)
+			assert.Nil(t, se.Body)
+		}},
+		{400, `{"jsonrpc":"2.0","id":3,"error":{"code":-32600,"message":"no"}}`, func(err error) {
+			var se *StatusError
+			require.ErrorAs(t, err, &se)
+			assert.Contains(t, string(se.Body), "-32600", "a JSON-RPC error body is kept for relaying")
+		}},
+	} {
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+			w.WriteHeader(c.status)
+			fmt.Fprint(w, c.body)
+		})
+		_, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":3,"method":"x"}`))
+		c.check(err)
+	}
+	_, err := s.Listen(context.Background())
+	assert.ErrorIs(t, err, ErrNotSupported, "405 on GET")
+}
+
+func TestTimeoutAndTooLarge(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 200*time.Millisecond)
+	s := connectSession(t, ws, tr)
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		time.Sleep(600 * time.Millisecond)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	_, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":4,"method":"x"}`))
+	assert.ErrorIs(t, err, ErrTimeout)
+
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":5,"result":"`+strings.Repeat("x", 1<<17)+`"}`)
+	})
+	_, err = s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":5,"method":"x"}`))
+	assert.ErrorIs(t, err, ErrTooLarge)
+}
+
+// TestSSEAnswerOutlivesPostTimeout: the POST timeout bounds the wait for
+// the answer's headers only; an SSE answer may run far longer.
+func TestSSEAnswerOutlivesPostTimeout(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 200*time.Millisecond)
+	s := connectSession(t, ws, tr)
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := 1; i <= 8; i++ {
+			sseWrite(w, fmt.Sprintf("id: e%d\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":%d}}\n\n", i, i))
+			time.Sleep(100 * time.Millisecond)
+		}
+		sseWrite(w, "id: e9\ndata: {\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{}}\n\n")
+	})
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+	require.NoError(t, err)
+	require.NotNil(t, r.Stream)
+	defer r.Stream.Close()
+	n := 0
+	for {
+		msg, err := r.Stream.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		n++
+		if strings.Contains(string(msg), `"result"`) {
+			break
+		}
+	}
+	assert.Equal(t, 9, n, "8 notifications over 800 ms, then the response")
+}
+
+// TestPostStreamResumesWithLastEventID: an upstream that closes a POST
+// answer before the response is resumed by GET with Last-Event-ID.
+func TestPostStreamResumesWithLastEventID(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "id: p1\nretry: 10\ndata: \n\n", "id: p2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
+	})
+	var lastID atomic.Value
+	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+		lastID.Store(r.Header.Get("Last-Event-ID"))
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "id: p3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n")
+	})
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`))
+	require.NoError(t, err)
+	defer r.Stream.Close()
+	m1, err := r.Stream.Next()
+	require.NoError(t, err)
+	assert.Contains(t, string(m1), "notifications/message")
+	m2, err := r.Stream.Next()
+	require.NoError(t, err)
+	assert.Contains(t, string(m2), `"id":7`)
+	assert.Equal(t, "p2", lastID.Load())
+	_, err = r.Stream.Next()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+// TestStreamCloseInterruptsNext: Close from another goroutine ends a Next
+// blocked on a quiet upstream.
+func TestStreamCloseInterruptsNext(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+	release := make(chan struct{})
+	defer close(release)
+	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, ": hello\n\n")
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	st, err := s.Listen(context.Background())
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Next()
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, st.Close())
+	require.NoError(t, st.Close(), "idempotent")
+	select {
+	case err := <-done:
+		assert.Error(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt Next")
+	}
+}
+
+func TestNewHTTPValidates(t *testing.T) {
+	for _, u := range []string{"", "ftp://x/mcp", "http://", "::"} {
+		_, err := NewHTTP(HTTPConfig{URL: u})
+		assert.Error(t, err, u)
+	}
+	_, err := NewHTTP(HTTPConfig{URL: "http://127.0.0.1:1/mcp", MaxConns: -1})
+	assert.Error(t, err)
+}
