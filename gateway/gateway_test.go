@@ -20,8 +20,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// fasthttp's worker-pool cleaner sleeps out its interval after Stop.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+	// fasthttp's own background goroutines outlive Stop/Close by design:
+	// the worker-pool and connection cleaners sleep out their interval, and
+	// the process-wide Date updater never stops. None is started per request.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 }
 
 // nopTransport is an upstream that is never reached: the unit tests below
