@@ -400,3 +400,31 @@ func sessionFromInit(t *testing.T, url string) string {
 	require.Equal(t, http.StatusAccepted, st, fmt.Sprintf("%s", b))
 	return sid
 }
+
+// TestBatchOn20250326: a session that negotiated 2025-03-26 may batch; the
+// batch is forwarded as is and every request is answered.
+func TestBatchOn20250326(t *testing.T) {
+	s := startStack(t)
+	req, _ := http.NewRequest(http.MethodPost, s.gw.URL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Contains(t, string(body), `"protocolVersion":"2025-03-26"`)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	st, b := rawPost(t, s.gw.URL, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil)
+	require.Equal(t, http.StatusAccepted, st, "%s", b)
+
+	st, b = rawPost(t, s.gw.URL, sid, `[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","id":"b","method":"tools/list"}]`, nil)
+	require.Equal(t, http.StatusOK, st, "%s", b)
+	assert.Contains(t, string(b), `"id":"a"`)
+	assert.Contains(t, string(b), `"id":"b"`)
+	assert.Contains(t, string(b), `"tools"`)
+
+	// A batch of notifications only is accepted with 202.
+	st, b = rawPost(t, s.gw.URL, sid, `[{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}]`, nil)
+	assert.Equal(t, http.StatusAccepted, st, "%s", b)
+}
