@@ -292,7 +292,9 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	st.setUpstream(up)
+	sess.busy.Add(1) // a call in flight pauses the idle clock, reader or not
 	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, ids) }) {
+		sess.busy.Add(-1)
 		_ = up.Close()
 		sess.removeInflight(ids)
 		s.finishStream(st)

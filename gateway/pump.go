@@ -16,6 +16,10 @@ import (
 // client that dropped its connection does not stop it (a disconnect is not
 // a cancellation before 2026-07-28): the answer stays resumable.
 func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, ids [][]byte) {
+	defer func() {
+		sess.busy.Add(-1)
+		sess.touch(s.clock.Now())
+	}()
 	defer sess.removeInflight(ids)
 	defer s.finishStream(st)
 	defer up.Close()

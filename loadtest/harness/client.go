@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,7 +112,7 @@ type ClientConfig struct {
 
 // Client is a black-box MCP client over fasthttp: one HostClient for plain POSTs (with
 // a deadline each) and one, without timeouts, for SSE streams. It is safe for concurrent
-// use.
+// use. It tracks every connection it dials so CloseAll can end them.
 type Client struct {
 	uri       string
 	version   string
@@ -121,6 +122,40 @@ type Client struct {
 	streams   *fasthttp.HostClient
 	nextID    atomic.Int64
 	dials     atomic.Int64
+
+	// connsMu guards conns, every connection dialled and not yet closed.
+	connsMu sync.Mutex
+	conns   map[*trackedConn]struct{}
+}
+
+// trackedConn removes itself from its client's set when closed.
+type trackedConn struct {
+	net.Conn
+	c    *Client
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.c.connsMu.Lock()
+		delete(t.c.conns, t)
+		t.c.connsMu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+// CloseAll closes every open connection, streams included: blocked stream reads fail
+// at once. It is the hard stop for streams a target never ends.
+func (c *Client) CloseAll() {
+	c.connsMu.Lock()
+	conns := make([]*trackedConn, 0, len(c.conns))
+	for t := range c.conns {
+		conns = append(conns, t)
+	}
+	c.connsMu.Unlock()
+	for _, t := range conns {
+		_ = t.Close()
+	}
 }
 
 // Session is one session-era session opened by Initialize.
@@ -153,13 +188,22 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		version:   cfg.Version,
 		stateless: IsStateless(cfg.Version),
 		timeout:   cfg.Timeout,
+		conns:     make(map[*trackedConn]struct{}),
 	}
 	dial := func(addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: 5 * time.Second}
 		if len(locals) > 0 {
 			d.LocalAddr = locals[int(c.dials.Add(1))%len(locals)]
 		}
-		return d.Dial("tcp", addr)
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		t := &trackedConn{Conn: conn, c: c}
+		c.connsMu.Lock()
+		c.conns[t] = struct{}{}
+		c.connsMu.Unlock()
+		return t, nil
 	}
 	c.post = &fasthttp.HostClient{
 		Addr:                          u.Host,

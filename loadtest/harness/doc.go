@@ -19,9 +19,9 @@
 // Run blocks until its scenario ends and owns every goroutine it starts: load workers
 // (at most Config.Conns per open-loop schedule), one reader per GET stream, one caller
 // per session in the resume scenario, the once-a-second sampler and, in soak, the
-// metrics sampler. All of them end before Run returns, except a GET stream reader
-// whose target never ends the stream after DELETE; Run then gives up after
-// Config.DrainTimeout and notes it in the result. Client is safe for concurrent use;
+// metrics sampler. All of them end before Run returns: a GET stream the target does
+// not end within Config.DrainTimeout of DELETE is cut by closing its connection (and
+// noted in the result). Client is safe for concurrent use;
 // an EventStream belongs to one goroutine. Recorder lanes lock per call, so any
 // goroutine may record into any lane. SeqTracker is not safe for concurrent use.
 package harness

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/loadtest/mockup"
 )
@@ -113,4 +114,38 @@ func TestRunCountsErrors(t *testing.T) {
 	assert.Equal(t, res.ErrorCount, res.Errors["http_404"])
 	assert.Positive(t, res.ErrorCount)
 	assert.Zero(t, res.AchievedRate)
+}
+
+// TestRunCutsStreamsTheTargetKeeps: a target that answers DELETE but keeps the GET
+// streams open must not hang the run.
+func TestRunCutsStreamsTheTargetKeeps(t *testing.T) {
+	srv, err := mockup.New(mockup.Config{})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	front := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsDelete() {
+			ctx.SetStatusCode(fasthttp.StatusNoContent) // but the session lives on
+			return
+		}
+		srv.Handler(ctx)
+	}}
+	done := make(chan error, 1)
+	go func() { done <- front.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, srv.Shutdown(ctx))
+		assert.NoError(t, front.ShutdownWithContext(ctx))
+		<-done
+	})
+	cfg := tiny("http://"+ln.Addr().String()+"/mcp", ScenarioStream)
+	cfg.DrainTimeout = 300 * time.Millisecond
+	start := time.Now()
+	res, err := Run(context.Background(), cfg)
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	require.Len(t, res.Notes, 1)
+	assert.Contains(t, res.Notes[0], "did not end")
+	assert.Zero(t, res.Events[EventsPush].Lost)
 }

@@ -89,12 +89,23 @@ func (r *runner) teardown(sessions []*Session, readers []*getReader, pushing map
 		case <-timeout:
 		}
 	}
+	stuck := 0
 	for _, rd := range readers {
 		select {
 		case <-rd.done:
 		default:
-			r.note("a GET stream of session %d did not end after DELETE", rd.sess.Index)
+			stuck++
 		}
+	}
+	if stuck > 0 {
+		// The target kept streams open after DELETE: cut them.
+		r.note("%d GET streams did not end within %v of DELETE; the harness closed them", stuck, r.cfg.DrainTimeout)
+		r.c.CloseAll()
+		for _, rd := range readers {
+			<-rd.done
+		}
+	}
+	for _, rd := range readers {
 		if last, ok := offered[rd]; ok {
 			rd.account(last)
 		} else if pushing[rd] {
