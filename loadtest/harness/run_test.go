@@ -123,7 +123,7 @@ func TestRunCutsStreamsTheTargetKeeps(t *testing.T) {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	front := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	front := &fasthttp.Server{NoDefaultDate: true, Handler: func(ctx *fasthttp.RequestCtx) {
 		if ctx.IsDelete() {
 			ctx.SetStatusCode(fasthttp.StatusNoContent) // but the session lives on
 			return

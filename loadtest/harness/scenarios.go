@@ -82,11 +82,14 @@ func (r *runner) teardown(sessions []*Session, readers []*getReader, pushing map
 	}
 	r.stopping.Store(true)
 	r.closeSessions(sessions)
-	timeout := time.After(r.cfg.DrainTimeout)
+	timer := time.NewTimer(r.cfg.DrainTimeout)
+	defer timer.Stop()
+wait:
 	for _, rd := range readers {
 		select {
 		case <-rd.done:
-		case <-timeout:
+		case <-timer.C:
+			break wait
 		}
 	}
 	stuck := 0
