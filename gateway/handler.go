@@ -128,6 +128,16 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	if sess == nil {
 		return
 	}
+	if !batch && msgs[0].Kind == jsonrpc.KindRequest && string(msgs[0].Method) == "ping" {
+		// ping is answered by the gateway at once: the client's hop is alive.
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("application/json")
+		out := append(make([]byte, 0, 48+len(firstID)), `{"jsonrpc":"2.0","id":`...)
+		out = append(out, firstID...)
+		ctx.Response.SetBodyRaw(append(out, `,"result":{}}`...))
+		s.metrics.status(fasthttp.StatusOK)
+		return
+	}
 	if batch && sess.version != "2025-03-26" {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest,
 			"Invalid Request: batches are not supported in protocol version "+sess.version, nil)

@@ -428,3 +428,14 @@ func TestBatchOn20250326(t *testing.T) {
 	st, b = rawPost(t, s.gw.URL, sid, `[{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}]`, nil)
 	assert.Equal(t, http.StatusAccepted, st, "%s", b)
 }
+
+// TestPingAnsweredByGateway: ping gets {} from the gateway itself.
+func TestPingAnsweredByGateway(t *testing.T) {
+	s := startStack(t)
+	cs := connect(t, s.gw.URL, nil, true)
+	defer cs.Close()
+	require.NoError(t, cs.Ping(context.Background(), nil))
+	st, b := rawPost(t, s.gw.URL, cs.ID(), `{"jsonrpc":"2.0","id":"p-1","method":"ping"}`, nil)
+	assert.Equal(t, http.StatusOK, st)
+	assert.JSONEq(t, `{"jsonrpc":"2.0","id":"p-1","result":{}}`, string(b))
+}
