@@ -18,7 +18,8 @@ CONF_DIR     := $(CACHE)/conformance-$(CONF_VERSION)
 CONFORMANCE  := $(CONF_DIR)/node_modules/.bin/conformance
 SDK_VERSION  := v1.8.0
 EVERYTHING   := $(CACHE)/bin/everything-server-$(SDK_VERSION)
-TS_SDK_DIR   := $(CACHE)/ts-sdk
+TS_SDK_VERSION := 1.32.2
+TS_SDK_DIR   := $(CACHE)/ts-sdk-$(TS_SDK_VERSION)
 
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
@@ -79,7 +80,7 @@ $(EVERYTHING):
 	mv $(CACHE)/gobin/everything-server $@
 
 $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json: | $(NODE)
-	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@1
+	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@$(TS_SDK_VERSION)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./ringbuf/ ./shard/ ./gateway/... ./benchmarks/...
