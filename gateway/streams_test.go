@@ -461,3 +461,30 @@ func TestStreamCapAndSecondStandalone(t *testing.T) {
 	assert.Equal(t, -32000, e.Error.Code)
 	assert.Equal(t, http.StatusOK, <-slow)
 }
+
+// TestPollingWithMaxConnection: with -stream-max-connection the gateway
+// closes long connections deliberately (after a retry hint) so clients
+// poll; the Go SDK client resumes each time and loses nothing.
+func TestPollingWithMaxConnection(t *testing.T) {
+	_, gw := mockStack(t, "-stream-max-connection", "250ms", "-retry-hint", "5ms", "-ring-size", "4096")
+	log := &progressLog{}
+	cs := connect(t, gw.URL, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			log.add(int(r.Params.Progress))
+		},
+	}, true)
+	defer cs.Close()
+	const n = 2000
+	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": n, "rate": 1000}}
+	params.SetProgressToken("poll")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := cs.CallTool(ctx, params)
+	require.NoError(t, err)
+	require.False(t, res.IsError)
+	assertExactlyOnceInOrder(t, log, n)
+	m := scrape(t, gw.URL)
+	assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 4.0, "about 2 s of streaming in 250 ms connections")
+	assert.GreaterOrEqual(t, m[`mcpgate_streams_closed_total{reason="finished"}`], 4.0)
+	t.Logf("resumes=%v", m["mcpgate_resume_hits_total"])
+}
