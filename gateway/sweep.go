@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"time"
 )
 
 // sweepLoop visits one shard per tick so every shard is swept once per
@@ -10,31 +9,11 @@ import (
 // are kicked on quiet streams, and finished streams past their retention are
 // dropped. No timer or goroutine exists per session or stream.
 func (s *Server) sweepLoop(ctx context.Context) {
-	n := s.store.NumShards()
 	every := s.cfg.SweepInterval
 	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
 		every = hb / 4 // heartbeats land within a quarter interval
 	}
-	tick := every / time.Duration(n)
-	per := 1
-	for tick < time.Millisecond {
-		tick *= 2
-		per *= 2
-	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	next := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for k := 0; k < per && k < n; k++ {
-			s.sweepShard(next)
-			next = (next + 1) & (n - 1)
-		}
-	}
+	s.store.ShardLoop(ctx, every, s.sweepShard)
 }
 
 func (s *Server) sweepShard(i int) {

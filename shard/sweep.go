@@ -67,6 +67,15 @@ func (s *Store[V]) SweepShard(i int, expired func(id string, v V) bool, onRemove
 // when ctx is done; the caller owns the goroutine that runs it. expired and
 // onRemoved follow the rules of SweepShard.
 func (s *Store[V]) SweepLoop(ctx context.Context, every time.Duration, expired func(id string, v V) bool, onRemoved func(id string, v V)) {
+	s.ShardLoop(ctx, every, func(i int) { s.SweepShard(i, expired, onRemoved) })
+}
+
+// ShardLoop calls visit for each shard in order on SweepLoop's schedule:
+// every shard once per every (DefaultSweepInterval when every <= 0), one
+// shard per tick, or several per tick when ticks would be shorter than a
+// millisecond. Callers use it for per-shard work beyond expiry (heartbeats,
+// retention). It returns when ctx is done; the caller owns the goroutine.
+func (s *Store[V]) ShardLoop(ctx context.Context, every time.Duration, visit func(shard int)) {
 	if every <= 0 {
 		every = DefaultSweepInterval
 	}
@@ -85,7 +94,7 @@ func (s *Store[V]) SweepLoop(ctx context.Context, every time.Duration, expired f
 			if ctx.Err() != nil {
 				return
 			}
-			s.SweepShard(next, expired, onRemoved)
+			visit(next)
 			next = (next + 1) & (n - 1)
 		}
 	}
