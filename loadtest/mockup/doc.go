@@ -36,5 +36,8 @@
 // session whose push rate is nonzero; all of them stop when their session is deleted or
 // when Shutdown is called, and Shutdown waits for them. Stream body readers never touch
 // the fasthttp RequestCtx: they capture the stream, the session's done channel and the
-// server's done channel in the handler. Stats and Snapshot may be called at any time.
+// server's done channel in the handler. Snapshot may be called at any time.
+//
+// Lock order: a session's mutex may be held while taking one of its streams' mutexes,
+// never the reverse; no lock is held across I/O, channel sends or a producer's wait.
 package mockup

@@ -58,17 +58,16 @@ func New(cfg Config) (*Server, error) {
 		done:     ctx.Done(),
 	}
 	s.http = &fasthttp.Server{
-		Handler:                       s.Handler,
-		Name:                          ServerName,
-		ReadBufferSize:                8192,
-		WriteBufferSize:               4096,
-		ReadTimeout:                   30 * time.Second,
-		IdleTimeout:                   60 * time.Second,
-		MaxRequestBodySize:            4 << 20,
-		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
-		CloseOnShutdown:               true,
-		DisableHeaderNamesNormalizing: false,
+		Handler:               s.Handler,
+		Name:                  ServerName,
+		ReadBufferSize:        8192,
+		WriteBufferSize:       4096,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    4 << 20,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		CloseOnShutdown:       true,
 	}
 	return s, nil
 }
