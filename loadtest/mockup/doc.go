@@ -39,5 +39,5 @@
 // server's done channel in the handler. Snapshot may be called at any time.
 //
 // Lock order: a session's mutex may be held while taking one of its streams' mutexes,
-// never the reverse; no lock is held across I/O, channel sends or a producer's wait.
+// never the reverse; no lock is held across I/O or any blocking wait.
 package mockup
