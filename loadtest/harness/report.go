@@ -83,7 +83,9 @@ func RenderMarkdown(res *Result, charts []string) string {
 	fmt.Fprintf(&b, "| achieved | %.1f %s/s |\n", res.AchievedRate, res.Unit)
 	fmt.Fprintf(&b, "| operations | %d |\n", res.Operations)
 	fmt.Fprintf(&b, "| errors | %d (%.3f%%) |\n", res.ErrorCount, 100*res.ErrorRate)
-	fmt.Fprintf(&b, "| loss | %.3f%% |\n\n", 100*res.LossRate)
+	fmt.Fprintf(&b, "| loss | %.3f%% |\n", 100*res.LossRate)
+	fmt.Fprintf(&b, "| generator | %.2f s CPU, %.0f%% of a core, GOMAXPROCS %d |\n\n",
+		res.Generator.CPUSeconds, 100*res.Generator.CPUShare, res.Generator.GOMAXPROCS)
 
 	b.WriteString("## Latency (ms)\n\n| metric | count | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range slices.Sorted(maps.Keys(res.Latency)) {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -75,7 +77,9 @@ type Result struct {
 	// Events accounts pushed and progress events by kind (see EventsPush and friends).
 	Events map[string]EventCounts `json:"events"`
 	// LossRate is lost/offered over the kinds whose readers did not stall.
-	LossRate      float64        `json:"loss_rate"`
+	LossRate float64 `json:"loss_rate"`
+	// Generator describes the load generator process itself.
+	Generator     GeneratorStats `json:"generator"`
 	Timeline      []Sample       `json:"timeline"`
 	TargetSamples []TargetSample `json:"target_samples,omitempty"`
 	Notes         []string       `json:"notes,omitempty"`
@@ -83,6 +87,23 @@ type Result struct {
 	// which.
 	Passed   bool     `json:"passed"`
 	Failures []string `json:"failures,omitempty"`
+}
+
+// GeneratorStats is the load generator's own footprint during the run, so a report can
+// show how much of the machine the harness took.
+type GeneratorStats struct {
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	CPUSeconds float64 `json:"cpu_s"`     // user + system CPU time used by the run
+	CPUShare   float64 `json:"cpu_share"` // CPUSeconds / elapsed seconds (1.0 = one core)
+}
+
+// processCPU returns this process's user + system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // primaryOf returns the primary metric and its unit for a scenario.
@@ -96,7 +117,7 @@ func primaryOf(scenario string) (string, string) {
 	return MetricCall, "calls"
 }
 
-func (r *runner) result(began, ended time.Time) *Result {
+func (r *runner) result(began, ended time.Time, cpu time.Duration) *Result {
 	t := r.rec.Merge()
 	primary, unit := primaryOf(r.cfg.Scenario)
 	res := &Result{
@@ -123,6 +144,13 @@ func (r *runner) result(began, ended time.Time) *Result {
 		TargetSamples:   r.targetSamples,
 		Notes:           r.notes,
 		Passed:          true,
+		Generator: GeneratorStats{
+			GOMAXPROCS: runtime.GOMAXPROCS(0),
+			CPUSeconds: cpu.Seconds(),
+		},
+	}
+	if el := ended.Sub(began).Seconds(); el > 0 {
+		res.Generator.CPUShare = res.Generator.CPUSeconds / el
 	}
 	for name, h := range t.Latency {
 		res.Latency[name] = Summarize(h)
@@ -163,7 +191,9 @@ func WriteSummary(w io.Writer, res *Result) error {
 	fmt.Fprintf(&b, "scenario %s against %s (protocol %s), %d sessions\n", res.Scenario, res.Target, res.ProtocolVersion, res.Sessions)
 	fmt.Fprintf(&b, "measured %.1fs after %.1fs warm-up; %s offered %.0f/s, achieved %.1f/s\n",
 		res.MeasuredSeconds, res.WarmupSeconds, res.Unit, res.OfferedRate, res.AchievedRate)
-	fmt.Fprintf(&b, "operations %d, errors %d (%.3f%%), loss %.3f%%\n\n", res.Operations, res.ErrorCount, 100*res.ErrorRate, 100*res.LossRate)
+	fmt.Fprintf(&b, "operations %d, errors %d (%.3f%%), loss %.3f%%; generator CPU %.2fs (%.0f%% of a core, GOMAXPROCS %d)\n\n",
+		res.Operations, res.ErrorCount, 100*res.ErrorRate, 100*res.LossRate,
+		res.Generator.CPUSeconds, 100*res.Generator.CPUShare, res.Generator.GOMAXPROCS)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax\tmean\t")
 	for _, name := range slices.Sorted(maps.Keys(res.Latency)) {

@@ -76,6 +76,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer c.Close()
 	r := &runner{cfg: cfg, c: c, rec: NewRecorder(), events: make(map[string]*EventCounts)}
 	began := time.Now()
+	cpu0 := processCPU()
 	// Nothing is measured during setup: an empty window until the scenario schedules.
 	r.w.Store(&window{start: began, measureFrom: began, end: began})
 	var scenarioErr error
@@ -96,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if scenarioErr != nil {
 		return nil, scenarioErr
 	}
-	return r.result(began, time.Now()), nil
+	return r.result(began, time.Now(), processCPU()-cpu0), nil
 }
 
 func (r *runner) note(format string, args ...any) {

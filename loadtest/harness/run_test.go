@@ -67,6 +67,8 @@ func TestRunMatchesUpstream(t *testing.T) {
 			assert.Equal(t, snap.Events[mockup.KindProgress], int64(res.Events[EventsProgress].Received))
 			assert.Positive(t, res.Latency[res.Primary].Count)
 			assert.NotEmpty(t, res.Timeline)
+			assert.Positive(t, res.Generator.GOMAXPROCS)
+			assert.Positive(t, res.Generator.CPUSeconds)
 		})
 	}
 }
