@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# Side-by-side comparison on one mock upstream: (a) direct, (b) through mcpgate,
+# (c) through Caddy's reverse_proxy (flush_interval -1), alternating the targets run by
+# run, plus mcpgate-only session figures and the reference everything-server.
+#
+#   make build && make tools && benchmarks/compare.sh      (or: make bench-compare)
+#
+# Every measured run holds /tmp/mcpgate-bench.lock (flock) for its own duration only and
+# records the load average before it. Results (raw JSON, runs.tsv, summary.md) go to
+# results/compare-<UTC time>/ (git-ignored). Knobs (environment):
+#   ROUNDS=3               rounds of A B C for the saturation and 2,000 req/s runs
+#   SAT_CONCS="16 64"      closed-loop concurrencies for POST throughput at saturation
+#   SAT_DURATION=5s        measured time per saturation run (after 1 s warm-up)
+#   LAT_RATE=2000          open-loop rate of the added-latency runs
+#   LAT_DURATION=10s       measured time per latency run (after 2 s warm-up)
+#   CHURN_RATES="..."      ascending churn rates tried until one fails
+#   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
+#   RSS_STEPS=10000,100000
+#   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
+#   QUIET_MAX=25 QUIET_WAIT=20   inside the lock, wait up to QUIET_WAIT s for the cores to
+#                          be at most QUIET_MAX % busy (others' unlocked work) before a run
+#   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
+#   SKIP="sat lat churn rss everything"          sections to skip
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SAT_CONCS=${SAT_CONCS:-16 64}
+SAT_DURATION=${SAT_DURATION:-5s}
+LAT_RATE=${LAT_RATE:-2000}
+LAT_DURATION=${LAT_DURATION:-10s}
+CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 4000 6000 8000 10000 12000}
+RSS_ROUNDS=${RSS_ROUNDS:-3}
+RSS_STEPS=${RSS_STEPS:-10000,100000}
+EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
+EVERYTHING=${EVERYTHING:-.cache/bin/everything-server-v1.8.0}
+LOCK=${LOCK:-/tmp/mcpgate-bench.lock}
+SKIP=${SKIP:-}
+GW_PROCS=${GW_PROCS:-}
+UP_PROCS=${UP_PROCS:-}
+CADDY_PROCS=${CADDY_PROCS:-}
+LG_PROCS=${LG_PROCS:-}
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+log() { echo "== $*" >&2; }
+
+[[ -x bin/gateway && -x bin/loadtest ]] || die "bin/gateway and bin/loadtest missing: run make build first"
+
+# Caddy (Debian package) and jq: install when missing and we are root, else fail clearly.
+need_pkg() { # command package
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing $2 with apt-get"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null ||
+			{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null; } ||
+			die "apt-get install $2 failed"
+	fi
+	command -v "$1" >/dev/null 2>&1 || die "$1 not found: install the Debian package $2 (apt-get install $2, as root)"
+}
+need_pkg caddy caddy
+need_pkg jq jq
+command -v flock >/dev/null || die "flock (util-linux) not found"
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-results/compare-$STAMP}
+mkdir -p "$OUT"
+TMP=$(mktemp -d)
+PIDS=()
+
+cleanup() {
+	local rc=$?
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pid PID: orderly stop of one process this script started.
+stop_pid() {
+	local pid=$1 keep=() p
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+# with_procs N cmd...: run cmd with GOMAXPROCS=N when N is set.
+with_procs() {
+	local n=$1; shift
+	if [[ -n $n ]]; then GOMAXPROCS=$n "$@"; else "$@"; fi
+}
+
+# start NAME PROCS cmd...: start a server printing "listening on URL" first; sets
+# STARTED_PID and STARTED_URL.
+start() {
+	local name=$1 procs=$2; shift 2
+	# A simple command in the background: $! is the server's own pid (env execs it).
+	env ${procs:+GOMAXPROCS=$procs} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+	STARTED_PID=$!
+	PIDS+=("$STARTED_PID")
+	for _ in $(seq 100); do
+		if STARTED_URL=$(head -n1 "$TMP/$name.out" 2>/dev/null | sed -n 's/^listening on //p') && [[ -n $STARTED_URL ]]; then
+			return 0
+		fi
+		kill -0 "$STARTED_PID" 2>/dev/null || { cat "$TMP/$name.err" >&2; die "$name exited at start"; }
+		sleep 0.1
+	done
+	die "$name did not print its address"
+}
+
+# ticks PID: utime+stime of the process in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# wait_http URL: wait until something answers on URL.
+wait_http() {
+	for _ in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "$1" && return 0
+		sleep 0.1
+	done
+	die "nothing answers on $1"
+}
+
+# Test helpers (closed-loop client, idle sessions, free port).
+log "building the benchmark client"
+go test -c -tags bench -o "$TMP/compare.test" ./benchmarks >/dev/null
+CMP="$TMP/compare.test"
+free_port() { CMP_FREE_PORT=1 "$CMP" -test.run '^TestCompareFreePort$' | sed -n 's/^PORT //p'; }
+
+# runs.tsv: section, target, round, param, metric, value (one line per figure).
+RUNS="$OUT/runs.tsv"
+printf 'section\ttarget\tround\tparam\tmetric\tvalue\n' >"$RUNS"
+rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUNS"; }
+
+# ---- environment -----------------------------------------------------------------
+{
+	echo "date_utc: $(date -u +%FT%TZ)"
+	echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -n1)"
+	echo "nproc: $(nproc)"
+	echo "kernel: $(uname -r)"
+	echo "go: $(go version)"
+	echo "caddy: $(caddy version 2>/dev/null | head -n1)"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
+	echo "open_files: $(ulimit -n)"
+	echo "port_range: $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')"
+	echo "GOMAXPROCS: gateway=${GW_PROCS:-default($(nproc))} upstream=${UP_PROCS:-default($(nproc))} caddy=${CADDY_PROCS:-default($(nproc))} loadgen=${LG_PROCS:-default($(nproc))}"
+} | tee "$OUT/env.txt" >&2
+
+# ---- the three targets on one mock upstream ------------------------------------------
+start upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
+UP_PID=$STARTED_PID UP_URL=$STARTED_URL
+UP_HOSTPORT=${UP_URL#http://}; UP_HOSTPORT=${UP_HOSTPORT%%/*}
+
+start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+GW_PID=$STARTED_PID GW_URL=$STARTED_URL
+
+CADDY_PORT=$(free_port)
+cat >"$TMP/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:$CADDY_PORT {
+	reverse_proxy $UP_HOSTPORT {
+		flush_interval -1
+		transport http {
+			keepalive_idle_conns_per_host 1024
+		}
+	}
+}
+EOF
+cp "$TMP/Caddyfile" "$OUT/Caddyfile"
+env XDG_DATA_HOME="$TMP/caddy-data" XDG_CONFIG_HOME="$TMP/caddy-config" HOME="$TMP" \
+	${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" &
+CADDY_PID=$!
+PIDS+=("$CADDY_PID")
+CADDY_URL="http://127.0.0.1:$CADDY_PORT/mcp"
+for _ in $(seq 100); do
+	curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CADDY_PORT/" && break
+	kill -0 "$CADDY_PID" 2>/dev/null || { cat "$TMP/caddy.err" >&2; die "caddy exited at start"; }
+	sleep 0.1
+done
+wait_http "http://127.0.0.1:$CADDY_PORT/"
+log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID), caddy $CADDY_URL (pid $CADDY_PID)"
+
+url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; caddy) echo "$CADDY_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; caddy) echo "$CADDY_PID" ;; esac; }
+
+# cpu_busy: percent of both cores busy over the last second (anyone's work).
+cpu_busy() {
+	local a b
+	a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat)
+	sleep 1
+	b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); bu = y[1] - x[1]; id = y[2] - x[2]; printf "%.0f", 100 * bu / (bu + id + 1e-9)}'
+}
+# quiet: inside the lock, wait (up to QUIET_WAIT seconds) until the cores are at most
+# QUIET_MAX percent busy, since other work on the machine need not take the lock; prints
+# the busy percentage measured last, which is recorded next to the load average.
+QUIET_MAX=${QUIET_MAX:-25}
+QUIET_WAIT=${QUIET_WAIT:-20}
+quiet() {
+	local busy i
+	for ((i = 0; i < QUIET_WAIT; i++)); do
+		busy=$(cpu_busy)
+		((busy <= QUIET_MAX)) && break
+	done
+	echo "$busy"
+}
+
+# locked NAME cmd...: run cmd under the shared bench lock, recording the load average
+# taken inside the lock, just before the run.
+locked() {
+	local name=$1; shift
+	(
+		flock 9
+		quiet >"$TMP/$name.busy"
+		cut -d' ' -f1-3 /proc/loadavg >"$TMP/$name.loadavg"
+		"$@"
+	) 9>"$LOCK"
+}
+
+# measure SECTION TARGET ROUND PARAM cmd...: one locked run with the proxy's and the
+# upstream's CPU ticks and the load generator's CPU time around it.
+measure() {
+	local section=$1 target=$2 round=$3 param=$4; shift 4
+	local name="$section-$target-$param-r$round" pid
+	pid=$(pid_of "$target")
+	(
+		flock 9
+		busy=$(quiet)
+		la=$(cut -d' ' -f1 /proc/loadavg)
+		p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+		u0=$(ticks "$UP_PID")
+		t0=$(date +%s.%N)
+		TIMEFORMAT='%U %S'
+		{ time with_procs "$LG_PROCS" "$@" >"$OUT/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.time" || true
+		t1=$(date +%s.%N)
+		p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+		u1=$(ticks "$UP_PID")
+		echo "$la $busy $((p1 - p0)) $((u1 - u0)) $t0 $t1 $(cat "$TMP/$name.time")" >"$TMP/$name.meta"
+	) 9>"$LOCK"
+	read -r la busy dp du t0 t1 lu ls <"$TMP/$name.meta"
+	rec "$section" "$target" "$round" "$param" loadavg "$la"
+	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
+	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "$dp / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "$du / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" wall_s "$(echo "$t1 - $t0" | bc -l)"
+	rec "$section" "$target" "$round" "$param" loadgen_cpu_s "$(echo "$lu + $ls" | bc -l)"
+	LAST_JSON="$OUT/$name.json"
+	LAST_ERR="$TMP/$name.err"
+}
+
+# ---- 1. POST throughput at saturation (closed loop) -------------------------------
+if ! skip sat; then
+	for conc in $SAT_CONCS; do
+		for round in $(seq "$ROUNDS"); do
+			for target in direct mcpgate caddy; do
+				log "saturation c=$conc round $round: $target"
+				measure sat "$target" "$round" "c$conc" env CMP_TARGET="$(url_of "$target")" CMP_CONC="$conc" \
+					CMP_DURATION="$SAT_DURATION" CMP_WARMUP=1s "$CMP" -test.run '^TestCompareClosedLoop$'
+				sed -n 's/^RESULT //p' "$LAST_JSON" >"$LAST_JSON.tmp" && mv "$LAST_JSON.tmp" "$LAST_JSON"
+				[[ -s $LAST_JSON ]] || { cat "$LAST_ERR" >&2; die "saturation run failed"; }
+				for k in rps p50_ms p99_ms p99_9_ms errors requests; do
+					rec sat "$target" "$round" "c$conc" "$k" "$(jq -r ".$k" "$LAST_JSON")"
+				done
+			done
+		done
+	done
+fi
+
+# ---- 2. added latency at LAT_RATE req/s (open loop, bin/loadtest post) ------------
+if ! skip lat; then
+	for round in $(seq "$ROUNDS"); do
+		for target in direct mcpgate caddy; do
+			log "latency at $LAT_RATE/s round $round: $target"
+			measure lat "$target" "$round" "r$LAT_RATE" bin/loadtest run -target "$(url_of "$target")" -scenario post \
+				-sessions 16 -conns 64 -rate "$LAT_RATE" -duration "$LAT_DURATION" -warmup 2s -quiet -max-errors -1 -out -
+			[[ -s $LAST_JSON ]] || { cat "$LAST_ERR" >&2; die "latency run failed"; }
+			for k in p50_ms p90_ms p99_ms p99_9_ms max_ms; do
+				rec lat "$target" "$round" "r$LAT_RATE" "$k" "$(jq -r ".latency.call.$k" "$LAST_JSON")"
+			done
+			rec lat "$target" "$round" "r$LAT_RATE" achieved "$(jq -r '.achieved_rate' "$LAST_JSON")"
+			rec lat "$target" "$round" "r$LAT_RATE" errors "$(jq -r '.error_count' "$LAST_JSON")"
+			rec lat "$target" "$round" "r$LAT_RATE" requests "$(jq -r '.operations' "$LAST_JSON")"
+		done
+	done
+fi
+
+# ---- 3. session churn: highest rate with < 1% errors that keeps up ----------------
+# A rate "holds" when errors < 1%, the median per-second completion rate over the
+# measured seconds is at least 97% of the offered rate and the lifecycle p99 is under
+# 100 ms (past capacity the open-loop generator queues, so errors alone stay at 0).
+if ! skip churn; then
+	for target in mcpgate direct; do
+		for rate in $CHURN_RATES; do
+			log "churn $rate/s: $target"
+			measure churn "$target" 1 "r$rate" bin/loadtest run -target "$(url_of "$target")" -scenario churn \
+				-conns 64 -rate "$rate" -duration 5s -warmup 1s -quiet -max-errors -1 -out -
+			[[ -s $LAST_JSON ]] || { cat "$LAST_ERR" >&2; die "churn run failed"; }
+			done_rate=$(jq -r '[.timeline[] | select((.warmup // false) | not) | .rate] | sort | .[length/2|floor] // 0' "$LAST_JSON")
+			p99=$(jq -r '.latency.cycle.p99_ms // 1000000000' "$LAST_JSON")
+			er=$(jq -r '.error_rate' "$LAST_JSON")
+			rec churn "$target" 1 "r$rate" completed_per_s "$done_rate"
+			rec churn "$target" 1 "r$rate" p50_ms "$(jq -r '.latency.cycle.p50_ms // 0' "$LAST_JSON")"
+			rec churn "$target" 1 "r$rate" p99_ms "$p99"
+			rec churn "$target" 1 "r$rate" error_rate "$er"
+			ok=$(awk -v e="$er" -v d="$done_rate" -v r="$rate" -v p="$p99" 'BEGIN {print (e < 0.01 && d >= 0.97 * r && p < 100) ? 1 : 0}')
+			rec churn "$target" 1 "r$rate" holds "$ok"
+			[[ $ok == 1 ]] || break
+		done
+	done
+fi
+
+# ---- 4. RSS per idle session, slope between the RSS_STEPS ------------------------
+if ! skip rss; then
+	for round in $(seq "$RSS_ROUNDS"); do
+		start rss-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
+		rup_pid=$STARTED_PID rup_url=$STARTED_URL
+		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$rup_url" -max-sessions 200000 -log-level warn
+		rgw_pid=$STARTED_PID rgw_url=$STARTED_URL
+		log "idle sessions round $round ($RSS_STEPS)"
+		name="rss-mcpgate-r$round"
+		locked "$name" env CMP_TARGET="$rgw_url" CMP_METRICS="${rgw_url%/mcp}/metrics" CMP_STEPS="$RSS_STEPS" \
+			CMP_CONC=32 "$CMP" -test.run '^TestCompareIdleSessions$' >"$TMP/$name.raw" 2>&1 ||
+			{ cat "$TMP/$name.raw" >&2; die "idle-session run failed"; }
+		sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.jsonl"
+		rec rss mcpgate "$round" - loadavg "$(cut -d' ' -f1 "$TMP/$name.loadavg")"
+		rec rss mcpgate "$round" - busy_before_pct "$(cat "$TMP/$name.busy")"
+		while read -r line; do
+			n=$(jq -r .sessions <<<"$line")
+			rec rss mcpgate "$round" "s$n" rss_bytes "$(jq -r '.metrics.process_resident_memory_bytes' <<<"$line")"
+			rec rss mcpgate "$round" "s$n" heap_inuse_bytes "$(jq -r '.metrics.go_memstats_heap_inuse_bytes' <<<"$line")"
+			rec rss mcpgate "$round" "s$n" goroutines "$(jq -r '.metrics.go_goroutines' <<<"$line")"
+			rec rss mcpgate "$round" "s$n" open_per_s "$(jq -r '.open_per_s' <<<"$line")"
+		done <"$OUT/$name.jsonl"
+		mapfile -t rs < <(jq -r '.metrics.process_resident_memory_bytes' "$OUT/$name.jsonl")
+		mapfile -t hs < <(jq -r '.metrics.go_memstats_heap_inuse_bytes' "$OUT/$name.jsonl")
+		mapfile -t ns < <(jq -r '.sessions' "$OUT/$name.jsonl")
+		last=$((${#ns[@]} - 1))
+		rec rss mcpgate "$round" slope rss_per_session_bytes "$(echo "(${rs[$last]} - ${rs[0]}) / (${ns[$last]} - ${ns[0]})" | bc -l)"
+		rec rss mcpgate "$round" slope heap_per_session_bytes "$(echo "(${hs[$last]} - ${hs[0]}) / (${ns[$last]} - ${ns[0]})" | bc -l)"
+		stop_pid "$rgw_pid"
+		stop_pid "$rup_pid"
+	done
+fi
+
+# ---- 5. tools/call test_simple_text on the reference everything-server -------------
+if ! skip everything; then
+	if [[ ! -x $EVERYTHING ]]; then
+		log "skipping the everything-server runs: $EVERYTHING missing (make tools)"
+	else
+		ev_port=$(free_port)
+		"$EVERYTHING" -http="127.0.0.1:$ev_port" -stateless=false >"$TMP/everything.out" 2>"$TMP/everything.err" &
+		EV_PID=$!
+		PIDS+=("$EV_PID")
+		for _ in $(seq 100); do
+			curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ev_port/mcp" && break
+			sleep 0.1
+		done
+		EV_URL="http://127.0.0.1:$ev_port/mcp"
+		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
+		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
+		for round in $(seq "$EVERYTHING_ROUNDS"); do
+			for target in direct mcpgate; do
+				url=$EV_URL pid=""
+				[[ $target == mcpgate ]] && url=$EVGW_URL pid=$EVGW_PID
+				name="everything-$target-r$round"
+				log "everything-server test_simple_text round $round: $target"
+				(
+					flock 9
+					busy=$(quiet)
+					la=$(cut -d' ' -f1 /proc/loadavg)
+					p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+					e0=$(ticks "$EV_PID")
+					with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
+						"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 || true
+					p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+					e1=$(ticks "$EV_PID")
+					echo "$la $busy $((p1 - p0)) $((e1 - e0))" >"$TMP/$name.meta"
+				) 9>"$LOCK"
+				sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
+				[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "everything-server run failed"; }
+				read -r la busy dp de <"$TMP/$name.meta"
+				rec everything "$target" "$round" c16 loadavg "$la"
+				rec everything "$target" "$round" c16 busy_before_pct "$busy"
+				rec everything "$target" "$round" c16 proxy_cpu_s "$(echo "$dp / $HZ" | bc -l)"
+				rec everything "$target" "$round" c16 upstream_cpu_s "$(echo "$de / $HZ" | bc -l)"
+				for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
+					rec everything "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
+				done
+			done
+		done
+	fi
+fi
+
+# ---- summary ------------------------------------------------------------------------
+# median over rounds of one (section, target, param, metric)
+med() {
+	awk -F'\t' -v s="$1" -v t="$2" -v p="$3" -v m="$4" '$1==s && $2==t && $4==p && $5==m {print $6}' "$RUNS" |
+		sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+fmt() { LC_ALL=C printf "%.${2:-2f}" "$1" 2>/dev/null || echo "$1"; }
+ratio() { echo "scale=6; $1 / $2" | bc -l 2>/dev/null || echo nan; }
+cpu_us() { # section target param: median over rounds of proxy CPU per request in us
+	local s=$1 t=$2 p=$3 r out=()
+	for r in $(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" '$1==s && $2==t && $4==p {print $3}' "$RUNS" | sort -u); do
+		local c q
+		c=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="proxy_cpu_s"{print $6}' "$RUNS")
+		q=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="requests"{print $6}' "$RUNS")
+		out+=("$(echo "$c * 1000000 / $q" | bc -l)")
+	done
+	printf '%s\n' "${out[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+lg_share() { # section target param: median load generator CPU / (wall * nproc)
+	local s=$1 t=$2 p=$3 r out=()
+	for r in $(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" '$1==s && $2==t && $4==p {print $3}' "$RUNS" | sort -u); do
+		local c w
+		c=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="loadgen_cpu_s"{print $6}' "$RUNS")
+		w=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="wall_s"{print $6}' "$RUNS")
+		out+=("$(echo "100 * $c / ($w * $(nproc))" | bc -l)")
+	done
+	printf '%s\n' "${out[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+# "load/busy%" of each run: 1-min load average and CPU busy % just before it
+loadavgs() {
+	awk -F'\t' -v s="$1" -v t="$2" -v p="$3" '$1==s && $2==t && $4==p && $5=="loadavg" {l[$3]=$6} $1==s && $2==t && $4==p && $5=="busy_before_pct" {b[$3]=$6} END {for (r in l) printf "%s/%s%% ", l[r], b[r]}' "$RUNS"
+}
+
+{
+	echo "# compare.sh summary ($STAMP)"
+	echo
+	sed 's/^/    /' "$OUT/env.txt"
+	echo
+	if ! skip sat; then
+		echo "## POST throughput at saturation (closed loop, $SAT_DURATION measured after 1 s, medians of $ROUNDS rounds)"
+		echo
+		echo "| conc | target | rps | p50 ms | p99 ms | proxy CPU us/req | loadgen CPU % of 2 cores | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|---|---|"
+		for conc in $SAT_CONCS; do
+			for t in direct mcpgate caddy; do
+				cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us sat "$t" "c$conc")" 1f)
+				echo "| $conc | $t | $(fmt "$(med sat "$t" "c$conc" rps)" 0f) | $(med sat "$t" "c$conc" p50_ms) | $(med sat "$t" "c$conc" p99_ms) | $cu | $(fmt "$(lg_share sat "$t" "c$conc")" 0f) | $(loadavgs sat "$t" "c$conc")|"
+			done
+			echo "| $conc | **mcpgate / caddy** | **$(fmt "$(ratio "$(med sat mcpgate "c$conc" rps)" "$(med sat caddy "c$conc" rps)")")** | | | **$(fmt "$(ratio "$(cpu_us sat mcpgate "c$conc")" "$(cpu_us sat caddy "c$conc")")")** | | |"
+		done
+		echo
+	fi
+	if ! skip lat; then
+		echo "## Open loop at $LAT_RATE req/s ($LAT_DURATION measured after 2 s, medians of $ROUNDS rounds)"
+		echo
+		echo "| target | achieved/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | proxy CPU us/req | loadgen CPU % | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		d50=$(med lat direct "r$LAT_RATE" p50_ms) d99=$(med lat direct "r$LAT_RATE" p99_ms)
+		for t in direct mcpgate caddy; do
+			m50=$(med lat "$t" "r$LAT_RATE" p50_ms) m99=$(med lat "$t" "r$LAT_RATE" p99_ms)
+			cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us lat "$t" "r$LAT_RATE")" 1f)
+			echo "| $t | $(med lat "$t" "r$LAT_RATE" achieved) | $m50 | $m99 | $(med lat "$t" "r$LAT_RATE" p99_9_ms) | $(fmt "$(echo "$m50 - $d50" | bc -l)" 3f) | $(fmt "$(echo "$m99 - $d99" | bc -l)" 3f) | $cu | $(fmt "$(lg_share lat "$t" "r$LAT_RATE")" 0f) | $(loadavgs lat "$t" "r$LAT_RATE")|"
+		done
+		echo
+	fi
+	if ! skip churn; then
+		echo "## Session churn (initialize + initialized + tools/call + DELETE), open loop, 5 s after 1 s"
+		echo
+		echo "| target | offered/s | completed/s (median second) | p50 ms | p99 ms | error rate | holds | load avg / busy % |"
+		echo "|---|---|---|---|---|---|---|---|"
+		for t in mcpgate direct; do
+			for p in $(awk -F'\t' -v t="$t" '$1=="churn" && $2==t && $5=="holds" {print $4}' "$RUNS"); do
+				echo "| $t | ${p#r} | $(fmt "$(med churn "$t" "$p" completed_per_s)" 0f) | $(med churn "$t" "$p" p50_ms) | $(med churn "$t" "$p" p99_ms) | $(med churn "$t" "$p" error_rate) | $(med churn "$t" "$p" holds) | $(loadavgs churn "$t" "$p")|"
+			done
+		done
+		echo
+	fi
+	if ! skip rss; then
+		echo "## RSS per idle session through mcpgate (fresh gateway per round, steps $RSS_STEPS)"
+		echo
+		echo "| round | load avg / busy % | RSS at each step (MiB) | heap in use at each step (MiB) | RSS slope B/session | heap slope B/session |"
+		echo "|---|---|---|---|---|---|"
+		for r in $(seq "$RSS_ROUNDS"); do
+			rsss=$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="rss_bytes" {printf "%.1f ", $6/1048576}' "$RUNS")
+			heaps=$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="heap_inuse_bytes" {printf "%.1f ", $6/1048576}' "$RUNS")
+			echo "| $r | $(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="loadavg" {l=$6} $1=="rss" && $3==r && $5=="busy_before_pct" {b=$6} END {printf "%s/%s%%", l, b}' "$RUNS") | $rsss | $heaps | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="rss_per_session_bytes" {print $6}' "$RUNS")" 0f) | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="heap_per_session_bytes" {print $6}' "$RUNS")" 0f) |"
+		done
+		echo "| median | | | | $(fmt "$(med rss mcpgate slope rss_per_session_bytes)" 0f) | $(fmt "$(med rss mcpgate slope heap_per_session_bytes)" 0f) |"
+		echo
+	fi
+	if ! skip everything && [[ -x $EVERYTHING ]]; then
+		echo "## tools/call test_simple_text on the reference everything-server (closed loop, 16 workers, 5 s, medians of $EVERYTHING_ROUNDS rounds)"
+		echo
+		echo "| target | rps | p50 ms | p99 ms | mcpgate CPU us/req | everything-server CPU s | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|---|"
+		for t in direct mcpgate; do
+			cu="-"; [[ $t == mcpgate ]] && cu=$(fmt "$(cpu_us everything mcpgate c16)" 1f)
+			echo "| $t | $(fmt "$(med everything "$t" c16 rps)" 0f) | $(med everything "$t" c16 p50_ms) | $(med everything "$t" c16 p99_ms) | $cu | $(fmt "$(med everything "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs everything "$t" c16)|"
+		done
+		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything direct c16 rps)")")** | | | | | |"
+		echo
+	fi
+} >"$OUT/summary.md"
+cat "$OUT/summary.md"
+log "raw results in $OUT"

@@ -1,0 +1,327 @@
+//go:build bench
+
+// Helpers for benchmarks/compare.sh, driven by environment variables so that one
+// compiled test binary serves every step of the script:
+//
+//	go test -c -tags bench -o results/compare.test ./benchmarks
+//	CMP_TARGET=http://127.0.0.1:PORT/mcp CMP_CONC=64 results/compare.test -test.run '^TestCompareClosedLoop$'
+//
+// TestCompareClosedLoop is a closed-loop tools/call driver (each worker sends its next
+// call when the previous answer arrived), for throughput at saturation and for servers
+// whose tools the open-loop harness does not call (test_simple_text on the reference
+// server). TestCompareIdleSessions opens idle sessions in steps and reads the target's
+// Prometheus metrics after each step, for bytes per idle session as a slope.
+// TestCompareFreePort prints a free loopback port (for Caddy, which cannot report the
+// port the OS chose). Each test prints one JSON object per line prefixed with "RESULT ".
+package benchmarks
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/loadtest/harness"
+)
+
+func envString(t *testing.T, name, def string) string {
+	t.Helper()
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	if def == "" {
+		t.Skipf("%s not set", name)
+	}
+	return def
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
+}
+
+// printResult writes v as one "RESULT {json}" line on stdout.
+func printResult(t *testing.T, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("RESULT %s\n", b)
+}
+
+// cpuSeconds returns this process's user and system CPU time.
+func cpuSeconds() (user, sys float64) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0, 0
+	}
+	return time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds()
+}
+
+// TestCompareClosedLoop runs CMP_CONC workers over CMP_SESSIONS sessions, each calling
+// CMP_TOOL back to back for CMP_WARMUP + CMP_DURATION. Latency is from the send of each
+// call to its answer (closed loop: it is service time under saturation, not the
+// open-loop latency at a fixed rate). Requests counts every HTTP request the target
+// saw, set-up and teardown included, so the script can divide a proxy's CPU time by it.
+func TestCompareClosedLoop(t *testing.T) {
+	target := envString(t, "CMP_TARGET", "")
+	tool := envString(t, "CMP_TOOL", "echo")
+	conc := envInt(t, "CMP_CONC", 64)
+	nsess := envInt(t, "CMP_SESSIONS", conc)
+	warmup := envDuration(t, "CMP_WARMUP", time.Second)
+	duration := envDuration(t, "CMP_DURATION", 5*time.Second)
+
+	c, err := harness.NewClient(harness.ClientConfig{
+		Target: target, Version: "2025-11-25", Conns: conc, StreamConns: 4, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var requests atomic.Int64
+	sessions := make([]*harness.Session, nsess)
+	for i := range sessions {
+		s, err := c.Initialize()
+		requests.Add(2)
+		if err != nil {
+			t.Fatalf("initialize %d: %v", i, err)
+		}
+		sessions[i] = s
+	}
+
+	u0, s0 := cpuSeconds()
+	start := time.Now()
+	measureFrom := start.Add(warmup)
+	end := measureFrom.Add(duration)
+	hists := make([]*hdrhistogram.Histogram, conc)
+	var measured, errs atomic.Int64
+	var firstErr atomic.Value
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hot loop is a lean fasthttp client (pre-encoded body, one id per call), so
+	// that the load generator takes as little of the two cores as it can.
+	hc := &fasthttp.HostClient{Addr: u.Host, MaxConns: conc, MaxConnWaitTimeout: 10 * time.Second,
+		ReadBufferSize: 16 << 10, NoDefaultUserAgentHeader: true}
+	prefix := []byte(`{"jsonrpc":"2.0","id":`)
+	suffix := []byte(`,"method":"tools/call","params":{"name":"` + tool + `","arguments":{` + map[bool]string{true: `"size":0`}[tool == "echo"] + `}}}`)
+	var wg sync.WaitGroup
+	for w := range conc {
+		hists[w] = hdrhistogram.New(1, 60_000_000, 3)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess := sessions[w%nsess]
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(target)
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.Header.SetContentType("application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Mcp-Session-Id", sess.ID)
+			req.Header.Set("MCP-Protocol-Version", sess.Version)
+			body := make([]byte, 0, 256)
+			for id := int64(w+1) << 32; ; id++ {
+				t0 := time.Now()
+				if !t0.Before(end) {
+					return
+				}
+				body = append(strconv.AppendInt(append(body[:0], prefix...), id, 10), suffix...)
+				req.SetBodyRaw(body)
+				err := hc.DoDeadline(req, resp, t0.Add(10*time.Second))
+				d := time.Since(t0)
+				requests.Add(1)
+				switch {
+				case err != nil:
+					fail(err)
+					continue
+				case resp.StatusCode() != fasthttp.StatusOK:
+					fail(fmt.Errorf("status %d: %.200s", resp.StatusCode(), resp.Body()))
+					continue
+				case !bytes.Contains(resp.Body(), []byte(`"result"`)):
+					fail(fmt.Errorf("no result: %.200s", resp.Body()))
+					continue
+				}
+				if !t0.Before(measureFrom) {
+					measured.Add(1)
+					_ = hists[w].RecordValue(d.Microseconds())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	u1, s1 := cpuSeconds()
+
+	for _, s := range sessions {
+		_ = c.Delete(s)
+		requests.Add(1)
+	}
+	h := hdrhistogram.New(1, 60_000_000, 3)
+	for _, x := range hists {
+		h.Merge(x)
+	}
+	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	res := map[string]any{
+		"target": target, "tool": tool, "conc": conc, "sessions": nsess,
+		"measured_s": duration.Seconds(), "completed": measured.Load(),
+		"rps":    float64(measured.Load()) / duration.Seconds(),
+		"p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99), "p99_9_ms": ms(99.9),
+		"max_ms": float64(h.Max()) / 1000, "errors": errs.Load(), "requests": requests.Load(),
+		"client_cpu_s": (u1 - u0) + (s1 - s0), "client_wall_s": wall,
+		"client_gomaxprocs": runtime.GOMAXPROCS(0),
+	}
+	if e := firstErr.Load(); e != nil {
+		res["first_error"] = e
+	}
+	printResult(t, res)
+}
+
+// scrape reads the named metrics from a Prometheus text endpoint.
+func scrape(url string, names ...string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := make(map[string]float64, len(names))
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || !want[f[0]] {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// TestCompareIdleSessions opens sessions (initialize + notifications/initialized) on
+// CMP_CONC keep-alive connections until each count in CMP_STEPS (comma-separated,
+// ascending) is reached, leaves them idle, waits CMP_SETTLE and reads CMP_METRICS.
+// Sessions are never deleted: the script stops the gateway afterwards.
+func TestCompareIdleSessions(t *testing.T) {
+	target := envString(t, "CMP_TARGET", "")
+	metrics := envString(t, "CMP_METRICS", "")
+	conc := envInt(t, "CMP_CONC", 32)
+	settle := envDuration(t, "CMP_SETTLE", 3*time.Second)
+	var steps []int
+	for _, f := range strings.Split(envString(t, "CMP_STEPS", "10000,100000"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatalf("CMP_STEPS: %v", err)
+		}
+		steps = append(steps, n)
+	}
+	c, err := harness.NewClient(harness.ClientConfig{
+		Target: target, Version: "2025-11-25", Conns: conc, StreamConns: 1, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes",
+		"go_memstats_sys_bytes", "go_goroutines", "mcpgate_sessions"}
+	opened := 0
+	for _, step := range steps {
+		t0 := time.Now()
+		var next atomic.Int64
+		next.Store(int64(opened))
+		var errs atomic.Int64
+		var firstErr atomic.Value
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(step) {
+					if _, err := c.Initialize(); err != nil {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		openSecs := time.Since(t0).Seconds()
+		prev := opened
+		if errs.Load() > 0 {
+			t.Fatalf("step %d: %d initialize errors, first: %v", step, errs.Load(), firstErr.Load())
+		}
+		opened = step
+		time.Sleep(settle)
+		m, err := scrape(metrics, names...)
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		printResult(t, map[string]any{
+			"sessions": step, "open_s": openSecs, "open_per_s": float64(step-prev) / openSecs,
+			"metrics": m,
+		})
+	}
+}
+
+// TestCompareFreePort prints a loopback port that was free a moment ago.
+func TestCompareFreePort(t *testing.T) {
+	if os.Getenv("CMP_FREE_PORT") == "" {
+		t.Skip("CMP_FREE_PORT not set")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	fmt.Printf("PORT %d\n", port)
+}
