@@ -138,6 +138,9 @@ func nines(p float64) float64 {
 
 const maxNines = 5.5
 
+// minPlotMillis is the floor of the log-scale latency axis (1 µs, the histogram floor).
+const minPlotMillis = 0.001
+
 var palette = []color.Color{
 	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
 	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
@@ -175,8 +178,12 @@ func latencyChart(res *Result) (*plot.Plot, error) {
 		{Value: nines(99.9), Label: "99.9%"}, {Value: nines(99.99), Label: "99.99%"},
 		{Value: nines(99.999), Label: "99.999%"}, {Value: maxNines, Label: "max"},
 	})
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// Metrics differ by orders of magnitude (an event in microseconds, a stream call in
+	// hundreds of milliseconds): a log scale keeps each readable.
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = false
+	p.Legend.Left = false
 	for i, name := range slices.Sorted(maps.Keys(res.Percentiles)) {
 		pts := res.Percentiles[name]
 		if len(pts) == 0 {
@@ -184,7 +191,7 @@ func latencyChart(res *Result) (*plot.Plot, error) {
 		}
 		xys := make(plotter.XYs, len(pts))
 		for j, pt := range pts {
-			xys[j] = plotter.XY{X: nines(pt.Percentile), Y: pt.Millis}
+			xys[j] = plotter.XY{X: nines(pt.Percentile), Y: max(pt.Millis, minPlotMillis)}
 		}
 		if err := addLine(p, i, name, xys); err != nil {
 			return nil, err
