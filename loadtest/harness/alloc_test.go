@@ -29,9 +29,9 @@ func TestAllocsHotPaths(t *testing.T) {
 	var d decoder
 	data := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{},"_meta":{"seq":12345,"sent":1700000000000000000}}}`)
 	_, _ = d.decode(data)
-	var m message
+	var m Message
 	assert.Zero(t, testing.AllocsPerRun(1000, func() {
 		m, _ = d.decode(data)
 	}), "decoder.decode")
-	assert.Equal(t, uint64(12345), m.seq)
+	assert.Equal(t, uint64(12345), m.Seq)
 }

@@ -416,7 +416,7 @@ func (c *Client) send(sess *Session, r *Request) (*reply, int64, error) {
 
 // EventFunc sees each notification on an SSE answer or GET stream. Returning false
 // cuts the stream (the call then fails with ErrCut).
-type EventFunc func(m *message) bool
+type EventFunc func(m *Message) bool
 
 // Call sends r and returns the raw result. SSE answers are read to the response, with
 // each notification passed to onEvent (which may be nil). A stream cut by onEvent is
@@ -464,18 +464,18 @@ func (c *Client) finish(rep *reply, id int64, method string, onEvent EventFunc) 
 }
 
 // resultOf checks that m answers id and returns its result.
-func resultOf(m *message, id int64) ([]byte, error) {
-	if !m.isResponse() {
-		return nil, fmt.Errorf("%w: expected a response, got %s", ErrProtocol, m.method)
+func resultOf(m *Message, id int64) ([]byte, error) {
+	if !m.IsResponse() {
+		return nil, fmt.Errorf("%w: expected a response, got %s", ErrProtocol, m.Method)
 	}
-	if string(m.id) != strconv.FormatInt(id, 10) {
-		return nil, fmt.Errorf("%w: response id %s, want %d", ErrProtocol, m.id, id)
+	if string(m.ID) != strconv.FormatInt(id, 10) {
+		return nil, fmt.Errorf("%w: response id %s, want %d", ErrProtocol, m.ID, id)
 	}
-	if m.kind == jsonrpc.KindError {
-		code, _ := lookupInt(m.raw, "error", "code")
+	if m.Kind == jsonrpc.KindError {
+		code, _ := lookupInt(m.Raw, "error", "code")
 		return nil, &RPCError{Code: code}
 	}
-	res, ok := jsonrpc.Lookup(m.raw, "result")
+	res, ok := jsonrpc.Lookup(m.Raw, "result")
 	if !ok {
 		return nil, fmt.Errorf("%w: response without result", ErrProtocol)
 	}
@@ -503,7 +503,7 @@ func ReadAnswer(s *EventStream, id int64, onEvent EventFunc) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m.isResponse() {
+		if m.IsResponse() {
 			return resultOf(&m, id)
 		}
 		if onEvent != nil && !onEvent(&m) {

@@ -65,8 +65,8 @@ func TestClientAgainstMock(t *testing.T) {
 
 	// A stream tool call cut after 3 notifications, then resumed.
 	var seqs []uint64
-	onEvent := func(m *message) bool {
-		seqs = append(seqs, m.seq)
+	onEvent := func(m *Message) bool {
+		seqs = append(seqs, m.Seq)
 		return len(seqs) != 3
 	}
 	_, err = c.Call(sess, &Request{Method: "tools/call", Name: "stream", Stream: true, Params: map[string]any{

@@ -13,19 +13,20 @@ const (
 	metaSent = "sent"
 )
 
-// message is what the harness needs from one JSON-RPC message.
-type message struct {
-	kind   jsonrpc.Kind
-	id     []byte // raw JSON id (responses and requests)
-	method []byte
-	raw    []byte
-	seq    uint64 // params._meta.seq, 0 when absent
-	sent   int64  // params._meta.sent (unix ns), 0 when absent
+// Message is what the harness reads from one JSON-RPC message. Its slices alias the
+// decoded input and are valid only during the EventFunc call that receives it.
+type Message struct {
+	Kind   jsonrpc.Kind
+	ID     []byte // raw JSON id (responses and requests)
+	Method []byte
+	Raw    []byte
+	Seq    uint64 // params._meta.seq, 0 when absent
+	Sent   int64  // params._meta.sent (unix ns), 0 when absent
 }
 
-// isResponse reports whether m answers a request (a result or an error).
-func (m *message) isResponse() bool {
-	return m.kind == jsonrpc.KindResponse || m.kind == jsonrpc.KindError
+// IsResponse reports whether m answers a request (a result or an error).
+func (m *Message) IsResponse() bool {
+	return m.Kind == jsonrpc.KindResponse || m.Kind == jsonrpc.KindError
 }
 
 // decoder reads messages. It is not safe for concurrent use.
@@ -34,21 +35,21 @@ type decoder struct {
 }
 
 // decode reads one (non-batch) message. The returned slices alias data.
-func (d *decoder) decode(data []byte) (message, error) {
+func (d *decoder) decode(data []byte) (Message, error) {
 	msgs, batch, perr := d.p.Parse(data)
 	if perr != nil {
-		return message{}, fmt.Errorf("%w: %s", ErrProtocol, perr.Message)
+		return Message{}, fmt.Errorf("%w: %s", ErrProtocol, perr.Message)
 	}
 	if batch || len(msgs) != 1 {
-		return message{}, fmt.Errorf("%w: unexpected batch", ErrProtocol)
+		return Message{}, fmt.Errorf("%w: unexpected batch", ErrProtocol)
 	}
 	m := msgs[0]
-	out := message{kind: m.Kind, id: m.ID, method: m.Method, raw: m.Raw}
+	out := Message{Kind: m.Kind, ID: m.ID, Method: m.Method, Raw: m.Raw}
 	if v, ok := jsonrpc.Lookup(m.Raw, "params", "_meta", metaSeq); ok {
-		out.seq, _ = strconv.ParseUint(string(v), 10, 64)
+		out.Seq, _ = strconv.ParseUint(string(v), 10, 64)
 	}
 	if v, ok := jsonrpc.Lookup(m.Raw, "params", "_meta", metaSent); ok {
-		out.sent, _ = strconv.ParseInt(string(v), 10, 64)
+		out.Sent, _ = strconv.ParseInt(string(v), 10, 64)
 	}
 	return out, nil
 }

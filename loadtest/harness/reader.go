@@ -107,15 +107,15 @@ func (rd *getReader) run() {
 			rd.lane.Error("protocol")
 			continue
 		}
-		if m.seq == 0 {
+		if m.Seq == 0 {
 			continue // not one of the mock's measured notifications
 		}
 		rd.trackMu.Lock()
-		rd.tracker.Observe(m.seq)
+		rd.tracker.Observe(m.Seq)
 		rd.highest.Store(rd.tracker.Highest())
 		rd.trackMu.Unlock()
-		if m.sent > 0 {
-			sent := time.Unix(0, m.sent)
+		if m.Sent > 0 {
+			sent := time.Unix(0, m.Sent)
 			rd.lane.Latency(rd.metric, recv.Sub(sent), rd.r.measured(sent))
 		}
 		if !cutAt.IsZero() && recv.After(cutAt) && !rd.r.stopping.Load() && len(es.LastID()) > 0 {

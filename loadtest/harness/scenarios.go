@@ -229,15 +229,15 @@ func (r *runner) streamCall(lane *Lane, sess *Session, cutAfter uint64) {
 	count := uint64(r.cfg.StreamCount)
 	var t SeqTracker
 	var seen uint64
-	onEvent := func(m *message) bool {
-		if m.seq == 0 {
+	onEvent := func(m *Message) bool {
+		if m.Seq == 0 {
 			return true
 		}
 		recv := time.Now()
-		t.Observe(m.seq)
+		t.Observe(m.Seq)
 		seen++
-		if m.sent > 0 {
-			sent := time.Unix(0, m.sent)
+		if m.Sent > 0 {
+			sent := time.Unix(0, m.Sent)
 			lane.Latency(MetricProgress, recv.Sub(sent), r.measured(sent))
 		}
 		return cutAfter == 0 || seen != cutAfter
