@@ -444,7 +444,10 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		return
 	}
 	// Decide the status before any SSE byte: probe the position.
-	_, _, err = st.ring.Next(seq, func(uint64, []byte) bool { return false })
+	_, skipped, err := st.ring.Next(seq, func(uint64, []byte) bool { return false })
+	if skipped > 0 {
+		s.accountSkipped(st)
+	}
 	var ev *ringbuf.EvictedError
 	switch {
 	case errors.As(err, &ev):

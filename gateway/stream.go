@@ -105,6 +105,15 @@ func (st *stream) info() StreamInfo {
 	return StreamInfo{Session: st.sess.info(), Stream: st.id}
 }
 
+// accountSkipped adds the events the ring reported gone to a reader (each
+// seq once, by the ring's own count) to the gateway's metrics.
+func (s *Server) accountSkipped(st *stream) {
+	total := st.ring.Stats().Skipped
+	if prev := st.skippedSeen.Swap(total); total > prev {
+		s.metrics.eventsSkipped.Add(total - prev)
+	}
+}
+
 // streamReader is the body of one SSE response: fasthttp's connection
 // goroutine calls Read with its write buffer and writes whatever Read
 // returns as one chunk. Read blocks on the ring and drains as many whole
@@ -236,8 +245,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		r.p = nil
 		r.after = last
 		if skipped > 0 {
-			total := r.st.ring.Stats().Skipped
-			r.srv.metrics.eventsSkipped.Add(total - r.st.skippedSeen.Swap(total))
+			r.srv.accountSkipped(r.st)
 		}
 		if len(r.pending) > 0 && r.n == 0 {
 			n := copy(p, r.pending)
