@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -320,7 +321,7 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	if versionAtLeast(sess.version, "2025-11-25") {
 		s.setConnDeadline(st)
 	}
-	s.attach(ctx, st, 0, prefix)
+	s.attach(ctx, st, 0, prefix, false)
 }
 
 // setConnDeadline arms -stream-max-connection for a new connection.
@@ -373,23 +374,42 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 	return st, 0
 }
 
-// attach makes ctx's response an SSE stream reading st after seq.
-func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte) {
+// attach makes ctx's response an SSE stream reading st after seq. POST
+// answers stream through fasthttp (SetBodyStream), so their connection
+// stays reusable for the next request. GET streams are long-lived, so they
+// take the connection over (hijack): fasthttp's per-connection buffers are
+// released and an idle stream holds only its goroutine, reader and ring.
+func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, hijack bool) {
+	conn := ctx.Conn()
 	st.mu.Lock()
-	st.conn = ctx.Conn()
+	st.conn = conn
 	st.mu.Unlock()
 	st.sess.busy.Add(1)
 	st.lastWrite.Store(s.clock.Now())
 	s.metrics.streamsOpened.Add(1)
+	s.metrics.status(fasthttp.StatusOK)
 	s.cfg.Hooks.StreamOpened(st.info())
+	r := newStreamReader(s, st, after, prefix)
 
+	if hijack {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(net.Conn) {
+			// fasthttp's hijack goroutine returns at once, letting go of
+			// the request context and read buffer; the stream runs on a
+			// goroutine the Server owns, on the raw connection.
+			if !s.goOwned(func(context.Context) { s.serveHijacked(conn, r) }) {
+				_ = conn.Close()
+				r.closeOnce.Do(r.detach)
+			}
+		})
+		return
+	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	ctx.Response.ImmediateHeaderFlush = true
-	s.metrics.status(fasthttp.StatusOK)
-	ctx.SetBodyStream(newStreamReader(s, st, after, prefix), -1)
+	ctx.SetBodyStream(r, -1)
 }
 
 // handleGet opens the standalone stream or resumes a stream by
@@ -422,7 +442,7 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
 	}
-	s.attach(ctx, st, st.delivered.Load(), prefix)
+	s.attach(ctx, st, st.delivered.Load(), prefix, true)
 }
 
 // resume attaches to the stream a Last-Event-ID names and replays it.
@@ -475,7 +495,7 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 	if streamID == 0 || versionAtLeast(sess.version, "2025-11-25") {
 		s.setConnDeadline(st)
 	}
-	s.attach(ctx, st, seq, prefix)
+	s.attach(ctx, st, seq, prefix, true)
 }
 
 // takeOver claims a stream for a resuming reader. A client that resumes by

@@ -94,6 +94,8 @@ func New(cfg Config) (*Server, error) {
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
+		KeepHijackedConns:             true, // GET streams run on their own goroutine
+		StreamRequestBody:             false,
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},
 	}

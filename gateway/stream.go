@@ -133,6 +133,8 @@ type streamReader struct {
 	heartbeat []byte
 	closeOnce sync.Once
 	eof       bool
+	beat      bool // a heartbeat is due
+	shutdown  bool // the server is shutting down
 	reason    CloseReason
 }
 
@@ -213,71 +215,168 @@ func (r *streamReader) endWithRetry(p []byte, reason CloseReason) (int, error) {
 	return r.handed(n)
 }
 
-// Read implements io.Reader for fasthttp's SetBodyStream.
+// Read implements io.Reader for fasthttp's SetBodyStream: it blocks until
+// bytes are ready and never returns (0, nil).
 func (r *streamReader) Read(p []byte) (int, error) {
 	// fasthttp calls Read again only after the previous chunk was written.
 	r.st.writeSince.Store(0)
+	for {
+		if n, err, ready := r.fill(p); ready {
+			return n, err
+		}
+		r.wait()
+	}
+}
+
+// fill copies whatever is ready into p without blocking: a pending rest,
+// as many whole ring events as fit, a due heartbeat, or the end of the
+// stream. ready is false when there is nothing to send yet (call wait).
+func (r *streamReader) fill(p []byte) (n int, err error, ready bool) {
 	if len(r.pending) > 0 {
 		n := copy(p, r.pending)
 		r.pending = r.pending[n:]
-		return r.handed(n)
+		n, err = r.handed(n)
+		return n, err, true
 	}
 	if r.eof {
-		return 0, io.EOF
+		return 0, io.EOF, true
+	}
+	if d := r.st.connDeadline.Load(); d != 0 && r.srv.clock.Now() >= d {
+		// Polling (2025-11-25): close the connection deliberately.
+		n, err = r.endWithRetry(p, CloseFinished)
+		return n, err, true
+	}
+	if r.st.cut.Load() {
+		switch {
+		case r.st.stalled.Load():
+			r.reason = CloseWriteStall
+		case r.st.replaced.Load():
+			r.reason = CloseClientGone
+		default:
+			r.reason = CloseSlowConsumer
+		}
+		return 0, io.EOF, true
+	}
+	r.p, r.n = p, 0
+	last, skipped, nerr := r.st.ring.Next(r.after, r.encode)
+	r.p = nil
+	r.after = last
+	if skipped > 0 {
+		r.srv.accountSkipped(r.st)
+	}
+	if len(r.pending) > 0 && r.n == 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		n, err = r.handed(n)
+		return n, err, true
+	}
+	if r.n > 0 {
+		n, err = r.handed(r.n)
+		return n, err, true
+	}
+	if nerr != nil {
+		// ErrClosed: the stream finished and everything was sent. Any
+		// other error (eviction while live under StrictReplay) ends this
+		// connection; the client resumes and learns more.
+		if errors.Is(nerr, ringbuf.ErrClosed) {
+			r.reason = CloseFinished
+		} else {
+			r.reason = CloseProtocolError
+		}
+		return 0, io.EOF, true
+	}
+	if r.shutdown {
+		// Shutdown: tell the client when to come back, then end.
+		n, err = r.endWithRetry(p, CloseShutdown)
+		return n, err, true
+	}
+	if r.beat {
+		r.beat = false
+		n, err = r.handed(copy(p, r.heartbeat))
+		return n, err, true
+	}
+	return 0, nil, false
+}
+
+// wait blocks until fill may have something to send.
+func (r *streamReader) wait() {
+	select {
+	case <-r.st.ring.Wait():
+	case <-r.st.kick:
+		if !r.st.cut.Load() && r.srv.heartbeatDue(r.st) {
+			r.beat = true
+		}
+	case <-r.srv.streamsDone:
+		r.shutdown = true
+	}
+}
+
+// hasWork reports whether fill might send something now; false positives
+// only cost a wasted fill.
+func (r *streamReader) hasWork() bool {
+	if len(r.pending) > 0 || r.eof || r.beat || r.shutdown || r.st.cut.Load() || r.st.ring.Closed() {
+		return true
+	}
+	if d := r.st.connDeadline.Load(); d != 0 && r.srv.clock.Now() >= d {
+		return true
+	}
+	return r.st.ring.LastSeq() > r.after
+}
+
+// chunkBufs holds write buffers for hijacked streams: taken only while a
+// batch is written, so an idle stream holds none.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkBufSize); return &b }}
+
+const (
+	chunkBufSize = 4096
+	chunkHead    = 6 // room for up to 4 hex digits of size and CRLF
+)
+
+var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+// serveHijacked writes a stream on a connection taken over from fasthttp:
+// the status line and headers, then one HTTP chunk per batch of whole
+// events, then the last chunk. fasthttp's per-connection buffers are gone,
+// and no write buffer is held between batches, so an idle connected stream
+// costs its goroutine, its reader and its ring. It closes the connection.
+func (s *Server) serveHijacked(c net.Conn, r *streamReader) {
+	defer func() {
+		_ = c.Close()
+		r.closeOnce.Do(r.detach)
+	}()
+	if _, err := c.Write(hijackedHeaders); err != nil {
+		return
 	}
 	for {
-		if d := r.st.connDeadline.Load(); d != 0 && r.srv.clock.Now() >= d {
-			// Polling (2025-11-25): close the connection deliberately.
-			return r.endWithRetry(p, CloseFinished)
+		if !r.hasWork() {
+			r.wait()
+			continue
 		}
-		if r.st.cut.Load() {
-			if r.st.stalled.Load() {
-				r.reason = CloseWriteStall
-			} else if r.st.replaced.Load() {
-				r.reason = CloseClientGone
-			} else {
-				r.reason = CloseSlowConsumer
+		bp := chunkBufs.Get().(*[]byte)
+		buf := *bp
+		n, err, ready := r.fill(buf[chunkHead : len(buf)-2])
+		if n > 0 {
+			var size [8]byte
+			hex := strconv.AppendUint(size[:0], uint64(n), 16)
+			start := chunkHead - len(hex) - 2
+			copy(buf[start:], hex)
+			buf[chunkHead-2], buf[chunkHead-1] = '\r', '\n'
+			buf[chunkHead+n], buf[chunkHead+n+1] = '\r', '\n'
+			_, werr := c.Write(buf[start : chunkHead+n+2])
+			r.st.writeSince.Store(0)
+			if werr != nil {
+				chunkBufs.Put(bp)
+				return
 			}
-			return 0, io.EOF
 		}
-		r.p, r.n = p, 0
-		last, skipped, err := r.st.ring.Next(r.after, r.encode)
-		r.p = nil
-		r.after = last
-		if skipped > 0 {
-			r.srv.accountSkipped(r.st)
-		}
-		if len(r.pending) > 0 && r.n == 0 {
-			n := copy(p, r.pending)
-			r.pending = r.pending[n:]
-			return r.handed(n)
-		}
-		if r.n > 0 {
-			return r.handed(r.n)
-		}
+		chunkBufs.Put(bp)
 		if err != nil {
-			// ErrClosed: the stream finished and everything was sent.
-			// Any other error (eviction while live under StrictReplay)
-			// ends this connection; the client resumes and learns more.
-			if errors.Is(err, ringbuf.ErrClosed) {
-				r.reason = CloseFinished
-			} else {
-				r.reason = CloseProtocolError
-			}
-			return 0, io.EOF
+			_, _ = c.Write([]byte("0\r\n\r\n"))
+			return
 		}
-		select {
-		case <-r.st.ring.Wait():
-		case <-r.st.kick:
-			if r.st.cut.Load() {
-				continue
-			}
-			if r.srv.heartbeatDue(r.st) {
-				return r.handed(copy(p, r.heartbeat))
-			}
-		case <-r.srv.streamsDone:
-			// Shutdown: tell the client when to come back, then end.
-			return r.endWithRetry(p, CloseShutdown)
+		if !ready {
+			r.wait()
 		}
 	}
 }

@@ -53,11 +53,21 @@ type cutter struct {
 	cuts int
 }
 
-func startCutter(relay *testenv.Relay, n int, seed uint64) *cutter {
+// The cutter starts once log holds a first notification: the answer stream
+// is then established, and every later connection is a resume (which
+// clients retry), not a plain POST (which they do not).
+func startCutter(relay *testenv.Relay, n int, seed uint64, log *progressLog) *cutter {
 	c := &cutter{stop: make(chan struct{}), done: make(chan struct{})}
 	rng := rand.New(rand.NewPCG(seed, 7))
 	go func() {
 		defer close(c.done)
+		for len(log.snapshot()) == 0 {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
 		for c.cuts < n {
 			select {
 			case <-c.stop:
@@ -163,7 +173,7 @@ func TestZeroLossUnderCutsGoSDK(t *testing.T) {
 	params.SetProgressToken("zero-loss")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cuts := startCutter(relay, 100, 1)
+	cuts := startCutter(relay, 100, 1, log)
 	res, err := cs.CallTool(ctx, params)
 	cut := cuts.finish()
 	require.NoError(t, err)
@@ -202,7 +212,7 @@ func TestZeroLossUnderCutsTypeScriptSDK(t *testing.T) {
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	cuts := startCutter(relay, 100, 2)
+	cuts := startCutter(relay, 100, 2, log)
 	var results []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -248,7 +258,7 @@ func TestSmallRingCountsEveryLoss(t *testing.T) {
 	params.SetProgressToken("small-ring")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cuts := startCutter(relay, 20, 3)
+	cuts := startCutter(relay, 20, 3, log)
 	res, err := cs.CallTool(ctx, params)
 	cuts.finish()
 	require.NoError(t, err)
