@@ -17,7 +17,7 @@ const DefaultMaxEventBytes = 4 << 20
 
 // initialBufSize is the decoder's first read buffer size; it grows (up to the maximum
 // event size) only when a single line does not fit.
-const initialBufSize = 4096
+const initialBufSize = 1024
 
 // maxEmptyReads bounds consecutive (0, nil) reads before Next gives up with
 // io.ErrNoProgress, as bufio does.

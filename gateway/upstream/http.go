@@ -128,8 +128,10 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			MaxConnWaitTimeout: cfg.ConnWaitTimeout,
 			StreamResponseBody: true,
 			Dial:               dialTracked(dialer),
-			ReadBufferSize:     4 << 10,
-			WriteBufferSize:    2 << 10,
+			// Held for the life of every standalone stream: small, since
+			// the SSE decoder keeps its own (growing) buffer.
+			ReadBufferSize:  2 << 10,
+			WriteBufferSize: 2 << 10,
 		},
 	}
 	return t, nil
