@@ -17,7 +17,7 @@
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
-#   QUIET_MAX=25 QUIET_WAIT=20   inside the lock, wait up to QUIET_WAIT s for the cores to
+#   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
 #   SKIP="sat lat churn rss everything"          sections to skip
@@ -105,7 +105,7 @@ with_procs() {
 start() {
 	local name=$1 procs=$2; shift 2
 	# A simple command in the background: $! is the server's own pid (env execs it).
-	env ${procs:+GOMAXPROCS=$procs} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+	env ${procs:+GOMAXPROCS=$procs} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" 9>&- &
 	STARTED_PID=$!
 	PIDS+=("$STARTED_PID")
 	for _ in $(seq 100); do
@@ -181,7 +181,7 @@ http://127.0.0.1:$CADDY_PORT {
 EOF
 cp "$TMP/Caddyfile" "$OUT/Caddyfile"
 env XDG_DATA_HOME="$TMP/caddy-data" XDG_CONFIG_HOME="$TMP/caddy-config" HOME="$TMP" \
-	${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" &
+	${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" 9>&- &
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 CADDY_URL="http://127.0.0.1:$CADDY_PORT/mcp"
@@ -208,7 +208,7 @@ cpu_busy() {
 # QUIET_MAX percent busy, since other work on the machine need not take the lock; prints
 # the busy percentage measured last, which is recorded next to the load average.
 QUIET_MAX=${QUIET_MAX:-25}
-QUIET_WAIT=${QUIET_WAIT:-20}
+QUIET_WAIT=${QUIET_WAIT:-10}
 quiet() {
 	local busy i
 	for ((i = 0; i < QUIET_WAIT; i++)); do
@@ -218,43 +218,36 @@ quiet() {
 	echo "$busy"
 }
 
-# locked NAME cmd...: run cmd under the shared bench lock, recording the load average
-# taken inside the lock, just before the run.
-locked() {
-	local name=$1; shift
-	(
-		flock 9
-		quiet >"$TMP/$name.busy"
-		cut -d' ' -f1-3 /proc/loadavg >"$TMP/$name.loadavg"
-		"$@"
-	) 9>"$LOCK"
-}
+# Locking: one locked section covers one round (A B C) or one sweep, so the section
+# stays well under a few minutes and the runs of a round are not split by others' runs.
+# begin_lock/end_lock hold /tmp/mcpgate-bench.lock on fd 9 of this shell; servers are
+# started with fd 9 closed so they never keep the lock.
+LOCKED=0
+begin_lock() { exec 9>"$LOCK"; flock 9; LOCKED=1; }
+end_lock() { flock -u 9; exec 9>&-; LOCKED=0; }
 
-# measure SECTION TARGET ROUND PARAM cmd...: one locked run with the proxy's and the
-# upstream's CPU ticks and the load generator's CPU time around it.
+# measure SECTION TARGET ROUND PARAM cmd...: one run (inside a locked section) with the
+# proxy's and the upstream's CPU ticks and the load generator's CPU time around it.
 measure() {
 	local section=$1 target=$2 round=$3 param=$4; shift 4
-	local name="$section-$target-$param-r$round" pid
+	local name="$section-$target-$param-r$round" pid busy la p0 p1 u0 u1 t0 t1 lu ls
+	[[ $LOCKED == 1 ]] || die "measure outside a locked section"
 	pid=$(pid_of "$target")
-	(
-		flock 9
-		busy=$(quiet)
-		la=$(cut -d' ' -f1 /proc/loadavg)
-		p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-		u0=$(ticks "$UP_PID")
-		t0=$(date +%s.%N)
-		TIMEFORMAT='%U %S'
-		{ time with_procs "$LG_PROCS" "$@" >"$OUT/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.time" || true
-		t1=$(date +%s.%N)
-		p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-		u1=$(ticks "$UP_PID")
-		echo "$la $busy $((p1 - p0)) $((u1 - u0)) $t0 $t1 $(cat "$TMP/$name.time")" >"$TMP/$name.meta"
-	) 9>"$LOCK"
-	read -r la busy dp du t0 t1 lu ls <"$TMP/$name.meta"
+	busy=$(quiet)
+	la=$(cut -d' ' -f1 /proc/loadavg)
+	p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+	u0=$(ticks "$UP_PID")
+	t0=$(date +%s.%N)
+	TIMEFORMAT='%U %S'
+	{ time with_procs "$LG_PROCS" "$@" >"$OUT/$name.json" 2>"$TMP/$name.err" 9>&-; } 2>"$TMP/$name.time" || true
+	t1=$(date +%s.%N)
+	p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+	u1=$(ticks "$UP_PID")
+	read -r lu ls <"$TMP/$name.time"
 	rec "$section" "$target" "$round" "$param" loadavg "$la"
 	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
-	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "$dp / $HZ" | bc -l)"
-	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "$du / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "($u1 - $u0) / $HZ" | bc -l)"
 	rec "$section" "$target" "$round" "$param" wall_s "$(echo "$t1 - $t0" | bc -l)"
 	rec "$section" "$target" "$round" "$param" loadgen_cpu_s "$(echo "$lu + $ls" | bc -l)"
 	LAST_JSON="$OUT/$name.json"
@@ -265,6 +258,7 @@ measure() {
 if ! skip sat; then
 	for conc in $SAT_CONCS; do
 		for round in $(seq "$ROUNDS"); do
+			begin_lock
 			for target in direct mcpgate caddy; do
 				log "saturation c=$conc round $round: $target"
 				measure sat "$target" "$round" "c$conc" env CMP_TARGET="$(url_of "$target")" CMP_CONC="$conc" \
@@ -275,6 +269,7 @@ if ! skip sat; then
 					rec sat "$target" "$round" "c$conc" "$k" "$(jq -r ".$k" "$LAST_JSON")"
 				done
 			done
+			end_lock
 		done
 	done
 fi
@@ -282,6 +277,7 @@ fi
 # ---- 2. added latency at LAT_RATE req/s (open loop, bin/loadtest post) ------------
 if ! skip lat; then
 	for round in $(seq "$ROUNDS"); do
+		begin_lock
 		for target in direct mcpgate caddy; do
 			log "latency at $LAT_RATE/s round $round: $target"
 			measure lat "$target" "$round" "r$LAT_RATE" bin/loadtest run -target "$(url_of "$target")" -scenario post \
@@ -294,6 +290,7 @@ if ! skip lat; then
 			rec lat "$target" "$round" "r$LAT_RATE" errors "$(jq -r '.error_count' "$LAST_JSON")"
 			rec lat "$target" "$round" "r$LAT_RATE" requests "$(jq -r '.operations' "$LAST_JSON")"
 		done
+		end_lock
 	done
 fi
 
@@ -303,6 +300,7 @@ fi
 # 100 ms (past capacity the open-loop generator queues, so errors alone stay at 0).
 if ! skip churn; then
 	for target in mcpgate direct; do
+		begin_lock
 		for rate in $CHURN_RATES; do
 			log "churn $rate/s: $target"
 			measure churn "$target" 1 "r$rate" bin/loadtest run -target "$(url_of "$target")" -scenario churn \
@@ -319,6 +317,7 @@ if ! skip churn; then
 			rec churn "$target" 1 "r$rate" holds "$ok"
 			[[ $ok == 1 ]] || break
 		done
+		end_lock
 	done
 fi
 
@@ -331,9 +330,13 @@ if ! skip rss; then
 		rgw_pid=$STARTED_PID rgw_url=$STARTED_URL
 		log "idle sessions round $round ($RSS_STEPS)"
 		name="rss-mcpgate-r$round"
-		locked "$name" env CMP_TARGET="$rgw_url" CMP_METRICS="${rgw_url%/mcp}/metrics" CMP_STEPS="$RSS_STEPS" \
-			CMP_CONC=32 "$CMP" -test.run '^TestCompareIdleSessions$' >"$TMP/$name.raw" 2>&1 ||
+		begin_lock
+		quiet >"$TMP/$name.busy"
+		cut -d' ' -f1-3 /proc/loadavg >"$TMP/$name.loadavg"
+		env CMP_TARGET="$rgw_url" CMP_METRICS="${rgw_url%/mcp}/metrics" CMP_STEPS="$RSS_STEPS" \
+			CMP_CONC=32 "$CMP" -test.run '^TestCompareIdleSessions$' >"$TMP/$name.raw" 2>&1 9>&- ||
 			{ cat "$TMP/$name.raw" >&2; die "idle-session run failed"; }
+		end_lock
 		sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.jsonl"
 		rec rss mcpgate "$round" - loadavg "$(cut -d' ' -f1 "$TMP/$name.loadavg")"
 		rec rss mcpgate "$round" - busy_before_pct "$(cat "$TMP/$name.busy")"
@@ -361,7 +364,7 @@ if ! skip everything; then
 		log "skipping the everything-server runs: $EVERYTHING missing (make tools)"
 	else
 		ev_port=$(free_port)
-		"$EVERYTHING" -http="127.0.0.1:$ev_port" -stateless=false >"$TMP/everything.out" 2>"$TMP/everything.err" &
+		"$EVERYTHING" -http="127.0.0.1:$ev_port" -stateless=false >"$TMP/everything.out" 2>"$TMP/everything.err" 9>&- &
 		EV_PID=$!
 		PIDS+=("$EV_PID")
 		for _ in $(seq 100); do
@@ -371,24 +374,22 @@ if ! skip everything; then
 		EV_URL="http://127.0.0.1:$ev_port/mcp"
 		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
 		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
+		begin_lock
 		for round in $(seq "$EVERYTHING_ROUNDS"); do
 			for target in direct mcpgate; do
 				url=$EV_URL pid=""
 				[[ $target == mcpgate ]] && url=$EVGW_URL pid=$EVGW_PID
 				name="everything-$target-r$round"
 				log "everything-server test_simple_text round $round: $target"
-				(
-					flock 9
-					busy=$(quiet)
-					la=$(cut -d' ' -f1 /proc/loadavg)
-					p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-					e0=$(ticks "$EV_PID")
-					with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
-						"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 || true
-					p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-					e1=$(ticks "$EV_PID")
-					echo "$la $busy $((p1 - p0)) $((e1 - e0))" >"$TMP/$name.meta"
-				) 9>"$LOCK"
+				busy=$(quiet)
+				la=$(cut -d' ' -f1 /proc/loadavg)
+				p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+				e0=$(ticks "$EV_PID")
+				with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
+					"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
+				p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+				e1=$(ticks "$EV_PID")
+				echo "$la $busy $((p1 - p0)) $((e1 - e0))" >"$TMP/$name.meta"
 				sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
 				[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "everything-server run failed"; }
 				read -r la busy dp de <"$TMP/$name.meta"
@@ -401,6 +402,7 @@ if ! skip everything; then
 				done
 			done
 		done
+		end_lock
 	fi
 fi
 
