@@ -395,7 +395,7 @@ slow_part() {
 		done
 	done
 	echo
-	echo "### One stalled reader among $slow_sessions streams ($slow_rate ev/s offered, ${slow_payload} B padding, $slow_duration after $slow_warmup warm-up; GATEWAY_PROCS=${gw_procs:-default}, UPSTREAM_PROCS=${up_procs:-default})"
+	echo "### One stalled reader among $slow_sessions streams ($slow_rate ev/s offered, ${slow_payload} B padding, $slow_duration after $slow_warmup warm-up; gateway flags: ${GATEWAY_ARGS:-none} -drop-policy P; GATEWAY_PROCS=${gw_procs:-default}, UPSTREAM_PROCS=${up_procs:-default})"
 	echo
 	echo "| policy | run | rep | others' p50 ms | others' p99 ms | p99.9 ms | delivered ev/s | stalled p99 ms | dropped | coalesced | slow-consumer cuts | write-stall cuts | others lost | errors | load avg |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
