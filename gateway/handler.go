@@ -367,6 +367,7 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 	if !standalone {
 		sess.nextStream++
 		id = sess.nextStream
+		sess.livePost.Add(1)
 	}
 	st := newStream(id, sess, ring)
 	st.lastWrite.Store(s.clock.Now())

@@ -48,6 +48,7 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, ids [
 		}
 		s.push(st, class, key, msg)
 	}
+	upstream.Drain(up)
 }
 
 // ensureStandalonePump starts the pump of the standalone stream once.
@@ -158,7 +159,16 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 // finishStream closes a POST answer stream's ring and starts its retention.
 func (s *Server) finishStream(st *stream) {
 	st.ring.Close()
-	st.finishedAt.CompareAndSwap(0, s.clock.Now())
+	if !st.finishedAt.CompareAndSwap(0, s.clock.Now()) || st.id == 0 {
+		return
+	}
+	st.sess.livePost.Add(-1)
+	st.sess.mu.Lock()
+	if st.sess.streams[st.id] == st {
+		st.sess.finished++
+		st.sess.pruneFinishedLocked()
+	}
+	st.sess.mu.Unlock()
 }
 
 var coalesceSeed = maphash.MakeSeed()

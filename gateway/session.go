@@ -26,13 +26,21 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards streams, nextStream, inflight and closed.
+	// livePost counts unfinished POST answer streams.
+	livePost atomic.Int32
+
+	// mu guards streams, nextStream, finished, inflight and closed.
 	mu         sync.Mutex
 	streams    map[uint64]*stream
 	nextStream uint64
+	finished   int                 // finished POST answer streams still in streams
 	inflight   map[string]struct{} // raw JSON ids of requests in flight
 	closed     bool
 }
+
+// maxRetainedStreams bounds the finished POST answer streams a session keeps
+// for resumption (each within -stream-retention); older ones go first.
+const maxRetainedStreams = 32
 
 func newSessionID() string {
 	var b [16]byte
@@ -81,21 +89,39 @@ func (s *session) removeInflight(ids [][]byte) {
 }
 
 // liveStreamsLocked counts streams that hold resources a client controls:
-// unfinished POST answers and an attached standalone stream.
+// unfinished POST answers and an attached standalone stream. Constant time:
+// finished streams kept for resumption are not walked.
 func (s *session) liveStreamsLocked() int {
-	n := 0
-	for _, st := range s.streams {
-		if st.id == 0 {
-			if st.attached.Load() {
-				n++
-			}
-			continue
-		}
-		if !st.ring.Closed() {
-			n++
-		}
+	n := int(s.livePost.Load())
+	if st := s.streams[0]; st != nil && st.attached.Load() {
+		n++
 	}
 	return n
+}
+
+// pruneFinishedLocked drops the oldest finished POST answer streams beyond
+// maxRetainedStreams, so a session making many calls does not keep every
+// answer for the whole retention period.
+func (s *session) pruneFinishedLocked() {
+	if s.finished <= maxRetainedStreams {
+		return
+	}
+	for s.finished > maxRetainedStreams {
+		var oldest *stream
+		for id, st := range s.streams {
+			if id == 0 || st.finishedAt.Load() == 0 || st.attached.Load() {
+				continue
+			}
+			if oldest == nil || st.id < oldest.id {
+				oldest = st
+			}
+		}
+		if oldest == nil {
+			return
+		}
+		delete(s.streams, oldest.id)
+		s.finished--
+	}
 }
 
 // stream returns stream id, or nil.

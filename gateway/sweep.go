@@ -66,8 +66,9 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 			}
 			continue
 		}
-		if f := st.finishedAt.Load(); f != 0 && now-f >= retention {
+		if f := st.finishedAt.Load(); f != 0 && now-f >= retention && id != 0 {
 			delete(sess.streams, id)
+			sess.finished--
 		}
 	}
 	sess.mu.Unlock()

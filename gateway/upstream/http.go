@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -116,6 +117,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			MaxIdleConnDuration:           30 * time.Second,
 			StreamResponseBody:            true,
 			DisableHeaderNamesNormalizing: false,
+			RetryIfErr:                    retryStaleConn,
 			Dial:                          dialTracked(dialer),
 			ReadBufferSize:                8 << 10,
 			WriteBufferSize:               8 << 10,
@@ -135,6 +137,20 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		},
 	}
 	return t, nil
+}
+
+// retryStaleConn retries a POST once when a pooled keep-alive connection
+// turns out to be dead before any answer byte: the upstream closed it while
+// idle (a restart, its idle timeout), so it never read the request. Any
+// other failure, and any second failure, is final: POSTs are not
+// idempotent.
+func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if attempts > 1 {
+		return false, false
+	}
+	stale := errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return true, stale
 }
 
 // Close releases idle pooled connections.
@@ -201,7 +217,9 @@ func firstAnswer(r *Reply) ([]byte, error) {
 				continue
 			}
 			if k := msgs[0].Kind; k == jsonrpc.KindResponse || k == jsonrpc.KindError {
-				return bytes.Clone(msg), nil
+				answer := bytes.Clone(msg)
+				Drain(r.Stream)
+				return answer, nil
 			}
 		}
 	default:

@@ -296,3 +296,39 @@ func TestNewHTTPValidates(t *testing.T) {
 	_, err := NewHTTP(HTTPConfig{URL: "http://127.0.0.1:1/mcp", MaxConns: -1})
 	assert.Error(t, err)
 }
+
+// TestStalePooledConnIsRetried: the upstream closed the pooled keep-alive
+// connection while it was idle; the next POST dials again instead of
+// failing, and answered SSE streams return their connection to the pool.
+func TestStalePooledConnIsRetried(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+	var mu sync.Mutex
+	peers := map[string]bool{}
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		mu.Lock()
+		peers[r.RemoteAddr] = true
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n\n")
+	})
+	call := func() {
+		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":8,"method":"tools/call"}`))
+		require.NoError(t, err)
+		_, err = r.Stream.Next()
+		require.NoError(t, err)
+		_, err = r.Stream.Next()
+		require.ErrorIs(t, err, io.EOF)
+		require.NoError(t, r.Stream.Close())
+	}
+	for i := 0; i < 5; i++ {
+		call()
+	}
+	mu.Lock()
+	assert.Len(t, peers, 1, "answered streams reuse the pooled connection")
+	mu.Unlock()
+	ws.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond)
+	call() // the pooled connection is dead: retried once on a new one
+}

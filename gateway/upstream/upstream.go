@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Transport opens sessions on one upstream MCP server.
@@ -84,4 +85,18 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("upstream: %s: HTTP %d", e.Op, e.Status)
+}
+
+// Drain reads an answered stream to its end, so an HTTP connection goes
+// back to the pool instead of being closed: upstreams end an answer stream
+// right after its response. Messages after the response are late and
+// dropped; a stream still open after a second (or 64 messages) is closed.
+func Drain(s Stream) {
+	t := time.AfterFunc(time.Second, func() { _ = s.Close() })
+	defer t.Stop()
+	for n := 0; n < 64; n++ {
+		if _, err := s.Next(); err != nil {
+			return
+		}
+	}
 }
