@@ -334,3 +334,35 @@ func TestServeRejectsSecondCall(t *testing.T) {
 	require.NoError(t, s.Shutdown(ctx))
 	assert.NoError(t, <-errc)
 }
+
+// TestStreamCapCountsLiveStreamsOnly: finished answers kept for resumption
+// do not count against -max-streams-per-session, and only the newest
+// maxRetainedStreams of them are kept.
+func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
+	s := newTestServer(t, Config{MaxStreamsPerSession: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := &session{id: newSessionID(), version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	for i := 0; i < 100; i++ {
+		st, status := s.newStream(sess, false)
+		require.NotNil(t, st, "call %d refused with %d", i, status)
+		s.finishStream(st)
+		s.finishStream(st) // idempotent
+	}
+	assert.Zero(t, sess.livePost.Load())
+	assert.Len(t, sess.streams, maxRetainedStreams)
+	assert.Equal(t, maxRetainedStreams, sess.finished)
+	_, kept := sess.streams[100]
+	assert.True(t, kept, "the newest answers are kept")
+
+	a, _ := s.newStream(sess, false)
+	b, _ := s.newStream(sess, false)
+	require.NotNil(t, a)
+	require.NotNil(t, b)
+	c, status := s.newStream(sess, false)
+	assert.Nil(t, c)
+	assert.Equal(t, 429, status, "two live answers reach the cap of 2")
+	s.finishStream(a)
+	c, _ = s.newStream(sess, false)
+	assert.NotNil(t, c, "a finished answer frees its place")
+}
