@@ -366,3 +366,29 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	c, _ = s.newStream(sess, false)
 	assert.NotNil(t, c, "a finished answer frees its place")
 }
+
+// TestStreamReaderOversizedEventsKeepOrder: events larger than one write
+// buffer go out whole and in order, however many follow them.
+func TestStreamReaderOversizedEventsKeepOrder(t *testing.T) {
+	s := newTestServer(t, Config{})
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	var want []byte
+	for i, size := range []int{9000, 8000, 10, 5000, 20, 30, 7000} {
+		msg := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"` + strings.Repeat("x", size) + `"}}`)
+		_, _, err := st.ring.Push(ringbuf.Droppable, 0, msg)
+		require.NoError(t, err)
+		want = sse.AppendStreamEvent(want, 3, uint64(i+1), msg)
+	}
+	st.ring.Close()
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+	}
+	assert.Equal(t, string(want), string(got))
+}

@@ -180,6 +180,9 @@ func digits(v uint64) int {
 // encodeEvent runs under the ring lock: it appends one event to r.p if it
 // fits, or parks it in r.pending when it is the first and too large.
 func (r *streamReader) encodeEvent(seq uint64, data []byte) bool {
+	if len(r.pending) > 0 {
+		return false // an oversized event is parked: it goes out first, alone
+	}
 	free := len(r.p) - r.n
 	if len(data) < free { // cheap pre-check before the exact length
 		if need := frameLen(r.st.id, seq, data); need <= free {
