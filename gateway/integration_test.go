@@ -458,3 +458,31 @@ func TestPingAnsweredByGateway(t *testing.T) {
 	assert.Equal(t, http.StatusOK, st)
 	assert.JSONEq(t, `{"jsonrpc":"2.0","id":"p-1","result":{}}`, string(b))
 }
+
+// TestSessionCapAndDeadUpstream: beyond -max-sessions initialize gets 503
+// with Retry-After; an unreachable upstream gets 502 with a JSON-RPC error.
+func TestSessionCapAndDeadUpstream(t *testing.T) {
+	s := startStack(t, "-max-sessions", "1")
+	first := connect(t, s.gw.URL, nil, true)
+	defer first.Close()
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	req, _ := http.NewRequest(http.MethodPost, s.gw.URL, strings.NewReader(init))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s", body)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), `"id":1`)
+	// The existing session is untouched.
+	_, err = first.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+
+	dead := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), "http://"+testenv.FreeAddr(t)+"/mcp", "-upstream-timeout", "2s")
+	st, b := rawPost(t, dead.URL, "", init, nil)
+	assert.Equal(t, http.StatusBadGateway, st, "%s", b)
+	assert.Contains(t, string(b), `"code":-32603`)
+	assert.Contains(t, string(b), `"id":1`)
+}
