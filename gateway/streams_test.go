@@ -264,7 +264,14 @@ func TestSmallRingCountsEveryLoss(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, res.IsError)
 
-	time.Sleep(500 * time.Millisecond) // let notification handlers drain
+	// Let notification handlers drain: wait until the count stops moving.
+	for prev, stable := -1, 0; stable < 3; time.Sleep(100 * time.Millisecond) {
+		if n := len(log.snapshot()); n == prev {
+			stable++
+		} else {
+			prev, stable = n, 0
+		}
+	}
 	got := log.snapshot()
 	seen := map[int]bool{}
 	prev := 0
