@@ -278,6 +278,12 @@ func (r *streamReader) fill(p []byte) (n int, err error, ready bool) {
 		return n, err, true
 	}
 	if nerr != nil {
+		if r.shutdown || r.srv.shutting.Load() {
+			// Shutdown closed the ring before this reader saw the signal:
+			// still tell the client when to come back.
+			n, err = r.endWithRetry(p, CloseShutdown)
+			return n, err, true
+		}
 		// ErrClosed: the stream finished and everything was sent. Any
 		// other error (eviction while live under StrictReplay) ends this
 		// connection; the client resumes and learns more.
