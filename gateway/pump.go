@@ -54,17 +54,23 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, ids [
 // ensureStandalonePump starts the pump of the standalone stream once.
 func (s *Server) ensureStandalonePump(sess *session, st *stream) {
 	if st.pumping.CompareAndSwap(false, true) {
-		if !s.goOwned(func(ctx context.Context) { s.pumpStandalone(ctx, sess, st) }) {
+		if !s.goOwned(func(ctx context.Context) { s.connectStandalone(ctx, sess, st, minBackoff) }) {
 			st.pumping.Store(false)
 		}
 	}
 }
 
-// pumpStandalone feeds stream 0 from the upstream's standalone stream for
-// the life of the session, reopening it with backoff.
-func (s *Server) pumpStandalone(ctx context.Context, sess *session, st *stream) {
-	var p jsonrpc.Parser
-	backoff := 100 * time.Millisecond
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// connectStandalone opens the upstream's standalone stream for stream 0,
+// retrying with backoff, and hands it to readStandalone on a fresh
+// goroutine: the connect path's deep stack stays behind, so each idle
+// stream's reader keeps a small one. Together they feed stream 0 for the
+// life of the session.
+func (s *Server) connectStandalone(ctx context.Context, sess *session, st *stream, backoff time.Duration) {
 	for {
 		if sess.ctx.Err() != nil || ctx.Err() != nil {
 			return
@@ -81,7 +87,7 @@ func (s *Server) pumpStandalone(ctx context.Context, sess *session, st *stream) 
 			if !sleepCtx(sess.ctx, backoff) {
 				return
 			}
-			backoff = min(backoff*2, 30*time.Second)
+			backoff = min(backoff*2, maxBackoff)
 			continue
 		}
 		st.setUpstream(up)
@@ -89,25 +95,36 @@ func (s *Server) pumpStandalone(ctx context.Context, sess *session, st *stream) 
 			_ = up.Close()
 			return
 		}
-		got := false
-		for {
-			msg, err := up.Next()
-			if err != nil {
-				break
-			}
-			got = true
-			class, key, _ := classify(&p, msg)
-			s.push(st, class, key, msg)
+		if !s.goOwned(func(ctx context.Context) { s.readStandalone(ctx, sess, st, up, backoff) }) {
+			_ = up.Close()
 		}
-		_ = up.Close()
-		if got {
-			backoff = 100 * time.Millisecond
-		}
-		if !sleepCtx(sess.ctx, backoff) {
-			return
-		}
-		backoff = min(backoff*2, 30*time.Second)
+		return
 	}
+}
+
+// readStandalone copies the upstream's standalone stream into stream 0
+// until it ends, then reconnects after a backoff.
+func (s *Server) readStandalone(ctx context.Context, sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
+	var p jsonrpc.Parser
+	got := false
+	for {
+		msg, err := up.Next()
+		if err != nil {
+			break
+		}
+		got = true
+		class, key, _ := classify(&p, msg)
+		s.push(st, class, key, msg)
+	}
+	_ = up.Close()
+	if got {
+		backoff = minBackoff
+	}
+	if !sleepCtx(sess.ctx, backoff) || ctx.Err() != nil {
+		return
+	}
+	next := min(backoff*2, maxBackoff)
+	s.goOwned(func(ctx context.Context) { s.connectStandalone(ctx, sess, st, next) })
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
