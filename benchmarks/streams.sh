@@ -81,14 +81,7 @@ pids=()
 lockfd=
 started=0
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	pids=()
+	stop_all
 	[[ -n "$lockfd" ]] && flock -u "$lockfd" 2>/dev/null || true
 	rm -rf "$work"
 	[[ -n "$keep" ]] || rm -rf "$out"

@@ -141,12 +141,8 @@ func (r *runner) runStream(ctx context.Context, slow bool) error {
 		if i < nStalled {
 			rd.metric, rd.kind, rd.stalls = MetricStalled, EventsPushStalled, true
 		}
-		if r.startReader(sess, rd) != nil {
-			continue
-		}
-		readers = append(readers, rd)
-		if _, err := r.setPush(rd.lane, sess, perSession); err == nil {
-			pushing[rd] = true
+		if r.startPushedReader(sess, rd, perSession, pushing) {
+			readers = append(readers, rd)
 		}
 	}
 	w := r.schedule()
@@ -190,12 +186,8 @@ func (r *runner) runResume(ctx context.Context) error {
 			continue
 		}
 		rd := &getReader{cuts: true, rng: r.rng(sess.Index)}
-		if r.startReader(sess, rd) != nil {
-			continue
-		}
-		readers = append(readers, rd)
-		if _, err := r.setPush(rd.lane, sess, perSession); err == nil {
-			pushing[rd] = true
+		if r.startPushedReader(sess, rd, perSession, pushing) {
+			readers = append(readers, rd)
 		}
 	}
 	w := r.schedule()
@@ -298,12 +290,8 @@ func (r *runner) runSoak(ctx context.Context) error {
 			continue
 		}
 		rd := &getReader{}
-		if r.startReader(sess, rd) != nil {
-			continue
-		}
-		readers = append(readers, rd)
-		if _, err := r.setPush(rd.lane, sess, perSession); err == nil {
-			pushing[rd] = true
+		if r.startPushedReader(sess, rd, perSession, pushing) {
+			readers = append(readers, rd)
 		}
 	}
 	r.schedule()
@@ -346,4 +334,17 @@ func (r *runner) runSoak(ctx context.Context) error {
 	stopMon()
 	r.teardown(sessions, readers, pushing)
 	return ctx.Err()
+}
+
+// startPushedReader opens rd's GET stream on sess and sets the session's
+// push rate. It reports whether the reader started; pushing records the
+// readers whose push rate was set (they are stopped at teardown).
+func (r *runner) startPushedReader(sess *Session, rd *getReader, rate float64, pushing map[*getReader]bool) bool {
+	if r.startReader(sess, rd) != nil {
+		return false
+	}
+	if _, err := r.setPush(rd.lane, sess, rate); err == nil {
+		pushing[rd] = true
+	}
+	return true
 }
