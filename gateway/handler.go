@@ -87,7 +87,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 
 // handlePost forwards a client message upstream and relays the answer.
 func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
-	if !bytes.Equal(mediaType(ctx.Request.Header.ContentType()), []byte("application/json")) {
+	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
 	}

@@ -73,13 +73,18 @@ func validSessionID(id []byte) bool {
 	return true
 }
 
-// mediaType returns the lower-cased media type of a header value, without
-// parameters.
+// mediaType returns the media type of a header value, without parameters
+// or surrounding space (case as sent: compare with mediaIs).
 func mediaType(v []byte) []byte {
 	if i := bytes.IndexByte(v, ';'); i >= 0 {
 		v = v[:i]
 	}
-	return bytes.ToLower(bytes.TrimSpace(v))
+	return bytes.TrimSpace(v)
+}
+
+// mediaIs compares a media type case-insensitively, without allocating.
+func mediaIs(v []byte, want string) bool {
+	return len(v) == len(want) && bytes.EqualFold(v, []byte(want))
 }
 
 // accepts reports which of JSON and SSE an Accept header covers. An absent
@@ -92,12 +97,12 @@ func accepts(h []byte) (json, sse bool) {
 		} else {
 			part, h = h, nil
 		}
-		switch string(mediaType(part)) {
-		case "*/*":
+		switch mt := mediaType(part); {
+		case mediaIs(mt, "*/*"):
 			json, sse = true, true
-		case "application/*", "application/json":
+		case mediaIs(mt, "application/*"), mediaIs(mt, "application/json"):
 			json = true
-		case "text/*", "text/event-stream":
+		case mediaIs(mt, "text/*"), mediaIs(mt, "text/event-stream"):
 			sse = true
 		}
 	}
