@@ -9,16 +9,17 @@
 // one writer, which drains as many whole events as fit into one write: for
 // a POST answer, the fasthttp connection goroutine calling streamReader.Read
 // (the connection stays reusable); for a GET stream, a Server-owned
-// goroutine in serveHijacked on the connection taken over from fasthttp, so
-// an idle connected stream holds no I/O buffers.
+// goroutine started on demand (streamReader.schedule) that writes on the
+// connection taken over from fasthttp and exits when nothing is ready, so
+// an idle connected stream holds no writer goroutine and no I/O buffers.
 //
 // Concurrency contract:
 //   - Server methods are safe for concurrent use. Serve may be called once;
 //     Shutdown may be called at any time and more than once.
 //   - The Server owns every goroutine it starts (the shard sweeper, the
-//     coarse clock, one pump per upstream stream, one writer per connected
-//     GET stream) through Server.goOwned; Shutdown cancels them and waits.
-//     No goroutine or timer exists per idle session.
+//     coarse clock, one pump per upstream stream, a writer per GET stream
+//     while it has something to write) through Server.goOwned; Shutdown
+//     cancels them and waits. No goroutine or timer exists per idle session.
 //   - Hooks run synchronously on the goroutine that caused the event, outside
 //     every gateway lock; they must not block.
 //   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the

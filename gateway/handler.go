@@ -396,12 +396,9 @@ func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, pref
 		ctx.HijackSetNoResponse(true)
 		ctx.Hijack(func(net.Conn) {
 			// fasthttp's hijack goroutine returns at once, letting go of
-			// the request context and read buffer; the stream runs on a
-			// goroutine the Server owns, on the raw connection.
-			if !s.goOwned(func(context.Context) { s.serveHijacked(conn, r) }) {
-				_ = conn.Close()
-				r.closeOnce.Do(r.detach)
-			}
+			// the request context and read buffer; the stream is written
+			// on the raw connection by writers the Server owns.
+			s.startHijacked(conn, r)
 		})
 		return
 	}

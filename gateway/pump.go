@@ -151,6 +151,7 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 		}
 		return
 	}
+	st.notify()
 	s.metrics.eventsPushed.Add(1)
 	switch out {
 	case ringbuf.Coalesced:
@@ -176,6 +177,7 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 // finishStream closes a POST answer stream's ring and starts its retention.
 func (s *Server) finishStream(st *stream) {
 	st.ring.Close()
+	st.notify()
 	if !st.finishedAt.CompareAndSwap(0, s.clock.Now()) || st.id == 0 {
 		return
 	}

@@ -39,9 +39,10 @@ type Server struct {
 	metrics metrics
 
 	// ctx is the lifetime of owned goroutines; cancel stops them.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	spawnMu sync.RWMutex // write-held while cancelling, see goOwned
 	// streamsDone closes when shutdown begins: attached readers send a
 	// retry hint and end.
 	streamsDone  chan struct{}
@@ -106,8 +107,10 @@ func New(cfg Config) (*Server, error) {
 
 // goOwned starts f as a goroutine owned by the Server: it gets the Server's
 // context and Shutdown waits for it. It refuses (returns false) once the
-// Server is shutting down.
+// Server is shutting down. spawnMu orders every Add before Shutdown's Wait.
 func (s *Server) goOwned(f func(ctx context.Context)) bool {
+	s.spawnMu.RLock()
+	defer s.spawnMu.RUnlock()
 	if s.ctx.Err() != nil {
 		return false
 	}
@@ -142,6 +145,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.shutting.Store(true)
 		close(s.streamsDone)
+		s.wakeHijacked()
 		httpDone := make(chan error, 1)
 		go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
 		select {
@@ -153,7 +157,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 		s.closeAllSessions(ctx)
+		s.spawnMu.Lock()
 		s.cancel()
+		s.spawnMu.Unlock()
 		waited := make(chan struct{})
 		go func() { s.wg.Wait(); close(waited) }()
 		select {
@@ -185,6 +191,26 @@ func (s *Server) closeAllSessions(ctx context.Context) {
 		return true
 	})
 	wg.Wait()
+}
+
+// wakeHijacked schedules the writer of every attached GET stream, so each
+// sees the shutdown and ends its connection with a retry hint. (Readers on
+// fasthttp's goroutines wait on streamsDone instead.)
+func (s *Server) wakeHijacked() {
+	var streams []*stream
+	s.store.Range(func(_ string, sess *session) bool {
+		sess.mu.Lock()
+		for _, st := range sess.streams {
+			if st.hijacked.Load() != nil {
+				streams = append(streams, st)
+			}
+		}
+		sess.mu.Unlock()
+		return true
+	})
+	for _, st := range streams {
+		st.notify()
+	}
 }
 
 // Metrics returns a snapshot of the gateway's counters.

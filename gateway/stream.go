@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -54,6 +55,10 @@ type stream struct {
 	// a new standalone GET without Last-Event-ID continues after it.
 	delivered atomic.Uint64
 
+	// hijacked is the attached GET reader writing on a connection taken
+	// over from fasthttp, nil otherwise. Producers schedule its writer.
+	hijacked atomic.Pointer[streamReader]
+
 	// mu guards conn and up.
 	mu   sync.Mutex
 	conn net.Conn        // the attached client's connection, for cutting it
@@ -80,10 +85,25 @@ func newStream(id uint64, sess *session, ring *ringbuf.Ring) *stream {
 	return &stream{id: id, sess: sess, ring: ring, kick: make(chan struct{}, 1)}
 }
 
+// wake asks the attached reader to look at the stream now: a heartbeat
+// may be due, the connection cut or its deadline passed.
 func (st *stream) wake() {
 	select {
 	case st.kick <- struct{}{}:
 	default:
+	}
+	if r := st.hijacked.Load(); r != nil {
+		r.kicked.Store(true)
+		r.schedule()
+	}
+}
+
+// notify tells a hijacked reader that the ring changed (an event was
+// stored or the ring closed). Readers on fasthttp's goroutine wait on the
+// ring's own wake-up channel instead.
+func (st *stream) notify() {
+	if r := st.hijacked.Load(); r != nil {
+		r.schedule()
 	}
 }
 
@@ -132,10 +152,21 @@ type streamReader struct {
 
 	heartbeat []byte
 	closeOnce sync.Once
-	eof       bool
-	beat      bool // a heartbeat is due
-	shutdown  bool // the server is shutting down
-	reason    CloseReason
+
+	// A hijacked GET stream has no goroutine while idle: conn is the
+	// connection, work counts schedule calls since the writer last went
+	// idle (the writer runs while it is nonzero), kicked records a wake
+	// (heartbeat, cut, deadline) for the next run, run is the writer.
+	conn        net.Conn
+	work        atomic.Int64
+	kicked      atomic.Bool
+	headersSent bool
+	run         func(context.Context)
+
+	eof      bool
+	beat     bool // a heartbeat is due
+	shutdown bool // the server is shutting down
+	reason   CloseReason
 }
 
 var heartbeatComment = sse.AppendComment(nil, "")
@@ -344,23 +375,70 @@ const (
 var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
 	"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n")
 
-// serveHijacked writes a stream on a connection taken over from fasthttp:
-// the status line and headers, then one HTTP chunk per batch of whole
-// events, then the last chunk. fasthttp's per-connection buffers are gone,
-// and no write buffer is held between batches, so an idle connected stream
-// costs its goroutine, its reader and its ring. It closes the connection.
-func (s *Server) serveHijacked(c net.Conn, r *streamReader) {
-	defer func() {
-		_ = c.Close()
-		r.closeOnce.Do(r.detach)
-	}()
-	if _, err := c.Write(hijackedHeaders); err != nil {
+// startHijacked runs r on a connection taken over from fasthttp. No
+// goroutine waits on an idle stream: producers and the sweeper schedule a
+// writer (see schedule), which writes the status line and headers once,
+// then one HTTP chunk per batch of whole events, and exits when nothing is
+// left to send. fasthttp's per-connection buffers are gone and no write
+// buffer is held between batches, so an idle connected stream costs its
+// reader and its ring.
+func (s *Server) startHijacked(c net.Conn, r *streamReader) {
+	r.conn = c
+	r.run = r.runHijacked
+	r.st.hijacked.Store(r)
+	r.schedule()
+}
+
+// schedule makes sure the writer runs after this call: it starts it on a
+// Server-owned goroutine unless it is running, in which case the running
+// writer sees the increment and loops once more before going idle.
+func (r *streamReader) schedule() {
+	if r.work.Add(1) != 1 {
 		return
 	}
+	if !r.srv.goOwned(r.run) {
+		// Shutdown has cancelled the owned goroutines (every session has
+		// ended by then): no new writer; end the connection here.
+		_ = r.conn.Close()
+		r.closeOnce.Do(r.detach)
+	}
+}
+
+// runHijacked writes until nothing is ready and exits, unless schedule was
+// called meanwhile. When the connection ends it closes it and detaches;
+// work then stays nonzero, so schedule never starts a writer again.
+func (r *streamReader) runHijacked(context.Context) {
 	for {
+		seen := r.work.Load()
+		if !r.writeReady() {
+			_ = r.conn.Close()
+			r.closeOnce.Do(r.detach)
+			return
+		}
+		if r.work.CompareAndSwap(seen, 0) {
+			return
+		}
+	}
+}
+
+// writeReady writes everything that is ready on the hijacked connection.
+// It returns false when the connection is done (ended or failed).
+func (r *streamReader) writeReady() bool {
+	if !r.headersSent {
+		r.headersSent = true
+		if _, err := r.conn.Write(hijackedHeaders); err != nil {
+			return false
+		}
+	}
+	for {
+		if r.kicked.Swap(false) && !r.st.cut.Load() && r.srv.heartbeatDue(r.st) {
+			r.beat = true
+		}
+		if r.srv.shutting.Load() {
+			r.shutdown = true
+		}
 		if !r.hasWork() {
-			r.wait()
-			continue
+			return true
 		}
 		bp := chunkBufs.Get().(*[]byte)
 		buf := *bp
@@ -372,20 +450,20 @@ func (s *Server) serveHijacked(c net.Conn, r *streamReader) {
 			copy(buf[start:], hex)
 			buf[chunkHead-2], buf[chunkHead-1] = '\r', '\n'
 			buf[chunkHead+n], buf[chunkHead+n+1] = '\r', '\n'
-			_, werr := c.Write(buf[start : chunkHead+n+2])
+			_, werr := r.conn.Write(buf[start : chunkHead+n+2])
 			r.st.writeSince.Store(0)
 			if werr != nil {
 				chunkBufs.Put(bp)
-				return
+				return false
 			}
 		}
 		chunkBufs.Put(bp)
 		if err != nil {
-			_, _ = c.Write([]byte("0\r\n\r\n"))
-			return
+			_, _ = r.conn.Write([]byte("0\r\n\r\n"))
+			return false
 		}
 		if !ready {
-			r.wait()
+			return true
 		}
 	}
 }
@@ -406,6 +484,7 @@ func (r *streamReader) CloseWithError(error) error {
 
 func (r *streamReader) detach() {
 	st := r.st
+	st.hijacked.CompareAndSwap(r, nil)
 	st.delivered.Store(r.after)
 	st.mu.Lock()
 	st.conn = nil

@@ -48,21 +48,22 @@ func (s *Server) expiredReason(sess *session, now int64) int {
 	return -1
 }
 
-// maintainStreams kicks heartbeats and drops finished streams whose
-// retention has passed.
+// maintainStreams kicks heartbeats, cuts stalled writes and drops finished
+// streams whose retention has passed. Kicks and cuts happen after
+// session.mu is released: they may start a writer or close a connection.
 func (s *Server) maintainStreams(sess *session, now int64) {
 	retention := int64(s.cfg.StreamRetention)
+	var wakeBuf, cutBuf [4]*stream
+	wake, cut := wakeBuf[:0], cutBuf[:0]
 	sess.mu.Lock()
 	for id, st := range sess.streams {
 		if st.attached.Load() {
 			if ws := st.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
-				s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", id)
-				st.stalled.Store(true)
-				st.disconnect()
+				cut = append(cut, st)
 				continue
 			}
 			if d := st.connDeadline.Load(); s.quietFor(st, now) || (d != 0 && now >= d) {
-				st.wake()
+				wake = append(wake, st)
 			}
 			continue
 		}
@@ -72,4 +73,12 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 		}
 	}
 	sess.mu.Unlock()
+	for _, st := range cut {
+		s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", st.id)
+		st.stalled.Store(true)
+		st.disconnect()
+	}
+	for _, st := range wake {
+		st.wake()
+	}
 }

@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+// readChunk reads one HTTP chunk's payload from br.
+func readChunk(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	var size int
+	for _, c := range strings.TrimSpace(line) {
+		size <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			size |= int(c - '0')
+		case c >= 'a' && c <= 'f':
+			size |= int(c-'a') + 10
+		default:
+			t.Fatalf("bad chunk size line %q", line)
+		}
+	}
+	body := make([]byte, size+2)
+	_, err = io.ReadFull(br, body)
+	require.NoError(t, err)
+	require.Equal(t, "\r\n", string(body[size:]))
+	return string(body[:size])
+}
+
+// TestHijackedStreamsHoldNoGoroutineWhileIdle attaches many GET streams to
+// real loopback connections and checks that, once their headers are out,
+// none keeps a writer goroutine; that a pushed event, a heartbeat kick and
+// the shutdown each start one that delivers and then goes idle again.
+func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
+	const n = 100
+	s := newTestServer(t, Config{Heartbeat: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+
+	before := runtime.NumGoroutine()
+	type conn struct {
+		st *stream
+		r  *streamReader
+		c  net.Conn
+		br *bufio.Reader
+	}
+	conns := make([]conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer c.Close()
+		sc, err := ln.Accept()
+		require.NoError(t, err)
+		st, r := readerFixture(t, s, ringbuf.Config{})
+		st.sess.streams[st.id] = st
+		require.NoError(t, s.store.Create(st.sess.id, st.sess))
+		s.startHijacked(sc, r)
+		conns[i] = conn{st: st, r: r, c: c, br: bufio.NewReader(c)}
+	}
+	for _, cn := range conns {
+		head, err := cn.br.ReadString('\n')
+		require.NoError(t, err)
+		assert.Equal(t, "HTTP/1.1 200 OK\r\n", head)
+		for line := ""; line != "\r\n"; {
+			line, err = cn.br.ReadString('\n')
+			require.NoError(t, err)
+		}
+	}
+	idle := func() bool {
+		for _, cn := range conns {
+			if cn.r.work.Load() != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	require.Eventually(t, idle, 5*time.Second, 5*time.Millisecond, "writers go idle after the headers")
+	assert.Less(t, runtime.NumGoroutine()-before, n/4, "idle hijacked streams hold no goroutine each")
+
+	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}`)
+	for _, cn := range conns {
+		s.push(cn.st, ringbuf.Droppable, 0, msg)
+	}
+	for _, cn := range conns {
+		assert.Equal(t, "id: 3_1\ndata: "+string(msg)+"\n\n", readChunk(t, cn.br))
+	}
+	require.Eventually(t, idle, 5*time.Second, 5*time.Millisecond, "writers go idle after delivering")
+
+	// A kick with no heartbeat due writes nothing; one after the interval
+	// writes the comment.
+	cn := conns[0]
+	cn.st.wake()
+	require.Eventually(t, idle, 5*time.Second, 5*time.Millisecond)
+	cn.st.lastWrite.Store(s.clock.Now() - int64(2*time.Hour))
+	cn.st.wake()
+	assert.Equal(t, ": \n\n", readChunk(t, cn.br))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+	for _, cn := range conns {
+		assert.Equal(t, "retry: 1000\n\n", readChunk(t, cn.br), "shutdown ends every idle stream with a retry hint")
+		assert.Equal(t, "", readChunk(t, cn.br), "then the last chunk")
+		_, err := cn.br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, "and closes the connection")
+		assert.Nil(t, cn.st.hijacked.Load(), "detached")
+	}
+}
