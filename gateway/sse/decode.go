@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 )
 
 // ErrEventTooLarge is wrapped by the error Decoder.Next returns when an event block
@@ -15,9 +16,17 @@ var ErrEventTooLarge = errors.New("sse: event too large")
 // DefaultMaxEventBytes is the maximum event block size used when NewDecoder is given 0.
 const DefaultMaxEventBytes = 4 << 20
 
-// initialBufSize is the decoder's first read buffer size; it grows (up to the maximum
-// event size) only when a single line does not fit.
-const initialBufSize = 1024
+// Buffer sizes. While no input is pending (every read byte consumed, and the last read
+// came up short) the decoder reads into an inline buffer of idleBufSize bytes, so a decoder blocked on an idle stream
+// holds no separate buffer. When a line does not fit it moves to a pooled buffer of
+// pooledBufSize bytes, then doubles (up to the maximum event size); it returns to the
+// inline buffer as soon as everything read is consumed again.
+const (
+	idleBufSize   = 128
+	pooledBufSize = 1024
+)
+
+var bufPool = sync.Pool{New: func() any { return new([pooledBufSize]byte) }}
 
 // maxEmptyReads bounds consecutive (0, nil) reads before Next gives up with
 // io.ErrNoProgress, as bufio does.
@@ -34,9 +43,13 @@ type Decoder struct {
 	r   io.Reader
 	max int
 
-	// buf[start:end] is input read but not yet consumed.
+	// buf[start:end] is input read but not yet consumed. buf is idle, pooled, or a
+	// larger buffer of its own.
 	buf        []byte
 	start, end int
+	pooled     *[pooledBufSize]byte
+	short      bool // the last read returned less than asked: the input may be idle
+	idle       [idleBufSize]byte
 	readErr    error // sticky error from r (io.EOF included)
 	fatal      error // sticky error returned by every later Next
 	skipLF     bool  // the previous line ended in '\r': skip one '\n' that follows
@@ -74,8 +87,19 @@ func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
 func (d *Decoder) Reset(r io.Reader) {
 	*d = Decoder{
 		r: r, max: d.max, retry: -1,
-		buf: d.buf, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
+		pooled: d.pooled, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
 	}
+	d.useIdleBuf()
+}
+
+// useIdleBuf makes the inline buffer current, giving a pooled buffer back. Nothing may
+// be pending in buf.
+func (d *Decoder) useIdleBuf() {
+	if d.pooled != nil {
+		bufPool.Put(d.pooled)
+		d.pooled = nil
+	}
+	d.buf = d.idle[:min(idleBufSize, d.max+1)]
 }
 
 // Next returns the next event block: a block with at least one effective id, event, data
@@ -170,26 +194,32 @@ func (d *Decoder) checkBOM() error {
 	}
 }
 
-// fill moves unconsumed input to the front of buf, grows buf if it is full, and reads
-// once from r. It returns a non-nil error only when r makes no progress.
+// fill moves unconsumed input to the front of buf, switches to the inline buffer when
+// nothing is pending and the last read came up short (the next one may block for long),
+// or to a larger buffer when buf is full or input is flowing, and reads once from r. It returns a non-nil
+// error only when r makes no progress.
 func (d *Decoder) fill() error {
 	if d.start > 0 {
 		d.end = copy(d.buf, d.buf[d.start:d.end])
 		d.start = 0
 	}
-	if d.end == len(d.buf) {
-		n := 2 * len(d.buf)
-		if n == 0 {
-			n = min(initialBufSize, d.max+1)
-		}
-		n = min(n, d.max+1)
-		if n <= len(d.buf) {
+	idle := len(d.buf) > 0 && &d.buf[0] == &d.idle[0]
+	if len(d.buf) == 0 || (d.end == 0 && d.short && !idle) {
+		d.useIdleBuf()
+		idle = true
+	}
+	// A full buffer must grow; a full read into the inline buffer means input is
+	// flowing, so larger reads pay off.
+	full := d.end == len(d.buf)
+	if full || (idle && !d.short && d.end > 0) {
+		n := min(max(2*len(d.buf), pooledBufSize), d.max+1)
+		switch {
+		case n > len(d.buf):
+			d.grow(n)
+		case full:
 			// Unreachable: Next reports an oversized line before asking for more.
 			return fmt.Errorf("sse.Decoder.Next: buffer full: %w", ErrEventTooLarge)
 		}
-		nb := make([]byte, n)
-		copy(nb, d.buf[:d.end])
-		d.buf = nb
 	}
 	for range maxEmptyReads {
 		n, err := d.r.Read(d.buf[d.end:])
@@ -197,6 +227,7 @@ func (d *Decoder) fill() error {
 			return fmt.Errorf("sse.Decoder.Next: reader returned invalid count %d", n)
 		}
 		d.end += n
+		d.short = d.end < len(d.buf)
 		if err != nil {
 			d.readErr = err
 			return nil
@@ -206,6 +237,24 @@ func (d *Decoder) fill() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// grow moves the pending input into a buffer of n bytes: the pooled one when n is its
+// size, else a new one.
+func (d *Decoder) grow(n int) {
+	var nb []byte
+	var pooled *[pooledBufSize]byte
+	if n == pooledBufSize {
+		pooled = bufPool.Get().(*[pooledBufSize]byte)
+		nb = pooled[:]
+	} else {
+		nb = make([]byte, n)
+	}
+	copy(nb, d.buf[:d.end])
+	if d.pooled != nil {
+		bufPool.Put(d.pooled)
+	}
+	d.buf, d.pooled = nb, pooled
 }
 
 // processLine applies one non-empty line (without its terminator) to the block state.

@@ -379,3 +379,46 @@ func TestDecoderReset(t *testing.T) {
 	_, err = d.Next()
 	require.ErrorIs(t, err, ErrEventTooLarge, "the maximum size is kept")
 }
+
+// scriptReader returns its chunks one per Read (each must fit the buffer offered) and
+// records the size of every buffer it was offered.
+type scriptReader struct {
+	chunks  [][]byte
+	offered []int
+}
+
+func (s *scriptReader) Read(p []byte) (int, error) {
+	s.offered = append(s.offered, len(p))
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.chunks[0])
+	s.chunks[0] = s.chunks[0][n:]
+	if len(s.chunks[0]) == 0 {
+		s.chunks = s.chunks[1:]
+	}
+	return n, nil
+}
+
+// TestDecoderIdleBuffer: while input flows the decoder reads into its pooled buffer;
+// once everything read is consumed after a short read (the stream went quiet), the next
+// read, the one that blocks on an idle stream, uses the small inline buffer and the
+// pooled buffer is back in the pool.
+func TestDecoderIdleBuffer(t *testing.T) {
+	event := AppendStreamEvent(nil, 0, 1, bytes.Repeat([]byte("x"), 300))
+	r := &scriptReader{chunks: [][]byte{event[:idleBufSize], event[idleBufSize:], []byte("data: y\n\n")}}
+	d := NewDecoder(r, 0)
+	ev, err := d.Next()
+	require.NoError(t, err)
+	assert.Len(t, ev.Data, 300)
+	require.NotNil(t, d.pooled, "a line longer than the inline buffer moved to the pooled one")
+	ev, err = d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(ev.Data))
+	assert.Nil(t, d.pooled, "the pooled buffer went back once the input was consumed")
+	_, err = d.Next()
+	assert.ErrorIs(t, err, io.EOF)
+	// The id line was consumed before the move, so the pooled read is offered the rest.
+	idLine := len("id: 0_1\n")
+	assert.Equal(t, []int{idleBufSize, pooledBufSize - (idleBufSize - idLine), idleBufSize, idleBufSize}, r.offered)
+}
