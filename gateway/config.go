@@ -29,6 +29,7 @@ const (
 	DefaultRetryHint            = time.Second
 	DefaultSweepInterval        = time.Second
 	DefaultWriteStallTimeout    = 10 * time.Second
+	DefaultStreamSendBuffer     = 64 << 10
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -108,6 +109,13 @@ type Config struct {
 	// UpstreamTimeout bounds each upstream POST until its answer starts;
 	// 0 = DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
+	// StreamSendBuffer sets the kernel send buffer (SO_SNDBUF) of every
+	// client connection a stream is written on, so a client that stops
+	// reading holds at most about this much in the kernel (Linux doubles
+	// it) and then meets the ring's drop policy; without it the buffer
+	// autotunes up to net.ipv4.tcp_wmem's maximum (4 MiB by default).
+	// 0 = DefaultStreamSendBuffer; <0 = leave it to the kernel.
+	StreamSendBuffer int
 	// SweepInterval is how often every shard is swept for idle sessions and
 	// heartbeats; 0 = DefaultSweepInterval.
 	SweepInterval time.Duration
@@ -172,6 +180,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StreamMaxConnection < 0 {
 		return errors.New("gateway: stream max connection must not be negative")
+	}
+	if c.StreamSendBuffer == 0 {
+		c.StreamSendBuffer = DefaultStreamSendBuffer
 	}
 	if c.MetricsPath != "" && (!strings.HasPrefix(c.MetricsPath, "/") || c.MetricsPath == c.Path) {
 		return fmt.Errorf("gateway: metrics path %q must start with / and differ from the endpoint path", c.MetricsPath)

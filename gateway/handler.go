@@ -382,6 +382,7 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 // released and an idle stream holds only its goroutine, reader and ring.
 func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, hijack bool) {
 	conn := ctx.Conn()
+	limitSendBuffer(conn, s.cfg.StreamSendBuffer)
 	st.mu.Lock()
 	st.conn = conn
 	st.mu.Unlock()
@@ -408,6 +409,18 @@ func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, pref
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	ctx.Response.ImmediateHeaderFlush = true
 	ctx.SetBodyStream(r, -1)
+}
+
+// limitSendBuffer bounds what a client that stops reading holds in the
+// kernel (SO_SNDBUF), so the ring's drop policy applies instead. Best
+// effort: n <= 0 or a connection without the option leaves it alone.
+func limitSendBuffer(conn net.Conn, n int) {
+	if n <= 0 {
+		return
+	}
+	if c, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
+		_ = c.SetWriteBuffer(n)
+	}
 }
 
 // handleGet opens the standalone stream or resumes a stream by

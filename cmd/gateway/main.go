@@ -34,7 +34,7 @@ type options struct {
 	shards, maxSessions          int
 	idleTimeout, maxAge          time.Duration
 	maxStreams, ringSize         int
-	ringBytes, maxBody           byteSize
+	ringBytes, maxBody, sendBuf  byteSize
 	dropPolicy                   string
 	heartbeat, streamRetention   time.Duration
 	retryHint                    time.Duration
@@ -66,6 +66,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
 	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
 	fs.DurationVar(&o.writeStall, "write-stall-timeout", gateway.DefaultWriteStallTimeout, "cut a client connection whose write made no progress this long (the stream stays resumable)")
+	o.sendBuf = byteSize(gateway.DefaultStreamSendBuffer)
+	fs.Var(&o.sendBuf, "stream-send-buffer", "kernel send buffer (SO_SNDBUF) of stream connections: a client that stops reading holds about this much (doubled by Linux) before the drop policy applies (0 = kernel autotuning, up to 4 MiB)")
 	fs.DurationVar(&o.maxConnection, "stream-max-connection", 0, "close stream connections after this long with a retry hint so clients poll and resume (2025-11-25 POST answers and standalone streams; 0 = never)")
 	fs.StringVar(&o.metricsPath, "metrics-path", "/metrics", "serve Prometheus metrics at this path on the listen address (empty = off)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated allowed Origin values (scheme://host[:port], * = any); default: loopback origins when listening on loopback, else same-origin")
@@ -203,6 +205,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		{"-max-streams-per-session must be at least 1", o.maxStreams < 1},
 		{"-ring-size must be between 1 and 16777216", o.ringSize < 1 || o.ringSize > ringbuf.MaxCapacity},
 		{"-ring-bytes must be at least 1", o.ringBytes < 1},
+		{"-stream-send-buffer must not be negative", o.sendBuf < 0},
 		{"-heartbeat must not be negative", o.heartbeat < 0},
 		{"-stream-retention must be positive", o.streamRetention <= 0},
 		{"-retry-hint must be positive", o.retryHint <= 0},
@@ -251,7 +254,11 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		AllowedHosts:         splitList(o.allowedHosts),
 		MaxBodyBytes:         int(o.maxBody),
 		UpstreamTimeout:      o.upstreamTimeout,
+		StreamSendBuffer:     int(o.sendBuf),
 		Logger:               logger,
+	}
+	if o.sendBuf == 0 {
+		cfg.StreamSendBuffer = -1 // the flag's 0 means kernel autotuning
 	}
 	if o.maxAge == 0 {
 		cfg.SessionMaxAge = -1 // the flag's 0 means no limit
