@@ -51,6 +51,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.CutEvery, "cut-every", harness.DefaultCutEvery, "resume: mean `interval` between cuts of each GET stream (exponentially distributed)")
 	fs.Float64Var(&cfg.SlowFraction, "slow-fraction", harness.DefaultSlowFraction, "slow: `fraction` of readers that stall (at least one)")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "slow: how `long` stalled readers stop reading, from the end of the warm-up (0: to the end of the run)")
+	fs.IntVar(&cfg.StallWindow, "stall-window", harness.DefaultStallWindow, "slow: socket receive buffer of stalled readers in `bytes`, so the server feels the stall at once (-1: kernel default, which autotunes to megabytes and absorbs the backlog)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "soak: the target's Prometheus `URL` (default: the target's origin + /metrics; \"off\": no sampling)")
 	fs.DurationVar(&cfg.SampleEvery, "sample-every", harness.DefaultSampleEvery, "soak: metrics sampling `interval`")
 	fs.Float64Var(&cfg.MaxErrorRate, "max-errors", harness.DefaultMaxErrorRate, "exit 1 when errors/operations exceeds this `fraction` (negative: never)")

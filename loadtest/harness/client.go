@@ -108,10 +108,16 @@ type ClientConfig struct {
 	StreamConns int
 	// Timeout bounds each plain POST and DELETE.
 	Timeout time.Duration
+	// StallWindow is the socket receive buffer (SO_RCVBUF) of GET streams of sessions
+	// marked SmallWindow, the readers that stall. A small one makes the server feel a
+	// stalled reader at once: with the kernel default the buffer autotunes to megabytes,
+	// which absorb the backlog before the server's writes block. Zero means the default.
+	StallWindow int
 }
 
 // Client is a black-box MCP client over fasthttp: one HostClient for plain POSTs (with
-// a deadline each) and one, without timeouts, for SSE streams. It is safe for concurrent
+// a deadline each) and two, without timeouts, for SSE streams (the second for the GET
+// streams of SmallWindow sessions). It is safe for concurrent
 // use. It tracks every connection it dials so CloseAll can end them.
 type Client struct {
 	uri       string
@@ -120,8 +126,10 @@ type Client struct {
 	timeout   time.Duration
 	post      *fasthttp.HostClient
 	streams   *fasthttp.HostClient
-	nextID    atomic.Int64
-	dials     atomic.Int64
+	// smallWindow serves the GET streams of SmallWindow sessions.
+	smallWindow *fasthttp.HostClient
+	nextID      atomic.Int64
+	dials       atomic.Int64
 
 	// connsMu guards conns, every connection dialled and not yet closed.
 	connsMu sync.Mutex
@@ -164,6 +172,9 @@ type Session struct {
 	Version string
 	// Index is the session's position in its scenario.
 	Index int
+	// SmallWindow makes the session's GET streams use connections with a receive buffer
+	// of ClientConfig.StallWindow bytes (see there).
+	SmallWindow bool
 }
 
 // IsStateless reports whether version is a stateless (2026-07-28 or later) revision.
@@ -190,21 +201,30 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		timeout:   cfg.Timeout,
 		conns:     make(map[*trackedConn]struct{}),
 	}
-	dial := func(addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 5 * time.Second}
-		if len(locals) > 0 {
-			d.LocalAddr = locals[int(c.dials.Add(1))%len(locals)]
+	dialWindow := func(rcvbuf int) fasthttp.DialFunc {
+		return func(addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			if len(locals) > 0 {
+				d.LocalAddr = locals[int(c.dials.Add(1))%len(locals)]
+			}
+			conn, err := d.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			if tc, ok := conn.(*net.TCPConn); ok && rcvbuf > 0 {
+				if err := tc.SetReadBuffer(rcvbuf); err != nil {
+					_ = conn.Close()
+					return nil, err
+				}
+			}
+			t := &trackedConn{Conn: conn, c: c}
+			c.connsMu.Lock()
+			c.conns[t] = struct{}{}
+			c.connsMu.Unlock()
+			return t, nil
 		}
-		conn, err := d.Dial("tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		t := &trackedConn{Conn: conn, c: c}
-		c.connsMu.Lock()
-		c.conns[t] = struct{}{}
-		c.connsMu.Unlock()
-		return t, nil
 	}
+	dial := dialWindow(0)
 	c.post = &fasthttp.HostClient{
 		Addr:                          u.Host,
 		Dial:                          dial,
@@ -226,6 +246,18 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		NoDefaultUserAgentHeader: true,
 		StreamResponseBody:       true,
 	}
+	// Stalling readers also get a small read buffer: it holds the response headers,
+	// and little of the backlog.
+	c.smallWindow = &fasthttp.HostClient{
+		Addr:                     u.Host,
+		Dial:                     dialWindow(cfg.StallWindow),
+		MaxConns:                 cfg.StreamConns,
+		MaxConnWaitTimeout:       cfg.Timeout,
+		MaxIdleConnDuration:      30 * time.Second,
+		ReadBufferSize:           2 << 10,
+		NoDefaultUserAgentHeader: true,
+		StreamResponseBody:       true,
+	}
 	return c, nil
 }
 
@@ -233,6 +265,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) Close() {
 	c.post.CloseIdleConnections()
 	c.streams.CloseIdleConnections()
+	c.smallWindow.CloseIdleConnections()
 }
 
 // NextID returns a fresh request id.
@@ -522,7 +555,11 @@ func (c *Client) Get(sess *Session, lastEventID []byte) (*EventStream, error) {
 	if len(lastEventID) > 0 {
 		req.Header.SetBytesV("Last-Event-ID", lastEventID)
 	}
-	rep, err := c.do(c.streams, req, time.Time{}, "get")
+	hc := c.streams
+	if sess.SmallWindow {
+		hc = c.smallWindow
+	}
+	rep, err := c.do(hc, req, time.Time{}, "get")
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,9 @@ const (
 	DefaultStreamRate   = 200
 	DefaultCutEvery     = 500 * time.Millisecond
 	DefaultSlowFraction = 0.1
+	// DefaultStallWindow is the receive buffer of stalling readers' sockets (the kernel
+	// doubles it and rounds up to its minimum).
+	DefaultStallWindow  = 4 << 10
 	DefaultSampleEvery  = 5 * time.Second
 	DefaultMaxErrorRate = 0.01
 	DefaultDrainTimeout = 5 * time.Second
@@ -87,6 +90,10 @@ type Config struct {
 	// Stall is how long slow readers stop reading. Zero means the rest of the measured
 	// run.
 	Stall time.Duration
+	// StallWindow is the socket receive buffer of the stalling readers' streams
+	// (ClientConfig.StallWindow). Zero means DefaultStallWindow; negative means the
+	// kernel default.
+	StallWindow int
 	// MetricsURL is the target's Prometheus endpoint sampled by soak. Zero means the
 	// target's origin + "/metrics"; "off" disables sampling.
 	MetricsURL string
@@ -158,6 +165,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SlowFraction == 0 {
 		c.SlowFraction = DefaultSlowFraction
+	}
+	if c.StallWindow == 0 {
+		c.StallWindow = DefaultStallWindow
 	}
 	if c.SampleEvery == 0 {
 		c.SampleEvery = DefaultSampleEvery

@@ -69,6 +69,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Conns:       cfg.Conns,
 		StreamConns: streamConns,
 		Timeout:     cfg.Timeout,
+		StallWindow: max(cfg.StallWindow, 0),
 	})
 	if err != nil {
 		return nil, err

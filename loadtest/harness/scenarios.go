@@ -140,6 +140,7 @@ func (r *runner) runStream(ctx context.Context, slow bool) error {
 		rd := &getReader{}
 		if i < nStalled {
 			rd.metric, rd.kind, rd.stalls = MetricStalled, EventsPushStalled, true
+			sess.SmallWindow = true
 		}
 		if r.startPushedReader(sess, rd, perSession, pushing) {
 			readers = append(readers, rd)
