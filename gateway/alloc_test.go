@@ -3,7 +3,10 @@
 package gateway
 
 import (
+	"net"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -59,4 +62,47 @@ func BenchmarkEventPath(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
+}
+
+// TestHijackedWakeAllocs: an event on an idle hijacked GET stream starts
+// its writer, which writes the event and goes idle again; none of it
+// allocates.
+func TestHijackedWakeAllocs(t *testing.T) {
+	s := newTestServer(t, Config{Heartbeat: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	st, r := readerFixture(t, s, ringbuf.Config{Capacity: 1024})
+	st.sess.streams[st.id] = st
+	require.NoError(t, s.store.Create(st.sess.id, st.sess))
+	defer s.store.Delete(st.sess.id)
+	s.startHijacked(sc, r)
+
+	var p jsonrpc.Parser
+	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":7,"total":100}}`)
+	buf := make([]byte, 4096)
+	idle := func() {
+		for r.work.Load() != 0 {
+			runtime.Gosched()
+		}
+	}
+	step := func() {
+		class, key, _ := classify(&p, msg)
+		s.push(st, class, key, msg)
+		if n, err := c.Read(buf); err != nil || n == 0 {
+			t.Fatalf("Read: %d, %v", n, err)
+		}
+		idle()
+	}
+	idle() // the headers are out
+	for i := 0; i < 4*1024; i++ {
+		step()
+	}
+	allocs := testing.AllocsPerRun(1000, step)
+	require.Zero(t, allocs, "allocations per event that wakes an idle hijacked stream")
 }

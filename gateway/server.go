@@ -107,18 +107,28 @@ func New(cfg Config) (*Server, error) {
 
 // goOwned starts f as a goroutine owned by the Server: it gets the Server's
 // context and Shutdown waits for it. It refuses (returns false) once the
-// Server is shutting down. spawnMu orders every Add before Shutdown's Wait.
+// Server is shutting down.
 func (s *Server) goOwned(f func(ctx context.Context)) bool {
+	if !s.addOwned() {
+		return false
+	}
+	go func() {
+		defer s.wg.Done()
+		f(s.ctx)
+	}()
+	return true
+}
+
+// addOwned counts one more owned goroutine, which must call s.wg.Done when
+// it ends; false once the Server is shutting down. spawnMu orders every Add
+// before Shutdown's Wait.
+func (s *Server) addOwned() bool {
 	s.spawnMu.RLock()
 	defer s.spawnMu.RUnlock()
 	if s.ctx.Err() != nil {
 		return false
 	}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f(s.ctx)
-	}()
 	return true
 }
 

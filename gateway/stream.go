@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -161,7 +160,7 @@ type streamReader struct {
 	work        atomic.Int64
 	kicked      atomic.Bool
 	headersSent bool
-	run         func(context.Context)
+	run         func()
 
 	eof      bool
 	beat     bool // a heartbeat is due
@@ -384,7 +383,11 @@ var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream
 // reader and its ring.
 func (s *Server) startHijacked(c net.Conn, r *streamReader) {
 	r.conn = c
-	r.run = r.runHijacked
+	// Made once: starting it with a go statement then allocates nothing.
+	r.run = func() {
+		defer s.wg.Done()
+		r.runHijacked()
+	}
 	r.st.hijacked.Store(r)
 	r.schedule()
 }
@@ -396,7 +399,9 @@ func (r *streamReader) schedule() {
 	if r.work.Add(1) != 1 {
 		return
 	}
-	if !r.srv.goOwned(r.run) {
+	if r.srv.addOwned() {
+		go r.run()
+	} else {
 		// Shutdown has cancelled the owned goroutines (every session has
 		// ended by then): no new writer; end the connection here.
 		_ = r.conn.Close()
@@ -407,7 +412,7 @@ func (r *streamReader) schedule() {
 // runHijacked writes until nothing is ready and exits, unless schedule was
 // called meanwhile. When the connection ends it closes it and detaches;
 // work then stays nonzero, so schedule never starts a writer again.
-func (r *streamReader) runHijacked(context.Context) {
+func (r *streamReader) runHijacked() {
 	for {
 		seen := r.work.Load()
 		if !r.writeReady() {
