@@ -95,36 +95,51 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			_ = up.Close()
 			return
 		}
-		if !s.goOwned(func(ctx context.Context) { s.readStandalone(ctx, sess, st, up, backoff) }) {
+		if !s.addOwned() {
 			_ = up.Close()
+			return
 		}
+		// A plain go statement: no closure frames above the reader, which
+		// parks for most of its life (see pumpStandalone).
+		go s.readStandalone(sess, st, up, backoff)
 		return
 	}
 }
 
 // readStandalone copies the upstream's standalone stream into stream 0
-// until it ends, then reconnects after a backoff.
-func (s *Server) readStandalone(ctx context.Context, sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
-	var p jsonrpc.Parser
-	got := false
-	for {
-		msg, err := up.Next()
-		if err != nil {
-			break
-		}
-		got = true
-		class, key, _ := classify(&p, msg)
-		s.push(st, class, key, msg)
-	}
+// until it ends, then reconnects after a backoff. It runs on an owned
+// goroutine counted by addOwned.
+func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
+	defer s.wg.Done()
+	got := s.pumpStandalone(st, up)
 	_ = up.Close()
 	if got {
 		backoff = minBackoff
 	}
-	if !sleepCtx(sess.ctx, backoff) || ctx.Err() != nil {
+	if !sleepCtx(sess.ctx, backoff) || s.ctx.Err() != nil {
 		return
 	}
 	next := min(backoff*2, maxBackoff)
 	s.goOwned(func(ctx context.Context) { s.connectStandalone(ctx, sess, st, next) })
+}
+
+// pumpStandalone pushes the stream's messages into st until it ends and
+// reports whether any arrived. An idle standalone stream's goroutine parks
+// below this frame; keeping the frames above the park small (a pooled
+// parser, no closures) lets the runtime shrink its stack to the minimum.
+func (s *Server) pumpStandalone(st *stream, up upstream.Stream) bool {
+	got := false
+	for {
+		msg, err := up.Next()
+		if err != nil {
+			return got
+		}
+		got = true
+		p := s.parsers.Get().(*jsonrpc.Parser)
+		class, key, _ := classify(p, msg)
+		s.parsers.Put(p)
+		s.push(st, class, key, msg)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

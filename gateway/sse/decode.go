@@ -40,8 +40,9 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 // The size of a block is the number of bytes of its field and comment lines, each counted
 // with one line-terminator byte, not counting the blank line that ends it.
 type Decoder struct {
-	r   io.Reader
-	max int
+	r      io.Reader
+	waiter ReadWaiter // r, if it implements ReadWaiter
+	max    int
 
 	// buf[start:end] is input read but not yet consumed. buf is idle, pooled, or a
 	// larger buffer of its own.
@@ -78,7 +79,17 @@ func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
 		maxEventBytes = DefaultMaxEventBytes
 	}
 	maxEventBytes = min(maxEventBytes, math.MaxInt-1) // buffers hold max+1 bytes
-	return &Decoder{r: r, max: maxEventBytes, retry: -1}
+	d := &Decoder{r: r, max: maxEventBytes, retry: -1}
+	d.waiter, _ = r.(ReadWaiter)
+	return d
+}
+
+// ReadWaiter is implemented by readers that can wait until a Read will not block. The
+// decoder calls WaitReadable before it reads with nothing pending, so a goroutine
+// blocked on a quiet stream waits there, at a shallow stack depth, rather than deep
+// inside the reader (the runtime can then shrink its stack).
+type ReadWaiter interface {
+	WaitReadable()
 }
 
 // Reset makes d read a new stream from r, as if freshly made by NewDecoder with the same
@@ -89,6 +100,7 @@ func (d *Decoder) Reset(r io.Reader) {
 		r: r, max: d.max, retry: -1,
 		pooled: d.pooled, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
 	}
+	d.waiter, _ = r.(ReadWaiter)
 	d.useIdleBuf()
 }
 
@@ -220,6 +232,9 @@ func (d *Decoder) fill() error {
 			// Unreachable: Next reports an oversized line before asking for more.
 			return fmt.Errorf("sse.Decoder.Next: buffer full: %w", ErrEventTooLarge)
 		}
+	}
+	if d.end == 0 && d.waiter != nil {
+		d.waiter.WaitReadable()
 	}
 	for range maxEmptyReads {
 		n, err := d.r.Read(d.buf[d.end:])

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,10 +59,18 @@ type HTTPConfig struct {
 
 // HTTP is the Streamable HTTP transport (protocol 2025-03-26 to 2025-11-25).
 type HTTP struct {
-	cfg    HTTPConfig
-	uri    string
-	post   *fasthttp.HostClient // POSTs and DELETEs, timeouts per request
-	stream *fasthttp.HostClient // standalone GET streams, no timeouts
+	cfg  HTTPConfig
+	uri  string
+	post *fasthttp.HostClient // POSTs and DELETEs, timeouts per request
+
+	// GET streams run on connections of their own (see getConn).
+	dialer     *net.Dialer
+	addr       string // host:port to dial
+	tls        bool
+	host       string // TLS server name
+	hostHeader string
+	requestURI string       // path and query
+	getConns   atomic.Int64 // open GET stream connections
 }
 
 var _ Transport = (*HTTP)(nil)
@@ -122,19 +132,12 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			ReadBufferSize:                8 << 10,
 			WriteBufferSize:               8 << 10,
 		},
-		stream: &fasthttp.HostClient{
-			Addr:               addr,
-			IsTLS:              tls,
-			Name:               cfg.UserAgent,
-			MaxConns:           cfg.StreamMaxConns,
-			MaxConnWaitTimeout: cfg.ConnWaitTimeout,
-			StreamResponseBody: true,
-			Dial:               dialTracked(dialer),
-			// Held for the life of every standalone stream: small, since
-			// the SSE decoder keeps its own (growing) buffer.
-			ReadBufferSize:  2 << 10,
-			WriteBufferSize: 2 << 10,
-		},
+		dialer:     dialer,
+		addr:       addr,
+		tls:        tls,
+		host:       u.Hostname(),
+		hostHeader: u.Host,
+		requestURI: u.RequestURI(),
 	}
 	return t, nil
 }
@@ -156,7 +159,6 @@ func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout,
 // Close releases idle pooled connections.
 func (t *HTTP) Close() error {
 	t.post.CloseIdleConnections()
-	t.stream.CloseIdleConnections()
 	return nil
 }
 
@@ -250,13 +252,7 @@ func (t *HTTP) do(ctx context.Context, hc *fasthttp.HostClient, req *fasthttp.Re
 			timeout = d
 		}
 	}
-	var err error
-	if hc == t.stream {
-		err = hc.Do(req, resp)
-	} else {
-		err = hc.DoTimeout(req, resp, timeout)
-	}
-	if err != nil {
+	if err := hc.DoTimeout(req, resp, timeout); err != nil {
 		if errors.Is(err, fasthttp.ErrTimeout) {
 			return fmt.Errorf("%w: %v", ErrTimeout, err)
 		}
@@ -275,7 +271,7 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		return &Reply{Accepted: true}, nil
 	case status == fasthttp.StatusOK && isEventStream(ct):
 		clearDeadlines(resp.LocalAddr())
-		return &Reply{Stream: newHTTPStream(t, s, resp, true)}, nil
+		return &Reply{Stream: newHTTPStream(t, s, postBody{resp}, true)}, nil
 	case status == fasthttp.StatusOK:
 		body, err := readBody(resp, t.cfg.MaxMessageBytes)
 		if err != nil {
@@ -393,32 +389,32 @@ func (s *httpSession) Listen(ctx context.Context) (Stream, error) {
 }
 
 func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse bool) (*httpStream, error) {
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	resp := fasthttp.AcquireResponse()
-	req.SetRequestURI(s.t.uri)
-	req.Header.SetMethod(fasthttp.MethodGet)
-	req.Header.Set("Accept", "text/event-stream")
-	s.setHeaders(req)
-	if len(lastEventID) > 0 {
-		req.Header.SetBytesV("Last-Event-ID", lastEventID)
+	headers := make([][2]string, 0, 3)
+	if s.id != "" {
+		headers = append(headers, [2]string{"Mcp-Session-Id", s.id})
 	}
-	if err := s.t.do(ctx, s.t.stream, req, resp); err != nil {
-		fasthttp.ReleaseResponse(resp)
+	if s.version != "" {
+		headers = append(headers, [2]string{"MCP-Protocol-Version", s.version})
+	}
+	if len(lastEventID) > 0 {
+		headers = append(headers, [2]string{"Last-Event-ID", string(lastEventID)})
+	}
+	g, resp, err := s.t.openGet(ctx, headers)
+	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	status := resp.StatusCode()
+	status := resp.StatusCode
 	switch {
-	case status == fasthttp.StatusOK && isEventStream(resp.Header.ContentType()):
-		return newHTTPStream(s.t, s, resp, wantResponse), nil
-	case status == fasthttp.StatusMethodNotAllowed:
-		drainAndRelease(resp)
+	case status == http.StatusOK && isEventStream([]byte(resp.Header.Get("Content-Type"))):
+		return newHTTPStream(s.t, s, g, wantResponse), nil
+	case status == http.StatusMethodNotAllowed:
+		g.drain()
 		return nil, fmt.Errorf("get: %w", ErrNotSupported)
-	case status == fasthttp.StatusNotFound && s.id != "":
-		drainAndRelease(resp)
+	case status == http.StatusNotFound && s.id != "":
+		g.drain()
 		return nil, fmt.Errorf("get: %w", ErrSessionGone)
 	default:
-		drainAndRelease(resp)
+		g.drain()
 		return nil, &StatusError{Op: "get", Status: status}
 	}
 }
@@ -460,10 +456,10 @@ type httpStream struct {
 	s            *httpSession
 	wantResponse bool
 
-	// mu guards resp, dec and closed; Next holds it only to swap the body
+	// mu guards body, dec and closed; Next holds it only to swap the body
 	// on a resume, never while blocked in a read.
 	mu     sync.Mutex
-	resp   *fasthttp.Response
+	body   streamBody
 	dec    *sse.Decoder
 	closed bool
 
@@ -474,59 +470,111 @@ type httpStream struct {
 	gotResp bool
 }
 
-func newHTTPStream(t *HTTP, s *httpSession, resp *fasthttp.Response, wantResponse bool) *httpStream {
-	st := &httpStream{t: t, s: s, resp: resp, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
-	st.dec = sse.NewDecoder(bodyReader(resp), t.cfg.MaxMessageBytes)
+// streamBody is the SSE body an httpStream reads: a POST's answer on a
+// pooled fasthttp connection, or a GET stream on its own connection.
+type streamBody interface {
+	io.Reader
+	// close ends the body, interrupting a blocked Read or WaitReadable, and
+	// releases its connection. Idempotent.
+	close()
+}
+
+// postBody is a POST's SSE answer, streamed by fasthttp.
+type postBody struct{ resp *fasthttp.Response }
+
+func (b postBody) Read(p []byte) (int, error) {
+	if r := b.resp.BodyStream(); r != nil {
+		return r.Read(p)
+	}
+	return 0, io.EOF // not streamed: handled by bodyReader
+}
+
+func (b postBody) close() { _ = b.resp.CloseBodyStream() }
+
+func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) *httpStream {
+	st := &httpStream{t: t, s: s, body: body, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
+	st.dec = sse.NewDecoder(bodyReader(body), t.cfg.MaxMessageBytes)
 	return st
 }
 
-func bodyReader(resp *fasthttp.Response) io.Reader {
-	if r := resp.BodyStream(); r != nil {
-		return r
+// bodyReader is what the decoder reads: a fasthttp answer that was not
+// streamed (it fit the read buffer whole) is read from memory.
+func bodyReader(body streamBody) io.Reader {
+	if pb, ok := body.(postBody); ok && pb.resp.BodyStream() == nil {
+		return bytes.NewReader(pb.resp.Body())
 	}
-	return bytes.NewReader(resp.Body())
+	return body
 }
 
 // Next returns the next message of the stream.
+//
+// Its frame is kept small, with the work after a read in helpers, because
+// an idle reader parks below it (getConn.WaitReadable): the shallower that
+// stack, the smaller the runtime lets it shrink.
 func (st *httpStream) Next() ([]byte, error) {
 	for {
-		st.mu.Lock()
-		dec, closed := st.dec, st.closed
-		st.mu.Unlock()
-		if closed {
-			return nil, io.ErrClosedPipe
+		dec, err := st.decoder()
+		if err != nil {
+			return nil, err
 		}
 		ev, err := dec.Next()
 		if err != nil {
-			if errors.Is(err, sse.ErrEventTooLarge) {
-				return nil, fmt.Errorf("%w: %v", ErrTooLarge, err)
-			}
-			if err2 := st.resume(err); err2 != nil {
-				return nil, err2
+			if err = st.ended(err); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		if ev.HasID {
-			st.lastID = append(st.lastID[:0], ev.ID...)
-			st.tries = 0
+		if data := st.message(ev); data != nil {
+			return data, nil
 		}
-		if ev.Retry >= 0 {
-			st.retry = time.Duration(ev.Retry) * time.Millisecond
-		}
-		if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
-			continue // priming event or keep-alive
-		}
-		if len(ev.Event) > 0 && string(ev.Event) != "message" {
-			continue
-		}
-		if st.wantResponse && !st.gotResp {
-			if msgs, _, perr := st.parser.Parse(ev.Data); perr == nil && len(msgs) == 1 &&
-				(msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
-				st.gotResp = true
-			}
-		}
-		return ev.Data, nil
 	}
+}
+
+// decoder returns the current body's decoder, or io.ErrClosedPipe.
+func (st *httpStream) decoder() (*sse.Decoder, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil, io.ErrClosedPipe
+	}
+	return st.dec, nil
+}
+
+// ended handles a decoder error: nil when the stream resumed on a new body.
+//
+//go:noinline
+func (st *httpStream) ended(err error) error {
+	if errors.Is(err, sse.ErrEventTooLarge) {
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
+	return st.resume(err)
+}
+
+// message records an event's id and retry and returns its JSON-RPC
+// message, or nil for priming events, keep-alives and other event types.
+//
+//go:noinline
+func (st *httpStream) message(ev *sse.Event) []byte {
+	if ev.HasID {
+		st.lastID = append(st.lastID[:0], ev.ID...)
+		st.tries = 0
+	}
+	if ev.Retry >= 0 {
+		st.retry = time.Duration(ev.Retry) * time.Millisecond
+	}
+	if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
+		return nil // priming event or keep-alive
+	}
+	if len(ev.Event) > 0 && string(ev.Event) != "message" {
+		return nil
+	}
+	if st.wantResponse && !st.gotResp {
+		if msgs, _, perr := st.parser.Parse(ev.Data); perr == nil && len(msgs) == 1 &&
+			(msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
+			st.gotResp = true
+		}
+	}
+	return ev.Data
 }
 
 // resume handles the end of the current body: io.EOF when nothing more is
@@ -556,23 +604,13 @@ func (st *httpStream) resume(cause error) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed {
-		next.release()
+		next.body.close()
 		return io.ErrClosedPipe
 	}
-	old := st.resp
-	st.resp, st.dec = next.resp, next.dec
-	next.resp = nil
-	_ = old.CloseBodyStream()
-	fasthttp.ReleaseResponse(old)
+	old := st.body
+	st.body, st.dec = next.body, next.dec
+	old.close()
 	return nil
-}
-
-func (st *httpStream) release() {
-	if st.resp != nil {
-		_ = st.resp.CloseBodyStream()
-		fasthttp.ReleaseResponse(st.resp)
-		st.resp = nil
-	}
 }
 
 // Close interrupts a blocked Next and releases the connection.
@@ -583,10 +621,8 @@ func (st *httpStream) Close() error {
 		return nil
 	}
 	st.closed = true
-	// CloseBodyStream interrupts an in-flight Read (it closes the conn when
-	// the body was not read to the end) and waits for it.
-	if st.resp != nil {
-		_ = st.resp.CloseBodyStream()
-	}
+	// Closing the body interrupts an in-flight Read (fasthttp closes the
+	// conn when the body was not read to the end and waits for the Read).
+	st.body.close()
 	return nil
 }

@@ -1,0 +1,285 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// getReadBuffer is the read buffer of a GET stream's connection. Response
+// headers of any size still parse (net/textproto joins long lines); the SSE
+// decoder keeps its own buffer for events.
+const getReadBuffer = 1024
+
+// getConn is an upstream GET stream on a connection of its own, read
+// without fasthttp: net/http parses the response (any header size) and
+// undoes chunking over a 1 KiB bufio.Reader. Standalone streams are idle
+// most of their life, so what one holds while idle matters: about 1 KiB of
+// buffers, and a reader that WaitReadable parks at a shallow stack depth, which
+// lets the runtime shrink its stack to the minimum.
+type getConn struct {
+	t    *HTTP
+	conn net.Conn
+	br   *bufio.Reader
+	raw  syscall.RawConn // nil when readiness cannot be awaited (TLS)
+
+	// The body is read straight from br: chunked, with a length, or to EOF.
+	// Nothing is read ahead of what Read asks for, so an empty br means a
+	// Read needs the socket.
+	chunked     bool
+	toEOF       bool  // no length: the body ends when the connection does
+	left        int64 // bytes left in the current chunk or the sized body
+	crlfPending bool  // a chunk's data was read, its CRLF not yet
+	err         error // sticky end of the body
+
+	peek      [1]byte
+	closeOnce sync.Once
+}
+
+// errStreamSlots is returned when HTTPConfig.StreamMaxConns streams are open.
+var errStreamSlots = errors.New("upstream stream connection limit reached")
+
+// openGet sends GET to the upstream endpoint with the given headers and
+// reads the response headers, within ctx and the transport's timeout. The
+// caller owns the returned response's body through the getConn (non-2xx
+// answers included).
+func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *http.Response, error) {
+	if t.getConns.Add(1) > int64(t.cfg.StreamMaxConns) {
+		t.getConns.Add(-1)
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, errStreamSlots)
+	}
+	g := &getConn{t: t}
+	ok := false
+	defer func() {
+		if !ok {
+			g.close()
+		}
+	}()
+	conn, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	g.conn = conn
+	if tcp, isTCP := conn.(*net.TCPConn); isTCP {
+		_ = tcp.SetNoDelay(true)
+		if !t.tls {
+			g.raw, _ = tcp.SyscallConn()
+		}
+	}
+	if t.tls {
+		tc := tls.Client(conn, &tls.Config{ServerName: t.host, MinVersion: tls.VersionTLS12})
+		g.conn = tc
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+
+	// The exchange up to the response headers is bounded; the body is not.
+	deadline := time.Now().Add(t.cfg.Timeout)
+	if d, has := ctx.Deadline(); has && d.Before(deadline) {
+		deadline = d
+	}
+	_ = g.conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = g.conn.SetDeadline(time.Unix(1, 0)) })
+	req := t.getRequest(headers)
+	_, err = g.conn.Write(req)
+	var resp *http.Response
+	if err == nil {
+		g.br = bufio.NewReaderSize(g.conn, getReadBuffer)
+		resp, err = http.ReadResponse(g.br, nil)
+	}
+	if !stop() || ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, nil, fmt.Errorf("%w: %v", ErrTimeout, err)
+		}
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	_ = g.conn.SetDeadline(time.Time{})
+	switch {
+	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked":
+		g.chunked = true
+	case resp.ContentLength >= 0:
+		g.left = resp.ContentLength
+		if g.left == 0 {
+			g.err = io.EOF
+		}
+	default:
+		g.toEOF = true
+	}
+	ok = true
+	return g, resp, nil
+}
+
+// getRequest is the request head of a GET stream.
+func (t *HTTP) getRequest(headers [][2]string) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, "GET "...)
+	b = append(b, t.requestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, t.hostHeader...)
+	b = append(b, "\r\nUser-Agent: "...)
+	b = append(b, t.cfg.UserAgent...)
+	b = append(b, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"...)
+	for _, h := range headers {
+		b = append(b, h[0]...)
+		b = append(b, ": "...)
+		b = append(b, h[1]...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// Read reads the response body, undoing chunked encoding.
+func (g *getConn) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if g.chunked && g.left == 0 {
+		if err := g.nextChunk(); err != nil {
+			g.err = err
+			return 0, err
+		}
+	}
+	if !g.toEOF && int64(len(p)) > g.left {
+		p = p[:g.left]
+	}
+	n, err := g.br.Read(p)
+	if !g.toEOF {
+		g.left -= int64(n)
+		switch {
+		case err == io.EOF:
+			err = io.ErrUnexpectedEOF // the connection ended inside the body
+		case err == nil && g.left == 0 && !g.chunked:
+			err = io.EOF
+		case err == nil && g.left == 0:
+			// Consume the chunk's CRLF now if it is here; never wait for it.
+			g.crlfPending = true
+			if g.br.Buffered() >= 2 {
+				err = g.crlf()
+			}
+		}
+	}
+	if err != nil {
+		g.err = err
+	}
+	return n, err
+}
+
+// nextChunk reads the next chunk-size line (after the previous chunk's
+// CRLF); at the last chunk it skips the trailer and returns io.EOF.
+func (g *getConn) nextChunk() error {
+	if g.crlfPending {
+		if err := g.crlf(); err != nil {
+			return err
+		}
+	}
+	line, err := g.br.ReadSlice('\n')
+	if err != nil {
+		return chunkErr(err)
+	}
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i] // chunk extensions are ignored
+	}
+	line = bytes.TrimSpace(line)
+	size, perr := strconv.ParseInt(string(line), 16, 64)
+	if perr != nil || size < 0 {
+		return errBadChunk
+	}
+	if size > 0 {
+		g.left = size
+		return nil
+	}
+	for { // the trailer, up to an empty line; fields are ignored
+		line, err := g.br.ReadSlice('\n')
+		for err == bufio.ErrBufferFull { // a field longer than the buffer
+			_, err = g.br.ReadSlice('\n')
+			line = nil
+		}
+		if err != nil {
+			return chunkErr(err)
+		}
+		if line != nil && len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return io.EOF
+		}
+	}
+}
+
+// crlf consumes the CRLF that ends a chunk's data.
+func (g *getConn) crlf() error {
+	b, err := g.br.Peek(2)
+	if err != nil {
+		return chunkErr(err)
+	}
+	if b[0] != '\r' || b[1] != '\n' {
+		return errBadChunk
+	}
+	_, _ = g.br.Discard(2)
+	g.crlfPending = false
+	return nil
+}
+
+// chunkErr maps the end of the connection inside chunked framing to
+// io.ErrUnexpectedEOF: only the last chunk ends the body.
+func chunkErr(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	if err == bufio.ErrBufferFull {
+		return errBadChunk
+	}
+	return err
+}
+
+var errBadChunk = errors.New("upstream: malformed chunked encoding")
+
+// WaitReadable returns when reading will not block: bytes are buffered, or
+// the socket has bytes (or EOF, or an error) pending. Without a way to await
+// readiness (TLS) it returns at once. The SSE decoder calls it before reading
+// with nothing pending (sse.ReadWaiter): parking here rather than deep inside
+// the body reader keeps an idle reader's stack small.
+func (g *getConn) WaitReadable() {
+	if g.raw == nil || g.err != nil || g.br.Buffered() > 0 {
+		return
+	}
+	_ = g.raw.Read(g.readable)
+}
+
+// readable is the RawConn.Read callback: true when a read would not block.
+func (g *getConn) readable(fd uintptr) bool {
+	return !peekWouldBlock(fd, g.peek[:])
+}
+
+// close ends the stream and frees its connection slot; it interrupts a
+// blocked Read or WaitReadable. Idempotent.
+func (g *getConn) close() {
+	g.closeOnce.Do(func() {
+		if g.conn != nil {
+			_ = g.conn.Close()
+		}
+		g.t.getConns.Add(-1)
+	})
+}
+
+// drain reads a little of a refused answer (so the upstream sees it read)
+// and closes the connection: GET connections are not reused.
+func (g *getConn) drain() {
+	_, _ = io.Copy(io.Discard, io.LimitReader(g, 64<<10))
+	g.close()
+}

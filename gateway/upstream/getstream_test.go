@@ -1,0 +1,214 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestGetConnBody decodes bodies through a 16-byte buffer, so every chunk
+// header, chunk and CRLF is split across reads.
+func TestGetConnBody(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		body    string
+		chunked bool
+		length  int64 // -1: to EOF
+		want    string
+		err     error
+	}{
+		{"chunked", "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n", true, 0, "hello, world", io.EOF},
+		{"chunked, extensions, trailer, LF-only size line", "5;ext=1\nhello\r\n1A \r\n" + strings.Repeat("x", 26) + "\r\n0\r\nTrailer: a\r\n\r\n", true, 0, "hello" + strings.Repeat("x", 26), io.EOF},
+		{"chunked, long trailer field", "2\r\nhi\r\n0\r\nX: " + strings.Repeat("y", 40) + "\r\n\r\n", true, 0, "hi", io.EOF},
+		{"chunked, cut inside a chunk", "5\r\nhel", true, 0, "hel", io.ErrUnexpectedEOF},
+		{"chunked, cut before the last chunk", "2\r\nhi\r\n", true, 0, "hi", io.ErrUnexpectedEOF},
+		{"chunked, bad size", "zz\r\nhello\r\n", true, 0, "", errBadChunk},
+		{"chunked, bad CRLF", "2\r\nhiXX0\r\n\r\n", true, 0, "hi", errBadChunk},
+		{"sized", "hello, world and more", false, 12, "hello, world", io.EOF},
+		{"sized, cut", "hello", false, 12, "hello", io.ErrUnexpectedEOF},
+		{"to EOF", "all of it", false, -1, "all of it", io.EOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &getConn{br: bufio.NewReaderSize(strings.NewReader(tc.body), 16), chunked: tc.chunked}
+			switch {
+			case tc.chunked:
+			case tc.length < 0:
+				g.toEOF = true
+			default:
+				g.left = tc.length
+			}
+			var got []byte
+			buf := make([]byte, 7)
+			var err error
+			for err == nil {
+				var n int
+				n, err = g.Read(buf)
+				got = append(got, buf[:n]...)
+			}
+			assert.Equal(t, tc.want, string(got))
+			assert.ErrorIs(t, err, tc.err)
+			_, again := g.Read(buf)
+			assert.Equal(t, err, again, "the end is sticky")
+		})
+	}
+}
+
+// rawServer answers every connection with head, then the parts written by
+// parts (each flushed separately), then waits for the client to close.
+func rawServer(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				handle(c)
+				_, _ = io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/mcp"
+}
+
+// TestGetStreamWaitsShallow: a GET stream with response headers far larger
+// than the read buffer opens; a reader waiting for the next event parks in
+// WaitReadable (not inside the body read) and wakes for it; the end of the
+// body is seen even when the upstream keeps the connection open; Close
+// interrupts a waiting reader; and the stream slot is given back.
+func TestGetStreamWaitsShallow(t *testing.T) {
+	next := make(chan string)
+	url := rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Big: "+
+			strings.Repeat("b", 3000)+"\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for part := range next {
+			if _, err := io.WriteString(c, part); err != nil {
+				return
+			}
+		}
+	})
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+	st, err := s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+
+	_, err = s.get(context.Background(), nil, false)
+	assert.ErrorIs(t, err, ErrUnavailable, "StreamMaxConns streams are open")
+
+	msgs := make(chan string)
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			m, err := st.Next()
+			if err != nil {
+				errs <- err
+				return
+			}
+			msgs <- string(m)
+		}
+	}()
+	event := func(id, data string) string {
+		ev := "id: " + id + "\ndata: " + data + "\n\n"
+		return strings.ToLower(strings.TrimLeft(hex(len(ev)), "0")) + "\r\n" + ev + "\r\n"
+	}
+	next <- event("1", `{"jsonrpc":"2.0","method":"a"}`)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, <-msgs)
+	require.Eventually(t, func() bool { return inWaitIdle() }, 5*time.Second, 10*time.Millisecond,
+		"a reader with nothing pending parks in WaitReadable")
+	next <- event("2", `{"jsonrpc":"2.0","method":"b"}`)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, <-msgs)
+	next <- "0\r\n\r\n" // the body ends; the connection stays open
+	select {
+	case err := <-errs:
+		assert.ErrorIs(t, err, io.EOF)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the end of the body was not seen")
+	}
+	require.NoError(t, st.Close())
+	assert.Zero(t, tr.getConns.Load(), "the slot is free again")
+
+	// Close interrupts a reader parked in WaitReadable.
+	st, err = s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	go func() {
+		_, err := st.Next()
+		errs <- err
+	}()
+	require.Eventually(t, func() bool { return inWaitIdle() }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, st.Close())
+	select {
+	case err := <-errs:
+		assert.Error(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt the waiting reader")
+	}
+	close(next)
+}
+
+func hex(n int) string {
+	const digits = "0123456789abcdef"
+	s := ""
+	for n > 0 {
+		s = string(digits[n%16]) + s
+		n /= 16
+	}
+	return s
+}
+
+// inWaitIdle reports whether some goroutine is parked in getConn.WaitReadable.
+func inWaitIdle() bool {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "(*getConn).WaitReadable") && strings.Contains(g, "IO wait") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGetStreamRefusals: non-2xx answers map to the transport's errors and
+// free their slot.
+func TestGetStreamRefusals(t *testing.T) {
+	status := make(chan string, 3)
+	url := rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 "+<-status+"\r\nContent-Length: 2\r\n\r\nno")
+	})
+	tr, err := NewHTTP(HTTPConfig{URL: url, StreamMaxConns: 1})
+	require.NoError(t, err)
+	s := &httpSession{t: tr, id: "up-1"}
+	for _, tc := range []struct {
+		status string
+		want   error
+	}{{"405 Method Not Allowed", ErrNotSupported}, {"404 Not Found", ErrSessionGone}} {
+		status <- tc.status
+		_, err := s.get(context.Background(), nil, false)
+		assert.ErrorIs(t, err, tc.want, tc.status)
+	}
+	status <- "500 Internal Server Error"
+	_, err = s.get(context.Background(), nil, false)
+	var se *StatusError
+	require.True(t, errors.As(err, &se))
+	assert.Equal(t, 500, se.Status)
+	assert.Zero(t, tr.getConns.Load())
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package upstream
+
+// peekWouldBlock cannot tell on this platform: the reader then parks inside
+// the body read, as any reader does.
+func peekWouldBlock(uintptr, []byte) bool { return false }
