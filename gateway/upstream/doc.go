@@ -11,10 +11,14 @@
 // Stream has one reader; its Close may be called from any goroutine, at any
 // time and more than once, and interrupts a Next blocked on the network.
 //
-// The Streamable HTTP transport pools connections in two fasthttp.HostClients:
-// one for POSTs (bounded by Config.MaxConns, waiting up to
+// The Streamable HTTP transport pools POST connections in a
+// fasthttp.HostClient (bounded by Config.MaxConns, waiting up to
 // Config.ConnWaitTimeout for a free connection, each POST bounded by
-// Config.Timeout until its response headers arrive) and one for long-lived
-// streams (no timeouts). A POST that answers with text/event-stream keeps its
-// connection until the Stream is closed. The transport owns no goroutines.
+// Config.Timeout until its response headers arrive). A POST that answers with
+// text/event-stream keeps its connection until the Stream is closed. GET
+// streams, idle for most of their life, each run on a connection of their own
+// with a 1 KiB read buffer (getConn, bounded by Config.StreamMaxConns, the
+// head exchange by Config.Timeout); their reader waits for readiness before
+// it reads (sse.ReadWaiter), so an idle one parks with a minimal stack. The
+// transport owns no goroutines.
 package upstream
