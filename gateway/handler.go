@@ -382,7 +382,7 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 // released and an idle stream holds only its goroutine, reader and ring.
 func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, hijack bool) {
 	conn := ctx.Conn()
-	limitSendBuffer(conn, s.cfg.StreamSendBuffer)
+	tuneStreamConn(conn, s.cfg.StreamSendBuffer, s.deadPeerTimeout())
 	st.mu.Lock()
 	st.conn = conn
 	st.mu.Unlock()
@@ -411,16 +411,32 @@ func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, pref
 	ctx.SetBodyStream(r, -1)
 }
 
-// limitSendBuffer bounds what a client that stops reading holds in the
-// kernel (SO_SNDBUF), so the ring's drop policy applies instead. Best
-// effort: n <= 0 or a connection without the option leaves it alone.
-func limitSendBuffer(conn net.Conn, n int) {
-	if n <= 0 {
-		return
+// tuneStreamConn prepares a client connection for a stream, best effort
+// (a connection without the options is left alone):
+//   - SO_SNDBUF = sendBuf (if > 0) bounds what a client that stops reading
+//     holds in the kernel, so the ring's drop policy applies instead;
+//   - TCP_USER_TIMEOUT = deadPeer (if > 0, Linux) makes the kernel abort
+//     the connection when written bytes stay unacknowledged that long, so a
+//     peer that vanished without FIN or RST (half-open) fails the next
+//     heartbeat write instead of after the kernel's ~15 minutes of
+//     retransmissions.
+func tuneStreamConn(conn net.Conn, sendBuf int, deadPeer time.Duration) {
+	if c, ok := conn.(interface{ SetWriteBuffer(int) error }); ok && sendBuf > 0 {
+		_ = c.SetWriteBuffer(sendBuf)
 	}
-	if c, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
-		_ = c.SetWriteBuffer(n)
+	if deadPeer > 0 {
+		setUserTimeout(conn, deadPeer)
 	}
+}
+
+// deadPeerTimeout is how long a stream's written bytes may stay
+// unacknowledged: two heartbeats, so a half-open client is detached within
+// about two heartbeats; 0 (kernel default) without heartbeats.
+func (s *Server) deadPeerTimeout() time.Duration {
+	if s.cfg.Heartbeat <= 0 {
+		return 0
+	}
+	return 2 * s.cfg.Heartbeat
 }
 
 // handleGet opens the standalone stream or resumes a stream by
