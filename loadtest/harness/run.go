@@ -417,7 +417,13 @@ func (r *runner) resume(lane *Lane, sess *Session, lastID []byte) (*EventStream,
 			return es, nil
 		}
 		kind := ErrorKind(err)
-		if r.stopping.Load() || time.Since(t0)+backoff > resumeBudget {
+		if r.stopping.Load() {
+			// The teardown ended the session under this resume (404 or a
+			// refused stream): the end of the run, not a failure of the target.
+			lane.Add("resume_abandoned/"+kind, 1)
+			return nil, errStopping
+		}
+		if time.Since(t0)+backoff > resumeBudget {
 			lane.Error("resume_" + kind)
 			return nil, err
 		}

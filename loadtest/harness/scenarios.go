@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -250,6 +251,9 @@ func (r *runner) streamCall(lane *Lane, sess *Session, cutAfter uint64) {
 	if cut, ok := err.(*CutError); ok {
 		lane.Add("cuts", 1)
 		err = r.resumeCall(lane, sess, cut, onEvent)
+		if errors.Is(err, errStopping) {
+			return // cut short by the end of the run: neither latency nor events count
+		}
 	}
 	if err == nil {
 		lane.Latency(MetricStream, time.Since(start), r.measured(start))
