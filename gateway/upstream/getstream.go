@@ -194,16 +194,20 @@ func (g *getConn) nextChunk() error {
 	if err != nil {
 		return chunkErr(err)
 	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return errBadChunk // a bare LF: rejected, as net/http does
+	}
+	line = line[:len(line)-2]
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i] // chunk extensions are ignored
 	}
-	line = bytes.TrimSpace(line)
-	size, perr := strconv.ParseInt(string(line), 16, 64)
-	if perr != nil || size < 0 {
+	line = bytes.TrimRight(line, " \t")
+	size, perr := strconv.ParseUint(string(line), 16, 63)
+	if perr != nil {
 		return errBadChunk
 	}
 	if size > 0 {
-		g.left = size
+		g.left = int64(size)
 		return nil
 	}
 	for { // the trailer, up to an empty line; fields are ignored

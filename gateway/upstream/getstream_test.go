@@ -28,7 +28,9 @@ func TestGetConnBody(t *testing.T) {
 		err     error
 	}{
 		{"chunked", "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n", true, 0, "hello, world", io.EOF},
-		{"chunked, extensions, trailer, LF-only size line", "5;ext=1\nhello\r\n1A \r\n" + strings.Repeat("x", 26) + "\r\n0\r\nTrailer: a\r\n\r\n", true, 0, "hello" + strings.Repeat("x", 26), io.EOF},
+		{"chunked, extensions, trailer", "5;ext=1\r\nhello\r\n1A \r\n" + strings.Repeat("x", 26) + "\r\n0\r\nTrailer: a\r\n\r\n", true, 0, "hello" + strings.Repeat("x", 26), io.EOF},
+		{"chunked, bare LF after the size", "5\nhello\r\n0\r\n\r\n", true, 0, "", errBadChunk},
+		{"chunked, signed size", "+5\r\nhello\r\n0\r\n\r\n", true, 0, "", errBadChunk},
 		{"chunked, long trailer field", "2\r\nhi\r\n0\r\nX: " + strings.Repeat("y", 40) + "\r\n\r\n", true, 0, "hi", io.EOF},
 		{"chunked, cut inside a chunk", "5\r\nhel", true, 0, "hel", io.ErrUnexpectedEOF},
 		{"chunked, cut before the last chunk", "2\r\nhi\r\n", true, 0, "hi", io.ErrUnexpectedEOF},
