@@ -126,7 +126,6 @@ func (r *runner) runStream(ctx context.Context, slow bool) error {
 	sessions := r.openSessions(ctx, r.cfg.Sessions)
 	perSession := r.cfg.Rate / float64(max(1, len(sessions)))
 	var readers []*getReader
-	pushing := make(map[*getReader]bool)
 	nStalled := 0
 	if slow {
 		nStalled = max(1, int(float64(len(sessions))*r.cfg.SlowFraction+0.5))
@@ -143,10 +142,11 @@ func (r *runner) runStream(ctx context.Context, slow bool) error {
 			rd.metric, rd.kind, rd.stalls = MetricStalled, EventsPushStalled, true
 			sess.SmallWindow = true
 		}
-		if r.startPushedReader(sess, rd, perSession, pushing) {
+		if r.startReader(sess, rd) == nil {
 			readers = append(readers, rd)
 		}
 	}
+	pushing := r.startPushes(readers, perSession)
 	w := r.schedule()
 	stopMon := r.startMonitor(MetricEvent)
 	err := sleepUntil(ctx, w.end)
@@ -182,16 +182,16 @@ func (r *runner) runResume(ctx context.Context) error {
 	sessions := r.openSessions(ctx, r.cfg.Sessions)
 	perSession := r.cfg.Rate / float64(max(1, len(sessions)))
 	var readers []*getReader
-	pushing := make(map[*getReader]bool)
 	for _, sess := range sessions {
 		if sess == nil {
 			continue
 		}
 		rd := &getReader{cuts: true, rng: r.rng(sess.Index)}
-		if r.startPushedReader(sess, rd, perSession, pushing) {
+		if r.startReader(sess, rd) == nil {
 			readers = append(readers, rd)
 		}
 	}
+	pushing := r.startPushes(readers, perSession)
 	w := r.schedule()
 	stopMon := r.startMonitor(MetricEvent)
 	var wg sync.WaitGroup
@@ -289,16 +289,16 @@ func (r *runner) runSoak(ctx context.Context) error {
 	}
 	perSession := r.cfg.Rate / 2 / float64(max(1, nStreams))
 	var readers []*getReader
-	pushing := make(map[*getReader]bool)
 	for _, sess := range sessions[:min(nStreams, len(sessions))] {
 		if sess == nil {
 			continue
 		}
 		rd := &getReader{}
-		if r.startPushedReader(sess, rd, perSession, pushing) {
+		if r.startReader(sess, rd) == nil {
 			readers = append(readers, rd)
 		}
 	}
+	pushing := r.startPushes(readers, perSession)
 	r.schedule()
 	stopMon := r.startMonitor(MetricCall)
 	sampleStop := make(chan struct{})
@@ -341,15 +341,27 @@ func (r *runner) runSoak(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// startPushedReader opens rd's GET stream on sess and sets the session's
-// push rate. It reports whether the reader started; pushing records the
-// readers whose push rate was set (they are stopped at teardown).
-func (r *runner) startPushedReader(sess *Session, rd *getReader, rate float64, pushing map[*getReader]bool) bool {
-	if r.startReader(sess, rd) != nil {
-		return false
+// startPushes has the mock push rate events/s on every reader's session,
+// a few sessions at a time, once all the streams are open: pushing to the
+// first sessions while later ones were still being set up slowed the setup
+// down and front-loaded the run. It returns the readers whose push started.
+func (r *runner) startPushes(readers []*getReader, rate float64) map[*getReader]bool {
+	pushing := make(map[*getReader]bool, len(readers))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, rd := range readers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := r.setPush(rd.lane, rd.sess, rate); err == nil {
+				mu.Lock()
+				pushing[rd] = true
+				mu.Unlock()
+			}
+		}()
 	}
-	if _, err := r.setPush(rd.lane, sess, rate); err == nil {
-		pushing[rd] = true
-	}
-	return true
+	wg.Wait()
+	return pushing
 }
