@@ -72,12 +72,12 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 	g.conn = conn
 	if tcp, isTCP := conn.(*net.TCPConn); isTCP {
 		_ = tcp.SetNoDelay(true)
-		if !t.tls {
+		if t.tls == nil {
 			g.raw, _ = tcp.SyscallConn()
 		}
 	}
-	if t.tls {
-		tc := tls.Client(conn, &tls.Config{ServerName: t.host, MinVersion: tls.VersionTLS12})
+	if t.tls != nil {
+		tc := tls.Client(conn, t.tls)
 		g.conn = tc
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

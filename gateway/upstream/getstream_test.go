@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -213,4 +214,44 @@ func TestGetStreamRefusals(t *testing.T) {
 	require.True(t, errors.As(err, &se))
 	assert.Equal(t, 500, se.Status)
 	assert.Zero(t, tr.getConns.Load())
+}
+
+// TestHTTPSUpstream: over https, with the server's CA given in TLSConfig,
+// a session connects (POST on fasthttp) and its standalone stream (GET on
+// its own TLS connection) delivers; without the CA the GET is refused.
+func TestHTTPSUpstream(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Mcp-Session-Id", "up-1")
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, initResp)
+		case http.MethodGet:
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+			<-r.Context().Done()
+		}
+	}))
+	defer srv.Close()
+	tlsConf := srv.Client().Transport.(*http.Transport).TLSClientConfig
+
+	tr, err := NewHTTP(HTTPConfig{URL: srv.URL + "/mcp", TLSConfig: tlsConf})
+	require.NoError(t, err)
+	defer tr.Close()
+	s, _, err := tr.Connect(context.Background(), []byte(initReq))
+	require.NoError(t, err)
+	st, err := s.Listen(context.Background())
+	require.NoError(t, err)
+	msg, err := st.Next()
+	require.NoError(t, err)
+	assert.Contains(t, string(msg), "list_changed")
+	require.NoError(t, st.Close())
+
+	untrusted, err := NewHTTP(HTTPConfig{URL: srv.URL + "/mcp"})
+	require.NoError(t, err)
+	us := &httpSession{t: untrusted, id: "up-1"}
+	_, err = us.get(context.Background(), nil, false)
+	assert.ErrorIs(t, err, ErrUnavailable, "an unknown CA fails the handshake")
+	assert.Zero(t, untrusted.getConns.Load())
 }

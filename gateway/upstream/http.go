@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ type HTTPConfig struct {
 	ResumeAttempts int
 	// UserAgent sent upstream; empty = "mcpgate".
 	UserAgent string
+	// TLSConfig is used for https upstreams (for example RootCAs for a
+	// private CA); nil = the system roots. It is cloned, not kept.
+	TLSConfig *tls.Config
 }
 
 // HTTP is the Streamable HTTP transport (protocol 2025-03-26 to 2025-11-25).
@@ -65,9 +69,8 @@ type HTTP struct {
 
 	// GET streams run on connections of their own (see getConn).
 	dialer     *net.Dialer
-	addr       string // host:port to dial
-	tls        bool
-	host       string // TLS server name
+	addr       string      // host:port to dial
+	tls        *tls.Config // nil for http
 	hostHeader string
 	requestURI string       // path and query
 	getConns   atomic.Int64 // open GET stream connections
@@ -106,21 +109,33 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		cfg.UserAgent = "mcpgate"
 	}
 	addr := u.Host
-	tls := u.Scheme == "https"
+	isTLS := u.Scheme == "https"
 	if u.Port() == "" {
-		if tls {
+		if isTLS {
 			addr = net.JoinHostPort(u.Hostname(), "443")
 		} else {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	var tlsConf *tls.Config
+	if isTLS {
+		if cfg.TLSConfig != nil {
+			tlsConf = cfg.TLSConfig.Clone()
+		} else {
+			tlsConf = &tls.Config{}
+		}
+		if tlsConf.ServerName == "" {
+			tlsConf.ServerName = u.Hostname()
+		}
+		tlsConf.MinVersion = max(tlsConf.MinVersion, tls.VersionTLS12)
+	}
 	t := &HTTP{
 		cfg: cfg,
 		uri: u.String(),
 		post: &fasthttp.HostClient{
 			Addr:                          addr,
-			IsTLS:                         tls,
+			IsTLS:                         isTLS,
 			Name:                          cfg.UserAgent,
 			MaxConns:                      cfg.MaxConns,
 			MaxConnWaitTimeout:            cfg.ConnWaitTimeout,
@@ -129,13 +144,13 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			DisableHeaderNamesNormalizing: false,
 			RetryIfErr:                    retryStaleConn,
 			Dial:                          dialTracked(dialer),
+			TLSConfig:                     tlsConf,
 			ReadBufferSize:                8 << 10,
 			WriteBufferSize:               8 << 10,
 		},
 		dialer:     dialer,
 		addr:       addr,
-		tls:        tls,
-		host:       u.Hostname(),
+		tls:        tlsConf,
 		hostHeader: u.Host,
 		requestURI: u.RequestURI(),
 	}
