@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +45,7 @@ type options struct {
 	allowedOrigins, allowedHosts string
 	upstreamMaxConns             int
 	upstreamTimeout              time.Duration
+	upstreamCA                   string
 	shutdownTimeout              time.Duration
 	logLevel, logFormat          string
 }
@@ -75,6 +78,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	o.maxBody = byteSize(gateway.DefaultMaxBodyBytes)
 	fs.Var(&o.maxBody, "max-body", "maximum POST body (larger gets 413)")
 	fs.IntVar(&o.upstreamMaxConns, "upstream-max-conns", upstream.DefaultMaxConns, "pooled upstream connections for POSTs (a POST answered with SSE holds one until it ends)")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
@@ -188,6 +192,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// caConfig trusts the PEM certificates in file in addition to the system
+// roots.
+func caConfig(file string) (*tls.Config, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
 // config turns the flags into a gateway.Config, naming the flag on errors.
 func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	var cfg gateway.Config
@@ -225,10 +246,17 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("-drop-policy %q: want drop-oldest, drop-newest or disconnect", o.dropPolicy)
 	}
+	var tlsConf *tls.Config
+	if o.upstreamCA != "" {
+		if tlsConf, err = caConfig(o.upstreamCA); err != nil {
+			return cfg, fmt.Errorf("-upstream-ca: %v", err)
+		}
+	}
 	up, err := upstream.NewHTTP(upstream.HTTPConfig{
-		URL:      o.upstreamURL,
-		MaxConns: o.upstreamMaxConns,
-		Timeout:  o.upstreamTimeout,
+		URL:       o.upstreamURL,
+		MaxConns:  o.upstreamMaxConns,
+		Timeout:   o.upstreamTimeout,
+		TLSConfig: tlsConf,
 	})
 	if err != nil {
 		return cfg, fmt.Errorf("-upstream: %v", err)

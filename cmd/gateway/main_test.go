@@ -2,6 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,6 +36,8 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-path", "mcp"}, up...), "-path"},
 		{append([]string{"-max-body", "0"}, up...), "-max-body"},
 		{append([]string{"-listen", "256.0.0.1:99999"}, up...), "-listen"},
+		{append([]string{"-upstream-ca", "/nonexistent/ca.pem"}, up...), "-upstream-ca"},
+		{append([]string{"-upstream-ca", "main_test.go"}, up...), "-upstream-ca"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -90,5 +99,40 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
 		"-stream-max-connection", "-metrics-path", "-retry-hint", "MCPGATE_"} {
 		assert.Contains(t, errb.String(), f)
+	}
+}
+
+// TestUpstreamCA: with -upstream-ca naming the upstream's CA, the gateway's
+// transport completes an initialize over https; without it the handshake
+// fails.
+func TestUpstreamCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Mcp-Session-Id", "up-1")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+	initialize := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+
+	for _, trusted := range []bool{true, false} {
+		args := []string{"-upstream", srv.URL + "/mcp"}
+		if trusted {
+			args = append(args, "-upstream-ca", ca)
+		}
+		var o options
+		require.NoError(t, newFlagSet(&o, &bytes.Buffer{}).Parse(args))
+		cfg, err := o.config(nil)
+		require.NoError(t, err)
+		s, _, err := cfg.Upstream.Connect(context.Background(), initialize)
+		if trusted {
+			require.NoError(t, err)
+			assert.Equal(t, "up-1", s.ID())
+		} else {
+			assert.Error(t, err, "an unknown CA fails the handshake")
+		}
+		_ = cfg.Upstream.Close()
 	}
 }
