@@ -379,7 +379,8 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 // answers stream through fasthttp (SetBodyStream), so their connection
 // stays reusable for the next request. GET streams are long-lived, so they
 // take the connection over (hijack): fasthttp's per-connection buffers are
-// released and an idle stream holds only its goroutine, reader and ring.
+// released, and an idle stream holds only its reader and ring (its writer
+// runs only while something is ready, see startHijacked).
 func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, hijack bool) {
 	conn := ctx.Conn()
 	tuneStreamConn(conn, s.cfg.StreamSendBuffer, s.deadPeerTimeout())

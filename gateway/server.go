@@ -95,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
-		KeepHijackedConns:             true, // GET streams run on their own goroutine
+		KeepHijackedConns:             true, // GET streams are written by the gateway's own writers
 		StreamRequestBody:             false,
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},

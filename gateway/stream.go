@@ -342,11 +342,17 @@ func (r *streamReader) wait() {
 	select {
 	case <-r.st.ring.Wait():
 	case <-r.st.kick:
-		if !r.st.cut.Load() && r.srv.heartbeatDue(r.st) {
-			r.beat = true
-		}
+		r.kickedNow()
 	case <-r.srv.streamsDone:
 		r.shutdown = true
+	}
+}
+
+// kickedNow handles a wake from stream.wake: a heartbeat is due if the
+// stream has been quiet for an interval (a cut or deadline is seen by fill).
+func (r *streamReader) kickedNow() {
+	if !r.st.cut.Load() && r.srv.heartbeatDue(r.st) {
+		r.beat = true
 	}
 }
 
@@ -436,8 +442,8 @@ func (r *streamReader) writeReady() bool {
 		}
 	}
 	for {
-		if r.kicked.Swap(false) && !r.st.cut.Load() && r.srv.heartbeatDue(r.st) {
-			r.beat = true
+		if r.kicked.Swap(false) {
+			r.kickedNow()
 		}
 		if r.srv.shutting.Load() {
 			r.shutdown = true

@@ -182,7 +182,7 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	s := &httpSession{t: t}
 	req, resp := t.newPost(s, initialize)
 	defer fasthttp.ReleaseRequest(req)
-	if err := t.do(ctx, t.post, req, resp); err != nil {
+	if err := t.do(ctx, req, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
@@ -256,8 +256,9 @@ func (t *HTTP) newPost(s *httpSession, body []byte) (*fasthttp.Request, *fasthtt
 	return req, resp
 }
 
-// do runs one exchange, bounded by the POST timeout and ctx's deadline.
-func (t *HTTP) do(ctx context.Context, hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) error {
+// do runs one exchange on the pooled POST client, bounded by the POST
+// timeout and ctx's deadline.
+func (t *HTTP) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -267,7 +268,7 @@ func (t *HTTP) do(ctx context.Context, hc *fasthttp.HostClient, req *fasthttp.Re
 			timeout = d
 		}
 	}
-	if err := hc.DoTimeout(req, resp, timeout); err != nil {
+	if err := t.post.DoTimeout(req, resp, timeout); err != nil {
 		if errors.Is(err, fasthttp.ErrTimeout) {
 			return fmt.Errorf("%w: %v", ErrTimeout, err)
 		}
@@ -391,7 +392,7 @@ func (s *httpSession) setHeaders(req *fasthttp.Request) {
 func (s *httpSession) Send(ctx context.Context, body []byte) (*Reply, error) {
 	req, resp := s.t.newPost(s, body)
 	defer fasthttp.ReleaseRequest(req)
-	if err := s.t.do(ctx, s.t.post, req, resp); err != nil {
+	if err := s.t.do(ctx, req, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		return nil, fmt.Errorf("post: %w", err)
 	}
@@ -447,7 +448,7 @@ func (s *httpSession) Close(ctx context.Context) error {
 		req.SetRequestURI(s.t.uri)
 		req.Header.SetMethod(fasthttp.MethodDelete)
 		s.setHeaders(req)
-		if err = s.t.do(ctx, s.t.post, req, resp); err != nil {
+		if err = s.t.do(ctx, req, resp); err != nil {
 			fasthttp.ReleaseResponse(resp)
 			err = fmt.Errorf("delete: %w", err)
 			return

@@ -236,28 +236,22 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		DisableHeaderNamesNormalizing: false,
 		StreamResponseBody:            true,
 	}
-	c.streams = &fasthttp.HostClient{
-		Addr:                     u.Host,
-		Dial:                     dial,
-		MaxConns:                 cfg.StreamConns,
-		MaxConnWaitTimeout:       cfg.Timeout,
-		MaxIdleConnDuration:      30 * time.Second,
-		ReadBufferSize:           16 << 10,
-		NoDefaultUserAgentHeader: true,
-		StreamResponseBody:       true,
+	streamClient := func(dial fasthttp.DialFunc, readBuf int) *fasthttp.HostClient {
+		return &fasthttp.HostClient{
+			Addr:                     u.Host,
+			Dial:                     dial,
+			MaxConns:                 cfg.StreamConns,
+			MaxConnWaitTimeout:       cfg.Timeout,
+			MaxIdleConnDuration:      30 * time.Second,
+			ReadBufferSize:           readBuf,
+			NoDefaultUserAgentHeader: true,
+			StreamResponseBody:       true,
+		}
 	}
+	c.streams = streamClient(dial, 16<<10)
 	// Stalling readers also get a small read buffer: it holds the response headers,
 	// and little of the backlog.
-	c.smallWindow = &fasthttp.HostClient{
-		Addr:                     u.Host,
-		Dial:                     dialWindow(cfg.StallWindow),
-		MaxConns:                 cfg.StreamConns,
-		MaxConnWaitTimeout:       cfg.Timeout,
-		MaxIdleConnDuration:      30 * time.Second,
-		ReadBufferSize:           2 << 10,
-		NoDefaultUserAgentHeader: true,
-		StreamResponseBody:       true,
-	}
+	c.smallWindow = streamClient(dialWindow(cfg.StallWindow), 2<<10)
 	return c, nil
 }
 
