@@ -9,6 +9,8 @@ import (
 
 // FuzzRing interprets its input as a ring configuration followed by a
 // sequence of operations and checks the ring's invariants after each one.
+// A twin ring with Push's fast path turned off gets the same operations and
+// must give the same results, counters and event data.
 //
 // Input layout: 4 config bytes (capacity, max bytes, policy, strict), then
 // operations of 2 bytes each, op and arg:
@@ -44,6 +46,7 @@ func FuzzRing(f *testing.F) {
 type fuzzModel struct {
 	t      *testing.T
 	r      *Ring
+	twin   *Ring // same config, fast path off
 	lim    Limits
 	pushes uint32            // pushes made, stamped into each event's data
 	data   map[uint64][]byte // expected data by seq
@@ -58,7 +61,19 @@ func newFuzzModel(t *testing.T, cfg Config) *fuzzModel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fuzzModel{t: t, r: r, lim: r.Limits(), data: map[uint64][]byte{}, seen: map[uint64]bool{}}
+	twin, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin.noFast = true
+	return &fuzzModel{t: t, r: r, twin: twin, lim: r.Limits(), data: map[uint64][]byte{}, seen: map[uint64]bool{}}
+}
+
+// sameAsTwin fails unless the twin's counters match the ring's.
+func (m *fuzzModel) sameAsTwin(op string) {
+	if a, b := m.r.Stats(), m.twin.Stats(); a != b {
+		m.t.Fatalf("after %s: stats %+v, twin (general path only) %+v", op, a, b)
+	}
 }
 
 func (m *fuzzModel) step(op, arg byte) {
@@ -78,6 +93,7 @@ func (m *fuzzModel) step(op, arg byte) {
 	case 3:
 		if op>>2&1 == 1 {
 			m.r.Close()
+			m.twin.Close()
 			m.closed = true
 		}
 	}
@@ -93,6 +109,11 @@ func (m *fuzzModel) push(class Class, key uint64, size int) {
 	before := m.r.LastSeq()
 	st := m.r.Stats()
 	seq, out, err := m.r.Push(class, key, data)
+	tseq, tout, terr := m.twin.Push(class, key, data)
+	if tseq != seq || tout != out || terr != err {
+		t.Fatalf("push %v key %d size %d: seq %d %v %v, twin %d %v %v", class, key, size, seq, out, err, tseq, tout, terr)
+	}
+	m.sameAsTwin("push")
 	if m.closed {
 		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("push after close: %v", err)
@@ -166,6 +187,7 @@ func (m *fuzzModel) next(after uint64, budget int) {
 	m.r.mu.Unlock()
 	prev := after
 	used := 0
+	var visited []uint64
 	last, skipped, err := m.r.Next(after, func(seq uint64, data []byte) bool {
 		if used+len(data) > budget {
 			return false
@@ -179,8 +201,26 @@ func (m *fuzzModel) next(after uint64, budget int) {
 		}
 		m.seen[seq] = true
 		prev = seq
+		visited = append(visited, seq)
 		return true
 	})
+	tused, tvisited := 0, 0
+	tlast, tskipped, terr := m.twin.Next(after, func(seq uint64, data []byte) bool {
+		if tused+len(data) > budget {
+			return false
+		}
+		tused += len(data)
+		if tvisited >= len(visited) || seq != visited[tvisited] || !bytes.Equal(data, m.data[seq]) {
+			t.Fatalf("next after %d: twin visited seq %d (%x), ring visited %v", after, seq, data, visited)
+		}
+		tvisited++
+		return true
+	})
+	if tlast != last || tskipped != skipped || tvisited != len(visited) ||
+		(terr == nil) != (err == nil) || terr != nil && terr.Error() != err.Error() {
+		t.Fatalf("next after %d: %d %d %v, twin %d %d %v", after, last, skipped, err, tlast, tskipped, terr)
+	}
+	m.sameAsTwin("next")
 	var ee *EvictedError
 	switch {
 	case errors.As(err, &ee):

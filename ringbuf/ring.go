@@ -21,6 +21,7 @@ type Ring struct {
 	lim    Limits
 	policy Policy
 	strict bool
+	noFast bool          // tests only: every Push takes the general path
 	wake   chan struct{} // one slot; signalled without blocking
 
 	// isClosed mirrors closed (written under mu) so Closed needs no lock.
@@ -137,6 +138,14 @@ func (r *Ring) Push(class Class, key uint64, data []byte) (seq uint64, out Outco
 		r.mu.Unlock()
 		return 0, Accepted, errPushClosed
 	}
+	if !r.noFast {
+		seq = r.pushFastLocked(class, key, data)
+	}
+	if seq != 0 {
+		r.mu.Unlock()
+		r.signal()
+		return seq, Accepted, nil
+	}
 	if class == Droppable {
 		seq, out = r.pushDroppableLocked(key, data)
 	} else {
@@ -147,6 +156,53 @@ func (r *Ring) Push(class Class, key uint64, data []byte) (seq uint64, out Outco
 		r.signal()
 	}
 	return seq, out, err
+}
+
+// pushFastLocked stores an event when no policy decision is needed, which
+// is every push of a stream whose reader keeps up: the event fits the byte
+// budget and a free slot, after evicting at most the head if it was
+// delivered (the first step makeRoomLocked would take). It returns 0,
+// having changed nothing, when the general path must decide.
+func (r *Ring) pushFastLocked(class Class, key uint64, data []byte) uint64 {
+	n := len(data)
+	count := int(r.last + 1 - r.first)
+	free := r.lim.MaxBytes - r.bytes
+	evict := count >= r.lim.Capacity
+	if evict {
+		if count > r.lim.Capacity || r.first > r.delivered {
+			return 0
+		}
+		count--
+		free += len(r.slots[r.first&r.mask].data)
+	}
+	if count == len(r.slots) || n > free {
+		return 0
+	}
+	if evict {
+		r.evictHeadLocked()
+		r.stats.Evicted++
+	}
+	seq := r.last + 1
+	s := &r.slots[seq&r.mask]
+	if cap(s.data) >= n {
+		// Reuse the slot's buffer without storing its pointer again.
+		s.data = s.data[:n]
+		copy(s.data, data)
+	} else {
+		s.data = append(s.data[:0], data...)
+	}
+	s.class = class
+	if class == MustDeliver {
+		key = 0 // a must-deliver event is never merged
+	}
+	s.key = key
+	if key != 0 {
+		r.keyed++
+	}
+	r.bytes += n
+	r.last = seq
+	r.stats.Pushed++
+	return seq
 }
 
 // pushDroppableLocked stores, coalesces or refuses a droppable event.
@@ -395,8 +451,9 @@ func (r *Ring) Next(after uint64, fn func(seq uint64, data []byte) bool) (last, 
 		from = r.first
 	}
 	last = after
-	for seq := from; seq <= r.last; seq++ {
-		if !fn(seq, r.slots[seq&r.mask].data) {
+	slots, mask, end := r.slots, r.mask, r.last // fn cannot change them
+	for seq := from; seq <= end; seq++ {
+		if !fn(seq, slots[seq&mask].data) {
 			break
 		}
 		last = seq
