@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -9,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // bval is the benchmark value: a small pointer, like *Session.
@@ -99,30 +99,64 @@ func mustStore(hk hasherKind) *Store[*bval] {
 	return s
 }
 
-// benchIDs returns n gateway-style IDs (32 hex digits), deterministic per n.
+// benchIDs returns n gateway-style IDs (32 hex digits): benchID(seed, i)
+// for i in [0, n).
 func benchIDs(n int, seed uint64) []string {
-	r := rand.New(rand.NewPCG(seed, uint64(n)))
 	ids := make([]string, n)
-	var b [16]byte
+	var b [idLen]byte
 	for i := range ids {
-		for j := 0; j < 16; j += 8 {
-			x := r.Uint64()
-			for k := range 8 {
-				b[j+k] = byte(x >> (8 * k))
-			}
-		}
-		ids[i] = hex.EncodeToString(b[:])
+		ids[i] = string(benchID(&b, seed, i))
 	}
 	return ids
 }
 
+// benchID writes the i-th ID of the seed's sequence into b and returns b as
+// a slice: 32 hex digits of two splitmix64 outputs. It reads no memory
+// beyond b, so a lookup key built with it is as cache-hot as the session ID
+// the gateway reads from a request header.
+func benchID(b *[idLen]byte, seed uint64, i int) []byte {
+	const digits = "0123456789abcdef"
+	for w := range 2 {
+		x := splitmix(seed<<32 ^ uint64(2*i+w))
+		for k := range 16 {
+			b[16*w+k] = digits[x>>(4*k)&15]
+		}
+	}
+	return b[:]
+}
+
+// splitmix is the splitmix64 finalizer: a bijection with well-spread bits.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
 // fixture is a pre-filled map and its keys, built once per size and
 // implementation and reused by every run of the benchmarks.
+//
+// Lookups do not pass the stored strings: in the gateway the ID to look up
+// comes from a request header, so its bytes are cache-hot and are not the
+// stored key's (a hit's key comparison reads the stored bytes, unless the
+// map holds them inline). probe rebuilds keys[i] in a caller's buffer.
 type fixture struct {
 	m      kvMap
-	keys   []string // present at the start
+	keys   []string // present at the start: benchID(keySeed, i)
 	fresh  []string // never pre-filled: created by the mixed workload
 	cursor atomic.Uint64
+}
+
+// idLen is the length of every benchmark ID.
+const idLen = 32
+
+// keySeed and freshSeed are the benchID seeds of fixture.keys and .fresh.
+const keySeed, freshSeed = 1, 2
+
+// probe returns keys[i] rebuilt in b; the string is valid until b changes.
+// The maps under test do not keep the strings passed to get.
+func probe(b *[idLen]byte, i int) string {
+	return unsafe.String(&benchID(b, keySeed, i)[0], idLen)
 }
 
 var (
@@ -140,7 +174,7 @@ func getFixture(size int, impl int) *fixture {
 	}
 	ks, ok := keySets[size]
 	if !ok {
-		ks = [2][]string{benchIDs(size, 1), benchIDs(size, 2)}
+		ks = [2][]string{benchIDs(size, keySeed), benchIDs(size, freshSeed)}
 		keySets[size] = ks
 	}
 	f := &fixture{m: impls[impl].make(), keys: ks[0], fresh: ks[1]}
@@ -176,10 +210,11 @@ func benchGet(b *testing.B, f *fixture) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := xorshift(rand.Uint64() | 1)
-		keys, m := f.keys, f.m
+		n, m := len(f.keys), f.m
+		var b [idLen]byte
 		miss := 0
 		for pb.Next() {
-			if _, ok := m.get(keys[index(r.next(), len(keys))]); !ok {
+			if _, ok := m.get(probe(&b, index(r.next(), n))); !ok {
 				miss++
 			}
 		}
@@ -200,7 +235,8 @@ func benchMixed(b *testing.B, f *fixture) {
 	b.RunParallel(func(pb *testing.PB) {
 		const region = 1 << 12
 		r := xorshift(rand.Uint64() | 1)
-		keys, fresh, m := f.keys, f.fresh, f.m
+		n, fresh, m := len(f.keys), f.fresh, f.m
+		var b [idLen]byte
 		base := int(f.cursor.Add(region)) % len(fresh)
 		next := 0
 		var ring [128]string
@@ -223,7 +259,7 @@ func benchMixed(b *testing.B, f *fixture) {
 				}
 				fallthrough
 			default:
-				m.get(keys[index(r.next(), len(keys))])
+				m.get(probe(&b, index(r.next(), n)))
 			}
 		}
 		for ; tail < head; tail++ {
@@ -384,4 +420,48 @@ func BenchmarkClockNow(b *testing.B) {
 			_ = sink
 		})
 	})
+}
+
+// BenchmarkLoadFloor measures what memory alone costs a Get at 1M entries on
+// the machine at hand, with benchGet's RunParallel loop and no map code:
+// "1-load" reads a random element of a 1M-element array of 32-byte entries
+// (a table holding its entries inline), "2-loads" reads a random pointer of a
+// 1M-pointer table and then the entry it points to (a bucket, then the entry
+// it holds: the two dependent loads of every xsync.MapOf hit, before any key
+// bytes are compared). Entries are allocated in order and the table shuffled,
+// so the second load is as random as the first.
+func BenchmarkLoadFloor(b *testing.B) {
+	const n = 1 << 20
+	type entry struct {
+		key [3]uint64
+		v   *bval
+	}
+	inline := make([]entry, n)
+	table := make([]*entry, n)
+	for i := range table {
+		table[i] = &entry{key: [3]uint64{uint64(i)}, v: &bval{}}
+		inline[i].v = table[i].v
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, j int) { table[i], table[j] = table[j], table[i] })
+	runtime.GC()
+	run := func(b *testing.B, get func(i int) *bval) {
+		var misses atomic.Int64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			r := xorshift(rand.Uint64() | 1)
+			miss := 0
+			for pb.Next() {
+				if get(index(r.next(), n)) == nil {
+					miss++
+				}
+			}
+			misses.Add(int64(miss))
+		})
+		if misses.Load() != 0 {
+			b.Fatal("nil entry")
+		}
+	}
+	b.Run("1-load", func(b *testing.B) { run(b, func(i int) *bval { return inline[i].v }) })
+	b.Run("2-loads", func(b *testing.B) { run(b, func(i int) *bval { return table[i].v }) })
+	runtime.KeepAlive(table)
 }

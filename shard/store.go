@@ -62,7 +62,7 @@ type Config[V any] struct {
 type Store[V any] struct {
 	_ noCopy
 
-	shards []*xsync.MapOf[string, V]
+	shards []*xsync.MapOf[key, entry[V]]
 	shift  uint   // 64 - log2(len(shards)): the shard index is the hash's top bits
 	seed   uint64 // per-store random seed for shardHash and hashID
 
@@ -76,16 +76,14 @@ type Store[V any] struct {
 	_ [56]byte
 }
 
-// hasherKind selects the hash function the shard maps use. New uses hasherID:
-// on a hot 32-digit ID, Get took 36-110 ns with it against 44-143 ns with the
-// runtime's memhash (BenchmarkHasher, -cpu=1, several alternating runs on a
-// busy 2-core machine). With 100k-1M entries Get is bound by cache misses and
-// the two are within noise of each other (BenchmarkStore, sharded-memhash).
+// hasherKind selects the hash function the shard maps use. New uses
+// hasherID (hashKey); hasherRuntime, xsync's default hash of the key struct,
+// is kept for comparison (BenchmarkHasher, BenchmarkStore sharded-memhash).
 type hasherKind int
 
 const (
-	hasherID      hasherKind = iota // hashID with the store seed
-	hasherRuntime                   // xsync's default (runtime memhash)
+	hasherID      hasherKind = iota // hashKey with the store seed
+	hasherRuntime                   // xsync's default (the runtime's hash of key)
 )
 
 // New validates cfg, fills in defaults and returns an empty Store.
@@ -117,7 +115,7 @@ func newStore[V any](cfg Config[V], hk hasherKind) (*Store[V], error) {
 	n = 1 << log2
 
 	s := &Store[V]{
-		shards:     make([]*xsync.MapOf[string, V], n),
+		shards:     make([]*xsync.MapOf[key, entry[V]], n),
 		shift:      uint(64 - log2),
 		seed:       rand.Uint64(),
 		maxEntries: int64(cfg.MaxEntries),
@@ -131,11 +129,11 @@ func newStore[V any](cfg Config[V], hk hasherKind) (*Store[V], error) {
 	for i := range s.shards {
 		switch hk {
 		case hasherRuntime:
-			s.shards[i] = xsync.NewMapOf[string, V](opts...)
+			s.shards[i] = xsync.NewMapOf[key, entry[V]](opts...)
 		default:
 			seed := s.seed
-			s.shards[i] = xsync.NewMapOfWithHasher[string, V](func(id string, tableSeed uint64) uint64 {
-				return hashID(id, tableSeed^seed)
+			s.shards[i] = xsync.NewMapOfWithHasher[key, entry[V]](func(k key, tableSeed uint64) uint64 {
+				return hashKey(k, tableSeed^seed)
 			}, opts...)
 		}
 	}
@@ -151,18 +149,21 @@ func (s *Store[V]) NumShards() int { return len(s.shards) }
 // ShardOf returns the index of the shard that holds (or would hold) id, in
 // [0, NumShards()). It is a pure function of id for the life of the store.
 func (s *Store[V]) ShardOf(id string) int {
-	return int(shardHash(id, s.seed) >> s.shift)
+	return int(shardOfKey(makeKey(id), s.seed) >> s.shift)
 }
 
-// shard returns the map that holds id.
-func (s *Store[V]) shard(id string) *xsync.MapOf[string, V] {
-	return s.shards[shardHash(id, s.seed)>>s.shift]
+// shard returns the key of id and the map that holds it.
+func (s *Store[V]) shard(id string) (key, *xsync.MapOf[key, entry[V]]) {
+	k := makeKey(id)
+	return k, s.shards[shardOfKey(k, s.seed)>>s.shift]
 }
 
 // Get returns the value stored under id. It takes no lock and does not
 // allocate. Any string is accepted.
 func (s *Store[V]) Get(id string) (V, bool) {
-	return s.shard(id).Load(id)
+	k, m := s.shard(id)
+	e, ok := m.Load(k)
+	return e.v, ok
 }
 
 // Create stores v under id. It fails with an error wrapping ErrExists if id is
@@ -172,8 +173,8 @@ func (s *Store[V]) Get(id string) (V, bool) {
 // hold under any concurrency and a failed Create leaves no trace. When several
 // conditions hold at once, ErrExists is reported first, then ErrFull.
 func (s *Store[V]) Create(id string, v V) error {
-	m := s.shard(id)
-	if _, ok := m.Load(id); ok {
+	k, m := s.shard(id)
+	if _, ok := m.Load(k); ok {
 		return fmt.Errorf("shard.Create: %w", ErrExists)
 	}
 	if !s.reserve() {
@@ -187,7 +188,7 @@ func (s *Store[V]) Create(id string, v V) error {
 			return fmt.Errorf("shard.Create: owner %q has %d entries: %w", owner, s.ownerLimit, ErrOwnerFull)
 		}
 	}
-	if _, loaded := m.LoadOrStore(id, v); loaded {
+	if _, loaded := m.LoadOrStore(k, entry[V]{v: v, id: id}); loaded {
 		if s.ownerOf != nil {
 			s.releaseOwner(owner)
 		}
@@ -226,11 +227,12 @@ func (s *Store[V]) release(v V) {
 // owner counts. Of a Delete and a sweep racing on one entry, exactly one
 // reports it.
 func (s *Store[V]) Delete(id string) (V, bool) {
-	v, ok := s.shard(id).LoadAndDelete(id)
+	k, m := s.shard(id)
+	e, ok := m.LoadAndDelete(k)
 	if ok {
-		s.release(v)
+		s.release(e.v)
 	}
-	return v, ok
+	return e.v, ok
 }
 
 // Len returns the number of entries. Calls of Create in progress may be
@@ -242,7 +244,7 @@ func (s *Store[V]) Len() int { return int(s.n.Load()) }
 // created or deleted meanwhile may or may not be seen. f runs outside any
 // lock and may call any Store method.
 func (s *Store[V]) RangeShard(i int, f func(id string, v V) bool) {
-	s.shards[i].Range(f)
+	s.shards[i].Range(func(_ key, e entry[V]) bool { return f(e.id, e.v) })
 }
 
 // Range calls f for every entry, one shard at a time, until f returns false.
@@ -250,8 +252,8 @@ func (s *Store[V]) RangeShard(i int, f func(id string, v V) bool) {
 func (s *Store[V]) Range(f func(id string, v V) bool) {
 	stop := false
 	for _, m := range s.shards {
-		m.Range(func(id string, v V) bool {
-			if !f(id, v) {
+		m.Range(func(_ key, e entry[V]) bool {
+			if !f(e.id, e.v) {
 				stop = true
 				return false
 			}

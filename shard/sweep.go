@@ -29,22 +29,23 @@ const minSweepTick = time.Millisecond
 func (s *Store[V]) SweepShard(i int, expired func(id string, v V) bool, onRemoved func(id string, v V)) int {
 	m := s.shards[i]
 	removed := 0
-	m.Range(func(id string, v V) bool {
-		if !expired(id, v) {
+	m.Range(func(k key, e entry[V]) bool {
+		id := e.id
+		if !expired(id, e.v) {
 			return true
 		}
 		var (
 			gone V
 			ok   bool
 		)
-		m.Compute(id, func(old V, loaded bool) (V, bool) {
+		m.Compute(k, func(old entry[V], loaded bool) (entry[V], bool) {
 			if !loaded {
 				return old, true // absent: nothing to delete
 			}
-			if !expired(id, old) {
+			if !expired(id, old.v) {
 				return old, false // keep (stores the same value again)
 			}
-			gone, ok = old, true
+			gone, ok = old.v, true
 			return old, true
 		})
 		if !ok {
