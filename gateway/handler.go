@@ -70,7 +70,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeServerError, "Bad Request: malformed Mcp-Session-Id", nil)
 		return nil
 	}
-	sess, ok := s.store.Get(string(sid)) // no allocation: the compiler elides the conversion
+	sess, ok := s.store.GetBytes(sid)
 	if !ok {
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.

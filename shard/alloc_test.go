@@ -32,6 +32,17 @@ func TestGetAllocs(t *testing.T) {
 		_, _ = s.Get("not-a-session-id")
 	})
 	assert.Zero(t, allocs, "Get (absent)")
+	// The gateway looks up the ID bytes of a request header.
+	header, absent := []byte(ids[0]), []byte("not-a-session-id")
+	allocs = testing.AllocsPerRun(1000, func() {
+		if _, ok := s.GetBytes(header); !ok {
+			t.Fatal("missing")
+		}
+		if _, ok := s.GetBytes(absent); ok {
+			t.Fatal("found")
+		}
+	})
+	assert.Zero(t, allocs, "GetBytes")
 	allocs = testing.AllocsPerRun(1000, func() {
 		_ = s.ShardOf(ids[0])
 		_ = s.Len()

@@ -10,7 +10,7 @@ import (
 
 // FuzzStoreID feeds arbitrary client-sent IDs through the store: the shard
 // index stays in range and stable, the hashes are deterministic, and
-// Create/Get/Delete round-trip. The seed corpus is in testdata/fuzz.
+// Create/Get/GetBytes/Delete round-trip. The seed corpus is in testdata/fuzz.
 func FuzzStoreID(f *testing.F) {
 	f.Add("0123456789abcdef0123456789abcdef")
 	f.Add("")
@@ -37,11 +37,16 @@ func FuzzStoreID(f *testing.F) {
 		got, ok := s.Get(clone)
 		require.True(t, ok)
 		assert.Same(t, v, got)
+		got, ok = s.GetBytes([]byte(id))
+		require.True(t, ok)
+		assert.Same(t, v, got)
 		assert.Equal(t, 1, s.OwnerCount(id))
 		got, ok = s.Delete(clone)
 		require.True(t, ok)
 		assert.Same(t, v, got)
 		_, ok = s.Get(id)
+		assert.False(t, ok)
+		_, ok = s.GetBytes([]byte(id))
 		assert.False(t, ok)
 		assert.Equal(t, 0, s.OwnerCount(id))
 	})

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v3"
 )
@@ -164,6 +165,16 @@ func (s *Store[V]) Get(id string) (V, bool) {
 	k, m := s.shard(id)
 	e, ok := m.Load(k)
 	return e.v, ok
+}
+
+// GetBytes is Get for an ID held in bytes, such as a request header's
+// value, without copying them: Get(string(id)) copies, because the compiler
+// cannot prove that the shard map's hasher keeps no reference to the
+// string. GetBytes keeps none; id may be reused as soon as it returns.
+func (s *Store[V]) GetBytes(id []byte) (V, bool) {
+	// The string lives only for this lookup: Load compares and hashes it
+	// and stores nothing.
+	return s.Get(unsafe.String(unsafe.SliceData(id), len(id)))
 }
 
 // Create stores v under id. It fails with an error wrapping ErrExists if id is
