@@ -1,14 +1,13 @@
 // Package shard is the session store of the gateway: values keyed by string
 // IDs, spread over a power-of-two array of xsync.MapOf shards.
 //
-// Gateway IDs are 32 random lower-case hex digits; the maps hold such an ID
-// decoded into two words, in the map entry itself, so a lookup's key
-// comparison reads no separately allocated string. Any other string works
-// as an ID too and is held whole. The shard of an ID comes from the ID's own
-// bits (the two words, or the first, middle and last eight bytes and the
-// length of another string) and a per-store random seed, so a lookup touches
-// no global lock and no global table. Inside a shard the map hashes the key
-// with a per-store seed.
+// Gateway IDs are 32 random hex digits; the maps hold an ID of 32 bytes as
+// four words in the map entry itself, so a lookup's key comparison reads no
+// separately allocated string. Any other string works as an ID too and is
+// held whole. The shard of an ID comes from the ID's own bytes (the first,
+// middle and last eight, and the length) and a per-store random seed, so a
+// lookup touches no global lock and no global table. Inside a shard the map
+// hashes every byte of the ID with a per-store seed.
 //
 // # Concurrency contract
 //

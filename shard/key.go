@@ -2,87 +2,66 @@ package shard
 
 import "math/bits"
 
-// key is how the shard maps hold an ID. A canonical ID, the 32 lower-case hex
-// digits the gateway issues, is decoded into two words, so the key comparison
-// of a hit reads only the map entry and no separately allocated string bytes
-// (at 1M entries every such read is a cache miss). Any other string is kept
-// whole in tail. Two keys are equal exactly when their IDs are.
+// key is how the shard maps hold an ID. An ID of 32 bytes, the length of
+// the gateway's IDs (32 hex digits), is held inline as four words, so the key
+// comparison of a hit reads only the map entry and no separately allocated
+// string bytes (at 1M entries every such read is a cache miss). Any other
+// string is kept whole in tail, and so are 32 zero bytes: the words are zero
+// exactly when the ID is not inline, so two keys are equal exactly when their
+// IDs are. The fields are six scalars, not an array, so a key can travel in
+// registers through every call of a lookup: as a 48- or 56-byte block in
+// memory, its copies with 16-byte moves defeated store-to-load forwarding
+// and a hot Get took two to three times as long.
 type key struct {
-	hi, lo uint64
-	tail   string // the whole ID when other is set, else ""
-	other  bool   // not a canonical ID
+	w0, w1, w2, w3 uint64 // the ID's bytes, little-endian, or all zero
+	tail           string // the whole ID when the words are zero, else ""
 }
 
 // entry is what a shard map stores under a key: the value and the ID string
 // given to Create, which Range and sweeps pass on without rebuilding it.
-// With a pointer value, key plus entry fill one 64-byte map entry.
 type entry[V any] struct {
 	v  V
 	id string
 }
 
-// canonicalLen is the length of a canonical ID.
-const canonicalLen = 32
+// inlineLen is the length of an ID held inline.
+const inlineLen = 32
 
 // makeKey returns the key of id. It does not allocate.
 func makeKey(id string) key {
-	if len(id) == canonicalLen {
-		a, ok1 := hex8(le64(id))
-		b, ok2 := hex8(le64(id[8:]))
-		c, ok3 := hex8(le64(id[16:]))
-		d, ok4 := hex8(le64(id[24:]))
-		if ok1 && ok2 && ok3 && ok4 {
-			return key{hi: a | b<<32, lo: c | d<<32}
+	if len(id) == inlineLen {
+		k := key{w0: le64(id), w1: le64(id[8:]), w2: le64(id[16:]), w3: le64(id[24:])}
+		if k.inline() {
+			return k
 		}
 	}
-	return key{tail: id, other: true}
+	return key{tail: id}
 }
 
-// Byte-wise constants for the SWAR hex decoder.
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
+// inline reports whether k holds its ID in w.
+func (k *key) inline() bool { return k.w0|k.w1|k.w2|k.w3 != 0 }
 
-// hex8 decodes eight lower-case hex digits, read as a little-endian word,
-// into 32 bits: digit i becomes bits 4i to 4i+3 (a fixed bijection, which is
-// all a key needs). It reports false if any byte is not in [0-9a-f]. Adding
-// 0x80-c to a byte below 0x80 sets its top bit exactly when the byte is at
-// least c, and never carries into the next byte.
-func hex8(x uint64) (uint64, bool) {
-	if x&msb != 0 {
-		return 0, false
-	}
-	digit := (x + (0x80-'0')*lsb) &^ (x + (0x80-'9'-1)*lsb)
-	letter := (x + (0x80-'a')*lsb) &^ (x + (0x80-'f'-1)*lsb)
-	if (digit|letter)&msb != msb {
-		return 0, false
-	}
-	v := x&(0x0f*lsb) + (letter&msb)>>7*9 // one nibble value per byte
-	v = (v | v>>4) & 0x00ff00ff00ff00ff
-	v = (v | v>>8) & 0x0000ffff0000ffff
-	return (v | v>>16) & 0xffffffff, true
-}
-
-// hashKey is the shard maps' hash: for a canonical key the last rounds of
-// hashID over its two words (two multiplies), else hashID of the ID.
+// hashKey is the shard maps' hash: hashID of the ID, computed from the
+// key's words when it is inline (the same value, three multiplies).
 func hashKey(k key, seed uint64) uint64 {
-	if k.other {
+	if !k.inline() {
 		return hashID(k.tail, seed)
 	}
-	a := mix(k.hi^hashK1, k.lo^seed)
-	return mix(a^hashK0^canonicalLen, k.lo^seed^hashK1)
+	seed = mix(k.w0^hashK1, k.w1^seed)
+	a := mix(k.w2^hashK1, k.w3^seed)
+	return mix(a^hashK0^inlineLen, k.w3^seed^hashK1)
 }
 
 // shardOfKey spreads keys over the shards (the result's top bits select
-// one): shardHash of the ID's bytes, or for a canonical key the same
-// multiply-xorshift rounds over its two words.
-func shardOfKey(k key, seed uint64) uint64 {
-	if k.other {
+// one): shardHash of the ID's bytes, or for an inline key the same
+// multiply-xorshift rounds over its first, middle and last words.
+func shardOfKey(k *key, seed uint64) uint64 {
+	if !k.inline() {
 		return shardHash(k.tail, seed)
 	}
-	n := uint64(canonicalLen) // a variable: the constant product overflows
-	x := k.hi ^ bits.RotateLeft64(k.lo, 29) ^ seed ^ n*hashK2
+	n := uint64(inlineLen) // a variable: the constant product overflows
+	x := k.w0 ^ bits.RotateLeft64(k.w3, 29) ^ bits.RotateLeft64(k.w1^k.w2, 47)
+	x ^= seed ^ n*hashK2
 	x *= hashK0
 	x ^= x >> 32
 	x *= hashK1

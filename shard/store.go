@@ -150,20 +150,20 @@ func (s *Store[V]) NumShards() int { return len(s.shards) }
 // ShardOf returns the index of the shard that holds (or would hold) id, in
 // [0, NumShards()). It is a pure function of id for the life of the store.
 func (s *Store[V]) ShardOf(id string) int {
-	return int(shardOfKey(makeKey(id), s.seed) >> s.shift)
+	k := makeKey(id)
+	return int(shardOfKey(&k, s.seed) >> s.shift)
 }
 
-// shard returns the key of id and the map that holds it.
-func (s *Store[V]) shard(id string) (key, *xsync.MapOf[key, entry[V]]) {
-	k := makeKey(id)
-	return k, s.shards[shardOfKey(k, s.seed)>>s.shift]
+// shardOf returns the map that holds k.
+func (s *Store[V]) shardOf(k *key) *xsync.MapOf[key, entry[V]] {
+	return s.shards[shardOfKey(k, s.seed)>>s.shift]
 }
 
 // Get returns the value stored under id. It takes no lock and does not
 // allocate. Any string is accepted.
 func (s *Store[V]) Get(id string) (V, bool) {
-	k, m := s.shard(id)
-	e, ok := m.Load(k)
+	k := makeKey(id)
+	e, ok := s.shardOf(&k).Load(k)
 	return e.v, ok
 }
 
@@ -184,7 +184,8 @@ func (s *Store[V]) GetBytes(id []byte) (V, bool) {
 // hold under any concurrency and a failed Create leaves no trace. When several
 // conditions hold at once, ErrExists is reported first, then ErrFull.
 func (s *Store[V]) Create(id string, v V) error {
-	k, m := s.shard(id)
+	k := makeKey(id)
+	m := s.shardOf(&k)
 	if _, ok := m.Load(k); ok {
 		return fmt.Errorf("shard.Create: %w", ErrExists)
 	}
@@ -238,8 +239,8 @@ func (s *Store[V]) release(v V) {
 // owner counts. Of a Delete and a sweep racing on one entry, exactly one
 // reports it.
 func (s *Store[V]) Delete(id string) (V, bool) {
-	k, m := s.shard(id)
-	e, ok := m.LoadAndDelete(k)
+	k := makeKey(id)
+	e, ok := s.shardOf(&k).LoadAndDelete(k)
 	if ok {
 		s.release(e.v)
 	}
