@@ -78,7 +78,7 @@ func TestHijackedWakeAllocs(t *testing.T) {
 	sc, err := ln.Accept()
 	require.NoError(t, err)
 	st, r := readerFixture(t, s, ringbuf.Config{Capacity: 1024})
-	st.sess.streams[st.id] = st
+	st.sess.addStreamLocked(st.id, st)
 	require.NoError(t, s.store.Create(st.sess.id, st.sess))
 	defer s.store.Delete(st.sess.id)
 	s.startHijacked(sc, r)

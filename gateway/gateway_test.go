@@ -307,7 +307,7 @@ func TestHeartbeatOnQuietStream(t *testing.T) {
 	s := newTestServer(t, Config{Heartbeat: 50 * time.Millisecond, SweepInterval: 20 * time.Millisecond})
 	st, r := readerFixture(t, s, ringbuf.Config{})
 	sess := st.sess
-	sess.streams[st.id] = st
+	sess.addStreamLocked(st.id, st)
 	require.NoError(t, s.store.Create(sess.id, sess))
 	buf := make([]byte, 256)
 	start := time.Now()
@@ -391,4 +391,35 @@ func TestStreamReaderOversizedEventsKeepOrder(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, string(want), string(got))
+}
+
+// TestStreamCountFollowsStreams: nstreams, which lets the sweeper skip a
+// session without streams without locking it, equals len(streams) through
+// adds, the pruning of finished answers past maxRetainedStreams, and the
+// sweeper's retention deletions.
+func TestStreamCountFollowsStreams(t *testing.T) {
+	s := newTestServer(t, Config{MaxStreamsPerSession: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := &session{id: newSessionID(), ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	check := func(want int) {
+		t.Helper()
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		require.Len(t, sess.streams, want)
+		require.Equal(t, int32(want), sess.nstreams.Load())
+	}
+	check(0)
+	_, status := s.newStream(sess, true) // standalone, id 0
+	require.Zero(t, status)
+	check(1)
+	for i := range maxRetainedStreams + 5 {
+		st, status := s.newStream(sess, false)
+		require.Zero(t, status)
+		s.finishStream(st) // keeps at most maxRetainedStreams finished answers
+		check(1 + min(i+1, maxRetainedStreams))
+	}
+	// Past the retention, the sweeper drops every finished answer.
+	s.maintainStreams(sess, s.clock.Now()+int64(s.cfg.StreamRetention))
+	check(1)
 }

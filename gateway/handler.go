@@ -371,7 +371,7 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 	}
 	st := newStream(id, sess, ring)
 	st.lastWrite.Store(s.clock.Now())
-	sess.streams[id] = st
+	sess.addStreamLocked(id, st)
 	return st, 0
 }
 

@@ -66,7 +66,7 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 		sc, err := ln.Accept()
 		require.NoError(t, err)
 		st, r := readerFixture(t, s, ringbuf.Config{})
-		st.sess.streams[st.id] = st
+		st.sess.addStreamLocked(st.id, st)
 		require.NoError(t, s.store.Create(st.sess.id, st.sess))
 		s.startHijacked(sc, r)
 		conns[i] = conn{st: st, r: r, c: c, br: bufio.NewReader(c)}

@@ -23,7 +23,7 @@ func storedSession(t *testing.T, s *Server, ringCfg ringbuf.Config) (*session, *
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
 	st := newStream(1, sess, ring)
-	sess.streams[1] = st
+	sess.addStreamLocked(1, st)
 	sess.nextStream = 1
 	require.NoError(t, s.store.Create(sess.id, sess))
 	t.Cleanup(func() { s.store.Delete(sess.id) })

@@ -28,6 +28,9 @@ type session struct {
 
 	// livePost counts unfinished POST answer streams.
 	livePost atomic.Int32
+	// nstreams is len(streams), stored under mu after every change: the
+	// sweeper skips a session without streams without taking mu.
+	nstreams atomic.Int32
 
 	// mu guards streams, nextStream, finished, inflight and closed.
 	mu         sync.Mutex
@@ -36,6 +39,18 @@ type session struct {
 	finished   int                 // finished POST answer streams still in streams
 	inflight   map[string]struct{} // raw JSON ids of requests in flight
 	closed     bool
+}
+
+// addStreamLocked stores st under id; deleteStreamLocked removes id. Both
+// keep nstreams equal to len(streams). The caller holds mu.
+func (s *session) addStreamLocked(id uint64, st *stream) {
+	s.streams[id] = st
+	s.nstreams.Store(int32(len(s.streams)))
+}
+
+func (s *session) deleteStreamLocked(id uint64) {
+	delete(s.streams, id)
+	s.nstreams.Store(int32(len(s.streams)))
 }
 
 // maxRetainedStreams bounds the finished POST answer streams a session keeps
@@ -119,7 +134,7 @@ func (s *session) pruneFinishedLocked() {
 		if oldest == nil {
 			return
 		}
-		delete(s.streams, oldest.id)
+		s.deleteStreamLocked(oldest.id)
 		s.finished--
 	}
 }

@@ -52,6 +52,9 @@ func (s *Server) expiredReason(sess *session, now int64) int {
 // streams whose retention has passed. Kicks and cuts happen after
 // session.mu is released: they may start a writer or close a connection.
 func (s *Server) maintainStreams(sess *session, now int64) {
+	if sess.nstreams.Load() == 0 {
+		return // most idle sessions: no lock, no map walk (a stream added meanwhile waits for the next sweep)
+	}
 	retention := int64(s.cfg.StreamRetention)
 	var wakeBuf, cutBuf [4]*stream
 	wake, cut := wakeBuf[:0], cutBuf[:0]
@@ -68,7 +71,7 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 			continue
 		}
 		if f := st.finishedAt.Load(); f != 0 && now-f >= retention && id != 0 {
-			delete(sess.streams, id)
+			sess.deleteStreamLocked(id)
 			sess.finished--
 		}
 	}
