@@ -12,7 +12,8 @@
 #           process_resident_memory_bytes and go_memstats_heap_inuse_bytes read from the
 #           gateway's /metrics once the streams are up and settled, at N = MEM_SIZES;
 #           slope = (M(N2) - M(N1)) / (N2 - N1). The same with sessions only (-streams 0)
-#           splits the cost into session and stream.
+#           splits the cost into session and stream. The gateway's CPU over the readings
+#           (MEM_IDLE_S seconds) is what the idle sessions cost it (sweeps, heartbeats).
 #   rate    events/s delivered across RATE_SESSIONS streams and their delivery latency at
 #           each offered rate in RATES, through the gateway and directly against the mock
 #           upstream (the baseline), alternating.
@@ -27,7 +28,7 @@
 #                               (default: a temporary directory, removed on exit)
 #   GATEWAY_PROCS=1, UPSTREAM_PROCS=1, LOADTEST_PROCS=  GOMAXPROCS per process
 #                               (empty: the Go default, all cores)
-#   MEM_SIZES="1000 5000"  MEM_REPS=2  MEM_SETTLE=5  MEM_KINDS="stream session"
+#   MEM_SIZES="1000 5000"  MEM_REPS=2  MEM_SETTLE=5  MEM_KINDS="stream session"  MEM_IDLE_S=5
 #   RATES="10000 50000 100000"  RATE_SESSIONS=1000  RATE_REPS=1
 #   DURATION=20s  WARMUP=3s     measured time and warm-up of the rate runs
 #   SLOW_SESSIONS=500  SLOW_FRACTION=0.002  SLOW_RATE=25000  SLOW_PAYLOAD=512
@@ -48,6 +49,7 @@ mem_sizes="${MEM_SIZES:-1000 5000}"
 mem_reps="${MEM_REPS:-2}"
 mem_settle="${MEM_SETTLE:-5}"
 mem_kinds="${MEM_KINDS:-stream session}"
+mem_idle_s="${MEM_IDLE_S:-5}"
 rates="${RATES:-10000 50000 100000}"
 rate_sessions="${RATE_SESSIONS:-1000}"
 rate_reps="${RATE_REPS:-1}"
@@ -189,7 +191,8 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit 
 
 # ---------------------------------------------------------------------------- memory
 # One memory point: N sessions, with (kind=stream) or without (kind=session) one idle
-# GET stream each. Appends "kind N rep rss heap goroutines sys loadavg" to $out/memory.tsv.
+# GET stream each. Appends "kind N rep rss heap goroutines sys loadavg idle-cpu" to
+# $out/memory.tsv (idle-cpu: the gateway's CPU seconds per second over the readings).
 memory_point() {
 	local kind="$1" n="$2" rep="$3" streams=-1
 	[[ "$kind" == session ]] && streams=0
@@ -218,9 +221,11 @@ memory_point() {
 	done
 	((up >= want)) || { log "$tag: only $up of $want up after 120 s"; exit 3; }
 	sleep "$mem_settle"
-	# Five readings a second apart; the medians are recorded.
-	local rss=() heap=() gor=() sys=()
-	for ((i = 0; i < 5; i++)); do
+	# MEM_IDLE_S readings a second apart; the medians are recorded.
+	local rss=() heap=() gor=() sys=() c0 c1 t0 t1
+	c0="$(cpu_s "${gw_pid:-$up_pid}")"
+	t0="$(date +%s.%N)"
+	for ((i = 0; i < mem_idle_s; i++)); do
 		scrape "$metrics" "$work/m.txt"
 		rss+=("$(metric "$work/m.txt" process_resident_memory_bytes)")
 		heap+=("$(metric "$work/m.txt" go_memstats_heap_inuse_bytes)")
@@ -228,10 +233,13 @@ memory_point() {
 		sys+=("$(metric "$work/m.txt" go_memstats_sys_bytes)")
 		sleep 1
 	done
+	c1="$(cpu_s "${gw_pid:-$up_pid}")"
+	t1="$(date +%s.%N)"
 	cp "$work/m.txt" "$out/$tag.metrics.txt"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$n" "$rep" \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$n" "$rep" \
 		"$(printf '%s\n' "${rss[@]}" | median)" "$(printf '%s\n' "${heap[@]}" | median)" \
-		"$(printf '%s\n' "${gor[@]}" | median)" "$(printf '%s\n' "${sys[@]}" | median)" "$la" >>"$out/memory.tsv"
+		"$(printf '%s\n' "${gor[@]}" | median)" "$(printf '%s\n' "${sys[@]}" | median)" "$la" \
+		"$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.3f", (b - a) / (e - s) }')" >>"$out/memory.tsv"
 	kill -INT "$ltpid" 2>/dev/null || true
 	wait "$ltpid" 2>/dev/null || true
 	stop_all
@@ -258,9 +266,9 @@ memory_part() {
 	echo
 	echo "### Gateway memory per idle session (GATEWAY_PROCS=${gw_procs:-default}, UPSTREAM_PROCS=${up_procs:-default})"
 	echo
-	echo "| what | rep | N | RSS MiB | heap in use MiB | goroutines | load avg |"
-	echo "|---|---|---|---|---|---|---|"
-	sort -k1,1r -k3,3n -k2,2n "$out/memory.tsv" | awk -F'\t' '{ printf "| %s | %s | %s | %.1f | %.1f | %s | %s |\n", ($1 == "stream" ? "session + idle GET stream" : "session only"), $3, $2, $4 / 1048576, $5 / 1048576, $6, $8 }'
+	echo "| what | rep | N | RSS MiB | heap in use MiB | goroutines | gateway CPU while idle, % of a core | load avg |"
+	echo "|---|---|---|---|---|---|---|---|"
+	sort -k1,1r -k3,3n -k2,2n "$out/memory.tsv" | awk -F'\t' '{ printf "| %s | %s | %s | %.1f | %.1f | %s | %.1f | %s |\n", ($1 == "stream" ? "session + idle GET stream" : "session only"), $3, $2, $4 / 1048576, $5 / 1048576, $6, $9 * 100, $8 }'
 	echo
 	echo "| what | slope RSS per unit ($lo -> $hi) | slope heap per unit | per-rep RSS slopes |"
 	echo "|---|---|---|---|"
