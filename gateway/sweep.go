@@ -18,11 +18,10 @@ func (s *Server) sweepLoop(ctx context.Context) {
 
 func (s *Server) sweepShard(i int) {
 	now := s.clock.Now()
-	s.store.RangeShard(i, func(_ string, sess *session) bool {
+	// One pass: stream upkeep for every session, then its expiry.
+	s.store.VisitSweepShard(i, func(_ string, sess *session) {
 		s.maintainStreams(sess, now)
-		return true
-	})
-	s.store.SweepShard(i, func(_ string, sess *session) bool {
+	}, func(_ string, sess *session) bool {
 		return s.expiredReason(sess, now) >= 0
 	}, func(_ string, sess *session) {
 		reason := CloseIdle

@@ -27,10 +27,21 @@ const minSweepTick = time.Millisecond
 // Like RangeShard, a sweep is not a snapshot: entries created during it may or
 // may not be examined.
 func (s *Store[V]) SweepShard(i int, expired func(id string, v V) bool, onRemoved func(id string, v V)) int {
+	return s.VisitSweepShard(i, nil, expired, onRemoved)
+}
+
+// VisitSweepShard is SweepShard that also calls visit (if not nil) for every
+// entry it sees, just before expired is first asked about that entry, outside
+// every lock, so one pass over the shard can do per-entry upkeep and expiry.
+// visit may call any Store method.
+func (s *Store[V]) VisitSweepShard(i int, visit func(id string, v V), expired func(id string, v V) bool, onRemoved func(id string, v V)) int {
 	m := s.shards[i]
 	removed := 0
 	m.Range(func(k key, e entry[V]) bool {
 		id := e.id
+		if visit != nil {
+			visit(id, e.v)
+		}
 		if !expired(id, e.v) {
 			return true
 		}

@@ -12,6 +12,55 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestVisitSweepShard: visit sees every entry of the shard once, before
+// expired is first asked about it, outside every lock (it creates and
+// deletes entries of the same shard), and the sweep still removes exactly
+// the expired entries.
+func TestVisitSweepShard(t *testing.T) {
+	s, err := New(Config[*sess]{Shards: 1})
+	require.NoError(t, err)
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newID(t)
+		require.NoError(t, s.Create(ids[i], &sess{n: i}))
+	}
+	visited := map[string]int{}
+	asked := map[string]bool{}
+	gone := map[string]bool{} // deleted by visit
+	extra := 0
+	removed := map[string]bool{}
+	count := s.VisitSweepShard(0, func(id string, v *sess) {
+		visited[id]++
+		assert.False(t, asked[id], "visit comes before expired")
+		if v.n >= 0 && v.n%10 == 0 { // an original entry: write to the same shard
+			require.NoError(t, s.Create(newID(t), &sess{n: -1}))
+			extra++
+			if v.n%20 == 0 {
+				if _, ok := s.Delete(ids[v.n+1]); ok { // visited or not yet
+					gone[ids[v.n+1]] = true
+				}
+			}
+		}
+	}, func(id string, v *sess) bool {
+		asked[id] = true
+		return v.n >= 0 && v.n%3 == 0
+	}, func(id string, _ *sess) { removed[id] = true })
+	assert.Equal(t, len(removed), count)
+	for i, id := range ids {
+		if gone[id] {
+			assert.LessOrEqual(t, visited[id], 1, "entry %d", i)
+			assert.False(t, removed[id], "entry %d was deleted by visit", i)
+			continue
+		}
+		assert.Equal(t, 1, visited[id], "entry %d visited once", i)
+		assert.Equal(t, i%3 == 0, removed[id], "entry %d", i)
+		_, ok := s.Get(id)
+		assert.Equal(t, i%3 != 0, ok, "entry %d", i)
+	}
+	assert.Equal(t, n+extra-len(removed)-len(gone), s.Len())
+}
+
 func TestSweepShard(t *testing.T) {
 	s, err := New(Config[*sess]{Shards: 4, OwnerLimit: 1000, OwnerOf: ownerOf})
 	require.NoError(t, err)
