@@ -38,7 +38,7 @@ func makeKey(id string) key {
 	return key{tail: id}
 }
 
-// inline reports whether k holds its ID in w.
+// inline reports whether k holds its ID in its words.
 func (k *key) inline() bool { return k.w0|k.w1|k.w2|k.w3 != 0 }
 
 // hashKey is the shard maps' hash: hashID of the ID, computed from the
