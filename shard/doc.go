@@ -30,6 +30,8 @@
 //     it must be cheap and must not modify the store. onRemoved runs after the
 //     entry left the map and its counts were released, outside every lock.
 //     Delete and a sweep racing on one entry: exactly one of them reports it.
+//     VisitSweepShard also calls a visit function for every entry it sees,
+//     outside every lock, before its expiry is checked.
 //   - Config.OwnerOf is called on Create, Delete and sweep removal, outside
 //     map locks; it must return the same owner for a value while the value
 //     is stored.
