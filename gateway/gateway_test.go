@@ -189,7 +189,8 @@ func readerFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) (*stream, *s
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sess := &session{id: newSessionID(), version: "2025-11-25", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-11-25", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	st := newStream(3, sess, ring)
 	st.attached.Store(true)
 	st.lastWrite.Store(s.clock.Now())
@@ -342,7 +343,8 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sess := &session{id: newSessionID(), version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	for i := 0; i < 100; i++ {
 		st, status := s.newStream(sess, false)
 		require.NotNil(t, st, "call %d refused with %d", i, status)
@@ -396,18 +398,22 @@ func TestStreamReaderOversizedEventsKeepOrder(t *testing.T) {
 // TestStreamCountFollowsStreams: nstreams, which lets the sweeper skip a
 // session without streams without locking it, equals len(streams) through
 // adds, the pruning of finished answers past maxRetainedStreams, and the
-// sweeper's retention deletions.
+// sweeper's retention deletions; the session is in its shard's set of
+// sessions with streams exactly while it has any and is open.
 func TestStreamCountFollowsStreams(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sess := &session{id: newSessionID(), ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	id := newSessionID()
+	sess := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	check := func(want int) {
 		t.Helper()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
 		require.Len(t, sess.streams, want)
 		require.Equal(t, int32(want), sess.nstreams.Load())
+		_, in := s.streamSet(sess.id).Load(sess)
+		require.Equal(t, want > 0 && !sess.closed, in, "in the set of sessions with streams")
 	}
 	check(0)
 	_, status := s.newStream(sess, true) // standalone, id 0
@@ -422,4 +428,58 @@ func TestStreamCountFollowsStreams(t *testing.T) {
 	// Past the retention, the sweeper drops every finished answer.
 	s.maintainStreams(sess, s.clock.Now()+int64(s.cfg.StreamRetention))
 	check(1)
+	// Closing the session takes it out of the set; its streams stay.
+	s.endSession(context.Background(), sess, CloseIdle, false)
+	check(1)
+}
+
+// TestFullSweepEvery: expiry is checked about 32 times per idle timeout or
+// maximum age, at least every maxExpiryCheck, and on every pass when passes
+// are that slow anyway.
+func TestFullSweepEvery(t *testing.T) {
+	for _, c := range []struct {
+		every, idle, maxAge time.Duration
+		want                uint32
+	}{
+		{time.Second, 30 * time.Minute, 24 * time.Hour, 30}, // the defaults: every 30 s
+		{time.Second, 30 * time.Minute, -1, 30},             // no maximum age
+		{time.Second, 64 * time.Second, 24 * time.Hour, 2},
+		{time.Second, 30 * time.Minute, 64 * time.Second, 2}, // the maximum age is shorter
+		{time.Second, 10 * time.Second, 24 * time.Hour, 1},
+		{4 * time.Millisecond, 640 * time.Millisecond, -1, 5},
+		{0, time.Hour, -1, 1},
+	} {
+		assert.Equal(t, c.want, fullSweepEvery(c.every, c.idle, c.maxAge), "%+v", c)
+	}
+}
+
+// TestSweepPassKinds: with expiry checked every fifth pass, the passes in
+// between still keep streams up (a quiet stream gets its heartbeat, see
+// also TestHeartbeatOnQuietStream), and an idle session without streams is
+// still ended.
+func TestSweepPassKinds(t *testing.T) {
+	s := newTestServer(t, Config{SweepInterval: 4 * time.Millisecond, SessionIdleTimeout: 640 * time.Millisecond, Heartbeat: 40 * time.Millisecond})
+	// every = min(4 ms, 40 ms / 4) = 4 ms; expiry every 20 ms: every fifth pass.
+	require.Equal(t, uint32(5), fullSweepEvery(4*time.Millisecond, 640*time.Millisecond, s.cfg.SessionMaxAge))
+
+	st, r := readerFixture(t, s, ringbuf.Config{})
+	st.sess.addStreamLocked(st.id, st)
+	require.NoError(t, s.store.Create(st.sess.id, st.sess))
+	defer s.store.Delete(st.sess.id)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := newSessionID()
+	idle := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	idle.created = s.clock.Now()
+	idle.lastActive.Store(s.clock.Now() - int64(time.Second)) // already past the idle timeout
+	require.NoError(t, s.store.Create(id, idle))
+
+	buf := make([]byte, 256)
+	n, err := r.Read(buf)
+	require.NoError(t, err)
+	assert.Equal(t, ": \n\n", string(buf[:n]), "heartbeat")
+	require.Eventually(t, func() bool { _, ok := s.store.Get(id); return !ok }, 5*time.Second, 5*time.Millisecond, "idle session ended")
+	_, ok := s.store.Get(st.sess.id)
+	assert.True(t, ok, "the session with a connected stream stays")
 }

@@ -256,14 +256,16 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body, id []byte) {
 	}
 	now := s.clock.Now()
 	sessCtx, cancel := context.WithCancel(s.ctx)
+	sid := newSessionID()
 	sess := &session{
-		id:      newSessionID(),
-		version: up.Version(),
-		up:      up,
-		created: now,
-		ctx:     sessCtx,
-		cancel:  cancel,
-		streams: make(map[uint64]*stream, 2),
+		id:          sid,
+		version:     up.Version(),
+		up:          up,
+		created:     now,
+		ctx:         sessCtx,
+		cancel:      cancel,
+		streams:     make(map[uint64]*stream, 2),
+		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
 	if err := s.store.Create(sess.id, sess); err != nil {

@@ -261,6 +261,9 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		return
 	}
 	sess.closed = true
+	if sess.withStreams != nil {
+		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
+	}
 	streams := make([]*stream, 0, len(sess.streams))
 	for _, st := range sess.streams {
 		streams = append(streams, st)

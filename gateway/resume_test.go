@@ -19,7 +19,8 @@ func storedSession(t *testing.T, s *Server, ringCfg ringbuf.Config) (*session, *
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sess := &session{id: newSessionID(), version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}}
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
 	st := newStream(1, sess, ring)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/puzpuzpuz/xsync/v3"
 	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
@@ -37,6 +38,14 @@ type Server struct {
 	parsers sync.Pool // *jsonrpc.Parser
 
 	metrics metrics
+
+	// withStreams[i] holds the sessions of store shard i that have streams:
+	// the sweeper's passes between full ones visit only these.
+	withStreams []*xsync.MapOf[*session, struct{}]
+	// sweepPass counts the sweeper's passes per shard; fullEvery-th ones
+	// also check every session's expiry. Only the sweeper touches them.
+	sweepPass []uint32
+	fullEvery uint32
 
 	// ctx is the lifetime of owned goroutines; cancel stops them.
 	ctx     context.Context
@@ -78,6 +87,11 @@ func New(cfg Config) (*Server, error) {
 		cancel:      cancel,
 		streamsDone: make(chan struct{}),
 	}
+	s.withStreams = make([]*xsync.MapOf[*session, struct{}], store.NumShards())
+	for i := range s.withStreams {
+		s.withStreams[i] = xsync.NewMapOf[*session, struct{}]()
+	}
+	s.sweepPass = make([]uint32, store.NumShards())
 	s.parsers.New = func() any { return new(jsonrpc.Parser) }
 	s.http = &fasthttp.Server{
 		Handler:                       s.Handler,
@@ -103,6 +117,12 @@ func New(cfg Config) (*Server, error) {
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
 	return s, nil
+}
+
+// streamSet returns the set of sessions with streams that a session with
+// this ID belongs to while it has streams.
+func (s *Server) streamSet(id string) *xsync.MapOf[*session, struct{}] {
+	return s.withStreams[s.store.ShardOf(id)]
 }
 
 // goOwned starts f as a goroutine owned by the Server: it gets the Server's

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/puzpuzpuz/xsync/v3"
+
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
@@ -31,6 +33,10 @@ type session struct {
 	// nstreams is len(streams), stored under mu after every change: the
 	// sweeper skips a session without streams without taking mu.
 	nstreams atomic.Int32
+	// withStreams is the Server's set of sessions with streams for this
+	// session's shard (Server.streamSet): the session is in it while it is
+	// open and has streams. nil only in tests that build sessions by hand.
+	withStreams *xsync.MapOf[*session, struct{}]
 
 	// mu guards streams, nextStream, finished, inflight and closed.
 	mu         sync.Mutex
@@ -42,15 +48,30 @@ type session struct {
 }
 
 // addStreamLocked stores st under id; deleteStreamLocked removes id. Both
-// keep nstreams equal to len(streams). The caller holds mu.
+// keep nstreams equal to len(streams) and the session's membership of its
+// shard's set of sessions with streams. The caller holds mu.
 func (s *session) addStreamLocked(id uint64, st *stream) {
 	s.streams[id] = st
-	s.nstreams.Store(int32(len(s.streams)))
+	s.streamsChangedLocked()
 }
 
 func (s *session) deleteStreamLocked(id uint64) {
 	delete(s.streams, id)
-	s.nstreams.Store(int32(len(s.streams)))
+	s.streamsChangedLocked()
+}
+
+func (s *session) streamsChangedLocked() {
+	n := int32(len(s.streams))
+	was := s.nstreams.Swap(n)
+	if s.withStreams == nil {
+		return
+	}
+	switch {
+	case n > 0 && was == 0 && !s.closed:
+		s.withStreams.Store(s, struct{}{})
+	case n == 0 && was > 0:
+		s.withStreams.Delete(s)
+	}
 }
 
 // maxRetainedStreams bounds the finished POST answer streams a session keeps

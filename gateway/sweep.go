@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 )
 
 // sweepLoop visits one shard per tick so every shard is swept once per
@@ -13,12 +14,43 @@ func (s *Server) sweepLoop(ctx context.Context) {
 	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
 		every = hb / 4 // heartbeats land within a quarter interval
 	}
+	s.fullEvery = fullSweepEvery(every, s.cfg.SessionIdleTimeout, s.cfg.SessionMaxAge)
 	s.store.ShardLoop(ctx, every, s.sweepShard)
+}
+
+// maxExpiryCheck bounds how long a session may stay past its idle timeout
+// or maximum age before a sweep ends it.
+const maxExpiryCheck = 30 * time.Second
+
+// fullSweepEvery returns how many sweeper passes over a shard make one that
+// also checks every session's expiry: about 32 per idle timeout (or maximum
+// age, if shorter), at least one per maxExpiryCheck. The passes between
+// visit only sessions with streams, so idle sessions without any cost
+// nothing most of the time.
+func fullSweepEvery(every, idle, maxAge time.Duration) uint32 {
+	limit := idle
+	if maxAge > 0 && maxAge < limit {
+		limit = maxAge
+	}
+	check := min(limit/32, maxExpiryCheck)
+	if every <= 0 || check <= every {
+		return 1
+	}
+	return uint32(check / every)
 }
 
 func (s *Server) sweepShard(i int) {
 	now := s.clock.Now()
-	// One pass: stream upkeep for every session, then its expiry.
+	s.sweepPass[i]++
+	if s.sweepPass[i]%s.fullEvery != 0 {
+		// Stream upkeep only: sessions without streams need nothing now.
+		s.withStreams[i].Range(func(sess *session, _ struct{}) bool {
+			s.maintainStreams(sess, now)
+			return true
+		})
+		return
+	}
+	// A full pass: stream upkeep for every session, then its expiry.
 	s.store.VisitSweepShard(i, func(_ string, sess *session) {
 		s.maintainStreams(sess, now)
 	}, func(_ string, sess *session) bool {
