@@ -116,8 +116,10 @@ type Config struct {
 	// autotunes up to net.ipv4.tcp_wmem's maximum (4 MiB by default).
 	// 0 = DefaultStreamSendBuffer; <0 = leave it to the kernel.
 	StreamSendBuffer int
-	// SweepInterval is how often every shard is swept for idle sessions and
-	// heartbeats; 0 = DefaultSweepInterval.
+	// SweepInterval is how often the sessions with streams of every shard
+	// are swept (heartbeats, stalled writes, retention; a quarter heartbeat
+	// if that is shorter); every session's expiry is checked on one sweep
+	// in fullSweepEvery. 0 = DefaultSweepInterval.
 	SweepInterval time.Duration
 	// Logger receives operational logs; nil = slog.Default().
 	Logger *slog.Logger

@@ -6,9 +6,11 @@ import (
 )
 
 // sweepLoop visits one shard per tick so every shard is swept once per
-// Config.SweepInterval: idle and over-age sessions are removed, heartbeats
-// are kicked on quiet streams, and finished streams past their retention are
-// dropped. No timer or goroutine exists per session or stream.
+// Config.SweepInterval (or a quarter heartbeat): heartbeats are kicked on
+// quiet streams, stalled writes cut and finished streams past their
+// retention dropped, for the sessions that have streams; on every
+// fullSweepEvery-th sweep of a shard, idle and over-age sessions are
+// removed too. No timer or goroutine exists per session or stream.
 func (s *Server) sweepLoop(ctx context.Context) {
 	every := s.cfg.SweepInterval
 	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
