@@ -182,27 +182,10 @@ func (r *Ring) pushFastLocked(class Class, key uint64, data []byte) uint64 {
 		r.evictHeadLocked()
 		r.stats.Evicted++
 	}
-	seq := r.last + 1
-	s := &r.slots[seq&r.mask]
-	if cap(s.data) >= n {
-		// Reuse the slot's buffer without storing its pointer again.
-		s.data = s.data[:n]
-		copy(s.data, data)
-	} else {
-		s.data = append(s.data[:0], data...)
-	}
-	s.class = class
 	if class == MustDeliver {
 		key = 0 // a must-deliver event is never merged
 	}
-	s.key = key
-	if key != 0 {
-		r.keyed++
-	}
-	r.bytes += n
-	r.last = seq
-	r.stats.Pushed++
-	return seq
+	return r.storeLocked(class, key, data)
 }
 
 // pushDroppableLocked stores, coalesces or refuses a droppable event.
@@ -382,7 +365,13 @@ func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
 	}
 	seq := r.last + 1
 	s := &r.slots[seq&r.mask]
-	s.data = append(s.data[:0], data...)
+	if cap(s.data) >= len(data) {
+		// Reuse the slot's buffer without storing its pointer again.
+		s.data = s.data[:len(data)]
+		copy(s.data, data)
+	} else {
+		s.data = append(s.data[:0], data...)
+	}
 	s.class = class
 	s.key = key
 	if key != 0 {
