@@ -55,6 +55,12 @@ func hashID(s string, seed uint64) uint64 {
 	case n > 0:
 		a = uint64(s[0])<<16 | uint64(s[n>>1])<<8 | uint64(s[n-1])
 	}
+	return hashFinal(a, b, seed, n)
+}
+
+// hashFinal is the last round of hashID over its final two words a and b,
+// shared with hashKey.
+func hashFinal(a, b, seed uint64, n int) uint64 {
 	a ^= hashK1
 	b ^= seed
 	a = mix(a, b)
@@ -77,6 +83,12 @@ func shardHash(s string, seed uint64) uint64 {
 	case n > 0:
 		x = uint64(s[0]) | uint64(s[n>>1])<<8 | uint64(s[n-1])<<16
 	}
+	return shardFinal(x, seed, n)
+}
+
+// shardFinal mixes the bits shardHash read from an ID of length n with the
+// seed: two multiply-xorshift rounds. Shared with shardOfKey.
+func shardFinal(x, seed uint64, n int) uint64 {
 	x ^= seed ^ uint64(n)*hashK2
 	x *= hashK0
 	x ^= x >> 32

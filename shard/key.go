@@ -47,9 +47,7 @@ func hashKey(k key, seed uint64) uint64 {
 	if !k.inline() {
 		return hashID(k.tail, seed)
 	}
-	seed = mix(k.w0^hashK1, k.w1^seed)
-	a := mix(k.w2^hashK1, k.w3^seed)
-	return mix(a^hashK0^inlineLen, k.w3^seed^hashK1)
+	return hashFinal(k.w2, k.w3, mix(k.w0^hashK1, k.w1^seed), inlineLen)
 }
 
 // shardOfKey spreads keys over the shards (the result's top bits select
@@ -59,12 +57,5 @@ func shardOfKey(k *key, seed uint64) uint64 {
 	if !k.inline() {
 		return shardHash(k.tail, seed)
 	}
-	n := uint64(inlineLen) // a variable: the constant product overflows
-	x := k.w0 ^ bits.RotateLeft64(k.w3, 29) ^ bits.RotateLeft64(k.w1^k.w2, 47)
-	x ^= seed ^ n*hashK2
-	x *= hashK0
-	x ^= x >> 32
-	x *= hashK1
-	x ^= x >> 29
-	return x
+	return shardFinal(k.w0^bits.RotateLeft64(k.w3, 29)^bits.RotateLeft64(k.w1^k.w2, 47), seed, inlineLen)
 }
