@@ -27,7 +27,7 @@ RUN_UPSTREAM_ADDR ?= 127.0.0.1:3001
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check vet bench bench-compare fuzz run loadtest clean tools
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools
 
 all: build
 
@@ -37,11 +37,15 @@ build:
 	$(GO) build -o bin/loadtest ./loadtest
 
 ## test: everything CI runs.
-test: fmt-check vet unit integration conformance
+test: fmt-check tidy-check vet unit integration conformance
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+tidy-check:
+	@out="$$($(GO) mod tidy -diff 2>&1)"; \
+	if [ -n "$$out" ]; then echo "go mod tidy would change go.mod/go.sum:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
