@@ -27,9 +27,22 @@
 // the slow reader off so that it resumes later), and beyond them Push fails
 // with ErrOverflow and stores nothing.
 //
+// # Backpressure
+//
+// A producer that must not lose anything and must not grow the ring past its
+// soft limits uses TryPushMust instead of Push for MustDeliver events: it
+// stores the event when it fits after evicting delivered events (or, alone in
+// a ring with nothing undelivered, up to the hard limits), and otherwise
+// returns ErrNoRoom without changing anything. The producer then stops
+// reading its source and waits on Room, which is signalled when the reader
+// delivers events or the ring closes, and tries again. A producer that has to
+// give up an event that got no sequence number calls Abandon, so that no
+// reader can mistake the stream for complete.
+//
 // # Concurrency contract
 //
-//   - Push, Close, Closed, LastSeq, Stats, Limits and Wait are safe for
+//   - Push, TryPushMust, Close, Abandon, Closed, LastSeq, Stats, Limits,
+//     Wait and Room are safe for
 //     concurrent use by any number of goroutines. Push never blocks on the
 //     reader: it takes the ring's mutex for a bounded amount of work (a copy
 //     of the event data and at most a scan of the undelivered events for a

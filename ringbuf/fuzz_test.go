@@ -19,7 +19,8 @@ import (
 //	op%4 == 2     next with a byte budget of arg*8 (0: unlimited), from
 //	              the reader's position, or (op>>2&1) replaying from
 //	              arg%8 events earlier
-//	op%4 == 3     close if op>>2&1, else a Stats/Limits check
+//	op%4 == 3     op>>2&3: 0 a Stats/Limits check, 1 close, 2 TryPushMust
+//	              of size arg, 3 abandon
 func FuzzRing(f *testing.F) {
 	f.Add([]byte{3, 40, 0, 0, 0, 10, 1, 20, 4, 5, 2, 1, 0, 100})
 	f.Add([]byte{1, 8, 1, 1, 4, 3, 4, 3, 4, 3, 0, 2, 2, 0, 6, 3, 7, 0})
@@ -54,6 +55,8 @@ type fuzzModel struct {
 	seen   map[uint64]bool   // must-deliver seqs visited by some Next
 	pos    uint64            // the reader's position
 	closed bool
+
+	abandoned bool // Abandon was called: every position is refused
 }
 
 func newFuzzModel(t *testing.T, cfg Config) *fuzzModel {
@@ -91,10 +94,17 @@ func (m *fuzzModel) step(op, arg byte) {
 		}
 		m.next(after, budget)
 	case 3:
-		if op>>2&1 == 1 {
+		switch op >> 2 & 3 {
+		case 1:
 			m.r.Close()
 			m.twin.Close()
 			m.closed = true
+		case 2:
+			m.tryPushMust(int(arg))
+		case 3:
+			m.r.Abandon()
+			m.twin.Abandon()
+			m.closed, m.abandoned = true, true
 		}
 	}
 }
@@ -180,6 +190,55 @@ func (m *fuzzModel) push(class Class, key uint64, size int) {
 	}
 }
 
+// tryPushMust pushes a must-deliver event with backpressure: it is stored
+// within the soft limits, or alone past them, or refused with ErrNoRoom
+// while undelivered events remain.
+func (m *fuzzModel) tryPushMust(size int) {
+	t := m.t
+	m.pushes++
+	data := make([]byte, size)
+	if size >= 4 {
+		binary.LittleEndian.PutUint32(data, m.pushes)
+	}
+	before := m.r.LastSeq()
+	seq, err := m.r.TryPushMust(data)
+	tseq, terr := m.twin.TryPushMust(data)
+	if tseq != seq || terr != err {
+		t.Fatalf("tryPushMust size %d: %d %v, twin %d %v", size, seq, err, tseq, terr)
+	}
+	m.sameAsTwin("tryPushMust")
+	after := m.r.Stats()
+	switch {
+	case m.closed:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("tryPushMust after close: %v", err)
+		}
+	case errors.Is(err, ErrOverflow):
+		if size <= m.lim.HardMaxBytes {
+			t.Fatalf("ErrOverflow for %d bytes, hard limit %d", size, m.lim.HardMaxBytes)
+		}
+	case errors.Is(err, ErrNoRoom):
+		m.r.mu.Lock()
+		undelivered := m.r.delivered < m.r.last && m.r.first <= m.r.last
+		m.r.mu.Unlock()
+		if !undelivered || m.r.LastSeq() != before {
+			t.Fatalf("ErrNoRoom with nothing undelivered or with a store: %+v", after)
+		}
+	case err != nil:
+		t.Fatal(err)
+	default:
+		if seq != before+1 {
+			t.Fatalf("seq %d after %d", seq, before)
+		}
+		pastSoft := after.Len > m.lim.Capacity || after.Bytes > m.lim.MaxBytes
+		if pastSoft && after.Len != 1 {
+			t.Fatalf("stored past the soft limits beside other events: %+v %+v", after, m.lim)
+		}
+		m.data[seq] = data
+		m.must = append(m.must, seq)
+	}
+}
+
 func (m *fuzzModel) next(after uint64, budget int) {
 	t := m.t
 	m.r.mu.Lock()
@@ -227,10 +286,10 @@ func (m *fuzzModel) next(after uint64, budget int) {
 		if after >= lost || prev != after || last != after {
 			t.Fatalf("ErrEvicted at %d (lost %d), visited up to %d", after, lost, prev)
 		}
-		if ee.After != after || ee.Missing != first-1-after {
+		if ee.After != after || ee.Missing != max(first-1-after, 1) {
 			t.Fatalf("EvictedError %+v, first %d", *ee, first)
 		}
-		if !m.r.strict && after == m.pos {
+		if !m.r.strict && !m.abandoned && after == m.pos {
 			t.Fatalf("live reader at %d got ErrEvicted without StrictReplay", after)
 		}
 		if after == m.pos {
@@ -277,11 +336,15 @@ func (m *fuzzModel) check() {
 	if sum != r.bytes || r.bytes > m.lim.HardMaxBytes || keyed != r.keyed {
 		t.Fatalf("bytes %d (sum %d, hard %d), keyed %d (counted %d)", r.bytes, sum, m.lim.HardMaxBytes, r.keyed, keyed)
 	}
-	if r.lost >= r.first || r.delivered > r.last {
+	if (r.lost >= r.first && !(m.abandoned && r.lost == r.first)) || r.delivered > r.last {
 		t.Fatalf("lost %d delivered %d first %d last %d", r.lost, r.delivered, r.first, r.last)
 	}
-	// No must-deliver event was evicted before a reader saw it.
+	// No must-deliver event was evicted before a reader saw it (unless the
+	// ring was abandoned, which gives them up on purpose).
 	for _, seq := range m.must {
+		if m.abandoned {
+			break
+		}
 		if seq >= r.first {
 			break
 		}
@@ -295,6 +358,9 @@ func (m *fuzzModel) check() {
 func (m *fuzzModel) finish() {
 	m.next(m.pos, 1<<30)
 	m.next(m.pos, 1<<30) // again, in case the first one was refused with ErrEvicted
+	if m.abandoned {
+		return // given up on purpose: readers are refused instead
+	}
 	for _, seq := range m.must {
 		if !m.seen[seq] {
 			m.t.Fatalf("must-deliver seq %d never delivered", seq)

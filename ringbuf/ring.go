@@ -29,15 +29,17 @@ type Ring struct {
 
 	// mu guards every field below it.
 	mu        sync.Mutex
-	slots     []slot // nil until the first Push; length a power of two
-	mask      uint64 // len(slots) - 1
-	first     uint64 // seq of the oldest retained event; last+1 when empty
-	last      uint64 // highest seq assigned, 0 if none
-	delivered uint64 // highest seq delivered to a reader
-	lost      uint64 // highest evicted seq whose loss fails a replay
-	skipMark  uint64 // highest seq already counted in stats.Skipped
-	bytes     int    // bytes of retained event data
-	keyed     int    // retained events with a coalescing key
+	slots     []slot        // nil until the first Push; length a power of two
+	mask      uint64        // len(slots) - 1
+	first     uint64        // seq of the oldest retained event; last+1 when empty
+	last      uint64        // highest seq assigned, 0 if none
+	delivered uint64        // highest seq delivered to a reader
+	lost      uint64        // highest evicted seq whose loss fails a replay
+	skipMark  uint64        // highest seq already counted in stats.Skipped
+	wantRoom  bool          // a producer waits on room: Next signals it when delivered advances
+	room      chan struct{} // one slot, made by the first Room call
+	bytes     int           // bytes of retained event data
+	keyed     int           // retained events with a coalescing key
 	closed    bool
 	stats     Stats // counters; Len and Bytes are filled in by Stats()
 }
@@ -68,25 +70,72 @@ func (r *Ring) Limits() Limits { return r.lim }
 // it finds nothing new before waiting again. Safe for concurrent use.
 func (r *Ring) Wait() <-chan struct{} { return r.wake }
 
-func (r *Ring) signal() {
-	if len(r.wake) != 0 {
+func (r *Ring) signal() { signalOne(r.wake) }
+
+// signalOne sends on a one-slot channel without blocking.
+func signalOne(c chan struct{}) {
+	if len(c) != 0 {
 		return // a wake-up is already pending
 	}
 	select {
-	case r.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// Close marks the ring closed and wakes the reader. Later pushes fail with
-// ErrClosed; retained events stay readable, and Next returns ErrClosed once
-// the reader has read past them. Idempotent, never blocks.
+// Room returns the one-slot channel a producer waits on after TryPushMust
+// returned ErrNoRoom. It receives a value when a reader marks events
+// delivered (so they can be evicted) and after Close. A signal may be
+// stale: retry TryPushMust and wait again on ErrNoRoom. Safe for
+// concurrent use.
+func (r *Ring) Room() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.room == nil {
+		r.room = make(chan struct{}, 1) // only rings that ever make a producer wait pay for it
+		if r.closed {
+			r.room <- struct{}{}
+		}
+	}
+	return r.room
+}
+
+// Close marks the ring closed and wakes the reader and a waiting producer.
+// Later pushes fail with ErrClosed; retained events stay readable, and Next
+// returns ErrClosed once the reader has read past them. Idempotent, never
+// blocks.
 func (r *Ring) Close() {
 	r.mu.Lock()
 	r.closed = true
 	r.isClosed.Store(true)
+	room := r.room
 	r.mu.Unlock()
 	r.signal()
+	if room != nil {
+		signalOne(room)
+	}
+}
+
+// Abandon closes the ring, releases what it retains and marks every event
+// it ever held as lost, so that no reader can take the stream for
+// complete: Next from any position at or below LastSeq returns an
+// *EvictedError (a resume is refused as a whole, never partly served). The
+// producer calls it when it had to give up a must-deliver event that has
+// no sequence number. Idempotent, never blocks.
+func (r *Ring) Abandon() {
+	r.mu.Lock()
+	r.closed = true
+	r.isClosed.Store(true)
+	for r.first <= r.last { // nothing retained can be served any more
+		r.evictHeadLocked()
+	}
+	r.lost = r.last + 1
+	room := r.room
+	r.mu.Unlock()
+	r.signal()
+	if room != nil {
+		signalOne(room)
+	}
 }
 
 // Closed reports whether Close was called. Never blocks.
@@ -156,6 +205,48 @@ func (r *Ring) Push(class Class, key uint64, data []byte) (seq uint64, out Outco
 		r.signal()
 	}
 	return seq, out, err
+}
+
+// TryPushMust stores a MustDeliver event without ever going past the soft
+// limits while undelivered events remain: it is the producer side of
+// backpressure. The event is stored if it fits the soft limits after
+// evicting delivered events, or, when the ring then holds no undelivered
+// event at all, within the hard limits (a single event larger than the
+// soft byte budget). Otherwise nothing changes and it returns ErrNoRoom:
+// the producer stops reading its source, waits on Room (or its own
+// cancellation) and tries again. An event larger than the hard byte limit
+// can never be stored: ErrOverflow. After Close: ErrClosed. It never drops
+// or evicts an undelivered event and never waits itself.
+func (r *Ring) TryPushMust(data []byte) (uint64, error) {
+	n := len(data)
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, errPushMustClosed
+	}
+	if n > r.lim.HardMaxBytes {
+		r.stats.Overflow++
+		r.mu.Unlock()
+		return 0, errPushMustOverflow
+	}
+	var seq uint64
+	switch {
+	case r.makeRoomLocked(1, n, r.last+1):
+		seq = r.storeLocked(MustDeliver, 0, data)
+	case r.first > r.last: // nothing undelivered is left, and it still does not fit the soft budget
+		r.stats.PastSoftLimit++
+		seq = r.storeLocked(MustDeliver, 0, data)
+	default:
+		r.wantRoom = true
+		if r.room == nil { // made here, under the lock, so no signal is lost before the producer waits
+			r.room = make(chan struct{}, 1)
+		}
+		r.mu.Unlock()
+		return 0, errPushMustNoRoom
+	}
+	r.mu.Unlock()
+	r.signal()
+	return seq, nil
 }
 
 // pushFastLocked stores an event when no policy decision is needed, which
@@ -426,7 +517,8 @@ func (r *Ring) Next(after uint64, fn func(seq uint64, data []byte) bool) (last, 
 		return after, 0, errNextFuture
 	}
 	if after < r.lost {
-		e := &EvictedError{After: after, Missing: r.first - 1 - after}
+		// At least one: after an Abandon, the lost event has no seq.
+		e := &EvictedError{After: after, Missing: max(r.first-1-after, 1)}
 		r.mu.Unlock()
 		return after, 0, e
 	}
@@ -447,12 +539,19 @@ func (r *Ring) Next(after uint64, fn func(seq uint64, data []byte) bool) (last, 
 		}
 		last = seq
 	}
+	var room chan struct{}
 	if last > r.delivered {
 		r.delivered = last
+		if r.wantRoom {
+			r.wantRoom, room = false, r.room
+		}
 	}
 	if r.closed && from > r.last {
 		err = errNextClosed
 	}
 	r.mu.Unlock()
+	if room != nil {
+		signalOne(room)
+	}
 	return last, skipped, err
 }

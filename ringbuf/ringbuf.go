@@ -194,6 +194,10 @@ var (
 	// ErrOverflow means a MustDeliver event would pass the hard limits;
 	// nothing was stored.
 	ErrOverflow = errors.New("ringbuf: hard limit exceeded")
+	// ErrNoRoom means TryPushMust could not store its event without going
+	// past the soft limits while undelivered events remain; wait on Room
+	// and try again.
+	ErrNoRoom = errors.New("ringbuf: no room for the event until the reader catches up")
 	// ErrFutureSeq means Next was asked for events after a sequence
 	// number the ring has not assigned yet (a bogus Last-Event-ID).
 	ErrFutureSeq = errors.New("ringbuf: sequence number not assigned yet")
@@ -209,7 +213,11 @@ var (
 	errPushOverflow = fmt.Errorf("ringbuf.Push: %w", ErrOverflow)
 	errPushClass    = fmt.Errorf("ringbuf.Push: %w", ErrInvalidClass)
 	errNextClosed   = fmt.Errorf("ringbuf.Next: %w", ErrClosed)
-	errNextFuture   = fmt.Errorf("ringbuf.Next: %w", ErrFutureSeq)
+
+	errPushMustClosed   = fmt.Errorf("ringbuf.TryPushMust: %w", ErrClosed)
+	errPushMustOverflow = fmt.Errorf("ringbuf.TryPushMust: %w", ErrOverflow)
+	errPushMustNoRoom   = fmt.Errorf("ringbuf.TryPushMust: %w", ErrNoRoom)
+	errNextFuture       = fmt.Errorf("ringbuf.Next: %w", ErrFutureSeq)
 )
 
 // EvictedError is returned by Next when an event the reader needs is gone.
