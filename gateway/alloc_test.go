@@ -30,7 +30,7 @@ func TestEventPathAllocs(t *testing.T) {
 	step := func() {
 		for _, m := range msgs {
 			class, key, _ := classify(&p, m)
-			s.push(st, class, key, m)
+			s.deliver(st.sess, st, class, key, m, false)
 		}
 		n, err := r.Read(buf)
 		if err != nil || n == 0 {
@@ -77,11 +77,8 @@ func TestHijackedWakeAllocs(t *testing.T) {
 	defer c.Close()
 	sc, err := ln.Accept()
 	require.NoError(t, err)
-	st, r := readerFixture(t, s, ringbuf.Config{Capacity: 1024})
-	st.sess.addStreamLocked(st.id, st)
-	require.NoError(t, s.store.Create(st.sess.id, st.sess))
+	st, r := hijackFixture(t, s, sc, ringbuf.Config{Capacity: 1024})
 	defer s.store.Delete(st.sess.id)
-	s.startHijacked(sc, r)
 
 	var p jsonrpc.Parser
 	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":7,"total":100}}`)

@@ -182,8 +182,19 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 	assert.Error(t, err, "ring size above the ring's maximum")
 }
 
-// readerFixture is a stream with a reader attached, without HTTP.
-func readerFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) (*stream, *streamReader) {
+// readerFixture is a stream with a body writer attached, without HTTP.
+func readerFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) (*stream, *bodyWriter) {
+	t.Helper()
+	st := streamFixture(t, s, ringCfg)
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	w := newBodyWriter(s, st, a, nil)
+	attachFixture(s, &w.clientConn)
+	return st, w
+}
+
+// streamFixture is stream 3 of a new session, not in the store.
+func streamFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) *stream {
 	t.Helper()
 	ring, err := ringbuf.New(ringCfg)
 	require.NoError(t, err)
@@ -191,13 +202,17 @@ func readerFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) (*stream, *s
 	t.Cleanup(cancel)
 	id := newSessionID()
 	sess := &session{id: id, version: "2025-11-25", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
-	st := newStream(3, sess, ring)
-	st.attached.Store(true)
-	st.lastWrite.Store(s.clock.Now())
 	sess.lastActive.Store(s.clock.Now())
 	sess.created = s.clock.Now()
-	sess.busy.Add(1)
-	return st, newStreamReader(s, st, 0, nil)
+	return newStream(3, sess, ring)
+}
+
+// attachFixture attaches c to its stream as attachConn does, without the
+// socket options and hooks.
+func attachFixture(s *Server, c *clientConn) {
+	c.lastWrite.Store(s.clock.Now())
+	c.st.sess.busy.Add(1)
+	c.st.attach(c)
 }
 
 func TestStreamReaderBatchesWholeEvents(t *testing.T) {
@@ -259,7 +274,7 @@ func TestStreamReaderLargeEventSpansReads(t *testing.T) {
 	assert.Equal(t, string(sse.AppendStreamEvent(nil, 3, 1, big)), string(out))
 	require.NoError(t, r.Close())
 	require.NoError(t, r.CloseWithError(nil), "both close paths may run")
-	assert.False(t, st.attached.Load())
+	assert.False(t, st.attached())
 	assert.Equal(t, uint64(1), st.delivered.Load())
 }
 
@@ -271,14 +286,15 @@ func TestStreamReaderCutAndShutdown(t *testing.T) {
 		_, err := r.Read(make([]byte, 4096))
 		done <- err
 	}()
-	st.disconnect()
+	require.True(t, st.cut(CloseSlowConsumer))
 	select {
 	case err := <-done:
 		assert.Equal(t, io.EOF, err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("a cut did not wake the reader")
 	}
-	assert.Equal(t, CloseSlowConsumer, r.reason)
+	assert.Equal(t, CloseSlowConsumer, r.closeReason())
+	assert.False(t, r.setReason(CloseFinished), "the close reason is set once")
 
 	st2, r2 := readerFixture(t, s, ringbuf.Config{})
 	_ = st2
@@ -429,7 +445,7 @@ func TestStreamCountFollowsStreams(t *testing.T) {
 	s.maintainStreams(sess, s.clock.Now()+int64(s.cfg.StreamRetention))
 	check(1)
 	// Closing the session takes it out of the set; its streams stay.
-	s.endSession(context.Background(), sess, CloseIdle, false)
+	s.endSession(context.Background(), sess, CloseIdle, upstreamNow)
 	check(1)
 }
 

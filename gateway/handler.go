@@ -31,11 +31,12 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	host := ctx.Request.Header.Host()
-	if !s.origin.hostAllowed(host) {
+	origin := s.origin.Load()
+	if !origin.hostAllowed(host) {
 		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
 		return
 	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !s.origin.originAllowed(o, host) {
+	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
 		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
 		return
 	}
@@ -121,7 +122,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 				s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not be batched", nil)
 				return
 			}
-			s.handleInitialize(ctx, body, firstID)
+			s.handleInitialize(ctx, body, &msgs[0])
 			return
 		}
 	}
@@ -144,37 +145,52 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 			"Invalid Request: batches are not supported in protocol version "+sess.version, nil)
 		return
 	}
-	var ids [][]byte
-	for i := range msgs {
-		if msgs[i].Kind == jsonrpc.KindRequest {
-			ids = append(ids, bytes.Clone(msgs[i].ID))
-		}
-	}
-	if len(ids) > 0 && !sess.addInflight(ids) {
+	calls, ok := sess.beginCalls(msgs)
+	if !ok {
 		s.fail(ctx, fasthttp.StatusBadRequest, firstID, jsonrpc.CodeInvalidRequest, "Invalid Request: request id already in flight in this session", nil)
 		return
 	}
+	fwd := body
+	if len(calls) > 0 || hasCancel(msgs) {
+		if fwd = upstreamBody(make([]byte, 0, len(body)+16), sess, body, msgs, calls, batch); fwd == nil {
+			// Only cancellations of calls that are not in flight: nothing
+			// to forward (PROTOCOL.md section 2, rule 37).
+			ctx.SetStatusCode(fasthttp.StatusAccepted)
+			s.metrics.status(fasthttp.StatusAccepted)
+			return
+		}
+	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
-	reply, err := sess.up.Send(context.Background(), body)
+	reply, err := sess.up.Send(context.Background(), fwd)
 	sess.busy.Add(-1)
 	if err != nil {
-		sess.removeInflight(ids)
-		s.upstreamFailed(ctx, sess, firstID, err)
+		s.upstreamFailed(ctx, sess, calls, firstID, err)
+		sess.endCalls(calls)
 		return
 	}
 	switch {
 	case reply.Stream != nil:
-		s.openPostStream(ctx, sess, reply.Stream, ids, firstID)
+		s.openPostStream(ctx, sess, reply.Stream, calls, firstID)
 	case reply.JSON != nil:
-		sess.removeInflight(ids)
+		sess.endCalls(calls)
+		answer := reply.JSON
+		if len(calls) > 0 {
+			var ok bool
+			if answer, ok = clientAnswer(make([]byte, 0, len(answer)+16), p, answer, calls); !ok {
+				s.metrics.upstreamErrors.Add(1)
+				s.log.Warn("upstream answered with no response to the request", "session", sess.id)
+				s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
+				return
+			}
+		}
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(reply.JSON)
+		ctx.Response.SetBodyRaw(answer)
 		s.metrics.status(fasthttp.StatusOK)
 	default:
-		sess.removeInflight(ids)
-		if len(ids) > 0 {
+		sess.endCalls(calls)
+		if len(calls) > 0 {
 			s.metrics.upstreamErrors.Add(1)
 			s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream accepted a request without answering it", nil)
 			return
@@ -184,19 +200,36 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// upstreamFailed maps an upstream error to the client's answer.
-func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, id []byte, err error) {
+// hasCancel reports whether msgs hold a notifications/cancelled.
+func hasCancel(msgs []jsonrpc.Message) bool {
+	for i := range msgs {
+		if msgs[i].Kind == jsonrpc.KindNotification && string(msgs[i].Method) == "notifications/cancelled" {
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamFailed maps an upstream error to the client's answer. calls are
+// the POST's calls, whose ids an upstream error body names.
+func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls []*call, id []byte, err error) {
 	s.metrics.upstreamErrors.Add(1)
 	var se *upstream.StatusError
 	switch {
 	case errors.Is(err, upstream.ErrSessionGone):
-		s.endSession(context.Background(), sess, CloseUpstreamGone, false)
+		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
 	case errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
-		// The upstream refused the client's message with a JSON-RPC error: relay it.
+		// The upstream refused the client's message with a JSON-RPC error:
+		// relay it, under the client's ids.
+		var p jsonrpc.Parser
+		body, ok := clientAnswer(nil, &p, se.Body, calls)
+		if !ok {
+			body = se.Body
+		}
 		ctx.SetStatusCode(se.Status)
 		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(se.Body)
+		ctx.Response.SetBodyRaw(body)
 		s.metrics.status(se.Status)
 	case errors.Is(err, upstream.ErrTimeout):
 		s.log.Warn("upstream timeout", "session", sess.id, "err", err)
@@ -208,7 +241,10 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, id []by
 }
 
 // handleInitialize opens an upstream session and issues a gateway session.
-func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body, id []byte) {
+// The request goes upstream under the gateway's own id, and the answer
+// comes back under the client's.
+func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) {
+	id := m.ID
 	if len(ctx.Request.Header.Peek("Mcp-Session-Id")) > 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not carry Mcp-Session-Id", nil)
 		return
@@ -221,15 +257,28 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body, id []byte) {
 		s.rejectFull(ctx, id)
 		return
 	}
+	var fwd []byte
+	var init []*call
+	if m.Kind == jsonrpc.KindRequest {
+		fwd = jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+		init = []*call{{clientID: m.ID, upID: initializeUpID}}
+	} else {
+		fwd = body // a notification named initialize: the upstream judges it
+	}
+	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
-	up, answer, err := s.cfg.Upstream.Connect(context.Background(), body)
+	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
 	if err != nil {
 		s.metrics.upstreamErrors.Add(1)
 		var se *upstream.StatusError
 		if errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 {
+			out, ok := clientAnswer(nil, &p, se.Body, init)
+			if !ok {
+				out = se.Body
+			}
 			ctx.SetStatusCode(se.Status)
 			ctx.SetContentType("application/json")
-			ctx.Response.SetBodyRaw(se.Body)
+			ctx.Response.SetBodyRaw(out)
 			s.metrics.status(se.Status)
 			return
 		}
@@ -240,6 +289,9 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body, id []byte) {
 		}
 		s.fail(ctx, code, id, jsonrpc.CodeInternalError, "Bad Gateway: upstream initialize failed", nil)
 		return
+	}
+	if out, ok := clientAnswer(nil, &p, answer, init); ok {
+		answer = out
 	}
 	if up == nil { // the upstream answered with a JSON-RPC error: relay it
 		ctx.SetStatusCode(fasthttp.StatusOK)
@@ -291,25 +343,24 @@ func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {
 	s.metrics.sessionsRejected.Add(1)
 	ctx.Response.Header.Set("Retry-After", "5")
 	s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: session limit reached", nil)
-	ctx.Response.Header.Set("Retry-After", "5")
 }
 
 // openPostStream answers a request with an SSE stream fed by the
 // upstream's answer stream through a new ring.
-func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upstream.Stream, ids [][]byte, id []byte) {
+func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upstream.Stream, calls []*call, id []byte) {
 	st, status := s.newStream(sess, false)
 	if st == nil {
 		_ = up.Close()
-		sess.removeInflight(ids)
+		sess.endCalls(calls)
 		s.refuseStream(ctx, status, id)
 		return
 	}
 	st.setUpstream(up)
 	sess.busy.Add(1) // a call in flight pauses the idle clock, reader or not
-	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, ids) }) {
+	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls) }) {
 		sess.busy.Add(-1)
 		_ = up.Close()
-		sess.removeInflight(ids)
+		sess.endCalls(calls)
 		s.finishStream(st)
 		ctx.Response.Header.Set("Retry-After", "1")
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
@@ -319,17 +370,23 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
 	}
-	st.attached.Store(true)
+	w := newBodyWriter(s, st, ctx.Conn(), prefix)
 	if versionAtLeast(sess.version, "2025-11-25") {
-		s.setConnDeadline(st)
+		s.setConnDeadline(&w.clientConn)
 	}
-	s.attach(ctx, st, 0, prefix, false)
+	s.attachConn(&w.clientConn)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.SetBodyStream(w, -1)
 }
 
 // setConnDeadline arms -stream-max-connection for a new connection.
-func (s *Server) setConnDeadline(st *stream) {
+func (s *Server) setConnDeadline(c *clientConn) {
 	if d := s.cfg.StreamMaxConnection; d > 0 {
-		st.connDeadline.Store(s.clock.Now() + int64(d))
+		c.deadline.Store(s.clock.Now() + int64(d))
 	}
 }
 
@@ -339,7 +396,6 @@ func (s *Server) refuseStream(ctx *fasthttp.RequestCtx, status int, id []byte) {
 	case fasthttp.StatusTooManyRequests:
 		ctx.Response.Header.Set("Retry-After", "1")
 		s.fail(ctx, status, id, jsonrpc.CodeServerError, "Too Many Requests: stream limit per session reached", nil)
-		ctx.Response.Header.Set("Retry-After", "1")
 	default:
 		s.fail(ctx, fasthttp.StatusNotFound, id, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 	}
@@ -372,46 +428,42 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 		sess.livePost.Add(1)
 	}
 	st := newStream(id, sess, ring)
-	st.lastWrite.Store(s.clock.Now())
 	sess.addStreamLocked(id, st)
 	return st, 0
 }
 
-// attach makes ctx's response an SSE stream reading st after seq. POST
-// answers stream through fasthttp (SetBodyStream), so their connection
-// stays reusable for the next request. GET streams are long-lived, so they
-// take the connection over (hijack): fasthttp's per-connection buffers are
-// released, and an idle stream holds only its reader and ring (its writer
-// runs only while something is ready, see startHijacked).
-func (s *Server) attach(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, hijack bool) {
-	conn := ctx.Conn()
-	tuneStreamConn(conn, s.cfg.StreamSendBuffer, s.deadPeerTimeout())
-	st.mu.Lock()
-	st.conn = conn
-	st.mu.Unlock()
-	st.sess.busy.Add(1)
-	st.lastWrite.Store(s.clock.Now())
+// attachConn makes c the connection of its stream. The newest connection
+// wins: one it replaces (a reconnecting client's old connection, which may
+// have died unnoticed: a cut is seen only at the next write) is ended at
+// once, so a reconnecting client always gets its stream back.
+func (s *Server) attachConn(c *clientConn) {
+	tuneStreamConn(c.nc, s.cfg.StreamSendBuffer, s.deadPeerTimeout())
+	now := s.clock.Now()
+	c.lastWrite.Store(now)
+	c.st.sess.busy.Add(1)
+	if old := c.st.attach(c); old != nil {
+		s.metrics.replacements.Add(1)
+		old.end(CloseReplaced)
+	}
 	s.metrics.streamsOpened.Add(1)
 	s.metrics.status(fasthttp.StatusOK)
-	s.cfg.Hooks.StreamOpened(st.info())
-	r := newStreamReader(s, st, after, prefix)
+	s.cfg.Hooks.StreamOpened(c.st.info())
+}
 
-	if hijack {
-		ctx.HijackSetNoResponse(true)
-		ctx.Hijack(func(net.Conn) {
-			// fasthttp's hijack goroutine returns at once, letting go of
-			// the request context and read buffer; the stream is written
-			// on the raw connection by writers the Server owns.
-			s.startHijacked(conn, r)
-		})
-		return
+// attachHijacked attaches a GET stream's connection and takes it over from
+// fasthttp: its buffers are released, and the stream is written by the
+// hijackWriter (an idle stream holds no goroutine). Until fasthttp hands
+// the connection over, the stall clock runs, so a hijack that never
+// completes is cut by the sweeper instead of staying attached.
+func (s *Server) attachHijacked(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, deadline bool) {
+	w := newHijackWriter(s, st, ctx.Conn(), after, prefix)
+	w.writeSince.Store(s.clock.Now())
+	if deadline {
+		s.setConnDeadline(&w.clientConn)
 	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.Response.ImmediateHeaderFlush = true
-	ctx.SetBodyStream(r, -1)
+	s.attachConn(&w.clientConn)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(net.Conn) { w.start() })
 }
 
 // tuneStreamConn prepares a client connection for a stream, best effort
@@ -443,7 +495,8 @@ func (s *Server) deadPeerTimeout() time.Duration {
 }
 
 // handleGet opens the standalone stream or resumes a stream by
-// Last-Event-ID.
+// Last-Event-ID. Either way the new connection takes the stream over from
+// an older one (see attachConn): never a 409.
 func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if _, ev := accepts(ctx.Request.Header.Peek("Accept")); !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
@@ -462,17 +515,12 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 		s.refuseStream(ctx, status, nil)
 		return
 	}
-	if !st.attached.CompareAndSwap(false, true) {
-		s.fail(ctx, fasthttp.StatusConflict, nil, jsonrpc.CodeServerError, "Conflict: a standalone stream is already open for this session", nil)
-		return
-	}
 	s.ensureStandalonePump(sess, st)
-	s.setConnDeadline(st)
 	prefix := []byte(": ok\n\n")
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
 	}
-	s.attach(ctx, st, st.delivered.Load(), prefix, true)
+	s.attachHijacked(ctx, st, st.delivered.Load(), prefix, true)
 }
 
 // resume attaches to the stream a Last-Event-ID names and replays it.
@@ -489,10 +537,6 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: Last-Event-ID names no stream of this session", nil)
 		return
 	}
-	if !s.takeOver(st) {
-		s.fail(ctx, fasthttp.StatusConflict, nil, jsonrpc.CodeServerError, "Conflict: the stream already has a connected reader", nil)
-		return
-	}
 	// Decide the status before any SSE byte: probe the position.
 	_, skipped, err := st.ring.Next(seq, func(uint64, []byte) bool { return false })
 	if skipped > 0 {
@@ -501,13 +545,11 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 	var ev *ringbuf.EvictedError
 	switch {
 	case errors.As(err, &ev):
-		st.attached.Store(false)
 		s.metrics.resumeMisses.Add(1)
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError,
 			"Bad Request: cannot resume: "+strconv.FormatUint(ev.Missing, 10)+" events after Last-Event-ID are no longer buffered", nil)
 		return
 	case errors.Is(err, ringbuf.ErrFutureSeq):
-		st.attached.Store(false)
 		s.metrics.resumeMisses.Add(1)
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: Last-Event-ID is ahead of the stream", nil)
 		return
@@ -522,31 +564,7 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		// clients take their next reconnect delay from the stream they read.
 		prefix = sse.AppendRetry(nil, s.cfg.RetryHint.Milliseconds())
 	}
-	if streamID == 0 || versionAtLeast(sess.version, "2025-11-25") {
-		s.setConnDeadline(st)
-	}
-	s.attach(ctx, st, seq, prefix, true)
-}
-
-// takeOver claims a stream for a resuming reader. A client that resumes by
-// Last-Event-ID has, almost always, lost the connection the gateway still
-// thinks is live (a cut is seen only on the next failed write), so the old
-// reader is cut and the resume waits briefly for it to let go; only if it
-// does not is the resume refused with 409.
-func (s *Server) takeOver(st *stream) bool {
-	if st.attached.CompareAndSwap(false, true) {
-		return true
-	}
-	st.replaced.Store(true)
-	st.disconnect()
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
-		if st.attached.CompareAndSwap(false, true) {
-			return true
-		}
-	}
-	return false
+	s.attachHijacked(ctx, st, seq, prefix, streamID == 0 || versionAtLeast(sess.version, "2025-11-25"))
 }
 
 // handleDelete ends a session.
@@ -555,7 +573,7 @@ func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
 	if sess == nil {
 		return
 	}
-	s.endSession(context.Background(), sess, CloseClientDelete, true)
+	s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 	s.metrics.status(fasthttp.StatusNoContent)
 }

@@ -40,6 +40,19 @@ func readChunk(t *testing.T, br *bufio.Reader) string {
 	return string(body[:size])
 }
 
+// hijackFixture is a stored session's stream with a hijack writer on sc,
+// started as after fasthttp hands the connection over.
+func hijackFixture(t testing.TB, s *Server, sc net.Conn, ringCfg ringbuf.Config) (*stream, *hijackWriter) {
+	t.Helper()
+	st := streamFixture(t, s, ringCfg)
+	st.sess.addStreamLocked(st.id, st)
+	require.NoError(t, s.store.Create(st.sess.id, st.sess))
+	w := newHijackWriter(s, st, sc, 0, nil)
+	attachFixture(s, &w.clientConn)
+	w.start()
+	return st, w
+}
+
 // TestHijackedStreamsHoldNoGoroutineWhileIdle attaches many GET streams to
 // real loopback connections and checks that, once their headers are out,
 // none keeps a writer goroutine; that a pushed event, a heartbeat kick and
@@ -54,7 +67,7 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 	before := runtime.NumGoroutine()
 	type conn struct {
 		st *stream
-		r  *streamReader
+		r  *hijackWriter
 		c  net.Conn
 		br *bufio.Reader
 	}
@@ -65,10 +78,7 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 		defer c.Close()
 		sc, err := ln.Accept()
 		require.NoError(t, err)
-		st, r := readerFixture(t, s, ringbuf.Config{})
-		st.sess.addStreamLocked(st.id, st)
-		require.NoError(t, s.store.Create(st.sess.id, st.sess))
-		s.startHijacked(sc, r)
+		st, r := hijackFixture(t, s, sc, ringbuf.Config{})
 		conns[i] = conn{st: st, r: r, c: c, br: bufio.NewReader(c)}
 	}
 	for _, cn := range conns {
@@ -103,10 +113,10 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 	// A kick with no heartbeat due writes nothing; one after the interval
 	// writes the comment.
 	cn := conns[0]
-	cn.st.wake()
+	cn.r.kick()
 	require.Eventually(t, idle, 5*time.Second, 5*time.Millisecond)
-	cn.st.lastWrite.Store(s.clock.Now() - int64(2*time.Hour))
-	cn.st.wake()
+	cn.r.lastWrite.Store(s.clock.Now() - int64(2*time.Hour))
+	cn.r.kick()
 	assert.Equal(t, ": \n\n", readChunk(t, cn.br))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -117,6 +127,6 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 		assert.Equal(t, "", readChunk(t, cn.br), "then the last chunk")
 		_, err := cn.br.ReadByte()
 		assert.ErrorIs(t, err, io.EOF, "and closes the connection")
-		assert.Nil(t, cn.st.hijacked.Load(), "detached")
+		assert.Nil(t, cn.st.conn.Load(), "detached")
 	}
 }

@@ -24,12 +24,15 @@ const (
 	CloseWriteStall
 	// CloseProtocolError: the upstream broke the protocol or the exchange failed.
 	CloseProtocolError
+	// CloseReplaced: a newer connection of the client took the stream over
+	// (streams only).
+	CloseReplaced
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
-	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced",
 }
 
 func (r CloseReason) String() string {

@@ -27,6 +27,9 @@ type metrics struct {
 	overflows        atomic.Uint64 // must-deliver events beyond the hard limits
 	resumeHits       atomic.Uint64
 	resumeMisses     atomic.Uint64
+	replacements     atomic.Uint64    // connections that took a stream over from an older one
+	backpressure     atomic.Uint64    // times a producer waited for its ring to make room
+	upstreamSkipped  atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
 	statuses         [6]atomic.Uint64 // answers by status class: 1xx..5xx
 }
 
@@ -58,6 +61,9 @@ type MetricsSnapshot struct {
 	Overflows        uint64
 	ResumeHits       uint64
 	ResumeMisses     uint64
+	Replacements     uint64
+	Backpressure     uint64
+	UpstreamSkipped  uint64
 	Status2xx        uint64
 	Status4xx        uint64
 	Status5xx        uint64
@@ -83,6 +89,9 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		Overflows:        m.overflows.Load(),
 		ResumeHits:       m.resumeHits.Load(),
 		ResumeMisses:     m.resumeMisses.Load(),
+		Replacements:     m.replacements.Load(),
+		Backpressure:     m.backpressure.Load(),
+		UpstreamSkipped:  m.upstreamSkipped.Load(),
 		Status2xx:        m.statuses[2].Load(),
 		Status4xx:        m.statuses[4].Load(),
 		Status5xx:        m.statuses[5].Load(),
@@ -129,9 +138,12 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	counter("mcpgate_events_coalesced_total", "Undelivered updates replaced by a newer one (progress per token, list_changed per kind).", m.EventsCoalesced)
 	counter("mcpgate_events_skipped_total", "Events a reader asked for that were no longer buffered (droppable gaps).", m.EventsSkipped)
 	counter("mcpgate_slow_consumer_disconnects_total", "Readers cut because their ring was full.", m.SlowDisconnects)
-	counter("mcpgate_ring_overflows_total", "Must-deliver messages that could not be queued.", m.Overflows)
+	counter("mcpgate_ring_overflows_total", "Must-deliver messages larger than a stream's byte limit (answers become errors, requests are refused upstream).", m.Overflows)
 	counter("mcpgate_resume_hits_total", "Last-Event-ID resumes served.", m.ResumeHits)
 	counter("mcpgate_resume_misses_total", "Last-Event-ID resumes refused.", m.ResumeMisses)
+	counter("mcpgate_stream_replacements_total", "Client connections that took a stream over from an older connection of it (a reconnecting client).", m.Replacements)
+	counter("mcpgate_backpressure_waits_total", "Times an upstream reader waited for a full ring of must-deliver events to make room.", m.Backpressure)
+	counter("mcpgate_upstream_close_skipped_total", "Expired sessions left to expire upstream because too many upstream closes were queued.", m.UpstreamSkipped)
 	labeled("mcpgate_http_responses_total", "Answers by status class.", "class", map[string]uint64{
 		"2xx": m.Status2xx, "4xx": m.Status4xx, "5xx": m.Status5xx,
 	})

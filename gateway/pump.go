@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"strconv"
 	"time"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
@@ -12,22 +13,25 @@ import (
 )
 
 // pumpAnswer copies one upstream POST answer stream into st's ring until
-// every request of the POST was answered, then finishes the stream. A
-// client that dropped its connection does not stop it (a disconnect is not
-// a cancellation before 2026-07-28): the answer stays resumable.
-func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, ids [][]byte) {
+// every call of the POST was answered, then finishes the stream. A client
+// that dropped its connection does not stop it (a disconnect is not a
+// cancellation before 2026-07-28): the answer stays resumable. Answers get
+// the client's ids back; must-deliver messages wait for room in the ring
+// (backpressure) rather than being lost.
+func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call) {
 	defer func() {
 		sess.busy.Add(-1)
 		sess.touch(s.clock.Now())
 	}()
-	defer sess.removeInflight(ids)
+	defer sess.endCalls(calls)
 	defer s.finishStream(st)
 	defer up.Close()
 	var p jsonrpc.Parser
-	pending := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		pending[string(id)] = true
+	pending := make(map[uint64]*call, len(calls))
+	for _, c := range calls {
+		pending[c.upID] = c
 	}
+	var out []byte
 	for len(pending) > 0 {
 		msg, err := up.Next()
 		if err != nil {
@@ -35,20 +39,115 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, ids [
 				s.metrics.upstreamErrors.Add(1)
 				s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
 				// Never leave a call hanging: answer what is still owed.
-				for id := range pending {
-					e := jsonrpc.AppendError(nil, []byte(id), jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
-					s.push(st, ringbuf.MustDeliver, 0, e)
+				for _, c := range pending {
+					e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
+					if s.pushMust(st, e, true) != nil {
+						return
+					}
 				}
 			}
 			return
 		}
 		class, key, respID := classify(&p, msg)
-		if respID != nil && pending[string(respID)] {
-			delete(pending, string(respID))
+		if respID != nil && string(respID) != "null" {
+			up, ok := parseUpID(respID)
+			c := pending[up]
+			if !ok || c == nil {
+				// Late, duplicate or for no call of this POST: a client
+				// must never see two answers to one request.
+				s.log.Debug("upstream answer for no pending call dropped", "session", sess.id, "stream", st.id, "id", string(respID))
+				continue
+			}
+			delete(pending, up)
+			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
+			msg = out
 		}
-		s.push(st, class, key, msg)
+		if !s.deliver(sess, st, class, key, msg, true) {
+			return
+		}
 	}
 	upstream.Drain(up)
+}
+
+// deliver stores one upstream message in st's ring: droppable ones as the
+// drop policy says, must-deliver ones waiting for room. An answer too large
+// for any ring is replaced by a JSON-RPC error for its request, and a
+// server-to-client request that large is refused upstream, so nothing
+// vanishes silently. It returns false when the stream or session ended.
+// busy says whether the caller holds one of the session's busy counts
+// (a call in flight), which it gives up while it waits.
+func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uint64, msg []byte, busy bool) bool {
+	if class == ringbuf.Droppable {
+		s.push(st, class, key, msg)
+		return true
+	}
+	err := s.pushMust(st, msg, busy)
+	if !errors.Is(err, ringbuf.ErrOverflow) {
+		return err == nil
+	}
+	s.metrics.overflows.Add(1)
+	limit := st.ring.Limits().HardMaxBytes
+	var p jsonrpc.Parser
+	msgs, _, perr := p.Parse(msg)
+	switch {
+	case perr != nil || len(msgs) != 1:
+		s.log.Error("stream overflow: an unreadable upstream message larger than the stream's byte limit was dropped",
+			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+		return true
+	case msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError:
+		s.log.Warn("answer larger than the stream's byte limit: the client gets an error instead",
+			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
+			"the answer ("+strconv.Itoa(len(msg))+" bytes) exceeds the gateway's stream limit ("+strconv.Itoa(limit)+" bytes, -ring-bytes)", nil)
+		return s.pushMust(st, e, busy) == nil
+	case msgs[0].Kind == jsonrpc.KindRequest:
+		s.log.Warn("server-to-client request larger than the stream's byte limit: refused upstream",
+			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
+			"request too large for the gateway to deliver ("+strconv.Itoa(len(msg))+" bytes, limit "+strconv.Itoa(limit)+")", nil)
+		if reply, err := sess.up.Send(sess.ctx, e); err == nil && reply.Stream != nil {
+			_ = reply.Stream.Close()
+		}
+		return true
+	default:
+		s.log.Error("stream overflow: a must-deliver notification larger than the stream's byte limit was dropped",
+			"session", sess.id, "stream", st.id, "method", string(msgs[0].Method), "bytes", len(msg), "limit", limit)
+		return true
+	}
+}
+
+// pushMust stores a must-deliver message in st's ring. While the ring is
+// full of undelivered events it waits for the reader (backpressure: the
+// caller stops reading its upstream, which TCP then pushes back to the
+// server) until room appears or the stream or session ends. A waiting call
+// does not keep an abandoned session alive: with busy set, the caller's
+// busy count is given up while it waits, so only an attached reader does.
+func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
+	for {
+		_, err := st.ring.TryPushMust(msg)
+		if err == nil {
+			st.notify()
+			s.metrics.eventsPushed.Add(1)
+			return nil
+		}
+		if !errors.Is(err, ringbuf.ErrNoRoom) {
+			return err
+		}
+		s.metrics.backpressure.Add(1)
+		if busy {
+			st.sess.busy.Add(-1)
+		}
+		select {
+		case <-st.ring.Room():
+		case <-st.sess.ctx.Done():
+		}
+		if busy {
+			st.sess.busy.Add(1)
+		}
+		if st.sess.ctx.Err() != nil {
+			return st.sess.ctx.Err()
+		}
+	}
 }
 
 // ensureStandalonePump starts the pump of the standalone stream once.
@@ -80,7 +179,7 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 		case errors.Is(err, upstream.ErrNotSupported):
 			return // the stream stays open for heartbeats; nothing feeds it
 		case errors.Is(err, upstream.ErrSessionGone):
-			s.endSession(context.Background(), sess, CloseUpstreamGone, false)
+			s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 			return
 		case err != nil:
 			s.log.Debug("upstream standalone stream failed", "session", sess.id, "err", err)
@@ -135,11 +234,29 @@ func (s *Server) pumpStandalone(st *stream, up upstream.Stream) bool {
 			return got
 		}
 		got = true
-		p := s.parsers.Get().(*jsonrpc.Parser)
-		class, key, _ := classify(p, msg)
-		s.parsers.Put(p)
-		s.push(st, class, key, msg)
+		if !s.pushStandalone(st, msg) {
+			return got
+		}
 	}
+}
+
+// pushStandalone classifies and stores one message of the upstream's
+// standalone stream; false when the session ended. An answer there (not
+// where the spec puts it) still gets its client's id back, or is dropped
+// if it answers no call in flight.
+func (s *Server) pushStandalone(st *stream, msg []byte) bool {
+	p := s.parsers.Get().(*jsonrpc.Parser)
+	class, key, respID := classify(p, msg)
+	if respID != nil && string(respID) != "null" {
+		c := st.sess.callOf(respID)
+		if c == nil {
+			s.parsers.Put(p)
+			return true
+		}
+		msg = jsonrpc.AppendReplaced(nil, msg, respID, c.clientID)
+	}
+	s.parsers.Put(p)
+	return s.deliver(st.sess, st, class, key, msg, false)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -153,18 +270,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// push stores one upstream message in st's ring and applies the outcome.
+// push stores one droppable upstream message in st's ring and applies the
+// drop policy's outcome.
 func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 	_, out, err := st.ring.Push(class, key, msg)
 	if err != nil {
-		if errors.Is(err, ringbuf.ErrOverflow) {
-			// A must-deliver message cannot be queued: cut the reader and
-			// fail visibly rather than lose it silently.
-			s.metrics.overflows.Add(1)
-			s.log.Error("stream overflow: must-deliver message lost", "session", st.sess.id, "stream", st.id)
-			st.disconnect()
-		}
-		return
+		return // closed
 	}
 	st.notify()
 	s.metrics.eventsPushed.Add(1)
@@ -182,9 +293,8 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 		if class == ringbuf.Droppable {
 			s.metrics.droppedCut.Add(1)
 		}
-		if st.attached.Load() {
+		if st.cut(CloseSlowConsumer) {
 			s.metrics.slowDisconnects.Add(1)
-			st.disconnect()
 		}
 	}
 }
@@ -249,44 +359,4 @@ func coalesceKey(kind byte, b []byte) uint64 {
 		k = 1
 	}
 	return k
-}
-
-// endSession closes a session once: it leaves the store, its streams end
-// (attached readers drain what is buffered, then see the end), pumps stop,
-// and unless the upstream already lost it, the upstream session is ended.
-func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReason, deleteUpstream bool) {
-	sess.mu.Lock()
-	if sess.closed {
-		sess.mu.Unlock()
-		return
-	}
-	sess.closed = true
-	if sess.withStreams != nil {
-		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
-	}
-	streams := make([]*stream, 0, len(sess.streams))
-	for _, st := range sess.streams {
-		streams = append(streams, st)
-	}
-	sess.mu.Unlock()
-
-	if cur, ok := s.store.Get(sess.id); ok && cur == sess {
-		s.store.Delete(sess.id)
-	}
-	sess.cancel()
-	for _, st := range streams {
-		st.closeUpstream()
-		s.finishStream(st)
-	}
-	if reason != CloseUpstreamGone && sess.up != nil {
-		if deleteUpstream || reason == CloseIdle || reason == CloseMaxAge {
-			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := sess.up.Close(dctx); err != nil {
-				s.log.Debug("upstream session close failed", "session", sess.id, "err", err)
-			}
-			cancel()
-		}
-	}
-	s.metrics.sessionsClosed[reason].Add(1)
-	s.cfg.Hooks.SessionClosed(sess.info(), reason)
 }

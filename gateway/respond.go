@@ -14,9 +14,11 @@ import (
 const CodeUnsupportedVersion = -32022
 
 // fail answers with an HTTP status and a JSON-RPC error body. id is the
-// request's raw JSON id, nil for null. data is raw JSON or nil.
+// request's raw JSON id, nil for null. data is raw JSON or nil. Headers
+// set before it (Allow, Retry-After) are kept; a body set before it is
+// replaced.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, id []byte, code int, msg string, data []byte) {
-	ctx.Response.Reset()
+	ctx.Response.ResetBody()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(jsonrpc.AppendError(make([]byte, 0, 96+len(msg)+len(data)), id, code, msg, data))

@@ -47,7 +47,6 @@ func getWithLastEventID(s *Server, sid, last string) *fasthttp.RequestCtx {
 
 func TestResumeRefusals(t *testing.T) {
 	s := newTestServer(t, Config{})
-	s.origin = newOriginPolicy(nil, nil, true)
 	sess, st := storedSession(t, s, ringbuf.Config{Capacity: 4})
 	other, _ := storedSession(t, s, ringbuf.Config{})
 	_ = other
@@ -79,13 +78,13 @@ func TestResumeRefusals(t *testing.T) {
 			assert.Contains(t, string(ctx.Response.Body()), `"jsonrpc":"2.0"`)
 		})
 	}
-	assert.False(t, st.attached.Load(), "a refused resume leaves the stream free")
+	assert.False(t, st.attached(), "a refused resume leaves the stream free")
 
 	// A position still buffered is served: the GET takes the connection
 	// over (the status and headers are written by the stream itself).
 	ctx := getWithLastEventID(s, sess.id, "1_5")
 	assert.True(t, ctx.Hijacked(), "GET streams run on the hijacked connection")
-	assert.True(t, st.attached.Load())
+	assert.True(t, st.attached())
 	m := s.Metrics()
 	assert.Equal(t, uint64(1), m.ResumeHits)
 	assert.Equal(t, uint64(5), m.ResumeMisses)

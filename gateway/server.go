@@ -28,12 +28,20 @@ func (*noCopy) Unlock() {}
 type Server struct {
 	_ noCopy
 
-	cfg    Config
-	log    *slog.Logger
-	store  *shard.Store[*session]
-	clock  *shard.Clock
-	origin originPolicy
-	http   *fasthttp.Server
+	cfg   Config
+	log   *slog.Logger
+	store *shard.Store[*session]
+	clock *shard.Clock
+	http  *fasthttp.Server
+	// origin is the Host/Origin policy: built by New for loopback defaults
+	// (so a Handler mounted in another server is usable and safe), and
+	// rebuilt by Serve for the listener's address.
+	origin atomic.Pointer[originPolicy]
+
+	// reapq holds sessions whose upstream side waits to be ended by a
+	// reaper (lifecycle.go); reapers counts the running ones.
+	reapq   chan *session
+	reapers atomic.Int32
 
 	parsers sync.Pool // *jsonrpc.Parser
 
@@ -86,7 +94,9 @@ func New(cfg Config) (*Server, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		streamsDone: make(chan struct{}),
+		reapq:       make(chan *session, reapQueue),
 	}
+	s.setOrigin(true)
 	s.withStreams = make([]*xsync.MapOf[*session, struct{}], store.NumShards())
 	for i := range s.withStreams {
 		s.withStreams[i] = xsync.NewMapOf[*session, struct{}]()
@@ -152,13 +162,20 @@ func (s *Server) addOwned() bool {
 	return true
 }
 
+// setOrigin builds the Host/Origin policy for a listener that is (or is
+// not) on a loopback address.
+func (s *Server) setOrigin(loopback bool) {
+	p := newOriginPolicy(s.cfg.AllowedOrigins, s.cfg.AllowedHosts, loopback)
+	s.origin.Store(&p)
+}
+
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // Shutdown, or the listener's error.
 func (s *Server) Serve(ln net.Listener) error {
 	if !s.served.CompareAndSwap(false, true) {
 		return errors.New("gateway: Serve called twice")
 	}
-	s.origin = newOriginPolicy(s.cfg.AllowedOrigins, s.cfg.AllowedHosts, isLoopbackAddr(ln.Addr()))
+	s.setOrigin(isLoopbackAddr(ln.Addr()))
 	err := s.http.Serve(ln)
 	if s.shutting.Load() {
 		return nil
@@ -187,6 +204,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 		s.closeAllSessions(ctx)
+		s.drainReaps(ctx)
 		s.spawnMu.Lock()
 		s.cancel()
 		s.spawnMu.Unlock()
@@ -216,30 +234,30 @@ func (s *Server) closeAllSessions(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.endSession(ctx, sess, CloseShutdown, true)
+			s.endSession(ctx, sess, CloseShutdown, upstreamNow)
 		}()
 		return true
 	})
 	wg.Wait()
 }
 
-// wakeHijacked schedules the writer of every attached GET stream, so each
-// sees the shutdown and ends its connection with a retry hint. (Readers on
-// fasthttp's goroutines wait on streamsDone instead.)
+// wakeHijacked kicks the writer of every attached GET stream, so each
+// sees the shutdown and ends its connection with a retry hint. (Body
+// writers on fasthttp's goroutines wait on streamsDone instead.)
 func (s *Server) wakeHijacked() {
-	var streams []*stream
+	var conns []*clientConn
 	s.store.Range(func(_ string, sess *session) bool {
 		sess.mu.Lock()
 		for _, st := range sess.streams {
-			if st.hijacked.Load() != nil {
-				streams = append(streams, st)
+			if c := st.conn.Load(); c != nil {
+				conns = append(conns, c)
 			}
 		}
 		sess.mu.Unlock()
 		return true
 	})
-	for _, st := range streams {
-		st.notify()
+	for _, c := range conns {
+		c.w.kick()
 	}
 }
 
@@ -248,20 +266,16 @@ func (s *Server) Metrics() MetricsSnapshot {
 	return s.metrics.snapshot(s.store.Len())
 }
 
-// heartbeatDue reports whether st has been quiet for a heartbeat interval.
-// The coarse clock lags by up to one tick, so a tick (at most a quarter of
-// the interval) counts as slack.
-func (s *Server) heartbeatDue(st *stream) bool {
-	return s.quietFor(st, s.clock.Now())
-}
-
-func (s *Server) quietFor(st *stream, now int64) bool {
+// quietFor reports whether c has been quiet for a heartbeat interval at
+// now. The coarse clock lags by up to one tick, so a tick (at most a
+// quarter of the interval) counts as slack.
+func (s *Server) quietFor(c *clientConn, now int64) bool {
 	hb := int64(s.cfg.Heartbeat)
 	if hb <= 0 {
 		return false
 	}
 	slack := min(int64(s.clock.Tick()), hb/4)
-	return now-st.lastWrite.Load() >= hb-slack
+	return now-c.lastWrite.Load() >= hb-slack
 }
 
 type fasthttpLogger struct{ l *slog.Logger }

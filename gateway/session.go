@@ -38,12 +38,15 @@ type session struct {
 	// open and has streams. nil only in tests that build sessions by hand.
 	withStreams *xsync.MapOf[*session, struct{}]
 
-	// mu guards streams, nextStream, finished, inflight and closed.
+	// mu guards streams, nextStream, finished, the calls in flight and
+	// closed.
 	mu         sync.Mutex
 	streams    map[uint64]*stream
 	nextStream uint64
-	finished   int                 // finished POST answer streams still in streams
-	inflight   map[string]struct{} // raw JSON ids of requests in flight
+	finished   int              // finished POST answer streams still in streams
+	inflight   map[string]*call // calls in flight by the client's raw id
+	byUp       map[uint64]*call // the same calls by their upstream id
+	nextUp     uint64           // the last upstream id given to a call
 	closed     bool
 }
 
@@ -98,38 +101,12 @@ func (s *session) touch(now int64) {
 	}
 }
 
-// addInflight records request ids; it fails if one is already in flight.
-func (s *session) addInflight(ids [][]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range ids {
-		if _, dup := s.inflight[string(id)]; dup {
-			return false
-		}
-	}
-	if s.inflight == nil {
-		s.inflight = make(map[string]struct{}, 4)
-	}
-	for _, id := range ids {
-		s.inflight[string(id)] = struct{}{}
-	}
-	return true
-}
-
-func (s *session) removeInflight(ids [][]byte) {
-	s.mu.Lock()
-	for _, id := range ids {
-		delete(s.inflight, string(id))
-	}
-	s.mu.Unlock()
-}
-
 // liveStreamsLocked counts streams that hold resources a client controls:
 // unfinished POST answers and an attached standalone stream. Constant time:
 // finished streams kept for resumption are not walked.
 func (s *session) liveStreamsLocked() int {
 	n := int(s.livePost.Load())
-	if st := s.streams[0]; st != nil && st.attached.Load() {
+	if st := s.streams[0]; st != nil && st.attached() {
 		n++
 	}
 	return n
@@ -145,7 +122,7 @@ func (s *session) pruneFinishedLocked() {
 	for s.finished > maxRetainedStreams {
 		var oldest *stream
 		for id, st := range s.streams {
-			if id == 0 || st.finishedAt.Load() == 0 || st.attached.Load() {
+			if id == 0 || st.finishedAt.Load() == 0 || st.attached() {
 				continue
 			}
 			if oldest == nil || st.id < oldest.id {

@@ -62,10 +62,9 @@ func (s *Server) sweepShard(i int) {
 		if r := s.expiredReason(sess, now); r >= 0 {
 			reason = CloseReason(r)
 		}
-		// Ending the upstream session is I/O: never in the sweeper.
-		if !s.goOwned(func(ctx context.Context) { s.endSession(ctx, sess, reason, false) }) {
-			s.endSession(context.Background(), sess, reason, false)
-		}
+		// Ending the upstream session is I/O: the reaper does it, never
+		// the sweeper.
+		s.endSession(s.ctx, sess, reason, upstreamLater)
 	})
 }
 
@@ -89,17 +88,17 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 		return // most idle sessions: no lock, no map walk (a stream added meanwhile waits for the next sweep)
 	}
 	retention := int64(s.cfg.StreamRetention)
-	var wakeBuf, cutBuf [4]*stream
+	var wakeBuf, cutBuf [4]*clientConn
 	wake, cut := wakeBuf[:0], cutBuf[:0]
 	sess.mu.Lock()
 	for id, st := range sess.streams {
-		if st.attached.Load() {
-			if ws := st.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
-				cut = append(cut, st)
+		if c := st.conn.Load(); c != nil {
+			if ws := c.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
+				cut = append(cut, c)
 				continue
 			}
-			if d := st.connDeadline.Load(); s.quietFor(st, now) || (d != 0 && now >= d) {
-				wake = append(wake, st)
+			if d := c.deadline.Load(); s.quietFor(c, now) || (d != 0 && now >= d) {
+				wake = append(wake, c)
 			}
 			continue
 		}
@@ -109,12 +108,11 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 		}
 	}
 	sess.mu.Unlock()
-	for _, st := range cut {
-		s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", st.id)
-		st.stalled.Store(true)
-		st.disconnect()
+	for _, c := range cut {
+		s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", c.st.id)
+		c.end(CloseWriteStall)
 	}
-	for _, st := range wake {
-		st.wake()
+	for _, c := range wake {
+		c.w.kick()
 	}
 }

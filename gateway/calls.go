@@ -1,0 +1,233 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+)
+
+// call is one client request in flight upstream. The gateway forwards it
+// under an id of its own (upID, unique in the session) and maps the answer
+// back to the client's id by that number, so an upstream that re-encodes
+// ids (1.50 as 1.5, "\u0061" as "a", big integers as floats) still answers
+// the right request, once. See PROTOCOL.md section 3, rule 3.
+type call struct {
+	clientID []byte // the client's id, raw JSON as sent
+	upID     uint64
+}
+
+// initializeUpID is the upstream id of the initialize request; the calls
+// of a session count up from 1.
+const initializeUpID = 0
+
+// beginCalls registers the requests among msgs as calls in flight and gives
+// each an upstream id. It refuses (nil, false) if a request's id is already
+// in flight in the session.
+func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
+	n := 0
+	for i := range msgs {
+		if msgs[i].Kind == jsonrpc.KindRequest {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, true
+	}
+	calls := make([]*call, 0, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range msgs {
+		if msgs[i].Kind != jsonrpc.KindRequest {
+			continue
+		}
+		if _, dup := s.inflight[string(msgs[i].ID)]; dup {
+			return nil, false
+		}
+		for _, c := range calls {
+			if bytes.Equal(c.clientID, msgs[i].ID) {
+				return nil, false // the same id twice in one batch
+			}
+		}
+		calls = append(calls, &call{clientID: bytes.Clone(msgs[i].ID)})
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[string]*call, 4)
+		s.byUp = make(map[uint64]*call, 4)
+	}
+	for _, c := range calls {
+		s.nextUp++
+		c.upID = s.nextUp
+		s.inflight[string(c.clientID)] = c
+		s.byUp[c.upID] = c
+	}
+	return calls, true
+}
+
+// endCalls removes calls from the session's calls in flight.
+func (s *session) endCalls(calls []*call) {
+	if len(calls) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, c := range calls {
+		if s.byUp[c.upID] == c {
+			delete(s.byUp, c.upID)
+			delete(s.inflight, string(c.clientID))
+		}
+	}
+	s.mu.Unlock()
+}
+
+// upIDOf returns the upstream id of the client's call id, if it is in flight.
+func (s *session) upIDOf(clientID []byte) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.inflight[string(clientID)]; c != nil {
+		return c.upID, true
+	}
+	return 0, false
+}
+
+// callOf returns the call in flight with upstream id raw (JSON), or nil.
+func (s *session) callOf(raw []byte) *call {
+	up, ok := parseUpID(raw)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byUp[up]
+}
+
+// parseUpID reads an id the gateway gave a request, as an upstream echoes
+// it: an integer, in any JSON spelling of its value (17, 17.0, 1.7e1), or
+// a string of its digits.
+func parseUpID(raw []byte) (uint64, bool) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	if v, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+		return v, true
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f < 0 || f > 1<<53 || f != float64(uint64(f)) {
+		return 0, false
+	}
+	return uint64(f), true
+}
+
+// findCall returns the call of calls with upstream id up, or nil.
+func findCall(calls []*call, up uint64) *call {
+	for _, c := range calls {
+		if c.upID == up {
+			return c
+		}
+	}
+	return nil
+}
+
+// upstreamBody appends to dst the body to forward for a client POST whose
+// messages are msgs: each request carries the upstream id of its call, and
+// a notifications/cancelled names the upstream id of the call it cancels
+// (one for a call not in flight is left out: PROTOCOL.md section 2, rule
+// 37). Responses and other notifications pass unchanged. It returns nil
+// when nothing is left to forward.
+func upstreamBody(dst []byte, sess *session, body []byte, msgs []jsonrpc.Message, calls []*call, batch bool) []byte {
+	if !batch {
+		out, keep := upstreamMessage(dst, sess, msgs[0], calls)
+		if !keep {
+			return nil
+		}
+		return out
+	}
+	dst = append(dst, '[')
+	kept := 0
+	for i := range msgs {
+		mark := len(dst)
+		if kept > 0 {
+			dst = append(dst, ',')
+		}
+		var keep bool
+		if dst, keep = upstreamMessage(dst, sess, msgs[i], calls); keep {
+			kept++
+		} else {
+			dst = dst[:mark]
+		}
+	}
+	if kept == 0 {
+		return nil
+	}
+	return append(dst, ']')
+}
+
+// upstreamMessage appends one message as forwarded upstream; keep is false
+// for a cancellation of a call that is not in flight.
+func upstreamMessage(dst []byte, sess *session, m jsonrpc.Message, calls []*call) ([]byte, bool) {
+	var num [20]byte
+	switch m.Kind {
+	case jsonrpc.KindRequest:
+		for _, c := range calls {
+			if bytes.Equal(c.clientID, m.ID) {
+				return jsonrpc.AppendReplaced(dst, m.Raw, m.ID, strconv.AppendUint(num[:0], c.upID, 10)), true
+			}
+		}
+	case jsonrpc.KindNotification:
+		if string(m.Method) == "notifications/cancelled" {
+			rid, ok := jsonrpc.Lookup(m.Raw, "params", "requestId")
+			if !ok {
+				break // malformed: the upstream judges it
+			}
+			up, ok := sess.upIDOf(rid)
+			if !ok {
+				return dst, false
+			}
+			return jsonrpc.AppendReplaced(dst, m.Raw, rid, strconv.AppendUint(num[:0], up, 10)), true
+		}
+	}
+	return append(dst, m.Raw...), true
+}
+
+// clientAnswer appends to dst an upstream answer (a response, or a batch of
+// them) with each response's id mapped back to the client's, by the calls
+// of the POST it answers. Responses that answer none of them (late, or for
+// another request) are left out; ok is false if nothing is left.
+func clientAnswer(dst []byte, p *jsonrpc.Parser, answer []byte, calls []*call) ([]byte, bool) {
+	msgs, batch, perr := p.Parse(answer)
+	if perr != nil {
+		return dst, false
+	}
+	if batch {
+		dst = append(dst, '[')
+	}
+	kept := 0
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind != jsonrpc.KindResponse && m.Kind != jsonrpc.KindError {
+			continue
+		}
+		var c *call
+		if string(m.ID) != "null" { // an error about an unreadable request passes as it is
+			up, ok := parseUpID(m.ID)
+			if !ok {
+				continue
+			}
+			if c = findCall(calls, up); c == nil {
+				continue
+			}
+		}
+		if kept > 0 {
+			dst = append(dst, ',')
+		}
+		if c != nil {
+			dst = jsonrpc.AppendReplaced(dst, m.Raw, m.ID, c.clientID)
+		} else {
+			dst = append(dst, m.Raw...)
+		}
+		kept++
+	}
+	if batch {
+		dst = append(dst, ']')
+	}
+	return dst, kept > 0
+}

@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// upstreamEnd says how endSession ends a session's upstream side.
+type upstreamEnd uint8
+
+const (
+	// upstreamGone: the upstream lost the session already; nothing to end.
+	upstreamGone upstreamEnd = iota
+	// upstreamNow: end it before endSession returns (a client's DELETE,
+	// shutdown), bounded by the caller's context and upstreamCloseTimeout.
+	upstreamNow
+	// upstreamLater: hand it to the reaper (expiry): the caller, the
+	// sweeper, never waits for upstream I/O.
+	upstreamLater
+)
+
+// upstreamCloseTimeout bounds ending one upstream session.
+const upstreamCloseTimeout = 5 * time.Second
+
+// The reaper ends the upstream sessions of expired sessions: at most
+// reapWorkers at a time, on Server-owned goroutines that exist only while
+// there is work; at most reapQueue wait. Beyond that an upstream session is
+// left to expire on its own upstream (counted, logged), so a mass expiry
+// against a slow upstream never grows goroutines or memory without bound.
+const (
+	reapWorkers = 16
+	reapQueue   = 4096
+)
+
+// endSession closes a session once: it leaves the store, its streams end
+// (attached readers drain what is buffered, then see the end), pumps stop,
+// and its upstream side ends as how says.
+func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReason, how upstreamEnd) {
+	sess.mu.Lock()
+	if sess.closed {
+		sess.mu.Unlock()
+		return
+	}
+	sess.closed = true
+	if sess.withStreams != nil {
+		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
+	}
+	streams := make([]*stream, 0, len(sess.streams))
+	for _, st := range sess.streams {
+		streams = append(streams, st)
+	}
+	sess.mu.Unlock()
+
+	if cur, ok := s.store.Get(sess.id); ok && cur == sess {
+		s.store.Delete(sess.id)
+	}
+	sess.cancel()
+	for _, st := range streams {
+		st.closeUpstream()
+		s.finishStream(st)
+	}
+	if sess.up != nil {
+		switch how {
+		case upstreamNow:
+			s.closeUpstream(ctx, sess)
+		case upstreamLater:
+			s.reapLater(sess)
+		}
+	}
+	s.metrics.sessionsClosed[reason].Add(1)
+	s.cfg.Hooks.SessionClosed(sess.info(), reason)
+}
+
+// closeUpstream ends sess's upstream session, bounded by ctx and
+// upstreamCloseTimeout.
+func (s *Server) closeUpstream(ctx context.Context, sess *session) {
+	dctx, cancel := context.WithTimeout(ctx, upstreamCloseTimeout)
+	defer cancel()
+	if err := sess.up.Close(dctx); err != nil {
+		s.log.Debug("upstream session close failed", "session", sess.id, "err", err)
+	}
+}
+
+// reapLater queues sess's upstream side for the reaper and makes sure a
+// reaper runs. It never blocks.
+func (s *Server) reapLater(sess *session) {
+	select {
+	case s.reapq <- sess:
+	default:
+		s.metrics.upstreamSkipped.Add(1)
+		s.log.Warn("too many upstream sessions waiting to be ended: this one is left to expire upstream", "session", sess.id)
+		return
+	}
+	for {
+		n := s.reapers.Load()
+		if n >= reapWorkers {
+			return
+		}
+		if s.reapers.CompareAndSwap(n, n+1) {
+			if !s.goOwned(s.reapLoop) {
+				s.reapers.Add(-1) // shutting down: Shutdown drains the queue
+			}
+			return
+		}
+	}
+}
+
+// reapLoop ends queued upstream sessions until the queue is empty.
+func (s *Server) reapLoop(context.Context) {
+	for {
+		select {
+		case sess := <-s.reapq:
+			// Not the Server's context: shutdown lets started closes finish.
+			s.closeUpstream(context.Background(), sess)
+			continue
+		default:
+		}
+		s.reapers.Add(-1)
+		// A session queued between the empty check and the decrement may
+		// have found every reaper busy: look again before leaving.
+		if len(s.reapq) == 0 {
+			return
+		}
+		for {
+			n := s.reapers.Load()
+			if n >= reapWorkers {
+				return
+			}
+			if s.reapers.CompareAndSwap(n, n+1) {
+				break
+			}
+		}
+	}
+}
+
+// drainReaps ends the queued upstream sessions on the caller's goroutine
+// (shutdown), until the queue is empty or ctx ends.
+func (s *Server) drainReaps(ctx context.Context) {
+	for ctx.Err() == nil {
+		select {
+		case sess := <-s.reapq:
+			s.closeUpstream(ctx, sess)
+		default:
+			return
+		}
+	}
+}
