@@ -30,6 +30,8 @@ const (
 	DefaultMaxMessageBytes  = 16 << 20
 	DefaultResumeAttempts   = 5
 	defaultResumeRetryDelay = 500 * time.Millisecond
+	// maxResumeDelay caps the upstream's retry hint before a resume.
+	maxResumeDelay = 30 * time.Second
 )
 
 // HTTPConfig configures the Streamable HTTP transport.
@@ -478,6 +480,10 @@ type httpStream struct {
 	body   streamBody
 	dec    *sse.Decoder
 	closed bool
+	// ctx ends when Close is called: it interrupts a resume's wait and its
+	// GET.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	lastID  []byte
 	retry   time.Duration
@@ -509,6 +515,9 @@ func (b postBody) close() { _ = b.resp.CloseBodyStream() }
 
 func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) *httpStream {
 	st := &httpStream{t: t, s: s, body: body, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
+	if wantResponse { // only a POST answer is ever resumed
+		st.ctx, st.cancel = context.WithCancel(context.Background())
+	}
 	st.dec = sse.NewDecoder(bodyReader(body), t.cfg.MaxMessageBytes)
 	return st
 }
@@ -606,15 +615,18 @@ func (st *httpStream) resume(cause error) error {
 		return fmt.Errorf("%w: stream ended before its response: %v", ErrUnavailable, cause)
 	}
 	st.tries++
-	time.Sleep(min(st.retry, 30*time.Second))
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
+	wait := time.NewTimer(min(st.retry, maxResumeDelay))
+	select {
+	case <-wait.C:
+	case <-st.ctx.Done():
+		wait.Stop()
 		return io.ErrClosedPipe
 	}
-	st.mu.Unlock()
-	next, err := st.s.get(context.Background(), st.lastID, true)
+	next, err := st.s.get(st.ctx, st.lastID, true)
 	if err != nil {
+		if st.ctx.Err() != nil {
+			return io.ErrClosedPipe
+		}
 		return err
 	}
 	st.mu.Lock()
@@ -637,6 +649,9 @@ func (st *httpStream) Close() error {
 		return nil
 	}
 	st.closed = true
+	if st.cancel != nil {
+		st.cancel() // a resume waiting or connecting gives up
+	}
 	// Closing the body interrupts an in-flight Read (fasthttp closes the
 	// conn when the body was not read to the end and waits for the Read).
 	st.body.close()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,4 +332,65 @@ func TestStalePooledConnIsRetried(t *testing.T) {
 	ws.CloseClientConnections()
 	time.Sleep(50 * time.Millisecond)
 	call() // the pooled connection is dead: retried once on a new one
+}
+
+// TestCloseInterruptsResume: a POST answer cut before its response waits
+// the upstream's retry hint (here 30 s) before it resumes; Close during that
+// wait, or during the resuming GET, ends Next at once, so shutdown is never
+// held up by it.
+func TestCloseInterruptsResume(t *testing.T) {
+	for _, during := range []string{"wait", "get"} {
+		t.Run(during, func(t *testing.T) {
+			ws := newWireServer(t)
+			tr := newTransport(t, ws.URL, time.Minute)
+			s := connectSession(t, ws, tr)
+			retry := "30000"
+			if during == "get" {
+				retry = "1"
+			}
+			ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				sseWrite(w, "id: p1\nretry: "+retry+"\ndata: \n\n")
+			})
+			getting := make(chan struct{})
+			release := make(chan struct{})
+			defer close(release)
+			ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+				close(getting)
+				select { // never answers: the resume's GET hangs
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`))
+			require.NoError(t, err)
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.Stream.Next()
+				done <- err
+			}()
+			if during == "get" {
+				<-getting
+			} else {
+				require.Eventually(t, func() bool { return goroutineIn("(*httpStream).resume") }, 5*time.Second, time.Millisecond,
+					"Next waits for the retry delay")
+			}
+			start := time.Now()
+			require.NoError(t, r.Stream.Close())
+			select {
+			case err := <-done:
+				assert.Error(t, err)
+				assert.Less(t, time.Since(start), 5*time.Second)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not interrupt the resume")
+			}
+		})
+	}
+}
+
+// goroutineIn reports whether some goroutine's stack has a frame whose name
+// contains fn.
+func goroutineIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
 }
