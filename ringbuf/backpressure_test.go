@@ -94,26 +94,3 @@ func TestTryPushMustLargeEvent(t *testing.T) {
 	require.ErrorIs(t, err, ErrOverflow)
 	assert.Equal(t, uint64(1), r.Stats().Overflow)
 }
-
-// TestAbandonRefusesEveryPosition: after Abandon no reader can take the
-// stream for complete, from any position; the retained events are freed.
-func TestAbandonRefusesEveryPosition(t *testing.T) {
-	r := newRing(t, Config{Capacity: 8})
-	for range 3 {
-		push(t, r, MustDeliver, 0, "m")
-	}
-	_, err := nextN(r, 0, 1)
-	require.NoError(t, err)
-	r.Abandon()
-	for after := uint64(0); after <= 3; after++ {
-		_, _, err := r.Next(after, func(uint64, []byte) bool { return true })
-		var ee *EvictedError
-		require.ErrorAs(t, err, &ee, "after %d", after)
-		assert.GreaterOrEqual(t, ee.Missing, uint64(1))
-	}
-	st := r.Stats()
-	assert.Zero(t, st.Len)
-	assert.Zero(t, st.Bytes)
-	assert.True(t, r.Closed())
-	r.Abandon() // idempotent
-}

@@ -35,16 +35,13 @@
 // a ring with nothing undelivered, up to the hard limits), and otherwise
 // returns ErrNoRoom without changing anything. The producer then stops
 // reading its source and waits on Room, which is signalled when the reader
-// delivers events or the ring closes, and tries again. A producer that has to
-// give up an event that got no sequence number calls Abandon, so that no
-// reader can mistake the stream for complete.
+// delivers events or the ring closes, and tries again.
 //
 // # Concurrency contract
 //
-//   - Push, TryPushMust, Close, Abandon, Closed, LastSeq, Stats, Limits,
-//     Wait and Room are safe for
-//     concurrent use by any number of goroutines. Push never blocks on the
-//     reader: it takes the ring's mutex for a bounded amount of work (a copy
+//   - Push, TryPushMust, Close, Closed, LastSeq, Stats, Limits, Wait and
+//     Room are safe for concurrent use by any number of goroutines. Neither
+//     push blocks on the reader: it takes the ring's mutex for a bounded amount of work (a copy
 //     of the event data and at most a scan of the undelivered events for a
 //     coalescing key) and signals the reader without blocking.
 //   - Next must be called by one reader at a time. The gateway guarantees it

@@ -19,8 +19,8 @@ import (
 //	op%4 == 2     next with a byte budget of arg*8 (0: unlimited), from
 //	              the reader's position, or (op>>2&1) replaying from
 //	              arg%8 events earlier
-//	op%4 == 3     op>>2&3: 0 a Stats/Limits check, 1 close, 2 TryPushMust
-//	              of size arg, 3 abandon
+//	op%4 == 3     op>>2&3: 1 close, 2 TryPushMust of size arg, else a
+//	              Stats/Limits check
 func FuzzRing(f *testing.F) {
 	f.Add([]byte{3, 40, 0, 0, 0, 10, 1, 20, 4, 5, 2, 1, 0, 100})
 	f.Add([]byte{1, 8, 1, 1, 4, 3, 4, 3, 4, 3, 0, 2, 2, 0, 6, 3, 7, 0})
@@ -55,8 +55,6 @@ type fuzzModel struct {
 	seen   map[uint64]bool   // must-deliver seqs visited by some Next
 	pos    uint64            // the reader's position
 	closed bool
-
-	abandoned bool // Abandon was called: every position is refused
 }
 
 func newFuzzModel(t *testing.T, cfg Config) *fuzzModel {
@@ -101,10 +99,6 @@ func (m *fuzzModel) step(op, arg byte) {
 			m.closed = true
 		case 2:
 			m.tryPushMust(int(arg))
-		case 3:
-			m.r.Abandon()
-			m.twin.Abandon()
-			m.closed, m.abandoned = true, true
 		}
 	}
 }
@@ -286,10 +280,10 @@ func (m *fuzzModel) next(after uint64, budget int) {
 		if after >= lost || prev != after || last != after {
 			t.Fatalf("ErrEvicted at %d (lost %d), visited up to %d", after, lost, prev)
 		}
-		if ee.After != after || ee.Missing != max(first-1-after, 1) {
+		if ee.After != after || ee.Missing != first-1-after {
 			t.Fatalf("EvictedError %+v, first %d", *ee, first)
 		}
-		if !m.r.strict && !m.abandoned && after == m.pos {
+		if !m.r.strict && after == m.pos {
 			t.Fatalf("live reader at %d got ErrEvicted without StrictReplay", after)
 		}
 		if after == m.pos {
@@ -336,15 +330,11 @@ func (m *fuzzModel) check() {
 	if sum != r.bytes || r.bytes > m.lim.HardMaxBytes || keyed != r.keyed {
 		t.Fatalf("bytes %d (sum %d, hard %d), keyed %d (counted %d)", r.bytes, sum, m.lim.HardMaxBytes, r.keyed, keyed)
 	}
-	if (r.lost >= r.first && !(m.abandoned && r.lost == r.first)) || r.delivered > r.last {
+	if r.lost >= r.first || r.delivered > r.last {
 		t.Fatalf("lost %d delivered %d first %d last %d", r.lost, r.delivered, r.first, r.last)
 	}
-	// No must-deliver event was evicted before a reader saw it (unless the
-	// ring was abandoned, which gives them up on purpose).
+	// No must-deliver event was evicted before a reader saw it.
 	for _, seq := range m.must {
-		if m.abandoned {
-			break
-		}
 		if seq >= r.first {
 			break
 		}
@@ -358,9 +348,6 @@ func (m *fuzzModel) check() {
 func (m *fuzzModel) finish() {
 	m.next(m.pos, 1<<30)
 	m.next(m.pos, 1<<30) // again, in case the first one was refused with ErrEvicted
-	if m.abandoned {
-		return // given up on purpose: readers are refused instead
-	}
 	for _, seq := range m.must {
 		if !m.seen[seq] {
 			m.t.Fatalf("must-deliver seq %d never delivered", seq)

@@ -116,28 +116,6 @@ func (r *Ring) Close() {
 	}
 }
 
-// Abandon closes the ring, releases what it retains and marks every event
-// it ever held as lost, so that no reader can take the stream for
-// complete: Next from any position at or below LastSeq returns an
-// *EvictedError (a resume is refused as a whole, never partly served). The
-// producer calls it when it had to give up a must-deliver event that has
-// no sequence number. Idempotent, never blocks.
-func (r *Ring) Abandon() {
-	r.mu.Lock()
-	r.closed = true
-	r.isClosed.Store(true)
-	for r.first <= r.last { // nothing retained can be served any more
-		r.evictHeadLocked()
-	}
-	r.lost = r.last + 1
-	room := r.room
-	r.mu.Unlock()
-	r.signal()
-	if room != nil {
-		signalOne(room)
-	}
-}
-
 // Closed reports whether Close was called. Never blocks.
 func (r *Ring) Closed() bool { return r.isClosed.Load() }
 
@@ -517,8 +495,7 @@ func (r *Ring) Next(after uint64, fn func(seq uint64, data []byte) bool) (last, 
 		return after, 0, errNextFuture
 	}
 	if after < r.lost {
-		// At least one: after an Abandon, the lost event has no seq.
-		e := &EvictedError{After: after, Missing: max(r.first-1-after, 1)}
+		e := &EvictedError{After: after, Missing: r.first - 1 - after}
 		r.mu.Unlock()
 		return after, 0, e
 	}
