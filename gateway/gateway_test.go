@@ -341,7 +341,7 @@ func TestServeRejectsSecondCall(t *testing.T) {
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, s.served.Load, 5*time.Second, time.Millisecond, "the first Serve runs")
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln2.Close()

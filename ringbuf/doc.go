@@ -41,9 +41,10 @@
 //
 //   - Push, TryPushMust, Close, Closed, LastSeq, Stats, Limits, Wait and
 //     Room are safe for concurrent use by any number of goroutines. Neither
-//     push blocks on the reader: it takes the ring's mutex for a bounded amount of work (a copy
-//     of the event data and at most a scan of the undelivered events for a
-//     coalescing key) and signals the reader without blocking.
+//     push blocks on the reader: it takes the ring's mutex for a bounded
+//     amount of work (a copy of the event data and at most a scan of the
+//     undelivered events for a coalescing key) and signals the reader
+//     without blocking.
 //   - Next must be called by one reader at a time. The gateway guarantees it
 //     (one attached connection per stream). It is safe to call Next
 //     concurrently with Push and Close.
