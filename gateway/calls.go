@@ -64,19 +64,31 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 	return calls, true
 }
 
-// endCalls removes calls from the session's calls in flight.
+// endCalls removes calls from the session's calls in flight; calls ended
+// before are skipped.
 func (s *session) endCalls(calls []*call) {
 	if len(calls) == 0 {
 		return
 	}
 	s.mu.Lock()
 	for _, c := range calls {
-		if s.byUp[c.upID] == c {
-			delete(s.byUp, c.upID)
-			delete(s.inflight, string(c.clientID))
-		}
+		s.endCallLocked(c)
 	}
 	s.mu.Unlock()
+}
+
+// endCall removes one call from the session's calls in flight.
+func (s *session) endCall(c *call) {
+	s.mu.Lock()
+	s.endCallLocked(c)
+	s.mu.Unlock()
+}
+
+func (s *session) endCallLocked(c *call) {
+	if s.byUp[c.upID] == c {
+		delete(s.byUp, c.upID)
+		delete(s.inflight, string(c.clientID))
+	}
 }
 
 // upIDOf returns the upstream id of the client's call id, if it is in flight.

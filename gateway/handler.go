@@ -257,14 +257,12 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.rejectFull(ctx, id)
 		return
 	}
-	var fwd []byte
-	var init []*call
-	if m.Kind == jsonrpc.KindRequest {
-		fwd = jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
-		init = []*call{{clientID: m.ID, upID: initializeUpID}}
-	} else {
-		fwd = body // a notification named initialize: the upstream judges it
+	if m.Kind != jsonrpc.KindRequest {
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
+		return
 	}
+	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+	init := []*call{{clientID: m.ID, upID: initializeUpID}}
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)

@@ -60,12 +60,21 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 			}
 			delete(pending, up)
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
-			msg = out
+			if !s.deliver(sess, st, class, key, out, true) {
+				return
+			}
+			// Answered: the client may reuse the id at once.
+			sess.endCall(c)
+			continue
 		}
 		if !s.deliver(sess, st, class, key, msg, true) {
 			return
 		}
 	}
+	// Every call is answered: the client's stream ends now, whatever the
+	// upstream still sends (late messages are read and dropped so its
+	// connection can be pooled).
+	s.finishStream(st)
 	upstream.Drain(up)
 }
 
