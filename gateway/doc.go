@@ -4,24 +4,33 @@
 //
 // The request paths read top to bottom in handlePost, handleGet and
 // handleDelete. A session lives in one shard of a shard.Store; each of its
-// SSE streams owns a ringbuf.Ring. Producers (the pump goroutines that read
-// upstream answers) only push into rings; each connected stream has exactly
-// one writer, which drains as many whole events as fit into one write: for
-// a POST answer, the fasthttp connection goroutine calling streamReader.Read
-// (the connection stays reusable); for a GET stream, a Server-owned
-// goroutine started on demand (streamReader.schedule) that writes on the
-// connection taken over from fasthttp and exits when nothing is ready, so
-// an idle connected stream holds no writer goroutine and no I/O buffers.
+// SSE streams (stream.go) owns a ringbuf.Ring, and the client connection
+// draining a stream is a clientConn (conn.go): a stream outlives its
+// connections, and the newest connection of a stream replaces an older one.
+// Producers (the pump goroutines that read upstream answers) only push into
+// rings, waiting for room when a ring is full of must-deliver events; each
+// connection has exactly one writer, which drains as many whole events as
+// fit into one write: for a POST answer, the fasthttp connection goroutine
+// calling bodyWriter.Read (the connection stays reusable); for a GET
+// stream, a Server-owned goroutine started on demand (hijackWriter) that
+// writes on the connection taken over from fasthttp and exits when nothing
+// is ready, so an idle connected stream holds no writer goroutine and no
+// I/O buffers. Requests go upstream under gateway-assigned ids (calls.go).
 //
 // Concurrency contract:
 //   - Server methods are safe for concurrent use. Serve may be called once;
 //     Shutdown may be called at any time and more than once.
 //   - The Server owns every goroutine it starts (the shard sweeper, the
 //     coarse clock, one pump per upstream stream, a writer per GET stream
-//     while it has something to write) through Server.goOwned; Shutdown
-//     cancels them and waits. No goroutine or timer exists per idle session.
+//     while it has something to write, up to reapWorkers reapers while
+//     expired sessions' upstream sides are being ended) through
+//     Server.goOwned; Shutdown cancels them and waits. No goroutine or timer
+//     exists per idle session.
 //   - Hooks run synchronously on the goroutine that caused the event, outside
 //     every gateway lock; they must not block.
 //   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the
 //     ring's internal lock. Shard internals are never held across calls.
+//   - The Handler may be mounted in another fasthttp server; it then
+//     accepts loopback Host names only unless Config.AllowedHosts says
+//     otherwise (Serve picks the default for its listener's address).
 package gateway
