@@ -23,8 +23,7 @@ import (
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) != s.cfg.Path {
 		if s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath && ctx.IsGet() {
-			ctx.SetContentType("text/plain; version=0.0.4")
-			s.WriteMetrics(ctx)
+			s.publicMetrics(ctx)
 			return
 		}
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
@@ -88,6 +87,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 
 // handlePost forwards a client message upstream and relays the answer.
 func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
@@ -112,6 +112,8 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusBadRequest, perr.ID, perr.Code, perr.Message, nil)
 		return
 	}
+	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
+	defer func() { s.metrics.latency[class].Observe(since(start)) }()
 	var firstID []byte
 	if !batch {
 		firstID = msgs[0].ID
@@ -162,7 +164,9 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
+	upStart := time.Now()
 	reply, err := sess.up.Send(context.Background(), fwd)
+	s.metrics.upstreamLatency[class].Observe(since(upStart))
 	sess.busy.Add(-1)
 	if err != nil {
 		s.upstreamFailed(ctx, sess, calls, firstID, err)
@@ -178,7 +182,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		if len(calls) > 0 {
 			var ok bool
 			if answer, ok = clientAnswer(make([]byte, 0, len(answer)+16), p, answer, calls); !ok {
-				s.metrics.upstreamErrors.Add(1)
+				s.metrics.upstreamErrors[upErrProtocol].Add(1)
 				s.log.Warn("upstream answered with no response to the request", "session", sess.id)
 				s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
 				return
@@ -191,7 +195,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	default:
 		sess.endCalls(calls)
 		if len(calls) > 0 {
-			s.metrics.upstreamErrors.Add(1)
+			s.metrics.upstreamErrors[upErrProtocol].Add(1)
 			s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream accepted a request without answering it", nil)
 			return
 		}
@@ -213,31 +217,46 @@ func hasCancel(msgs []jsonrpc.Message) bool {
 // upstreamFailed maps an upstream error to the client's answer. calls are
 // the POST's calls, whose ids an upstream error body names.
 func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls []*call, id []byte, err error) {
-	s.metrics.upstreamErrors.Add(1)
 	var se *upstream.StatusError
 	switch {
 	case errors.Is(err, upstream.ErrSessionGone):
+		s.metrics.upstreamFailure(err)
 		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
-	case errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
-		// The upstream refused the client's message with a JSON-RPC error:
-		// relay it, under the client's ids.
-		var p jsonrpc.Parser
-		body, ok := clientAnswer(nil, &p, se.Body, calls)
-		if !ok {
-			body = se.Body
-		}
-		ctx.SetStatusCode(se.Status)
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(body)
-		s.metrics.status(se.Status)
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
+		// The upstream refused the client's message: relay the refusal.
+		s.relayRefusal(ctx, se, calls, id)
 	case errors.Is(err, upstream.ErrTimeout):
+		s.metrics.upstreamFailure(err)
 		s.log.Warn("upstream timeout", "session", sess.id, "err", err)
 		s.fail(ctx, fasthttp.StatusGatewayTimeout, id, jsonrpc.CodeInternalError, "Gateway Timeout: upstream did not answer in time", nil)
 	default:
+		s.metrics.upstreamFailure(err)
 		s.log.Warn("upstream error", "session", sess.id, "err", err)
 		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError, "Bad Gateway: upstream error", nil)
 	}
+}
+
+// relayRefusal answers with the upstream's 4xx: the client's message was
+// refused, which is not an upstream failure. A JSON-RPC error body is
+// relayed under the client's ids; any other body becomes a JSON-RPC error
+// naming the upstream's status.
+func (s *Server) relayRefusal(ctx *fasthttp.RequestCtx, se *upstream.StatusError, calls []*call, id []byte) {
+	if se.Body != nil {
+		var p jsonrpc.Parser
+		if body, ok := clientAnswer(nil, &p, se.Body, calls); ok {
+			ctx.SetStatusCode(se.Status)
+			ctx.SetContentType("application/json")
+			ctx.Response.SetBodyRaw(body)
+			s.metrics.status(se.Status)
+			return
+		}
+	}
+	code := jsonrpc.CodeInvalidRequest
+	if se.Status == fasthttp.StatusRequestEntityTooLarge {
+		code = jsonrpc.CodeServerError
+	}
+	s.fail(ctx, se.Status, id, code, "upstream refused the message: HTTP "+strconv.Itoa(se.Status)+" "+fasthttp.StatusMessage(se.Status), nil)
 }
 
 // handleInitialize opens an upstream session and issues a gateway session.
@@ -265,21 +284,16 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	init := []*call{{clientID: m.ID, upID: initializeUpID}}
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
+	upStart := time.Now()
 	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
 	if err != nil {
-		s.metrics.upstreamErrors.Add(1)
 		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 {
-			out, ok := clientAnswer(nil, &p, se.Body, init)
-			if !ok {
-				out = se.Body
-			}
-			ctx.SetStatusCode(se.Status)
-			ctx.SetContentType("application/json")
-			ctx.Response.SetBodyRaw(out)
-			s.metrics.status(se.Status)
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+			s.relayRefusal(ctx, se, init, id)
 			return
 		}
+		s.metrics.upstreamFailure(err)
 		s.log.Warn("upstream initialize failed", "err", err)
 		code := fasthttp.StatusBadGateway
 		if errors.Is(err, upstream.ErrTimeout) {

@@ -36,7 +36,7 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 		msg, err := up.Next()
 		if err != nil {
 			if sess.ctx.Err() == nil {
-				s.metrics.upstreamErrors.Add(1)
+				s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
 				s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
 				// Never leave a call hanging: answer what is still owed.
 				for _, c := range pending {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/puzpuzpuz/xsync/v3"
 	"github.com/valyala/fasthttp"
 
@@ -45,7 +46,10 @@ type Server struct {
 
 	parsers sync.Pool // *jsonrpc.Parser
 
-	metrics metrics
+	metrics     metrics
+	registry    *prometheus.Registry
+	metricsOnce sync.Once
+	metricsFast fasthttp.RequestHandler
 
 	// withStreams[i] holds the sessions of store shard i that have streams:
 	// the sweeper's passes between full ones visit only these.
@@ -103,6 +107,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sweepPass = make([]uint32, store.NumShards())
 	s.parsers.New = func() any { return new(jsonrpc.Parser) }
+	s.registry = s.newRegistry()
 	s.http = &fasthttp.Server{
 		Handler:                       s.Handler,
 		ErrorHandler:                  s.handleTransportError,
