@@ -30,6 +30,7 @@ const (
 	DefaultSweepInterval        = time.Second
 	DefaultWriteStallTimeout    = 10 * time.Second
 	DefaultStreamSendBuffer     = 64 << 10
+	DefaultDrainWindow          = 10 * time.Second
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -121,6 +122,13 @@ type Config struct {
 	// if that is shorter); every session's expiry is checked on one sweep
 	// in fullSweepEvery. 0 = DefaultSweepInterval.
 	SweepInterval time.Duration
+	// AdminToken is the bearer token the admin API (AdminHandler) requires;
+	// "" = the API refuses every request.
+	AdminToken string
+	// DrainWindow spreads the ends of the attached stream connections over
+	// this long when Shutdown begins, so clients do not all reconnect at
+	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
+	DrainWindow time.Duration
 	// Logger receives operational logs; nil = slog.Default().
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
@@ -172,6 +180,7 @@ func (c *Config) setDefaults() error {
 		{"upstream timeout", &c.UpstreamTimeout, DefaultUpstreamTimeout, false},
 		{"sweep interval", &c.SweepInterval, DefaultSweepInterval, false},
 		{"write stall timeout", &c.WriteStallTimeout, DefaultWriteStallTimeout, false},
+		{"drain window", &c.DrainWindow, DefaultDrainWindow, true},
 	} {
 		if *f.v < 0 && !f.negativeOK {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)

@@ -51,6 +51,9 @@ type clientConn struct {
 	// deadline ends the connection at this time (unix ns) with a retry
 	// hint, so the client polls (-stream-max-connection); 0 = never.
 	deadline atomic.Int64
+	// drain asks the writer to end the connection with a retry hint (a
+	// shutdown's paced drain).
+	drain atomic.Bool
 
 	after     uint64 // seq of the last event handed out
 	pending   []byte // the rest of an event larger than one write buffer
@@ -204,6 +207,10 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		n, err = c.endWithRetry(p, CloseFinished)
 		return n, err, true
 	}
+	if c.drain.Load() {
+		n, err = c.endWithRetry(p, CloseShutdown)
+		return n, err, true
+	}
 	c.p, c.n = p, 0
 	last, skipped, nerr := c.st.ring.Next(c.after, c.encode)
 	c.p = nil
@@ -265,7 +272,7 @@ func (c *clientConn) kickedNow() {
 // hasWork reports whether fill might send something now; false positives
 // only cost a wasted fill.
 func (c *clientConn) hasWork() bool {
-	if len(c.pending) > 0 || c.eof || c.beat || c.shutdown || c.reason.Load() != 0 || c.st.ring.Closed() {
+	if len(c.pending) > 0 || c.eof || c.beat || c.shutdown || c.reason.Load() != 0 || c.drain.Load() || c.st.ring.Closed() {
 		return true
 	}
 	if d := c.deadline.Load(); d != 0 && c.srv.clock.Now() >= d {

@@ -41,6 +41,9 @@ func (nopTransport) Close() error { return nil }
 func newTestServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	cfg.Upstream = nopTransport{}
+	if cfg.DrainWindow == 0 {
+		cfg.DrainWindow = -1 // unit tests end streams at once unless they test the drain
+	}
 	s, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {

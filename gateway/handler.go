@@ -168,6 +168,9 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	reply, err := sess.up.Send(context.Background(), fwd)
 	s.metrics.upstreamLatency[class].Observe(since(upStart))
 	sess.busy.Add(-1)
+	if err == nil {
+		s.upstreamSucceeded()
+	}
 	if err != nil {
 		s.upstreamFailed(ctx, sess, calls, firstID, err)
 		sess.endCalls(calls)
@@ -272,6 +275,11 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.unsupportedVersion(ctx, id, v)
 		return
 	}
+	if s.draining.Load() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
+		return
+	}
 	if s.store.Len() >= s.cfg.MaxSessions {
 		s.rejectFull(ctx, id)
 		return
@@ -287,6 +295,9 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	upStart := time.Now()
 	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
 	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
+	if err == nil {
+		s.upstreamSucceeded()
+	}
 	if err != nil {
 		var se *upstream.StatusError
 		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
@@ -516,6 +527,13 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	}
 	sess := s.lookup(ctx, nil)
 	if sess == nil {
+		return
+	}
+	if s.draining.Load() {
+		// A stream connection would only be ended again: come back later
+		// (to another node, or to this one after its restart).
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
 	if last := ctx.Request.Header.Peek("Last-Event-ID"); len(last) > 0 {

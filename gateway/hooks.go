@@ -27,12 +27,14 @@ const (
 	// CloseReplaced: a newer connection of the client took the stream over
 	// (streams only).
 	CloseReplaced
+	// CloseAdmin: an operator ended the session through the admin API.
+	CloseAdmin
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
-	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin",
 }
 
 func (r CloseReason) String() string {

@@ -39,6 +39,13 @@ type Server struct {
 	// rebuilt by Serve for the listener's address.
 	origin atomic.Pointer[originPolicy]
 
+	// upstreamOK is when an upstream exchange last succeeded (coarse unix
+	// ns); probeMu guards the readiness probe's cached result.
+	upstreamOK atomic.Int64
+	probeMu    sync.Mutex
+	probeAt    int64
+	probeErr   error
+
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
 	reapq   chan *session
@@ -66,8 +73,13 @@ type Server struct {
 	spawnMu sync.RWMutex // write-held while cancelling, see goOwned
 	// streamsDone closes when shutdown begins: attached readers send a
 	// retry hint and end.
-	streamsDone  chan struct{}
-	shutting     atomic.Bool
+	streamsDone chan struct{}
+	shutting    atomic.Bool
+	// draining is set when Shutdown begins (drain.go): no new sessions or
+	// stream connections, not ready; cutDrain closes to end it early.
+	draining     atomic.Bool
+	cutDrain     chan struct{}
+	cutOnce      sync.Once
 	shutdownOnce sync.Once
 	served       atomic.Bool
 }
@@ -98,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		streamsDone: make(chan struct{}),
+		cutDrain:    make(chan struct{}),
 		reapq:       make(chan *session, reapQueue),
 	}
 	s.setOrigin(true)
@@ -188,13 +201,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops the gateway in order: stop accepting, end attached
-// streams with a retry hint, let in-flight POSTs finish, end every session
-// (and its upstream session), stop owned goroutines. It returns ctx's error
-// if ctx ends first; the remaining work is then cut short.
+// Shutdown stops the gateway in order: drain (not ready, no new sessions,
+// attached streams ended with a retry hint spread over Config.DrainWindow,
+// see drain.go), stop accepting, end the remaining streams, let in-flight
+// POSTs finish, end every session (and its upstream session), stop owned
+// goroutines. It returns ctx's error if ctx ends first; the remaining work
+// is then cut short. CutDrain ends the drain early.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
+		s.draining.Store(true)
+		s.drainStreams(ctx)
 		s.shutting.Store(true)
 		close(s.streamsDone)
 		s.wakeHijacked()

@@ -173,6 +173,23 @@ func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout,
 	return true, stale
 }
 
+// Probe checks that the upstream accepts a TCP connection (and completes
+// a TLS handshake for https).
+func (t *HTTP) Probe(ctx context.Context) error {
+	c, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer c.Close()
+	if t.tls != nil {
+		tc := tls.Client(c, t.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // Close releases idle pooled connections.
 func (t *HTTP) Close() error {
 	t.post.CloseIdleConnections()

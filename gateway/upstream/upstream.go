@@ -19,6 +19,14 @@ type Transport interface {
 	Close() error
 }
 
+// Prober is implemented by transports that can check, without opening a
+// session, that their upstream is reachable (for a readiness check).
+type Prober interface {
+	// Probe returns nil if the upstream can be reached now. It honours
+	// ctx's deadline. Safe for concurrent use.
+	Probe(ctx context.Context) error
+}
+
 // Session is one upstream session, bound to one client session.
 type Session interface {
 	// ID is the upstream's session identifier, for logs only; it must never

@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// A shutdown drains before it stops: the gateway turns not-ready, refuses
+// new sessions and new stream connections (503 with Retry-After), and ends
+// the attached stream connections with a retry hint one at a time, spread
+// over Config.DrainWindow with jitter, so that clients do not all reconnect
+// in the same instant (to another node, or to this one after a restart with
+// its state). Requests on existing sessions are still served meanwhile.
+// POST answers of sessions older than 2025-11-25 are not cut (those clients
+// cannot resume an answer before its response); they finish, or end when
+// the shutdown does.
+
+// Draining reports whether a shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// CutDrain ends the paced drain of a running Shutdown: every stream
+// connection still attached is ended at once (a second SIGTERM or SIGINT).
+// Safe to call at any time and more than once.
+func (s *Server) CutDrain() {
+	s.cutOnce.Do(func() { close(s.cutDrain) })
+}
+
+// drainStreams ends the drainable stream connections spread over the drain
+// window. It returns when all are ended, or early when ctx ends or CutDrain
+// is called; the caller then ends the rest at once.
+func (s *Server) drainStreams(ctx context.Context) {
+	window := s.cfg.DrainWindow
+	if window <= 0 {
+		return
+	}
+	conns := s.drainableConns()
+	if len(conns) == 0 {
+		return
+	}
+	rand.Shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
+	slot := window / time.Duration(len(conns))
+	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for i, c := range conns {
+		// Each connection ends at a random moment of its own slot.
+		at := start.Add(time.Duration(i)*slot + rand.N(slot+1))
+		if d := time.Until(at); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			case <-s.cutDrain:
+				return
+			}
+		}
+		c.drainNow()
+	}
+}
+
+// drainableConns lists the attached connections a drain may end: every
+// standalone and resumed stream, and POST answers of 2025-11-25 sessions.
+func (s *Server) drainableConns() []*clientConn {
+	var conns []*clientConn
+	s.store.Range(func(_ string, sess *session) bool {
+		sess.mu.Lock()
+		for _, st := range sess.streams {
+			c := st.conn.Load()
+			if c == nil {
+				continue
+			}
+			if _, answer := c.w.(*bodyWriter); answer && !versionAtLeast(sess.version, "2025-11-25") {
+				continue
+			}
+			conns = append(conns, c)
+		}
+		sess.mu.Unlock()
+		return true
+	})
+	return conns
+}
+
+// drainNow ends c with a retry hint.
+func (c *clientConn) drainNow() {
+	c.drain.Store(true)
+	c.w.kick()
+}
