@@ -125,15 +125,19 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 	}
 }
 
-// pushMust stores a must-deliver message in st's ring. While the ring is
-// full of undelivered events it waits for the reader (backpressure: the
+// pushMust stores a must-deliver message in st's ring (droppable events
+// make room for it). While the ring is full up to its hard limits behind an
+// undelivered must-deliver event, it waits for the reader (backpressure: the
 // caller stops reading its upstream, which TCP then pushes back to the
 // server) until room appears or the stream or session ends. A waiting call
 // does not keep an abandoned session alive: with busy set, the caller's
 // busy count is given up while it waits, so only an attached reader does.
 func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
 	for {
-		_, err := st.ring.TryPushMust(msg)
+		_, out, err := st.ring.TryPushMust(msg)
+		if out == ringbuf.DroppedOldest {
+			s.accountDroppedOldest(st)
+		}
 		if err == nil {
 			st.notify()
 			s.metrics.eventsPushed.Add(1)
@@ -292,10 +296,7 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 	case ringbuf.Coalesced:
 		s.metrics.eventsCoalesced.Add(1)
 	case ringbuf.DroppedOldest:
-		// One push may drop several events: take the ring's own count.
-		// Each stream has one producer, so the delta is exact.
-		total := st.ring.Stats().DroppedOldest
-		s.metrics.droppedOldest.Add(total - st.droppedOldestSeen.Swap(total))
+		s.accountDroppedOldest(st)
 	case ringbuf.DroppedNewest:
 		s.metrics.droppedNewest.Add(1)
 	case ringbuf.MustDisconnect:
@@ -306,6 +307,14 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 			s.metrics.slowDisconnects.Add(1)
 		}
 	}
+}
+
+// accountDroppedOldest adds the ring's new drops of undelivered events to
+// the metrics: one push may drop several, so the ring's own count is taken.
+// Each stream has one producer, so the delta is exact.
+func (s *Server) accountDroppedOldest(st *stream) {
+	total := st.ring.Stats().DroppedOldest
+	s.metrics.droppedOldest.Add(total - st.droppedOldestSeen.Swap(total))
 }
 
 // finishStream closes a POST answer stream's ring and starts its retention.

@@ -445,7 +445,8 @@ session ends; the streaming call's stream ends; later requests get 404. The upst
 	{
 		name: "standalone-stream",
 		about: `GET: 200 SSE, ": ok" at once, then the upstream's unrelated messages (stream 0). A second GET while one is
-connected: 409. DELETE ends the session: the stream ends; the id answers 404.`,
+connected takes the stream over: the first connection ends, messages go to the new one. DELETE ends the session: the
+stream ends; the id answers 404.`,
 		run: func(h *harness) {
 			h.up.On("tools/list", testenv.Result(toolsResult))
 			s := h.initialize("2025-06-18")
@@ -455,11 +456,15 @@ connected: 409. DELETE ends the session: the stream ends; the id answers 404.`,
 			h.push(1, `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
 			h.push(1, `{"jsonrpc":"2.0","id":"srv-1","method":"roots/list"}`)
 			a.continued().events(2)
-			h.do(get(s))
+			b := h.open(get(s))
+			b.events(1)
+			a.continued().body()
+			h.push(1, `{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}`)
+			b.continued().events(1)
 			h.do(post(s, toolsListBody))
 			h.do(del(s))
-			a.continued().body()
-			a.expectClosed()
+			b.continued().body()
+			b.expectClosed()
 			h.do(get(s))
 		},
 	},

@@ -52,14 +52,17 @@ gets the events after n, then live ones.`,
 	{
 		name: "standalone-upstream-not-supported",
 		about: `GET when the upstream offers no standalone stream: the client's stream still opens (": ok") and stays open;
-a second GET gets 409.`,
+a second GET takes it over (the first connection ends) and the upstream is not asked again.`,
 		run: func(h *harness) {
 			h.up.OnListen(upstream.ErrNotSupported)
 			s := h.initialize("2025-06-18")
 			a := h.open(get(s))
 			a.events(1)
 			h.waitListen(1)
-			h.do(get(s))
+			b := h.open(get(s))
+			b.events(1)
+			a.continued().body()
+			h.assertSent(1, "initialize only: a listen is not a message")
 		},
 	},
 	{

@@ -7,17 +7,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestTryPushMustWaitsForTheReader: a must-deliver event never goes past
-// the soft limits beside undelivered events; the producer gets ErrNoRoom,
-// and Room signals once the reader has delivered something.
+// TestTryPushMustWaitsForTheReader: must-deliver events fill the soft and
+// then the hard limits, never more; the producer then gets ErrNoRoom, and
+// Room signals once the reader has delivered something.
 func TestTryPushMustWaitsForTheReader(t *testing.T) {
 	r := newRing(t, Config{Capacity: 4, MaxBytes: 1 << 10})
-	for i := range 4 {
-		seq, err := r.TryPushMust([]byte("m"))
+	for i := range 8 {
+		seq, out, err := r.TryPushMust([]byte("m"))
 		require.NoError(t, err)
+		require.Equal(t, Accepted, out)
 		require.Equal(t, uint64(i+1), seq)
 	}
-	seq, err := r.TryPushMust([]byte("m"))
+	assert.Equal(t, uint64(4), r.Stats().PastSoftLimit, "four past the soft limit")
+	seq, _, err := r.TryPushMust([]byte("m"))
 	require.ErrorIs(t, err, ErrNoRoom)
 	assert.Zero(t, seq)
 	room := r.Room()
@@ -26,7 +28,7 @@ func TestTryPushMustWaitsForTheReader(t *testing.T) {
 		t.Fatal("room signalled before the reader delivered anything")
 	default:
 	}
-	assert.Equal(t, uint64(4), r.LastSeq(), "nothing stored")
+	assert.Equal(t, uint64(8), r.LastSeq(), "nothing stored")
 
 	// The reader takes two events: room is signalled, two more fit.
 	_, err = nextN(r, 0, 2)
@@ -37,16 +39,15 @@ func TestTryPushMustWaitsForTheReader(t *testing.T) {
 		t.Fatal("room not signalled after delivery")
 	}
 	for range 2 {
-		_, err := r.TryPushMust([]byte("m"))
+		_, _, err := r.TryPushMust([]byte("m"))
 		require.NoError(t, err)
 	}
-	_, err = r.TryPushMust([]byte("m"))
+	_, _, err = r.TryPushMust([]byte("m"))
 	require.ErrorIs(t, err, ErrNoRoom)
 
 	st := r.Stats()
-	assert.Zero(t, st.PastSoftLimit)
 	assert.Zero(t, st.Overflow)
-	assert.LessOrEqual(t, st.Len, 4)
+	assert.Equal(t, 8, st.Len, "the hard capacity, never more")
 
 	// Close wakes a waiting producer too.
 	r.Close()
@@ -55,7 +56,7 @@ func TestTryPushMustWaitsForTheReader(t *testing.T) {
 	default:
 		t.Fatal("room not signalled on close")
 	}
-	_, err = r.TryPushMust([]byte("m"))
+	_, _, err = r.TryPushMust([]byte("m"))
 	require.ErrorIs(t, err, ErrClosed)
 }
 
@@ -71,26 +72,51 @@ func nextN(r *Ring, after uint64, n int) (uint64, error) {
 	return last, err
 }
 
+// TestTryPushMustOutranksDroppable: a ring full of undelivered droppable
+// events never holds a must-deliver event back: past the hard limits the
+// oldest droppable events make room, whatever the policy.
+func TestTryPushMustOutranksDroppable(t *testing.T) {
+	for _, policy := range []Policy{DropOldest, DropNewest, Disconnect} {
+		r := newRing(t, Config{Capacity: 2, Policy: policy}) // hard capacity 4
+		for range 2 {
+			_, _, err := r.Push(Droppable, 0, []byte("d"))
+			require.NoError(t, err)
+		}
+		for range 2 { // past the soft limit, within the hard one
+			_, out, err := r.TryPushMust([]byte("m"))
+			require.NoError(t, err)
+			require.Equal(t, Accepted, out)
+		}
+		seq, out, err := r.TryPushMust([]byte("m"))
+		require.NoError(t, err, "%v", policy)
+		assert.Equal(t, DroppedOldest, out, "the oldest droppable event made room")
+		got, _, _, err := drain(t, r, 0)
+		require.NoError(t, err)
+		assert.Equal(t, []event{{2, "d"}, {3, "m"}, {4, "m"}, {seq, "m"}}, got)
+		_, _, err = r.TryPushMust([]byte("m"))
+		require.NoError(t, err, "delivered events make room")
+	}
+}
+
 // TestTryPushMustLargeEvent: an event larger than the soft byte budget is
-// stored alone once nothing undelivered is left; larger than the hard
-// limit it can never be stored.
+// stored up to the hard limit; larger than that it can never be stored.
 func TestTryPushMustLargeEvent(t *testing.T) {
 	r := newRing(t, Config{Capacity: 8, MaxBytes: 100})
-	_, err := r.TryPushMust(make([]byte, 10))
+	_, _, err := r.TryPushMust(make([]byte, 60))
 	require.NoError(t, err)
 	big := make([]byte, 150) // soft 100, hard 200
-	_, err = r.TryPushMust(big)
-	require.ErrorIs(t, err, ErrNoRoom, "an undelivered event is still retained")
+	_, _, err = r.TryPushMust(big)
+	require.ErrorIs(t, err, ErrNoRoom, "60 undelivered + 150 pass the hard limit")
 	last, err := nextN(r, 0, 8)
 	require.NoError(t, err)
-	seq, err := r.TryPushMust(big)
+	seq, _, err := r.TryPushMust(big)
 	require.NoError(t, err)
 	assert.Equal(t, last+1, seq)
 	st := r.Stats()
 	assert.Equal(t, uint64(1), st.PastSoftLimit)
 	assert.Equal(t, 1, st.Len)
 
-	_, err = r.TryPushMust(make([]byte, 201))
+	_, _, err = r.TryPushMust(make([]byte, 201))
 	require.ErrorIs(t, err, ErrOverflow)
 	assert.Equal(t, uint64(1), r.Stats().Overflow)
 }

@@ -29,13 +29,14 @@
 //
 // # Backpressure
 //
-// A producer that must not lose anything and must not grow the ring past its
-// soft limits uses TryPushMust instead of Push for MustDeliver events: it
-// stores the event when it fits after evicting delivered events (or, alone in
-// a ring with nothing undelivered, up to the hard limits), and otherwise
-// returns ErrNoRoom without changing anything. The producer then stops
-// reading its source and waits on Room, which is signalled when the reader
-// delivers events or the ring closes, and tries again.
+// A producer that must not lose anything uses TryPushMust instead of Push for
+// MustDeliver events: it makes room by evicting delivered events and, past the
+// soft limits, by dropping undelivered droppable events from the head, and
+// stores the event within the hard limits. When the head is an undelivered
+// must-deliver event and the hard limits leave no room, it returns ErrNoRoom
+// without changing anything. The producer then stops reading its source and
+// waits on Room, which is signalled when the reader delivers events or the
+// ring closes, and tries again.
 //
 // # Concurrency contract
 //

@@ -195,10 +195,11 @@ func (m *fuzzModel) tryPushMust(size int) {
 		binary.LittleEndian.PutUint32(data, m.pushes)
 	}
 	before := m.r.LastSeq()
-	seq, err := m.r.TryPushMust(data)
-	tseq, terr := m.twin.TryPushMust(data)
-	if tseq != seq || terr != err {
-		t.Fatalf("tryPushMust size %d: %d %v, twin %d %v", size, seq, err, tseq, terr)
+	st := m.r.Stats()
+	seq, out, err := m.r.TryPushMust(data)
+	tseq, tout, terr := m.twin.TryPushMust(data)
+	if tseq != seq || tout != out || terr != err {
+		t.Fatalf("tryPushMust size %d: %d %v %v, twin %d %v %v", size, seq, out, err, tseq, tout, terr)
 	}
 	m.sameAsTwin("tryPushMust")
 	after := m.r.Stats()
@@ -213,10 +214,10 @@ func (m *fuzzModel) tryPushMust(size int) {
 		}
 	case errors.Is(err, ErrNoRoom):
 		m.r.mu.Lock()
-		undelivered := m.r.delivered < m.r.last && m.r.first <= m.r.last
+		headMust := m.r.first <= m.r.last && m.r.first > m.r.delivered && m.r.slots[m.r.first&m.r.mask].class == MustDeliver
 		m.r.mu.Unlock()
-		if !undelivered || m.r.LastSeq() != before {
-			t.Fatalf("ErrNoRoom with nothing undelivered or with a store: %+v", after)
+		if !headMust || m.r.LastSeq() != before {
+			t.Fatalf("ErrNoRoom without an undelivered must-deliver head, or with a store: %+v", after)
 		}
 	case err != nil:
 		t.Fatal(err)
@@ -224,9 +225,11 @@ func (m *fuzzModel) tryPushMust(size int) {
 		if seq != before+1 {
 			t.Fatalf("seq %d after %d", seq, before)
 		}
-		pastSoft := after.Len > m.lim.Capacity || after.Bytes > m.lim.MaxBytes
-		if pastSoft && after.Len != 1 {
-			t.Fatalf("stored past the soft limits beside other events: %+v %+v", after, m.lim)
+		if after.Len > m.lim.HardCapacity || after.Bytes > m.lim.HardMaxBytes {
+			t.Fatalf("stored past the hard limits: %+v %+v", after, m.lim)
+		}
+		if (out == DroppedOldest) != (after.DroppedOldest > st.DroppedOldest) {
+			t.Fatalf("outcome %v, dropped %d -> %d", out, st.DroppedOldest, after.DroppedOldest)
 		}
 		m.data[seq] = data
 		m.must = append(m.must, seq)

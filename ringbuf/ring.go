@@ -185,46 +185,54 @@ func (r *Ring) Push(class Class, key uint64, data []byte) (seq uint64, out Outco
 	return seq, out, err
 }
 
-// TryPushMust stores a MustDeliver event without ever going past the soft
-// limits while undelivered events remain: it is the producer side of
-// backpressure. The event is stored if it fits the soft limits after
-// evicting delivered events, or, when the ring then holds no undelivered
-// event at all, within the hard limits (a single event larger than the
-// soft byte budget). Otherwise nothing changes and it returns ErrNoRoom:
-// the producer stops reading its source, waits on Room (or its own
-// cancellation) and tries again. An event larger than the hard byte limit
-// can never be stored: ErrOverflow. After Close: ErrClosed. It never drops
-// or evicts an undelivered event and never waits itself.
-func (r *Ring) TryPushMust(data []byte) (uint64, error) {
+// TryPushMust stores a MustDeliver event without ever losing an undelivered
+// must-deliver event or passing the hard limits: it is the producer side of
+// backpressure. Room is made first by evicting delivered events, as for any
+// push; an event that then fits the soft limits is stored (Accepted).
+// Otherwise it is stored past the soft limits as long as it fits the hard
+// ones (counted in Stats.PastSoftLimit), after dropping undelivered
+// droppable events from the head if that is what it takes (DroppedOldest,
+// whatever the policy: a must-deliver event outranks them). When the head
+// is an undelivered must-deliver event and the hard limits leave no room,
+// nothing changes and it returns ErrNoRoom: the producer stops reading its
+// source, waits on Room (or its own cancellation) and tries again. An event
+// larger than the hard byte limit can never be stored: ErrOverflow. After
+// Close: ErrClosed. It never waits itself.
+func (r *Ring) TryPushMust(data []byte) (uint64, Outcome, error) {
 	n := len(data)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return 0, errPushMustClosed
+		return 0, Accepted, errPushMustClosed
 	}
 	if n > r.lim.HardMaxBytes {
 		r.stats.Overflow++
 		r.mu.Unlock()
-		return 0, errPushMustOverflow
+		return 0, Accepted, errPushMustOverflow
 	}
-	var seq uint64
-	switch {
-	case r.makeRoomLocked(1, n, r.last+1):
-		seq = r.storeLocked(MustDeliver, 0, data)
-	case r.first > r.last: // nothing undelivered is left, and it still does not fit the soft budget
-		r.stats.PastSoftLimit++
-		seq = r.storeLocked(MustDeliver, 0, data)
-	default:
-		r.wantRoom = true
-		if r.room == nil { // made here, under the lock, so no signal is lost before the producer waits
-			r.room = make(chan struct{}, 1)
+	out := Accepted
+	if !r.makeRoomLocked(1, n, r.last+1) {
+		// The head is undelivered now (or the ring is empty).
+		for !r.fitsLocked(1, n, r.lim.HardCapacity, r.lim.HardMaxBytes) &&
+			r.first <= r.last && r.slots[r.first&r.mask].class == Droppable {
+			r.evictHeadLocked()
+			r.stats.DroppedOldest++
+			out = DroppedOldest
 		}
-		r.mu.Unlock()
-		return 0, errPushMustNoRoom
+		if !r.fitsLocked(1, n, r.lim.HardCapacity, r.lim.HardMaxBytes) {
+			r.wantRoom = true
+			if r.room == nil { // made here, under the lock, so no signal is lost before the producer waits
+				r.room = make(chan struct{}, 1)
+			}
+			r.mu.Unlock()
+			return 0, out, errPushMustNoRoom
+		}
+		r.stats.PastSoftLimit++
 	}
+	seq := r.storeLocked(MustDeliver, 0, data)
 	r.mu.Unlock()
 	r.signal()
-	return seq, nil
+	return seq, out, nil
 }
 
 // pushFastLocked stores an event when no policy decision is needed, which
