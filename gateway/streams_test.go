@@ -61,6 +61,27 @@ func scrape(t *testing.T, gwURL string) map[string]float64 {
 	return out
 }
 
+// waitMetric scrapes the gateway's metrics until ok accepts them and
+// returns them; it fails the test if that takes longer than d.
+func waitMetric(t *testing.T, gwURL string, d time.Duration, what string, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		m := scrape(t, gwURL)
+		if ok(m) {
+			return m
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("%s: not seen in the gateway's metrics within %v", what, d)
+		}
+	}
+}
+
 // lostByCounters is what the gateway says it did not deliver: events that
 // never got into a ring, were merged away, or were gone when a reader asked.
 func lostByCounters(m map[string]float64) float64 {
@@ -249,29 +270,27 @@ func TestHeartbeatsAndDeadClient(t *testing.T) {
 	}
 
 	// The client vanishes without a word on the wire it still reads:
-	// RST on close. The gateway learns it from the next heartbeat writes.
+	// RST on close. The gateway learns it from the next heartbeat writes,
+	// and counts the stream closed.
+	gone0 := scrape(t, gw.URL)[`mcpgate_streams_closed_total{reason="client_gone"}`]
 	_ = c.(*net.TCPConn).SetLinger(0)
 	require.NoError(t, c.Close())
 	gone := time.Now()
-	var attachedAgain time.Duration
-	for time.Since(gone) < 3*time.Second {
-		req, _ := http.NewRequest(http.MethodGet, gw.URL, nil)
-		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Mcp-Session-Id", sid)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		if resp.StatusCode == http.StatusOK {
-			attachedAgain = time.Since(gone)
-			resp.Body.Close()
-			break
-		}
-		resp.Body.Close()
-		require.Equal(t, http.StatusConflict, resp.StatusCode)
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NotZero(t, attachedAgain, "dead client never detached")
-	assert.LessOrEqual(t, attachedAgain, 2*300*time.Millisecond+250*time.Millisecond, "detached within two heartbeats")
-	t.Logf("dead client detached after %v (heartbeat 300ms)", attachedAgain)
+	waitMetric(t, gw.URL, 3*time.Second, "the dead client's stream closed", func(m map[string]float64) bool {
+		return m[`mcpgate_streams_closed_total{reason="client_gone"}`] > gone0
+	})
+	detached := time.Since(gone)
+	assert.LessOrEqual(t, detached, 2*300*time.Millisecond+250*time.Millisecond, "detached within two heartbeats")
+	t.Logf("dead client detached after %v (heartbeat 300ms)", detached)
+
+	// The stream is free for the client's next GET.
+	req, _ := http.NewRequest(http.MethodGet, gw.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 // TestStreamCapAndSecondStandalone: over -max-streams-per-session a new
@@ -289,14 +308,25 @@ func TestStreamCapAndSecondStandalone(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusConflict, resp.StatusCode)
 
-	// One long POST answer stream (the cap counts it with the GET stream) ...
-	slow := make(chan int, 1)
-	go func() {
-		st, _ := rawPost(t, gw.URL, sid, `{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"stream","arguments":{"count":20,"rate":10},"_meta":{"progressToken":1}}}`,
-			map[string]string{"MCP-Protocol-Version": "2025-06-18"})
-		slow <- st
-	}()
-	time.Sleep(300 * time.Millisecond)
+	// One long POST answer stream (the cap counts it with the GET stream),
+	// open once its first event arrived ...
+	slowReq, _ := http.NewRequest(http.MethodPost, gw.URL, strings.NewReader(`{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"stream","arguments":{"count":20,"rate":10},"_meta":{"progressToken":1}}}`))
+	slowReq.Header.Set("Content-Type", "application/json")
+	slowReq.Header.Set("Accept", "application/json, text/event-stream")
+	slowReq.Header.Set("Mcp-Session-Id", sid)
+	slowReq.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	slowResp, err := http.DefaultClient.Do(slowReq)
+	require.NoError(t, err)
+	defer slowResp.Body.Close()
+	require.Equal(t, http.StatusOK, slowResp.StatusCode)
+	slowBody := bufio.NewReader(slowResp.Body)
+	for {
+		line, err := slowBody.ReadString('\n')
+		require.NoError(t, err)
+		if strings.HasPrefix(line, "data: ") {
+			break
+		}
+	}
 	// ... so the next one is refused.
 	req2, _ := http.NewRequest(http.MethodPost, gw.URL, strings.NewReader(`{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"stream","arguments":{"count":1,"rate":0},"_meta":{"progressToken":2}}}`))
 	req2.Header.Set("Content-Type", "application/json")
@@ -313,7 +343,9 @@ func TestStreamCapAndSecondStandalone(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(body, &e))
 	assert.Equal(t, -32000, e.Error.Code)
-	assert.Equal(t, http.StatusOK, <-slow)
+	rest, err := io.ReadAll(slowBody)
+	require.NoError(t, err)
+	assert.Contains(t, string(rest), `"result"`, "the long answer completes")
 }
 
 // TestPollingWithMaxConnection: with -stream-max-connection the gateway

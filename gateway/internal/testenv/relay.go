@@ -406,6 +406,20 @@ func (r *Relay) liveLocked() map[ConnKind]int {
 // WaitLive waits until every kind in kinds has a live connection, and
 // reports whether it got there before stop closed or d passed.
 func (r *Relay) WaitLive(stop <-chan struct{}, d time.Duration, kinds ConnKind) bool {
+	return r.WaitFor(stop, d, func(live map[ConnKind]int) bool {
+		for k := ConnAnswer; k <= ConnOther; k <<= 1 {
+			if kinds&k != 0 && live[k] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitFor waits until ok accepts the live connections counted by kind (as
+// Live returns them), and reports whether it did before stop closed or d
+// passed. ok is called again after every change.
+func (r *Relay) WaitFor(stop <-chan struct{}, d time.Duration, ok func(live map[ConnKind]int) bool) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -413,13 +427,7 @@ func (r *Relay) WaitLive(stop <-chan struct{}, d time.Duration, kinds ConnKind) 
 		live := r.liveLocked()
 		changed := r.changed
 		r.mu.Unlock()
-		all := true
-		for k := ConnAnswer; k <= ConnOther; k <<= 1 {
-			if kinds&k != 0 && live[k] == 0 {
-				all = false
-			}
-		}
-		if all {
+		if ok(live) {
 			return true
 		}
 		select {
