@@ -668,8 +668,8 @@ func TestCutsGoSDKReferenceServer(t *testing.T) {
 func TestCutsNotifyWhileAway(t *testing.T) {
 	rounds := func(t *testing.T, relay *testenv.Relay, gwURL string, n *notifier, alive func() error) {
 		t.Helper()
-		require.True(t, relay.WaitLive(nil, liveWait, testenv.ConnStandalone), "the standalone stream is connected")
 		for i := 1; i <= 10; i++ {
+			require.True(t, relay.WaitLive(nil, liveWait, testenv.ConnStandalone), "round %d: the standalone stream is connected", i)
 			release := relay.Hold()
 			cut := relay.Cut(testenv.ConnStandalone)
 			require.Equal(t, 1, cut[testenv.ConnStandalone], "round %d: one standalone stream cut", i)
