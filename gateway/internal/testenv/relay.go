@@ -87,6 +87,8 @@ type Relay struct {
 type relayConn struct {
 	client, target net.Conn
 	reqs           chan ConnKind // kinds of parsed requests, in order, for the response side
+	ended          chan struct{} // closed by end
+	endOnce        sync.Once
 
 	// Guarded by Relay.mu.
 	kind ConnKind // of the latest request
@@ -144,7 +146,7 @@ func (r *Relay) open(c net.Conn, hold <-chan struct{}) {
 		return
 	}
 	r.accepted.Add(1)
-	rc := &relayConn{client: c, target: u, kind: ConnOther, reqs: make(chan ConnKind, 16)}
+	rc := &relayConn{client: c, target: u, kind: ConnOther, reqs: make(chan ConnKind, 16), ended: make(chan struct{})}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -231,7 +233,11 @@ func (r *Relay) requests(rc *relayConn) {
 		rc.kind, rc.live = kind, false
 		r.notifyLocked()
 		r.mu.Unlock()
-		rc.reqs <- kind // clients do not pipeline: never more than one waits
+		select {
+		case rc.reqs <- kind: // clients do not pipeline: hardly ever more than one waits
+		case <-rc.ended:
+			return
+		}
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
 			return
 		}
@@ -326,6 +332,7 @@ func (r *Relay) classify(req *http.Request) ConnKind {
 
 // end closes both sides of a connection and forgets it.
 func (r *Relay) end(rc *relayConn) {
+	rc.endOnce.Do(func() { close(rc.ended) })
 	_ = rc.client.Close()
 	_ = rc.target.Close()
 	r.mu.Lock()
