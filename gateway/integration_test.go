@@ -137,7 +137,12 @@ func TestSDKStreamedAnswerWithProgress(t *testing.T) {
 }
 
 func TestSDKStandaloneStreamAndIsolation(t *testing.T) {
-	s := startStack(t)
+	// A relay between the gateway and the upstream shows when the gateway's
+	// upstream standalone streams are open.
+	up := testenv.StartEverything(t, testenv.Env(t, "MCPGATE_EVERYTHING_SERVER"), true)
+	upRelay := testenv.StartRelay(t, hostPort(t, up.URL))
+	gw := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), "http://"+upRelay.Addr()+"/mcp")
+	s := stack{up: up, gw: gw}
 	ctx := context.Background()
 
 	var aTools, bTools atomic.Int32
@@ -155,8 +160,11 @@ func TestSDKStandaloneStreamAndIsolation(t *testing.T) {
 
 	// Only a subscribes to the watched resource (the server updates it every 3 s).
 	require.NoError(t, a.Subscribe(ctx, &mcp.SubscribeParams{URI: "test://watched-resource"}))
-	// A tool change is announced to every session on its standalone stream.
-	time.Sleep(300 * time.Millisecond) // let both standalone GET streams attach
+	// A tool change is announced to every session on its standalone stream,
+	// once both sessions' standalone streams are open up to the upstream.
+	require.True(t, upRelay.WaitFor(nil, 10*time.Second, func(live map[testenv.ConnKind]int) bool {
+		return live[testenv.ConnStandalone] >= 2
+	}), "both upstream standalone streams open: %v", upRelay.Live())
 	_, err := b.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"})
 	require.NoError(t, err)
 
@@ -191,7 +199,10 @@ func TestSDKIdleExpiry(t *testing.T) {
 	_, err := cs.ListTools(context.Background(), nil)
 	require.NoError(t, err)
 	sid := cs.ID()
-	time.Sleep(3 * time.Second)
+	// Any request would keep the session alive: wait for the sweeper.
+	waitMetric(t, s.gw.URL, 10*time.Second, "the session expired", func(m map[string]float64) bool {
+		return m[`mcpgate_sessions_closed_total{reason="idle"}`] >= 1
+	})
 	status, body := rawPost(t, s.gw.URL, sid, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"})
 	assert.Equal(t, http.StatusNotFound, status, "%s", body)
 	_, err = cs.ListTools(context.Background(), nil)
@@ -223,20 +234,19 @@ func TestSDKUpstreamRestartIsSessionLoss(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// restartEverythingAt starts the reference server again on addr, which its
+// previous process (stopped and waited for) no longer holds. StartEverythingAt
+// waits until it listens; a few attempts cover a port another process took
+// meanwhile.
 func restartEverythingAt(t *testing.T, addr string) {
 	t.Helper()
 	bin := testenv.Env(t, "MCPGATE_EVERYTHING_SERVER")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		p := testenv.StartEverythingAt(t, bin, addr, true)
-		if p != nil {
+	for attempt := 0; attempt < 3; attempt++ {
+		if testenv.StartEverythingAt(t, bin, addr, true) != nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("could not restart everything-server on %s", addr)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	t.Fatalf("could not restart everything-server on %s", addr)
 }
 
 // TestBadRequests checks every rejection's status and JSON-RPC error, and

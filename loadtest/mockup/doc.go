@@ -5,13 +5,16 @@
 // and 2025-11-25: initialize issues an Mcp-Session-Id, notifications get 202, requests get
 // JSON or SSE answers, GET opens the session's standalone stream, DELETE ends the session
 // with 204) and the stateless 2026-07-28 revision (no sessions, per-request _meta, the
-// Mcp-Method and Mcp-Name headers). It serves three tools:
+// Mcp-Method and Mcp-Name headers). It serves four tools:
 //
 //   - echo: returns a text result of the requested size;
 //   - stream: sends exactly count progress notifications (progress 1..count, total count)
 //     at the requested rate on the POST's SSE answer, then the result;
 //   - push: sets the rate of server-pushed notifications/message events on the session's
-//     GET stream and returns the push sequence number reached so far.
+//     GET stream and returns the push sequence number reached so far;
+//   - notify: sends one notifications/<kind>/list_changed (kind "tools", the default,
+//     "prompts" or "resources") on the session's GET stream, numbered in the same
+//     sequence as pushed events, and returns that sequence number.
 //
 // Every notification carries params._meta.seq (a per-stream sequence number starting at 1)
 // and params._meta.sent (its creation time in unix nanoseconds), so a client can measure
@@ -38,6 +41,7 @@
 // the fasthttp RequestCtx: they capture the stream, the session's done channel and the
 // server's done channel in the handler. Snapshot may be called at any time.
 //
-// Lock order: a session's mutex may be held while taking one of its streams' mutexes,
-// never the reverse; no lock is held across I/O or any blocking wait.
+// Lock order: a session's GET-stream mutex (getMu), then the session's mutex, then one
+// of its streams' mutexes, never the reverse; no lock is held across I/O or any
+// blocking wait (appends to the lossy GET stream never wait).
 package mockup

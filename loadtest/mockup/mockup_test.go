@@ -270,7 +270,7 @@ func TestEchoAndToolsList(t *testing.T) {
 	for _, tool := range tl.Result.Tools {
 		names = append(names, tool.Name)
 	}
-	assert.Equal(t, []string{"echo", "stream", "push"}, names)
+	assert.Equal(t, []string{"echo", "stream", "push", "notify"}, names)
 }
 
 func TestStreamToolExact(t *testing.T) {
@@ -387,6 +387,48 @@ func TestPushOnGetStream(t *testing.T) {
 		assert.Equal(t, "0_"+strconv.Itoa(i+1), e.id)
 	}
 	assert.Equal(t, int64(last), srv.Snapshot().Events[KindPush])
+}
+
+// TestNotifyOnGetStream: the notify tool sends list_changed notifications on the GET
+// stream, numbered with pushed events; one sent while no GET stream is open waits for
+// the next GET.
+func TestNotifyOnGetStream(t *testing.T) {
+	srv, url := testServer(t, Config{})
+	c := newClient(t, url)
+	c.initialize(Version20251125)
+
+	notify := func(args string) uint64 {
+		t.Helper()
+		var res struct {
+			Result struct {
+				StructuredContent struct {
+					Kind string
+					Seq  uint64
+				} `json:"structuredContent"`
+			}
+		}
+		require.NoError(t, json.Unmarshal(readAll(t, c.callTool("notify", args, "")), &res))
+		return res.Result.StructuredContent.Seq
+	}
+	assert.Equal(t, uint64(1), notify(`{}`), "sent before any GET stream")
+	get := c.get("")
+	require.Equal(t, http.StatusOK, get.StatusCode)
+	defer get.Body.Close()
+	assert.Equal(t, uint64(2), notify(`{"kind":"prompts"}`))
+	assert.Equal(t, uint64(3), notify(`{"kind":"resources"}`))
+
+	evs := readEvents(t, get.Body, func(e event) bool { return e.seq == 3 })
+	require.Len(t, evs, 3)
+	for i, want := range []string{"tools", "prompts", "resources"} {
+		assert.Equal(t, "notifications/"+want+"/list_changed", evs[i].method)
+		assert.Equal(t, uint64(i+1), evs[i].seq)
+		assert.Equal(t, "0_"+strconv.Itoa(i+1), evs[i].id)
+	}
+	assert.Equal(t, int64(3), srv.Snapshot().Events[KindListChanged])
+	assert.Equal(t, int64(3), srv.Snapshot().ToolCalls["notify"])
+
+	body := readAll(t, c.callTool("notify", `{"kind":"nope"}`, ""))
+	assert.Equal(t, CodeInvalidParams, errorCode(t, body))
 }
 
 func TestInjection(t *testing.T) {

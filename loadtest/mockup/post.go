@@ -289,6 +289,25 @@ func (s *Server) toolCall(c *call) {
 		s.answer(c, endResult(appendPushResult(nil, last, rate), c.stateless))
 	case "stream":
 		s.streamTool(c, args)
+	case "notify":
+		kind := "tools"
+		if args != nil && args.Exists("kind") {
+			kind = string(args.GetStringBytes("kind"))
+		}
+		if !listChangedKind(kind) {
+			s.fail(c.ctx, fasthttp.StatusOK, c.id, CodeInvalidParams, "bad kind", nil)
+			return
+		}
+		if c.sess == nil {
+			s.answer(c, endResult(append(appendTextResult(nil, "notify needs a session"), `,"isError":true`...), c.stateless))
+			return
+		}
+		seq, err := c.sess.notifyListChanged(kind)
+		if err != nil {
+			s.fail(c.ctx, fasthttp.StatusNotFound, c.id, CodeSessionNotFound, "session not found", nil)
+			return
+		}
+		s.answer(c, endResult(appendNotifyResult(nil, kind, seq), c.stateless))
 	default:
 		s.fail(c.ctx, fasthttp.StatusOK, c.id, CodeInvalidParams, "unknown tool", nil)
 	}

@@ -23,13 +23,18 @@ type session struct {
 	cancel  context.CancelFunc
 	get     *stream // stream 0, the standalone GET stream
 
+	// getMu serializes numbering and appending events on get (the pusher and the
+	// notify tool), so sequence numbers reach the stream in order. It is taken
+	// before mu; appends to the lossy GET stream never wait.
+	getMu sync.Mutex
+
 	// mu guards the fields below.
 	mu         sync.Mutex
 	streams    map[uint64]*stream // POST answer streams, for resumes
 	nextStream uint64
 	inflight   map[string]context.CancelFunc // running stream tool calls by raw request id
 	pusher     *pusher
-	pushSeq    uint64 // last push sequence number used
+	pushSeq    uint64 // last GET-stream sequence number used (pushes and notify)
 	closed     bool
 }
 
@@ -157,6 +162,25 @@ func (s *session) close() {
 	}
 }
 
+// notifyListChanged appends one notifications/<kind>/list_changed to the GET stream,
+// numbered in the same sequence as pushed events, and returns its sequence number.
+func (s *session) notifyListChanged(kind string) (uint64, error) {
+	s.getMu.Lock()
+	defer s.getMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, errSessionClosed
+	}
+	s.pushSeq++
+	seq := s.pushSeq
+	s.mu.Unlock()
+	_, _, err := s.srv.emit(s.ctx, s.get, nil, seq, func(dst []byte, seq uint64, sentAt int64) []byte {
+		return appendListChanged(dst, kind, seq, sentAt)
+	}, &s.srv.stats.listChanged)
+	return seq, err
+}
+
 // pusher pushes notifications/message events on its session's GET stream at a fixed
 // rate, measured from its start so it neither drifts nor bursts after a slow tick.
 type pusher struct {
@@ -179,6 +203,8 @@ func (p *pusher) run() {
 	var buf []byte
 	var err error
 	_ = runPaced(s.ctx, p.stopc, p.rate, 0, func() error {
+		s.getMu.Lock()
+		defer s.getMu.Unlock()
 		s.mu.Lock()
 		s.pushSeq++
 		seq := s.pushSeq

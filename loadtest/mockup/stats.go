@@ -6,10 +6,12 @@ import (
 
 // Event kinds counted in Snapshot.Events.
 const (
-	KindProgress   = "progress"    // notifications/progress from the stream tool
-	KindPush       = "push"        // notifications/message on a GET stream
-	KindResultSSE  = "result_sse"  // a response sent as an SSE event
-	KindResultJSON = "result_json" // a response sent as a JSON body
+	KindProgress = "progress" // notifications/progress from the stream tool
+	KindPush     = "push"     // notifications/message on a GET stream
+	// KindListChanged counts notifications/*/list_changed sent by the notify tool.
+	KindListChanged = "list_changed"
+	KindResultSSE   = "result_sse"  // a response sent as an SSE event
+	KindResultJSON  = "result_json" // a response sent as a JSON body
 )
 
 // methods counted individually in Snapshot.Requests; anything else counts as "other".
@@ -37,7 +39,7 @@ func methodIndex(m string) int {
 }
 
 // tools counted individually in Snapshot.ToolCalls.
-var countedTools = [...]string{"echo", "stream", "push", "other"}
+var countedTools = [...]string{"echo", "stream", "push", "notify", "other"}
 
 func toolIndex(name string) int {
 	for i, t := range countedTools[:len(countedTools)-1] {
@@ -58,6 +60,7 @@ type stats struct {
 	tools             [len(countedTools)]atomic.Int64
 	progress          atomic.Int64
 	push              atomic.Int64
+	listChanged       atomic.Int64
 	resultSSE         atomic.Int64
 	resultJSON        atomic.Int64
 	injectedLoss      atomic.Int64
@@ -125,10 +128,11 @@ func (s *stats) snapshot() Snapshot {
 		StatelessRequests: s.statelessRequests.Load(),
 		HTTPErrors:        s.httpErrors.Load(),
 		Events: map[string]int64{
-			KindProgress:   s.progress.Load(),
-			KindPush:       s.push.Load(),
-			KindResultSSE:  s.resultSSE.Load(),
-			KindResultJSON: s.resultJSON.Load(),
+			KindProgress:    s.progress.Load(),
+			KindPush:        s.push.Load(),
+			KindListChanged: s.listChanged.Load(),
+			KindResultSSE:   s.resultSSE.Load(),
+			KindResultJSON:  s.resultJSON.Load(),
 		},
 	}
 	for i, m := range countedMethods {

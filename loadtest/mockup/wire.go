@@ -107,6 +107,24 @@ func appendPush(dst []byte, seq uint64, sentAt int64, pad int) []byte {
 	return append(dst, "}}"...)
 }
 
+// listChangedKind reports whether kind names a list with a list_changed notification.
+func listChangedKind(kind string) bool {
+	switch kind {
+	case "tools", "prompts", "resources":
+		return true
+	}
+	return false
+}
+
+// appendListChanged appends one notifications/<kind>/list_changed event payload.
+func appendListChanged(dst []byte, kind string, seq uint64, sentAt int64) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","method":"notifications/`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `/list_changed","params":{`...)
+	dst = appendMeta(dst, seq, sentAt)
+	return append(dst, "}}"...)
+}
+
 // appendProgress appends one notifications/progress event payload. token is raw JSON.
 func appendProgress(dst, token []byte, seq, total uint64, sentAt int64, pad int) []byte {
 	dst = append(dst, `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":`...)
@@ -170,6 +188,17 @@ func appendPushResult(dst []byte, lastSeq uint64, rate float64) []byte {
 	return append(dst, '}')
 }
 
+// appendNotifyResult opens the notify tool's result.
+func appendNotifyResult(dst []byte, kind string, seq uint64) []byte {
+	dst = append(dst, `{"content":[{"type":"text","text":"sent notifications/`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `/list_changed"}],"structuredContent":{"kind":"`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, '}')
+}
+
 func appendInitializeResult(dst []byte, version string) []byte {
 	dst = append(dst, `{"protocolVersion":"`...)
 	dst = append(dst, version...)
@@ -185,5 +214,6 @@ func appendDiscoverResult(dst []byte) []byte {
 const toolsList = `{"tools":[` +
 	`{"name":"echo","description":"Returns a text result of size bytes, or text.","inputSchema":{"type":"object","properties":{"size":{"type":"integer","minimum":0},"text":{"type":"string"}}}},` +
 	`{"name":"stream","description":"Sends count progress notifications at rate per second on the answer stream, then the result.","inputSchema":{"type":"object","properties":{"count":{"type":"integer","minimum":0},"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0}}}},` +
-	`{"name":"push","description":"Sets the rate of notifications/message events pushed on the session's GET stream; returns the last push sequence number.","inputSchema":{"type":"object","properties":{"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0}}}}` +
+	`{"name":"push","description":"Sets the rate of notifications/message events pushed on the session's GET stream; returns the last push sequence number.","inputSchema":{"type":"object","properties":{"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0}}}},` +
+	`{"name":"notify","description":"Sends notifications/<kind>/list_changed on the session's GET stream.","inputSchema":{"type":"object","properties":{"kind":{"type":"string","enum":["tools","prompts","resources"]}}}}` +
 	`]`

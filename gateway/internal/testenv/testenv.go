@@ -1,16 +1,19 @@
 // Package testenv starts real processes for integration tests: the gateway
-// binary, the reference MCP server and the load harness's mock upstream, on
-// loopback ports the OS chooses. Every process is stopped by t.Cleanup, and
-// its stderr is printed when the test failed.
+// binary, the reference MCP server (go-sdk's everything-server), npm's
+// server-everything and the load harness's mock upstream, on free loopback
+// ports. Every process is stopped by t.Cleanup, and its stderr is printed
+// when the test failed.
 package testenv
 
 import (
 	"bufio"
 	"bytes"
+	_ "embed"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,8 +41,10 @@ type Proc struct {
 	URL  string // the endpoint it serves, e.g. http://127.0.0.1:41234/mcp
 	Cmd  *exec.Cmd
 
+	// mu guards stderr and wrote.
 	mu     sync.Mutex
 	stderr bytes.Buffer
+	wrote  chan struct{} // closed and replaced on every stderr write
 	done   chan struct{}
 	err    error
 }
@@ -52,7 +57,32 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	if w.p.stderr.Len() < 4<<20 {
 		w.p.stderr.Write(b)
 	}
+	close(w.p.wrote)
+	w.p.wrote = make(chan struct{})
 	return len(b), nil
+}
+
+// WaitStderr waits until the process wrote s to stderr, and reports whether
+// it did before the process ended or d passed.
+func (p *Proc) WaitStderr(s string, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		found := strings.Contains(p.stderr.String(), s)
+		wrote := p.wrote
+		p.mu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-wrote:
+		case <-p.done:
+			return strings.Contains(p.Stderr(), s)
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 // Stderr returns what the process wrote to stderr so far.
@@ -101,7 +131,7 @@ func (p *Proc) Wait(d time.Duration) (error, bool) {
 
 func start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	p := &Proc{Name: name, Cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: name, Cmd: cmd, done: make(chan struct{}), wrote: make(chan struct{})}
 	cmd.Stderr = lockedWriter{p}
 	return p
 }
@@ -220,6 +250,39 @@ func waitTCP(addr string, d time.Duration, p *Proc) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+//go:embed loopback.mjs
+var loopbackPreload []byte
+
+// StartServerEverything starts npm's @modelcontextprotocol/server-everything
+// in streamableHttp mode (`node <entry> streamableHttp`, entry being the
+// package's dist/index.js) on a free loopback port, and returns once it
+// listens. The server serves /mcp on the port in $PORT (3001 without it) and
+// says "MCP Streamable HTTP Server listening on port N" on stderr; it
+// listens on every interface, so a preloaded module (loopback.mjs) narrows
+// it to 127.0.0.1. Its stdout (a line per request) is discarded.
+func StartServerEverything(t testing.TB, node, entry string) *Proc {
+	t.Helper()
+	preload := filepath.Join(t.TempDir(), "loopback.mjs")
+	if err := os.WriteFile(preload, loopbackPreload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		addr := FreeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		cmd := exec.Command(node, "--import", "file://"+preload, entry, "streamableHttp")
+		cmd.Env = append(os.Environ(), "PORT="+port)
+		p := start(t, "server-everything", cmd)
+		p.run(t)
+		if p.WaitStderr("listening on port "+port, 20*time.Second) && !p.Exited() {
+			p.URL = "http://" + addr + "/mcp"
+			return p
+		}
+		_ = p.Stop(time.Second) // the port was taken meanwhile, or it failed: try again
+	}
+	t.Fatal("server-everything did not start")
+	return nil
 }
 
 // StartGateway starts bin/gateway in front of upstreamURL with extra flags.
