@@ -356,7 +356,7 @@ func TestCutsGoSDK(t *testing.T) {
 type tsClient struct {
 	cmd          *exec.Cmd
 	stdin        io.WriteCloser
-	stderr       *lockedBuffer
+	stderr       *testenv.Buffer
 	sid, version string
 	progress     *eventLog
 	changed      *eventLog
@@ -364,23 +364,6 @@ type tsClient struct {
 	scanned      chan struct{}
 }
 
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // startTSClient runs testdata/ts_sturdy_client.mjs against url and returns
 // once it reported its session.
@@ -399,7 +382,7 @@ func startTSClient(t *testing.T, ctx context.Context, url string, count int) *ts
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
-	c := &tsClient{stderr: &lockedBuffer{}, progress: newEventLog(), changed: newEventLog(),
+	c := &tsClient{stderr: &testenv.Buffer{}, progress: newEventLog(), changed: newEventLog(),
 		results: make(chan string, 2), scanned: make(chan struct{})}
 	c.cmd = exec.CommandContext(ctx, node, f.Name(), url, strconv.Itoa(count))
 	c.cmd.Dir = sdkDir

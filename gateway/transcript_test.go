@@ -119,7 +119,7 @@ type harness struct {
 func runRow(t *testing.T, r row) {
 	up := testenv.NewFakeUpstream(t)
 	hooks := newHookLog()
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	cfg := gateway.Config{
 		Upstream: up,
 		Hooks:    hooks,
@@ -794,20 +794,3 @@ func (h *harness) waitStreamClosed(s *session, st uint64, reason string, n int) 
 	h.note("the gateway detached the client from stream %d (%s)", st, reason)
 }
 
-// lockedBuffer collects the gateway's log for failing rows.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -7,12 +7,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func connect(t *testing.T, f *FakeUpstream, body string) (upstream.Session, string) {
 	t.Helper()

@@ -291,3 +291,23 @@ func StartGateway(t testing.TB, bin, upstreamURL string, flags ...string) *Proc 
 	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", upstreamURL, "-log-level", "debug"}, flags...)
 	return StartListening(t, "gateway", bin, args...)
 }
+
+// Buffer is a bytes.Buffer safe for one writer and readers on other
+// goroutines (a child's stderr, a server's log).
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
