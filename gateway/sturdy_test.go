@@ -364,7 +364,6 @@ type tsClient struct {
 	scanned      chan struct{}
 }
 
-
 // startTSClient runs testdata/ts_sturdy_client.mjs against url and returns
 // once it reported its session.
 func startTSClient(t *testing.T, ctx context.Context, url string, count int) *tsClient {

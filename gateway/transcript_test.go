@@ -793,4 +793,3 @@ func (h *harness) waitStreamClosed(s *session, st uint64, reason string, n int) 
 	h.hooks.wait(h.t, "stream end", &h.hooks.streamsClosed, s.id+" "+strconv.FormatUint(st, 10)+" "+reason, n)
 	h.note("the gateway detached the client from stream %d (%s)", st, reason)
 }
-
