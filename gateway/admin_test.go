@@ -126,7 +126,7 @@ func TestAdminAPI(t *testing.T) {
 		assert.Zero(t, page.Matching, "no session idle that long")
 	})
 	t.Run("inspect", func(t *testing.T) {
-		st, _ := s.newStream(a, false)
+		st, _ := s.newStream(a, false, false)
 		_, _, err := st.ring.Push(0, 0, []byte(`{"jsonrpc":"2.0","method":"notifications/message"}`))
 		require.NoError(t, err)
 		w := adminGet(t, h, "GET", "/admin/v1/sessions/"+a.id, "s3cret")

@@ -467,8 +467,11 @@ const (
 	chunkHead    = 6 // room for up to 4 hex digits of size and CRLF
 )
 
+// hijackedHeaders start a GET stream. Connection: close, because the
+// gateway closes the connection when the stream ends: a client must not
+// put it back in its pool for the next POST.
 var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-	"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n")
+	"X-Accel-Buffering: no\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
 
 var lastChunk = []byte("0\r\n\r\n")
 

@@ -365,7 +365,7 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	id := newSessionID()
 	sess := &session{id: id, version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	for i := 0; i < 100; i++ {
-		st, status := s.newStream(sess, false)
+		st, status := s.newStream(sess, false, false)
 		require.NotNil(t, st, "call %d refused with %d", i, status)
 		s.finishStream(st)
 		s.finishStream(st) // idempotent
@@ -376,15 +376,15 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	_, kept := sess.streams[100]
 	assert.True(t, kept, "the newest answers are kept")
 
-	a, _ := s.newStream(sess, false)
-	b, _ := s.newStream(sess, false)
+	a, _ := s.newStream(sess, false, false)
+	b, _ := s.newStream(sess, false, false)
 	require.NotNil(t, a)
 	require.NotNil(t, b)
-	c, status := s.newStream(sess, false)
+	c, status := s.newStream(sess, false, false)
 	assert.Nil(t, c)
 	assert.Equal(t, 429, status, "two live answers reach the cap of 2")
 	s.finishStream(a)
-	c, _ = s.newStream(sess, false)
+	c, _ = s.newStream(sess, false, false)
 	assert.NotNil(t, c, "a finished answer frees its place")
 }
 
@@ -435,11 +435,11 @@ func TestStreamCountFollowsStreams(t *testing.T) {
 		require.Equal(t, want > 0 && !sess.closed, in, "in the set of sessions with streams")
 	}
 	check(0)
-	_, status := s.newStream(sess, true) // standalone, id 0
+	_, status := s.newStream(sess, true, false) // standalone, id 0
 	require.Zero(t, status)
 	check(1)
 	for i := range maxRetainedStreams + 5 {
-		st, status := s.newStream(sess, false)
+		st, status := s.newStream(sess, false, false)
 		require.Zero(t, status)
 		s.finishStream(st) // keeps at most maxRetainedStreams finished answers
 		check(1 + min(i+1, maxRetainedStreams))

@@ -162,6 +162,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	if len(calls) > 0 && !s.reserveAnswer(sess) {
+		sess.endCalls(calls)
+		s.refuseStream(ctx, fasthttp.StatusTooManyRequests, firstID)
+		return
+	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
 	upStart := time.Now()
@@ -171,12 +176,20 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	if err == nil {
 		s.upstreamSucceeded()
 	}
+	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
+		s.releaseAnswer(sess)
+	}
 	if err != nil {
 		s.upstreamFailed(ctx, sess, calls, firstID, err)
 		sess.endCalls(calls)
 		return
 	}
 	switch {
+	case reply.Stream != nil && len(calls) == 0:
+		// An SSE answer to notifications only: nothing is owed.
+		_ = reply.Stream.Close()
+		ctx.SetStatusCode(fasthttp.StatusAccepted)
+		s.metrics.status(fasthttp.StatusAccepted)
 	case reply.Stream != nil:
 		s.openPostStream(ctx, sess, reply.Stream, calls, firstID)
 	case reply.JSON != nil:
@@ -310,7 +323,11 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		if errors.Is(err, upstream.ErrTimeout) {
 			code = fasthttp.StatusGatewayTimeout
 		}
-		s.fail(ctx, code, id, jsonrpc.CodeInternalError, "Bad Gateway: upstream initialize failed", nil)
+		msg := "Bad Gateway: upstream initialize failed"
+		if code == fasthttp.StatusGatewayTimeout {
+			msg = "Gateway Timeout: upstream did not answer initialize in time"
+		}
+		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
 		return
 	}
 	if out, ok := clientAnswer(nil, &p, answer, init); ok {
@@ -371,8 +388,9 @@ func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {
 // openPostStream answers a request with an SSE stream fed by the
 // upstream's answer stream through a new ring.
 func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upstream.Stream, calls []*call, id []byte) {
-	st, status := s.newStream(sess, false)
+	st, status := s.newStream(sess, false, true)
 	if st == nil {
+		s.releaseAnswer(sess)
 		_ = up.Close()
 		sess.endCalls(calls)
 		s.refuseStream(ctx, status, id)
@@ -426,7 +444,9 @@ func (s *Server) refuseStream(ctx *fasthttp.RequestCtx, status int, id []byte) {
 
 // newStream adds a stream to sess: the standalone stream (id 0) or the
 // next POST answer stream. It returns nil and an HTTP status when refused.
-func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
+// reserved says an answer stream's place was taken by reserveAnswer: it is
+// not counted against the cap again.
+func (s *Server) newStream(sess *session, standalone, reserved bool) (*stream, int) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	if sess.closed {
@@ -437,7 +457,7 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 			return st, 0
 		}
 	}
-	if sess.liveStreamsLocked() >= s.cfg.MaxStreamsPerSession {
+	if !reserved && sess.liveStreamsLocked() >= s.cfg.MaxStreamsPerSession {
 		return nil, fasthttp.StatusTooManyRequests
 	}
 	ring, err := ringbuf.New(ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy})
@@ -448,12 +468,30 @@ func (s *Server) newStream(sess *session, standalone bool) (*stream, int) {
 	if !standalone {
 		sess.nextStream++
 		id = sess.nextStream
-		sess.livePost.Add(1)
+		if !reserved {
+			sess.livePost.Add(1)
+		}
 	}
 	st := newStream(id, sess, ring)
 	sess.addStreamLocked(id, st)
 	return st, 0
 }
+
+// reserveAnswer takes a place for a POST answer stream before a request
+// goes upstream, so a client at the stream cap gets 429 before the
+// upstream starts work it would then have to throw away. The place is
+// used by newStream(reserved) or given back by releaseAnswer.
+func (s *Server) reserveAnswer(sess *session) bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.liveStreamsLocked() >= s.cfg.MaxStreamsPerSession {
+		return false
+	}
+	sess.livePost.Add(1)
+	return true
+}
+
+func (s *Server) releaseAnswer(sess *session) { sess.livePost.Add(-1) }
 
 // attachConn makes c the connection of its stream. The newest connection
 // wins: one it replaces (a reconnecting client's old connection, which may
@@ -540,7 +578,7 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 		s.resume(ctx, sess, last)
 		return
 	}
-	st, status := s.newStream(sess, true)
+	st, status := s.newStream(sess, true, false)
 	if st == nil {
 		s.refuseStream(ctx, status, nil)
 		return
@@ -550,7 +588,7 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
 	}
-	s.attachHijacked(ctx, st, st.delivered.Load(), prefix, true)
+	s.attachHijacked(ctx, st, st.plainStart(), prefix, true)
 }
 
 // resume attaches to the stream a Last-Event-ID names and replays it.

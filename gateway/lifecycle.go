@@ -33,8 +33,9 @@ const (
 )
 
 // endSession closes a session once: it leaves the store, its streams end
-// (attached readers drain what is buffered, then see the end), pumps stop,
-// and its upstream side ends as how says.
+// (attached readers drain what is buffered, then see the end), pumps stop
+// (a call in flight gets a -32603 error saying why), and its upstream side
+// ends as how says.
 func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReason, how upstreamEnd) {
 	sess.mu.Lock()
 	if sess.closed {
@@ -42,6 +43,7 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		return
 	}
 	sess.closed = true
+	sess.closeReason = reason
 	if sess.withStreams != nil {
 		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
 	}
@@ -57,6 +59,11 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 	sess.cancel()
 	for _, st := range streams {
 		st.closeUpstream()
+		if st.id != 0 && st.finishedAt.Load() == 0 {
+			// A call in flight: its pump answers it with an error (a
+			// client still connected learns why) and finishes the stream.
+			continue
+		}
 		s.finishStream(st)
 	}
 	if sess.up != nil {

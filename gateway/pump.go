@@ -35,17 +35,7 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 	for len(pending) > 0 {
 		msg, err := up.Next()
 		if err != nil {
-			if sess.ctx.Err() == nil {
-				s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
-				s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
-				// Never leave a call hanging: answer what is still owed.
-				for _, c := range pending {
-					e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
-					if s.pushMust(st, e, true) != nil {
-						return
-					}
-				}
-			}
+			s.answerOwed(sess, st, pending, err)
 			return
 		}
 		class, key, respID := classify(&p, msg)
@@ -76,6 +66,34 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 	// connection can be pooled).
 	s.finishStream(st)
 	upstream.Drain(up)
+}
+
+// answerOwed answers the calls still pending on an answer stream that
+// ended early, so no call is left hanging: with -32603 and why (the
+// upstream stream broke, or the session ended).
+func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call, err error) {
+	if sess.ctx.Err() != nil {
+		sess.mu.Lock()
+		why := "the session ended (" + sess.closeReason.String() + ") before the response"
+		sess.mu.Unlock()
+		for _, c := range pending {
+			// The session is gone: no waiting for room, past the soft
+			// limits if need be; a client still connected reads it.
+			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, why, nil)
+			if _, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
+				st.notify()
+			}
+		}
+		return
+	}
+	s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
+	s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
+	for _, c := range pending {
+		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
+		if s.pushMust(st, e, true) != nil {
+			return
+		}
+	}
 }
 
 // deliver stores one upstream message in st's ring: droppable ones as the

@@ -48,6 +48,8 @@ type session struct {
 	byUp       map[uint64]*call // the same calls by their upstream id
 	nextUp     uint64           // the last upstream id given to a call
 	closed     bool
+	// closeReason is why the session closed, set with closed.
+	closeReason CloseReason
 }
 
 // addStreamLocked stores st under id; deleteStreamLocked removes id. Both

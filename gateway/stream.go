@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -22,9 +23,11 @@ type stream struct {
 
 	// conn is the client connection attached to the stream, nil if none.
 	conn atomic.Pointer[clientConn]
-	// delivered is the highest seq handed to any connection of the stream;
-	// a plain standalone GET (no Last-Event-ID) continues after it.
+	// delivered is the highest seq handed to any connection of the stream.
 	delivered atomic.Uint64
+	// connStart is the position the newest connection started after: a
+	// plain standalone GET (no Last-Event-ID) replays from there.
+	connStart atomic.Uint64
 	// finishedAt is when the ring was closed (unix ns), 0 while live.
 	finishedAt atomic.Int64
 	// droppedOldestSeen and skippedSeen are the ring counters already
@@ -61,7 +64,24 @@ func (st *stream) closeUpstream() {
 
 // attach makes c the stream's connection and returns the one it replaced,
 // if any; the caller ends that one.
-func (st *stream) attach(c *clientConn) *clientConn { return st.conn.Swap(c) }
+func (st *stream) attach(c *clientConn) *clientConn {
+	st.connStart.Store(c.after)
+	return st.conn.Swap(c)
+}
+
+// plainStart is where a standalone GET without Last-Event-ID starts: where
+// the previous connection started. A client that got an event with an id
+// there would have sent Last-Event-ID; one that sent none got nothing
+// (the events were written into a connection that died), so they are
+// replayed rather than lost. If that position can no longer be served,
+// the stream continues after what was delivered.
+func (st *stream) plainStart() uint64 {
+	after := st.connStart.Load()
+	if _, _, err := st.ring.Next(after, func(uint64, []byte) bool { return false }); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
+		return st.delivered.Load()
+	}
+	return after
+}
 
 // detach forgets c unless a newer connection replaced it already.
 func (st *stream) detach(c *clientConn) { st.conn.CompareAndSwap(c, nil) }

@@ -273,8 +273,8 @@ SSE comment every heartbeat.`,
 	{
 		name: "standalone-polling",
 		about: `Config.StreamMaxConnection = 500ms on a standalone stream: after it the gateway ends the connection with a retry
-hint. Messages arriving meanwhile wait in the ring; a plain GET (no Last-Event-ID) continues after the last event
-the previous connection received.`,
+hint. Messages arriving meanwhile wait in the ring; a plain GET (no Last-Event-ID) replays from where the previous
+connection started: a client that received an event id would have resumed with Last-Event-ID instead.`,
 		cfg: func(c *gateway.Config) {
 			c.StreamMaxConnection = 500 * time.Millisecond
 			c.SweepInterval = 10 * time.Millisecond
