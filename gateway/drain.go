@@ -27,10 +27,14 @@ func (s *Server) CutDrain() {
 }
 
 // drainStreams ends the drainable stream connections spread over the drain
-// window. It returns when all are ended, or early when ctx ends or CutDrain
+// window (at most two thirds of the time ctx leaves). It returns when all are ended, or early when ctx ends or CutDrain
 // is called; the caller then ends the rest at once.
 func (s *Server) drainStreams(ctx context.Context) {
 	window := s.cfg.DrainWindow
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave a third of the shutdown's time for what follows the drain.
+		window = min(window, time.Until(dl)*2/3)
+	}
 	if window <= 0 {
 		return
 	}
