@@ -72,6 +72,10 @@ var (
 	ErrTimeout = errors.New("upstream: timeout")
 	// ErrTooLarge: an upstream answer or event exceeded the configured limit.
 	ErrTooLarge = errors.New("upstream: answer too large")
+	// ErrAtCapacity: the transport cannot open another upstream session now
+	// (a stdio transport runs its maximum number of processes). The
+	// condition is temporary: the gateway answers 503 with Retry-After.
+	ErrAtCapacity = errors.New("upstream: at capacity")
 )
 
 // StatusError is an upstream HTTP answer with an unexpected status. Body
