@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http/httputil"
+	"net/url"
 	"testing"
 )
 
@@ -167,6 +168,35 @@ func FuzzFrame(f *testing.F) {
 			if err == nil && !bytes.Equal(got, line[:len(line)-1]) {
 				t.Fatalf("read back %q, want %q", got, line)
 			}
+		}
+	})
+}
+
+// FuzzEndpoint: whatever a server sends as its endpoint event, the result
+// stays on the SSE URL's origin, carries no user information or fragment,
+// and parses back to itself.
+func FuzzEndpoint(f *testing.F) {
+	bases := []string{"http://example.com:8080/mcp/sse?x=1", "https://h.example/sse", "http://[::1]:3000/a/b/"}
+	for _, s := range []string{"/messages?sessionId=1", "m?s=2", "//evil/x", "http://example.com:8080/../x", "  ?a=b#c ", "%2e%2e/x", "http://user:pw@h.example/"} {
+		for i := range bases {
+			f.Add([]byte(s), uint8(i))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
+		base, err := url.Parse(bases[int(which)%len(bases)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := parseEndpoint(base, data)
+		if err != nil {
+			return
+		}
+		if !sameOrigin(base, u) || u.User != nil || u.Fragment != "" || u.Scheme != base.Scheme {
+			t.Fatalf("%q gave %q, off the origin of %q", data, u, base)
+		}
+		again, err := parseEndpoint(base, []byte(u.String()))
+		if err != nil || again.String() != u.String() {
+			t.Fatalf("%q gave %q, which parses as %v, %v", data, u, again, err)
 		}
 	})
 }

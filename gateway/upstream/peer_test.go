@@ -83,20 +83,15 @@ func runPeer(mode string) int {
 	}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
-	write := func(s string) {
+	ps := &peerState{write: func(s string) {
 		mu.Lock()
 		defer mu.Unlock()
 		out.WriteString(s)
 		out.WriteByte('\n')
 		out.Flush()
-	}
-	result := func(id json.RawMessage, res string) {
-		write(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, res))
-	}
+	}}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64<<10), 16<<20)
-	waiting := map[string]func(peerMsg){} // our requests' ids -> continuation
-	var held []json.RawMessage
 	for in.Scan() {
 		var m peerMsg
 		if err := json.Unmarshal(in.Bytes(), &m); err != nil {
@@ -106,94 +101,13 @@ func runPeer(mode string) int {
 		if mode == "silent" {
 			continue
 		}
-		if m.Method == "" { // an answer to one of our requests
-			if f := waiting[string(m.ID)]; f != nil {
-				delete(waiting, string(m.ID))
-				f(m)
-			}
-			continue
+		if code, exit := ps.handle(m); exit {
+			return code
 		}
-		if m.ID == nil {
-			continue // a notification
-		}
-		switch m.Method {
-		case "initialize":
-			v := os.Getenv("PEER_VERSION")
-			if v == "" {
-				v = "2025-06-18"
+		if m.Method == "initialize" && mode == "no-read" {
+			for {
+				time.Sleep(time.Hour)
 			}
-			if v == "error" {
-				write(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"error":{"code":-32602,"message":"unsupported"}}`, m.ID))
-				continue
-			}
-			result(m.ID, fmt.Sprintf(`{"protocolVersion":%q,"capabilities":{},"serverInfo":{"name":"peer","version":"1"}}`, v))
-			if mode == "no-read" {
-				for {
-					time.Sleep(time.Hour)
-				}
-			}
-			continue
-		case "tools/call":
-		default:
-			result(m.ID, `{}`)
-			continue
-		}
-		id, args := m.ID, m.Params.Arguments
-		switch m.Params.Name {
-		case "progress":
-			tok := m.Params.Meta.ProgressToken
-			for i := 1; i <= 3; i++ {
-				write(fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%s,"progress":%d,"total":3}}`, tok, i))
-			}
-			write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}`)
-			result(id, `{"content":[{"type":"text","text":"done"}]}`)
-		case "sample":
-			write(`{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}`)
-			waiting[`"s1"`] = func(a peerMsg) { result(id, fmt.Sprintf(`{"sampled":%s}`, a.Result)) }
-		case "ping":
-			write(`{"jsonrpc":"2.0","id":"p1","method":"ping"}`)
-			waiting[`"p1"`] = func(a peerMsg) { result(id, fmt.Sprintf(`{"pong":%s}`, a.Result)) }
-		case "hold":
-			held = append(held, id)
-		case "release":
-			write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"releasing"}}`)
-			for _, h := range held {
-				result(h, `{"held":true}`)
-			}
-			held = nil
-			result(id, `{"released":true}`)
-		case "listchanged":
-			write(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
-			result(id, `{}`)
-		case "env":
-			b, _ := json.Marshal(os.Environ())
-			result(id, fmt.Sprintf(`{"env":%s}`, b))
-		case "stderr":
-			n := int(args["n"].(float64))
-			var b strings.Builder
-			for i := 0; i < n; i++ {
-				fmt.Fprintf(&b, "peer stderr line %d\n", i)
-			}
-			os.Stderr.WriteString(b.String())
-			result(id, `{}`)
-		case "big":
-			n := int(args["n"].(float64))
-			write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"` + strings.Repeat("x", n) + `"}}`)
-			result(id, `{}`)
-		case "exit":
-			return int(args["code"].(float64))
-		case "killself":
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		case "fork":
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = []string{peerEnv + "=sleep"}
-			if err := cmd.Start(); err != nil {
-				fmt.Fprintln(os.Stderr, "peer: fork:", err)
-				return 1
-			}
-			result(id, fmt.Sprintf(`{"pid":%d}`, cmd.Process.Pid))
-		default:
-			result(id, `{}`)
 		}
 	}
 	if mode == "ignore-term" {
@@ -202,4 +116,111 @@ func runPeer(mode string) int {
 		}
 	}
 	return 0
+}
+
+// peerState is the scripted server's logic, shared by the stdio peer and
+// the legacy HTTP+SSE test server. write sends one message.
+type peerState struct {
+	write   func(string)
+	mu      sync.Mutex // guards waiting and held (the SSE server handles POSTs concurrently)
+	waiting map[string]func(peerMsg)
+	held    []json.RawMessage
+}
+
+// handle processes one message; exit asks the stdio peer to exit with code.
+func (ps *peerState) handle(m peerMsg) (code int, exit bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	write := ps.write
+	result := func(id json.RawMessage, res string) {
+		write(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, res))
+	}
+	if ps.waiting == nil {
+		ps.waiting = map[string]func(peerMsg){}
+	}
+	if m.Method == "" { // an answer to one of our requests
+		if f := ps.waiting[string(m.ID)]; f != nil {
+			delete(ps.waiting, string(m.ID))
+			f(m)
+		}
+		return 0, false
+	}
+	if m.ID == nil {
+		return 0, false // a notification
+	}
+	switch m.Method {
+	case "initialize":
+		v := os.Getenv("PEER_VERSION")
+		if v == "" {
+			v = "2025-06-18"
+		}
+		if v == "error" {
+			write(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"error":{"code":-32602,"message":"unsupported"}}`, m.ID))
+			return 0, false
+		}
+		result(m.ID, fmt.Sprintf(`{"protocolVersion":%q,"capabilities":{},"serverInfo":{"name":"peer","version":"1"}}`, v))
+		return 0, false
+	case "tools/call":
+	default:
+		result(m.ID, `{}`)
+		return 0, false
+	}
+	id, args := m.ID, m.Params.Arguments
+	switch m.Params.Name {
+	case "progress":
+		tok := m.Params.Meta.ProgressToken
+		for i := 1; i <= 3; i++ {
+			write(fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%s,"progress":%d,"total":3}}`, tok, i))
+		}
+		write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}`)
+		result(id, `{"content":[{"type":"text","text":"done"}]}`)
+	case "sample":
+		write(`{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}`)
+		ps.waiting[`"s1"`] = func(a peerMsg) { result(id, fmt.Sprintf(`{"sampled":%s}`, a.Result)) }
+	case "ping":
+		write(`{"jsonrpc":"2.0","id":"p1","method":"ping"}`)
+		ps.waiting[`"p1"`] = func(a peerMsg) { result(id, fmt.Sprintf(`{"pong":%s}`, a.Result)) }
+	case "hold":
+		ps.held = append(ps.held, id)
+	case "release":
+		write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"releasing"}}`)
+		for _, h := range ps.held {
+			result(h, `{"held":true}`)
+		}
+		ps.held = nil
+		result(id, `{"released":true}`)
+	case "listchanged":
+		write(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
+		result(id, `{}`)
+	case "env":
+		b, _ := json.Marshal(os.Environ())
+		result(id, fmt.Sprintf(`{"env":%s}`, b))
+	case "stderr":
+		n := int(args["n"].(float64))
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "peer stderr line %d\n", i)
+		}
+		os.Stderr.WriteString(b.String())
+		result(id, `{}`)
+	case "big":
+		n := int(args["n"].(float64))
+		write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"` + strings.Repeat("x", n) + `"}}`)
+		result(id, `{}`)
+	case "exit":
+		return int(args["code"].(float64)), true
+	case "killself":
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	case "fork":
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = []string{peerEnv + "=sleep"}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "peer: fork:", err)
+			return 1, true
+		}
+		result(id, fmt.Sprintf(`{"pid":%d}`, cmd.Process.Pid))
+	default:
+		result(id, `{}`)
+	}
+	return 0, false
 }

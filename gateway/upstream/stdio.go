@@ -352,8 +352,14 @@ func (s *stdioSession) initialize(ctx context.Context, initialize, id []byte) ([
 	if err := s.write(ctx, initialize); err != nil {
 		return nil, err
 	}
+	return awaitAnswer(ctx, call, s.t.cfg.Timeout, "the process ended before answering (see its stderr in the log)")
+}
+
+// awaitAnswer reads call until its response, within ctx and timeout; gone
+// explains an upstream that ended first.
+func awaitAnswer(ctx context.Context, call *msgStream, timeout time.Duration, gone string) ([]byte, error) {
 	var timedOut atomic.Bool
-	timer := time.AfterFunc(s.t.cfg.Timeout, func() { timedOut.Store(true); _ = call.Close() })
+	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); _ = call.Close() })
 	defer timer.Stop()
 	stop := context.AfterFunc(ctx, func() { _ = call.Close() })
 	defer stop()
@@ -363,11 +369,11 @@ func (s *stdioSession) initialize(ctx context.Context, initialize, id []byte) ([
 		switch {
 		case err == nil:
 		case timedOut.Load():
-			return nil, fmt.Errorf("%w: no answer to initialize within %v", ErrTimeout, s.t.cfg.Timeout)
+			return nil, fmt.Errorf("%w: no answer to initialize within %v", ErrTimeout, timeout)
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		default:
-			return nil, fmt.Errorf("%w: the process ended before answering (see its stderr in the log): %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, gone, err)
 		}
 		msgs, _, perr := p.Parse(msg)
 		if perr == nil && len(msgs) == 1 && (msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
