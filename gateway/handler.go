@@ -266,6 +266,10 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
+		s.rejectFull(ctx, id)
+		return
+	}
 	if err != nil {
 		s.metrics.upstreamErrors.Add(1)
 		var se *upstream.StatusError
