@@ -28,8 +28,12 @@ const (
 	maxPendingAnswers = 8
 )
 
-// errReplaced ends a standalone stream that a newer Listen took over.
-var errReplaced = errors.New("upstream: standalone stream taken over by a newer Listen")
+var (
+	// errReplaced ends a standalone stream that a newer Listen took over.
+	errReplaced = errors.New("upstream: standalone stream taken over by a newer Listen")
+	// errCancelled ends a call stream whose request the client cancelled.
+	errCancelled = errors.New("upstream: request cancelled by the client")
+)
 
 // demux routes the messages an upstream sends on its one channel (a stdio
 // child's stdout, a legacy HTTP+SSE stream) to the Streams the gateway
@@ -55,7 +59,10 @@ var errReplaced = errors.New("upstream: standalone stream taken over by a newer 
 //     function and goes nowhere (PROTOCOL.md section 2, rule 35).
 //
 // A batch (a JSON array) is split and each message routed on its own; a
-// line or event that is not JSON-RPC is dropped (Stats.Unroutable).
+// line or event that is not JSON-RPC is dropped (Stats.Unroutable). When
+// the client cancels a call (notifications/cancelled, see sendSplit), its
+// stream ends with errCancelled once nothing else is owed: a server need
+// not answer a cancelled request, and its reader must not wait forever.
 //
 // Buffering: each stream holds up to DefaultStreamBuffer messages (and
 // streamBufferBytes). When a call stream, or the standalone stream while
@@ -347,6 +354,33 @@ func (d *demux) dropTokensLocked(s *msgStream) {
 		}
 	}
 	s.tokens = nil
+}
+
+// cancelCall stops waiting for the response to the request with raw id
+// (the client sent notifications/cancelled for it, and a server need not
+// answer a cancelled request): its call stream ends with errCancelled once
+// nothing else is owed, so its reader is not left waiting forever. A
+// response that still comes is dropped as late.
+func (d *demux) cancelCall(id []byte) {
+	key := idKey(id)
+	d.mu.Lock()
+	s := d.calls[key]
+	if s == nil {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.calls, key)
+	if i := slices.Index(s.ids, key); i >= 0 {
+		s.ids = slices.Delete(s.ids, i, i+1)
+	}
+	if len(s.ids) > 0 {
+		d.mu.Unlock()
+		return
+	}
+	s.q.end = errCancelled
+	d.unregisterLocked(s)
+	d.mu.Unlock()
+	notify(s.ready)
 }
 
 // listen returns a new reader of the standalone stream; a previous reader

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"sync"
@@ -374,4 +375,52 @@ func TestIDKey(t *testing.T) {
 	} {
 		assert.Equal(t, tc.same, idKey([]byte(tc.a)) == idKey([]byte(tc.b)), "%s vs %s", tc.a, tc.b)
 	}
+}
+
+// TestSendSplit: a batch is written message by message and answered by one
+// stream; a cancellation ends the cancelled call's stream.
+func TestSendSplit(t *testing.T) {
+	td := newTestDemux(8)
+	var written []string
+	write := func(_ context.Context, msg []byte) error {
+		written = append(written, string(msg))
+		return nil
+	}
+	r, err := sendSplit(context.Background(), td.demux, []byte(`[{"jsonrpc":"2.0","id":1,"method":"a"}, {"jsonrpc":"2.0","method":"n"} ,{"jsonrpc":"2.0","id":2,"method":"b"}]`), write)
+	require.NoError(t, err)
+	require.NotNil(t, r.Stream)
+	assert.Equal(t, []string{`{"jsonrpc":"2.0","id":1,"method":"a"}`, `{"jsonrpc":"2.0","method":"n"}`, `{"jsonrpc":"2.0","id":2,"method":"b"}`}, written)
+
+	r2, err := sendSplit(context.Background(), td.demux, []byte(`{"jsonrpc":"2.0","id":3,"method":"c"}`), write)
+	require.NoError(t, err)
+	td.route([]byte(logMsg)) // to the newest call, 3
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}`,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`, // one of two: the stream waits for 2
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99}}`,
+		`{"jsonrpc":"2.0","id":"s1","result":{}}`,
+	} {
+		a, err := sendSplit(context.Background(), td.demux, []byte(body), write)
+		require.NoError(t, err)
+		assert.True(t, a.Accepted, body)
+	}
+	m, err := r2.Stream.Next()
+	require.NoError(t, err)
+	assert.Equal(t, logMsg, string(m), "what arrived before the cancellation is delivered")
+	_, err = r2.Stream.Next()
+	assert.ErrorIs(t, err, errCancelled)
+	td.route([]byte(`{"jsonrpc":"2.0","id":3,"result":{}}`)) // late: dropped
+	td.route([]byte(resp2))
+	m, err = r.Stream.Next()
+	require.NoError(t, err)
+	assert.Equal(t, resp2, string(m))
+	_, err = r.Stream.Next()
+	assert.Equal(t, io.EOF, err)
+
+	_, err = sendSplit(context.Background(), td.demux, []byte(`{"jsonrpc":"2.0","id":2,"method":"b"}`), func(context.Context, []byte) error { return ErrTimeout })
+	assert.ErrorIs(t, err, ErrTimeout)
+	_, err = sendSplit(context.Background(), td.demux, []byte(`{"jsonrpc":"2.0","id":2,"method":"b"}`), write)
+	assert.NoError(t, err, "a failed write leaves no call registered")
+	_, err = sendSplit(context.Background(), td.demux, []byte(`not json`), write)
+	assert.Error(t, err)
 }

@@ -424,6 +424,11 @@ func sendSplit(ctx context.Context, d *demux, body []byte, write func(context.Co
 			}
 			return nil, err
 		}
+		if msgs[i].Kind == jsonrpc.KindNotification && string(msgs[i].Method) == "notifications/cancelled" {
+			if id, ok := jsonrpc.Lookup(msgs[i].Raw, "params", "requestId"); ok {
+				d.cancelCall(id)
+			}
+		}
 	}
 	if call != nil {
 		return &Reply{Stream: call}, nil
