@@ -271,6 +271,7 @@ func (t *Stdio) start() (*stdioSession, error) {
 	s.log = t.log.With("upstream_session", s.id, "pid", s.pid)
 	s.d = newDemux(&t.stats, s.log, t.cfg.StreamBuffer, s.answer)
 	t.mu.Lock()
+	closing := t.closed // Close ran meanwhile and did not see this session
 	t.sessions[s] = struct{}{}
 	t.mu.Unlock()
 	s.log.Debug("upstream process started", "command", t.cfg.Command)
@@ -281,6 +282,11 @@ func (t *Stdio) start() (*stdioSession, error) {
 		logStderr(s.stderr, s.log, &t.stats, t.cfg.StderrLinesPerSecond)
 	}()
 	go s.supervise()
+	if closing {
+		s.byUs.Store(true)
+		s.end(errTransportClosed, false)
+		s.requestStop(stopHurry)
+	}
 	return s, nil
 }
 

@@ -541,3 +541,50 @@ func TestNewStdioValidates(t *testing.T) {
 	_, err = NewStdio(StdioConfig{Command: "x", KillGrace: -1})
 	assert.Error(t, err)
 }
+
+// TestStdioCloseDuringConnects: Transport.Close racing with Connects
+// returns, and leaves no process, whichever Connects it overlapped.
+func TestStdioCloseDuringConnects(t *testing.T) {
+	tr, _ := newPeerTransport(t, "serve", nil)
+	var mu sync.Mutex
+	var pids []int
+	first := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				s, _, err := tr.Connect(context.Background(), []byte(peerInit))
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				pids = append(pids, s.(*stdioSession).pid)
+				mu.Unlock()
+				select {
+				case first <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	<-first
+	closed := make(chan struct{})
+	go func() { _ = tr.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	wg.Wait()
+	require.NoError(t, tr.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	for _, pid := range pids {
+		assert.Empty(t, procState(pid))
+	}
+	st := tr.Stats()
+	assert.Equal(t, st.ProcessesStarted, st.ProcessesReaped)
+	assert.Zero(t, st.ProcessesLive)
+}
