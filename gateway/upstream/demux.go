@@ -23,6 +23,8 @@ const (
 	// streamBufferBytes bounds the bytes buffered per stream in the same
 	// way; one message of any size is always accepted into an empty buffer.
 	streamBufferBytes = 1 << 20
+	// maxBadLogged bounds the unreadable upstream lines logged per session.
+	maxBadLogged = 10
 	// maxPendingAnswers bounds a session's answers being written upstream
 	// by the transport itself (ping answers, refusals) at any one time.
 	maxPendingAnswers = 8
@@ -90,6 +92,10 @@ type demux struct {
 	answer func(msg []byte)
 
 	parser jsonrpc.Parser // owned by route's caller
+	// badLogged counts the unreadable lines logged (owned by route's
+	// caller): a child printing its logs to stdout must not flood the
+	// gateway's log, so only the first maxBadLogged are.
+	badLogged int
 
 	mu         sync.Mutex
 	calls      map[string]*msgStream // call streams by the id of a request they wait for
@@ -451,12 +457,25 @@ func (d *demux) route(data []byte) {
 	msgs, _, perr := d.parser.Parse(data)
 	if perr != nil {
 		d.stats.unroutable.Add(1)
-		d.log.Warn("upstream sent something that is not JSON-RPC: dropped", "err", perr.Message, "bytes", len(data), "start", preview(data))
+		d.warnBad("upstream sent something that is not JSON-RPC: dropped", "err", perr.Message, "bytes", len(data), "start", preview(data))
 		return
 	}
 	for i := range msgs {
 		d.routeOne(&msgs[i])
 	}
+}
+
+// warnBad logs a dropped upstream message, the first maxBadLogged of a
+// session only.
+func (d *demux) warnBad(msg string, args ...any) {
+	if d.badLogged >= maxBadLogged {
+		return
+	}
+	d.badLogged++
+	if d.badLogged == maxBadLogged {
+		args = append(args, "note", "the last one logged for this session; the rest are only counted (unroutable)")
+	}
+	d.log.Warn(msg, args...)
 }
 
 func preview(b []byte) string {
@@ -513,7 +532,7 @@ func (d *demux) routeOne(m *jsonrpc.Message) {
 	switch dest {
 	case toNowhere:
 		d.stats.unroutable.Add(1)
-		d.log.Warn("upstream sent an error response with a null id: dropped", "message", preview(m.Raw))
+		d.warnBad("upstream sent an error response with a null id: dropped", "message", preview(m.Raw))
 		return
 	case toPing:
 		pong := append(append([]byte(`{"jsonrpc":"2.0","id":`), m.ID...), `,"result":{}}`...)
