@@ -29,6 +29,8 @@ const (
 
 // LegacySSEConfig configures the legacy HTTP+SSE transport (protocol
 // 2024-11-05's transport, deprecated since 2025-03-26 but still served).
+// Zero values mean the documented defaults; a negative duration or limit is
+// an error, except ReconnectAttempts.
 type LegacySSEConfig struct {
 	// URL of the upstream's SSE endpoint, http:// or https://. Required.
 	URL string

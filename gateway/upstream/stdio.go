@@ -32,6 +32,8 @@ const (
 
 // StdioConfig configures the stdio transport: one child process per
 // session, speaking newline-delimited JSON-RPC on its stdin and stdout.
+// Zero values mean the documented defaults; a negative duration or limit is
+// an error, except StderrLinesPerSecond.
 type StdioConfig struct {
 	// Command is the program to run (a path; it is not looked up in PATH).
 	// Required.
