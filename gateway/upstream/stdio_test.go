@@ -312,7 +312,7 @@ func TestStdioCloseEscalates(t *testing.T) {
 			setPidfdDisabled(t, fallback)
 			tr, logs := newPeerTransport(t, "ignore-term", func(c *StdioConfig) {
 				c.StdinGrace = 100 * time.Millisecond
-				c.KillGrace = 300 * time.Millisecond
+				c.KillGrace = time.Second
 			})
 			s := connectPeer(t, tr)
 			pid := s.(*stdioSession).pid
@@ -321,7 +321,7 @@ func TestStdioCloseEscalates(t *testing.T) {
 			assert.Less(t, time.Since(start), 2*time.Second, "Close waits for the stdin grace at most")
 			assert.True(t, alive(pid), "still in its kill grace")
 			require.Eventually(t, func() bool { return tr.Stats().ProcessesReaped == 1 }, 10*time.Second, 5*time.Millisecond)
-			assert.GreaterOrEqual(t, time.Since(start), 400*time.Millisecond, "SIGKILL only after stdin grace + kill grace")
+			assert.GreaterOrEqual(t, time.Since(start), 1100*time.Millisecond, "SIGKILL only after stdin grace + kill grace")
 			st := tr.Stats()
 			assert.Equal(t, uint64(1), st.ProcessesKilled)
 			assert.Equal(t, uint64(1), st.ExitsSignal)
@@ -466,7 +466,7 @@ func TestStdioStderrIsLoggedAndRateLimited(t *testing.T) {
 	assert.Equal(t, uint64(logged), st.StderrLines)
 	assert.Equal(t, uint64(suppressed), st.StderrSuppressed)
 	assert.Positive(t, suppressed, "50 lines at once exceed 5 a second")
-	assert.LessOrEqual(t, logged, 10, "at most 5 a second (the burst may straddle two windows)")
+	assert.LessOrEqual(t, logged, 15, "at most 5 a second (a slow machine may spread the burst over a few windows)")
 }
 
 func TestStdioConnectFailures(t *testing.T) {
