@@ -82,3 +82,21 @@ func TestConformance(t *testing.T) {
 	}
 	t.Logf("CONFORMANCE: direct %d passed, %d failed; through mcpgate %d passed, %d failed", direct.passed, direct.failed, via.passed, via.failed)
 }
+
+// TestConformanceStdioUpstream runs the same suite through the gateway in
+// front of the reference server run as a stdio upstream (a process per
+// session; everything-server speaks stdio without -http). It must exit 0
+// with no failure and the full 2025-11-25 requirement set.
+func TestConformanceStdioUpstream(t *testing.T) {
+	suite := testenv.Env(t, "MCPGATE_CONFORMANCE")
+	everything := testenv.Env(t, "MCPGATE_EVERYTHING_SERVER")
+	gwBin := testenv.Env(t, "MCPGATE_GATEWAY_BIN")
+
+	gw := testenv.StartGateway(t, gwBin, "stdio:"+everything)
+	via := runSuite(t, suite, gw.URL, "--requirements", "2025-11-25")
+	t.Logf("through mcpgate, stdio upstream:\n%s", summary(via.output))
+	require.Zero(t, via.exit, "suite exit code through the gateway:\n%s", via.output)
+	require.Zero(t, via.failed, "failed checks through the gateway:\n%s", via.output)
+	require.GreaterOrEqual(t, via.passed, 82, "2025-11-25 requirement set: 82 checks")
+	t.Logf("CONFORMANCE (stdio upstream): through mcpgate %d passed, %d failed", via.passed, via.failed)
+}

@@ -311,6 +311,10 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	if err == nil {
 		s.upstreamSucceeded()
 	}
+	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
+		s.rejectFull(ctx, id)
+		return
+	}
 	if err != nil {
 		var se *upstream.StatusError
 		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {

@@ -48,6 +48,7 @@ type options struct {
 	upstreamCA                   string
 	shutdownTimeout              time.Duration
 	logLevel, logFormat          string
+	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -55,7 +56,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	fs.StringVar(&o.path, "path", gateway.DefaultPath, "path of the MCP endpoint")
-	fs.StringVar(&o.upstreamURL, "upstream", "", "Streamable HTTP URL of the upstream MCP server (required), e.g. http://127.0.0.1:3001/mcp")
+	fs.StringVar(&o.upstreamURL, "upstream", "", "the upstream MCP server (required): "+upstreamKinds+", e.g. http://127.0.0.1:3001/mcp or stdio:/usr/local/bin/server --flag")
 	fs.IntVar(&o.shards, "shards", gateway.DefaultShards, "session shards (rounded up to a power of two)")
 	fs.IntVar(&o.maxSessions, "max-sessions", gateway.DefaultMaxSessions, "maximum live sessions; initialize beyond it gets 503 with Retry-After")
 	fs.DurationVar(&o.idleTimeout, "session-idle-timeout", gateway.DefaultSessionIdleTimeout, "end sessions idle this long (no requests, calls or connected streams)")
@@ -79,14 +80,15 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&o.maxBody, "max-body", "maximum POST body (larger gets 413)")
 	fs.IntVar(&o.upstreamMaxConns, "upstream-max-conns", upstream.DefaultMaxConns, "pooled upstream connections for POSTs (a POST answered with SSE holds one until it ends)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
-	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504)")
+	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
+	o.upstreamOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25).
 
-Usage: gateway -upstream URL [flags]
+Usage: gateway -upstream URL|stdio:COMMAND [flags]
 
 Clients connect to http://<listen><path> exactly as they would to the upstream
 server. Every flag can also be set by an environment variable MCPGATE_<FLAG>
@@ -188,6 +190,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	<-served
+	logUpstreamStats(logger, cfg.Upstream)
 	logger.Info("stopped")
 	return code
 }
@@ -213,7 +216,7 @@ func caConfig(file string) (*tls.Config, error) {
 func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	var cfg gateway.Config
 	if o.upstreamURL == "" {
-		return cfg, errors.New("-upstream is required (the upstream MCP server's Streamable HTTP URL)")
+		return cfg, errors.New("-upstream is required: " + upstreamKinds)
 	}
 	checks := []struct {
 		name string
@@ -246,20 +249,18 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("-drop-policy %q: want drop-oldest, drop-newest or disconnect", o.dropPolicy)
 	}
+	if !strings.HasPrefix(o.path, "/") {
+		return cfg, fmt.Errorf("-path %q must start with /", o.path)
+	}
 	var tlsConf *tls.Config
 	if o.upstreamCA != "" {
 		if tlsConf, err = caConfig(o.upstreamCA); err != nil {
 			return cfg, fmt.Errorf("-upstream-ca: %v", err)
 		}
 	}
-	up, err := upstream.NewHTTP(upstream.HTTPConfig{
-		URL:       o.upstreamURL,
-		MaxConns:  o.upstreamMaxConns,
-		Timeout:   o.upstreamTimeout,
-		TLSConfig: tlsConf,
-	})
+	up, err := o.newUpstream(logger, tlsConf)
 	if err != nil {
-		return cfg, fmt.Errorf("-upstream: %v", err)
+		return cfg, err
 	}
 	cfg = gateway.Config{
 		Upstream:             up,
@@ -293,9 +294,6 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	}
 	if o.heartbeat == 0 {
 		cfg.Heartbeat = -1
-	}
-	if !strings.HasPrefix(o.path, "/") {
-		return cfg, fmt.Errorf("-path %q must start with /", o.path)
 	}
 	return cfg, nil
 }

@@ -97,7 +97,8 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-session-max-age", "-max-streams-per-session", "-ring-size", "-ring-bytes", "-drop-policy", "-heartbeat",
 		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
-		"-stream-max-connection", "-metrics-path", "-retry-hint", "MCPGATE_"} {
+		"-stream-max-connection", "-metrics-path", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
+		"-max-processes", "-max-message", "stdio:", "sse+http", "MCPGATE_"} {
 		assert.Contains(t, errb.String(), f)
 	}
 }

@@ -2,14 +2,21 @@
 //
 // A Transport opens upstream sessions; a Session forwards client messages and
 // opens the server's standalone message stream; a Stream yields the JSON-RPC
-// messages of one upstream SSE answer or standalone stream. Each transport
-// (Streamable HTTP today; legacy HTTP+SSE, stdio and stateless 2026-07-28
-// servers later) implements the same three interfaces, so the gateway never
-// knows which wire the upstream speaks.
+// messages of one answer or of the standalone stream. Each transport
+// implements the same three interfaces, so the gateway never knows which
+// wire the upstream speaks:
+//
+//   - HTTP: Streamable HTTP (2025-03-26 to 2025-11-25);
+//   - Stdio: one child process per session, newline-delimited JSON-RPC on
+//     its stdin and stdout;
+//   - LegacySSE: the HTTP+SSE transport of 2024-11-05 (a GET stream whose
+//     `endpoint` event names where to POST).
 //
 // Concurrency: a Transport and its Sessions are safe for concurrent use. A
 // Stream has one reader; its Close may be called from any goroutine, at any
-// time and more than once, and interrupts a Next blocked on the network.
+// time and more than once, and interrupts a blocked Next. Session.Close and
+// Transport.Close are idempotent. Stdio and LegacySSE have a Stats method
+// (their own counts, for the gateway's metrics), safe for concurrent use.
 //
 // The Streamable HTTP transport pools POST connections in a
 // fasthttp.HostClient (bounded by Config.MaxConns, waiting up to
@@ -21,4 +28,29 @@
 // head exchange by Config.Timeout); their reader waits for readiness before
 // it reads (sse.ReadWaiter), so an idle one parks with a minimal stack. The
 // transport owns no goroutines.
+//
+// Stdio and LegacySSE upstreams speak over one channel per session (a
+// child's stdout, one SSE stream), so a demux routes what arrives there: a
+// response to the call that waits for its id, progress to the call whose
+// request carried its token, list_changed and resources/updated to the
+// standalone stream, anything else to the newest call in flight or, with
+// none, to the standalone stream; the server's ping is answered at once.
+// demux.go states the rule and the buffering (bounded, with backpressure for
+// messages that must not be dropped, and counted drops). Requests are
+// answered by a Reply Stream that ends after the call's last response;
+// notifications and responses are Accepted; a batch is written as separate
+// messages.
+//
+// Goroutines: the HTTP transport owns none. Stdio owns one spawner goroutine
+// (locked to its OS thread for the transport's life, see spawner for why)
+// and, per session, a supervisor (ends, notices the exit of and reaps the
+// process), a stdout reader (feeds the demux), a stderr logger, and for a
+// moment a writer per answer the transport sends itself (at most a few).
+// LegacySSE owns, per session, the SSE stream's reader (which also
+// reconnects) and the POSTs of the transport's own answers. Each session's
+// goroutines end when it ends; Transport.Close ends every session and waits
+// for all of them. Stdio's Session.Close returns once the child is reaped,
+// or after StdinGrace at most: the supervisor then finishes the escalation
+// (SIGTERM, SIGKILL after KillGrace) on its own, and Transport.Close waits
+// for it.
 package upstream

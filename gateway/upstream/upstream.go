@@ -15,7 +15,9 @@ type Transport interface {
 	// the caller). On a JSON-RPC error response the session is nil and err
 	// is nil: the caller relays the error. Safe for concurrent use.
 	Connect(ctx context.Context, initialize []byte) (Session, []byte, error)
-	// Close releases pooled connections. Sessions must be closed first.
+	// Close releases pooled connections and ends what is left of every
+	// session (the stdio transport's processes), waiting for the goroutines
+	// that do it. Sessions should be closed first.
 	Close() error
 }
 
@@ -40,7 +42,10 @@ type Session interface {
 	// Listen opens the upstream's standalone server-to-client stream.
 	// It returns ErrNotSupported when the upstream offers none.
 	Listen(ctx context.Context) (Stream, error)
-	// Close ends the upstream session (best effort) and is idempotent.
+	// Close ends the upstream session (best effort) and is idempotent. It
+	// is bounded by ctx and may return while the transport still finishes
+	// the end on a goroutine it owns (a stdio process in its kill grace);
+	// Transport.Close waits for that.
 	Close(ctx context.Context) error
 }
 
@@ -80,6 +85,10 @@ var (
 	ErrTimeout = errors.New("upstream: timeout")
 	// ErrTooLarge: an upstream answer or event exceeded the configured limit.
 	ErrTooLarge = errors.New("upstream: answer too large")
+	// ErrAtCapacity: the transport cannot open another upstream session now
+	// (a stdio transport runs its maximum number of processes). The
+	// condition is temporary: the gateway answers 503 with Retry-After.
+	ErrAtCapacity = errors.New("upstream: at capacity")
 )
 
 // StatusError is an upstream HTTP answer with an unexpected status. Body
