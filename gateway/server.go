@@ -82,6 +82,10 @@ type Server struct {
 	cutOnce      sync.Once
 	shutdownOnce sync.Once
 	served       atomic.Bool
+	// lnMu orders Serve's start against Shutdown's: it guards ln and the
+	// setting of draining.
+	lnMu sync.Mutex
+	ln   net.Listener
 }
 
 // New validates cfg, fills in defaults and returns a Server. It starts the
@@ -193,6 +197,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	if !s.served.CompareAndSwap(false, true) {
 		return errors.New("gateway: Serve called twice")
 	}
+	s.lnMu.Lock()
+	if s.draining.Load() { // Shutdown began before Serve: serve nothing
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.lnMu.Unlock()
 	s.setOrigin(isLoopbackAddr(ln.Addr()))
 	err := s.http.Serve(ln)
 	if s.shutting.Load() {
@@ -210,16 +222,25 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
+		s.lnMu.Lock()
 		s.draining.Store(true)
+		s.lnMu.Unlock()
 		s.drainStreams(ctx)
 		s.shutting.Store(true)
 		close(s.streamsDone)
 		s.wakeHijacked()
+		s.lnMu.Lock()
+		if s.ln != nil {
+			// fasthttp closes the listeners its Serve registered; this one
+			// may not be registered yet if Serve has only just begun.
+			_ = s.ln.Close()
+		}
+		s.lnMu.Unlock()
 		httpDone := make(chan error, 1)
 		go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
 		select {
 		case e := <-httpDone:
-			if e != nil && !errors.Is(e, context.Canceled) && !errors.Is(e, context.DeadlineExceeded) {
+			if e != nil && !errors.Is(e, context.Canceled) && !errors.Is(e, context.DeadlineExceeded) && !errors.Is(e, net.ErrClosed) {
 				err = e
 			}
 		case <-ctx.Done():
