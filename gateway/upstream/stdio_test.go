@@ -502,7 +502,7 @@ func TestStdioConnectFailures(t *testing.T) {
 // TestStdioStdinNotRead: a child that stops reading its stdin makes a
 // write time out; one cut inside a line ends the session.
 func TestStdioStdinNotRead(t *testing.T) {
-	tr, _ := newPeerTransport(t, "no-read", func(c *StdioConfig) { c.Timeout = 300 * time.Millisecond })
+	tr, _ := newPeerTransport(t, "no-read", func(c *StdioConfig) { c.Timeout = 2 * time.Second }) // initialize must fit in it on a loaded machine
 	s := connectPeer(t, tr)
 	big := toolCall(1, "echo", `{"pad":"`+strings.Repeat("x", 1<<20)+`"}`, "")
 	_, err := s.Send(context.Background(), []byte(big))
