@@ -101,7 +101,7 @@ with_procs() {
 }
 
 # start NAME PROCS cmd...: start a server printing "listening on URL" first; sets
-# STARTED_PID and STARTED_URL.
+# STARTED_PID and STARTED_URL (and STARTED_ADMIN, see admin_url).
 start() {
 	local name=$1 procs=$2; shift 2
 	# A simple command in the background: $! is the server's own pid (env execs it).
@@ -116,6 +116,19 @@ start() {
 		sleep 0.1
 	done
 	die "$name did not print its address"
+}
+
+# admin_url NAME: wait for the gateway's second stdout line ("admin on URL", its admin
+# listener: metrics, health, pprof) and set STARTED_ADMIN to that URL.
+admin_url() {
+	local name=$1
+	for _ in $(seq 100); do
+		if STARTED_ADMIN=$(sed -n '2s/^admin on //p' "$TMP/$name.out" 2>/dev/null) && [[ -n $STARTED_ADMIN ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "$name did not print its admin address"
 }
 
 # ticks PID: utime+stime of the process in clock ticks.
@@ -161,7 +174,7 @@ start upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 UP_PID=$STARTED_PID UP_URL=$STARTED_URL
 UP_HOSTPORT=${UP_URL#http://}; UP_HOSTPORT=${UP_HOSTPORT%%/*}
 
-start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 GW_PID=$STARTED_PID GW_URL=$STARTED_URL
 
 CADDY_PORT=$(free_port)
@@ -326,14 +339,16 @@ if ! skip rss; then
 	for round in $(seq "$RSS_ROUNDS"); do
 		start rss-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 		rup_pid=$STARTED_PID rup_url=$STARTED_URL
-		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$rup_url" -max-sessions 200000 -log-level warn
+		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$rup_url" -max-sessions 200000 -log-level warn
 		rgw_pid=$STARTED_PID rgw_url=$STARTED_URL
+		admin_url rss-gateway
+		rgw_admin=$STARTED_ADMIN
 		log "idle sessions round $round ($RSS_STEPS)"
 		name="rss-mcpgate-r$round"
 		begin_lock
 		quiet >"$TMP/$name.busy"
 		cut -d' ' -f1-3 /proc/loadavg >"$TMP/$name.loadavg"
-		env CMP_TARGET="$rgw_url" CMP_METRICS="${rgw_url%/mcp}/metrics" CMP_STEPS="$RSS_STEPS" \
+		env CMP_TARGET="$rgw_url" CMP_METRICS="$rgw_admin/metrics" CMP_STEPS="$RSS_STEPS" \
 			CMP_CONC=32 "$CMP" -test.run '^TestCompareIdleSessions$' >"$TMP/$name.raw" 2>&1 9>&- ||
 			{ cat "$TMP/$name.raw" >&2; die "idle-session run failed"; }
 		end_lock
@@ -372,7 +387,7 @@ if ! skip everything; then
 			sleep 0.1
 		done
 		EV_URL="http://127.0.0.1:$ev_port/mcp"
-		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
+		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
 		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
 		begin_lock
 		for round in $(seq "$EVERYTHING_ROUNDS"); do

@@ -87,9 +87,6 @@ type Config struct {
 	// of 2025-11-25 sessions (older clients cannot resume those before the
 	// response). 0 = never.
 	StreamMaxConnection time.Duration
-	// MetricsPath serves the Prometheus metrics on the endpoint's
-	// listener at this path; "" = not served.
-	MetricsPath string
 	// RetryHint is the SSE retry field (reconnect delay) sent on streams of
 	// 2025-11-25 sessions and when the gateway closes streams on shutdown;
 	// 0 = DefaultRetryHint.
@@ -194,9 +191,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StreamSendBuffer == 0 {
 		c.StreamSendBuffer = DefaultStreamSendBuffer
-	}
-	if c.MetricsPath != "" && (!strings.HasPrefix(c.MetricsPath, "/") || c.MetricsPath == c.Path) {
-		return fmt.Errorf("gateway: metrics path %q must start with / and differ from the endpoint path", c.MetricsPath)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

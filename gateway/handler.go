@@ -22,10 +22,8 @@ import (
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) != s.cfg.Path {
-		if s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath && ctx.IsGet() {
-			s.publicMetrics(ctx)
-			return
-		}
+		// Metrics, health and profiles live on the admin listener
+		// (AdminHandler), never on the public one.
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
 		return
 	}

@@ -10,8 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -216,12 +214,6 @@ func (s *Server) newRegistry() *prometheus.Registry {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// publicMetrics serves the metrics on the MCP listener (Config.MetricsPath).
-func (s *Server) publicMetrics(ctx *fasthttp.RequestCtx) {
-	s.metricsOnce.Do(func() { s.metricsFast = fasthttpadaptor.NewFastHTTPHandler(s.MetricsHandler()) })
-	s.metricsFast(ctx)
 }
 
 // Registry is the Server's Prometheus registry; library users may register

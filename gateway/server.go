@@ -53,10 +53,8 @@ type Server struct {
 
 	parsers sync.Pool // *jsonrpc.Parser
 
-	metrics     metrics
-	registry    *prometheus.Registry
-	metricsOnce sync.Once
-	metricsFast fasthttp.RequestHandler
+	metrics  metrics
+	registry *prometheus.Registry
 
 	// withStreams[i] holds the sessions of store shard i that have streams:
 	// the sweeper's passes between full ones visit only these.
