@@ -39,6 +39,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	}
 	if s.shutting.Load() {
 		ctx.Response.Header.Set("Retry-After", "1")
+		// The connection ends with this answer: said here, not left to
+		// whether fasthttp's own shutdown has begun yet.
+		ctx.SetConnectionClose()
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
 		return
 	}
