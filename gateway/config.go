@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -130,6 +132,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
 	Hooks Hooks
+	// StateFile, when set, makes sessions survive a restart (state.go): New
+	// restores the sessions saved in this file (a file that is truncated,
+	// corrupt or not a state file is refused whole, renamed to
+	// <StateFile>.refused, and the gateway starts empty), and Shutdown
+	// keeps the upstream sessions (no DELETE) and writes every session to
+	// it atomically. Its directory must exist. "" = sessions end at
+	// shutdown.
+	StateFile string
 }
 
 func (c *Config) setDefaults() error {
@@ -191,6 +201,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StreamSendBuffer == 0 {
 		c.StreamSendBuffer = DefaultStreamSendBuffer
+	}
+	if c.StateFile != "" {
+		if fi, err := os.Stat(filepath.Dir(c.StateFile)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("gateway: state file %q: its directory does not exist", c.StateFile)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -176,6 +176,9 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	sess.busy.Add(-1)
 	if err == nil {
 		s.upstreamSucceeded()
+		if s.cfg.StateFile != "" {
+			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
+		}
 	}
 	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
 		s.releaseAnswer(sess)
@@ -365,6 +368,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
+	s.keepForRestart(sess, fwd, answer) // Config.StateFile only (state.go)
 	if err := s.store.Create(sess.id, sess); err != nil {
 		cancel()
 		_ = up.Close(context.Background())
@@ -572,9 +576,11 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if sess == nil {
 		return
 	}
-	if s.draining.Load() {
+	if s.draining.Load() && s.cfg.StateFile == "" {
 		// A stream connection would only be ended again: come back later
-		// (to another node, or to this one after its restart).
+		// (to another node). With a state file the stream is served: the
+		// session outlives the restart, and an SDK client whose stream
+		// reconnect fails gives the session up.
 		ctx.Response.Header.Set("Retry-After", "1")
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return

@@ -20,6 +20,7 @@ import (
 // histograms are the library's, with their observers resolved once.
 type metrics struct {
 	sessionsCreated  atomic.Uint64
+	sessionsRestored atomic.Uint64 // restored from the state file at start
 	sessionsRejected atomic.Uint64 // initialize refused at the session cap
 	sessionsClosed   [numCloseReasons]atomic.Uint64
 	streamsOpened    atomic.Uint64
@@ -131,6 +132,7 @@ type MetricsSnapshot struct {
 	Sessions         int
 	SessionsCreated  uint64
 	SessionsRejected uint64
+	SessionsRestored uint64
 	SessionsClosed   map[string]uint64
 	StreamsOpened    uint64
 	StreamsClosed    map[string]uint64
@@ -159,6 +161,7 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		Sessions:         sessions,
 		SessionsCreated:  m.sessionsCreated.Load(),
 		SessionsRejected: m.sessionsRejected.Load(),
+		SessionsRestored: m.sessionsRestored.Load(),
 		SessionsClosed:   make(map[string]uint64, numCloseReasons),
 		StreamsOpened:    m.streamsOpened.Load(),
 		StreamsClosed:    make(map[string]uint64, numCloseReasons),
@@ -238,6 +241,7 @@ var (
 	descSessions        = prometheus.NewDesc("mcpgate_sessions", "Live sessions.", nil, nil)
 	descSessionsCreated = prometheus.NewDesc("mcpgate_sessions_created_total", "Sessions created.", nil, nil)
 	descSessionsRej     = prometheus.NewDesc("mcpgate_sessions_rejected_total", "initialize refused at the session cap.", nil, nil)
+	descSessionsRest    = prometheus.NewDesc("mcpgate_sessions_restored_total", "Sessions restored from the state file at start.", nil, nil)
 	descSessionsClosed  = prometheus.NewDesc("mcpgate_sessions_closed_total", "Sessions ended, by reason.", []string{"reason"}, nil)
 	descStreamsOpened   = prometheus.NewDesc("mcpgate_streams_opened_total", "Client connections attached to streams.", nil, nil)
 	descStreamsClosed   = prometheus.NewDesc("mcpgate_streams_closed_total", "Client connections detached from streams, by reason.", []string{"reason"}, nil)
@@ -265,7 +269,7 @@ var (
 var ringFillBuckets = []float64{0, .1, .25, .5, .75, .9, 1, 2}
 
 func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsClosed,
+	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsRest, descSessionsClosed,
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
 		descUpstreamSkipped, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
@@ -285,6 +289,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSessions, float64(s.store.Len()))
 	counter(descSessionsCreated, m.sessionsCreated.Load())
 	counter(descSessionsRej, m.sessionsRejected.Load())
+	counter(descSessionsRest, m.sessionsRestored.Load())
 	for r := CloseReason(0); r < numCloseReasons; r++ {
 		counter(descSessionsClosed, m.sessionsClosed[r].Load(), r.String())
 		counter(descStreamsClosed, m.streamsClosed[r].Load(), r.String())

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 	"github.com/mcpgate/mcpgate/ringbuf"
 	"github.com/mcpgate/mcpgate/shard"
 )
@@ -46,6 +47,10 @@ type Server struct {
 	probeAt    int64
 	probeErr   error
 
+	// resumer re-attaches upstream sessions of restored sessions; nil when
+	// the transport cannot (state.go).
+	resumer upstream.Resumer
+
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
 	reapq   chan *session
@@ -75,8 +80,11 @@ type Server struct {
 	shutting    atomic.Bool
 	// draining is set when Shutdown begins (drain.go): no new sessions or
 	// stream connections, not ready; cutDrain closes to end it early.
-	draining     atomic.Bool
-	cutDrain     chan struct{}
+	draining atomic.Bool
+	cutDrain chan struct{}
+	// restartHint is the retry hint (ms) of connections ended by a
+	// restart's shutdown (Config.StateFile, drain.go); 0 otherwise.
+	restartHint  atomic.Int64
 	cutOnce      sync.Once
 	shutdownOnce sync.Once
 	served       atomic.Bool
@@ -86,8 +94,9 @@ type Server struct {
 	ln   net.Listener
 }
 
-// New validates cfg, fills in defaults and returns a Server. It starts the
-// coarse clock and the shard sweepers; Shutdown stops them.
+// New validates cfg, fills in defaults and returns a Server. With
+// Config.StateFile it restores the sessions saved there (see Restore). It
+// starts the coarse clock and the shard sweepers; Shutdown stops them.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -143,6 +152,10 @@ func New(cfg Config) (*Server, error) {
 		StreamRequestBody:             false,
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},
+	}
+	s.resumer, _ = cfg.Upstream.(upstream.Resumer)
+	if cfg.StateFile != "" {
+		s.loadStateFile() // sessions of the previous run (state.go)
 	}
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
@@ -215,8 +228,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // attached streams ended with a retry hint spread over Config.DrainWindow,
 // see drain.go), stop accepting, end the remaining streams, let in-flight
 // POSTs finish, end every session (and its upstream session), stop owned
-// goroutines. It returns ctx's error if ctx ends first; the remaining work
-// is then cut short. CutDrain ends the drain early.
+// goroutines. With Config.StateFile the sessions are kept instead: their
+// pumps stop, their upstream sessions are not ended, and once the owned
+// goroutines have stopped they are written to the file (state.go). It
+// returns ctx's error if ctx ends first; the remaining work is then cut
+// short. CutDrain ends the drain early.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
@@ -244,7 +260,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		s.closeAllSessions(ctx)
+		if s.cfg.StateFile != "" {
+			// Kept for the restart: pumps stop, upstream sessions stay.
+			s.suspendSessions()
+		} else {
+			s.closeAllSessions(ctx)
+		}
 		s.drainReaps(ctx)
 		s.spawnMu.Lock()
 		s.cancel()
@@ -256,6 +277,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			if err == nil {
 				err = ctx.Err()
+			}
+		}
+		if s.cfg.StateFile != "" {
+			// Every pump has stopped (or ctx ended): the copy is exact.
+			if e := s.writeStateFile(); e != nil {
+				s.log.Error("sessions not saved: they are lost at this restart", "err", e)
+				if err == nil {
+					err = e
+				}
 			}
 		}
 		_ = s.cfg.Upstream.Close()

@@ -50,6 +50,20 @@ type session struct {
 	closed     bool
 	// closeReason is why the session closed, set with closed.
 	closeReason CloseReason
+
+	// With Config.StateFile (state.go, reinit.go): init is the initialize
+	// request as forwarded upstream and caps the capabilities the upstream
+	// negotiated, both set before the session is stored and never changed;
+	// logLevel (the last logging/setLevel params) and subs (resources
+	// subscribed to) are guarded by mu. A re-initialized upstream session
+	// gets them again.
+	init     []byte
+	caps     []byte
+	logLevel []byte
+	subs     map[string]struct{}
+	// suspended is set when a shutdown keeps the session for a restart: its
+	// calls cut short are told so, and its upstream side is not ended.
+	suspended atomic.Bool
 }
 
 // addStreamLocked stores st under id; deleteStreamLocked removes id. Both

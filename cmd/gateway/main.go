@@ -43,6 +43,7 @@ type options struct {
 	retryHint                    time.Duration
 	writeStall, maxConnection    time.Duration
 	adminListen, adminTokenFile  string
+	stateFile                    string
 	drainWindow                  time.Duration
 	allowedOrigins, allowedHosts string
 	upstreamMaxConns             int
@@ -86,6 +87,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "address of the admin listener: /metrics, /healthz, /readyz, /debug/pprof, the admin API (/admin/v1/) and page (/admin/); empty = off")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin API requires (without it the API answers 401)")
 	fs.DurationVar(&o.drainWindow, "drain-window", gateway.DefaultDrainWindow, "on SIGTERM/SIGINT, end the stream connections spread over this long so clients do not all reconnect at once (0 = all at once); a second signal cuts it short")
+	fs.StringVar(&o.stateFile, "state-file", "", "keep sessions across a restart: shutdown writes every session to this file (and leaves the upstream sessions open), the next start restores them and removes it; a damaged file is refused and kept as FILE.refused (empty = sessions end at shutdown)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
@@ -430,6 +432,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		UpstreamTimeout:      o.upstreamTimeout,
 		StreamSendBuffer:     int(o.sendBuf),
 		DrainWindow:          o.drainWindow,
+		StateFile:            o.stateFile,
 		Logger:               logger,
 	}
 	if o.drainWindow == 0 {

@@ -100,7 +100,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-session-max-age", "-max-streams-per-session", "-ring-size", "-ring-bytes", "-drop-policy", "-heartbeat",
 		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
-		"-stream-max-connection", "-admin-listen", "-admin-token-file", "-drain-window", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
+		"-stream-max-connection", "-admin-listen", "-admin-token-file", "-drain-window", "-state-file", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
 		"-max-processes", "-max-message", "stdio:", "sse+http", "MCPGATE_"} {
 		assert.Contains(t, errb.String(), f)
 	}
