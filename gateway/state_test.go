@@ -397,3 +397,5 @@ func TestRestoreAfterServeRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, n, "saved without a state file: no resumable upstream, no cached initialize: dropped, not fatal")
 }
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
