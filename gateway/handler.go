@@ -88,7 +88,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 
 // handlePost forwards a client message upstream and relays the answer.
 func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
@@ -114,7 +114,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
-	defer func() { s.metrics.latency[class].Observe(since(start)) }()
+	defer s.metrics.observe(&s.metrics.latency[class], start)
 	var firstID []byte
 	if !batch {
 		firstID = msgs[0].ID
@@ -170,9 +170,9 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	reply, err := sess.up.Send(context.Background(), fwd)
-	s.metrics.upstreamLatency[class].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
 		s.upstreamSucceeded()
@@ -309,9 +309,9 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	init := []*call{{clientID: m.ID, upID: initializeUpID}}
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
-	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
 	if err == nil {
 		s.upstreamSucceeded()
 	}

@@ -213,6 +213,10 @@ func (s *Server) newRegistry() *prometheus.Registry {
 		s.metrics.latency[c] = lat.WithLabelValues(methodClassNames[c])
 		s.metrics.upstreamLatency[c] = upLat.WithLabelValues(methodClassNames[c])
 	}
+	if !libMetrics {
+		reg.MustRegister(&promCollector{s: s}) // the counters only (benchmark build)
+		return reg
+	}
 	reg.MustRegister(lat, upLat, &promCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -406,5 +410,19 @@ func (s *Server) walkStreams() streamCensus {
 	return w
 }
 
-// since returns the seconds from start to now for a histogram.
-func since(start time.Time) float64 { return time.Since(start).Seconds() }
+// now starts a latency measurement: the time, or nothing in a build
+// without the latency histograms (see libMetrics).
+func (m *metrics) now() time.Time {
+	if !libMetrics {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// observe records the seconds since start in *o (a histogram's observer,
+// passed by address so a build without histograms never reads it).
+func (m *metrics) observe(o *prometheus.Observer, start time.Time) {
+	if libMetrics {
+		(*o).Observe(time.Since(start).Seconds())
+	}
+}
