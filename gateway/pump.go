@@ -77,8 +77,9 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 	if sess.ctx.Err() != nil {
 		sess.mu.Lock()
 		why := "the session ended (" + sess.closeReason.String() + ") before the response"
+		suspended := sess.suspended
 		sess.mu.Unlock()
-		if sess.suspended.Load() {
+		if suspended {
 			why = upstreamRestarted // the session goes on after the restart
 		}
 		for _, c := range pending {
@@ -87,7 +88,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, why, nil)
 			if _, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
 				st.notify()
-			} else if sess.suspended.Load() {
+			} else if suspended {
 				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", sess.id, "stream", st.id, "err", perr)
 			}
 		}
@@ -108,7 +109,10 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 // keeps the session for a restart): the restored stream holds an error for
 // each, so no call hangs. A session that ended owes nothing: it is gone.
 func (s *Server) owedAtSuspend(sess *session, st *stream, pending map[uint64]*call) {
-	if sess.suspended.Load() {
+	sess.mu.Lock()
+	suspended := sess.suspended
+	sess.mu.Unlock()
+	if suspended {
 		s.answerOwed(sess, st, pending, nil)
 	}
 }

@@ -138,9 +138,9 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 func (r *reinitSession) replay(ctx context.Context, in upstream.Session) {
 	sess := r.sess
 	sess.mu.Lock()
-	level := sess.logLevel
-	subs := make([]string, 0, len(sess.subs))
-	for uri := range sess.subs {
+	level := sess.restart.logLevel
+	subs := make([]string, 0, len(sess.restart.subs))
+	for uri := range sess.restart.subs {
 		subs = append(subs, uri)
 	}
 	sess.mu.Unlock()
@@ -182,18 +182,19 @@ func (r *reinitSession) replay(ctx context.Context, in upstream.Session) {
 // where the capabilities do not allow it, or without a standalone stream.
 func (s *Server) announceReinit(sess *session) {
 	st := sess.stream(0)
-	if st == nil || len(sess.caps) == 0 {
+	if st == nil || sess.restart == nil || len(sess.restart.caps) == 0 {
 		return
 	}
+	caps := sess.restart.caps
 	var msgs [][]byte
 	for _, kind := range []string{"tools", "prompts", "resources"} {
-		if v, ok := jsonrpc.Lookup(sess.caps, kind, "listChanged"); ok && string(v) == "true" {
+		if v, ok := jsonrpc.Lookup(caps, kind, "listChanged"); ok && string(v) == "true" {
 			msgs = append(msgs, []byte(`{"jsonrpc":"2.0","method":"notifications/`+kind+`/list_changed"}`))
 		}
 	}
-	if v, ok := jsonrpc.Lookup(sess.caps, "resources", "subscribe"); ok && string(v) == "true" {
+	if v, ok := jsonrpc.Lookup(caps, "resources", "subscribe"); ok && string(v) == "true" {
 		sess.mu.Lock()
-		for uri := range sess.subs {
+		for uri := range sess.restart.subs {
 			m := append([]byte(`{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":`), jsonrpc.AppendString(nil, uri)...)
 			msgs = append(msgs, append(m, "}}"...))
 		}
@@ -210,6 +211,10 @@ func (s *Server) announceReinit(sess *session) {
 // must get again (Config.StateFile only): the params of the last
 // logging/setLevel, and the resources subscribed to and not unsubscribed.
 func (s *session) noteReplayable(msgs []jsonrpc.Message) {
+	rs := s.restart
+	if rs == nil {
+		return
+	}
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Kind != jsonrpc.KindRequest {
@@ -219,7 +224,7 @@ func (s *session) noteReplayable(msgs []jsonrpc.Message) {
 		case "logging/setLevel":
 			if p, ok := jsonrpc.Lookup(m.Raw, "params"); ok {
 				s.mu.Lock()
-				s.logLevel = bytes.Clone(p)
+				rs.logLevel = bytes.Clone(p)
 				s.mu.Unlock()
 			}
 		case "resources/subscribe", "resources/unsubscribe":
@@ -233,12 +238,12 @@ func (s *session) noteReplayable(msgs []jsonrpc.Message) {
 			}
 			s.mu.Lock()
 			if string(m.Method) == "resources/subscribe" {
-				if s.subs == nil {
-					s.subs = make(map[string]struct{}, 1)
+				if rs.subs == nil {
+					rs.subs = make(map[string]struct{}, 1)
 				}
-				s.subs[uri] = struct{}{}
+				rs.subs[uri] = struct{}{}
 			} else {
-				delete(s.subs, uri)
+				delete(rs.subs, uri)
 			}
 			s.mu.Unlock()
 		}

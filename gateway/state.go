@@ -56,8 +56,8 @@ const upstreamRestarted = "the gateway restarted before the response arrived; th
 // session and its upstream side (Shutdown, with Config.StateFile).
 func (s *Server) suspendSessions() {
 	s.store.Range(func(_ string, sess *session) bool {
-		sess.suspended.Store(true)
 		sess.mu.Lock()
+		sess.suspended = true
 		streams := make([]*stream, 0, len(sess.streams))
 		for _, st := range sess.streams {
 			streams = append(streams, st)
@@ -105,7 +105,9 @@ func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 	rec := &sessionrec.Record{
 		ID: sess.id, Principal: sess.principal, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load(),
-		Initialize: sess.init, Capabilities: sess.caps,
+	}
+	if rs := sess.restart; rs != nil {
+		rec.Initialize, rec.Capabilities = rs.init, rs.caps
 	}
 	up := sess.up
 	if rs, ok := up.(*reinitSession); ok {
@@ -117,9 +119,11 @@ func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	rec.LogLevel = sess.logLevel
-	for uri := range sess.subs {
-		rec.Subscriptions = append(rec.Subscriptions, uri)
+	if rs := sess.restart; rs != nil {
+		rec.LogLevel = rs.logLevel
+		for uri := range rs.subs {
+			rec.Subscriptions = append(rec.Subscriptions, uri)
+		}
 	}
 	rec.NextCall, rec.NextStream = sess.nextUp, sess.nextStream
 	rec.Streams = make([]sessionrec.Stream, 0, len(sess.streams))
@@ -212,15 +216,15 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	sess := &session{
 		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
 		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, len(rec.Streams)),
-		withStreams: s.streamSet(rec.ID), init: rec.Initialize, caps: rec.Capabilities,
-		nextUp: rec.NextCall, nextStream: rec.NextStream, logLevel: rec.LogLevel,
+		withStreams: s.streamSet(rec.ID), nextUp: rec.NextCall, nextStream: rec.NextStream,
+		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
 	}
 	sess.lastActive.Store(rec.LastActive)
 	for _, uri := range rec.Subscriptions {
-		if sess.subs == nil {
-			sess.subs = make(map[string]struct{}, len(rec.Subscriptions))
+		if sess.restart.subs == nil {
+			sess.restart.subs = make(map[string]struct{}, len(rec.Subscriptions))
 		}
-		sess.subs[uri] = struct{}{}
+		sess.restart.subs[uri] = struct{}{}
 	}
 	switch {
 	case rec.Upstream.Resumable && s.resumer != nil:
@@ -373,8 +377,8 @@ func (s *Server) keepForRestart(sess *session, forwarded, answer []byte) {
 	if s.cfg.StateFile == "" {
 		return
 	}
-	sess.init = forwarded
+	sess.restart = &restartState{init: forwarded}
 	if caps, ok := jsonrpc.Lookup(answer, "result", "capabilities"); ok {
-		sess.caps = bytes.Clone(caps)
+		sess.restart.caps = bytes.Clone(caps)
 	}
 }
