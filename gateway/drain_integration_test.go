@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,4 +239,40 @@ func initializeRaw(t *testing.T, url string) (int, string, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), resp.Header.Get("Retry-After")
+}
+
+// TestSecondSignalCutsTheDrain: with a drain window far longer than the
+// test, a second signal (SIGINT after SIGTERM) ends every stream at once
+// and the gateway exits promptly, saving its sessions.
+func TestSecondSignalCutsTheDrain(t *testing.T) {
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	up := testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0", "-era", "session")
+	state := filepath.Join(t.TempDir(), "sessions.state")
+	gw := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), up.URL,
+		"-state-file", state, "-drain-window", "10m", "-shutdown-timeout", "20m")
+	const n = 20
+	ended := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		sid := rawSession(t, gw.URL, "2025-11-25")
+		c, br := openStream(t, gw.URL, sid, "")
+		t.Cleanup(func() { c.Close() })
+		go func() { readUntilEnd(br); ended <- struct{}{} }()
+	}
+	sigterm(t, gw)
+	require.True(t, gw.WaitStderr("shutting down", 10*time.Second))
+	start := time.Now()
+	require.NoError(t, gw.Signal(syscall.SIGINT))
+	for i := 0; i < n; i++ {
+		select {
+		case <-ended:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d streams still open 30 s after the second signal", n-i, n)
+		}
+	}
+	err, exited := gw.Wait(30 * time.Second)
+	require.True(t, exited, "the gateway exits after the cut drain")
+	assert.NoError(t, err, "an orderly exit")
+	assert.Less(t, time.Since(start), 30*time.Second)
+	assert.Contains(t, gw.Stderr(), "second signal: cutting the drain short")
+	assert.FileExists(t, state, "the sessions were saved")
 }
