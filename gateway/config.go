@@ -129,6 +129,19 @@ type Config struct {
 	// this long when Shutdown begins, so clients do not all reconnect at
 	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
 	DrainWindow time.Duration
+	// UpstreamEra says which era the gateway speaks to the upstream:
+	// UpstreamEraAuto (the zero value) asks it with server/discover.
+	// UpstreamEraStateless requires a Transport implementing
+	// upstream.Stateless.
+	UpstreamEra UpstreamEra
+	// AdvertiseStateless offers the stateless revision (2026-07-28) to
+	// clients in server/discover even when the upstream speaks only the
+	// session era: stateless clients are then bridged onto pooled upstream
+	// sessions, and clients able to fall back to initialize (the official
+	// SDKs) choose the revision too, losing resumption. false (default)
+	// offers only the session era over such an upstream; stateless requests
+	// are served either way.
+	AdvertiseStateless bool
 	// Logger receives operational logs; nil = slog.Default().
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
@@ -197,6 +210,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MetricsPath != "" && (!strings.HasPrefix(c.MetricsPath, "/") || c.MetricsPath == c.Path) {
 		return fmt.Errorf("gateway: metrics path %q must start with / and differ from the endpoint path", c.MetricsPath)
+	}
+	if _, ok := c.Upstream.(upstream.Stateless); c.UpstreamEra == UpstreamEraStateless && !ok {
+		return errors.New("gateway: upstream era stateless needs an upstream that speaks the stateless revision (an http:// or https:// URL)")
+	}
+	if c.UpstreamEra > UpstreamEraStateless {
+		return fmt.Errorf("gateway: unknown upstream era %d", c.UpstreamEra)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -114,6 +114,10 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer func() { s.metrics.latency[class].Observe(since(start)) }()
+	if isStatelessRequest(ctx, &msgs[0]) {
+		s.handleStateless(ctx, body, msgs, batch, class)
+		return
+	}
 	var firstID []byte
 	if !batch {
 		firstID = msgs[0].ID
@@ -306,7 +310,8 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	upStart := time.Now()
-	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	sessions, _, _ := s.Upstreams(context.Background())
+	up, answer, err := sessions.Connect(context.Background(), fwd)
 	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
 	if err == nil {
 		s.upstreamSucceeded()
@@ -412,11 +417,13 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	var prefix []byte
-	if versionAtLeast(sess.version, "2025-11-25") {
+	resumable := versionAtLeast(sess.version, "2025-11-25") && !sess.ephemeral
+	if resumable {
 		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
 	}
 	w := newBodyWriter(s, st, ctx.Conn(), prefix)
-	if versionAtLeast(sess.version, "2025-11-25") {
+	w.plain = sess.ephemeral // the stateless revision: no event ids
+	if resumable {
 		s.setConnDeadline(&w.clientConn)
 	}
 	s.attachConn(&w.clientConn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 	"github.com/mcpgate/mcpgate/ringbuf"
 	"github.com/mcpgate/mcpgate/shard"
 )
@@ -45,6 +47,15 @@ type Server struct {
 	probeMu    sync.Mutex
 	probeAt    int64
 	probeErr   error
+
+	// eras caches which era the upstream speaks (era.go); pool is the
+	// session pool serving stateless clients over a session-era upstream.
+	eras eraState
+	pool upstream.Stateless
+
+	// ephemeral holds the one-request sessions of stateless requests whose
+	// answers stream (stateless.go): the sweeper keeps their streams up.
+	ephemeral *xsync.MapOf[*session, struct{}]
 
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
@@ -118,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		reapq:       make(chan *session, reapQueue),
 	}
 	s.setOrigin(true)
+	s.ephemeral = xsync.NewMapOf[*session, struct{}]()
 	s.withStreams = make([]*xsync.MapOf[*session, struct{}], store.NumShards())
 	for i := range s.withStreams {
 		s.withStreams[i] = xsync.NewMapOf[*session, struct{}]()
@@ -206,6 +218,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.lnMu.Unlock()
 	s.setOrigin(isLoopbackAddr(ln.Addr()))
+	// Learn the upstream's era now rather than at the first request.
+	s.goOwned(func(ctx context.Context) { s.Upstreams(ctx) })
 	err := s.http.Serve(ln)
 	if s.shutting.Load() {
 		return nil
@@ -259,6 +273,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if err == nil {
 				err = ctx.Err()
 			}
+		}
+		if c, ok := s.pool.(io.Closer); ok {
+			_ = c.Close()
 		}
 		_ = s.cfg.Upstream.Close()
 	})

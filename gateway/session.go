@@ -50,6 +50,9 @@ type session struct {
 	closed     bool
 	// closeReason is why the session closed, set with closed.
 	closeReason CloseReason
+	// ephemeral marks the one-request session of a stateless request: in
+	// no shard, never counted as a session, ended with its answer.
+	ephemeral bool
 }
 
 // addStreamLocked stores st under id; deleteStreamLocked removes id. Both

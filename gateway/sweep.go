@@ -43,6 +43,14 @@ func fullSweepEvery(every, idle, maxAge time.Duration) uint32 {
 
 func (s *Server) sweepShard(i int) {
 	now := s.clock.Now()
+	if i == 0 {
+		// The streams of stateless requests belong to no shard: they are
+		// kept up once per sweep of all shards.
+		s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+			s.maintainStreams(sess, now)
+			return true
+		})
+	}
 	s.sweepPass[i]++
 	if s.sweepPass[i]%s.fullEvery != 0 {
 		// Stream upkeep only: sessions without streams need nothing now.
