@@ -113,7 +113,7 @@ func TestStatelessHeaderValidation(t *testing.T) {
 			assert.Equal(t, c.status, status, body)
 			if c.code != 0 {
 				var e struct {
-					ID    json.RawMessage `json:"id"`
+					ID    json.RawMessage    `json:"id"`
 					Error struct{ Code int } `json:"error"`
 				}
 				require.NoError(t, json.Unmarshal([]byte(body), &e), body)
