@@ -129,10 +129,10 @@ type Config struct {
 	// this long when Shutdown begins, so clients do not all reconnect at
 	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
 	DrainWindow time.Duration
-	// UpstreamEra says which era the gateway speaks to the upstream:
-	// UpstreamEraAuto (the zero value) asks it with server/discover.
-	// UpstreamEraStateless requires a Transport implementing
-	// upstream.Stateless.
+	// UpstreamEra says which eras the upstream serves: UpstreamEraAuto
+	// (the zero value) asks it with server/discover; a client era it serves
+	// is passed through, the other bridged. UpstreamEraStateless requires a
+	// Transport implementing upstream.Stateless.
 	UpstreamEra UpstreamEra
 	// AdvertiseStateless offers the stateless revision (2026-07-28) to
 	// clients in server/discover even when the upstream speaks only the

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +19,8 @@ import (
 // 2025-11-25); a POST carrying the stateless revision (2026-07-28) in its
 // MCP-Protocol-Version header or its _meta is a stateless request. Each
 // upstream hop speaks its own era: the gateway finds out which the upstream
-// serves (UpstreamEra) and bridges where the two differ (gateway/upstream's
-// bridge adapters).
+// serves (UpstreamEra): a client era the upstream serves is passed through,
+// the other is bridged (gateway/upstream's bridge adapters).
 
 // statelessVersion is the stateless revision the gateway serves.
 const statelessVersion = upstream.StatelessVersion
@@ -30,18 +31,18 @@ const (
 	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
 )
 
-// UpstreamEra says which era the gateway speaks to its upstream.
+// UpstreamEra says which eras the gateway assumes its upstream serves.
 type UpstreamEra uint8
 
 const (
-	// UpstreamEraAuto: ask the upstream (server/discover) and speak the
-	// stateless revision if it serves it, else sessions.
+	// UpstreamEraAuto: ask the upstream (server/discover); each client era
+	// it serves is passed through, the other bridged.
 	UpstreamEraAuto UpstreamEra = iota
-	// UpstreamEraSession: sessions (initialize); stateless clients are
-	// bridged onto pooled upstream sessions.
+	// UpstreamEraSession: the upstream serves sessions only; stateless
+	// clients are bridged onto pooled upstream sessions.
 	UpstreamEraSession
-	// UpstreamEraStateless: the stateless revision; session-era clients
-	// are bridged onto it.
+	// UpstreamEraStateless: the upstream serves the stateless revision
+	// only; session-era clients are bridged onto it.
 	UpstreamEraStateless
 )
 
@@ -78,13 +79,13 @@ var allVersions = append(append([]string(nil), supportedVersions...), statelessV
 func isStatelessVersion(v []byte) bool { return string(v) >= statelessVersion }
 
 // upstreams holds the two faces of the upstream: sessions for session-era
-// clients and a stateless forwarder for stateless clients, one of them the
-// transport itself and the other a bridge, chosen once the upstream's era
-// is known.
+// clients and a stateless forwarder for stateless clients. Each is the
+// transport itself where the upstream speaks that era (passed through), or a
+// bridge where it does not, chosen once the upstream's eras are known.
 type upstreams struct {
 	sessions  upstream.Transport
 	stateless upstream.Stateless
-	era       UpstreamEra // the era the upstream hop speaks (session or stateless)
+	era       string // what the hops speak, for logs and the admin API
 }
 
 // eraProbeRetry is how soon an auto detection that could not reach the
@@ -99,13 +100,13 @@ type eraState struct {
 	lastErr error
 }
 
-// Upstreams returns the upstream's two faces, detecting its era first if
-// needed (Config.UpstreamEra auto: one server/discover, answered by a
-// stateless upstream with 2026-07-28 among its supportedVersions). Until a
-// detection succeeds the transport is used for sessions and stateless
-// clients are bridged, so a slow or absent upstream never blocks more than
-// one probe per eraProbeRetry.
-func (s *Server) Upstreams(ctx context.Context) (upstream.Transport, upstream.Stateless, UpstreamEra) {
+// Upstreams returns the upstream's two faces, detecting its eras first if
+// needed (Config.UpstreamEra auto: one server/discover; its supportedVersions
+// say which eras the upstream serves, and a refusal means the session era
+// only). Until a detection succeeds the transport is used for sessions and
+// stateless clients are bridged, so a slow or absent upstream never blocks
+// more than one probe per eraProbeRetry.
+func (s *Server) Upstreams(ctx context.Context) (upstream.Transport, upstream.Stateless, string) {
 	u := s.upstreamFaces(ctx)
 	return u.sessions, u.stateless, u.era
 }
@@ -118,47 +119,69 @@ func (s *Server) upstreamFaces(ctx context.Context) *upstreams {
 	}
 	t := s.cfg.Upstream
 	st, canStateless := t.(upstream.Stateless)
-	era := s.cfg.UpstreamEra
-	if era == UpstreamEraStateless && !canStateless {
-		era = UpstreamEraSession // refused by setDefaults; kept safe here
-	}
-	if era == UpstreamEraAuto && !canStateless {
-		era = UpstreamEraSession
-	}
-	if era == UpstreamEraAuto {
+	sessionOK, statelessOK := true, false
+	switch {
+	case s.cfg.UpstreamEra == UpstreamEraSession || !canStateless:
+	case s.cfg.UpstreamEra == UpstreamEraStateless:
+		sessionOK, statelessOK = false, true
+	default: // auto
 		if time.Since(s.eras.failed) < eraProbeRetry {
-			return s.sessionFaces(t) // not cached: try again later
+			return s.faces(t, nil, true) // not cached: try again later
 		}
-		ok, err := probeStateless(ctx, st, s.cfg.UpstreamTimeout)
-		switch {
-		case err != nil:
+		versions, err := probeEras(ctx, st, s.cfg.UpstreamTimeout)
+		if err != nil {
 			s.eras.failed, s.eras.lastErr = time.Now(), err
-			s.log.Warn("upstream era not known yet: server/discover failed", "err", err)
-			return s.sessionFaces(t)
-		case ok:
-			era = UpstreamEraStateless
-		default:
-			era = UpstreamEraSession
+			s.log.Warn("upstream eras not known yet: server/discover failed", "err", err)
+			return s.faces(t, nil, true)
+		}
+		if versions != nil { // nil: discover refused, a session-era server
+			sessionOK, statelessOK = false, false
+			for _, v := range versions {
+				if v >= statelessVersion {
+					statelessOK = true
+				} else if versionSupported([]byte(v)) {
+					sessionOK = true
+				}
+			}
+			if !sessionOK && !statelessOK {
+				sessionOK = true // nothing in common: let initialize negotiate
+			}
 		}
 	}
-	var u *upstreams
-	if era == UpstreamEraStateless {
-		u = &upstreams{sessions: upstream.NewStatelessBridge(st, s.bridgeConfig()), stateless: st, era: era}
-	} else {
-		u = s.sessionFaces(t)
+	var stFace upstream.Stateless
+	if statelessOK {
+		stFace = st
 	}
+	u := s.faces(t, stFace, sessionOK)
 	s.eras.known = u
-	s.log.Info("upstream era", "era", u.era.String())
+	s.log.Info("upstream eras", "sessions", sessionOK, "stateless", statelessOK, "hops", u.era)
 	return u
 }
 
-// sessionFaces: the transport serves sessions; stateless clients are
-// bridged onto pooled upstream sessions.
-func (s *Server) sessionFaces(t upstream.Transport) *upstreams {
-	if s.pool == nil {
-		s.pool = upstream.NewSessionPool(t, s.bridgeConfig())
+// faces builds the two faces: st is the upstream's stateless face if it
+// speaks the revision (nil: stateless clients go through the session
+// pool); sessionOK says whether it serves sessions (else session-era
+// clients are bridged onto st).
+func (s *Server) faces(t upstream.Transport, st upstream.Stateless, sessionOK bool) *upstreams {
+	u := &upstreams{sessions: t, stateless: st}
+	if !sessionOK && st != nil {
+		u.sessions = upstream.NewStatelessBridge(st, s.bridgeConfig())
 	}
-	return &upstreams{sessions: t, stateless: s.pool, era: UpstreamEraSession}
+	if st == nil {
+		if s.pool == nil {
+			s.pool = upstream.NewSessionPool(t, s.bridgeConfig())
+		}
+		u.stateless = s.pool
+	}
+	switch {
+	case sessionOK && st != nil:
+		u.era = "both passed through"
+	case sessionOK:
+		u.era = "session (stateless clients bridged)"
+	default:
+		u.era = "stateless (session clients bridged)"
+	}
+	return u
 }
 
 // bridgeConfig configures the bridge adapters.
@@ -167,10 +190,10 @@ func (s *Server) bridgeConfig() upstream.BridgeConfig {
 		AdvertiseStateless: s.cfg.AdvertiseStateless}
 }
 
-// probeStateless asks the upstream server/discover in the stateless
-// revision: true if it serves 2026-07-28, false if it answers but does not
-// (or refuses the revision), an error if it cannot be asked.
-func probeStateless(ctx context.Context, st upstream.Stateless, timeout time.Duration) (bool, error) {
+// probeEras asks the upstream server/discover in the stateless revision
+// and returns its supportedVersions; nil (and no error) if it refuses the
+// revision (a session-era server), an error if it cannot be asked.
+func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, min(timeout, 10*time.Second))
 	defer cancel()
 	body := []byte(`{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"` + metaProtocolVersion +
@@ -182,19 +205,23 @@ func probeStateless(ctx context.Context, st upstream.Stateless, timeout time.Dur
 	var se *upstream.StatusError
 	switch {
 	case errors.As(err, &se):
-		return false, nil // refused: a session-era server
+		return nil, nil // refused: a session-era server
 	case err != nil:
-		return false, err
+		return nil, err
 	}
 	answer, err := firstMessage(reply)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	raw, ok := jsonrpc.Lookup(answer, "result", "supportedVersions")
 	if !ok {
-		return false, nil
+		return nil, nil
 	}
-	return bytes.Contains(raw, []byte(`"`+statelessVersion+`"`)), nil
+	var versions []string
+	if err := json.Unmarshal(raw, &versions); err != nil {
+		return nil, nil
+	}
+	return versions, nil
 }
 
 // firstMessage reads an answer down to its first response message.

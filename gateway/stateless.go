@@ -129,6 +129,9 @@ func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []
 	_, st, _ := s.Upstreams(context.Background())
 	sess := s.newEphemeral()
 	calls, _ := sess.beginCalls(msgs)
+	if len(calls) > 0 {
+		s.reserveAnswer(sess) // a new session's one answer always has its place
+	}
 	fwd := body
 	if len(calls) > 0 {
 		fwd = upstreamBody(make([]byte, 0, len(body)+8), sess, body, msgs, calls, false)
@@ -161,6 +164,9 @@ func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []
 		return
 	}
 	s.upstreamSucceeded()
+	if len(calls) > 0 && reply.Stream == nil {
+		s.releaseAnswer(sess)
+	}
 	switch {
 	case reply.Stream != nil && len(calls) > 0:
 		s.openPostStream(ctx, sess, reply.Stream, calls, id)

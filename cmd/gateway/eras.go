@@ -15,7 +15,7 @@ type eraOptions struct {
 
 func addEraFlags(fs *flag.FlagSet, o *eraOptions) {
 	fs.StringVar(&o.upstreamEra, "upstream-era", "auto",
-		"the era the gateway speaks to the upstream: auto (ask it with server/discover at start: the stateless revision 2026-07-28 if it serves it, else sessions), session (initialize; stateless clients are bridged onto pooled upstream sessions) or stateless (2026-07-28; session-era clients are bridged onto it; http(s) upstreams only)")
+		"the eras the upstream serves: auto (ask it with server/discover at start; each client era it serves is passed through, the other bridged), session (sessions only: stateless 2026-07-28 clients are bridged onto pooled upstream sessions) or stateless (2026-07-28 only: session-era clients are bridged onto it; http(s) upstreams only)")
 	fs.BoolVar(&o.advertiseStateless, "advertise-stateless", false,
 		"over a session-era upstream, offer the stateless revision (2026-07-28) in server/discover too, so clients use it through the bridge (they then have no resumption); without it, clients that can fall back to initialize get resumable sessions, and stateless requests are still served")
 }

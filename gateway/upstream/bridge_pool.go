@@ -289,6 +289,11 @@ func (p *sessionPool) Do(ctx context.Context, _ []Header, body []byte) (*Reply, 
 	if raw, ok := jsonrpc.Lookup(e.Params, "_meta"); ok {
 		_ = json.Unmarshal(raw, &m)
 	}
+	if e.Method == "server/discover" && !p.cfg.AdvertiseStateless {
+		// Not offered over this upstream: the client falls back to
+		// initialize (no pooled session is opened for the probe).
+		return &Reply{JSON: p.unsupported(e, m.Version)}, nil
+	}
 	if st, ok := jsonrpc.Lookup(e.Params, "requestState"); ok && len(st) > 2 {
 		if state, _ := jsonrpc.Unquote(st); strings.HasPrefix(state, "mcpgate-") {
 			// A state the pool minted (others are the server's own and go
@@ -309,6 +314,18 @@ func (p *sessionPool) Do(ctx context.Context, _ []Header, body []byte) (*Reply, 
 		return p.listen(ctx, e, entry)
 	}
 	return p.call(ctx, e, m, entry, true)
+}
+
+// unsupported is the revision's -32022 error listing the session-era
+// versions served.
+func (p *sessionPool) unsupported(e envelope, requested string) []byte {
+	supported := make([]string, 0, len(p.cfg.Versions))
+	for i := len(p.cfg.Versions) - 1; i >= 0; i-- {
+		supported = append(supported, p.cfg.Versions[i])
+	}
+	data, _ := json.Marshal(map[string]any{"supported": supported, "requested": requested})
+	return jsonrpc.AppendError(nil, e.ID, -32022,
+		"protocol version "+requested+" is not offered over this upstream: initialize a session", data)
 }
 
 // discover builds a DiscoverResult from the pooled session's initialize.
