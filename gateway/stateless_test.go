@@ -22,6 +22,12 @@ import (
 // inProcess serves a gateway in front of a fake upstream on a loopback
 // listener and returns its endpoint URL.
 func inProcess(t *testing.T, up *testenv.FakeUpstream, cfg gateway.Config) string {
+	_, url := inProcessServer(t, up, cfg)
+	return url
+}
+
+// inProcessServer is inProcess that also returns the Server.
+func inProcessServer(t *testing.T, up *testenv.FakeUpstream, cfg gateway.Config) (*gateway.Server, string) {
 	t.Helper()
 	cfg.Upstream = up
 	if cfg.DrainWindow == 0 {
@@ -39,7 +45,7 @@ func inProcess(t *testing.T, up *testenv.FakeUpstream, cfg gateway.Config) strin
 		assert.NoError(t, srv.Shutdown(ctx))
 		assert.NoError(t, <-done)
 	})
-	return "http://" + ln.Addr().String() + "/mcp"
+	return srv, "http://" + ln.Addr().String() + "/mcp"
 }
 
 const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
