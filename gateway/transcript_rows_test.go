@@ -495,6 +495,7 @@ to POST, GET and DELETE.`,
 		run: func(h *harness) {
 			s := h.initialize("2025-06-18")
 			h.waitSessionClosed(s, "idle")
+			h.waitUpstreamClosed(1) // the reaper ends it, off the sweeper
 			h.do(post(s, toolsListBody))
 			h.do(get(s))
 			h.do(del(s))
@@ -515,6 +516,7 @@ is closed, the id answers 404.`,
 			a.events(1)
 			h.waitListen(1)
 			h.waitSessionClosed(s, "max_age")
+			h.waitUpstreamClosed(1)
 			a.continued().body()
 			h.do(post(s, pingBody))
 		},
