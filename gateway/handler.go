@@ -369,7 +369,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
-	if err := s.store.Create(sess.id, sess); err != nil {
+	if err := s.storeSession(sess); err != nil {
 		cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {

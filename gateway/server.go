@@ -76,6 +76,10 @@ type Server struct {
 	// also check every session's expiry. Only the sweeper touches them.
 	sweepPass []uint32
 	fullEvery uint32
+	// wheels[i] is shard i's expiry wheel (expiry.go); expiryCheck its
+	// period: how often a shard's expiry is checked.
+	wheels      []*expiryWheel
+	expiryCheck time.Duration
 
 	// ctx is the lifetime of owned goroutines; cancel stops them.
 	ctx     context.Context
@@ -135,6 +139,11 @@ func New(cfg Config) (*Server, error) {
 		s.withStreams[i] = xsync.NewMapOf[*session, struct{}]()
 	}
 	s.sweepPass = make([]uint32, store.NumShards())
+	s.wheels = make([]*expiryWheel, store.NumShards())
+	for i := range s.wheels {
+		s.wheels[i] = newExpiryWheel()
+	}
+	s.expiryCheck = expiryCheckPeriod(cfg.SessionIdleTimeout, cfg.SessionMaxAge)
 	s.parsers.New = func() any { return new(jsonrpc.Parser) }
 	s.registry = s.newRegistry()
 	s.http = &fasthttp.Server{

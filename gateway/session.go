@@ -142,6 +142,13 @@ func (s *session) pruneFinishedLocked() {
 	}
 }
 
+// isClosed reports whether the session ended.
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // stream returns stream id, or nil.
 func (s *session) stream(id uint64) *stream {
 	s.mu.Lock()
