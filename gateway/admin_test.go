@@ -48,7 +48,7 @@ func addSession(t *testing.T, s *Server, principal, version string) (*session, *
 		streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
-	require.NoError(t, s.store.Create(id, sess))
+	require.NoError(t, s.storeSession(sess))
 	return sess, up
 }
 

@@ -128,6 +128,19 @@ type Config struct {
 	// this long when Shutdown begins, so clients do not all reconnect at
 	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
 	DrainWindow time.Duration
+	// UpstreamEra says which eras the upstream serves: UpstreamEraAuto
+	// (the zero value) asks it with server/discover; a client era it serves
+	// is passed through, the other bridged. UpstreamEraStateless requires a
+	// Transport implementing upstream.Stateless.
+	UpstreamEra UpstreamEra
+	// AdvertiseStateless offers the stateless revision (2026-07-28) to
+	// clients in server/discover even when the upstream speaks only the
+	// session era: stateless clients are then bridged onto pooled upstream
+	// sessions, and clients able to fall back to initialize (the official
+	// SDKs) choose the revision too, losing resumption. false (default)
+	// offers only the session era over such an upstream; stateless requests
+	// are served either way.
+	AdvertiseStateless bool
 	// Logger receives operational logs; nil = slog.Default().
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
@@ -206,6 +219,12 @@ func (c *Config) setDefaults() error {
 		if fi, err := os.Stat(filepath.Dir(c.StateFile)); err != nil || !fi.IsDir() {
 			return fmt.Errorf("gateway: state file %q: its directory does not exist", c.StateFile)
 		}
+	}
+	if _, ok := c.Upstream.(upstream.Stateless); c.UpstreamEra == UpstreamEraStateless && !ok {
+		return errors.New("gateway: upstream era stateless needs an upstream that speaks the stateless revision (an http:// or https:// URL)")
+	}
+	if c.UpstreamEra > UpstreamEraStateless {
+		return fmt.Errorf("gateway: unknown upstream era %d", c.UpstreamEra)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -61,6 +61,7 @@ type clientConn struct {
 	p         []byte // the write buffer while Next runs
 	n         int    // bytes of p filled while Next runs
 	encode    func(seq uint64, data []byte) bool
+	plain     bool // events without ids (the stateless revision: no resumption)
 	eof       bool // the writer decided to end after what is pending
 	beat      bool // a heartbeat is due
 	shutdown  bool // the server is shutting down
@@ -156,8 +157,8 @@ func (c *clientConn) encodeEvent(seq uint64, data []byte) bool {
 	}
 	free := len(c.p) - c.n
 	if len(data) < free { // cheap pre-check before the exact length
-		if need := frameLen(c.st.id, seq, data); need <= free {
-			out := sse.AppendStreamEvent(c.p[c.n:c.n], c.st.id, seq, data)
+		if need := c.frameLen(seq, data); need <= free {
+			out := c.appendEvent(c.p[c.n:c.n], seq, data)
 			c.n += len(out)
 			return true
 		}
@@ -165,9 +166,29 @@ func (c *clientConn) encodeEvent(seq uint64, data []byte) bool {
 	if c.n > 0 {
 		return false
 	}
-	c.frame = sse.AppendStreamEvent(c.frame[:0], c.st.id, seq, data)
+	c.frame = c.appendEvent(c.frame[:0], seq, data)
 	c.pending = c.frame
 	return true
+}
+
+// plainIDLen is the "id: 0_0\n" line frameLen counts for stream 0, seq 0.
+const plainIDLen = len("id: 0_0\n")
+
+// frameLen is the exact size of the event appendEvent writes.
+func (c *clientConn) frameLen(seq uint64, data []byte) int {
+	if c.plain {
+		return frameLen(0, 0, data) - plainIDLen
+	}
+	return frameLen(c.st.id, seq, data)
+}
+
+// appendEvent encodes one event: with its id, or without for the
+// stateless revision.
+func (c *clientConn) appendEvent(dst []byte, seq uint64, data []byte) []byte {
+	if c.plain {
+		return sse.AppendDataEvent(dst, data)
+	}
+	return sse.AppendStreamEvent(dst, c.st.id, seq, data)
 }
 
 // handed records that n bytes go to the connection now.
@@ -289,6 +310,11 @@ func (c *clientConn) detach() {
 	st.detach(c)
 	c.writeSince.Store(0)
 	st.sess.busy.Add(-1)
+	if st.sess.ephemeral {
+		// A stateless answer's connection ended: its request is over (a
+		// client that closed early cancelled it: PROTOCOL.md rule 46).
+		c.srv.endEphemeral(st.sess)
+	}
 	st.sess.touch(c.srv.clock.Now())
 	reason := c.closeReason()
 	c.srv.metrics.streamClosed(reason)

@@ -103,7 +103,7 @@ func TestExpiryEndsUpstreamSessionsBounded(t *testing.T) {
 			up: slowClose{closing: &closing, release: release}}
 		sess.created = s.clock.Now()
 		sess.lastActive.Store(s.clock.Now() - int64(time.Hour))
-		require.NoError(t, s.store.Create(id, sess))
+		require.NoError(t, s.storeSession(sess))
 	}
 	before := runtime.NumGoroutine()
 	require.Eventually(t, func() bool { return s.store.Len() == 0 }, 10*time.Second, 5*time.Millisecond, "every session expired")

@@ -328,7 +328,7 @@ func TestHeartbeatOnQuietStream(t *testing.T) {
 	st, r := readerFixture(t, s, ringbuf.Config{})
 	sess := st.sess
 	sess.addStreamLocked(st.id, st)
-	require.NoError(t, s.store.Create(sess.id, sess))
+	require.NoError(t, s.storeSession(sess))
 	buf := make([]byte, 256)
 	start := time.Now()
 	n, err := r.Read(buf)
@@ -483,7 +483,7 @@ func TestSweepPassKinds(t *testing.T) {
 
 	st, r := readerFixture(t, s, ringbuf.Config{})
 	st.sess.addStreamLocked(st.id, st)
-	require.NoError(t, s.store.Create(st.sess.id, st.sess))
+	require.NoError(t, s.storeSession(st.sess))
 	defer s.store.Delete(st.sess.id)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -492,7 +492,7 @@ func TestSweepPassKinds(t *testing.T) {
 	idle := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
 	idle.created = s.clock.Now()
 	idle.lastActive.Store(s.clock.Now() - int64(time.Second)) // already past the idle timeout
-	require.NoError(t, s.store.Create(id, idle))
+	require.NoError(t, s.storeSession(idle))
 
 	buf := make([]byte, 256)
 	n, err := r.Read(buf)

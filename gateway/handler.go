@@ -115,6 +115,10 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
+	if isStatelessRequest(ctx, &msgs[0]) {
+		s.handleStateless(ctx, body, msgs, batch, class)
+		return
+	}
 	var firstID []byte
 	if !batch {
 		firstID = msgs[0].ID
@@ -310,7 +314,8 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	upStart := s.metrics.now()
-	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	sessions, _, _ := s.Upstreams(context.Background())
+	up, answer, err := sessions.Connect(context.Background(), fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
 	if err == nil {
 		s.upstreamSucceeded()
@@ -369,7 +374,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	}
 	sess.lastActive.Store(now)
 	s.keepForRestart(sess, fwd, answer) // Config.StateFile only (state.go)
-	if err := s.store.Create(sess.id, sess); err != nil {
+	if err := s.storeSession(sess); err != nil {
 		cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {
@@ -417,11 +422,13 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	var prefix []byte
-	if versionAtLeast(sess.version, "2025-11-25") {
+	resumable := versionAtLeast(sess.version, "2025-11-25") && !sess.ephemeral
+	if resumable {
 		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
 	}
 	w := newBodyWriter(s, st, ctx.Conn(), prefix)
-	if versionAtLeast(sess.version, "2025-11-25") {
+	w.plain = sess.ephemeral // the stateless revision: no event ids
+	if resumable {
 		s.setConnDeadline(&w.clientConn)
 	}
 	s.attachConn(&w.clientConn)

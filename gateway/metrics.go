@@ -19,28 +19,29 @@ import (
 // the hot path pays no label lookups and no library calls. Latency
 // histograms are the library's, with their observers resolved once.
 type metrics struct {
-	sessionsCreated  atomic.Uint64
-	sessionsRestored atomic.Uint64 // restored from the state file at start
-	sessionsRejected atomic.Uint64 // initialize refused at the session cap
-	sessionsClosed   [numCloseReasons]atomic.Uint64
-	streamsOpened    atomic.Uint64
-	streamsClosed    [numCloseReasons]atomic.Uint64
-	requests         atomic.Uint64 // POSTs forwarded upstream
-	upstreamErrors   [numUpstreamErrors]atomic.Uint64
-	eventsPushed     atomic.Uint64
-	droppedOldest    atomic.Uint64 // undelivered droppable events evicted (drop-oldest)
-	droppedNewest    atomic.Uint64 // incoming droppable events refused (drop-newest, or no room)
-	droppedCut       atomic.Uint64 // incoming droppable events refused under the disconnect policy
-	eventsCoalesced  atomic.Uint64 // undelivered updates replaced by a newer one of the same key
-	eventsSkipped    atomic.Uint64 // events a reader asked for that were gone (resume gaps)
-	slowDisconnects  atomic.Uint64
-	overflows        atomic.Uint64 // must-deliver events beyond the hard limits
-	resumeHits       atomic.Uint64
-	resumeMisses     atomic.Uint64
-	replacements     atomic.Uint64    // connections that took a stream over from an older one
-	backpressure     atomic.Uint64    // times a producer waited for its ring to make room
-	upstreamSkipped  atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
-	statuses         [6]atomic.Uint64 // answers by status class: 1xx..5xx
+	sessionsCreated   atomic.Uint64
+	sessionsRestored  atomic.Uint64 // restored from the state file at start
+	sessionsRejected  atomic.Uint64 // initialize refused at the session cap
+	sessionsClosed    [numCloseReasons]atomic.Uint64
+	streamsOpened     atomic.Uint64
+	streamsClosed     [numCloseReasons]atomic.Uint64
+	requests          atomic.Uint64 // POSTs forwarded upstream
+	upstreamErrors    [numUpstreamErrors]atomic.Uint64
+	eventsPushed      atomic.Uint64
+	droppedOldest     atomic.Uint64 // undelivered droppable events evicted (drop-oldest)
+	droppedNewest     atomic.Uint64 // incoming droppable events refused (drop-newest, or no room)
+	droppedCut        atomic.Uint64 // incoming droppable events refused under the disconnect policy
+	eventsCoalesced   atomic.Uint64 // undelivered updates replaced by a newer one of the same key
+	eventsSkipped     atomic.Uint64 // events a reader asked for that were gone (resume gaps)
+	slowDisconnects   atomic.Uint64
+	overflows         atomic.Uint64 // must-deliver events beyond the hard limits
+	resumeHits        atomic.Uint64
+	resumeMisses      atomic.Uint64
+	replacements      atomic.Uint64    // connections that took a stream over from an older one
+	backpressure      atomic.Uint64    // times a producer waited for its ring to make room
+	upstreamSkipped   atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
+	statelessRequests atomic.Uint64    // POSTs of the stateless revision
+	statuses          [6]atomic.Uint64 // answers by status class: 1xx..5xx
 
 	// latency observes the gateway's time to answer a POST (to its
 	// response headers), upstreamLatency the upstream's (to its reply
@@ -261,6 +262,7 @@ var (
 	descResumeHits      = prometheus.NewDesc("mcpgate_resume_hits_total", "Last-Event-ID resumes served.", nil, nil)
 	descResumeMisses    = prometheus.NewDesc("mcpgate_resume_misses_total", "Last-Event-ID resumes refused.", nil, nil)
 	descReplacements    = prometheus.NewDesc("mcpgate_stream_replacements_total", "Client connections that took a stream over from an older connection of it (a reconnecting client).", nil, nil)
+	descStateless       = prometheus.NewDesc("mcpgate_stateless_requests_total", "POSTs of the stateless revision (2026-07-28), valid or not.", nil, nil)
 	descUpstreamSkipped = prometheus.NewDesc("mcpgate_upstream_close_skipped_total", "Expired sessions left to expire upstream because too many upstream closes were queued.", nil, nil)
 	descResponses       = prometheus.NewDesc("mcpgate_http_responses_total", "Answers by status class.", []string{"class"}, nil)
 	descShardSessions   = prometheus.NewDesc("mcpgate_shard_sessions", "Sessions per shard: the least, the most and the standard deviation across shards.", []string{"stat"}, nil)
@@ -276,7 +278,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsRest, descSessionsClosed,
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
-		descUpstreamSkipped, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
+		descUpstreamSkipped, descStateless, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
 		ch <- d
 	}
 }
@@ -316,6 +318,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descResumeMisses, m.resumeMisses.Load())
 	counter(descReplacements, m.replacements.Load())
 	counter(descUpstreamSkipped, m.upstreamSkipped.Load())
+	counter(descStateless, m.statelessRequests.Load())
 	for _, cl := range []int{2, 4, 5} {
 		counter(descResponses, m.statuses[cl].Load(), string(rune('0'+cl))+"xx")
 	}

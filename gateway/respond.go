@@ -27,18 +27,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, id []byte, code int,
 
 // unsupportedVersion answers 400 with -32022 and the versions served.
 func (s *Server) unsupportedVersion(ctx *fasthttp.RequestCtx, id, requested []byte) {
-	data := []byte(`{"supported":[`)
-	for i, v := range supportedVersions {
-		if i > 0 {
-			data = append(data, ',')
-		}
-		data = jsonrpc.AppendString(data, v)
-	}
-	data = append(data, `],"requested":`...)
-	data = jsonrpc.AppendString(data, string(requested))
-	data = append(data, '}')
 	s.fail(ctx, fasthttp.StatusBadRequest, id, CodeUnsupportedVersion,
-		"Bad Request: unsupported MCP-Protocol-Version "+string(requested), data)
+		"Bad Request: unsupported protocol version "+string(requested), versionData(string(requested)))
 }
 
 // handleTransportError answers requests fasthttp could not parse.

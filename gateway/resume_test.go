@@ -26,7 +26,7 @@ func storedSession(t *testing.T, s *Server, ringCfg ringbuf.Config) (*session, *
 	st := newStream(1, sess, ring)
 	sess.addStreamLocked(1, st)
 	sess.nextStream = 1
-	require.NoError(t, s.store.Create(sess.id, sess))
+	require.NoError(t, s.storeSession(sess))
 	t.Cleanup(func() { s.store.Delete(sess.id) })
 	return sess, st
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -51,6 +52,15 @@ type Server struct {
 	// the transport cannot (state.go).
 	resumer upstream.Resumer
 
+	// eras caches which era the upstream speaks (era.go); pool is the
+	// session pool serving stateless clients over a session-era upstream.
+	eras eraState
+	pool upstream.Stateless
+
+	// ephemeral holds the one-request sessions of stateless requests whose
+	// answers stream (stateless.go): the sweeper keeps their streams up.
+	ephemeral *xsync.MapOf[*session, struct{}]
+
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
 	reapq   chan *session
@@ -68,6 +78,10 @@ type Server struct {
 	// also check every session's expiry. Only the sweeper touches them.
 	sweepPass []uint32
 	fullEvery uint32
+	// wheels[i] is shard i's expiry wheel (expiry.go); expiryCheck its
+	// period: how often a shard's expiry is checked.
+	wheels      []*expiryWheel
+	expiryCheck time.Duration
 
 	// ctx is the lifetime of owned goroutines; cancel stops them.
 	ctx     context.Context
@@ -125,11 +139,17 @@ func New(cfg Config) (*Server, error) {
 		reapq:       make(chan *session, reapQueue),
 	}
 	s.setOrigin(true)
+	s.ephemeral = xsync.NewMapOf[*session, struct{}]()
 	s.withStreams = make([]*xsync.MapOf[*session, struct{}], store.NumShards())
 	for i := range s.withStreams {
 		s.withStreams[i] = xsync.NewMapOf[*session, struct{}]()
 	}
 	s.sweepPass = make([]uint32, store.NumShards())
+	s.wheels = make([]*expiryWheel, store.NumShards())
+	for i := range s.wheels {
+		s.wheels[i] = newExpiryWheel()
+	}
+	s.expiryCheck = expiryCheckPeriod(cfg.SessionIdleTimeout, cfg.SessionMaxAge)
 	s.parsers.New = func() any { return new(jsonrpc.Parser) }
 	s.registry = s.newRegistry()
 	s.http = &fasthttp.Server{
@@ -217,6 +237,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.lnMu.Unlock()
 	s.setOrigin(isLoopbackAddr(ln.Addr()))
+	// Learn the upstream's era now rather than at the first request.
+	s.goOwned(func(ctx context.Context) { s.Upstreams(ctx) })
 	err := s.http.Serve(ln)
 	if s.shutting.Load() {
 		return nil
@@ -287,6 +309,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 					err = e
 				}
 			}
+		}
+		if c, ok := s.pool.(io.Closer); ok {
+			_ = c.Close()
 		}
 		_ = s.cfg.Upstream.Close()
 	})

@@ -54,6 +54,9 @@ type session struct {
 	suspended bool
 	// closeReason is why the session closed, set with closed.
 	closeReason CloseReason
+	// ephemeral marks the one-request session of a stateless request: in
+	// no shard, never counted as a session, ended with its answer.
+	ephemeral bool
 
 	// restart is what re-initializing the upstream side after a restart
 	// takes (state.go, reinit.go); nil without Config.StateFile, so other
@@ -158,6 +161,13 @@ func (s *session) pruneFinishedLocked() {
 		s.deleteStreamLocked(oldest.id)
 		s.finished--
 	}
+}
+
+// isClosed reports whether the session ended.
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // stream returns stream id, or nil.

@@ -171,7 +171,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 	for _, rec := range recs {
 		sess, err := s.restoreSession(rec)
 		if err == nil {
-			err = s.store.Create(sess.id, sess)
+			err = s.storeSession(sess)
 			if errors.Is(err, shard.ErrFull) {
 				sess.cancel()
 				sess.withStreams.Delete(sess)

@@ -9,8 +9,9 @@ import (
 // Config.SweepInterval (or a quarter heartbeat): heartbeats are kicked on
 // quiet streams, stalled writes cut and finished streams past their
 // retention dropped, for the sessions that have streams; on every
-// fullSweepEvery-th sweep of a shard, idle and over-age sessions are
-// removed too. No timer or goroutine exists per session or stream.
+// fullSweepEvery-th sweep of a shard, the sessions due on the shard's
+// expiry wheel (expiry.go) are checked, and idle and over-age ones end.
+// No timer or goroutine exists per session or stream.
 func (s *Server) sweepLoop(ctx context.Context) {
 	every := s.cfg.SweepInterval
 	if hb := s.cfg.Heartbeat; hb > 0 && hb/4 < every {
@@ -30,19 +31,33 @@ const maxExpiryCheck = 30 * time.Second
 // visit only sessions with streams, so idle sessions without any cost
 // nothing most of the time.
 func fullSweepEvery(every, idle, maxAge time.Duration) uint32 {
-	limit := idle
-	if maxAge > 0 && maxAge < limit {
-		limit = maxAge
-	}
-	check := min(limit/32, maxExpiryCheck)
+	check := expiryCheckPeriod(idle, maxAge)
 	if every <= 0 || check <= every {
 		return 1
 	}
 	return uint32(check / every)
 }
 
+// expiryCheckPeriod is how often expiry is checked: 32 times per idle
+// timeout (or maximum age, if shorter), at least every maxExpiryCheck.
+func expiryCheckPeriod(idle, maxAge time.Duration) time.Duration {
+	limit := idle
+	if maxAge > 0 && maxAge < limit {
+		limit = maxAge
+	}
+	return max(min(limit/32, maxExpiryCheck), time.Millisecond)
+}
+
 func (s *Server) sweepShard(i int) {
 	now := s.clock.Now()
+	if i == 0 {
+		// The streams of stateless requests belong to no shard: they are
+		// kept up once per sweep of all shards.
+		s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+			s.maintainStreams(sess, now)
+			return true
+		})
+	}
 	s.sweepPass[i]++
 	if s.sweepPass[i]%s.fullEvery != 0 {
 		// Stream upkeep only: sessions without streams need nothing now.
@@ -52,20 +67,12 @@ func (s *Server) sweepShard(i int) {
 		})
 		return
 	}
-	// A full pass: stream upkeep for every session, then its expiry.
-	s.store.VisitSweepShard(i, func(_ string, sess *session) {
+	// An expiry check: stream upkeep, then the sessions due on the wheel.
+	s.withStreams[i].Range(func(sess *session, _ struct{}) bool {
 		s.maintainStreams(sess, now)
-	}, func(_ string, sess *session) bool {
-		return s.expiredReason(sess, now) >= 0
-	}, func(_ string, sess *session) {
-		reason := CloseIdle
-		if r := s.expiredReason(sess, now); r >= 0 {
-			reason = CloseReason(r)
-		}
-		// Ending the upstream session is I/O: the reaper does it, never
-		// the sweeper.
-		s.endSession(s.ctx, sess, reason, upstreamLater)
+		return true
 	})
+	s.expireDue(i, now)
 }
 
 // expiredReason returns the CloseReason for an expired session, or -1.

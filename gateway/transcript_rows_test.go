@@ -445,8 +445,8 @@ session ends; the streaming call's stream ends; later requests get 404. The upst
 	{
 		name: "standalone-stream",
 		about: `GET: 200 SSE, ": ok" at once, then the upstream's unrelated messages (stream 0). A second GET while one is
-connected takes the stream over: the first connection ends, messages go to the new one. DELETE ends the session: the
-stream ends; the id answers 404.`,
+connected takes the stream over: the first connection ends; the new one (no Last-Event-ID) gets what the first was
+given again, then the new messages. DELETE ends the session: the stream ends; the id answers 404.`,
 		run: func(h *harness) {
 			h.up.On("tools/list", testenv.Result(toolsResult))
 			s := h.initialize("2025-06-18")
@@ -460,7 +460,7 @@ stream ends; the id answers 404.`,
 			b.events(1)
 			a.continued().body()
 			h.push(1, `{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}`)
-			b.continued().events(1)
+			b.continued().events(3) // without Last-Event-ID: A's two events again, then the new one
 			h.do(post(s, toolsListBody))
 			h.do(del(s))
 			b.continued().body()
@@ -495,6 +495,7 @@ to POST, GET and DELETE.`,
 		run: func(h *harness) {
 			s := h.initialize("2025-06-18")
 			h.waitSessionClosed(s, "idle")
+			h.waitUpstreamClosed(1) // the reaper ends it, off the sweeper
 			h.do(post(s, toolsListBody))
 			h.do(get(s))
 			h.do(del(s))
@@ -515,6 +516,7 @@ is closed, the id answers 404.`,
 			a.events(1)
 			h.waitListen(1)
 			h.waitSessionClosed(s, "max_age")
+			h.waitUpstreamClosed(1)
 			a.continued().body()
 			h.do(post(s, pingBody))
 		},

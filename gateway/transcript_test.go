@@ -780,6 +780,11 @@ func (l *hookLog) wait(t *testing.T, what string, list *[]string, want string, n
 
 // waitSessionClosed waits for the gateway to end session s for reason, and
 // notes it.
+// waitUpstreamClosed waits until n upstream sessions were closed.
+func (h *harness) waitUpstreamClosed(n int) {
+	h.up.WaitFor(h.t, "upstream session close", func(v *testenv.FakeView) bool { return v.Count("close") >= n })
+}
+
 func (h *harness) waitSessionClosed(s *session, reason string) {
 	h.t.Helper()
 	h.hooks.wait(h.t, "session end", &h.hooks.sessionsClosed, s.id+" "+reason, 1)

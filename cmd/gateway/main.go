@@ -52,6 +52,7 @@ type options struct {
 	shutdownTimeout              time.Duration
 	logLevel, logFormat          string
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
+	eraOptions                   // the protocol eras (eras.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -88,11 +89,13 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin API requires (without it the API answers 401)")
 	fs.DurationVar(&o.drainWindow, "drain-window", gateway.DefaultDrainWindow, "on SIGTERM/SIGINT, end the stream connections spread over this long so clients do not all reconnect at once (0 = all at once); a second signal cuts it short")
 	fs.StringVar(&o.stateFile, "state-file", "", "keep sessions across a restart: shutdown writes every session to this file (and leaves the upstream sessions open), the next start restores them and removes it; a damaged file is refused and kept as FILE.refused (empty = sessions end at shutdown)")
+	addEraFlags(fs, &o.eraOptions)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25).
+		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25,
+and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks).
 
 Usage: gateway -upstream URL|stdio:COMMAND [flags]
 
@@ -447,6 +450,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	}
 	if o.heartbeat == 0 {
 		cfg.Heartbeat = -1
+	}
+	if err := o.eraOptions.apply(&cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

@@ -89,6 +89,14 @@ func AppendStreamEvent(dst []byte, stream, seq uint64, data []byte) []byte {
 	return append(dst, '\n')
 }
 
+// AppendDataEvent appends an event without id: one "data: " line per line
+// of data, then the blank line (an answer of the stateless revision, which
+// has no resumption). It allocates nothing when dst has room.
+func AppendDataEvent(dst, data []byte) []byte {
+	dst = appendLines(dst, "data: ", data)
+	return append(dst, '\n')
+}
+
 // appendLines writes prefix+line+"\n" for every line of data (split at CRLF, LF, CR).
 func appendLines(dst []byte, prefix string, data []byte) []byte {
 	for {

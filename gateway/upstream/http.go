@@ -319,7 +319,9 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		return &Reply{Accepted: true}, nil
 	case status == fasthttp.StatusOK && isEventStream(ct):
 		clearDeadlines(resp.LocalAddr())
-		return &Reply{Stream: newHTTPStream(t, s, postBody{resp}, true)}, nil
+		// A session's answer is resumed if cut before its response; the
+		// stateless revision has no resumption (s.id and s.version empty).
+		return &Reply{Stream: newHTTPStream(t, s, postBody{resp}, s != statelessSession)}, nil
 	case status == fasthttp.StatusOK:
 		body, err := readBody(resp, t.cfg.MaxMessageBytes)
 		if err != nil {

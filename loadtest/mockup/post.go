@@ -216,7 +216,7 @@ func (s *Server) dispatch(c *call) {
 	case "logging/setLevel":
 		s.answer(c, endResult([]byte("{"), false))
 	case "server/discover":
-		s.answer(c, endResult(appendDiscoverResult(nil), c.stateless))
+		s.answer(c, endResult(appendDiscoverResult(nil, s.cfg.Era), c.stateless))
 	case "tools/list":
 		s.answer(c, endResult([]byte(toolsList), c.stateless))
 	case "resources/list":

@@ -206,8 +206,12 @@ func appendInitializeResult(dst []byte, version string) []byte {
 	return dst
 }
 
-func appendDiscoverResult(dst []byte) []byte {
-	return append(dst, `{"supportedVersions":["`+Version20260728+`"],"capabilities":{"tools":{}},"serverInfo":{"name":"`+ServerName+`","version":"1.0.0"}`...)
+func appendDiscoverResult(dst []byte, era Era) []byte {
+	versions := `["` + Version20260728 + `"]`
+	if era == EraBoth { // sessions are served too
+		versions = `["` + Version20260728 + `","` + Version20251125 + `","` + Version20250618 + `","` + Version20250326 + `"]`
+	}
+	return append(dst, `{"supportedVersions":`+versions+`,"capabilities":{"tools":{}},"serverInfo":{"name":"`+ServerName+`","version":"1.0.0"}`...)
 }
 
 // toolsList is the tools/list result body (without the closing brace).

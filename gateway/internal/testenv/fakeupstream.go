@@ -892,6 +892,16 @@ func (v *FakeView) Count(op string) int {
 	return n
 }
 
+// Sent reports whether some message sent upstream contains s.
+func (v *FakeView) Sent(s string) bool {
+	for _, r := range v.f.records {
+		if r.Op == "send" && strings.Contains(r.Body, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // StreamsIdle reports whether every stream the fake handed out is either
 // ended or blocked in Next with nothing to yield (at an unreleased gate
 // or, standalone, with no pushed message left): whatever it yielded has
