@@ -153,6 +153,10 @@ type Config struct {
 	// it atomically. Its directory must exist. "" = sessions end at
 	// shutdown.
 	StateFile string
+	// Cluster, when set, makes the gateway one node of several sharing
+	// sessions and streams through a scale-out backend (cluster.go;
+	// package cluster on NATS JetStream). nil = a single node.
+	Cluster Cluster
 }
 
 func (c *Config) setDefaults() error {

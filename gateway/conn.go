@@ -60,6 +60,7 @@ type clientConn struct {
 	frame     []byte // scratch for such an event
 	p         []byte // the write buffer while Next runs
 	n         int    // bytes of p filled while Next runs
+	limit     uint64 // the highest seq Next may hand out (stream.readLimit)
 	encode    func(seq uint64, data []byte) bool
 	plain     bool // events without ids (the stateless revision: no resumption)
 	eof       bool // the writer decided to end after what is pending
@@ -152,8 +153,10 @@ func digits(v uint64) int {
 // encodeEvent runs under the ring lock: it appends one event to c.p if it
 // fits, or parks it in c.pending when it is the first and too large.
 func (c *clientConn) encodeEvent(seq uint64, data []byte) bool {
-	if len(c.pending) > 0 {
-		return false // an oversized event is parked: it goes out first, alone
+	if len(c.pending) > 0 || seq > c.limit {
+		// An oversized event is parked: it goes out first, alone. Or the
+		// event is not stored by the cluster yet (cluster.go).
+		return false
 	}
 	free := len(c.p) - c.n
 	if len(data) < free { // cheap pre-check before the exact length
@@ -232,7 +235,7 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		n, err = c.endWithRetry(p, CloseShutdown)
 		return n, err, true
 	}
-	c.p, c.n = p, 0
+	c.p, c.n, c.limit = p, 0, c.st.readLimit()
 	last, skipped, nerr := c.st.ring.Next(c.after, c.encode)
 	c.p = nil
 	if last != c.after {
@@ -299,7 +302,7 @@ func (c *clientConn) hasWork() bool {
 	if d := c.deadline.Load(); d != 0 && c.srv.clock.Now() >= d {
 		return true
 	}
-	return c.st.ring.LastSeq() > c.after
+	return min(c.st.ring.LastSeq(), c.st.readLimit()) > c.after
 }
 
 // detach ends the connection's attachment, once: the stream forgets it
@@ -317,6 +320,9 @@ func (c *clientConn) detach() {
 	}
 	st.sess.touch(c.srv.clock.Now())
 	reason := c.closeReason()
+	if st.cs != nil {
+		c.srv.mirrorDetached(st, c)
+	}
 	c.srv.metrics.streamClosed(reason)
 	c.srv.cfg.Hooks.StreamClosed(st.info(), reason)
 }

@@ -72,6 +72,15 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		return nil
 	}
 	sess, ok := s.store.GetBytes(sid)
+	if !ok && s.clu != nil {
+		// Not local: one registry read (cluster.go).
+		loaded, err := s.clusterLoad(string(sid))
+		if err != nil {
+			s.clusterUnavailable(ctx, err)
+			return nil
+		}
+		sess, ok = loaded, loaded != nil
+	}
 	if !ok {
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
@@ -180,7 +189,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	sess.busy.Add(-1)
 	if err == nil {
 		s.upstreamSucceeded()
-		if s.cfg.StateFile != "" {
+		if sess.restart != nil {
 			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
 		}
 	}
@@ -373,7 +382,17 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
-	s.keepForRestart(sess, fwd, answer) // Config.StateFile only (state.go)
+	s.keepForRestart(sess, fwd, answer) // Config.StateFile or Cluster only (state.go)
+	if s.clu != nil {
+		// Registered before it is answered: the client's next request
+		// may reach another node (cluster.go).
+		if err := s.clusterCreated(sess); err != nil {
+			cancel()
+			_ = up.Close(context.Background())
+			s.clusterUnavailable(ctx, err)
+			return
+		}
+	}
 	if err := s.storeSession(sess); err != nil {
 		cancel()
 		_ = up.Close(context.Background())
@@ -411,6 +430,9 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	st.setUpstream(up)
+	if sess.cluster != nil {
+		s.newClusterStream(st, calls, up)
+	}
 	sess.busy.Add(1) // a call in flight pauses the idle clock, reader or not
 	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls) }) {
 		sess.busy.Add(-1)
@@ -592,7 +614,11 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
-	if last := ctx.Request.Header.Peek("Last-Event-ID"); len(last) > 0 {
+	last := ctx.Request.Header.Peek("Last-Event-ID")
+	if sess.cluster != nil && s.clusterGet(ctx, sess, last) {
+		return // served from another node's stream (cluster.go)
+	}
+	if len(last) > 0 {
 		s.resume(ctx, sess, last)
 		return
 	}

@@ -29,12 +29,15 @@ const (
 	CloseReplaced
 	// CloseAdmin: an operator ended the session through the admin API.
 	CloseAdmin
+	// CloseElsewhere: another node of the cluster ended the session (this
+	// node drops its copy).
+	CloseElsewhere
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
-	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin", "ended_elsewhere",
 }
 
 func (r CloseReason) String() string {

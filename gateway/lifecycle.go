@@ -66,6 +66,10 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		}
 		s.finishStream(st)
 	}
+	if sess.cluster != nil {
+		how = s.upstreamEndFor(sess, how)
+		s.clusterEnded(sess, reason)
+	}
 	if sess.up != nil {
 		switch how {
 		case upstreamNow:

@@ -80,13 +80,19 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 		suspended := sess.suspended
 		sess.mu.Unlock()
 		if suspended {
+			if s.clu != nil {
+				return // another node continues the stream (cluster.go)
+			}
 			why = upstreamRestarted // the session goes on after the restart
 		}
 		for _, c := range pending {
 			// The session is gone: no waiting for room, past the soft
 			// limits if need be; a client still connected reads it.
 			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, why, nil)
-			if _, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
+			if seq, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
+				if st.cs != nil {
+					s.published(st, seq, ringbuf.MustDeliver, 0, e)
+				}
 				st.notify()
 			} else if suspended {
 				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", sess.id, "stream", st.id, "err", perr)
@@ -173,11 +179,14 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 // busy count is given up while it waits, so only an attached reader does.
 func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
 	for {
-		_, out, err := st.ring.TryPushMust(msg)
+		seq, out, err := st.ring.TryPushMust(msg)
 		if out == ringbuf.DroppedOldest {
 			s.accountDroppedOldest(st)
 		}
 		if err == nil {
+			if st.cs != nil {
+				s.published(st, seq, ringbuf.MustDeliver, 0, msg)
+			}
 			st.notify()
 			s.metrics.eventsPushed.Add(1)
 			return nil
@@ -325,9 +334,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // push stores one droppable upstream message in st's ring and applies the
 // drop policy's outcome.
 func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
-	_, out, err := st.ring.Push(class, key, msg)
+	seq, out, err := st.ring.Push(class, key, msg)
 	if err != nil {
 		return // closed
+	}
+	if st.cs != nil {
+		s.published(st, seq, class, key, msg)
 	}
 	st.notify()
 	s.metrics.eventsPushed.Add(1)
@@ -372,7 +384,13 @@ func (s *Server) finishStream(st *stream) {
 	if !st.finishedAt.CompareAndSwap(0, s.clock.Now()) || st.id == 0 {
 		return
 	}
-	st.sess.livePost.Add(-1)
+	switch {
+	case st.cs == nil:
+		st.sess.livePost.Add(-1)
+	case !st.cs.mirror: // a mirror's place was never counted
+		s.publishEnd(st)
+		st.sess.livePost.Add(-1)
+	}
 	st.sess.mu.Lock()
 	if st.sess.streams[st.id] == st {
 		st.sess.finished++

@@ -106,6 +106,9 @@ type Server struct {
 	// setting of draining.
 	lnMu sync.Mutex
 	ln   net.Listener
+
+	// clu is the node's cluster side (cluster.go); nil on a single node.
+	clu *clusterNode
 }
 
 // New validates cfg, fills in defaults and returns a Server. With
@@ -179,6 +182,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
+	if cfg.Cluster != nil {
+		if err := s.clusterInit(); err != nil {
+			_ = s.Shutdown(context.Background())
+			return nil, fmt.Errorf("gateway: cluster: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -282,8 +291,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		if s.cfg.StateFile != "" {
-			// Kept for the restart: pumps stop, upstream sessions stay.
+		if s.cfg.StateFile != "" || s.clu != nil {
+			// Kept for the restart (or the other nodes): pumps stop,
+			// upstream sessions stay.
 			s.suspendSessions()
 		} else {
 			s.closeAllSessions(ctx)

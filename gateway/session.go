@@ -62,6 +62,10 @@ type session struct {
 	// takes (state.go, reinit.go); nil without Config.StateFile, so other
 	// sessions do not pay for it. Set before the session is stored.
 	restart *restartState
+
+	// cluster is the session's registry state on a cluster node
+	// (cluster.go); nil on a single node. Set before the session is stored.
+	cluster *clusterSession
 }
 
 // restartState is kept per session with Config.StateFile: init is the

@@ -374,7 +374,7 @@ func (s *Server) writeStateFile() error {
 // initialize request as forwarded, and the capabilities the upstream
 // negotiated (from its answer).
 func (s *Server) keepForRestart(sess *session, forwarded, answer []byte) {
-	if s.cfg.StateFile == "" {
+	if s.cfg.StateFile == "" && s.clu == nil {
 		return
 	}
 	sess.restart = &restartState{init: forwarded}

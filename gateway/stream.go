@@ -40,6 +40,10 @@ type stream struct {
 	// mu guards up.
 	mu sync.Mutex
 	up upstream.Stream // the upstream stream feeding the ring, if any
+
+	// cs is the stream's cluster state (cluster.go): set before the
+	// stream is fed or read, nil on a single node.
+	cs *clusterStream
 }
 
 func newStream(id uint64, sess *session, ring *ringbuf.Ring) *stream {

@@ -53,6 +53,7 @@ type options struct {
 	logLevel, logFormat          string
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
 	eraOptions                   // the protocol eras (eras.go)
+	clusterOptions               // scale-out on NATS JetStream (cluster.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -93,6 +94,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
+	o.clusterOptions.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25,
 and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks).
@@ -163,6 +165,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 2
 	}
+	node, err := o.openCluster(&cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+	defer closeCluster(node, logger) // after the Server's Shutdown
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "gateway:", err)

@@ -1,0 +1,377 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Node is one gateway node's handle on the cluster.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue // sessions
+	nodes  jetstream.KeyValue // leases and tags
+	events jetstream.Stream
+	// evPrefix is "<prefix>.ev."; streamName the events' stream.
+	evPrefix   string
+	streamName string
+	tag        uint32
+
+	// serving holds a slot per request being answered.
+	serving chan struct{}
+	// acks receives every publish in order; ackLoop settles them.
+	acks chan pendingAck
+
+	// handler answers node-to-node requests (Handle); nil until set.
+	handler atomic.Pointer[func(op string, body []byte) ([]byte, error)]
+	sub     *nats.Subscription
+
+	// watchFn receives other nodes' registry changes (Watch).
+	watchMu sync.Mutex
+	watchFn func(id string, lastActive int64, gone bool)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	stats Stats
+}
+
+// Stats are the node's running counts (Node.Stats).
+type Stats struct {
+	RegistryReads, RegistryWrites, RegistryConflicts atomic.Uint64
+	Published, PublishErrors                         atomic.Uint64
+	Follows                                          atomic.Uint64
+	RequestsSent, RequestsServed, RequestErrors      atomic.Uint64
+}
+
+// StatsSnapshot is a copy of Stats.
+type StatsSnapshot struct {
+	RegistryReads, RegistryWrites, RegistryConflicts uint64
+	Published, PublishErrors                         uint64
+	Follows                                          uint64
+	RequestsSent, RequestsServed, RequestErrors      uint64
+}
+
+// Open connects to NATS, checks that JetStream is enabled, creates or
+// verifies the buckets and the stream, claims this node's lease and tag,
+// and starts the node's goroutines. Close undoes it.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	opts, err := cfg.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.URLs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to %s: %w", cfg.URLs, err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nc: nc,
+		evPrefix: cfg.Prefix + ".ev.", streamName: strings.ToUpper(cfg.Prefix) + "_EVENTS",
+		acks: make(chan pendingAck, cfg.MaxPending), serving: make(chan struct{}, maxServing)}
+	if err := n.setup(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.claimTag(ctx); err != nil {
+		n.cancel()
+		nc.Close()
+		return nil, err
+	}
+	sub, err := nc.Subscribe(n.nodeSubject("*"), n.serveRequest)
+	if err != nil {
+		n.cancel()
+		nc.Close()
+		return nil, fmt.Errorf("cluster: subscribe to node requests: %w", err)
+	}
+	n.sub = sub
+	n.goOwned(n.leaseLoop)
+	n.goOwned(n.ackLoop)
+	return n, nil
+}
+
+func (n *Node) goOwned(f func(ctx context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// setup checks JetStream and creates or updates what the gateway needs.
+func (n *Node) setup(ctx context.Context) error {
+	js, err := jetstream.New(n.nc, jetstream.WithPublishAsyncMaxPending(n.cfg.MaxPending))
+	if err != nil {
+		return fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	n.js = js
+	actx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := js.AccountInfo(actx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("cluster: JetStream is not enabled on %s (start nats-server with -js): %w", n.cfg.URLs, err)
+		}
+		return fmt.Errorf("cluster: JetStream account info: %w", err)
+	}
+	storage := jetstream.MemoryStorage
+	if n.cfg.FileStorage {
+		storage = jetstream.FileStorage
+	}
+	n.kv, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+		Bucket: n.cfg.Prefix + "-sessions", Description: "mcpgate session registry",
+		History: 1, TTL: n.cfg.SessionTTL, Storage: storage, Replicas: n.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: session bucket: %w", err)
+	}
+	n.nodes, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+		Bucket: n.cfg.Prefix + "-nodes", Description: "mcpgate node leases",
+		History: 1, TTL: n.cfg.LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: node bucket: %w", err)
+	}
+	n.events, err = js.CreateOrUpdateStream(actx, jetstream.StreamConfig{
+		Name:              n.streamName,
+		Description:       "mcpgate session stream events",
+		Subjects:          []string{n.evPrefix + ">"},
+		MaxMsgsPerSubject: int64(n.cfg.RingSize) + 1, // the ring, and the end marker
+		MaxMsgSize:        int32(min(2*n.cfg.RingBytes+4096, 1<<30)),
+		MaxAge:            n.cfg.StreamRetention,
+		Discard:           jetstream.DiscardOld,
+		Storage:           storage,
+		Replicas:          n.cfg.Replicas,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: events stream: %w", err)
+	}
+	return nil
+}
+
+// NodeID names this node.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// Tag is this node's number in [1, 2^20), unique among live nodes: the
+// gateway puts it in the high bits of the stream and call numbers it
+// gives out, so that no two nodes give out the same one in a session.
+func (n *Node) Tag() uint32 { return n.tag }
+
+const maxTag = 1 << 20
+
+func (n *Node) tagKey() string { return "tag-" + strconv.FormatUint(uint64(n.tag), 10) }
+
+// claimTag takes a free tag and this node's lease key.
+func (n *Node) claimTag(ctx context.Context) error {
+	for range 64 {
+		tag := 1 + rand.Uint32N(maxTag-1)
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		_, err := n.nodes.Create(cctx, "tag-"+strconv.FormatUint(uint64(tag), 10), []byte(n.cfg.NodeID))
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cluster: claim a node tag: %w", err)
+		}
+		n.tag = tag
+		cctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		defer cancel()
+		if _, err := n.nodes.Create(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(tag), 10))); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return fmt.Errorf("cluster: node id %q is in use by a live node", n.cfg.NodeID)
+			}
+			return fmt.Errorf("cluster: node lease: %w", err)
+		}
+		return nil
+	}
+	return errors.New("cluster: no free node tag")
+}
+
+// leaseLoop refreshes the node's lease and tag every third of the TTL.
+func (n *Node) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		_, err1 := n.nodes.Put(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(n.tag), 10)))
+		_, err2 := n.nodes.Put(cctx, n.tagKey(), []byte(n.cfg.NodeID))
+		cancel()
+		if err := errors.Join(err1, err2); err != nil && ctx.Err() == nil {
+			n.log.Warn("cluster: lease refresh failed", "err", err)
+		}
+	}
+}
+
+// NodeAlive reports whether node holds its lease: its key exists. An
+// error reading it counts as alive (a lease is never broken on doubt).
+func (n *Node) NodeAlive(ctx context.Context, node string) bool {
+	if node == n.cfg.NodeID {
+		return !n.closed.Load()
+	}
+	if !nameRE.MatchString(node) {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	_, err := n.nodes.Get(cctx, node)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false
+	}
+	return true
+}
+
+// Stats returns the node's counts.
+func (n *Node) Stats() StatsSnapshot {
+	s := &n.stats
+	return StatsSnapshot{
+		RegistryReads: s.RegistryReads.Load(), RegistryWrites: s.RegistryWrites.Load(), RegistryConflicts: s.RegistryConflicts.Load(),
+		Published: s.Published.Load(), PublishErrors: s.PublishErrors.Load(), Follows: s.Follows.Load(),
+		RequestsSent: s.RequestsSent.Load(), RequestsServed: s.RequestsServed.Load(), RequestErrors: s.RequestErrors.Load(),
+	}
+}
+
+// Close hands the lease back (so other nodes may claim this node's
+// sessions at once), stops the node's goroutines after the outstanding
+// publishes were acknowledged (or ctx ends) and closes the connection.
+func (n *Node) Close(ctx context.Context) error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if n.sub != nil {
+		_ = n.sub.Drain()
+	}
+	select {
+	case <-n.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+	n.cancel()
+	n.wg.Wait()
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	err := errors.Join(n.nodes.Delete(dctx, n.cfg.NodeID), n.nodes.Delete(dctx, n.tagKey()))
+	n.nc.Close()
+	return err
+}
+
+// Release hands this node's lease back without closing: other nodes may
+// claim its sessions at once (a drain's hand-over). Requests to the node
+// keep being answered until Close.
+func (n *Node) Release(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	return n.nodes.Delete(cctx, n.cfg.NodeID)
+}
+
+func (n *Node) nodeSubject(op string) string {
+	return n.cfg.Prefix + ".node." + n.cfg.NodeID + "." + op
+}
+
+// Handle sets the function answering other nodes' requests (Request). It
+// runs on the NATS subscription's goroutine, one request at a time per
+// node, so it must answer quickly or hand long work off.
+func (n *Node) Handle(fn func(op string, body []byte) ([]byte, error)) { n.handler.Store(&fn) }
+
+// Request sends op and body to node and returns its answer, bounded by
+// ctx and the request timeout. The error of a node that answered with one
+// starts with "remote: ".
+func (n *Node) Request(ctx context.Context, node, op string, body []byte) ([]byte, error) {
+	if !nameRE.MatchString(node) || !nameRE.MatchString(op) {
+		return nil, fmt.Errorf("cluster: bad node %q or op %q", node, op)
+	}
+	n.stats.RequestsSent.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	msg, err := n.nc.RequestWithContext(cctx, n.cfg.Prefix+".node."+node+"."+op, body)
+	if err != nil {
+		n.stats.RequestErrors.Add(1)
+		return nil, fmt.Errorf("cluster: request %s to %s: %w", op, node, err)
+	}
+	if e := msg.Header.Get("Mcpgate-Error"); e != "" {
+		n.stats.RequestErrors.Add(1)
+		return nil, fmt.Errorf("remote: %s", e)
+	}
+	return msg.Data, nil
+}
+
+// serveRequest answers a request on a goroutine of its own (a forwarded
+// message may wait for its upstream), at most maxServing at a time.
+func (n *Node) serveRequest(m *nats.Msg) {
+	select {
+	case n.serving <- struct{}{}:
+	case <-n.ctx.Done():
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer func() { <-n.serving; n.wg.Done() }()
+		n.answer(m)
+	}()
+}
+
+// maxServing bounds the requests a node answers at once.
+const maxServing = 1024
+
+func (n *Node) answer(m *nats.Msg) {
+	n.stats.RequestsServed.Add(1)
+	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	reply := nats.NewMsg(m.Reply)
+	h := n.handler.Load()
+	if h == nil {
+		reply.Header.Set("Mcpgate-Error", "node not serving yet")
+	} else if out, err := (*h)(op, m.Data); err != nil {
+		reply.Header.Set("Mcpgate-Error", err.Error())
+	} else {
+		reply.Data = out
+	}
+	if m.Reply != "" {
+		_ = m.RespondMsg(reply)
+	}
+}
+
+// putUvarint appends v; getUvarint reads one, returning the rest.
+func putUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+func getUvarint(b []byte) (uint64, []byte, bool) {
+	v, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, false
+	}
+	return v, b[k:], true
+}
+
+// TagAlive reports whether the node that claimed tag still holds it.
+// An error reading it counts as alive.
+func (n *Node) TagAlive(ctx context.Context, tag uint32) bool {
+	if tag == n.tag {
+		return !n.closed.Load()
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	_, err := n.nodes.Get(cctx, "tag-"+strconv.FormatUint(uint64(tag), 10))
+	return !errors.Is(err, jetstream.ErrKeyNotFound)
+}

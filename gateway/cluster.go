@@ -1,0 +1,1047 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/sessionrec"
+	"github.com/mcpgate/mcpgate/gateway/sse"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+// Cluster is what the gateway needs from a scale-out backend to run as one
+// node of several (package cluster implements it on NATS JetStream;
+// cmd/gateway passes it in as Config.Cluster). Every method is safe for
+// concurrent use. Methods taking a context may do network I/O bounded by
+// it; Publish never waits for the backend.
+type Cluster interface {
+	// NodeID names this node; Tag is its number in [1, 2^20), unique among
+	// live nodes.
+	NodeID() string
+	Tag() uint32
+	// SaveSession writes a session's registry entry (rec without stream
+	// events, its owner node, its last activity), creating it for rev 0 or
+	// replacing revision rev. ok false: the entry changed since (or exists,
+	// for rev 0).
+	SaveSession(ctx context.Context, rec *sessionrec.Record, owner string, lastActive int64, rev uint64) (newRev uint64, ok bool, err error)
+	// LoadSession reads a session's entry: one registry read; rec nil if
+	// there is none.
+	LoadSession(ctx context.Context, id string) (rec *sessionrec.Record, owner string, lastActive int64, rev uint64, err error)
+	// EndSession removes a session's entry and its stream events.
+	EndSession(ctx context.Context, id string) error
+	// Watch calls fn (which must not block) with other nodes' registry
+	// changes: newer activity of a session, or its end.
+	Watch(fn func(id string, lastActive int64, gone bool)) error
+	// NodeAlive reports whether a node holds its lease; TagAlive the same
+	// for the node holding a tag.
+	NodeAlive(ctx context.Context, node string) bool
+	TagAlive(ctx context.Context, tag uint32) bool
+	// Publish stores a stream event; done gets the outcome, in publishing
+	// order, and must not block.
+	Publish(id string, ev *sessionrec.Published, done func(error))
+	// Tail is a stream's last stored event (nil if none); Streams lists
+	// the streams of a session that have stored events.
+	Tail(ctx context.Context, id string, stream uint64) (*sessionrec.Published, error)
+	Streams(ctx context.Context, id string) ([]uint64, error)
+	// Follow gives fn each stored event of a stream above after, then the
+	// new ones as they are stored, until the end marker (given to fn, then
+	// nil), ctx's end or an error.
+	Follow(ctx context.Context, id string, stream, after uint64, fn func(*sessionrec.Published) error) error
+	// Handle sets the function answering other nodes' requests; Request
+	// sends one to a node.
+	Handle(fn func(op string, body []byte) ([]byte, error))
+	Request(ctx context.Context, node, op string, body []byte) ([]byte, error)
+	// Release hands this node's lease back (a drain's hand-over).
+	Release(ctx context.Context) error
+}
+
+// How the gateway uses it (README "Scale-out"):
+//
+//   - initialize writes the session's registry entry before answering, so
+//     the client's next request finds it on any node. A request for a
+//     session that is not local reads the entry once and builds the
+//     session here: a Streamable HTTP upstream session is re-attached by
+//     its id (upstream.Resumer) and served here; a stdio or legacy upstream
+//     session exists on its owner only, so its messages are forwarded to
+//     the owner over NATS request/reply (forwardSession).
+//   - activity is written at most once per activityEvery per session and
+//     node, and other nodes raise their copy's last activity from the
+//     registry watch, so a session is idle only if idle on every node.
+//     Only the owner's idle clock ends a session cluster-wide; other
+//     nodes' copies are dropped quietly when idle.
+//   - every event stored in a ring is published to JetStream; a reader on
+//     the producing node gets it once JetStream acknowledged it, so an
+//     event a client saw is never lost with a node. A reader on another
+//     node reads a mirror: a ring rebuilt from JetStream, then following
+//     it live, with the same event ids and the same resume rule.
+//   - the owner pumps the standalone stream; a stream whose producer died
+//     is taken over by the session's owner (a live node claims ownership
+//     of a session whose owner's lease ran out), resuming the upstream
+//     answer by its last event id where the upstream can.
+type clusterNode struct {
+	c   Cluster
+	id  string
+	tag uint64 // the node's tag, shifted into the high bits of numbers it gives out
+
+	// activityEvery is how often a session's activity is written.
+	activityEvery time.Duration
+
+	m clusterMetrics
+}
+
+type clusterMetrics struct {
+	registryReads, registryWrites, registryErrors atomic.Uint64
+	forwards, forwardErrors, forwardedServed      atomic.Uint64
+	takeovers, streamTakeovers                    atomic.Uint64
+	published, publishErrors                      atomic.Uint64
+	mirrors, mirrorGaps                           atomic.Uint64
+	remoteEnds                                    atomic.Uint64
+}
+
+// tagShift places a node's tag above the stream and call numbers it gives
+// out in a session; tags stay below 2^20, so numbers stay below 2^52 and
+// survive JSON parsers that read numbers as doubles.
+const tagShift = 32
+
+// clusterSession is a session's cluster state (nil in single-node mode).
+type clusterSession struct {
+	// mu guards the fields below. A leaf.
+	mu    sync.Mutex
+	owner string
+	rev   uint64
+	saved int64 // the last activity written
+}
+
+// clusterStream is a stream's cluster state (nil in single-node mode).
+type clusterStream struct {
+	// acked: events up to it are stored in JetStream and may be handed
+	// to a reader on this node.
+	acked    atomic.Uint64
+	lastMust atomic.Uint64
+	calls    []sessionrec.Call
+	// upEvent reports the upstream's last event id (the pump's upstream
+	// stream); nil if the upstream has none.
+	upEvent func() string
+	// mirror: the ring is rebuilt from JetStream and followed, for one
+	// connection; cancel stops its follower.
+	mirror bool
+	cancel context.CancelFunc
+}
+
+// readLimit is the highest seq a reader of st may get now.
+func (st *stream) readLimit() uint64 {
+	if st.cs == nil {
+		return math.MaxUint64
+	}
+	return st.cs.acked.Load()
+}
+
+func (s *Server) clustered() bool { return s.clu != nil }
+
+// clusterInit wires the Server into cfg.Cluster (New).
+func (s *Server) clusterInit() error {
+	c := s.cfg.Cluster
+	s.clu = &clusterNode{c: c, id: c.NodeID(), tag: uint64(c.Tag()) << tagShift}
+	s.clu.activityEvery = min(max(s.cfg.SessionIdleTimeout/8, 100*time.Millisecond), 30*time.Second)
+	if err := c.Watch(s.clusterChanged); err != nil {
+		return err
+	}
+	c.Handle(s.clusterRequest)
+	if s.registry != nil {
+		s.registry.MustRegister(clusterCollector{s})
+	}
+	s.goOwned(s.activityLoop)
+	return nil
+}
+
+func (s *Server) rctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, 10*time.Second)
+}
+
+// clusterRecord is sess as a registry record (no streams).
+func (s *Server) clusterRecord(sess *session) *sessionrec.Record {
+	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Version: sess.version,
+		Created: sess.created, LastActive: sess.lastActive.Load()}
+	if rs := sess.restart; rs != nil {
+		rec.Initialize, rec.Capabilities = rs.init, rs.caps
+		sess.mu.Lock()
+		rec.LogLevel = rs.logLevel
+		for uri := range rs.subs {
+			rec.Subscriptions = append(rec.Subscriptions, uri)
+		}
+		sess.mu.Unlock()
+	}
+	up := sess.up
+	switch u := up.(type) {
+	case *reinitSession:
+		rec.Upstream = sessionrec.Upstream{Kind: u.kind, Version: u.version}
+		up = u.current()
+	case *forwardSession:
+		rec.Upstream = u.rec
+		up = nil
+	}
+	if up != nil {
+		rec.Upstream = sessionrec.Upstream{Kind: kindOf(up), ID: up.ID(), Version: up.Version(), Resumable: s.resumer != nil && kindOf(up) == upstream.KindHTTP}
+	}
+	return rec
+}
+
+// clusterCreated registers a new session (initialize) before it is
+// answered; an error refuses the initialize.
+func (s *Server) clusterCreated(sess *session) error {
+	sess.nextStream = s.clu.tag
+	sess.nextUp = s.clu.tag
+	sess.cluster = &clusterSession{owner: s.clu.id, saved: sess.lastActive.Load()}
+	ctx, cancel := s.rctx()
+	defer cancel()
+	rev, ok, err := s.clu.c.SaveSession(ctx, s.clusterRecord(sess), s.clu.id, sess.lastActive.Load(), 0)
+	s.clu.m.registryWrites.Add(1)
+	if err == nil && !ok {
+		err = errors.New("session id taken")
+	}
+	if err != nil {
+		s.clu.m.registryErrors.Add(1)
+		return err
+	}
+	sess.cluster.rev = rev
+	return nil
+}
+
+// clusterLoad builds a session that is not local from its registry entry
+// (one read). It returns nil, nil for a session the registry does not hold.
+func (s *Server) clusterLoad(sid string) (*session, error) {
+	ctx, cancel := s.rctx()
+	defer cancel()
+	rec, owner, lastActive, rev, err := s.clu.c.LoadSession(ctx, sid)
+	s.clu.m.registryReads.Add(1)
+	if err != nil {
+		s.clu.m.registryErrors.Add(1)
+		return nil, err
+	}
+	if rec == nil || !versionSupported([]byte(rec.Version)) {
+		return nil, nil
+	}
+	sctx, scancel := context.WithCancel(s.ctx)
+	sess := &session{
+		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
+		ctx: sctx, cancel: scancel, streams: make(map[uint64]*stream, 2),
+		withStreams: s.streamSet(rec.ID), nextUp: s.clu.tag, nextStream: s.clu.tag,
+		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
+		cluster: &clusterSession{owner: owner, rev: rev, saved: lastActive},
+	}
+	sess.lastActive.Store(max(lastActive, rec.LastActive, s.clock.Now()))
+	for _, uri := range rec.Subscriptions {
+		if sess.restart.subs == nil {
+			sess.restart.subs = make(map[string]struct{}, len(rec.Subscriptions))
+		}
+		sess.restart.subs[uri] = struct{}{}
+	}
+	switch {
+	case rec.Upstream.Resumable && s.resumer != nil:
+		up, err := s.resumer.Resume(rec.Upstream.ID, rec.Upstream.Version)
+		if err != nil {
+			scancel()
+			return nil, err
+		}
+		sess.up = up
+	case owner != s.clu.id && s.clu.c.NodeAlive(ctx, owner):
+		sess.up = &forwardSession{srv: s, sess: sess, rec: rec.Upstream}
+	case len(rec.Initialize) > 0:
+		// The owner is gone: claim the session and re-initialize its
+		// upstream side from the cached initialize on first use.
+		sess.up = &reinitSession{srv: s, sess: sess, init: rec.Initialize, kind: rec.Upstream.Kind, version: rec.Upstream.Version}
+		if !s.claim(ctx, sess) {
+			scancel()
+			return s.clusterLoadAgain(sid)
+		}
+	default:
+		scancel()
+		return nil, errNoUpstream
+	}
+	if err := s.storeSession(sess); err != nil {
+		scancel()
+		if cur, ok := s.store.Get(sid); ok {
+			return cur, nil // built concurrently by another request
+		}
+		return nil, err
+	}
+	return sess, nil
+}
+
+// clusterLoadAgain is clusterLoad after losing a claim: another node owns
+// the session now.
+func (s *Server) clusterLoadAgain(sid string) (*session, error) {
+	if cur, ok := s.store.Get(sid); ok {
+		return cur, nil
+	}
+	ctx, cancel := s.rctx()
+	defer cancel()
+	rec, owner, _, _, err := s.clu.c.LoadSession(ctx, sid)
+	s.clu.m.registryReads.Add(1)
+	if err != nil || rec == nil || owner == s.clu.id || !s.clu.c.NodeAlive(ctx, owner) {
+		return nil, err
+	}
+	return s.clusterLoad(sid)
+}
+
+// isOwner reports whether this node owns sess.
+func (s *Server) isOwner(sess *session) bool {
+	cs := sess.cluster
+	if cs == nil {
+		return true
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.owner == s.clu.id
+}
+
+func (s *Server) ownerOf(sess *session) string {
+	cs := sess.cluster
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.owner
+}
+
+// claim makes this node the session's owner in the registry, from the
+// revision it read; false if another node changed the entry first.
+func (s *Server) claim(ctx context.Context, sess *session) bool {
+	cs := sess.cluster
+	cs.mu.Lock()
+	rev := cs.rev
+	cs.mu.Unlock()
+	newRev, ok, err := s.clu.c.SaveSession(ctx, s.clusterRecord(sess), s.clu.id, sess.lastActive.Load(), rev)
+	s.clu.m.registryWrites.Add(1)
+	if err != nil || !ok {
+		if err != nil {
+			s.clu.m.registryErrors.Add(1)
+		}
+		return false
+	}
+	cs.mu.Lock()
+	cs.owner, cs.rev = s.clu.id, newRev
+	cs.mu.Unlock()
+	s.clu.m.takeovers.Add(1)
+	s.log.Info("cluster: took a session over", "session", sess.id)
+	return true
+}
+
+// ensureOwner makes sure a live node owns sess: the owner's lease is
+// checked, and a session whose owner is gone is claimed. It reports
+// whether this node owns it afterwards.
+func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
+	owner := s.ownerOf(sess)
+	if owner == s.clu.id {
+		return true
+	}
+	if s.clu.c.NodeAlive(ctx, owner) {
+		return false
+	}
+	// Read the entry again: another node may have claimed it already.
+	rec, cur, _, rev, err := s.clu.c.LoadSession(ctx, sess.id)
+	s.clu.m.registryReads.Add(1)
+	if err != nil || rec == nil {
+		return false
+	}
+	cs := sess.cluster
+	cs.mu.Lock()
+	cs.owner, cs.rev = cur, rev
+	cs.mu.Unlock()
+	if cur == s.clu.id {
+		return true
+	}
+	if cur != owner && s.clu.c.NodeAlive(ctx, cur) {
+		return false
+	}
+	if !s.claim(ctx, sess) {
+		return false
+	}
+	if f, ok := sess.up.(*forwardSession); ok && len(sess.restart.init) > 0 {
+		// The child died with its node: re-initialize on first use.
+		f.becomeOwner()
+	}
+	return true
+}
+
+// clusterEnded is endSession's hook: the registry entry and the stream
+// events go when the session ended for good. A copy on a node that does
+// not own it only leaves this node when it idles; shutdown keeps it for
+// the other nodes; a session another node ended is gone already.
+func (s *Server) clusterEnded(sess *session, reason CloseReason) {
+	if sess.cluster == nil {
+		return
+	}
+	switch reason {
+	case CloseElsewhere, CloseShutdown:
+		return
+	case CloseIdle, CloseMaxAge:
+		if !s.isOwner(sess) {
+			return
+		}
+	}
+	ctx, cancel := s.rctx()
+	defer cancel()
+	s.clu.m.registryWrites.Add(1)
+	if err := s.clu.c.EndSession(ctx, sess.id); err != nil {
+		s.clu.m.registryErrors.Add(1)
+		s.log.Warn("cluster: session end not recorded", "session", sess.id, "err", err)
+	}
+}
+
+// upstreamEndFor says how a local copy's upstream side ends: a copy this
+// node does not own never ends it on expiry (the owner's clock decides).
+func (s *Server) upstreamEndFor(sess *session, how upstreamEnd) upstreamEnd {
+	if sess.cluster != nil && how == upstreamLater && !s.isOwner(sess) {
+		return upstreamGone
+	}
+	return how
+}
+
+// clusterChanged applies another node's registry change (Watch).
+func (s *Server) clusterChanged(id string, lastActive int64, gone bool) {
+	sess, ok := s.store.Get(id)
+	if !ok || sess.cluster == nil {
+		return
+	}
+	if gone {
+		s.clu.m.remoteEnds.Add(1)
+		// Ended elsewhere: leave without ending the upstream side again.
+		go s.endSession(context.Background(), sess, CloseElsewhere, upstreamGone)
+		return
+	}
+	for {
+		cur := sess.lastActive.Load()
+		if lastActive <= cur || sess.lastActive.CompareAndSwap(cur, lastActive) {
+			break
+		}
+	}
+	cs := sess.cluster
+	cs.mu.Lock()
+	if lastActive > cs.saved {
+		cs.saved = lastActive // another node wrote it: nothing to write here
+	}
+	cs.mu.Unlock()
+}
+
+// activityLoop writes the activity of local sessions that were active (or
+// are in use) since it was last written, at most once per activityEvery
+// each, so that other nodes do not expire them.
+func (s *Server) activityLoop(ctx context.Context) {
+	t := time.NewTicker(s.clu.activityEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.clock.Now()
+		every := int64(s.clu.activityEvery)
+		s.store.Range(func(_ string, sess *session) bool {
+			cs := sess.cluster
+			if cs == nil || ctx.Err() != nil {
+				return ctx.Err() == nil
+			}
+			la := sess.lastActive.Load()
+			if sess.busy.Load() > 0 {
+				la = now
+				sess.touch(now)
+			}
+			cs.mu.Lock()
+			due := la > cs.saved && la-cs.saved >= every
+			cs.mu.Unlock()
+			if due && !sess.isClosed() {
+				s.saveActivity(ctx, sess, la)
+			}
+			return true
+		})
+	}
+}
+
+// saveActivity writes sess's entry with its activity; on a conflict it
+// reads the entry (learning a new owner) and tries once more.
+func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
+	cs := sess.cluster
+	for range 2 {
+		cs.mu.Lock()
+		owner, rev := cs.owner, cs.rev
+		cs.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		newRev, ok, err := s.clu.c.SaveSession(rctx, s.clusterRecord(sess), owner, la, rev)
+		s.clu.m.registryWrites.Add(1)
+		if err != nil {
+			cancel()
+			s.clu.m.registryErrors.Add(1)
+			return
+		}
+		if ok {
+			cancel()
+			cs.mu.Lock()
+			cs.rev, cs.saved = newRev, max(cs.saved, la)
+			cs.mu.Unlock()
+			return
+		}
+		rec, cur, curLA, curRev, err := s.clu.c.LoadSession(rctx, sess.id)
+		cancel()
+		s.clu.m.registryReads.Add(1)
+		if err != nil {
+			return
+		}
+		if rec == nil {
+			go s.endSession(context.Background(), sess, CloseElsewhere, upstreamGone)
+			return
+		}
+		cs.mu.Lock()
+		cs.owner, cs.rev = cur, curRev
+		cs.saved = max(cs.saved, curLA)
+		cs.mu.Unlock()
+		if curLA >= la {
+			return
+		}
+	}
+}
+
+// published hands an event just stored in st's ring to JetStream; readers
+// on this node get it once it is acknowledged.
+func (s *Server) published(st *stream, seq uint64, class ringbuf.Class, key uint64, data []byte) {
+	cs := st.cs
+	if cs == nil || cs.mirror || seq == 0 {
+		return
+	}
+	ev := &sessionrec.Published{Event: sessionrec.Event{Seq: seq, MustDeliver: class == ringbuf.MustDeliver, Key: key, Data: data},
+		Stream: st.id, LastMust: cs.lastMust.Load(), Calls: cs.calls}
+	if class == ringbuf.MustDeliver {
+		for {
+			cur := cs.lastMust.Load()
+			if seq <= cur || cs.lastMust.CompareAndSwap(cur, seq) {
+				break
+			}
+		}
+	}
+	if cs.upEvent != nil {
+		ev.UpstreamEventID = cs.upEvent()
+	}
+	s.clu.m.published.Add(1)
+	s.clu.c.Publish(st.sess.id, ev, func(err error) { s.acked(st, seq, err) })
+}
+
+// acked lets this node's reader of st have the events up to seq.
+func (s *Server) acked(st *stream, seq uint64, err error) {
+	if err != nil {
+		// Served from this node's ring all the same; a reader elsewhere
+		// meets a gap (and resumes, or is refused, by the usual rule).
+		s.clu.m.publishErrors.Add(1)
+	}
+	cs := st.cs
+	for {
+		cur := cs.acked.Load()
+		if seq <= cur || cs.acked.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	if c := st.conn.Load(); c != nil {
+		c.w.kick()
+	}
+}
+
+// publishEnd stores a finished stream's end marker.
+func (s *Server) publishEnd(st *stream) {
+	cs := st.cs
+	if cs == nil || cs.mirror {
+		return
+	}
+	if st.sess.suspendedForHandover() {
+		return // another node continues the stream
+	}
+	s.clu.c.Publish(st.sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: st.ring.LastSeq()}, Stream: st.id, End: true}, nil)
+}
+
+// suspendedForHandover reports whether the session was suspended by a
+// clustered shutdown: its streams are continued by another node.
+func (sess *session) suspendedForHandover() bool {
+	if sess.cluster == nil {
+		return false
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.suspended
+}
+
+// newClusterStream gives a new local stream its cluster state: events
+// numbered after base (0 for a new stream).
+func (s *Server) newClusterStream(st *stream, calls []*call, up upstream.Stream) {
+	if s.clu == nil {
+		return
+	}
+	cs := &clusterStream{}
+	cs.acked.Store(st.ring.LastSeq())
+	for _, c := range calls {
+		cs.calls = append(cs.calls, sessionrec.Call{UpID: c.upID, ClientID: c.clientID})
+	}
+	if e, ok := up.(upstream.EventIDer); ok {
+		cs.upEvent = e.LastEventID
+	}
+	st.cs = cs
+}
+
+// clusterGet serves a GET for a stream this node may not hold: the
+// standalone stream of a session owned elsewhere, or a stream another
+// node produced (resumed by Last-Event-ID). The owner serves the
+// standalone stream from its ring; a stream whose producer died is taken
+// over; anything else is read from JetStream (a mirror). It reports
+// whether it answered; false: the caller serves the local stream.
+func (s *Server) clusterGet(ctx *fasthttp.RequestCtx, sess *session, last []byte) bool {
+	var streamID uint64
+	plain := len(last) == 0
+	if !plain {
+		var err error
+		if streamID, _, err = sse.ParseEventID(last); err != nil {
+			return false // the local path answers 400
+		}
+	}
+	if st := sess.stream(streamID); st != nil && (st.cs == nil || !st.cs.mirror) {
+		return false // this node produces it: the local ring is the fast path
+	}
+	rctx, cancel := s.rctx()
+	defer cancel()
+	producerAlive := true
+	switch {
+	case streamID == 0:
+		if s.ensureOwner(rctx, sess) {
+			// The owner pumps the standalone stream: set it up here.
+			if err := s.adoptStream(rctx, sess, 0); err != nil {
+				s.clusterUnavailable(ctx, err)
+				return true
+			}
+			return false
+		}
+		owner := s.ownerOf(sess)
+		if _, err := s.clu.c.Request(rctx, owner, "listen", []byte(sess.id)); err != nil {
+			s.log.Debug("cluster: the owner did not confirm the standalone stream", "session", sess.id, "owner", owner, "err", err)
+		}
+	default:
+		producerAlive = s.clu.c.TagAlive(rctx, uint32(streamID>>tagShift))
+	}
+	tail, err := s.clu.c.Tail(rctx, sess.id, streamID)
+	if err != nil {
+		s.clusterUnavailable(ctx, err)
+		return true
+	}
+	if tail == nil && streamID != 0 {
+		return false // no such stream anywhere: the local path answers 400
+	}
+	if !producerAlive && tail != nil && !tail.End {
+		// Its producer died: the owner takes it over.
+		if s.ensureOwner(rctx, sess) {
+			if err := s.adoptStream(rctx, sess, streamID); err != nil {
+				s.clusterUnavailable(ctx, err)
+				return true
+			}
+			return false
+		}
+		if _, err := s.clu.c.Request(rctx, s.ownerOf(sess), "adopt", []byte(sess.id+" "+strconv.FormatUint(streamID, 10))); err != nil {
+			s.log.Debug("cluster: the owner did not adopt an orphaned stream", "session", sess.id, "stream", streamID, "err", err)
+		}
+	}
+	st, err := s.mirrorStream(rctx, sess, streamID, tail)
+	if err != nil {
+		s.clusterUnavailable(ctx, err)
+		return true
+	}
+	if plain {
+		// A plain GET: every standalone event JetStream still holds (a
+		// client that had seen one would resume with its id).
+		prefix := []byte(": ok\n\n")
+		if versionAtLeast(sess.version, "2025-11-25") {
+			prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
+		}
+		first := st.ring.Snapshot()
+		start := first.Last
+		if len(first.Events) > 0 {
+			start = first.Events[0].Seq - 1
+		}
+		s.attachHijacked(ctx, st, start, prefix, true)
+		return true
+	}
+	s.resume(ctx, sess, last)
+	return true
+}
+
+func (s *Server) clusterUnavailable(ctx *fasthttp.RequestCtx, err error) {
+	s.log.Warn("cluster: unavailable", "err", err)
+	ctx.Response.Header.Set("Retry-After", "1")
+	s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the cluster's stream store cannot be reached", nil)
+}
+
+// errGap: a mirror met events it cannot have (a gap in JetStream).
+var errGap = errors.New("gap in the stream's stored events")
+
+// loadRing rebuilds a stream's ring from the events JetStream holds, up
+// to tail: the same seqs, and a resume across a gone must-deliver event
+// refused as the producer's ring would.
+func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published) (*ringbuf.Ring, []sessionrec.Call, string, uint64, error) {
+	var snap ringbuf.Snapshot
+	var calls []sessionrec.Call
+	var upEvent string
+	var lastMust uint64
+	if tail != nil {
+		stop := errors.New("stop")
+		err := s.clu.c.Follow(ctx, sess.id, id, 0, func(p *sessionrec.Published) error {
+			if p.End {
+				snap.Closed = true
+				return stop
+			}
+			if n := len(snap.Events); n > 0 && p.Seq != snap.Events[n-1].Seq+1 {
+				snap.Events = snap.Events[:0] // a gap: keep the run after it
+			}
+			if len(snap.Events) == 0 {
+				snap.Lost = p.LastMust
+			}
+			class := ringbuf.Droppable
+			if p.MustDeliver {
+				class = ringbuf.MustDeliver
+				lastMust = p.Seq
+			} else if p.LastMust > lastMust {
+				lastMust = p.LastMust
+			}
+			snap.Events = append(snap.Events, ringbuf.Event{Seq: p.Seq, Class: class, Key: p.Key, Data: p.Data})
+			calls, upEvent = p.Calls, p.UpstreamEventID
+			if p.Seq >= tail.Seq {
+				if tail.End {
+					return nil // the end marker follows
+				}
+				return stop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			return nil, nil, "", 0, err
+		}
+		snap.Last = tail.Seq
+		if n := len(snap.Events); n > 0 {
+			snap.Last = snap.Events[n-1].Seq
+		}
+		if tail.End {
+			snap.Closed = true
+		}
+	}
+	snap.Delivered = snap.Last
+	if snap.Lost >= snap.Last || (len(snap.Events) > 0 && snap.Lost >= snap.Events[0].Seq) {
+		snap.Lost = 0
+	}
+	for i := range snap.Events {
+		if snap.Events[i].Class == ringbuf.MustDeliver {
+			snap.Events[i].Key = 0
+		}
+	}
+	ring, err := ringbuf.Restore(ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy}, snap)
+	if err != nil {
+		return nil, nil, "", 0, err
+	}
+	return ring, calls, upEvent, lastMust, nil
+}
+
+// installStream puts st into sess under its id, replacing a mirror; it
+// returns the stream that is there afterwards (an existing local one
+// wins) and whether st was installed.
+func (sess *session) installStream(st *stream) (*stream, bool) {
+	sess.mu.Lock()
+	old := sess.streams[st.id]
+	if sess.closed || (old != nil && (old.cs == nil || !old.cs.mirror)) {
+		sess.mu.Unlock()
+		return old, false
+	}
+	sess.addStreamLocked(st.id, st)
+	if st.id != 0 && st.finishedAt.Load() != 0 {
+		sess.finished++
+	}
+	sess.mu.Unlock()
+	if old != nil {
+		old.cs.cancel()
+		old.cut(CloseReplaced)
+	}
+	return st, true
+}
+
+// mirrorStream builds a mirror of a stream produced elsewhere and starts
+// following it.
+func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published) (*stream, error) {
+	ring, _, _, _, err := s.loadRing(ctx, sess, id, tail)
+	if err != nil {
+		return nil, err
+	}
+	st := newStream(id, sess, ring)
+	fctx, cancel := context.WithCancel(sess.ctx)
+	st.cs = &clusterStream{mirror: true, cancel: cancel}
+	st.cs.acked.Store(math.MaxUint64)
+	if ring.Closed() {
+		st.finishedAt.Store(s.clock.Now())
+	}
+	cur, ok := sess.installStream(st)
+	if !ok {
+		cancel()
+		if cur == nil {
+			return nil, errors.New("session ended")
+		}
+		return cur, nil
+	}
+	s.clu.m.mirrors.Add(1)
+	if !ring.Closed() {
+		if !s.goOwned(func(context.Context) { s.followMirror(fctx, st, id == 0) }) {
+			cancel()
+		}
+	}
+	return st, nil
+}
+
+// followMirror feeds a mirror from JetStream until its stream ends, its
+// connection goes (cancel), or a gap or a dead producer makes a fresh
+// resume necessary: the connection is cut, and the client's resume builds
+// the stream anew (taking it over if its producer died).
+func (s *Server) followMirror(ctx context.Context, st *stream, standalone bool) {
+	sess := st.sess
+	lastEvent := atomic.Int64{}
+	lastEvent.Store(time.Now().UnixNano())
+	done := make(chan error, 1)
+	if !s.goOwned(func(context.Context) {
+		done <- s.clu.c.Follow(ctx, sess.id, st.id, st.ring.LastSeq(), func(p *sessionrec.Published) error {
+			lastEvent.Store(time.Now().UnixNano())
+			if p.End {
+				s.finishStream(st)
+				return nil
+			}
+			if p.Seq != st.ring.LastSeq()+1 {
+				return errGap
+			}
+			for {
+				_, _, err := st.ring.TryPushMust(p.Data)
+				if err == nil {
+					st.notify()
+					return nil
+				}
+				if !errors.Is(err, ringbuf.ErrNoRoom) {
+					return err
+				}
+				select {
+				case <-st.ring.Room():
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		})
+	}) {
+		return
+	}
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && ctx.Err() == nil {
+				s.clu.m.mirrorGaps.Add(1)
+				s.log.Debug("cluster: mirror ends", "session", sess.id, "stream", st.id, "err", err)
+				st.cut(CloseProtocolError)
+			}
+			return
+		case <-check.C:
+			if time.Since(time.Unix(0, lastEvent.Load())) < 2*time.Second || st.ring.Closed() {
+				continue
+			}
+			rctx, cancel := s.rctx()
+			var alive bool
+			if standalone {
+				alive = s.clu.c.NodeAlive(rctx, s.ownerOf(sess))
+			} else {
+				alive = s.clu.c.TagAlive(rctx, uint32(st.id>>tagShift))
+			}
+			cancel()
+			if !alive {
+				// Its producer died: the client's next resume takes it over.
+				st.cut(CloseProtocolError)
+				st.cs.cancel()
+				<-done
+				return
+			}
+			lastEvent.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// mirrorDetached drops a mirror whose connection went: the next
+// connection builds it anew from JetStream.
+func (s *Server) mirrorDetached(st *stream, c *clientConn) {
+	if st.cs == nil || !st.cs.mirror || st.conn.Load() != nil {
+		return
+	}
+	st.cs.cancel()
+	sess := st.sess
+	sess.mu.Lock()
+	if sess.streams[st.id] == st && st.conn.Load() == nil {
+		sess.deleteStreamLocked(st.id)
+		if st.id != 0 && st.finishedAt.Load() != 0 {
+			sess.finished--
+		}
+	}
+	sess.mu.Unlock()
+}
+
+// adoptStream makes this node (the session's owner) the producer of a
+// stream whose producer died, or of the standalone stream: the ring is
+// rebuilt from JetStream, and the upstream side is picked up again (the
+// standalone pump; an answer resumed upstream by its last event id, or
+// answered with an error where the upstream cannot resume it).
+func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) error {
+	if st := sess.stream(id); st != nil && (st.cs == nil || !st.cs.mirror) {
+		if id == 0 {
+			s.ensureStandalonePump(sess, st)
+		}
+		return nil
+	}
+	tail, err := s.clu.c.Tail(ctx, sess.id, id)
+	if err != nil {
+		return err
+	}
+	if id != 0 && (tail == nil || tail.End) {
+		return nil // nothing to continue: readers mirror it
+	}
+	ring, calls, upEvent, lastMust, err := s.loadRing(ctx, sess, id, tail)
+	if err != nil {
+		return err
+	}
+	st := newStream(id, sess, ring)
+	cs := &clusterStream{}
+	cs.acked.Store(ring.LastSeq())
+	cs.lastMust.Store(lastMust)
+	cs.calls = calls
+	st.cs = cs
+	if id == 0 {
+		if cur, ok := sess.installStream(st); !ok {
+			if cur == nil {
+				return errors.New("session ended")
+			}
+			st = cur
+		}
+		s.ensureStandalonePump(sess, st)
+		return nil
+	}
+	s.clu.m.streamTakeovers.Add(1)
+	sess.mu.Lock()
+	if sess.nextStream < id && id>>tagShift == s.clu.tag>>tagShift {
+		sess.nextStream = id
+	}
+	sess.livePost.Add(1)
+	sess.mu.Unlock()
+	if _, ok := sess.installStream(st); !ok {
+		sess.livePost.Add(-1)
+		return nil
+	}
+	pending := make([]*call, 0, len(calls))
+	for _, c := range calls {
+		pending = append(pending, &call{clientID: c.ClientID, upID: c.UpID})
+	}
+	var up upstream.Stream
+	if r, ok := sess.up.(upstream.StreamResumer); ok && upEvent != "" {
+		up, err = r.ResumeStream(ctx, upEvent)
+		if err != nil {
+			s.log.Warn("cluster: an orphaned answer cannot be resumed upstream", "session", sess.id, "stream", id, "err", err)
+		}
+	}
+	if up == nil {
+		// Nothing to resume from: the calls get an error, the stream ends.
+		for _, c := range pending {
+			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError,
+				"the gateway node serving this request failed and the upstream cannot resume its answer; the request may or may not have been carried out", nil)
+			if seq, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
+				s.published(st, seq, ringbuf.MustDeliver, 0, e)
+			}
+		}
+		s.finishStream(st)
+		return nil
+	}
+	if e, ok := up.(upstream.EventIDer); ok {
+		cs.upEvent = e.LastEventID
+	}
+	st.setUpstream(up)
+	sess.busy.Add(1)
+	s.log.Info("cluster: took over an answer stream", "session", sess.id, "stream", id, "after", ring.LastSeq())
+	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, pending) }) {
+		sess.busy.Add(-1)
+		_ = up.Close()
+		s.finishStream(st)
+	}
+	return nil
+}
+
+// clusterRequest answers another node's request (Cluster.Handle).
+func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
+	switch op {
+	case "listen":
+		sess, ok := s.store.Get(string(body))
+		if !ok {
+			loaded, err := s.clusterLoad(string(body))
+			if err != nil || loaded == nil {
+				return nil, errors.New("no such session")
+			}
+			sess = loaded
+		}
+		ctx, cancel := s.rctx()
+		defer cancel()
+		if !s.ensureOwner(ctx, sess) {
+			return nil, errors.New("not the owner")
+		}
+		return nil, s.adoptStream(ctx, sess, 0)
+	case "adopt":
+		sid, n, _ := cutString(string(body))
+		id, err := strconv.ParseUint(n, 10, 64)
+		if err != nil {
+			return nil, errors.New("bad stream")
+		}
+		sess, ok := s.store.Get(sid)
+		if !ok {
+			return nil, errors.New("no such session")
+		}
+		ctx, cancel := s.rctx()
+		defer cancel()
+		if !s.ensureOwner(ctx, sess) {
+			return nil, errors.New("not the owner")
+		}
+		if s.clu.c.TagAlive(ctx, uint32(id>>tagShift)) && id>>tagShift != s.clu.tag>>tagShift {
+			return nil, errors.New("its producer is alive")
+		}
+		return nil, s.adoptStream(ctx, sess, id)
+	case "send", "end":
+		return s.serveForwarded(op, body)
+	}
+	return nil, errors.New("unknown op " + op)
+}
+
+func cutString(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// Clustered shutdown: sessions stay in the registry for the other nodes.
+// Release hands the lease back first, so they can claim this node's
+// sessions at once (drain.go calls it when a drain begins).
+func (s *Server) clusterRelease() {
+	if s.clu == nil {
+		return
+	}
+	ctx, cancel := s.rctx()
+	defer cancel()
+	if err := s.clu.c.Release(ctx); err != nil {
+		s.log.Warn("cluster: lease not released", "err", err)
+	}
+}

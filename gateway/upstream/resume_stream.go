@@ -1,0 +1,37 @@
+package upstream
+
+import "context"
+
+// StreamResumer is implemented by upstream sessions whose POST answer
+// streams can be picked up again by another process from the upstream's
+// last event id (Streamable HTTP: GET with Last-Event-ID). A gateway node
+// that takes over a stream whose producer died uses it.
+type StreamResumer interface {
+	// ResumeStream opens the answer stream whose last event seen had
+	// lastEventID, continuing after it. It fails with ErrSessionGone if
+	// the upstream lost the session, and with a *StatusError if it
+	// cannot resume that stream. Safe for concurrent use.
+	ResumeStream(ctx context.Context, lastEventID string) (Stream, error)
+}
+
+// EventIDer is implemented by streams whose messages carry the upstream's
+// SSE event ids.
+type EventIDer interface {
+	// LastEventID is the id of the last event Next returned a message of
+	// (or of a priming event before it); "" if none had one. Only the
+	// goroutine calling Next may call it.
+	LastEventID() string
+}
+
+var (
+	_ StreamResumer = (*httpSession)(nil)
+	_ EventIDer     = (*httpStream)(nil)
+)
+
+// ResumeStream resumes an answer stream with GET + Last-Event-ID.
+func (s *httpSession) ResumeStream(ctx context.Context, lastEventID string) (Stream, error) {
+	return s.get(ctx, []byte(lastEventID), true)
+}
+
+// LastEventID is the upstream's id of the last event read.
+func (st *httpStream) LastEventID() string { return string(st.lastID) }
