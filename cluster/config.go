@@ -61,10 +61,10 @@ type Config struct {
 	// event (twice RingBytes, the ring's hard byte limit).
 	RingSize  int
 	RingBytes int
-	// FileStorage keeps events and the registry on disk (JetStream file
-	// storage); false = memory storage (faster, lost if every NATS server
-	// restarts).
-	FileStorage bool
+	// MemoryStorage keeps events and the registry in memory (faster, lost
+	// if every NATS server restarts); false = JetStream file storage. All
+	// nodes must agree: JetStream cannot change a stream's storage.
+	MemoryStorage bool
 	// RequestTimeout bounds each registry and node-to-node request;
 	// 0 = DefaultRequestTimeout.
 	RequestTimeout time.Duration

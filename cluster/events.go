@@ -201,10 +201,18 @@ func (n *Node) Streams(ctx context.Context, id string) ([]uint64, error) {
 // twice under one seq (a coalesced update) is given once.
 func (n *Node) Follow(ctx context.Context, id string, stream, after uint64, fn func(*sessionrec.Published) error) error {
 	n.stats.Follows.Add(1)
-	cons, err := n.js.OrderedConsumer(ctx, n.streamName, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{n.subject(id, stream)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	}
+	if after > 0 {
+		// Start at the first event above after rather than reading the
+		// subject from its oldest event.
+		if seq, ok := n.firstAbove(ctx, n.subject(id, stream), after); ok {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+		}
+	}
+	cons, err := n.js.OrderedConsumer(ctx, n.streamName, cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: follow: %w", err)
 	}
@@ -240,4 +248,42 @@ func (n *Node) Follow(ctx context.Context, id string, stream, after uint64, fn f
 			return err
 		}
 	}
+}
+
+// firstAbove finds the stream sequence of a subject's first stored event
+// whose ring seq is above after (or its last event, if none is), by a
+// binary search of direct gets: a subject's events are stored in ring seq
+// order. ok false: the subject is empty, or a get failed (the caller
+// reads from the subject's start).
+func (n *Node) firstAbove(ctx context.Context, subject string, after uint64) (uint64, bool) {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	last, err := n.events.GetLastMsgForSubject(cctx, subject)
+	if err != nil {
+		return 0, false
+	}
+	ringSeq := func(m *jetstream.RawStreamMsg) uint64 {
+		v, _ := strconv.ParseUint(m.Header.Get(hSeq), 10, 64)
+		return v
+	}
+	if ringSeq(last) <= after {
+		return last.Sequence, true // nothing above: the end marker or live events follow
+	}
+	lo, hi := uint64(1), last.Sequence // the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := n.events.GetMsg(cctx, mid, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return 0, false
+		}
+		if ringSeq(m) > after {
+			hi = m.Sequence
+			if hi > mid {
+				hi = mid
+			}
+		} else {
+			lo = m.Sequence + 1
+		}
+	}
+	return lo, true
 }

@@ -32,6 +32,9 @@ type Node struct {
 	streamName string
 	tag        uint32
 
+	// aliveMu guards aliveSeen: cached liveness of other nodes and tags.
+	aliveMu   sync.Mutex
+	aliveSeen map[string]aliveEntry
 	// serving holds a slot per request being answered.
 	serving chan struct{}
 	// acks receives every publish in order; ackLoop settles them.
@@ -86,7 +89,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nc: nc,
 		evPrefix: cfg.Prefix + ".ev.", streamName: strings.ToUpper(cfg.Prefix) + "_EVENTS",
-		acks: make(chan pendingAck, cfg.MaxPending), serving: make(chan struct{}, maxServing)}
+		acks: make(chan pendingAck, cfg.MaxPending), serving: make(chan struct{}, maxServing),
+		aliveSeen: make(map[string]aliveEntry)}
 	if err := n.setup(ctx); err != nil {
 		nc.Close()
 		return nil, err
@@ -132,16 +136,16 @@ func (n *Node) setup(ctx context.Context) error {
 		}
 		return fmt.Errorf("cluster: JetStream account info: %w", err)
 	}
-	storage := jetstream.MemoryStorage
-	if n.cfg.FileStorage {
-		storage = jetstream.FileStorage
+	storage := jetstream.FileStorage
+	if n.cfg.MemoryStorage {
+		storage = jetstream.MemoryStorage
 	}
 	n.kv, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
 		Bucket: n.cfg.Prefix + "-sessions", Description: "mcpgate session registry",
 		History: 1, TTL: n.cfg.SessionTTL, Storage: storage, Replicas: n.cfg.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: session bucket: %w", err)
+		return fmt.Errorf("cluster: session bucket (it may exist with another storage or replica count than this node's): %w", err)
 	}
 	n.nodes, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
 		Bucket: n.cfg.Prefix + "-nodes", Description: "mcpgate node leases",
@@ -163,7 +167,7 @@ func (n *Node) setup(ctx context.Context) error {
 		AllowDirect:       true,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: events stream: %w", err)
+		return fmt.Errorf("cluster: events stream (it may exist with another storage or replica count than this node's): %w", err)
 	}
 	return nil
 }
@@ -229,6 +233,8 @@ func (n *Node) leaseLoop(ctx context.Context) {
 
 // NodeAlive reports whether node holds its lease: its key exists. An
 // error reading it counts as alive (a lease is never broken on doubt).
+// Answers are cached for aliveCache, so mirrors and relays watching their
+// producer cost one read per node a second, not one each.
 func (n *Node) NodeAlive(ctx context.Context, node string) bool {
 	if node == n.cfg.NodeID {
 		return !n.closed.Load()
@@ -236,13 +242,35 @@ func (n *Node) NodeAlive(ctx context.Context, node string) bool {
 	if !nameRE.MatchString(node) {
 		return false
 	}
+	return n.alive(ctx, node)
+}
+
+// aliveCache is how long a liveness answer is reused.
+const aliveCache = 500 * time.Millisecond
+
+type aliveEntry struct {
+	alive bool
+	at    time.Time
+}
+
+func (n *Node) alive(ctx context.Context, key string) bool {
+	n.aliveMu.Lock()
+	e, ok := n.aliveSeen[key]
+	n.aliveMu.Unlock()
+	if ok && time.Since(e.at) < aliveCache {
+		return e.alive
+	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	_, err := n.nodes.Get(cctx, node)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false
+	_, err := n.nodes.Get(cctx, key)
+	alive := !errors.Is(err, jetstream.ErrKeyNotFound)
+	n.aliveMu.Lock()
+	if len(n.aliveSeen) > 4096 {
+		clear(n.aliveSeen)
 	}
-	return true
+	n.aliveSeen[key] = aliveEntry{alive, time.Now()}
+	n.aliveMu.Unlock()
+	return alive
 }
 
 // Stats returns the node's counts.
@@ -370,8 +398,5 @@ func (n *Node) TagAlive(ctx context.Context, tag uint32) bool {
 	if tag == n.tag {
 		return !n.closed.Load()
 	}
-	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-	defer cancel()
-	_, err := n.nodes.Get(cctx, "tag-"+strconv.FormatUint(uint64(tag), 10))
-	return !errors.Is(err, jetstream.ErrKeyNotFound)
+	return n.alive(ctx, "tag-"+strconv.FormatUint(uint64(tag), 10))
 }

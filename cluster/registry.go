@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -131,7 +132,7 @@ func (n *Node) EndSession(ctx context.Context, id string) error {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	n.stats.RegistryWrites.Add(1)
-	err := n.kv.Purge(cctx, id)
+	err := errors.Join(n.kv.Purge(cctx, id), n.kv.Purge(cctx, markKey(id, 0)))
 	if perr := n.events.Purge(cctx, jetstream.WithPurgeSubject(n.evPrefix+id+".>")); perr != nil {
 		err = errors.Join(err, perr)
 	}
@@ -165,7 +166,9 @@ func (n *Node) Watch(fn func(id string, lastActive int64, gone bool)) error {
 				}
 				switch e.Operation() {
 				case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-					fn(e.Key(), 0, true)
+					if validKey(e.Key()) { // not a stream mark
+						fn(e.Key(), 0, true)
+					}
 				default:
 					_, writer, la, _, err := entryHead(e.Value())
 					if err != nil || writer == n.cfg.NodeID {
@@ -187,7 +190,45 @@ func (n *Node) Keys(ctx context.Context) ([]string, error) {
 	}
 	var keys []string
 	for k := range lister.Keys() {
-		keys = append(keys, k)
+		keys = append(keys, k) // session entries and stream marks
 	}
 	return keys, nil
+}
+
+// markKey is the registry key of a stream's connection mark.
+func markKey(id string, stream uint64) string { return id + ".m" + strconv.FormatUint(stream, 10) }
+
+// SetMark records where the newest connection of a session's stream
+// started, for any node: a client that reconnects without Last-Event-ID
+// (it got no event id on its last connection) is served from there, so
+// nothing is lost and nothing it got is repeated.
+func (n *Node) SetMark(ctx context.Context, id string, stream, seq uint64) error {
+	if !validKey(id) {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	n.stats.RegistryWrites.Add(1)
+	if _, err := n.kv.Put(cctx, markKey(id, stream), strconv.AppendUint(nil, seq, 10)); err != nil {
+		return fmt.Errorf("cluster: set mark: %w", err)
+	}
+	return nil
+}
+
+// Mark reads a stream's connection mark; 0 if none was set.
+func (n *Node) Mark(ctx context.Context, id string, stream uint64) (uint64, error) {
+	if !validKey(id) {
+		return 0, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	n.stats.RegistryReads.Add(1)
+	e, err := n.kv.Get(cctx, markKey(id, stream))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cluster: mark: %w", err)
+	}
+	return strconv.ParseUint(string(e.Value()), 10, 64)
 }

@@ -56,6 +56,10 @@ type Cluster interface {
 	// new ones as they are stored, until the end marker (given to fn, then
 	// nil), ctx's end or an error.
 	Follow(ctx context.Context, id string, stream, after uint64, fn func(*sessionrec.Published) error) error
+	// SetMark records where the newest connection of a session's stream
+	// started; Mark reads it (0 if none).
+	SetMark(ctx context.Context, id string, stream, seq uint64) error
+	Mark(ctx context.Context, id string, stream uint64) (uint64, error)
 	// Handle sets the function answering other nodes' requests; Request
 	// sends one to a node.
 	Handle(fn func(op string, body []byte) ([]byte, error))
@@ -592,53 +596,41 @@ func (s *Server) newClusterStream(st *stream, calls []*call, up upstream.Stream)
 	st.cs = cs
 }
 
-// clusterGet serves a GET for a stream this node may not hold: the
-// standalone stream of a session owned elsewhere, or a stream another
-// node produced (resumed by Last-Event-ID). The owner serves the
-// standalone stream from its ring; a stream whose producer died is taken
-// over; anything else is read from JetStream (a mirror). It reports
-// whether it answered; false: the caller serves the local stream.
+// clusterGet serves a cluster node's GETs of streams it may not hold: the
+// standalone stream (the owner pumps it; another node reads it from
+// JetStream) and streams another node produced (resumed by Last-Event-ID:
+// a mirror, or the stream taken over when its producer died). A plain GET
+// of the standalone stream starts where the stream's newest connection
+// started, on whichever node that was (the mark kept in the registry), as
+// a single node's plainStart does. It reports whether it answered; false:
+// the caller serves the local stream.
 func (s *Server) clusterGet(ctx *fasthttp.RequestCtx, sess *session, last []byte) bool {
-	var streamID uint64
+	var streamID, after uint64
 	plain := len(last) == 0
 	if !plain {
 		var err error
-		if streamID, _, err = sse.ParseEventID(last); err != nil {
+		if streamID, after, err = sse.ParseEventID(last); err != nil {
 			return false // the local path answers 400
 		}
+	}
+	rctx, cancel := s.rctx()
+	defer cancel()
+	if streamID == 0 {
+		return s.clusterGetStandalone(ctx, rctx, sess, plain, after, last)
 	}
 	if st := sess.stream(streamID); st != nil && (st.cs == nil || !st.cs.mirror) {
 		return false // this node produces it: the local ring is the fast path
 	}
-	rctx, cancel := s.rctx()
-	defer cancel()
-	producerAlive := true
-	switch {
-	case streamID == 0:
-		if s.ensureOwner(rctx, sess) {
-			// The owner pumps the standalone stream: set it up here.
-			if err := s.adoptStream(rctx, sess, 0); err != nil {
-				s.clusterUnavailable(ctx, err)
-				return true
-			}
-			return false
-		}
-		owner := s.ownerOf(sess)
-		if _, err := s.clu.c.Request(rctx, owner, "listen", []byte(sess.id)); err != nil {
-			s.log.Debug("cluster: the owner did not confirm the standalone stream", "session", sess.id, "owner", owner, "err", err)
-		}
-	default:
-		producerAlive = s.clu.c.TagAlive(rctx, uint32(streamID>>tagShift))
-	}
+	producerAlive := s.clu.c.TagAlive(rctx, uint32(streamID>>tagShift))
 	tail, err := s.clu.c.Tail(rctx, sess.id, streamID)
 	if err != nil {
 		s.clusterUnavailable(ctx, err)
 		return true
 	}
-	if tail == nil && streamID != 0 {
+	if tail == nil {
 		return false // no such stream anywhere: the local path answers 400
 	}
-	if !producerAlive && tail != nil && !tail.End {
+	if !producerAlive && !tail.End {
 		// Its producer died: the owner takes it over.
 		if s.ensureOwner(rctx, sess) {
 			if err := s.adoptStream(rctx, sess, streamID); err != nil {
@@ -651,28 +643,83 @@ func (s *Server) clusterGet(ctx *fasthttp.RequestCtx, sess *session, last []byte
 			s.log.Debug("cluster: the owner did not adopt an orphaned stream", "session", sess.id, "stream", streamID, "err", err)
 		}
 	}
-	st, err := s.mirrorStream(rctx, sess, streamID, tail)
-	if err != nil {
+	if _, err := s.mirrorStream(rctx, sess, streamID, tail, after); err != nil {
 		s.clusterUnavailable(ctx, err)
-		return true
-	}
-	if plain {
-		// A plain GET: every standalone event JetStream still holds (a
-		// client that had seen one would resume with its id).
-		prefix := []byte(": ok\n\n")
-		if versionAtLeast(sess.version, "2025-11-25") {
-			prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
-		}
-		first := st.ring.Snapshot()
-		start := first.Last
-		if len(first.Events) > 0 {
-			start = first.Events[0].Seq - 1
-		}
-		s.attachHijacked(ctx, st, start, prefix, true)
 		return true
 	}
 	s.resume(ctx, sess, last)
 	return true
+}
+
+// clusterGetStandalone serves a GET of the standalone stream.
+func (s *Server) clusterGetStandalone(ctx *fasthttp.RequestCtx, rctx context.Context, sess *session, plain bool, after uint64, last []byte) bool {
+	from := after
+	if plain {
+		mark, err := s.clu.c.Mark(rctx, sess.id, 0)
+		if err != nil {
+			s.clusterUnavailable(ctx, err)
+			return true
+		}
+		from = mark
+	}
+	var st *stream
+	if s.ensureOwner(rctx, sess) {
+		// The owner pumps the standalone stream (set up here if needed).
+		if err := s.adoptStream(rctx, sess, 0); err != nil {
+			s.clusterUnavailable(ctx, err)
+			return true
+		}
+		st = sess.stream(0)
+	} else {
+		owner := s.ownerOf(sess)
+		if _, err := s.clu.c.Request(rctx, owner, "listen", []byte(sess.id)); err != nil {
+			s.log.Debug("cluster: the owner did not confirm the standalone stream", "session", sess.id, "owner", owner, "err", err)
+		}
+		tail, err := s.clu.c.Tail(rctx, sess.id, 0)
+		if err != nil {
+			s.clusterUnavailable(ctx, err)
+			return true
+		}
+		if st, err = s.mirrorStream(rctx, sess, 0, tail, min(from, tailSeq(tail))); err != nil {
+			s.clusterUnavailable(ctx, err)
+			return true
+		}
+	}
+	if st == nil {
+		return false // the session ended meanwhile: the local path answers
+	}
+	if !plain {
+		if err := s.clu.c.SetMark(rctx, sess.id, 0, after); err != nil {
+			s.log.Debug("cluster: stream mark not saved", "session", sess.id, "err", err)
+		}
+		if st.cs != nil && st.cs.mirror {
+			s.resume(ctx, sess, last)
+			return true
+		}
+		return false
+	}
+	start := min(from, st.ring.LastSeq())
+	if _, _, err := st.ring.Next(start, func(uint64, []byte) bool { return false }); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
+		start = st.ring.LastSeq() // needed events are gone: go on from here
+	}
+	if start != from {
+		if err := s.clu.c.SetMark(rctx, sess.id, 0, start); err != nil {
+			s.log.Debug("cluster: stream mark not saved", "session", sess.id, "err", err)
+		}
+	}
+	prefix := []byte(": ok\n\n")
+	if versionAtLeast(sess.version, "2025-11-25") {
+		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
+	}
+	s.attachHijacked(ctx, st, start, prefix, true)
+	return true
+}
+
+func tailSeq(p *sessionrec.Published) uint64 {
+	if p == nil {
+		return 0
+	}
+	return p.Seq
 }
 
 func (s *Server) clusterUnavailable(ctx *fasthttp.RequestCtx, err error) {
@@ -684,69 +731,86 @@ func (s *Server) clusterUnavailable(ctx *fasthttp.RequestCtx, err error) {
 // errGap: a mirror met events it cannot have (a gap in JetStream).
 var errGap = errors.New("gap in the stream's stored events")
 
-// loadRing rebuilds a stream's ring from the events JetStream holds, up
-// to tail: the same seqs, and a resume across a gone must-deliver event
-// refused as the producer's ring would.
-func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published) (*ringbuf.Ring, []sessionrec.Call, string, uint64, error) {
-	var snap ringbuf.Snapshot
-	var calls []sessionrec.Call
-	var upEvent string
-	var lastMust uint64
+// ringBuilder rebuilds a stream's ring from the events JetStream holds
+// above from, up to tail: the same seqs, and a resume from `from` across a
+// gone must-deliver event refused as the producer's ring would (an event a
+// client still needs is gone if the first one kept above from is not
+// from+1 and a must-deliver event came between).
+type ringBuilder struct {
+	snap     ringbuf.Snapshot
+	tail     *sessionrec.Published
+	prev     uint64
+	calls    []sessionrec.Call
+	upEvent  string
+	lastMust uint64
+}
+
+func newRingBuilder(tail *sessionrec.Published, from uint64) *ringBuilder {
+	b := &ringBuilder{tail: tail, prev: from}
 	if tail != nil {
-		stop := errors.New("stop")
-		err := s.clu.c.Follow(ctx, sess.id, id, 0, func(p *sessionrec.Published) error {
-			if p.End {
-				snap.Closed = true
-				return stop
-			}
-			if n := len(snap.Events); n > 0 && p.Seq != snap.Events[n-1].Seq+1 {
-				snap.Events = snap.Events[:0] // a gap: keep the run after it
-			}
-			if len(snap.Events) == 0 {
-				snap.Lost = p.LastMust
-			}
-			class := ringbuf.Droppable
-			if p.MustDeliver {
-				class = ringbuf.MustDeliver
-				lastMust = p.Seq
-			} else if p.LastMust > lastMust {
-				lastMust = p.LastMust
-			}
-			snap.Events = append(snap.Events, ringbuf.Event{Seq: p.Seq, Class: class, Key: p.Key, Data: p.Data})
-			calls, upEvent = p.Calls, p.UpstreamEventID
-			if p.Seq >= tail.Seq {
-				if tail.End {
-					return nil // the end marker follows
-				}
-				return stop
+		b.snap.Last, b.snap.Closed, b.lastMust = tail.Seq, tail.End, tail.LastMust
+	}
+	return b
+}
+
+// complete reports whether the events up to the tail are in.
+func (b *ringBuilder) complete() bool {
+	return b.tail == nil || (!b.tail.End && b.prev >= b.tail.Seq)
+}
+
+// add takes the next stored event; it reports whether the ring is
+// complete (the tail reached, or the end marker).
+func (b *ringBuilder) add(p *sessionrec.Published) bool {
+	if p.End {
+		b.snap.Closed = true
+		return true
+	}
+	if p.Seq != b.prev+1 {
+		b.snap.Events = b.snap.Events[:0] // keep the run after a gap
+		if p.LastMust > b.prev {
+			// Gone events, a must-deliver one among them: a reader from
+			// before here is refused.
+			b.snap.Lost = p.Seq - 1
+		}
+	}
+	b.prev = p.Seq
+	class, key := ringbuf.Droppable, p.Key
+	if p.MustDeliver {
+		class, key = ringbuf.MustDeliver, 0
+		b.lastMust = p.Seq
+	}
+	b.snap.Events = append(b.snap.Events, ringbuf.Event{Seq: p.Seq, Class: class, Key: key, Data: p.Data})
+	b.calls, b.upEvent = p.Calls, p.UpstreamEventID
+	b.snap.Last = max(b.snap.Last, p.Seq)
+	return !b.tail.End && p.Seq >= b.tail.Seq
+}
+
+// ring builds the ring: everything in it counts as delivered (the
+// producer's own readers are served by the producer).
+func (s *Server) builtRing(b *ringBuilder) (*ringbuf.Ring, error) {
+	b.snap.Delivered = b.snap.Last
+	return ringbuf.Restore(ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy}, b.snap)
+}
+
+// errStop ends a Follow on purpose.
+var errStop = errors.New("stop")
+
+// loadRing rebuilds a stream's ring from JetStream (ringBuilder).
+func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64) (*ringbuf.Ring, *ringBuilder, error) {
+	b := newRingBuilder(tail, from)
+	if tail != nil && (tail.Seq > from || tail.End) {
+		err := s.clu.c.Follow(ctx, sess.id, id, from, func(p *sessionrec.Published) error {
+			if b.add(p) {
+				return errStop
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, stop) {
-			return nil, nil, "", 0, err
-		}
-		snap.Last = tail.Seq
-		if n := len(snap.Events); n > 0 {
-			snap.Last = snap.Events[n-1].Seq
-		}
-		if tail.End {
-			snap.Closed = true
+		if err != nil && !errors.Is(err, errStop) {
+			return nil, nil, err
 		}
 	}
-	snap.Delivered = snap.Last
-	if snap.Lost >= snap.Last || (len(snap.Events) > 0 && snap.Lost >= snap.Events[0].Seq) {
-		snap.Lost = 0
-	}
-	for i := range snap.Events {
-		if snap.Events[i].Class == ringbuf.MustDeliver {
-			snap.Events[i].Key = 0
-		}
-	}
-	ring, err := ringbuf.Restore(ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy}, snap)
-	if err != nil {
-		return nil, nil, "", 0, err
-	}
-	return ring, calls, upEvent, lastMust, nil
+	ring, err := s.builtRing(b)
+	return ring, b, err
 }
 
 // installStream puts st into sess under its id, replacing a mirror; it
@@ -771,108 +835,195 @@ func (sess *session) installStream(st *stream) (*stream, bool) {
 	return st, true
 }
 
-// mirrorStream builds a mirror of a stream produced elsewhere and starts
-// following it.
-func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published) (*stream, error) {
-	ring, _, _, _, err := s.loadRing(ctx, sess, id, tail)
-	if err != nil {
-		return nil, err
-	}
-	st := newStream(id, sess, ring)
+// mirrorStream builds a mirror of a stream produced elsewhere, holding its
+// events above from, and keeps following it: one JetStream consumer reads
+// the stored events (the ring is built and installed once the tail is
+// reached) and then the new ones as they are stored.
+func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64) (*stream, error) {
 	fctx, cancel := context.WithCancel(sess.ctx)
-	st.cs = &clusterStream{mirror: true, cancel: cancel}
-	st.cs.acked.Store(math.MaxUint64)
-	if ring.Closed() {
-		st.finishedAt.Store(s.clock.Now())
+	type built struct {
+		st  *stream
+		err error
 	}
-	cur, ok := sess.installStream(st)
-	if !ok {
-		cancel()
-		if cur == nil {
-			return nil, errors.New("session ended")
+	ready := make(chan built, 1)
+	b := newRingBuilder(tail, from)
+	var stp atomic.Pointer[stream] // the mirror once installed
+	// install builds the ring and installs the mirror; errStop with a
+	// stream: another local stream won.
+	install := func() (*stream, error) {
+		ring, err := s.builtRing(b)
+		if err != nil {
+			return nil, err
 		}
-		return cur, nil
+		st := newStream(id, sess, ring)
+		// Fed by its follower only: never by a standalone pump of this
+		// node (the owner's pump feeds JetStream).
+		st.pumping.Store(true)
+		st.cs = &clusterStream{mirror: true, cancel: cancel}
+		st.cs.acked.Store(math.MaxUint64)
+		if ring.Closed() {
+			st.finishedAt.Store(s.clock.Now())
+		}
+		cur, ok := sess.installStream(st)
+		if !ok {
+			if cur == nil {
+				return nil, errors.New("session ended")
+			}
+			return cur, errStop
+		}
+		s.clu.m.mirrors.Add(1)
+		stp.Store(st)
+		return st, nil
 	}
-	s.clu.m.mirrors.Add(1)
-	if !ring.Closed() {
-		if !s.goOwned(func(context.Context) { s.followMirror(fctx, st, id == 0) }) {
+	if b.complete() || (tail != nil && tail.Seq <= from && !tail.End) {
+		st, err := install()
+		if err != nil {
 			cancel()
+			if errors.Is(err, errStop) {
+				return st, nil
+			}
+			return nil, err
 		}
+		if st.ring.Closed() {
+			cancel()
+			return st, nil
+		}
+		ready <- built{st: st}
 	}
-	return st, nil
-}
-
-// followMirror feeds a mirror from JetStream until its stream ends, its
-// connection goes (cancel), or a gap or a dead producer makes a fresh
-// resume necessary: the connection is cut, and the client's resume builds
-// the stream anew (taking it over if its producer died).
-func (s *Server) followMirror(ctx context.Context, st *stream, standalone bool) {
-	sess := st.sess
-	lastEvent := atomic.Int64{}
+	var lastEvent atomic.Int64
 	lastEvent.Store(time.Now().UnixNano())
 	done := make(chan error, 1)
-	if !s.goOwned(func(context.Context) {
-		done <- s.clu.c.Follow(ctx, sess.id, st.id, st.ring.LastSeq(), func(p *sessionrec.Published) error {
+	follow := func(context.Context) {
+		done <- s.clu.c.Follow(fctx, sess.id, id, from, func(p *sessionrec.Published) error {
 			lastEvent.Store(time.Now().UnixNano())
-			if p.End {
-				s.finishStream(st)
-				return nil
-			}
-			if p.Seq != st.ring.LastSeq()+1 {
-				return errGap
-			}
-			for {
-				_, _, err := st.ring.TryPushMust(p.Data)
-				if err == nil {
-					st.notify()
+			st := stp.Load()
+			if st == nil { // still building
+				if !b.add(p) {
 					return nil
 				}
-				if !errors.Is(err, ringbuf.ErrNoRoom) {
-					return err
+				st, err := install()
+				ready <- built{st: st, err: err}
+				if err != nil || st.ring.Closed() {
+					return errStop
 				}
-				select {
-				case <-st.ring.Room():
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return nil
 			}
+			return s.mirrorPush(fctx, st, p)
 		})
-	}) {
-		return
 	}
+	if !s.goOwned(follow) {
+		cancel()
+		return nil, errors.New("shutting down")
+	}
+	if !s.goOwned(func(context.Context) { s.watchMirror(fctx, sess, id, &lastEvent, done, stp.Load) }) {
+		cancel()
+	}
+	select {
+	case r := <-ready:
+		if r.err != nil {
+			cancel()
+			if errors.Is(r.err, errStop) {
+				return r.st, nil
+			}
+			return nil, r.err
+		}
+		return r.st, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, ctx.Err()
+	}
+}
+
+// mirrorPush stores a followed event in a mirror's ring, under the seq it
+// has (a gap ends the mirror: the client's resume builds it anew).
+func (s *Server) mirrorPush(ctx context.Context, st *stream, p *sessionrec.Published) error {
+	if p.End {
+		s.finishStream(st)
+		return errStop
+	}
+	if p.Seq <= st.ring.LastSeq() {
+		return nil // stored twice (an update coalesced in the producer's ring)
+	}
+	if p.Seq != st.ring.LastSeq()+1 {
+		return errGap
+	}
+	for {
+		_, _, err := st.ring.TryPushMust(p.Data)
+		if err == nil {
+			st.notify()
+			return nil
+		}
+		if !errors.Is(err, ringbuf.ErrNoRoom) {
+			return err
+		}
+		select {
+		case <-st.ring.Room():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// watchMirror ends a mirror whose follower failed (a gap, JetStream) or
+// whose producer died (no events for a while and its lease gone): the
+// connection is cut, and the client's resume builds the stream anew,
+// taking it over if its producer died.
+func (s *Server) watchMirror(ctx context.Context, sess *session, id uint64, lastEvent *atomic.Int64, done <-chan error, cur func() *stream) {
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
+	cut := func() {
+		if st := sess.streamIfMirror(id); st != nil {
+			st.cut(CloseProtocolError)
+		}
+	}
 	for {
 		select {
 		case err := <-done:
-			if err != nil && ctx.Err() == nil {
+			if err != nil && !errors.Is(err, errStop) && ctx.Err() == nil {
 				s.clu.m.mirrorGaps.Add(1)
-				s.log.Debug("cluster: mirror ends", "session", sess.id, "stream", st.id, "err", err)
-				st.cut(CloseProtocolError)
+				s.log.Debug("cluster: mirror ends", "session", sess.id, "stream", id, "err", err)
+				cut()
 			}
 			return
+		case <-ctx.Done():
+			<-done
+			return
 		case <-check.C:
-			if time.Since(time.Unix(0, lastEvent.Load())) < 2*time.Second || st.ring.Closed() {
+			if time.Since(time.Unix(0, lastEvent.Load())) < 2*time.Second {
+				continue
+			}
+			if st := cur(); st != nil && st.ring.Closed() {
 				continue
 			}
 			rctx, cancel := s.rctx()
 			var alive bool
-			if standalone {
+			if id == 0 {
 				alive = s.clu.c.NodeAlive(rctx, s.ownerOf(sess))
 			} else {
-				alive = s.clu.c.TagAlive(rctx, uint32(st.id>>tagShift))
+				alive = s.clu.c.TagAlive(rctx, uint32(id>>tagShift))
 			}
 			cancel()
 			if !alive {
-				// Its producer died: the client's next resume takes it over.
-				st.cut(CloseProtocolError)
-				st.cs.cancel()
+				s.clu.m.mirrorGaps.Add(1)
+				cut()
+				if st := cur(); st != nil && st.cs != nil {
+					st.cs.cancel()
+				}
 				<-done
 				return
 			}
 			lastEvent.Store(time.Now().UnixNano())
 		}
 	}
+}
+
+// streamIfMirror returns stream id if it is a mirror.
+func (sess *session) streamIfMirror(id uint64) *stream {
+	st := sess.stream(id)
+	if st == nil || st.cs == nil || !st.cs.mirror {
+		return nil
+	}
+	return st
 }
 
 // mirrorDetached drops a mirror whose connection went: the next
@@ -912,10 +1063,11 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 	if id != 0 && (tail == nil || tail.End) {
 		return nil // nothing to continue: readers mirror it
 	}
-	ring, calls, upEvent, lastMust, err := s.loadRing(ctx, sess, id, tail)
+	ring, b, err := s.loadRing(ctx, sess, id, tail, 0)
 	if err != nil {
 		return err
 	}
+	calls, upEvent, lastMust := b.calls, b.upEvent, b.lastMust
 	st := newStream(id, sess, ring)
 	cs := &clusterStream{}
 	cs.acked.Store(ring.LastSeq())

@@ -83,8 +83,8 @@ func (o *options) openCluster(cfg *gateway.Config, logger *slog.Logger) (*cluste
 		// timeout plus a few write intervals.
 		SessionTTL:      o.idleTimeout + min(max(o.idleTimeout/8, 100*time.Millisecond), 30*time.Second)*4,
 		StreamRetention: o.streamRetention, RingSize: o.ringSize, RingBytes: int(o.ringBytes),
-		FileStorage: c.clusterStorage == "file",
-		CredsFile:   c.clusterCreds, NKeyFile: c.clusterNKey, User: c.clusterUser, Password: c.clusterPassword,
+		MemoryStorage: c.clusterStorage == "memory",
+		CredsFile:     c.clusterCreds, NKeyFile: c.clusterNKey, User: c.clusterUser, Password: c.clusterPassword,
 		Token: c.clusterToken, TLSCAFile: c.clusterTLSCA, TLSCertFile: c.clusterTLSCert, TLSKeyFile: c.clusterTLSKey,
 		Logger: logger,
 	})
