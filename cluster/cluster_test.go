@@ -88,6 +88,12 @@ func TestOpenIsIdempotentAndNodeIDsAreUnique(t *testing.T) {
 	assert.Eventually(t, func() bool { return !a.NodeAlive(ctx, "b") && !a.TagAlive(ctx, b.Tag()) },
 		5*time.Second, 50*time.Millisecond, "a closed node hands its lease and tag back (liveness is cached briefly)")
 
+	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "c", RingSize: 64, LeaseTTL: 5 * time.Second})
+	require.Error(t, err, "a node with another lease than the cluster's")
+	assert.Contains(t, err.Error(), "every node of a cluster must use the same")
+	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "c", RingSize: 128})
+	require.Error(t, err, "a node with another ring size than the cluster's")
+
 	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "bad id"})
 	require.Error(t, err)
 	_, err = cluster.Open(ctx, cluster.Config{})

@@ -140,21 +140,33 @@ func (n *Node) setup(ctx context.Context) error {
 	if n.cfg.MemoryStorage {
 		storage = jetstream.MemoryStorage
 	}
-	n.kv, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+	// Created, or verified: an existing bucket or stream with other
+	// settings is refused (JetStream would otherwise apply one node's
+	// settings to every node).
+	const agree = "every node of a cluster must use the same -cluster-prefix settings: -cluster-storage, -cluster-replicas, -cluster-lease, -session-idle-timeout, -ring-size, -ring-bytes and -stream-retention (or another -cluster-prefix)"
+	sessions := jetstream.KeyValueConfig{
 		Bucket: n.cfg.Prefix + "-sessions", Description: "mcpgate session registry",
 		History: 1, TTL: n.cfg.SessionTTL, Storage: storage, Replicas: n.cfg.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: session bucket (it may exist with another storage or replica count than this node's): %w", err)
 	}
-	n.nodes, err = js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+	if n.kv, err = js.CreateKeyValue(actx, sessions); err != nil {
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("cluster: bucket %s exists with other settings than this node's (ttl %v, %v storage, %d replicas): %s",
+				sessions.Bucket, sessions.TTL, storage, n.cfg.Replicas, agree)
+		}
+		return fmt.Errorf("cluster: session bucket: %w", err)
+	}
+	nodes := jetstream.KeyValueConfig{
 		Bucket: n.cfg.Prefix + "-nodes", Description: "mcpgate node leases",
 		History: 1, TTL: n.cfg.LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas,
-	})
-	if err != nil {
+	}
+	if n.nodes, err = js.CreateKeyValue(actx, nodes); err != nil {
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("cluster: bucket %s exists with other settings than this node's (lease %v, %d replicas): %s",
+				nodes.Bucket, nodes.TTL, n.cfg.Replicas, agree)
+		}
 		return fmt.Errorf("cluster: node bucket: %w", err)
 	}
-	n.events, err = js.CreateOrUpdateStream(actx, jetstream.StreamConfig{
+	events := jetstream.StreamConfig{
 		Name:              n.streamName,
 		Description:       "mcpgate session stream events",
 		Subjects:          []string{n.evPrefix + ">"},
@@ -165,9 +177,13 @@ func (n *Node) setup(ctx context.Context) error {
 		Storage:           storage,
 		Replicas:          n.cfg.Replicas,
 		AllowDirect:       true,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: events stream (it may exist with another storage or replica count than this node's): %w", err)
+	}
+	if n.events, err = js.CreateStream(actx, events); err != nil {
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("cluster: stream %s exists with other settings than this node's (%d events per subject, max age %v, %v storage, %d replicas): %s",
+				events.Name, events.MaxMsgsPerSubject, events.MaxAge, storage, n.cfg.Replicas, agree)
+		}
+		return fmt.Errorf("cluster: events stream: %w", err)
 	}
 	return nil
 }

@@ -125,6 +125,17 @@ type clusterSession struct {
 	saved int64 // the last activity written
 }
 
+// learn takes an owner and revision read from the registry, unless the
+// session knows a newer revision already (concurrent reads and writes of
+// one node must not bring an older owner back).
+func (cs *clusterSession) learn(owner string, rev uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if rev >= cs.rev {
+		cs.owner, cs.rev = owner, rev
+	}
+}
+
 // clusterStream is a stream's cluster state (nil in single-node mode).
 type clusterStream struct {
 	// acked: events up to it are stored in JetStream and may be handed
@@ -327,6 +338,12 @@ func (s *Server) claim(ctx context.Context, sess *session) bool {
 	if err != nil || !ok {
 		if err != nil {
 			s.clu.m.registryErrors.Add(1)
+			return false
+		}
+		// Another node changed the entry first: learn who owns it now.
+		if rec, cur, _, curRev, err := s.clu.c.LoadSession(ctx, sess.id); err == nil && rec != nil {
+			s.clu.m.registryReads.Add(1)
+			cs.learn(cur, curRev)
 		}
 		return false
 	}
@@ -356,9 +373,7 @@ func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
 		return false
 	}
 	cs := sess.cluster
-	cs.mu.Lock()
-	cs.owner, cs.rev = cur, rev
-	cs.mu.Unlock()
+	cs.learn(cur, rev)
 	if cur == s.clu.id {
 		return true
 	}
@@ -372,6 +387,15 @@ func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
 		// The child died with its node: re-initialize on first use.
 		f.becomeOwner()
 	}
+	// The owner pumps the standalone stream: at once, so that what the
+	// upstream says meanwhile is kept for the client's reconnection.
+	s.goOwned(func(context.Context) {
+		actx, cancel := s.rctx()
+		defer cancel()
+		if err := s.adoptStream(actx, sess, 0); err != nil {
+			s.log.Warn("cluster: the standalone stream of a session taken over is not pumped", "session", sess.id, "err", err)
+		}
+	})
 	return true
 }
 
@@ -503,8 +527,8 @@ func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
 			go s.endSession(context.Background(), sess, CloseElsewhere, upstreamGone)
 			return
 		}
+		cs.learn(cur, curRev)
 		cs.mu.Lock()
-		cs.owner, cs.rev = cur, curRev
 		cs.saved = max(cs.saved, curLA)
 		cs.mu.Unlock()
 		if curLA >= la {
@@ -915,7 +939,11 @@ func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tai
 		cancel()
 		return nil, errors.New("shutting down")
 	}
-	if !s.goOwned(func(context.Context) { s.watchMirror(fctx, sess, id, &lastEvent, done, stp.Load) }) {
+	var asked string // the owner that confirmed the standalone stream
+	if id == 0 {
+		asked = s.ownerOf(sess)
+	}
+	if !s.goOwned(func(context.Context) { s.watchMirror(fctx, sess, id, asked, &lastEvent, done, stp.Load) }) {
 		cancel()
 	}
 	select {
@@ -937,6 +965,8 @@ func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tai
 // mirrorPush stores a followed event in a mirror's ring, under the seq it
 // has (a gap ends the mirror: the client's resume builds it anew).
 func (s *Server) mirrorPush(ctx context.Context, st *stream, p *sessionrec.Published) error {
+	if st.id == 0 {
+	}
 	if p.End {
 		s.finishStream(st)
 		return errStop
@@ -968,7 +998,7 @@ func (s *Server) mirrorPush(ctx context.Context, st *stream, p *sessionrec.Publi
 // whose producer died (no events for a while and its lease gone): the
 // connection is cut, and the client's resume builds the stream anew,
 // taking it over if its producer died.
-func (s *Server) watchMirror(ctx context.Context, sess *session, id uint64, lastEvent *atomic.Int64, done <-chan error, cur func() *stream) {
+func (s *Server) watchMirror(ctx context.Context, sess *session, id uint64, asked string, lastEvent *atomic.Int64, done <-chan error, cur func() *stream) {
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
 	cut := func() {
@@ -998,7 +1028,15 @@ func (s *Server) watchMirror(ctx context.Context, sess *session, id uint64, last
 			rctx, cancel := s.rctx()
 			var alive bool
 			if id == 0 {
-				alive = s.clu.c.NodeAlive(rctx, s.ownerOf(sess))
+				owner := s.ownerOf(sess)
+				alive = s.clu.c.NodeAlive(rctx, owner)
+				if alive && owner != asked && owner != s.clu.id {
+					// Another node owns the session now: make sure it pumps
+					// the standalone stream.
+					if _, err := s.clu.c.Request(rctx, owner, "listen", []byte(sess.id)); err == nil {
+						asked = owner
+					}
+				}
 			} else {
 				alive = s.clu.c.TagAlive(rctx, uint32(id>>tagShift))
 			}
@@ -1196,4 +1234,15 @@ func (s *Server) clusterRelease() {
 	if err := s.clu.c.Release(ctx); err != nil {
 		s.log.Warn("cluster: lease not released", "err", err)
 	}
+}
+
+// resumePriming starts a resumed connection of a cluster node with the
+// resume position as an event id (empty data, like the priming event of
+// 2025-11-25): a connection that ends before its first event (a node took
+// the stream over meanwhile) still gives the client an id to resume from,
+// where the Go SDK would otherwise give the call up.
+func resumePriming(dst []byte, stream, seq uint64) []byte {
+	dst = append(dst, "id: "...)
+	dst = sse.AppendEventID(dst, stream, seq)
+	return append(dst, "\ndata: \n\n"...)
 }

@@ -33,7 +33,7 @@ type clusterStack struct {
 	nats  *testenv.Proc
 	nodes []*testenv.Proc
 	lb    *testenv.HAProxy
-	reg   *cluster.Node // the test's own view of the registry
+	reg   *cluster.Registry // the test's own view of the registry
 }
 
 // clusterLease is the nodes' lease in these tests: a SIGKILLed node's
@@ -55,13 +55,9 @@ func startCluster(t *testing.T, n int, upURL string, flags ...string) *clusterSt
 	s.lb = testenv.StartHAProxy(t, testenv.Env(t, "MCPGATE_HAPROXY"), backends)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	reg, err := cluster.Open(ctx, cluster.Config{URLs: s.nats.URL, NodeID: "test-observer"})
+	reg, err := cluster.OpenRegistry(ctx, s.nats.URL, "")
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = reg.Close(ctx)
-	})
+	t.Cleanup(reg.Close)
 	s.reg = reg
 	return s
 }
@@ -147,6 +143,16 @@ func (s *clusterStack) killProducer(t *testing.T, log *eventLog, n int) (killed 
 // a short retry hint, as the single-node cut tests use.
 var clusterFlags = []string{"-ring-size", "16384", "-ring-bytes", "16MiB", "-retry-hint", "5ms"}
 
+// streamRate is the stream tool's rate: 1,000 events/s as in the single-node
+// cut tests, and 600/s when a node is killed, so that the 100 cuts still
+// fall within the call while the lease of the killed node runs out.
+func streamRate(kill int) int {
+	if kill > 0 {
+		return 600
+	}
+	return 1000
+}
+
 // clusterCutsGoSDK runs the Go SDK cut test through the cluster; kill > 0
 // SIGKILLs the producing node after that many progress values.
 func clusterCutsGoSDK(t *testing.T, kill int) {
@@ -168,7 +174,7 @@ func clusterCutsGoSDK(t *testing.T, kill int) {
 	if kill > 0 {
 		killed = s.killProducer(t, progress, kill)
 	}
-	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": 1000}}
+	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": streamRate(kill)}}
 	params.SetProgressToken("cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -219,6 +225,7 @@ func clusterCutsTypeScriptSDK(t *testing.T, kill int) {
 	relay := testenv.StartRelay(t, s.lb.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	t.Setenv("MCPGATE_TS_STREAM_RATE", strconv.Itoa(streamRate(kill)))
 	c := startTSClient(t, ctx, "http://"+relay.Addr()+"/mcp", streamCount)
 	closed := false
 	defer func() {
@@ -342,7 +349,7 @@ func TestClusterStdioForwarding(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	code, _, _ = lbPost(t, hc, s.lb.URL, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	require.Equal(t, http.StatusAccepted, code)
-	rec, owner, _, _, err := s.reg.LoadSession(ctx, sid)
+	rec, owner, _, err := s.reg.Session(ctx, sid)
 	require.NoError(t, err)
 	require.NotNil(t, rec)
 	assert.Equal(t, "stdio", rec.Upstream.Kind)
@@ -366,7 +373,7 @@ func TestClusterStdioForwarding(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // paced retries, as a client's would be
 	}
 	assert.Contains(t, body, "test_tool_with_progress", "the re-initialized upstream process answers")
-	_, owner2, _, _, err := s.reg.LoadSession(ctx, sid)
+	_, owner2, _, err := s.reg.Session(ctx, sid)
 	require.NoError(t, err)
 	assert.NotEqual(t, owner, owner2, "a live node owns the session now")
 	assert.Positive(t, s.sum(t, `mcpgate_cluster_takeovers_total{what="session"}`))

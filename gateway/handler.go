@@ -675,6 +675,9 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		// Every connection of a 2025-11-25 stream carries the retry hint:
 		// clients take their next reconnect delay from the stream they read.
 		prefix = sse.AppendRetry(nil, s.cfg.RetryHint.Milliseconds())
+		if sess.cluster != nil {
+			prefix = resumePriming(prefix, streamID, seq) // cluster.go
+		}
 	}
 	s.attachHijacked(ctx, st, seq, prefix, streamID == 0 || versionAtLeast(sess.version, "2025-11-25"))
 }

@@ -2,6 +2,7 @@
 // configuration (standalone GET stream on, default reconnection options).
 //
 // Usage: node ts_sturdy_client.mjs URL COUNT
+// (the stream tool's rate: MCPGATE_TS_STREAM_RATE events/s, default 1000)
 //
 // It prints, one per line on stdout:
 //   session <Mcp-Session-Id> <negotiated protocol version>   once connected
@@ -18,6 +19,7 @@ import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/typ
 
 const [url, countArg] = process.argv.slice(2);
 const count = Number(countArg);
+const rate = Number(process.env.MCPGATE_TS_STREAM_RATE ?? 1000);
 const out = (line) => process.stdout.write(`${line}\n`);
 
 const client = new Client({ name: 'mcpgate-ts-sturdy', version: '1.0.0' });
@@ -34,7 +36,7 @@ const stdinDone = new Promise((resolve) => {
 let code = 0;
 try {
   const result = await client.callTool(
-    { name: 'stream', arguments: { count, rate: 1000 } },
+    { name: 'stream', arguments: { count, rate } },
     undefined,
     {
       onprogress: (p) => out(`progress ${p.progress}`),
