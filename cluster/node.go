@@ -416,3 +416,45 @@ func (n *Node) TagAlive(ctx context.Context, tag uint32) bool {
 	}
 	return n.alive(ctx, "tag-"+strconv.FormatUint(uint64(tag), 10))
 }
+
+// Nodes lists the live nodes (their leases), this one included while it
+// holds its lease.
+func (n *Node) Nodes(ctx context.Context) ([]string, error) {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	lister, err := n.nodes.ListKeys(cctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: nodes: %w", err)
+	}
+	var out []string
+	for k := range lister.Keys() {
+		if !strings.HasPrefix(k, "tag-") {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Flush waits until every event published so far is acknowledged by
+// JetStream (or failed), or ctx ends.
+func (n *Node) Flush(ctx context.Context) error {
+	select {
+	case <-n.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The acknowledgement goroutine may still be settling the last ones.
+	for len(n.acks) > 0 {
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	return nil
+}

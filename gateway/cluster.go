@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,8 +65,11 @@ type Cluster interface {
 	// sends one to a node.
 	Handle(fn func(op string, body []byte) ([]byte, error))
 	Request(ctx context.Context, node, op string, body []byte) ([]byte, error)
-	// Release hands this node's lease back (a drain's hand-over).
+	// Release hands this node's lease back (a drain's hand-over); Nodes
+	// lists the live nodes; Flush waits for the outstanding publishes.
 	Release(ctx context.Context) error
+	Nodes(ctx context.Context) ([]string, error)
+	Flush(ctx context.Context) error
 }
 
 // How the gateway uses it (README "Scale-out"):
@@ -98,6 +102,9 @@ type clusterNode struct {
 
 	// activityEvery is how often a session's activity is written.
 	activityEvery time.Duration
+	// handingOver is set when a drain begins: standalone pumps stop, and
+	// the sessions go to other nodes.
+	handingOver atomic.Bool
 
 	m clusterMetrics
 }
@@ -359,6 +366,9 @@ func (s *Server) claim(ctx context.Context, sess *session) bool {
 // checked, and a session whose owner is gone is claimed. It reports
 // whether this node owns it afterwards.
 func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
+	if s.handingOver() {
+		return false // a draining node gives sessions away, never takes them
+	}
 	owner := s.ownerOf(sess)
 	if owner == s.clu.id {
 		return true
@@ -1172,6 +1182,9 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 
 // clusterRequest answers another node's request (Cluster.Handle).
 func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
+	if s.handingOver() && op != "send" && op != "end" {
+		return nil, errors.New("draining")
+	}
 	switch op {
 	case "listen":
 		sess, ok := s.store.Get(string(body))
@@ -1190,7 +1203,7 @@ func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
 		return nil, s.adoptStream(ctx, sess, 0)
 	case "adopt":
 		sid, n, _ := cutString(string(body))
-		id, err := strconv.ParseUint(n, 10, 64)
+		id, err := strconv.ParseUint(strings.TrimSuffix(n, " handover"), 10, 64)
 		if err != nil {
 			return nil, errors.New("bad stream")
 		}
@@ -1203,10 +1216,16 @@ func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
 		if !s.ensureOwner(ctx, sess) {
 			return nil, errors.New("not the owner")
 		}
-		if s.clu.c.TagAlive(ctx, uint32(id>>tagShift)) && id>>tagShift != s.clu.tag>>tagShift {
+		handover := strings.HasSuffix(n, " handover") // its producer gave it up
+		if handover {
+			id, _ = strconv.ParseUint(strings.TrimSuffix(n, " handover"), 10, 64)
+		}
+		if !handover && s.clu.c.TagAlive(ctx, uint32(id>>tagShift)) && id>>tagShift != s.clu.tag>>tagShift {
 			return nil, errors.New("its producer is alive")
 		}
 		return nil, s.adoptStream(ctx, sess, id)
+	case "claim":
+		return nil, s.claimHandedOver(string(body))
 	case "send", "end":
 		return s.serveForwarded(op, body)
 	}
@@ -1222,20 +1241,6 @@ func cutString(s string) (string, string, bool) {
 	return s, "", false
 }
 
-// Clustered shutdown: sessions stay in the registry for the other nodes.
-// Release hands the lease back first, so they can claim this node's
-// sessions at once (drain.go calls it when a drain begins).
-func (s *Server) clusterRelease() {
-	if s.clu == nil {
-		return
-	}
-	ctx, cancel := s.rctx()
-	defer cancel()
-	if err := s.clu.c.Release(ctx); err != nil {
-		s.log.Warn("cluster: lease not released", "err", err)
-	}
-}
-
 // resumePriming starts a resumed connection of a cluster node with the
 // resume position as an event id (empty data, like the priming event of
 // 2025-11-25): a connection that ends before its first event (a node took
@@ -1246,3 +1251,151 @@ func resumePriming(dst []byte, stream, seq uint64) []byte {
 	dst = sse.AppendEventID(dst, stream, seq)
 	return append(dst, "\ndata: \n\n"...)
 }
+
+// A clustered node's shutdown hands its sessions over before its streams
+// close (Shutdown calls these):
+//
+//   - clusterDrainStart, when the drain begins: the node's lease is handed
+//     back, its standalone pumps stop, and each session it owned is
+//     claimed by a live node (a "claim" request, spread over the live
+//     nodes), which pumps the standalone stream from then on; the drain
+//     then ends this node's connections with a retry hint, and the clients
+//     reconnect to other nodes (the balancer's readiness check sees this
+//     node draining) and resume there;
+//   - clusterHandOverStreams, once every pump stopped: the outstanding
+//     events are flushed to JetStream, and each answer still unfinished is
+//     handed to its session's owner ("adopt ... handover"), which resumes
+//     it upstream by its last event id.
+//
+// Sessions stay in the registry; nothing is ended upstream.
+func (s *Server) clusterDrainStart(ctx context.Context) {
+	if s.clu == nil {
+		return
+	}
+	s.clu.handingOver.Store(true)
+	if err := s.clu.c.Release(ctx); err != nil {
+		s.log.Warn("cluster: lease not released", "err", err)
+	}
+	var owned []*session
+	s.store.Range(func(_ string, sess *session) bool {
+		if sess.cluster != nil && s.isOwner(sess) {
+			owned = append(owned, sess)
+		}
+		return true
+	})
+	for _, sess := range owned {
+		if st := sess.stream(0); st != nil && st.cs != nil && !st.cs.mirror {
+			st.closeUpstream() // its pump sees handingOver and stops
+		}
+	}
+	nodes, err := s.clu.c.Nodes(ctx)
+	if err != nil {
+		s.log.Warn("cluster: no live node to hand the sessions to", "err", err)
+		return
+	}
+	peers := nodes[:0]
+	for _, n := range nodes {
+		if n != s.clu.id {
+			peers = append(peers, n)
+		}
+	}
+	if len(peers) == 0 {
+		s.log.Warn("cluster: no live node to hand the sessions to: they are claimed when their clients come back")
+		return
+	}
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var handed atomic.Int64
+	for i, sess := range owned {
+		if ctx.Err() != nil {
+			break
+		}
+		peer := peers[i%len(peers)]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := s.clu.c.Request(ctx, peer, "claim", []byte(sess.id)); err != nil {
+				s.log.Debug("cluster: session not handed over", "session", sess.id, "to", peer, "err", err)
+				return
+			}
+			handed.Add(1)
+			if rec, cur, _, rev, err := s.clu.c.LoadSession(ctx, sess.id); err == nil && rec != nil {
+				sess.cluster.learn(cur, rev)
+			}
+		}()
+	}
+	wg.Wait()
+	s.log.Info("cluster: sessions handed over", "sessions", handed.Load(), "of", len(owned), "to", len(peers))
+}
+
+// claimHandedOver makes this node own a session a draining node hands
+// over, and pump its standalone stream.
+func (s *Server) claimHandedOver(sid string) error {
+	sess, ok := s.store.Get(sid)
+	if !ok {
+		loaded, err := s.clusterLoad(sid)
+		if err != nil {
+			return err
+		}
+		if loaded == nil {
+			return errors.New("no such session")
+		}
+		sess = loaded
+	}
+	ctx, cancel := s.rctx()
+	defer cancel()
+	if !s.ensureOwner(ctx, sess) {
+		return errors.New("owned by another live node")
+	}
+	return s.adoptStream(ctx, sess, 0)
+}
+
+// clusterHandOverStreams hands the unfinished answers this node produced
+// to their sessions' owners, once every pump stopped (Shutdown).
+func (s *Server) clusterHandOverStreams(ctx context.Context) {
+	if s.clu == nil {
+		return
+	}
+	if err := s.clu.c.Flush(ctx); err != nil {
+		s.log.Warn("cluster: events not all stored before the hand-over", "err", err)
+	}
+	type orphan struct {
+		sess *session
+		id   uint64
+	}
+	var orphans []orphan
+	s.store.Range(func(_ string, sess *session) bool {
+		if sess.cluster == nil {
+			return true
+		}
+		sess.mu.Lock()
+		for id, st := range sess.streams {
+			if id != 0 && st.cs != nil && !st.cs.mirror && st.finishedAt.Load() == 0 {
+				orphans = append(orphans, orphan{sess, id})
+			}
+		}
+		sess.mu.Unlock()
+		return true
+	})
+	handed := 0
+	for _, o := range orphans {
+		owner := s.ownerOf(o.sess)
+		if owner == s.clu.id {
+			continue // nobody took the session: its clients' resumes claim it
+		}
+		body := o.sess.id + " " + strconv.FormatUint(o.id, 10) + " handover"
+		if _, err := s.clu.c.Request(ctx, owner, "adopt", []byte(body)); err != nil {
+			s.log.Warn("cluster: an answer not handed over: it is taken over when this node's lease runs out", "session", o.sess.id, "stream", o.id, "err", err)
+			continue
+		}
+		handed++
+	}
+	if len(orphans) > 0 {
+		s.log.Info("cluster: answers handed over", "answers", handed, "of", len(orphans))
+	}
+}
+
+// handingOver reports whether a clustered node's drain began: its
+// standalone pumps stop (another node pumps them).
+func (s *Server) handingOver() bool { return s.clu != nil && s.clu.handingOver.Load() }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,42 +26,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcpgate/mcpgate/cluster"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 )
-
-type clusterStack struct {
-	nats  *testenv.Proc
-	nodes []*testenv.Proc
-	lb    *testenv.HAProxy
-	reg   *cluster.Registry // the test's own view of the registry
-}
-
-// clusterLease is the nodes' lease in these tests: a SIGKILLed node's
-// sessions and streams are taken over this long after it died.
-const clusterLease = "2s"
-
-// startCluster starts NATS, n gateway nodes in front of upURL, and HAProxy.
-func startCluster(t *testing.T, n int, upURL string, flags ...string) *clusterStack {
-	t.Helper()
-	s := &clusterStack{nats: testenv.StartNATS(t, testenv.Env(t, "MCPGATE_NATS_SERVER"))}
-	var backends []string
-	for i := range n {
-		args := append([]string{"-cluster", s.nats.URL, "-node-id", fmt.Sprintf("n%d", i+1), "-cluster-lease", clusterLease}, flags...)
-		gw := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), upURL, args...)
-		gw.Name = fmt.Sprintf("gateway n%d", i+1)
-		s.nodes = append(s.nodes, gw)
-		backends = append(backends, hostPort(t, gw.URL))
-	}
-	s.lb = testenv.StartHAProxy(t, testenv.Env(t, "MCPGATE_HAPROXY"), backends)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	reg, err := cluster.OpenRegistry(ctx, s.nats.URL, "")
-	require.NoError(t, err)
-	t.Cleanup(reg.Close)
-	s.reg = reg
-	return s
-}
 
 // sum adds a metric over the live nodes.
 func (s *clusterStack) sum(t *testing.T, name string) float64 {
@@ -103,40 +70,87 @@ func (s *clusterStack) lost(t *testing.T) float64 {
 	return total
 }
 
-// producer returns the node publishing events fastest now: the one
-// reading the call's upstream answer.
+// producer returns the node publishing events fastest now (the one
+// reading the call's upstream answer), or -1. Any goroutine may call it.
 func (s *clusterStack) producer(t *testing.T) int {
-	t.Helper()
 	const name = "mcpgate_cluster_events_published_total"
+	read := func(gw *testenv.Proc) float64 {
+		resp, err := http.Get(gw.AdminURL + "/metrics")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return 0
+	}
 	before := make([]float64, len(s.nodes))
 	for i, gw := range s.nodes {
-		before[i] = scrape(t, gw)[name]
+		before[i] = read(gw)
 	}
 	time.Sleep(300 * time.Millisecond) // a sampling interval, not a wait for a condition
 	best, bestGrowth := -1, 0.0
 	for i, gw := range s.nodes {
-		if g := scrape(t, gw)[name] - before[i]; g > bestGrowth {
+		if g := read(gw) - before[i]; g > bestGrowth {
 			best, bestGrowth = i, g
 		}
 	}
-	require.GreaterOrEqual(t, best, 0, "no node is publishing events")
 	return best
 }
 
-// killProducer SIGKILLs the node producing the call's events once n
-// progress values arrived.
-func (s *clusterStack) killProducer(t *testing.T, log *eventLog, n int) (killed chan int) {
-	killed = make(chan int, 1)
+// disruption stops the node producing the call's events once after
+// progress values arrived: with SIGKILL (it dies) or SIGTERM (it drains,
+// handing its sessions and streams over).
+type disruption struct {
+	after int
+	sig   syscall.Signal
+}
+
+// disrupt runs d in the background; the channel gets the node's index, or
+// -1 if there was none to stop.
+func (s *clusterStack) disrupt(t *testing.T, log *eventLog, d disruption) chan int {
+	done := make(chan int, 1)
+	if d.after == 0 {
+		done <- -1
+		return done
+	}
 	go func() {
-		if !log.waitLen(n, 2*time.Minute) {
-			killed <- -1
+		if !log.waitLen(d.after, 2*time.Minute) {
+			done <- -1
 			return
 		}
 		i := s.producer(t)
-		_ = s.nodes[i].Cmd.Process.Kill() // SIGKILL
-		killed <- i
+		if i >= 0 {
+			_ = s.nodes[i].Cmd.Process.Signal(d.sig)
+		}
+		done <- i
 	}()
-	return killed
+	return done
+}
+
+// checkDisrupted checks what a disruption left: another node took the
+// answer over; a drained node exited by itself, in time, having handed
+// its sessions over.
+func (s *clusterStack) checkDisrupted(t *testing.T, d disruption, stopped chan int) {
+	t.Helper()
+	if d.after == 0 {
+		return
+	}
+	k := <-stopped
+	require.GreaterOrEqual(t, k, 0, "a node was stopped")
+	t.Logf("%v sent to node n%d after %d progress values", d.sig, k+1, d.after)
+	if d.sig == syscall.SIGTERM {
+		err, exited := s.nodes[k].Wait(30 * time.Second)
+		require.True(t, exited, "the drained node exits")
+		assert.NoError(t, err, "the drain completed in time")
+		assert.Contains(t, s.nodes[k].Stderr(), "cluster: sessions handed over")
+	}
+	assert.Positive(t, s.sum(t, `mcpgate_cluster_takeovers_total{what="stream"}`), "another node took the answer over")
 }
 
 // clusterFlags: rings that hold a whole answer (so nothing is dropped) and
@@ -144,18 +158,18 @@ func (s *clusterStack) killProducer(t *testing.T, log *eventLog, n int) (killed 
 var clusterFlags = []string{"-ring-size", "16384", "-ring-bytes", "16MiB", "-retry-hint", "5ms"}
 
 // streamRate is the stream tool's rate: 1,000 events/s as in the single-node
-// cut tests, and 600/s when a node is killed, so that the 100 cuts still
-// fall within the call while the lease of the killed node runs out.
-func streamRate(kill int) int {
-	if kill > 0 {
+// cut tests, and 600/s when a node is stopped, so that the 100 cuts still
+// fall within the call while its sessions and streams are taken over.
+func streamRate(disruptAfter int) int {
+	if disruptAfter > 0 {
 		return 600
 	}
 	return 1000
 }
 
-// clusterCutsGoSDK runs the Go SDK cut test through the cluster; kill > 0
-// SIGKILLs the producing node after that many progress values.
-func clusterCutsGoSDK(t *testing.T, kill int) {
+// clusterCutsGoSDK runs the Go SDK cut test through the cluster, with a
+// disruption of the producing node if d.after > 0.
+func clusterCutsGoSDK(t *testing.T, d disruption) {
 	start := time.Now()
 	up := testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0", "-era", "session", "-replay", "16384")
 	s := startCluster(t, 3, up.URL, clusterFlags...)
@@ -170,11 +184,8 @@ func clusterCutsGoSDK(t *testing.T, kill int) {
 	defer cs.Close()
 	n := &notifier{gwURL: s.lb.URL, sid: cs.ID(), version: cs.InitializeResult().ProtocolVersion,
 		method: "tools/call", params: map[string]any{"name": "notify"}, got: changed, relay: relay}
-	var killed chan int
-	if kill > 0 {
-		killed = s.killProducer(t, progress, kill)
-	}
-	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": streamRate(kill)}}
+	stopped := s.disrupt(t, progress, d)
+	params := &mcp.CallToolParams{Name: "stream", Arguments: map[string]any{"count": streamCount, "rate": streamRate(d.after)}}
 	params.SetProgressToken("cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -191,12 +202,7 @@ func clusterCutsGoSDK(t *testing.T, kill int) {
 	sc, _ := res.StructuredContent.(map[string]any)
 	assert.Equal(t, float64(streamCount), sc["emitted"])
 	assert.Equal(t, 100, cut, "the relay cut 100 times during the call")
-	if killed != nil {
-		k := <-killed
-		require.GreaterOrEqual(t, k, 0, "a node was killed")
-		t.Logf("SIGKILLed node n%d after %d progress values", k+1, kill)
-		assert.Positive(t, s.sum(t, `mcpgate_cluster_takeovers_total{what="stream"}`), "another node took the answer over")
-	}
+	s.checkDisrupted(t, d, stopped)
 	require.NoError(t, n.notify("after the call"))
 	assertExactlyOnceInOrder(t, progress, streamCount)
 	assert.GreaterOrEqual(t, s.sum(t, "mcpgate_resume_hits_total"), 50.0, "the client resumed its answer by Last-Event-ID")
@@ -210,22 +216,32 @@ func clusterCutsGoSDK(t *testing.T, kill int) {
 // the balancer calls the mock's stream tool (10,000 progress notifications)
 // while its streams are cut 100 times: every value exactly once, in order,
 // the result once, and standalone notifications keep arriving.
-func TestClusterCutsGoSDK(t *testing.T) { clusterCutsGoSDK(t, 0) }
+func TestClusterCutsGoSDK(t *testing.T) { clusterCutsGoSDK(t, disruption{}) }
 
 // TestClusterKillGoSDK: the same, and the node producing the answer is
 // SIGKILLed mid-stream: the events it stored in JetStream are served by the
 // others, and the session's owner takes the answer over (resuming it
 // upstream by its last event id).
-func TestClusterKillGoSDK(t *testing.T) { clusterCutsGoSDK(t, 3000) }
+func TestClusterKillGoSDK(t *testing.T) {
+	clusterCutsGoSDK(t, disruption{after: 3000, sig: syscall.SIGKILL})
+}
 
-func clusterCutsTypeScriptSDK(t *testing.T, kill int) {
+// TestClusterDrainGoSDK: the same, and the node producing the answer gets
+// SIGTERM mid-stream: it hands its sessions over (the standalone stream to
+// a live node at once, the unfinished answer once its pump stopped) before
+// its streams close, and exits by itself within its shutdown timeout.
+func TestClusterDrainGoSDK(t *testing.T) {
+	clusterCutsGoSDK(t, disruption{after: 3000, sig: syscall.SIGTERM})
+}
+
+func clusterCutsTypeScriptSDK(t *testing.T, d disruption) {
 	start := time.Now()
 	up := testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0", "-era", "session", "-replay", "16384")
 	s := startCluster(t, 3, up.URL, clusterFlags...)
 	relay := testenv.StartRelay(t, s.lb.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	t.Setenv("MCPGATE_TS_STREAM_RATE", strconv.Itoa(streamRate(kill)))
+	t.Setenv("MCPGATE_TS_STREAM_RATE", strconv.Itoa(streamRate(d.after)))
 	c := startTSClient(t, ctx, "http://"+relay.Addr()+"/mcp", streamCount)
 	closed := false
 	defer func() {
@@ -235,10 +251,7 @@ func clusterCutsTypeScriptSDK(t *testing.T, kill int) {
 	}()
 	n := &notifier{gwURL: s.lb.URL, sid: c.sid, version: c.version,
 		method: "tools/call", params: map[string]any{"name": "notify"}, got: c.changed, relay: relay}
-	var killed chan int
-	if kill > 0 {
-		killed = s.killProducer(t, c.progress, kill)
-	}
+	stopped := s.disrupt(t, c.progress, d)
 	cuts := startCutter(relay, mockCuts(testenv.ConnStreams, n), 78, c.progress.firstAdded())
 	var result string
 	select {
@@ -252,11 +265,7 @@ func clusterCutsTypeScriptSDK(t *testing.T, kill int) {
 	require.NoError(t, cutErr, "node stderr:\n%s", c.stderr.String())
 	assert.Contains(t, result, `"emitted":`+strconv.Itoa(streamCount))
 	assert.Equal(t, 100, cut, "the relay cut 100 times during the call")
-	if killed != nil {
-		k := <-killed
-		require.GreaterOrEqual(t, k, 0, "a node was killed")
-		t.Logf("SIGKILLed node n%d after %d progress values", k+1, kill)
-	}
+	s.checkDisrupted(t, d, stopped)
 	require.NoError(t, n.notify("after the call"), "node stderr:\n%s", c.stderr.String())
 	assertExactlyOnceInOrder(t, c.progress, streamCount)
 	closed = true
@@ -270,11 +279,13 @@ func clusterCutsTypeScriptSDK(t *testing.T, kill int) {
 
 // TestClusterCutsTypeScriptSDK: the same with the official TypeScript SDK
 // client.
-func TestClusterCutsTypeScriptSDK(t *testing.T) { clusterCutsTypeScriptSDK(t, 0) }
+func TestClusterCutsTypeScriptSDK(t *testing.T) { clusterCutsTypeScriptSDK(t, disruption{}) }
 
 // TestClusterKillTypeScriptSDK: the same, with the producing node SIGKILLed
 // mid-stream.
-func TestClusterKillTypeScriptSDK(t *testing.T) { clusterCutsTypeScriptSDK(t, 3000) }
+func TestClusterKillTypeScriptSDK(t *testing.T) {
+	clusterCutsTypeScriptSDK(t, disruption{after: 3000, sig: syscall.SIGKILL})
+}
 
 // lbPost POSTs body through the balancer, with a bound on the whole
 // exchange (a hang fails the test), and returns the status, the session

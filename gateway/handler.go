@@ -605,11 +605,12 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if sess == nil {
 		return
 	}
-	if s.draining.Load() && s.cfg.StateFile == "" {
+	if s.draining.Load() && s.cfg.StateFile == "" && s.clu == nil {
 		// A stream connection would only be ended again: come back later
-		// (to another node). With a state file the stream is served: the
-		// session outlives the restart, and an SDK client whose stream
-		// reconnect fails gives the session up.
+		// (to another node). With a state file (or in a cluster) the
+		// stream is served: the session outlives the restart (lives on
+		// other nodes), and an SDK client whose stream reconnect fails
+		// gives the session up.
 		ctx.Response.Header.Set("Retry-After", "1")
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return

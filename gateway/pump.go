@@ -232,7 +232,7 @@ const (
 // life of the session.
 func (s *Server) connectStandalone(ctx context.Context, sess *session, st *stream, backoff time.Duration) {
 	for {
-		if sess.ctx.Err() != nil || ctx.Err() != nil {
+		if sess.ctx.Err() != nil || ctx.Err() != nil || s.handingOver() {
 			return
 		}
 		up, err := sess.up.Listen(sess.ctx)

@@ -270,6 +270,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.lnMu.Lock()
 		s.draining.Store(true)
 		s.lnMu.Unlock()
+		s.clusterDrainStart(ctx) // a cluster node hands its sessions over (cluster.go)
 		s.drainStreams(ctx)
 		s.shutting.Store(true)
 		close(s.streamsDone)
@@ -311,6 +312,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				err = ctx.Err()
 			}
 		}
+		s.clusterHandOverStreams(ctx) // answers still owed go to other nodes (cluster.go)
 		if s.cfg.StateFile != "" {
 			// Every pump has stopped (or ctx ended): the copy is exact.
 			if e := s.writeStateFile(); e != nil {

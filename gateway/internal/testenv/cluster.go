@@ -39,14 +39,23 @@ type HAProxy struct {
 	Addr string // host:port clients connect to
 }
 
+// Backend is one server behind HAProxy: the address it serves on, and the
+// address of its readiness check (a gateway's admin listener, checked with
+// GET /readyz); "" checks that Addr accepts connections.
+type Backend struct {
+	Addr  string
+	Ready string
+}
+
 // StartHAProxy starts Debian's haproxy in HTTP mode, balancing requests
-// round-robin over backends (host:port) without stickiness: each request
-// is balanced on its own, also on a kept-alive client connection. A
-// backend that refuses connections is marked down by a TCP check every
-// 250 ms (two failures), and a request that could not connect is sent to
-// another backend. Streams may stay open for 10 minutes; small writes
-// (SSE events) are forwarded at once (option http-no-delay).
-func StartHAProxy(t testing.TB, bin string, backends []string) *HAProxy {
+// round-robin over backends without stickiness: each request is balanced
+// on its own, also on a kept-alive client connection. Every 250 ms each
+// backend's readiness is checked (GET /readyz on its admin listener, or a
+// TCP connect); one failed check takes it out (a draining gateway, a dead
+// one), two good ones bring it back, and a request that could not connect
+// is sent to another backend. Streams may stay open for 10 minutes; small
+// writes (SSE events) are forwarded at once (option http-no-delay).
+func StartHAProxy(t testing.TB, bin string, backends []Backend) *HAProxy {
 	t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
 		addr := FreeAddr(t)
@@ -70,8 +79,16 @@ frontend mcp
 backend gateways
     balance roundrobin
 `, addr)
+		if len(backends) > 0 && backends[0].Ready != "" {
+			b.WriteString("    option httpchk\n    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1\n    http-check expect status 200\n")
+		}
 		for i, be := range backends {
-			fmt.Fprintf(&b, "    server n%d %s check inter 250ms fall 2 rise 2\n", i+1, be)
+			fmt.Fprintf(&b, "    server n%d %s check inter 250ms fall 1 rise 2", i+1, be.Addr)
+			if be.Ready != "" {
+				host, port, _ := strings.Cut(be.Ready, ":")
+				fmt.Fprintf(&b, " addr %s port %s", host, port)
+			}
+			b.WriteString("\n")
 		}
 		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 		if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
