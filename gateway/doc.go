@@ -23,9 +23,14 @@
 //   - The Server owns every goroutine it starts (the shard sweeper, the
 //     coarse clock, one pump per upstream stream, a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
-//     expired sessions' upstream sides are being ended) through
-//     Server.goOwned; Shutdown cancels them and waits. No goroutine or timer
-//     exists per idle session.
+//     expired sessions' upstream sides are being ended; on a cluster node,
+//     cluster.go's activity writer, a follower and a watchdog per stream
+//     read from another node, and a relay per forwarded streamed answer)
+//     through Server.goOwned; Shutdown cancels them and waits. No goroutine
+//     or timer exists per idle session.
+//   - Config.Cluster (a scale-out backend) is called outside every gateway
+//     lock; its Publish never waits, and its done functions only store an
+//     atomic and kick a writer.
 //   - Hooks run synchronously on the goroutine that caused the event, outside
 //     every gateway lock; they must not block.
 //   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the
