@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -69,17 +71,20 @@ func TestOpenNeedsJetStream(t *testing.T) {
 
 func TestOpenIsIdempotentAndNodeIDsAreUnique(t *testing.T) {
 	url := startNATS(t, true)
-	a := openNode(t, url, cluster.Config{NodeID: "a", RingSize: 64})
-	b := openNode(t, url, cluster.Config{NodeID: "b", RingSize: 64}) // the same buckets and stream: verified, not recreated
+	const lease = 2 * time.Second
+	a := openNode(t, url, cluster.Config{NodeID: "a", RingSize: 64, LeaseTTL: lease})
+	b := openNode(t, url, cluster.Config{NodeID: "b", RingSize: 64, LeaseTTL: lease}) // the same buckets and stream: verified, not recreated
 	assert.NotEqual(t, a.Tag(), b.Tag(), "tags are unique among live nodes")
 	assert.Positive(t, a.Tag())
 	assert.Less(t, a.Tag(), uint32(1<<20))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "a", RingSize: 64})
+	start := time.Now()
+	_, err := cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "a", RingSize: 64, LeaseTTL: lease})
 	require.Error(t, err, "a second node with a live node's id")
 	assert.Contains(t, err.Error(), "in use")
+	assert.GreaterOrEqual(t, time.Since(start), lease, "it waited for the lease to run out first (a dead previous process)")
 
 	assert.True(t, a.NodeAlive(ctx, "b"))
 	assert.True(t, a.TagAlive(ctx, b.Tag()))
@@ -88,10 +93,24 @@ func TestOpenIsIdempotentAndNodeIDsAreUnique(t *testing.T) {
 	assert.Eventually(t, func() bool { return !a.NodeAlive(ctx, "b") && !a.TagAlive(ctx, b.Tag()) },
 		5*time.Second, 50*time.Millisecond, "a closed node hands its lease and tag back (liveness is cached briefly)")
 
+	// A node id whose previous process died (its lease key stays until it
+	// runs out) joins once the lease ran out.
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	leases, err := js.KeyValue(ctx, "mcpgate-nodes")
+	require.NoError(t, err)
+	_, err = leases.Put(ctx, "z", []byte("12345"))
+	require.NoError(t, err)
+	z := openNode(t, url, cluster.Config{NodeID: "z", RingSize: 64, LeaseTTL: lease})
+	require.NoError(t, z.Close(ctx))
+
 	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "c", RingSize: 64, LeaseTTL: 5 * time.Second})
 	require.Error(t, err, "a node with another lease than the cluster's")
 	assert.Contains(t, err.Error(), "every node of a cluster must use the same")
-	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "c", RingSize: 128})
+	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "c", RingSize: 128, LeaseTTL: lease})
 	require.Error(t, err, "a node with another ring size than the cluster's")
 
 	_, err = cluster.Open(ctx, cluster.Config{URLs: url, NodeID: "bad id"})

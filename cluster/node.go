@@ -51,7 +51,10 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	closed atomic.Bool
+	// spawnMu orders request goroutines' wg.Add before Close's Wait:
+	// read-held to add, write-held to cancel.
+	spawnMu sync.RWMutex
+	closed  atomic.Bool
 
 	stats Stats
 }
@@ -214,13 +217,11 @@ func (n *Node) claimTag(ctx context.Context) error {
 			return fmt.Errorf("cluster: claim a node tag: %w", err)
 		}
 		n.tag = tag
-		cctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		defer cancel()
-		if _, err := n.nodes.Create(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(tag), 10))); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				return fmt.Errorf("cluster: node id %q is in use by a live node", n.cfg.NodeID)
-			}
-			return fmt.Errorf("cluster: node lease: %w", err)
+		if err := n.claimLease(ctx); err != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+			_ = n.nodes.Delete(dctx, n.tagKey())
+			cancel()
+			return err
 		}
 		return nil
 	}
@@ -313,7 +314,9 @@ func (n *Node) Close(ctx context.Context) error {
 	case <-n.js.PublishAsyncComplete():
 	case <-ctx.Done():
 	}
+	n.spawnMu.Lock()
 	n.cancel()
+	n.spawnMu.Unlock()
 	n.wg.Wait()
 	dctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
@@ -370,7 +373,15 @@ func (n *Node) serveRequest(m *nats.Msg) {
 	case <-n.ctx.Done():
 		return
 	}
+	// Counted under spawnMu, so that no Add races Close's Wait.
+	n.spawnMu.RLock()
+	if n.ctx.Err() != nil {
+		n.spawnMu.RUnlock()
+		<-n.serving
+		return
+	}
 	n.wg.Add(1)
+	n.spawnMu.RUnlock()
 	go func() {
 		defer func() { <-n.serving; n.wg.Done() }()
 		n.answer(m)
@@ -457,4 +468,42 @@ func (n *Node) Flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// claimLease creates this node's lease key. A key that exists may be the
+// lease of this node id's previous process, which died: its lease runs out
+// within LeaseTTL, so the claim is retried until then (a restarted node
+// with a fixed -node-id comes back); a live node keeps refreshing it, and
+// the id is refused as in use.
+func (n *Node) claimLease(ctx context.Context) error {
+	deadline := time.Now().Add(n.cfg.LeaseTTL + time.Second)
+	logged := false
+	for {
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		_, err := n.nodes.Create(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(n.tag), 10)))
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, jetstream.ErrKeyExists):
+			return fmt.Errorf("cluster: node lease: %w", err)
+		case time.Now().After(deadline):
+			return fmt.Errorf("cluster: node id %q is in use by a live node", n.cfg.NodeID)
+		}
+		// Keep the tag claimed meanwhile (leaseLoop is not running yet).
+		cctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		_, _ = n.nodes.Put(cctx, n.tagKey(), []byte(n.cfg.NodeID))
+		cancel()
+		if !logged {
+			n.log.Warn("cluster: this node id holds a lease: waiting for it to run out (a previous process of this node that died), or for the id to prove live", "lease", n.cfg.LeaseTTL)
+			logged = true
+		}
+		t := time.NewTimer(n.cfg.LeaseTTL / 10)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("cluster: node id %q is in use by a live node: %w", n.cfg.NodeID, ctx.Err())
+		}
+	}
 }

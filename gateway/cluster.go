@@ -452,7 +452,7 @@ func (s *Server) clusterChanged(id string, lastActive int64, gone bool) {
 	if gone {
 		s.clu.m.remoteEnds.Add(1)
 		// Ended elsewhere: leave without ending the upstream side again.
-		go s.endSession(context.Background(), sess, CloseElsewhere, upstreamGone)
+		s.endLater(sess, CloseElsewhere, upstreamGone)
 		return
 	}
 	for {
@@ -534,7 +534,7 @@ func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
 			return
 		}
 		if rec == nil {
-			go s.endSession(context.Background(), sess, CloseElsewhere, upstreamGone)
+			s.endLater(sess, CloseElsewhere, upstreamGone)
 			return
 		}
 		cs.learn(cur, curRev)
@@ -1399,3 +1399,10 @@ func (s *Server) clusterHandOverStreams(ctx context.Context) {
 // handingOver reports whether a clustered node's drain began: its
 // standalone pumps stop (another node pumps them).
 func (s *Server) handingOver() bool { return s.clu != nil && s.clu.handingOver.Load() }
+
+// endLater ends sess on an owned goroutine (the caller must not wait: a
+// registry watcher, a request handler of another node); during shutdown,
+// which ends or keeps every session itself, it does nothing.
+func (s *Server) endLater(sess *session, reason CloseReason, how upstreamEnd) {
+	s.goOwned(func(context.Context) { s.endSession(context.Background(), sess, reason, how) })
+}

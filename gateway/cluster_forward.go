@@ -134,7 +134,7 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 	}
 	s.clu.m.forwardedServed.Add(1)
 	if op == "end" {
-		go s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
+		s.endLater(sess, CloseClientDelete, upstreamNow)
 		return nil, nil
 	}
 	sess.touch(s.clock.Now())
@@ -143,7 +143,7 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 	sess.busy.Add(-1)
 	if err != nil {
 		if errors.Is(err, upstream.ErrSessionGone) {
-			go s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
+			s.endLater(sess, CloseUpstreamGone, upstreamGone)
 		}
 		return nil, err
 	}
