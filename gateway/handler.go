@@ -301,41 +301,9 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
 		return
 	}
-	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
-	init := []*call{{clientID: m.ID, upID: initializeUpID}}
-	var p jsonrpc.Parser
-	s.metrics.requests.Add(1)
-	upStart := time.Now()
-	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
-	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
-	if err == nil {
-		s.upstreamSucceeded()
-	}
-	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
-		s.rejectFull(ctx, id)
+	up, answer, ok := s.connectUpstream(ctx, body, m)
+	if !ok {
 		return
-	}
-	if err != nil {
-		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
-			s.relayRefusal(ctx, se, init, id)
-			return
-		}
-		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream initialize failed", "err", err)
-		code := fasthttp.StatusBadGateway
-		if errors.Is(err, upstream.ErrTimeout) {
-			code = fasthttp.StatusGatewayTimeout
-		}
-		msg := "Bad Gateway: upstream initialize failed"
-		if code == fasthttp.StatusGatewayTimeout {
-			msg = "Gateway Timeout: upstream did not answer initialize in time"
-		}
-		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
-		return
-	}
-	if out, ok := clientAnswer(nil, &p, answer, init); ok {
-		answer = out
 	}
 	if up == nil { // the upstream answered with a JSON-RPC error: relay it
 		ctx.SetStatusCode(fasthttp.StatusOK)
@@ -344,18 +312,13 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.metrics.status(fasthttp.StatusOK)
 		return
 	}
-	if !versionSupported([]byte(up.Version())) {
-		_ = up.Close(context.Background())
-		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
-			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
-		return
-	}
+	version, answer := negotiateClientHop(body, answer, up.Version(), supportedVersions)
 	now := s.clock.Now()
 	sessCtx, cancel := context.WithCancel(s.ctx)
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
-		version:     up.Version(),
+		version:     version,
 		up:          up,
 		created:     now,
 		ctx:         sessCtx,
@@ -381,6 +344,58 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(answer)
 	s.metrics.status(fasthttp.StatusOK)
+}
+
+// connectUpstream forwards a client's initialize (m, the message of body)
+// upstream under the gateway's id. It returns the upstream session, nil
+// when the upstream answered with a JSON-RPC error, and the upstream's
+// answer under the client's id. On a failure it answers the request itself
+// and ok is false.
+func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) (up upstream.Session, answer []byte, ok bool) {
+	id := m.ID
+	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+	init := []*call{{clientID: m.ID, upID: initializeUpID}}
+	var p jsonrpc.Parser
+	s.metrics.requests.Add(1)
+	upStart := time.Now()
+	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
+	if err == nil {
+		s.upstreamSucceeded()
+	}
+	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
+		s.rejectFull(ctx, id)
+		return nil, nil, false
+	}
+	if err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+			s.relayRefusal(ctx, se, init, id)
+			return nil, nil, false
+		}
+		s.metrics.upstreamFailure(err)
+		s.log.Warn("upstream initialize failed", "err", err)
+		code := fasthttp.StatusBadGateway
+		if errors.Is(err, upstream.ErrTimeout) {
+			code = fasthttp.StatusGatewayTimeout
+		}
+		msg := "Bad Gateway: upstream initialize failed"
+		if code == fasthttp.StatusGatewayTimeout {
+			msg = "Gateway Timeout: upstream did not answer initialize in time"
+		}
+		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
+		return nil, nil, false
+	}
+	if out, ok := clientAnswer(nil, &p, answer, init); ok {
+		answer = out
+	}
+	if up != nil && !versionIn(up.Version(), upstreamVersions) {
+		_ = up.Close(context.Background())
+		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
+			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
+		return nil, nil, false
+	}
+	return up, answer, true
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {
