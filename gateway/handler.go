@@ -338,6 +338,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		return
 	}
 	s.metrics.sessionsCreated.Add(1)
+	s.logSessionCreated(sess, up)
 	s.cfg.Hooks.SessionCreated(sess.info())
 	ctx.Response.Header.Set("Mcp-Session-Id", sess.id)
 	ctx.SetStatusCode(fasthttp.StatusOK)

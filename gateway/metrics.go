@@ -279,6 +279,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		descUpstreamSkipped, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
 		ch <- d
 	}
+	c.describeUpstream(ch)
 }
 
 func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
@@ -337,6 +338,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[ub] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(descRingFill, w.fillCount, w.fillSum, buckets)
+	c.collectUpstream(ch)
 }
 
 var (
