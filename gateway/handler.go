@@ -26,22 +26,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			s.publicMetrics(ctx)
 			return
 		}
+		if s.isLegacyPath(ctx.Path()) { // the legacy HTTP+SSE transport (legacysse.go)
+			if s.admit(ctx) {
+				s.handleLegacy(ctx)
+			}
+			return
+		}
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
 		return
 	}
-	host := ctx.Request.Header.Host()
-	origin := s.origin.Load()
-	if !origin.hostAllowed(host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
-		return
-	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
-		return
-	}
-	if s.shutting.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+	if !s.admit(ctx) {
 		return
 	}
 	switch string(ctx.Method()) {
@@ -55,6 +49,27 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Allow", "GET, POST, DELETE")
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
 	}
+}
+
+// admit applies the checks every MCP request passes first (Host, Origin,
+// shutdown). It answers and returns false when the request must stop.
+func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
+	host := ctx.Request.Header.Host()
+	origin := s.origin.Load()
+	if !origin.hostAllowed(host) {
+		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
+		return false
+	}
+	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
+		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
+		return false
+	}
+	if s.shutting.Load() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+		return false
+	}
+	return true
 }
 
 // lookup finds the session named by the Mcp-Session-Id header and checks
@@ -71,7 +86,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		return nil
 	}
 	sess, ok := s.store.GetBytes(sid)
-	if !ok {
+	if !ok || sess.legacy != nil { // a legacy HTTP+SSE session is reached only through its own endpoints
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)

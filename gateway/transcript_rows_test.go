@@ -33,7 +33,7 @@ func logMessage(text string) testenv.Step {
 }
 
 // transcriptRows: every row's golden is testdata/transcripts/<name>.txt.
-var transcriptRows = append(append([]row(nil), endpointRows...), streamRows...)
+var transcriptRows = append(append(append([]row(nil), endpointRows...), streamRows...), legacyRows...)
 
 // endpointRows follow the README's endpoint table.
 var endpointRows = []row{
