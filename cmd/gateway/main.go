@@ -49,6 +49,7 @@ type options struct {
 	shutdownTimeout              time.Duration
 	logLevel, logFormat          string
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
+	legacyOptions                // legacy HTTP+SSE clients (legacy.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -82,11 +83,13 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
 	o.upstreamOptions.addFlags(fs)
+	o.legacyOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25).
+		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25;
+legacy HTTP+SSE clients, protocol 2024-11-05 on, at -legacy-sse-path).
 
 Usage: gateway -upstream URL|stdio:COMMAND [flags]
 
@@ -294,6 +297,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	}
 	if o.heartbeat == 0 {
 		cfg.Heartbeat = -1
+	}
+	if err := o.legacyOptions.apply(&cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
