@@ -30,7 +30,9 @@ import (
 //     (the transport has no resumption).
 //   - POST <message path>?sessionId=<id> takes one client message and
 //     answers 202; what the upstream answers, and everything else it sends,
-//     arrives on the session's stream.
+//     arrives on the session's stream (so do the gateway's own answers: a
+//     ping, a request before initialize). Transport-level refusals (no or
+//     an unknown session, not JSON) are HTTP errors.
 //   - The stream's end ends the session (there is no DELETE and no resume),
 //     whatever ended it: the client, a stalled write, a slow consumer cut by
 //     the drop policy, expiry, shutdown.
@@ -343,7 +345,7 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if sess.legacy.phase.Load() != legacyReady {
-		s.fail(ctx, fasthttp.StatusBadRequest, firstID, jsonrpc.CodeInvalidRequest, "Invalid Request: the session is not initialized", nil)
+		s.legacyBeforeInitialize(ctx, sess, st, msgs)
 		return
 	}
 	if !batch && msgs[0].Kind == jsonrpc.KindRequest && string(msgs[0].Method) == "ping" {
@@ -484,6 +486,35 @@ func (s *Server) legacyInitialize(ctx *fasthttp.RequestCtx, sess *session, st *s
 	}
 	// Everything else the upstream sends now reaches the stream.
 	s.ensureStandalonePump(sess, st)
+}
+
+// legacyBeforeInitialize answers messages that arrive before initialize
+// opened the upstream session, on the session's stream like every answer
+// (an HTTP error would end the client's transport): a ping gets {}, another
+// request a JSON-RPC error (-32601 for server/discover, which clients of
+// 2026-07-28 send first and then fall back to initialize on any such
+// error; -32600 for the rest); notifications are dropped. 202.
+func (s *Server) legacyBeforeInitialize(ctx *fasthttp.RequestCtx, sess *session, st *stream, msgs []jsonrpc.Message) {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind != jsonrpc.KindRequest {
+			continue
+		}
+		var answer []byte
+		switch string(m.Method) {
+		case "ping":
+			answer = append(append(append(make([]byte, 0, 48+len(m.ID)), `{"jsonrpc":"2.0","id":`...), m.ID...), `,"result":{}}`...)
+		case "server/discover":
+			answer = jsonrpc.AppendError(nil, m.ID, jsonrpc.CodeMethodNotFound, "Method not found: server/discover (this is a session: initialize it)", nil)
+		default:
+			answer = jsonrpc.AppendError(nil, m.ID, jsonrpc.CodeInvalidRequest, "Invalid Request: the session is not initialized", nil)
+		}
+		if !s.deliver(sess, st, ringbuf.MustDeliver, 0, answer, false) {
+			s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
+			return
+		}
+	}
+	s.accepted(ctx)
 }
 
 // legacyPush stores one must-deliver message in the session's stream and

@@ -68,10 +68,11 @@ stream, the client POSTs its answer (202, forwarded upstream unchanged), then th
 	{
 		name: "legacy-sse-refusals",
 		about: `The legacy endpoints' refusals: a message without sessionId (400), with a malformed one (400), an unknown one
-(404), not JSON (415); a message before initialize (400) and a second initialize (400); POST on the SSE path and GET
+(404), not JSON (415); a second initialize (400); POST on the SSE path and GET
 on the message path (405); GET /sse with Accept not covering SSE (406) or a bad Origin (403). A legacy session is
 reached only through the legacy endpoints (404 on /mcp), a Streamable HTTP session only through /mcp (404 on the
-message path).`,
+message path). Requests before initialize are answered on the stream (202): server/discover with -32601 (2026-07-28
+clients probe with it, then initialize), a ping with {}, others with -32600.`,
 		run: func(h *harness) {
 			s := h.initialize("2025-06-18")
 			a, sid := h.legacyOpen()
@@ -80,6 +81,11 @@ message path).`,
 			h.do(legacyPost(unknownSession.id, toolsListBody))
 			h.do(legacyPost(sid, toolsListBody).with("Content-Type", "text/plain"))
 			h.do(legacyPost(sid, toolsListBody))
+			a.continued().events(1)
+			h.do(legacyPost(sid, `{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{}}`))
+			a.continued().events(1)
+			h.do(legacyPost(sid, pingBody))
+			a.continued().events(1)
 			h.do(legacyPost(sid, initializeBody("2025-06-18")))
 			a.continued().events(1)
 			h.waitListen(1)
