@@ -280,12 +280,17 @@ func (s *Server) endpointEvent(sid string) []byte {
 
 // legacyStreamClosed ends a legacy session when its stream's connection
 // ended (PROTOCOL.md rule 49). Called by clientConn.detach, outside every
-// lock; ending the upstream side is left to the reaper.
+// lock; ending the upstream side is left to the reaper, except once a
+// shutdown began (its reaper may be done already): then it is ended here.
 func (s *Server) legacyStreamClosed(sess *session, reason CloseReason) {
 	if reason == CloseFinished || reason == CloseReplaced {
 		reason = CloseClientGone // not session reasons; the session ended already for the first
 	}
-	s.endSession(context.Background(), sess, reason, upstreamLater)
+	how := upstreamLater
+	if s.shutting.Load() {
+		how = upstreamNow
+	}
+	s.endSession(context.Background(), sess, reason, how)
 }
 
 // handleLegacyMessage takes one message POSTed by a legacy client: 202,
