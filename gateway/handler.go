@@ -206,7 +206,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusAccepted)
 		s.metrics.status(fasthttp.StatusAccepted)
 	case reply.Stream != nil:
-		s.openPostStream(ctx, sess, reply.Stream, calls, firstID)
+		up := reply.Stream
+		var done bool
+		if done, up = s.answerEarly(ctx, sess, up, calls); !done { // earlyanswer.go
+			s.openPostStream(ctx, sess, up, calls, firstID)
+		}
 	case reply.JSON != nil:
 		sess.endCalls(calls)
 		answer := reply.JSON

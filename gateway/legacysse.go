@@ -405,8 +405,13 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 		_ = reply.Stream.Close()
 		s.accepted(ctx)
 	case reply.Stream != nil:
-		sess.busy.Add(1) // a call in flight
 		up := reply.Stream
+		var done bool
+		if done, up = s.legacyAnswerEarly(sess, st, up, calls); done {
+			s.accepted(ctx)
+			return
+		}
+		sess.busy.Add(1) // a call in flight
 		if !s.goOwned(func(context.Context) { s.pumpLegacyAnswer(sess, st, up, calls) }) {
 			sess.busy.Add(-1)
 			_ = up.Close()
