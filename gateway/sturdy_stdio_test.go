@@ -57,9 +57,12 @@ func TestCutsGoSDKStdioUpstream(t *testing.T) {
 			assert.Equal(t, float64(streamCount), sc["emitted"])
 			assert.Equal(t, 100, cut, "the relay cut 100 times during the call")
 			require.NoError(t, n.notify("after the call"))
+			m := scrape(t, gw.URL)
+			t.Logf("drops: transport stream_full=%v standalone_full=%v unroutable=%v; rings: %v",
+				m[`mcpgate_upstream_messages_dropped_total{reason="stream_full"}`], m[`mcpgate_upstream_messages_dropped_total{reason="standalone_full"}`],
+				m[`mcpgate_upstream_messages_dropped_total{reason="unroutable"}`], lostByCounters(m))
 			assertExactlyOnceInOrder(t, progress, streamCount)
 
-			m := scrape(t, gw.URL)
 			if kc.kind&testenv.ConnAnswer != 0 {
 				assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 50.0, "the client resumed its answer by Last-Event-ID")
 			}
