@@ -50,7 +50,7 @@ func (r CloseReason) String() string {
 // SessionInfo describes a session to hooks. It is a copy: hooks may keep it.
 type SessionInfo struct {
 	ID        string // the gateway-issued Mcp-Session-Id
-	Version   string // negotiated protocol version
+	Version   string // negotiated protocol version ("" for a legacy HTTP+SSE session until its initialize)
 	Principal string // authenticated principal, "" when anonymous
 }
 
