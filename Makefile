@@ -54,6 +54,7 @@ tidy-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags conformance ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -72,6 +73,8 @@ conformance: build tools
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
 	MCPGATE_CONFORMANCE=$(CONFORMANCE) \
+	MCPGATE_NODE=$(NODE) \
+	MCPGATE_SERVER_EVERYTHING_JS=$(SE_ENTRY) \
 	$(GO) test -count=1 -tags conformance -timeout 15m -v -run Conformance ./gateway/
 
 ## tools: test tools into .cache (idempotent).
@@ -91,7 +94,7 @@ $(EVERYTHING):
 $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json: | $(NODE)
 	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@$(TS_SDK_VERSION)
 
-# npm's reference server (TypeScript SDK), run as `node $(SE_ENTRY) streamableHttp`.
+# npm's reference server (TypeScript SDK), run as `node $(SE_ENTRY) streamableHttp` (or `sse`).
 $(SE_ENTRY): | $(NODE)
 	npm install --prefix $(SE_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-everything@$(SE_VERSION)
 

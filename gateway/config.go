@@ -146,6 +146,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
 	Hooks Hooks
+	// LegacySSEPath is the SSE endpoint of the legacy HTTP+SSE transport
+	// (protocol 2024-11-05's, for clients that predate Streamable HTTP): a
+	// GET there opens a session whose stream first names, in an endpoint
+	// event, where the client POSTs its messages (legacysse.go).
+	// "" = DefaultLegacySSEPath; see LegacySSEOff.
+	LegacySSEPath string
+	// LegacyMessagePath is where legacy HTTP+SSE clients POST their
+	// messages (with ?sessionId=<id>); "" = DefaultLegacyMessagePath.
+	LegacyMessagePath string
+	// LegacySSEOff turns the legacy HTTP+SSE endpoints off: their paths
+	// then get 404 like any unknown path. false (the zero value) = served.
+	LegacySSEOff bool
 }
 
 func (c *Config) setDefaults() error {
@@ -216,6 +228,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UpstreamEra > UpstreamEraStateless {
 		return fmt.Errorf("gateway: unknown upstream era %d", c.UpstreamEra)
+	}
+	if err := c.legacyDefaults(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

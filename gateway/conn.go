@@ -319,6 +319,9 @@ func (c *clientConn) detach() {
 	reason := c.closeReason()
 	c.srv.metrics.streamClosed(reason)
 	c.srv.cfg.Hooks.StreamClosed(st.info(), reason)
+	if st.sess.legacy != nil {
+		c.srv.legacyStreamClosed(st.sess, reason) // its stream is the session
+	}
 }
 
 // bodyWriter streams a POST answer through fasthttp: it is the io.Reader

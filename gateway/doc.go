@@ -1,6 +1,9 @@
 // Package gateway is mcpgate's MCP endpoint: it terminates client sessions
 // over Streamable HTTP (protocol 2025-03-26, 2025-06-18 and 2025-11-25) on
-// fasthttp and forwards them to an upstream MCP server.
+// fasthttp and forwards them to an upstream MCP server. Legacy HTTP+SSE
+// clients (protocol 2024-11-05's transport) get sessions of the same kind
+// on their own two paths (legacysse.go); protocol versions are per hop
+// (versions.go).
 //
 // The request paths read top to bottom in handlePost, handleGet and
 // handleDelete. A session lives in one shard of a shard.Store; each of its

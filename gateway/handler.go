@@ -26,22 +26,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			s.publicMetrics(ctx)
 			return
 		}
+		if s.isLegacyPath(ctx.Path()) { // the legacy HTTP+SSE transport (legacysse.go)
+			if s.admit(ctx) {
+				s.handleLegacy(ctx)
+			}
+			return
+		}
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
 		return
 	}
-	host := ctx.Request.Header.Host()
-	origin := s.origin.Load()
-	if !origin.hostAllowed(host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
-		return
-	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
-		return
-	}
-	if s.shutting.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+	if !s.admit(ctx) {
 		return
 	}
 	switch string(ctx.Method()) {
@@ -55,6 +49,27 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Allow", "GET, POST, DELETE")
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
 	}
+}
+
+// admit applies the checks every MCP request passes first (Host, Origin,
+// shutdown). It answers and returns false when the request must stop.
+func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
+	host := ctx.Request.Header.Host()
+	origin := s.origin.Load()
+	if !origin.hostAllowed(host) {
+		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
+		return false
+	}
+	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
+		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
+		return false
+	}
+	if s.shutting.Load() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+		return false
+	}
+	return true
 }
 
 // lookup finds the session named by the Mcp-Session-Id header and checks
@@ -71,7 +86,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		return nil
 	}
 	sess, ok := s.store.GetBytes(sid)
-	if !ok {
+	if !ok || sess.legacy != nil { // a legacy HTTP+SSE session is reached only through its own endpoints
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
@@ -195,7 +210,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusAccepted)
 		s.metrics.status(fasthttp.StatusAccepted)
 	case reply.Stream != nil:
-		s.openPostStream(ctx, sess, reply.Stream, calls, firstID)
+		up := reply.Stream
+		var done bool
+		if done, up = s.answerEarly(ctx, sess, up, calls); !done { // earlyanswer.go
+			s.openPostStream(ctx, sess, up, calls, firstID)
+		}
 	case reply.JSON != nil:
 		sess.endCalls(calls)
 		answer := reply.JSON
@@ -305,42 +324,9 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
 		return
 	}
-	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
-	init := []*call{{clientID: m.ID, upID: initializeUpID}}
-	var p jsonrpc.Parser
-	s.metrics.requests.Add(1)
-	upStart := time.Now()
-	sessions, _, _ := s.Upstreams(context.Background())
-	up, answer, err := sessions.Connect(context.Background(), fwd)
-	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
-	if err == nil {
-		s.upstreamSucceeded()
-	}
-	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
-		s.rejectFull(ctx, id)
+	up, answer, ok := s.connectUpstream(ctx, body, m)
+	if !ok {
 		return
-	}
-	if err != nil {
-		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
-			s.relayRefusal(ctx, se, init, id)
-			return
-		}
-		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream initialize failed", "err", err)
-		code := fasthttp.StatusBadGateway
-		if errors.Is(err, upstream.ErrTimeout) {
-			code = fasthttp.StatusGatewayTimeout
-		}
-		msg := "Bad Gateway: upstream initialize failed"
-		if code == fasthttp.StatusGatewayTimeout {
-			msg = "Gateway Timeout: upstream did not answer initialize in time"
-		}
-		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
-		return
-	}
-	if out, ok := clientAnswer(nil, &p, answer, init); ok {
-		answer = out
 	}
 	if up == nil { // the upstream answered with a JSON-RPC error: relay it
 		ctx.SetStatusCode(fasthttp.StatusOK)
@@ -349,18 +335,13 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.metrics.status(fasthttp.StatusOK)
 		return
 	}
-	if !versionSupported([]byte(up.Version())) {
-		_ = up.Close(context.Background())
-		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
-			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
-		return
-	}
+	version, answer := negotiateClientHop(body, answer, up.Version(), supportedVersions)
 	now := s.clock.Now()
 	sessCtx, cancel := context.WithCancel(s.ctx)
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
-		version:     up.Version(),
+		version:     version,
 		up:          up,
 		created:     now,
 		ctx:         sessCtx,
@@ -380,12 +361,66 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		return
 	}
 	s.metrics.sessionsCreated.Add(1)
+	s.logSessionCreated(sess, up)
 	s.cfg.Hooks.SessionCreated(sess.info())
 	ctx.Response.Header.Set("Mcp-Session-Id", sess.id)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(answer)
 	s.metrics.status(fasthttp.StatusOK)
+}
+
+// connectUpstream forwards a client's initialize (m, the message of body)
+// upstream under the gateway's id. It returns the upstream session, nil
+// when the upstream answered with a JSON-RPC error, and the upstream's
+// answer under the client's id. On a failure it answers the request itself
+// and ok is false.
+func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) (up upstream.Session, answer []byte, ok bool) {
+	id := m.ID
+	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+	init := []*call{{clientID: m.ID, upID: initializeUpID}}
+	var p jsonrpc.Parser
+	s.metrics.requests.Add(1)
+	upStart := time.Now()
+	sessions, _, _ := s.Upstreams(context.Background())
+	up, answer, err := sessions.Connect(context.Background(), fwd)
+	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
+	if err == nil {
+		s.upstreamSucceeded()
+	}
+	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
+		s.rejectFull(ctx, id)
+		return nil, nil, false
+	}
+	if err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+			s.relayRefusal(ctx, se, init, id)
+			return nil, nil, false
+		}
+		s.metrics.upstreamFailure(err)
+		s.log.Warn("upstream initialize failed", "err", err)
+		code := fasthttp.StatusBadGateway
+		if errors.Is(err, upstream.ErrTimeout) {
+			code = fasthttp.StatusGatewayTimeout
+		}
+		msg := "Bad Gateway: upstream initialize failed"
+		if code == fasthttp.StatusGatewayTimeout {
+			msg = "Gateway Timeout: upstream did not answer initialize in time"
+		}
+		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
+		return nil, nil, false
+	}
+	if out, ok := clientAnswer(nil, &p, answer, init); ok {
+		answer = out
+	}
+	if up != nil && !versionIn(up.Version(), upstreamVersions) {
+		_ = up.Close(context.Background())
+		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
+			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
+		return nil, nil, false
+	}
+	return up, answer, true
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {

@@ -14,13 +14,16 @@ const (
 	CloseUpstreamGone
 	// CloseShutdown: the gateway is shutting down.
 	CloseShutdown
-	// CloseClientGone: the client's connection ended (streams only).
+	// CloseClientGone: the client's connection ended (streams, and legacy
+	// HTTP+SSE sessions, which end with their stream).
 	CloseClientGone
-	// CloseSlowConsumer: the reader fell too far behind and was cut (streams only).
+	// CloseSlowConsumer: the reader fell too far behind and was cut (streams
+	// and legacy HTTP+SSE sessions).
 	CloseSlowConsumer
 	// CloseFinished: the stream delivered its response and ended (streams only).
 	CloseFinished
-	// CloseWriteStall: a write made no progress for too long (streams only).
+	// CloseWriteStall: a write made no progress for too long (streams and
+	// legacy HTTP+SSE sessions).
 	CloseWriteStall
 	// CloseProtocolError: the upstream broke the protocol or the exchange failed.
 	CloseProtocolError
@@ -47,7 +50,7 @@ func (r CloseReason) String() string {
 // SessionInfo describes a session to hooks. It is a copy: hooks may keep it.
 type SessionInfo struct {
 	ID        string // the gateway-issued Mcp-Session-Id
-	Version   string // negotiated protocol version
+	Version   string // negotiated protocol version ("" for a legacy HTTP+SSE session until its initialize)
 	Principal string // authenticated principal, "" when anonymous
 }
 

@@ -281,6 +281,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		descUpstreamSkipped, descStateless, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
 		ch <- d
 	}
+	c.describeUpstream(ch)
 }
 
 func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
@@ -340,6 +341,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[ub] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(descRingFill, w.fillCount, w.fillSum, buckets)
+	c.collectUpstream(ch)
 }
 
 var (

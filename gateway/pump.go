@@ -26,6 +26,20 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 	defer sess.endCalls(calls)
 	defer s.finishStream(st)
 	defer up.Close()
+	if !s.relayAnswers(sess, st, up, calls) {
+		return
+	}
+	// Every call is answered: the client's stream ends now, whatever the
+	// upstream still sends (late messages are read and dropped so its
+	// connection can be pooled).
+	s.finishStream(st)
+	upstream.Drain(up)
+}
+
+// relayAnswers copies up's messages into st's ring until every call was
+// answered, and reports whether they were. Calls the stream ended before
+// get an error answer (answerOwed).
+func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, calls []*call) bool {
 	var p jsonrpc.Parser
 	pending := make(map[uint64]*call, len(calls))
 	for _, c := range calls {
@@ -36,7 +50,7 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 		msg, err := up.Next()
 		if err != nil {
 			s.answerOwed(sess, st, pending, err)
-			return
+			return false
 		}
 		class, key, respID := classify(&p, msg)
 		if respID != nil && string(respID) != "null" {
@@ -51,21 +65,17 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 			delete(pending, up)
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
 			if !s.deliver(sess, st, class, key, out, true) {
-				return
+				return false
 			}
 			// Answered: the client may reuse the id at once.
 			sess.endCall(c)
 			continue
 		}
 		if !s.deliver(sess, st, class, key, msg, true) {
-			return
+			return false
 		}
 	}
-	// Every call is answered: the client's stream ends now, whatever the
-	// upstream still sends (late messages are read and dropped so its
-	// connection can be pooled).
-	s.finishStream(st)
-	upstream.Drain(up)
+	return true
 }
 
 // answerOwed answers the calls still pending on an answer stream that
@@ -151,6 +161,12 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 // does not keep an abandoned session alive: with busy set, the caller's
 // busy count is given up while it waits, so only an attached reader does.
 func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
+	if l := st.sess.legacy; l != nil {
+		// A legacy session's one stream has several producers, and a ring
+		// wakes one waiting producer at a time: they take turns.
+		l.pushMu.Lock()
+		defer l.pushMu.Unlock()
+	}
 	for {
 		_, out, err := st.ring.TryPushMust(msg)
 		if out == ringbuf.DroppedOldest {
@@ -328,11 +344,21 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 }
 
 // accountDroppedOldest adds the ring's new drops of undelivered events to
-// the metrics: one push may drop several, so the ring's own count is taken.
-// Each stream has one producer, so the delta is exact.
+// the metrics: one push may drop several, so the ring's own count is taken,
+// and each drop is counted once even with several producers.
 func (s *Server) accountDroppedOldest(st *stream) {
-	total := st.ring.Stats().DroppedOldest
-	s.metrics.droppedOldest.Add(total - st.droppedOldestSeen.Swap(total))
+	for {
+		// A legacy session's stream has several producers (legacysse.go):
+		// only a count above the one seen is added, once.
+		seen := st.droppedOldestSeen.Load()
+		total := st.ring.Stats().DroppedOldest
+		if total <= seen || st.droppedOldestSeen.CompareAndSwap(seen, total) {
+			if total > seen {
+				s.metrics.droppedOldest.Add(total - seen)
+			}
+			return
+		}
+	}
 }
 
 // finishStream closes a POST answer stream's ring and starts its retention.

@@ -33,7 +33,7 @@ func logMessage(text string) testenv.Step {
 }
 
 // transcriptRows: every row's golden is testdata/transcripts/<name>.txt.
-var transcriptRows = append(append([]row(nil), endpointRows...), streamRows...)
+var transcriptRows = append(append(append([]row(nil), endpointRows...), streamRows...), legacyRows...)
 
 // endpointRows follow the README's endpoint table.
 var endpointRows = []row{
@@ -65,7 +65,7 @@ body (relayed); fails with HTTP 500 (502); finally accepts.`,
 		run: func(h *harness) {
 			h.up.OnConnect(
 				testenv.RPCError(-32602, "Unsupported protocol version"),
-				testenv.Result(`{"protocolVersion":"2024-11-05","capabilities":{},"serverInfo":{"name":"old","version":"0.1"}}`),
+				testenv.Result(`{"protocolVersion":"2024-10-07","capabilities":{},"serverInfo":{"name":"old","version":"0.1"}}`),
 				testenv.Fail(upstream.ErrUnavailable),
 				testenv.Fail(upstream.ErrTimeout),
 				testenv.HTTPStatus(400, -32600, "Bad Request: unsupported client"),

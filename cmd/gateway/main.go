@@ -50,6 +50,7 @@ type options struct {
 	logLevel, logFormat          string
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
 	eraOptions                   // the protocol eras (eras.go)
+	legacyOptions                // legacy HTTP+SSE clients (legacy.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -84,12 +85,14 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
 	o.upstreamOptions.addFlags(fs)
 	addEraFlags(fs, &o.eraOptions)
+	o.legacyOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25,
-and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks).
+and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks;
+legacy HTTP+SSE clients, protocol 2024-11-05 on, at -legacy-sse-path).
 
 Usage: gateway -upstream URL|stdio:COMMAND [flags]
 
@@ -299,6 +302,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		cfg.Heartbeat = -1
 	}
 	if err := o.eraOptions.apply(&cfg); err != nil {
+		return cfg, err
+	}
+	if err := o.legacyOptions.apply(&cfg); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -38,6 +38,12 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-listen", "256.0.0.1:99999"}, up...), "-listen"},
 		{append([]string{"-upstream-ca", "/nonexistent/ca.pem"}, up...), "-upstream-ca"},
 		{append([]string{"-upstream-ca", "main_test.go"}, up...), "-upstream-ca"},
+		{append([]string{"-legacy-sse-path", "sse"}, up...), "-legacy-sse-path"},
+		{append([]string{"-legacy-sse-path", "/mcp"}, up...), "-legacy-sse-path"},
+		{append([]string{"-legacy-message-path", "/metrics"}, up...), "-legacy-message-path"},
+		{append([]string{"-legacy-message-path", "/m?x=1"}, up...), "-legacy-message-path"},
+		{append([]string{"-legacy-message-path", ""}, up...), "-legacy-message-path"},
+		{append([]string{"-legacy-sse-path", "/x", "-legacy-message-path", "/x"}, up...), "-legacy-sse-path and -legacy-message-path"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -98,7 +104,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
 		"-stream-max-connection", "-metrics-path", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
-		"-max-processes", "-max-message", "stdio:", "sse+http", "MCPGATE_"} {
+		"-max-processes", "-max-message", "-legacy-sse-path", "-legacy-message-path", "stdio:", "sse+http", "MCPGATE_"} {
 		assert.Contains(t, errb.String(), f)
 	}
 }
