@@ -303,6 +303,23 @@ func (s *EventStream) Close() {
 	s.resp, s.req = nil, nil
 }
 
+// drainTail bounds what drainEnd reads after an answer's response.
+const drainTail = 16
+
+// drainEnd reads an answer stream to its end after the response, as the
+// SDK clients do: servers end the stream right after the response, and a
+// body closed before its end costs its connection (fasthttp closes it), so
+// a generator that stopped at the response would pay a new connection per
+// call (and so would the server it measures). A stream that goes on past
+// drainTail events is cut by Close.
+func (s *EventStream) drainEnd() {
+	for range drainTail {
+		if _, err := s.dec.Next(); err != nil {
+			return
+		}
+	}
+}
+
 // reply is a POST answer: a JSON body or an SSE stream.
 type reply struct {
 	status    int
@@ -531,7 +548,9 @@ func ReadAnswer(s *EventStream, id int64, onEvent EventFunc) ([]byte, error) {
 			return nil, err
 		}
 		if m.IsResponse() {
-			return resultOf(&m, id)
+			res, err := resultOf(&m, id)
+			s.drainEnd()
+			return res, err
 		}
 		if onEvent != nil && !onEvent(&m) {
 			return nil, &CutError{ID: id, LastID: append([]byte(nil), s.LastID()...)}
