@@ -126,7 +126,9 @@ type Config struct {
 	AdminToken string
 	// DrainWindow spreads the ends of the attached stream connections over
 	// this long when Shutdown begins, so clients do not all reconnect at
-	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
+	// once; 0 = DefaultDrainWindow, <0 = end them all at once. With
+	// StateFile their retry hint is the window plus RetryHint, so they come
+	// back after the restart at the drain's pace (drain.go).
 	DrainWindow time.Duration
 	// Logger receives operational logs; nil = slog.Default().
 	Logger *slog.Logger
