@@ -48,8 +48,11 @@ type Server struct {
 	probeErr   error
 
 	// resumer re-attaches upstream sessions of restored sessions; nil when
-	// the transport cannot (state.go).
-	resumer upstream.Resumer
+	// the transport cannot (state.go). restartHint is the retry hint (ms)
+	// of connections ended by a restart's shutdown (Config.StateFile,
+	// drain.go); 0 otherwise.
+	resumer     upstream.Resumer
+	restartHint atomic.Int64
 
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
@@ -80,11 +83,8 @@ type Server struct {
 	shutting    atomic.Bool
 	// draining is set when Shutdown begins (drain.go): no new sessions or
 	// stream connections, not ready; cutDrain closes to end it early.
-	draining atomic.Bool
-	cutDrain chan struct{}
-	// restartHint is the retry hint (ms) of connections ended by a
-	// restart's shutdown (Config.StateFile, drain.go); 0 otherwise.
-	restartHint  atomic.Int64
+	draining     atomic.Bool
+	cutDrain     chan struct{}
 	cutOnce      sync.Once
 	shutdownOnce sync.Once
 	served       atomic.Bool
