@@ -28,10 +28,12 @@ SE_ENTRY     := $(SE_DIR)/node_modules/@modelcontextprotocol/server-everything/d
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
 RUN_UPSTREAM_ADDR ?= 127.0.0.1:3001
+# Debian's chromium, for the admin page test (make chromium installs it).
+CHROMIUM ?= /usr/bin/chromium
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools chromium
 
 all: build
 
@@ -55,12 +57,15 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 	$(GO) vet -tags conformance ./...
+	$(GO) vet -tags bench ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Alloc' ./...
 
-integration: build tools
+integration: build tools chromium
+	MCPGATE_CHROMIUM=$(CHROMIUM) \
+	MCPGATE_RESULTS=$(CURDIR)/results \
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_LOADTEST_BIN=$(CURDIR)/bin/loadtest \
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
@@ -76,6 +81,17 @@ conformance: build tools
 	MCPGATE_NODE=$(NODE) \
 	MCPGATE_SERVER_EVERYTHING_JS=$(SE_ENTRY) \
 	$(GO) test -count=1 -tags conformance -timeout 15m -v -run Conformance ./gateway/
+
+## chromium: Debian's chromium for the admin page test in headless Chromium; installed with
+## apt-get when missing (as root, like CI), else a message says what to install.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  fi; \
+	  [ -x "$(CHROMIUM)" ] || { echo "$(CHROMIUM) missing: install Debian's chromium package (apt-get install chromium, as root) or set CHROMIUM="; exit 1; }; \
+	fi
 
 ## tools: test tools into .cache (idempotent).
 tools: $(NODE) $(CONFORMANCE) $(EVERYTHING) $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json $(SE_ENTRY)

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side comparison on one mock upstream: (a) direct, (b) through mcpgate,
 # (c) through Caddy's reverse_proxy (flush_interval -1), alternating the targets run by
-# run, plus mcpgate-only session figures and the reference everything-server.
+# run, plus mcpgate-only session figures and the reference everything-server. POST
+# throughput at saturation also runs (d) mcpgate built with -tags nometrics: the same
+# gateway without the metrics library's request path (no latency histograms, no Go and
+# process collectors; the hand-written counters stay), so the library's cost is the
+# difference between (b) and (d) in the same rounds. At the largest RSS step (100k
+# idle sessions) the section "scrape" measures what one scrape of /metrics, and one
+# poll of the admin page's /admin/v1/stats, costs the gateway in CPU and RSS.
 #
 #   make build && make tools && benchmarks/compare.sh      (or: make bench-compare)
 #
@@ -16,11 +22,12 @@
 #   CHURN_RATES="..."      ascending churn rates tried until one fails
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
+#   SCRAPE_N=10            scrapes (one a second) per measurement at the largest RSS step
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat lat churn rss everything"          sections to skip
+#   SKIP="sat lat churn rss scrape everything"   sections to skip (scrape needs rss)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +41,7 @@ CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 4000 6000 8000 10000 120
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
+SCRAPE_N=${SCRAPE_N:-10}
 EVERYTHING=${EVERYTHING:-.cache/bin/everything-server-v1.8.0}
 LOCK=${LOCK:-/tmp/mcpgate-bench.lock}
 SKIP=${SKIP:-}
@@ -101,7 +109,7 @@ with_procs() {
 }
 
 # start NAME PROCS cmd...: start a server printing "listening on URL" first; sets
-# STARTED_PID and STARTED_URL.
+# STARTED_PID and STARTED_URL (and STARTED_ADMIN, see admin_url).
 start() {
 	local name=$1 procs=$2; shift 2
 	# A simple command in the background: $! is the server's own pid (env execs it).
@@ -118,6 +126,19 @@ start() {
 	die "$name did not print its address"
 }
 
+# admin_url NAME: wait for the gateway's second stdout line ("admin on URL", its admin
+# listener: metrics, health, pprof) and set STARTED_ADMIN to that URL.
+admin_url() {
+	local name=$1
+	for _ in $(seq 100); do
+		if STARTED_ADMIN=$(sed -n '2s/^admin on //p' "$TMP/$name.out" 2>/dev/null) && [[ -n $STARTED_ADMIN ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "$name did not print its admin address"
+}
+
 # ticks PID: utime+stime of the process in clock ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
@@ -131,9 +152,13 @@ wait_http() {
 	die "nothing answers on $1"
 }
 
-# Test helpers (closed-loop client, idle sessions, free port).
-log "building the benchmark client"
+# Test helpers (closed-loop client, idle sessions, free port), and the gateway without the
+# metrics library's request path.
+log "building the benchmark client and the gateway without metrics (-tags nometrics)"
 go test -c -tags bench -o "$TMP/compare.test" ./benchmarks >/dev/null
+go build -tags nometrics -o "$TMP/gateway-nometrics" ./cmd/gateway
+ADMIN_TOKEN=bench-admin-token
+echo "$ADMIN_TOKEN" >"$TMP/admin-token"
 CMP="$TMP/compare.test"
 free_port() { CMP_FREE_PORT=1 "$CMP" -test.run '^TestCompareFreePort$' | sed -n 's/^PORT //p'; }
 
@@ -161,8 +186,10 @@ start upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 UP_PID=$STARTED_PID UP_URL=$STARTED_URL
 UP_HOSTPORT=${UP_URL#http://}; UP_HOSTPORT=${UP_HOSTPORT%%/*}
 
-start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 GW_PID=$STARTED_PID GW_URL=$STARTED_URL
+start gateway-nometrics "$GW_PROCS" "$TMP/gateway-nometrics" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+NM_PID=$STARTED_PID NM_URL=$STARTED_URL
 
 CADDY_PORT=$(free_port)
 cat >"$TMP/Caddyfile" <<EOF
@@ -193,8 +220,8 @@ done
 wait_http "http://127.0.0.1:$CADDY_PORT/"
 log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID), caddy $CADDY_URL (pid $CADDY_PID)"
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; caddy) echo "$CADDY_URL" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; caddy) echo "$CADDY_PID" ;; esac; }
+url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; esac; }
 
 # cpu_busy: percent of both cores busy over the last second (anyone's work).
 cpu_busy() {
@@ -259,7 +286,10 @@ if ! skip sat; then
 	for conc in $SAT_CONCS; do
 		for round in $(seq "$ROUNDS"); do
 			begin_lock
-			for target in direct mcpgate caddy; do
+			# The two builds of mcpgate swap places from one round to the next.
+			order="direct mcpgate mcpgate-nometrics caddy"
+			((round % 2 == 0)) && order="direct mcpgate-nometrics mcpgate caddy"
+			for target in $order; do
 				log "saturation c=$conc round $round: $target"
 				measure sat "$target" "$round" "c$conc" env CMP_TARGET="$(url_of "$target")" CMP_CONC="$conc" \
 					CMP_DURATION="$SAT_DURATION" CMP_WARMUP=1s "$CMP" -test.run '^TestCompareClosedLoop$'
@@ -321,19 +351,65 @@ if ! skip churn; then
 	done
 fi
 
+# vmrss PID: resident set size of a process in bytes.
+vmrss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
+
+# scrape_cost PID ADMIN ROUND SESSIONS: what one GET of /metrics, and one of the admin
+# page's /admin/v1/stats, costs a gateway: SCRAPE_N requests one a second, against an
+# idle stretch of the same length just before (the sweeper's own work); CPU per request
+# = (ticks over the requests - idle ticks scaled to the same wall time) / SCRAPE_N; RSS
+# before, at its peak (sampled every 20 ms) and after.
+scrape_cost() {
+	local pid=$1 admin=$2 round=$3 sessions=$4 what path c0 c1 t0 t1 idle_ticks idle_wall rss0 rss1 peak sampler
+	for what in metrics stats; do
+		path=/metrics
+		[[ $what == stats ]] && path=/admin/v1/stats
+		t0=$(date +%s.%N); c0=$(ticks "$pid")
+		sleep "$SCRAPE_N"
+		c1=$(ticks "$pid"); t1=$(date +%s.%N)
+		idle_ticks=$((c1 - c0)) idle_wall=$(echo "$t1 - $t0" | bc -l)
+		rss0=$(vmrss "$pid")
+		(while kill -0 "$pid" 2>/dev/null; do vmrss "$pid"; sleep 0.02; done) >"$TMP/rss.samples" 2>/dev/null 9>&- &
+		sampler=$!
+		: >"$TMP/scrape.times"
+		t0=$(date +%s.%N); c0=$(ticks "$pid")
+		for _ in $(seq "$SCRAPE_N"); do
+			curl -s -o /dev/null -w '%{time_total} %{size_download}\n' -H "Authorization: Bearer $ADMIN_TOKEN" \
+				"$admin$path" >>"$TMP/scrape.times"
+			sleep 1
+		done
+		c1=$(ticks "$pid"); t1=$(date +%s.%N)
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		rss1=$(vmrss "$pid")
+		peak=$(sort -n "$TMP/rss.samples" | tail -n1)
+		rec scrape "$what" "$round" "s$sessions" cpu_ms_per_request \
+			"$(echo "(($c1 - $c0) - $idle_ticks * ($t1 - $t0) / $idle_wall) * 1000 / $HZ / $SCRAPE_N" | bc -l)"
+		rec scrape "$what" "$round" "s$sessions" idle_cpu_pct "$(echo "100 * $idle_ticks / $HZ / $idle_wall" | bc -l)"
+		rec scrape "$what" "$round" "s$sessions" wall_ms "$(awk '{print $1 * 1000}' "$TMP/scrape.times" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+		rec scrape "$what" "$round" "s$sessions" bytes "$(awk '{print $2}' "$TMP/scrape.times" | tail -n1)"
+		rec scrape "$what" "$round" "s$sessions" rss_before "$rss0"
+		rec scrape "$what" "$round" "s$sessions" rss_peak "$peak"
+		rec scrape "$what" "$round" "s$sessions" rss_after "$rss1"
+	done
+}
+
 # ---- 4. RSS per idle session, slope between the RSS_STEPS ------------------------
 if ! skip rss; then
 	for round in $(seq "$RSS_ROUNDS"); do
 		start rss-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 		rup_pid=$STARTED_PID rup_url=$STARTED_URL
-		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$rup_url" -max-sessions 200000 -log-level warn
+		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
+			-upstream "$rup_url" -max-sessions 200000 -log-level warn
 		rgw_pid=$STARTED_PID rgw_url=$STARTED_URL
+		admin_url rss-gateway
+		rgw_admin=$STARTED_ADMIN
 		log "idle sessions round $round ($RSS_STEPS)"
 		name="rss-mcpgate-r$round"
 		begin_lock
 		quiet >"$TMP/$name.busy"
 		cut -d' ' -f1-3 /proc/loadavg >"$TMP/$name.loadavg"
-		env CMP_TARGET="$rgw_url" CMP_METRICS="${rgw_url%/mcp}/metrics" CMP_STEPS="$RSS_STEPS" \
+		env CMP_TARGET="$rgw_url" CMP_METRICS="$rgw_admin/metrics" CMP_STEPS="$RSS_STEPS" \
 			CMP_CONC=32 "$CMP" -test.run '^TestCompareIdleSessions$' >"$TMP/$name.raw" 2>&1 9>&- ||
 			{ cat "$TMP/$name.raw" >&2; die "idle-session run failed"; }
 		end_lock
@@ -353,6 +429,12 @@ if ! skip rss; then
 		last=$((${#ns[@]} - 1))
 		rec rss mcpgate "$round" slope rss_per_session_bytes "$(echo "(${rs[$last]} - ${rs[0]}) / (${ns[$last]} - ${ns[0]})" | bc -l)"
 		rec rss mcpgate "$round" slope heap_per_session_bytes "$(echo "(${hs[$last]} - ${hs[0]}) / (${ns[$last]} - ${ns[0]})" | bc -l)"
+		if ! skip scrape; then
+			log "scrape cost at ${ns[$last]} idle sessions, round $round"
+			begin_lock
+			scrape_cost "$rgw_pid" "$rgw_admin" "$round" "${ns[$last]}"
+			end_lock
+		fi
 		stop_pid "$rgw_pid"
 		stop_pid "$rup_pid"
 	done
@@ -372,7 +454,7 @@ if ! skip everything; then
 			sleep 0.1
 		done
 		EV_URL="http://127.0.0.1:$ev_port/mcp"
-		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
+		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
 		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
 		begin_lock
 		for round in $(seq "$EVERYTHING_ROUNDS"); do
@@ -450,11 +532,12 @@ loadavgs() {
 		echo "| conc | target | rps | p50 ms | p99 ms | proxy CPU us/req | loadgen CPU % of 2 cores | load avg / busy % before each run |"
 		echo "|---|---|---|---|---|---|---|---|"
 		for conc in $SAT_CONCS; do
-			for t in direct mcpgate caddy; do
+			for t in direct mcpgate mcpgate-nometrics caddy; do
 				cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us sat "$t" "c$conc")" 1f)
 				echo "| $conc | $t | $(fmt "$(med sat "$t" "c$conc" rps)" 0f) | $(med sat "$t" "c$conc" p50_ms) | $(med sat "$t" "c$conc" p99_ms) | $cu | $(fmt "$(lg_share sat "$t" "c$conc")" 0f) | $(loadavgs sat "$t" "c$conc")|"
 			done
 			echo "| $conc | **mcpgate / caddy** | **$(fmt "$(ratio "$(med sat mcpgate "c$conc" rps)" "$(med sat caddy "c$conc" rps)")")** | | | **$(fmt "$(ratio "$(cpu_us sat mcpgate "c$conc")" "$(cpu_us sat caddy "c$conc")")")** | | |"
+			echo "| $conc | **mcpgate / mcpgate-nometrics** (the metrics library's cost) | **$(fmt "$(ratio "$(med sat mcpgate "c$conc" rps)" "$(med sat mcpgate-nometrics "c$conc" rps)")" 3f)** | | | **$(fmt "$(ratio "$(cpu_us sat mcpgate "c$conc")" "$(cpu_us sat mcpgate-nometrics "c$conc")")" 3f)** | | |"
 		done
 		echo
 	fi
@@ -494,6 +577,19 @@ loadavgs() {
 			echo "| $r | $(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="loadavg" {l=$6} $1=="rss" && $3==r && $5=="busy_before_pct" {b=$6} END {printf "%s/%s%%", l, b}' "$RUNS") | $rsss | $heaps | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="rss_per_session_bytes" {print $6}' "$RUNS")" 0f) | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="heap_per_session_bytes" {print $6}' "$RUNS")" 0f) |"
 		done
 		echo "| median | | | | $(fmt "$(med rss mcpgate slope rss_per_session_bytes)" 0f) | $(fmt "$(med rss mcpgate slope heap_per_session_bytes)" 0f) |"
+		echo
+	fi
+	if ! skip rss && ! skip scrape; then
+		echo "## What a scrape costs at the largest RSS step (idle sessions; $SCRAPE_N requests one a second per measurement, medians of $RSS_ROUNDS rounds)"
+		echo
+		echo "| request | sessions | CPU ms per request | wall ms | bytes | RSS before → peak → after (MiB) | gateway CPU while idle, % of a core |"
+		echo "|---|---|---|---|---|---|---|"
+		for w in metrics stats; do
+			p=$(awk -F'\t' -v w="$w" '$1=="scrape" && $2==w {print $4}' "$RUNS" | head -n1)
+			[[ -n $p ]] || continue
+			mib() { fmt "$(echo "$(med scrape "$w" "$p" "$1") / 1048576" | bc -l)" 1f; }
+			echo "| $([[ $w == metrics ]] && echo 'GET /metrics' || echo 'GET /admin/v1/stats') | ${p#s} | $(fmt "$(med scrape "$w" "$p" cpu_ms_per_request)" 1f) | $(fmt "$(med scrape "$w" "$p" wall_ms)" 1f) | $(med scrape "$w" "$p" bytes) | $(mib rss_before) → $(mib rss_peak) → $(mib rss_after) | $(fmt "$(med scrape "$w" "$p" idle_cpu_pct)" 1f) |"
+		done
 		echo
 	fi
 	if ! skip everything && [[ -x $EVERYTHING ]]; then

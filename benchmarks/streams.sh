@@ -10,7 +10,7 @@
 #   memory  gateway memory per idle session holding one standalone GET stream: N sessions
 #           each with one idle GET stream (loadtest -scenario post -streams -1 -rate 1),
 #           process_resident_memory_bytes and go_memstats_heap_inuse_bytes read from the
-#           gateway's /metrics once the streams are up and settled, at N = MEM_SIZES;
+#           gateway's /metrics (on its admin listener) once the streams are up and settled, at N = MEM_SIZES;
 #           slope = (M(N2) - M(N1)) / (N2 - N1). The same with sessions only (-streams 0)
 #           splits the cost into session and stream. The gateway's CPU over the readings
 #           (MEM_IDLE_S seconds) is what the idle sessions cost it (sweeps, heartbeats).
@@ -111,7 +111,7 @@ unlock() {
 procs_env() { [[ -n "$1" ]] && echo "GOMAXPROCS=$1" || true; }
 
 # start NAME PROCS CMD...: runs CMD in the background with GOMAXPROCS=PROCS (when set),
-# sets $url to the URL it prints first and $pid to its process id.
+# sets $url to the URL it prints first and $pid to its process id; $out_file is its stdout.
 start() {
 	local name="$1.$((++started))" procs="$2"
 	shift 2
@@ -138,6 +138,22 @@ start() {
 		exit 3
 	fi
 	url="${line#listening on }"
+	out_file="$work/$name.out"
+}
+
+# admin_of: waits for the second stdout line of the process started last (the gateway's
+# "admin on URL") and sets $admin to that URL.
+admin_of() {
+	local i
+	admin=""
+	for ((i = 0; i < 400; i++)); do
+		admin="$(sed -n '2s/^admin on //p' "$out_file")"
+		[[ -n "$admin" ]] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "the gateway did not print its admin address"
+	exit 3
 }
 
 # stop_all: SIGTERM every process started so far and wait for it.
@@ -164,10 +180,11 @@ servers() {
 	gw_pid=
 	if [[ "${DIRECT:-}" != 1 ]]; then
 		# shellcheck disable=SC2086
-		start gateway "$gw_procs" "$gateway" -listen 127.0.0.1:0 -upstream "$up" -log-level warn "$@" ${GATEWAY_ARGS:-}
+		start gateway "$gw_procs" "$gateway" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$up" -log-level warn "$@" ${GATEWAY_ARGS:-}
 		gw_pid="$pid"
 		target="$url"
-		metrics="${url%/mcp}/metrics"
+		admin_of
+		metrics="$admin/metrics"
 	fi
 }
 

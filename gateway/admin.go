@@ -387,6 +387,7 @@ func (s *Server) EffectiveConfig() map[string]any {
 		"write_stall_timeout":     c.WriteStallTimeout.String(),
 		"retry_hint":              c.RetryHint.String(),
 		"drain_window":            durOrOff(c.DrainWindow),
+		"state_file":              c.StateFile,
 		"allowed_origins":         c.AllowedOrigins,
 		"allowed_hosts":           c.AllowedHosts,
 		"max_body_bytes":          c.MaxBodyBytes,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -87,9 +89,6 @@ type Config struct {
 	// of 2025-11-25 sessions (older clients cannot resume those before the
 	// response). 0 = never.
 	StreamMaxConnection time.Duration
-	// MetricsPath serves the Prometheus metrics on the endpoint's
-	// listener at this path; "" = not served.
-	MetricsPath string
 	// RetryHint is the SSE retry field (reconnect delay) sent on streams of
 	// 2025-11-25 sessions and when the gateway closes streams on shutdown;
 	// 0 = DefaultRetryHint.
@@ -127,7 +126,9 @@ type Config struct {
 	AdminToken string
 	// DrainWindow spreads the ends of the attached stream connections over
 	// this long when Shutdown begins, so clients do not all reconnect at
-	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
+	// once; 0 = DefaultDrainWindow, <0 = end them all at once. With
+	// StateFile their retry hint is the window plus RetryHint, so they come
+	// back after the restart at the drain's pace (drain.go).
 	DrainWindow time.Duration
 	// UpstreamEra says which eras the upstream serves: UpstreamEraAuto
 	// (the zero value) asks it with server/discover; a client era it serves
@@ -158,6 +159,14 @@ type Config struct {
 	// LegacySSEOff turns the legacy HTTP+SSE endpoints off: their paths
 	// then get 404 like any unknown path. false (the zero value) = served.
 	LegacySSEOff bool
+	// StateFile, when set, makes sessions survive a restart (state.go): New
+	// restores the sessions saved in this file (a file that is truncated,
+	// corrupt or not a state file is refused whole, renamed to
+	// <StateFile>.refused, and the gateway starts empty), and Shutdown
+	// keeps the upstream sessions (no DELETE) and writes every session to
+	// it atomically. Its directory must exist. "" = sessions end at
+	// shutdown.
+	StateFile string
 }
 
 func (c *Config) setDefaults() error {
@@ -220,8 +229,10 @@ func (c *Config) setDefaults() error {
 	if c.StreamSendBuffer == 0 {
 		c.StreamSendBuffer = DefaultStreamSendBuffer
 	}
-	if c.MetricsPath != "" && (!strings.HasPrefix(c.MetricsPath, "/") || c.MetricsPath == c.Path) {
-		return fmt.Errorf("gateway: metrics path %q must start with / and differ from the endpoint path", c.MetricsPath)
+	if c.StateFile != "" {
+		if fi, err := os.Stat(filepath.Dir(c.StateFile)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("gateway: state file %q: its directory does not exist", c.StateFile)
+		}
 	}
 	if _, ok := c.Upstream.(upstream.Stateless); c.UpstreamEra == UpstreamEraStateless && !ok {
 		return errors.New("gateway: upstream era stateless needs an upstream that speaks the stateless revision (an http:// or https:// URL)")

@@ -204,7 +204,7 @@ func (c *clientConn) handed(n int) (int, error) {
 func (c *clientConn) endWithRetry(p []byte, r CloseReason) (int, error) {
 	c.setReason(r)
 	c.eof = true
-	hint := sse.AppendRetry(c.frame[:0], c.srv.cfg.RetryHint.Milliseconds())
+	hint := sse.AppendRetry(c.frame[:0], c.srv.retryHintMs(r))
 	n := copy(p, hint)
 	c.pending = hint[n:]
 	return c.handed(n)

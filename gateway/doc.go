@@ -33,6 +33,14 @@
 //     every gateway lock; they must not block.
 //   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the
 //     ring's internal lock. Shard internals are never held across calls.
+//   - Restore runs before Serve only (New calls it with Config.StateFile);
+//     SaveState may run at any time, and is exact once Shutdown has stopped
+//     the owned goroutines (state.go). A restored session whose upstream
+//     side is re-initialized does it on the goroutine of its first use
+//     (reinit.go): no goroutine exists for it in between.
+//   - AdminHandler is a net/http handler for a listener of its own (metrics,
+//     health, profiles, the admin API and page); it is safe for concurrent
+//     use and may serve after Shutdown (/readyz then reports draining).
 //   - The Handler may be mounted in another fasthttp server; it then
 //     accepts loopback Host names only unless Config.AllowedHosts says
 //     otherwise (Serve picks the default for its listener's address).

@@ -16,6 +16,17 @@ import (
 // cannot resume an answer before its response); they finish, or end when
 // the shutdown does.
 
+// With Config.StateFile the drain is the first half of a restart: the
+// clients will come back to this address, to the next process. Each
+// connection the drain ends gets a retry hint of the whole drain window
+// plus Config.RetryHint (the time a restart is allowed), the same for all,
+// so the moments the clients reconnect keep the drain's spread, shifted
+// past the restart: connection i, ended at t_i in [0, window], comes back
+// at t_i + window + RetryHint. A client that comes back early finds no
+// listener and retries with its own backoff. Stream requests during such a
+// drain are served (a session outlives the restart, and the Go SDK gives a
+// session up when its stream reconnect gets an error status).
+
 // Draining reports whether a shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
@@ -34,6 +45,9 @@ func (s *Server) drainStreams(ctx context.Context) {
 	if dl, ok := ctx.Deadline(); ok {
 		// Leave a third of the shutdown's time for what follows the drain.
 		window = min(window, time.Until(dl)*2/3)
+	}
+	if s.cfg.StateFile != "" {
+		s.restartHint.Store(max(window, 0).Milliseconds() + s.cfg.RetryHint.Milliseconds())
 	}
 	if window <= 0 {
 		return
@@ -85,6 +99,15 @@ func (s *Server) drainableConns() []*clientConn {
 		return true
 	})
 	return conns
+}
+
+// retryHintMs is the SSE retry hint that ends a connection for reason r:
+// during a restart's shutdown, the restart hint (see above).
+func (s *Server) retryHintMs(r CloseReason) int64 {
+	if h := s.restartHint.Load(); h > 0 && r == CloseShutdown {
+		return h
+	}
+	return s.cfg.RetryHint.Milliseconds()
 }
 
 // drainNow ends c with a retry hint.

@@ -22,10 +22,8 @@ import (
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) != s.cfg.Path {
-		if s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath && ctx.IsGet() {
-			s.publicMetrics(ctx)
-			return
-		}
+		// Metrics, health and profiles live on the admin listener
+		// (AdminHandler), never on the public one.
 		if s.isLegacyPath(ctx.Path()) { // the legacy HTTP+SSE transport (legacysse.go)
 			if s.admit(ctx) {
 				s.handleLegacy(ctx)
@@ -66,6 +64,9 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
 	}
 	if s.shutting.Load() {
 		ctx.Response.Header.Set("Retry-After", "1")
+		// The connection ends with this answer: said here, not left to
+		// whether fasthttp's own shutdown has begun yet.
+		ctx.SetConnectionClose()
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
 		return false
 	}
@@ -102,7 +103,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 
 // handlePost forwards a client message upstream and relays the answer.
 func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
@@ -128,7 +129,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
-	defer func() { s.metrics.latency[class].Observe(since(start)) }()
+	defer s.metrics.observe(&s.metrics.latency[class], start)
 	if isStatelessRequest(ctx, &msgs[0]) {
 		s.handleStateless(ctx, body, msgs, batch, class)
 		return
@@ -188,12 +189,15 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	reply, err := sess.up.Send(context.Background(), fwd)
-	s.metrics.upstreamLatency[class].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
 		s.upstreamSucceeded()
+		if s.cfg.StateFile != "" {
+			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
+		}
 	}
 	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
 		s.releaseAnswer(sess)
@@ -324,7 +328,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
 		return
 	}
-	up, answer, ok := s.connectUpstream(ctx, body, m)
+	up, answer, fwd, ok := s.connectUpstream(ctx, body, m)
 	if !ok {
 		return
 	}
@@ -350,6 +354,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
+	s.keepForRestart(sess, fwd, answer) // Config.StateFile only (state.go)
 	if err := s.storeSession(sess); err != nil {
 		cancel()
 		_ = up.Close(context.Background())
@@ -373,30 +378,31 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 // connectUpstream forwards a client's initialize (m, the message of body)
 // upstream under the gateway's id. It returns the upstream session, nil
 // when the upstream answered with a JSON-RPC error, and the upstream's
-// answer under the client's id. On a failure it answers the request itself
+// answer under the client's id, and the initialize as sent upstream
+// (fwd, which a restart re-sends: state.go). On a failure it answers the request itself
 // and ok is false.
-func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) (up upstream.Session, answer []byte, ok bool) {
+func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) (up upstream.Session, answer, fwd []byte, ok bool) {
 	id := m.ID
-	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+	fwd = jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
 	init := []*call{{clientID: m.ID, upID: initializeUpID}}
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	sessions, _, _ := s.Upstreams(context.Background())
 	up, answer, err := sessions.Connect(context.Background(), fwd)
-	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
 	if err == nil {
 		s.upstreamSucceeded()
 	}
 	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
 		s.rejectFull(ctx, id)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	if err != nil {
 		var se *upstream.StatusError
 		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
 			s.relayRefusal(ctx, se, init, id)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		s.metrics.upstreamFailure(err)
 		s.log.Warn("upstream initialize failed", "err", err)
@@ -409,7 +415,7 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 			msg = "Gateway Timeout: upstream did not answer initialize in time"
 		}
 		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	if out, ok := clientAnswer(nil, &p, answer, init); ok {
 		answer = out
@@ -418,9 +424,9 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 		_ = up.Close(context.Background())
 		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
 			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return up, answer, true
+	return up, answer, fwd, true
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {
@@ -613,9 +619,11 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
 	if sess == nil {
 		return
 	}
-	if s.draining.Load() {
+	if s.draining.Load() && s.cfg.StateFile == "" {
 		// A stream connection would only be ended again: come back later
-		// (to another node, or to this one after its restart).
+		// (to another node). With a state file the stream is served: the
+		// session outlives the restart, and an SDK client whose stream
+		// reconnect fails gives the session up.
 		ctx.Response.Header.Set("Retry-After", "1")
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return

@@ -63,7 +63,9 @@ type StreamInfo struct {
 // Hooks lets library users observe sessions and streams. Methods are called
 // synchronously, outside every gateway lock, after the event happened; they
 // must return quickly and must not call back into the Server. Embed
-// NopHooks to implement only some of them.
+// NopHooks to implement only some of them. With Config.StateFile, sessions
+// restored by New are reported with SessionCreated, and the sessions a
+// Shutdown keeps for the restart get no SessionClosed.
 type Hooks interface {
 	SessionCreated(SessionInfo)
 	SessionClosed(SessionInfo, CloseReason)

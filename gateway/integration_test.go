@@ -200,7 +200,7 @@ func TestSDKIdleExpiry(t *testing.T) {
 	require.NoError(t, err)
 	sid := cs.ID()
 	// Any request would keep the session alive: wait for the sweeper.
-	waitMetric(t, s.gw.URL, 10*time.Second, "the session expired", func(m map[string]float64) bool {
+	waitMetric(t, s.gw, 10*time.Second, "the session expired", func(m map[string]float64) bool {
 		return m[`mcpgate_sessions_closed_total{reason="idle"}`] >= 1
 	})
 	status, body := rawPost(t, s.gw.URL, sid, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"})

@@ -82,7 +82,7 @@ func TestLegacyClientTypeScriptSDK(t *testing.T) {
 			}, lines)
 			require.Regexp(t, `^tools \d\d+$`, lines[1])
 
-			m := waitMetric(t, gw.URL, 10*time.Second, "the legacy session ended with its stream", func(m map[string]float64) bool {
+			m := waitMetric(t, gw, 10*time.Second, "the legacy session ended with its stream", func(m map[string]float64) bool {
 				return m[`mcpgate_sessions_closed_total{reason="client_gone"}`] >= 1
 			})
 			assert.Equal(t, 1.0, m["mcpgate_sessions_created_total"])
@@ -90,7 +90,7 @@ func TestLegacyClientTypeScriptSDK(t *testing.T) {
 			if kind == "stdio" {
 				// The transport's own counts, published as metrics: the
 				// session's process was started and reaped.
-				m = waitMetric(t, gw.URL, 10*time.Second, "the process reaped", func(m map[string]float64) bool {
+				m = waitMetric(t, gw, 10*time.Second, "the process reaped", func(m map[string]float64) bool {
 					return m["mcpgate_upstream_processes_reaped_total"] >= 1
 				})
 				assert.Equal(t, 1.0, m["mcpgate_upstream_processes_started_total"])

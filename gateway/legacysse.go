@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -180,8 +179,8 @@ func (c *Config) legacyDefaults() error {
 		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# \t\r\n") {
 			return fmt.Errorf("gateway: legacy HTTP+SSE path %q must start with / and hold no query", p)
 		}
-		if p == c.Path || p == c.MetricsPath {
-			return fmt.Errorf("gateway: legacy HTTP+SSE path %q must differ from the endpoint and metrics paths", p)
+		if p == c.Path {
+			return fmt.Errorf("gateway: legacy HTTP+SSE path %q must differ from the endpoint path", p)
 		}
 	}
 	if c.LegacySSEPath == c.LegacyMessagePath {
@@ -296,7 +295,7 @@ func (s *Server) legacyStreamClosed(sess *session, reason CloseReason) {
 // handleLegacyMessage takes one message POSTed by a legacy client: 202,
 // its answer on the session's stream.
 func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
@@ -334,7 +333,7 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
-	defer func() { s.metrics.latency[class].Observe(since(start)) }()
+	defer s.metrics.observe(&s.metrics.latency[class], start)
 	var firstID []byte
 	if !batch {
 		firstID = msgs[0].ID
@@ -385,9 +384,9 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	reply, err := sess.up.Send(context.Background(), fwd)
-	s.metrics.upstreamLatency[class].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
 		s.upstreamSucceeded()
@@ -471,8 +470,8 @@ func (s *Server) legacyInitialize(ctx *fasthttp.RequestCtx, sess *session, st *s
 			l.phase.CompareAndSwap(legacyConnecting, legacyWaiting)
 		}
 	}()
-	sess.busy.Add(1) // the upstream may take a while (a process starting)
-	up, answer, ok := s.connectUpstream(ctx, body, m)
+	sess.busy.Add(1)                                     // the upstream may take a while (a process starting)
+	up, answer, _, ok := s.connectUpstream(ctx, body, m) // legacy sessions end with their stream: never kept for a restart
 	sess.busy.Add(-1)
 	if !ok {
 		return

@@ -84,7 +84,6 @@ func TestLegacyConfigPaths(t *testing.T) {
 		{LegacySSEPath: "sse"},
 		{LegacyMessagePath: "/m?x=1"},
 		{LegacySSEPath: "/mcp"},
-		{LegacyMessagePath: "/metrics", MetricsPath: "/metrics"},
 		{LegacySSEPath: "/x", LegacyMessagePath: "/x"},
 	} {
 		bad.Upstream = nopTransport{}

@@ -10,8 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -22,6 +20,7 @@ import (
 // histograms are the library's, with their observers resolved once.
 type metrics struct {
 	sessionsCreated   atomic.Uint64
+	sessionsRestored  atomic.Uint64 // restored from the state file at start
 	sessionsRejected  atomic.Uint64 // initialize refused at the session cap
 	sessionsClosed    [numCloseReasons]atomic.Uint64
 	streamsOpened     atomic.Uint64
@@ -134,6 +133,7 @@ type MetricsSnapshot struct {
 	Sessions         int
 	SessionsCreated  uint64
 	SessionsRejected uint64
+	SessionsRestored uint64
 	SessionsClosed   map[string]uint64
 	StreamsOpened    uint64
 	StreamsClosed    map[string]uint64
@@ -162,6 +162,7 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		Sessions:         sessions,
 		SessionsCreated:  m.sessionsCreated.Load(),
 		SessionsRejected: m.sessionsRejected.Load(),
+		SessionsRestored: m.sessionsRestored.Load(),
 		SessionsClosed:   make(map[string]uint64, numCloseReasons),
 		StreamsOpened:    m.streamsOpened.Load(),
 		StreamsClosed:    make(map[string]uint64, numCloseReasons),
@@ -213,16 +214,14 @@ func (s *Server) newRegistry() *prometheus.Registry {
 		s.metrics.latency[c] = lat.WithLabelValues(methodClassNames[c])
 		s.metrics.upstreamLatency[c] = upLat.WithLabelValues(methodClassNames[c])
 	}
+	if !libMetrics {
+		reg.MustRegister(&promCollector{s: s}) // the counters only (benchmark build)
+		return reg
+	}
 	reg.MustRegister(lat, upLat, &promCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// publicMetrics serves the metrics on the MCP listener (Config.MetricsPath).
-func (s *Server) publicMetrics(ctx *fasthttp.RequestCtx) {
-	s.metricsOnce.Do(func() { s.metricsFast = fasthttpadaptor.NewFastHTTPHandler(s.MetricsHandler()) })
-	s.metricsFast(ctx)
 }
 
 // Registry is the Server's Prometheus registry; library users may register
@@ -247,6 +246,7 @@ var (
 	descSessions        = prometheus.NewDesc("mcpgate_sessions", "Live sessions.", nil, nil)
 	descSessionsCreated = prometheus.NewDesc("mcpgate_sessions_created_total", "Sessions created.", nil, nil)
 	descSessionsRej     = prometheus.NewDesc("mcpgate_sessions_rejected_total", "initialize refused at the session cap.", nil, nil)
+	descSessionsRest    = prometheus.NewDesc("mcpgate_sessions_restored_total", "Sessions restored from the state file at start.", nil, nil)
 	descSessionsClosed  = prometheus.NewDesc("mcpgate_sessions_closed_total", "Sessions ended, by reason.", []string{"reason"}, nil)
 	descStreamsOpened   = prometheus.NewDesc("mcpgate_streams_opened_total", "Client connections attached to streams.", nil, nil)
 	descStreamsClosed   = prometheus.NewDesc("mcpgate_streams_closed_total", "Client connections detached from streams, by reason.", []string{"reason"}, nil)
@@ -275,7 +275,7 @@ var (
 var ringFillBuckets = []float64{0, .1, .25, .5, .75, .9, 1, 2}
 
 func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsClosed,
+	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsRest, descSessionsClosed,
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
 		descUpstreamSkipped, descStateless, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
@@ -296,6 +296,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSessions, float64(s.store.Len()))
 	counter(descSessionsCreated, m.sessionsCreated.Load())
 	counter(descSessionsRej, m.sessionsRejected.Load())
+	counter(descSessionsRest, m.sessionsRestored.Load())
 	for r := CloseReason(0); r < numCloseReasons; r++ {
 		counter(descSessionsClosed, m.sessionsClosed[r].Load(), r.String())
 		counter(descStreamsClosed, m.streamsClosed[r].Load(), r.String())
@@ -414,5 +415,19 @@ func (s *Server) walkStreams() streamCensus {
 	return w
 }
 
-// since returns the seconds from start to now for a histogram.
-func since(start time.Time) float64 { return time.Since(start).Seconds() }
+// now starts a latency measurement: the time, or nothing in a build
+// without the latency histograms (see libMetrics).
+func (m *metrics) now() time.Time {
+	if !libMetrics {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// observe records the seconds since start in *o (a histogram's observer,
+// passed by address so a build without histograms never reads it).
+func (m *metrics) observe(o *prometheus.Observer, start time.Time) {
+	if libMetrics {
+		(*o).Observe(time.Since(start).Seconds())
+	}
+}

@@ -62,16 +62,18 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 				s.log.Debug("upstream answer for no pending call dropped", "session", sess.id, "stream", st.id, "id", string(respID))
 				continue
 			}
-			delete(pending, up)
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
 			if !s.deliver(sess, st, class, key, out, true) {
+				s.owedAtSuspend(sess, st, pending)
 				return false
 			}
+			delete(pending, up)
 			// Answered: the client may reuse the id at once.
 			sess.endCall(c)
 			continue
 		}
 		if !s.deliver(sess, st, class, key, msg, true) {
+			s.owedAtSuspend(sess, st, pending)
 			return false
 		}
 	}
@@ -85,13 +87,19 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 	if sess.ctx.Err() != nil {
 		sess.mu.Lock()
 		why := "the session ended (" + sess.closeReason.String() + ") before the response"
+		suspended := sess.suspended
 		sess.mu.Unlock()
+		if suspended {
+			why = upstreamRestarted // the session goes on after the restart
+		}
 		for _, c := range pending {
 			// The session is gone: no waiting for room, past the soft
 			// limits if need be; a client still connected reads it.
 			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, why, nil)
 			if _, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
 				st.notify()
+			} else if suspended {
+				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", sess.id, "stream", st.id, "err", perr)
 			}
 		}
 		return
@@ -103,6 +111,19 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 		if s.pushMust(st, e, true) != nil {
 			return
 		}
+	}
+}
+
+// owedAtSuspend answers the calls still pending on an answer stream whose
+// pump was stopped while it waited for room in the ring (a shutdown that
+// keeps the session for a restart): the restored stream holds an error for
+// each, so no call hangs. A session that ended owes nothing: it is gone.
+func (s *Server) owedAtSuspend(sess *session, st *stream, pending map[uint64]*call) {
+	sess.mu.Lock()
+	suspended := sess.suspended
+	sess.mu.Unlock()
+	if suspended {
+		s.answerOwed(sess, st, pending, nil)
 	}
 }
 
@@ -344,18 +365,18 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 }
 
 // accountDroppedOldest adds the ring's new drops of undelivered events to
-// the metrics: one push may drop several, so the ring's own count is taken,
-// and each drop is counted once even with several producers.
+// the metrics: one push may drop several, so the ring's own count is taken.
+// A stream may have several producers (a legacy session's one stream,
+// legacysse.go; announceReinit for a moment), so the seen mark only moves
+// forward and each drop is counted once.
 func (s *Server) accountDroppedOldest(st *stream) {
 	for {
-		// A legacy session's stream has several producers (legacysse.go):
-		// only a count above the one seen is added, once.
-		seen := st.droppedOldestSeen.Load()
-		total := st.ring.Stats().DroppedOldest
-		if total <= seen || st.droppedOldestSeen.CompareAndSwap(seen, total) {
-			if total > seen {
-				s.metrics.droppedOldest.Add(total - seen)
-			}
+		seen, total := st.droppedOldestSeen.Load(), st.ring.Stats().DroppedOldest
+		if total <= seen {
+			return
+		}
+		if st.droppedOldestSeen.CompareAndSwap(seen, total) {
+			s.metrics.droppedOldest.Add(total - seen)
 			return
 		}
 	}

@@ -57,6 +57,13 @@ type Server struct {
 	// answers stream (stateless.go): the sweeper keeps their streams up.
 	ephemeral *xsync.MapOf[*session, struct{}]
 
+	// resumer re-attaches upstream sessions of restored sessions; nil when
+	// the transport cannot (state.go). restartHint is the retry hint (ms)
+	// of connections ended by a restart's shutdown (Config.StateFile,
+	// drain.go); 0 otherwise.
+	resumer     upstream.Resumer
+	restartHint atomic.Int64
+
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
 	reapq   chan *session
@@ -64,10 +71,8 @@ type Server struct {
 
 	parsers sync.Pool // *jsonrpc.Parser
 
-	metrics     metrics
-	registry    *prometheus.Registry
-	metricsOnce sync.Once
-	metricsFast fasthttp.RequestHandler
+	metrics  metrics
+	registry *prometheus.Registry
 
 	// withStreams[i] holds the sessions of store shard i that have streams:
 	// the sweeper's passes between full ones visit only these.
@@ -103,8 +108,9 @@ type Server struct {
 	ln   net.Listener
 }
 
-// New validates cfg, fills in defaults and returns a Server. It starts the
-// coarse clock and the shard sweepers; Shutdown stops them.
+// New validates cfg, fills in defaults and returns a Server. With
+// Config.StateFile it restores the sessions saved there (see Restore). It
+// starts the coarse clock and the shard sweepers; Shutdown stops them.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -166,6 +172,10 @@ func New(cfg Config) (*Server, error) {
 		StreamRequestBody:             false,
 		ReduceMemoryUsage:             false,
 		Logger:                        fasthttpLogger{s.log},
+	}
+	s.resumer, _ = cfg.Upstream.(upstream.Resumer)
+	if cfg.StateFile != "" {
+		s.loadStateFile() // sessions of the previous run (state.go)
 	}
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
@@ -240,8 +250,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // attached streams ended with a retry hint spread over Config.DrainWindow,
 // see drain.go), stop accepting, end the remaining streams, let in-flight
 // POSTs finish, end every session (and its upstream session), stop owned
-// goroutines. It returns ctx's error if ctx ends first; the remaining work
-// is then cut short. CutDrain ends the drain early.
+// goroutines. With Config.StateFile the sessions are kept instead: their
+// pumps stop, their upstream sessions are not ended, and once the owned
+// goroutines have stopped they are written to the file (state.go). It
+// returns ctx's error if ctx ends first; the remaining work is then cut
+// short. CutDrain ends the drain early.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
@@ -269,7 +282,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		s.closeAllSessions(ctx)
+		if s.cfg.StateFile != "" {
+			// Kept for the restart: pumps stop, upstream sessions stay.
+			// Legacy HTTP+SSE sessions end with their one stream, which
+			// the restart ends: they are closed as without a state file.
+			s.suspendSessions()
+			s.closeSessions(ctx, func(sess *session) bool { return sess.legacy != nil })
+		} else {
+			s.closeSessions(ctx, func(*session) bool { return true })
+		}
 		s.drainReaps(ctx)
 		s.spawnMu.Lock()
 		s.cancel()
@@ -283,6 +304,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				err = ctx.Err()
 			}
 		}
+		if s.cfg.StateFile != "" {
+			// Every pump has stopped (or ctx ended): the copy is exact.
+			if e := s.writeStateFile(); e != nil {
+				s.log.Error("sessions not saved: they are lost at this restart", "err", e)
+				if err == nil {
+					err = e
+				}
+			}
+		}
 		if c, ok := s.pool.(io.Closer); ok {
 			_ = c.Close()
 		}
@@ -291,13 +321,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// closeAllSessions ends every session, a bounded number at a time.
-func (s *Server) closeAllSessions(ctx context.Context) {
+// closeSessions ends every session that which selects, a bounded number
+// at a time.
+func (s *Server) closeSessions(ctx context.Context, which func(*session) bool) {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	s.store.Range(func(id string, sess *session) bool {
 		if ctx.Err() != nil {
 			return false
+		}
+		if !which(sess) {
+			return true
 		}
 		sem <- struct{}{}
 		wg.Add(1)

@@ -41,8 +41,8 @@ type session struct {
 	// open and has streams. nil only in tests that build sessions by hand.
 	withStreams *xsync.MapOf[*session, struct{}]
 
-	// mu guards streams, nextStream, finished, the calls in flight and
-	// closed.
+	// mu guards streams, nextStream, finished, the calls in flight,
+	// closed and suspended.
 	mu         sync.Mutex
 	streams    map[uint64]*stream
 	nextStream uint64
@@ -51,11 +51,32 @@ type session struct {
 	byUp       map[uint64]*call // the same calls by their upstream id
 	nextUp     uint64           // the last upstream id given to a call
 	closed     bool
+	// suspended is set when a shutdown keeps the session for a restart
+	// (Config.StateFile): its calls cut short are told so, and its upstream
+	// side is not ended.
+	suspended bool
 	// closeReason is why the session closed, set with closed.
 	closeReason CloseReason
 	// ephemeral marks the one-request session of a stateless request: in
 	// no shard, never counted as a session, ended with its answer.
 	ephemeral bool
+
+	// restart is what re-initializing the upstream side after a restart
+	// takes (state.go, reinit.go); nil without Config.StateFile, so other
+	// sessions do not pay for it. Set before the session is stored.
+	restart *restartState
+}
+
+// restartState is kept per session with Config.StateFile: init is the
+// initialize request as forwarded upstream and caps the capabilities the
+// upstream negotiated, both never changed; logLevel (the params of the last
+// logging/setLevel) and subs (the resources subscribed to) are guarded by
+// the session's mu. A re-initialized upstream session gets them again.
+type restartState struct {
+	init     []byte
+	caps     []byte
+	logLevel []byte
+	subs     map[string]struct{}
 }
 
 // addStreamLocked stores st under id; deleteStreamLocked removes id. Both

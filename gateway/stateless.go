@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -141,10 +140,10 @@ func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []
 		reqCtx = upstream.WithPrincipal(reqCtx, sess.principal)
 	}
 	s.metrics.requests.Add(1)
-	upStart := time.Now()
+	upStart := s.metrics.now()
 	reply, err := st.Do(reqCtx, hdr, fwd)
 	cancel()
-	s.metrics.upstreamLatency[class].Observe(since(upStart))
+	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	if err != nil {
 		s.endEphemeral(sess)
 		var se *upstream.StatusError

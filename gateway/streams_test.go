@@ -40,10 +40,12 @@ func hostPort(t *testing.T, url string) string {
 	return s[:i]
 }
 
-// scrape reads the gateway's Prometheus metrics into name{labels} -> value.
-func scrape(t *testing.T, gwURL string) map[string]float64 {
+// scrape reads the gateway's Prometheus metrics (on its admin listener)
+// into name{labels} -> value.
+func scrape(t *testing.T, gw *testenv.Proc) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(strings.TrimSuffix(gwURL, "/mcp") + "/metrics")
+	require.NotEmpty(t, gw.AdminURL, "the gateway's admin listener")
+	resp, err := http.Get(gw.AdminURL + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -63,14 +65,14 @@ func scrape(t *testing.T, gwURL string) map[string]float64 {
 
 // waitMetric scrapes the gateway's metrics until ok accepts them and
 // returns them; it fails the test if that takes longer than d.
-func waitMetric(t *testing.T, gwURL string, d time.Duration, what string, ok func(map[string]float64) bool) map[string]float64 {
+func waitMetric(t *testing.T, gw *testenv.Proc, d time.Duration, what string, ok func(map[string]float64) bool) map[string]float64 {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
-		m := scrape(t, gwURL)
+		m := scrape(t, gw)
 		if ok(m) {
 			return m
 		}
@@ -138,7 +140,7 @@ func TestSmallRingCountsEveryLoss(t *testing.T) {
 		require.Greater(t, v, prev, "progress out of order")
 		seen[v], prev = true, v
 	}
-	m := scrape(t, gw.URL)
+	m := scrape(t, gw)
 	lost := float64(streamCount - len(got))
 	t.Logf("received %d of %d; dropped oldest=%v newest=%v coalesced=%v skipped=%v", len(got), streamCount,
 		m[`mcpgate_events_dropped_total{reason="oldest"}`], m[`mcpgate_events_dropped_total{reason="newest"}`],
@@ -210,7 +212,7 @@ func TestStalledReaderPerPolicy(t *testing.T) {
 			_ = sc.(*net.TCPConn).SetReadBuffer(4096)
 			hc, hr := openGET(t, gw.URL, healthy)
 			defer hc.Close()
-			before := scrape(t, gw.URL)
+			before := scrape(t, gw)
 
 			// 2 KiB events at 4000/s into the stalled stream for 3 s:
 			// ~24 MB offered against a 256 KiB ring.
@@ -227,7 +229,7 @@ func TestStalledReaderPerPolicy(t *testing.T) {
 				}
 			}
 			callPush(t, gw.URL, stalled, 0, 0)
-			m := scrape(t, gw.URL)
+			m := scrape(t, gw)
 			assert.Greater(t, healthyEvents, 300, "healthy stream delivered at its rate")
 			heapGrowth := m["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]
 			assert.Less(t, heapGrowth, float64(8<<20), "heap bounded by the ring budget (2x 256 KiB hard cap) plus socket buffers")
@@ -272,11 +274,11 @@ func TestHeartbeatsAndDeadClient(t *testing.T) {
 	// The client vanishes without a word on the wire it still reads:
 	// RST on close. The gateway learns it from the next heartbeat writes,
 	// and counts the stream closed.
-	gone0 := scrape(t, gw.URL)[`mcpgate_streams_closed_total{reason="client_gone"}`]
+	gone0 := scrape(t, gw)[`mcpgate_streams_closed_total{reason="client_gone"}`]
 	_ = c.(*net.TCPConn).SetLinger(0)
 	require.NoError(t, c.Close())
 	gone := time.Now()
-	waitMetric(t, gw.URL, 3*time.Second, "the dead client's stream closed", func(m map[string]float64) bool {
+	waitMetric(t, gw, 3*time.Second, "the dead client's stream closed", func(m map[string]float64) bool {
 		return m[`mcpgate_streams_closed_total{reason="client_gone"}`] > gone0
 	})
 	detached := time.Since(gone)
@@ -368,7 +370,7 @@ func TestPollingWithMaxConnection(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, res.IsError)
 	assertExactlyOnceInOrder(t, log, n)
-	m := scrape(t, gw.URL)
+	m := scrape(t, gw)
 	assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 4.0, "about 2 s of streaming in 250 ms connections")
 	assert.GreaterOrEqual(t, m[`mcpgate_streams_closed_total{reason="finished"}`], 4.0)
 	t.Logf("resumes=%v", m["mcpgate_resume_hits_total"])

@@ -57,7 +57,7 @@ func TestCutsGoSDKStdioUpstream(t *testing.T) {
 			assert.Equal(t, float64(streamCount), sc["emitted"])
 			assert.Equal(t, 100, cut, "the relay cut 100 times during the call")
 			require.NoError(t, n.notify("after the call"))
-			m := scrape(t, gw.URL)
+			m := scrape(t, gw)
 			t.Logf("drops: transport stream_full=%v standalone_full=%v unroutable=%v; rings: %v",
 				m[`mcpgate_upstream_messages_dropped_total{reason="stream_full"}`], m[`mcpgate_upstream_messages_dropped_total{reason="standalone_full"}`],
 				m[`mcpgate_upstream_messages_dropped_total{reason="unroutable"}`], lostByCounters(m))

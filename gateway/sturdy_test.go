@@ -342,7 +342,7 @@ func TestCutsGoSDK(t *testing.T) {
 			require.NoError(t, n.notify("after the call"))
 			assertExactlyOnceInOrder(t, progress, streamCount)
 
-			m := scrape(t, gw.URL)
+			m := scrape(t, gw)
 			if kc.kind&testenv.ConnAnswer != 0 {
 				assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 50.0, "the client resumed its answer by Last-Event-ID")
 			}
@@ -475,7 +475,7 @@ func TestCutsTypeScriptSDK(t *testing.T) {
 			closed = true
 			require.NoError(t, c.close(), "node client: %s", c.stderr.String())
 			assert.Empty(t, c.results, "the result exactly once")
-			m := scrape(t, gw.URL)
+			m := scrape(t, gw)
 			if kc.kind&testenv.ConnAnswer != 0 {
 				assert.GreaterOrEqual(t, m["mcpgate_resume_hits_total"], 50.0, "the client resumed its answer by Last-Event-ID")
 			}
@@ -648,21 +648,21 @@ func TestCutsGoSDKReferenceServer(t *testing.T) {
 // Last-Event-ID, so the gateway alone must know what that connection did
 // not deliver. Ten rounds, each client in its default configuration.
 func TestCutsNotifyWhileAway(t *testing.T) {
-	rounds := func(t *testing.T, relay *testenv.Relay, gwURL string, n *notifier, alive func() error) {
+	rounds := func(t *testing.T, relay *testenv.Relay, gw *testenv.Proc, n *notifier, alive func() error) {
 		t.Helper()
 		for i := 1; i <= 10; i++ {
 			require.True(t, relay.WaitLive(nil, liveWait, testenv.ConnStandalone), "round %d: the standalone stream is connected", i)
 			release := relay.Hold()
 			cut := relay.Cut(testenv.ConnStandalone)
 			require.Equal(t, 1, cut[testenv.ConnStandalone], "round %d: one standalone stream cut", i)
-			pushed := scrape(t, gwURL)["mcpgate_events_pushed_total"]
+			pushed := scrape(t, gw)["mcpgate_events_pushed_total"]
 			n.sent++
 			err := triggerOnly(n)
 			if err == nil {
 				// Wait until the gateway stored the notification, then let the
 				// client back in.
 				deadline := time.Now().Add(notifyWait)
-				for scrape(t, gwURL)["mcpgate_events_pushed_total"] <= pushed && time.Now().Before(deadline) {
+				for scrape(t, gw)["mcpgate_events_pushed_total"] <= pushed && time.Now().Before(deadline) {
 				}
 			}
 			release()
@@ -684,7 +684,7 @@ func TestCutsNotifyWhileAway(t *testing.T) {
 		defer cs.Close()
 		n := &notifier{gwURL: gw.URL, sid: cs.ID(), version: cs.InitializeResult().ProtocolVersion,
 			method: "tools/call", params: map[string]any{"name": "notify"}, got: changed}
-		rounds(t, relay, gw.URL, n, func() error {
+		rounds(t, relay, gw, n, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return cs.Ping(ctx, nil)
@@ -706,6 +706,6 @@ func TestCutsNotifyWhileAway(t *testing.T) {
 		}
 		n := &notifier{gwURL: gw.URL, sid: c.sid, version: c.version,
 			method: "tools/call", params: map[string]any{"name": "notify"}, got: c.changed}
-		rounds(t, relay, gw.URL, n, func() error { return fmt.Errorf("node stderr:\n%s", c.stderr.String()) })
+		rounds(t, relay, gw, n, func() error { return fmt.Errorf("node stderr:\n%s", c.stderr.String()) })
 	})
 }

@@ -23,9 +23,9 @@ type sseConn struct {
 	br *bufio.Reader
 }
 
-// openStream sends a GET for the session's stream (with Last-Event-ID if
+// dialStream sends a GET for the session's stream (with Last-Event-ID if
 // last is set) and reads the head, which must be 200.
-func openStream(t *testing.T, url, sid, last string) *sseConn {
+func dialStream(t *testing.T, url, sid, last string) *sseConn {
 	t.Helper()
 	hostport := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/mcp")
 	c, err := net.Dial("tcp", hostport)
@@ -92,7 +92,7 @@ func TestStandaloneTakeover(t *testing.T) {
 				up := testenv.NewFakeUpstream(t)
 				srv, url := inProcessServer(t, up, gateway.Config{StreamSendBuffer: 4096})
 				sid := initSession(t, url)
-				a := openStream(t, url, sid, "")
+				a := dialStream(t, url, sid, "")
 				up.WaitFor(t, "the upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
 				up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
 				a.until(t, "id: 0_1")
@@ -111,7 +111,7 @@ func TestStandaloneTakeover(t *testing.T) {
 					last = "0_1"
 				}
 				start := time.Now()
-				b := openStream(t, url, sid, last)
+				b := dialStream(t, url, sid, last)
 				assert.Less(t, time.Since(start), 2*time.Second, "no waiting for the old connection to let go")
 				up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}`)
 				got := b.until(t, "prompts/list_changed")

@@ -77,6 +77,13 @@ func (l *lockedBuffer) String() string {
 // its stderr is printed if the test failed.
 func startServer(t *testing.T, name, bin string, args ...string) string {
 	t.Helper()
+	return startServerLines(t, name, bin, 1, args...)[0]
+}
+
+// startServerLines starts a child like startServer and returns its first n stdout
+// lines' URLs: "listening on <URL>", then (bin/gateway) "admin on <URL>".
+func startServerLines(t *testing.T, name, bin string, n int, args ...string) []string {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
@@ -97,26 +104,37 @@ func startServer(t *testing.T, name, bin string, args ...string) string {
 			t.Logf("%s stderr:\n%s", name, stderr.String())
 		}
 	})
-	lines := make(chan string, 1)
+	lines := make(chan string, n)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
+		for i := 0; i < n && sc.Scan(); i++ {
 			lines <- sc.Text()
 		}
 		close(lines)
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	select {
-	case line, ok := <-lines:
-		require.True(t, ok, "%s printed nothing; stderr:\n%s", name, stderr.String())
-		url, found := strings.CutPrefix(line, "listening on ")
-		require.True(t, found, "%s first line %q", name, line)
-		require.True(t, strings.HasPrefix(url, "http://") && strings.HasSuffix(url, "/mcp"), "%s URL %q", name, url)
-		return url
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%s did not print its URL; stderr:\n%s", name, stderr.String())
+	timeout := time.After(15 * time.Second)
+	var urls []string
+	for i := 0; i < n; i++ {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "%s printed %d lines; stderr:\n%s", name, i, stderr.String())
+			prefix := "listening on "
+			if i > 0 {
+				prefix = "admin on "
+			}
+			url, found := strings.CutPrefix(line, prefix)
+			require.True(t, found, "%s line %d %q", name, i+1, line)
+			require.True(t, strings.HasPrefix(url, "http://"), "%s URL %q", name, url)
+			if i == 0 {
+				require.True(t, strings.HasSuffix(url, "/mcp"), "%s URL %q", name, url)
+			}
+			urls = append(urls, url)
+		case <-timeout:
+			t.Fatalf("%s did not print its URL; stderr:\n%s", name, stderr.String())
+		}
 	}
-	return ""
+	return urls
 }
 
 func startUpstream(t *testing.T, args ...string) string {
@@ -133,6 +151,10 @@ func stats(t *testing.T, upstreamURL string) mockup.Snapshot {
 	return snap
 }
 
+// adminOf maps a gateway's MCP URL to its admin listener's URL, where soak samples
+// the gateway's metrics.
+var adminOf sync.Map
+
 // runHarness runs `loadtest run` for about two seconds at tiny scale and returns its
 // exit code and result.
 func runHarness(t *testing.T, target, scenario string, extra ...string) (int, *harness.Result) {
@@ -142,6 +164,9 @@ func runHarness(t *testing.T, target, scenario string, extra ...string) (int, *h
 		"-sessions", "4", "-rate", "200", "-duration", "1500ms", "-warmup", "500ms",
 		"-conns", "8", "-stream-count", "40", "-stream-rate", "400", "-cut-every", "200ms",
 		"-sample-every", "500ms", "-drain", "5s", "-quiet", "-out", out}
+	if admin, ok := adminOf.Load(target); ok {
+		args = append(args, "-metrics-url", admin.(string)+"/metrics")
+	}
 	cmd := exec.Command(loadtestBin, append(args, extra...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -199,6 +224,9 @@ func runAll(t *testing.T, target func(t *testing.T, upstreamURL string) string) 
 			up := startUpstream(t)
 			code, res := runHarness(t, target(t, up), scenario)
 			assert.Equal(t, 0, code, "exit code; failures %v, errors %v", res.Failures, res.Errors)
+			if scenario == harness.ScenarioSoak {
+				assert.NotEmpty(t, res.TargetSamples, "the target's metrics were sampled; notes: %v", res.Notes)
+			}
 			assert.True(t, res.Passed)
 			assert.Zero(t, res.ErrorCount, "%v", res.Errors)
 			assert.Positive(t, res.Latency[res.Primary].Count, "primary metric %s measured", res.Primary)
@@ -270,7 +298,9 @@ func gateway(t *testing.T) func(t *testing.T, upstreamURL string) string {
 	_, err := os.Stat(bin)
 	require.NoError(t, err, "MCPGATE_GATEWAY_BIN is set but the binary is missing")
 	return func(t *testing.T, upstreamURL string) string {
-		return startServer(t, "gateway", bin, "-listen", "127.0.0.1:0", "-upstream", upstreamURL)
+		urls := startServerLines(t, "gateway", bin, 2, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-upstream", upstreamURL)
+		adminOf.Store(urls[0], urls[1])
+		return urls[0]
 	}
 }
 

@@ -64,6 +64,7 @@ start() {
 		exit 3
 	fi
 	url="${line#listening on }"
+	out_file="$tmp/$name.out"
 }
 
 for bin in "$loadtest"; do
@@ -75,17 +76,28 @@ start upstream "$loadtest" upstream -listen 127.0.0.1:0 ${UPSTREAM_ARGS:-}
 upstream="$url"
 echo "upstream: $upstream"
 target="$upstream"
+metrics_args=()
 if [[ -z "${DIRECT:-}" ]]; then
 	[[ -x "$gateway" ]] || { echo "run.sh: $gateway not built (make build), or set DIRECT=1" >&2; exit 3; }
 	# shellcheck disable=SC2086
-	start gateway "$gateway" -listen 127.0.0.1:0 -upstream "$upstream" ${GATEWAY_ARGS:-}
+	start gateway "$gateway" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$upstream" ${GATEWAY_ARGS:-}
 	target="$url"
 	echo "gateway:  $target"
+	# The gateway's metrics are on its admin listener (second stdout line), where the
+	# soak scenario samples them.
+	for ((i = 0; i < 100; i++)); do
+		admin="$(sed -n '2s/^admin on //p' "$out_file")"
+		[[ -n "$admin" ]] && break
+		sleep 0.1
+	done
+	[[ -n "$admin" ]] || { echo "run.sh: the gateway did not print its admin address" >&2; exit 3; }
+	echo "admin:    $admin"
+	metrics_args=(-metrics-url "$admin/metrics")
 fi
 
 set +e
 "$loadtest" run -target "$target" -scenario "$scenario" -duration "$duration" -warmup "$warmup" \
-	-rate "$rate" -sessions "$sessions" "$@"
+	-rate "$rate" -sessions "$sessions" "${metrics_args[@]}" "$@"
 status=$?
 set -e
 exit "$status"

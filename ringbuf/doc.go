@@ -38,10 +38,19 @@
 // waits on Room, which is signalled when the reader delivers events or the
 // ring closes, and tries again.
 //
+// # Snapshots
+//
+// Snapshot copies a ring's retained events with their sequence numbers and
+// classes, and the positions behind every replay decision (last assigned,
+// delivered, the newest gone event whose loss fails a replay); Restore
+// builds a ring from one, so a stream survives a process restart and its
+// readers resume exactly where they would have. A snapshot is plain data
+// (the gateway encodes it with its own session records).
+//
 // # Concurrency contract
 //
-//   - Push, TryPushMust, Close, Closed, LastSeq, Stats, Limits, Wait and
-//     Room are safe for concurrent use by any number of goroutines. Neither
+//   - Push, TryPushMust, Close, Closed, LastSeq, Stats, Limits, Wait, Room
+//     and Snapshot are safe for concurrent use by any number of goroutines. Neither
 //     push blocks on the reader: it takes the ring's mutex for a bounded
 //     amount of work (a copy of the event data and at most a scan of the
 //     undelivered events for a coalescing key) and signals the reader

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -19,12 +20,16 @@ import (
 //	op%4 == 2     next with a byte budget of arg*8 (0: unlimited), from
 //	              the reader's position, or (op>>2&1) replaying from
 //	              arg%8 events earlier
-//	op%4 == 3     op>>2&3: 1 close, 2 TryPushMust of size arg, else a
-//	              Stats/Limits check
+//	op%4 == 3     op>>2&3: 1 close, 2 TryPushMust of size arg, 3 with
+//	              op>>4&1: the ring is replaced by one restored from its
+//	              snapshot (the twin goes on unrestored, so every later
+//	              result must still match), else a Stats/Limits check
 func FuzzRing(f *testing.F) {
 	f.Add([]byte{3, 40, 0, 0, 0, 10, 1, 20, 4, 5, 2, 1, 0, 100})
 	f.Add([]byte{1, 8, 1, 1, 4, 3, 4, 3, 4, 3, 0, 2, 2, 0, 6, 3, 7, 0})
 	f.Add([]byte{7, 255, 2, 0, 8, 9, 8, 9, 16, 9, 0, 9, 0, 9, 2, 2, 6, 5, 5, 0})
+	// Restores between pushes, replays and a close.
+	f.Add([]byte{1, 40, 0, 0, 4, 10, 0, 12, 31, 0, 2, 1, 8, 9, 31, 0, 0, 30, 0, 30, 6, 3, 31, 0, 7, 0, 31, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 4 {
 			return
@@ -46,6 +51,7 @@ func FuzzRing(f *testing.F) {
 
 type fuzzModel struct {
 	t      *testing.T
+	cfg    Config
 	r      *Ring
 	twin   *Ring // same config, fast path off
 	lim    Limits
@@ -67,7 +73,7 @@ func newFuzzModel(t *testing.T, cfg Config) *fuzzModel {
 		t.Fatal(err)
 	}
 	twin.noFast = true
-	return &fuzzModel{t: t, r: r, twin: twin, lim: r.Limits(), data: map[uint64][]byte{}, seen: map[uint64]bool{}}
+	return &fuzzModel{t: t, cfg: cfg, r: r, twin: twin, lim: r.Limits(), data: map[uint64][]byte{}, seen: map[uint64]bool{}}
 }
 
 // sameAsTwin fails unless the twin's counters match the ring's.
@@ -99,8 +105,27 @@ func (m *fuzzModel) step(op, arg byte) {
 			m.closed = true
 		case 2:
 			m.tryPushMust(int(arg))
+		case 3:
+			if op>>4&1 == 1 {
+				m.restore()
+			}
 		}
 	}
+}
+
+// restore replaces the ring by one restored from its snapshot, which must
+// snapshot the same.
+func (m *fuzzModel) restore() {
+	snap := m.r.Snapshot()
+	r, err := Restore(m.cfg, snap)
+	if err != nil {
+		m.t.Fatalf("restore: %v", err)
+	}
+	if again := r.Snapshot(); !reflect.DeepEqual(again, snap) {
+		m.t.Fatalf("restored ring snapshots differently:\n%+v\nwant\n%+v", again, snap)
+	}
+	m.r = r
+	m.sameAsTwin("restore")
 }
 
 func (m *fuzzModel) push(class Class, key uint64, size int) {

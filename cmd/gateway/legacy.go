@@ -19,7 +19,7 @@ func (o *legacyOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.legacyMessagePath, "legacy-message-path", gateway.DefaultLegacyMessagePath, "legacy HTTP+SSE clients POST their messages here (?sessionId=<id>); the answers arrive on the session's SSE stream")
 }
 
-// apply sets the legacy endpoints of cfg (after its Path and MetricsPath),
+// apply sets the legacy endpoints of cfg (after its Path),
 // checking the paths as gateway.New does, with the flags' names.
 func (o *legacyOptions) apply(cfg *gateway.Config) error {
 	if o.legacySSEPath == "" {
@@ -33,8 +33,8 @@ func (o *legacyOptions) apply(cfg *gateway.Config) error {
 		switch {
 		case !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# \t\r\n"):
 			return fmt.Errorf("%s %q must start with / and hold no query", p.flag, p.path)
-		case p.path == cfg.Path || p.path == cfg.MetricsPath:
-			return fmt.Errorf("%s %q must differ from -path and -metrics-path", p.flag, p.path)
+		case p.path == cfg.Path:
+			return fmt.Errorf("%s %q must differ from -path", p.flag, p.path)
 		}
 	}
 	if o.legacySSEPath == o.legacyMessagePath {

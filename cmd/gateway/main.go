@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,7 +42,9 @@ type options struct {
 	heartbeat, streamRetention   time.Duration
 	retryHint                    time.Duration
 	writeStall, maxConnection    time.Duration
-	metricsPath                  string
+	adminListen, adminTokenFile  string
+	stateFile                    string
+	drainWindow                  time.Duration
 	allowedOrigins, allowedHosts string
 	upstreamMaxConns             int
 	upstreamTimeout              time.Duration
@@ -75,7 +78,6 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	o.sendBuf = byteSize(gateway.DefaultStreamSendBuffer)
 	fs.Var(&o.sendBuf, "stream-send-buffer", "kernel send buffer (SO_SNDBUF) of stream connections: a client that stops reading holds about this much (doubled by Linux) before the drop policy applies (0 = kernel autotuning, up to 4 MiB)")
 	fs.DurationVar(&o.maxConnection, "stream-max-connection", 0, "close stream connections after this long with a retry hint so clients poll and resume (2025-11-25 POST answers and standalone streams; 0 = never)")
-	fs.StringVar(&o.metricsPath, "metrics-path", "/metrics", "serve Prometheus metrics at this path on the listen address (empty = off)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated allowed Origin values (scheme://host[:port], * = any); default: loopback origins when listening on loopback, else same-origin")
 	fs.StringVar(&o.allowedHosts, "allowed-hosts", "", "comma-separated allowed Host names (* = any); default: loopback names when listening on loopback, else any")
 	o.maxBody = byteSize(gateway.DefaultMaxBodyBytes)
@@ -84,6 +86,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
 	o.upstreamOptions.addFlags(fs)
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "address of the admin listener: /metrics, /healthz, /readyz, /debug/pprof, the admin API (/admin/v1/) and page (/admin/); empty = off")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin API requires (without it the API answers 401)")
+	fs.DurationVar(&o.drainWindow, "drain-window", gateway.DefaultDrainWindow, "on SIGTERM/SIGINT, end the stream connections spread over this long so clients do not all reconnect at once (0 = all at once); a second signal cuts it short")
+	fs.StringVar(&o.stateFile, "state-file", "", "keep sessions across a restart: shutdown writes every session to this file (and leaves the upstream sessions open), the next start restores them and removes it; a damaged file is refused and kept as FILE.refused (empty = sessions end at shutdown)")
 	addEraFlags(fs, &o.eraOptions)
 	o.legacyOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
@@ -130,6 +136,10 @@ func applyEnv(fs *flag.FlagSet) error {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if removedFlag(args) {
+		fmt.Fprintln(stderr, "gateway: -metrics-path was removed: the metrics are served at /metrics on the admin listener (-admin-listen)")
+		return 2
+	}
 	var o options
 	fs := newFlagSet(&o, stderr)
 	if err := applyEnv(fs); err != nil {
@@ -167,13 +177,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = srv.Shutdown(context.Background())
 		return 1
 	}
-	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), cfg.Path)
-	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
-		"shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes, "drop_policy", cfg.DropPolicy.String())
-
-	sigs := make(chan os.Signal, 1)
+	var admin *adminServer
+	if o.adminListen != "" {
+		if admin, err = startAdmin(srv, o.adminListen, logger); err != nil {
+			fmt.Fprintf(stderr, "gateway: -admin-listen %s: %v\n", o.adminListen, err)
+			_ = ln.Close()
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+	}
+	// Signals are caught before the address is announced: a script may
+	// send SIGTERM as soon as it has read it.
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// Scripts read these two lines: the MCP endpoint first, then the admin
+	// listener (absent when -admin-listen is empty).
+	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), cfg.Path)
+	if admin != nil {
+		fmt.Fprintf(stdout, "admin on http://%s\n", admin.addr)
+	}
+	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
+		"admin", o.adminListen, "shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes,
+		"drop_policy", cfg.DropPolicy.String())
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -182,23 +209,137 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			logger.Error("serve failed", "err", err)
 			_ = srv.Shutdown(context.Background())
+			admin.stop(logger)
 			return 1
 		}
+		admin.stop(logger)
 		return 0
 	case sig := <-sigs:
-		logger.Info("shutting down", "signal", sig.String(), "timeout", o.shutdownTimeout.String())
+		logger.Info("shutting down", "signal", sig.String(), "drain_window", o.drainWindow.String(), "timeout", o.shutdownTimeout.String())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	code := 0
-	if err := srv.Shutdown(ctx); err != nil {
-		logger.Error("shutdown incomplete", "err", err)
-		code = 1
-	}
+	code := shutdown(srv, sigs, o.shutdownTimeout, logger)
 	<-served
+	// The admin listener outlives the drain, so /readyz reports it, and
+	// stops last.
+	admin.stop(logger)
 	logUpstreamStats(logger, cfg.Upstream)
 	logger.Info("stopped")
 	return code
+}
+
+// removedFlag reports whether args or the environment still set
+// -metrics-path, which left with the metrics' move to the admin listener.
+func removedFlag(args []string) bool {
+	if _, ok := os.LookupEnv(envName("metrics-path")); ok {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "metrics-path" {
+			return true
+		}
+	}
+	return false
+}
+
+// shutdown runs the Server's Shutdown (the paced drain first) bounded by
+// timeout; a further SIGTERM or SIGINT meanwhile cuts the drain short. It
+// returns the exit status: 1 if the shutdown had to cut work short.
+func shutdown(srv *gateway.Server, sigs <-chan os.Signal, timeout time.Duration, logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }() // waited for below
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				logger.Error("shutdown incomplete", "err", err)
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			logger.Warn("second signal: cutting the drain short", "signal", sig.String())
+			srv.CutDrain()
+		}
+	}
+}
+
+// adminServer is the admin listener's net/http server, owned by run: it
+// starts before the MCP listener is announced and stops after Shutdown.
+type adminServer struct {
+	http *http.Server
+	addr net.Addr
+	done chan struct{}
+}
+
+// startAdmin serves srv.AdminHandler on addr. On a loopback address the
+// handler accepts loopback Host names only (DNS rebinding); elsewhere it
+// serves any, and the metrics, health and profiles are unauthenticated.
+func startAdmin(srv *gateway.Server, addr string, logger *slog.Logger) (*adminServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	loopback := isLoopback(ln.Addr())
+	if !loopback {
+		logger.Warn("the admin listener is not on a loopback address: /metrics, /healthz, /readyz and /debug/pprof answer anyone who reaches it (the admin API still needs its token)",
+			"admin", ln.Addr().String())
+	}
+	a := &adminServer{
+		http: &http.Server{
+			Handler:           srv.AdminHandler(loopback),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		},
+		addr: ln.Addr(),
+		done: make(chan struct{}),
+	}
+	go func() { // owned by a: stop waits for it
+		defer close(a.done)
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener failed", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// stop ends the admin listener: requests in progress get a moment to
+// finish (a running CPU profile does not hold the exit up). nil-safe.
+func (a *adminServer) stop(logger *slog.Logger) {
+	if a == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.http.Shutdown(ctx); err != nil {
+		logger.Debug("admin listener: closing the remaining connections", "err", err)
+		_ = a.http.Close()
+	}
+	<-a.done
+}
+
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// readToken reads the admin token from file: its content without
+// surrounding whitespace, which must not be empty.
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return tok, nil
 }
 
 // caConfig trusts the PEM certificates in file in addition to the system
@@ -245,6 +386,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		{"-upstream-max-conns must be at least 1", o.upstreamMaxConns < 1},
 		{"-upstream-timeout must be positive", o.upstreamTimeout <= 0},
 		{"-shutdown-timeout must be positive", o.shutdownTimeout <= 0},
+		{"-drain-window must not be negative", o.drainWindow < 0},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -262,6 +404,12 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	if o.upstreamCA != "" {
 		if tlsConf, err = caConfig(o.upstreamCA); err != nil {
 			return cfg, fmt.Errorf("-upstream-ca: %v", err)
+		}
+	}
+	var token string
+	if o.adminTokenFile != "" {
+		if token, err = readToken(o.adminTokenFile); err != nil {
+			return cfg, fmt.Errorf("-admin-token-file: %v", err)
 		}
 	}
 	up, err := o.newUpstream(logger, tlsConf)
@@ -284,14 +432,19 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		RetryHint:            o.retryHint,
 		WriteStallTimeout:    o.writeStall,
 		StreamMaxConnection:  o.maxConnection,
-		MetricsPath:          o.metricsPath,
 		AllowedOrigins:       splitList(o.allowedOrigins),
 		AllowedHosts:         splitList(o.allowedHosts),
 		MaxBodyBytes:         int(o.maxBody),
 		UpstreamTimeout:      o.upstreamTimeout,
 		StreamSendBuffer:     int(o.sendBuf),
+		DrainWindow:          o.drainWindow,
+		StateFile:            o.stateFile,
 		Logger:               logger,
 	}
+	if o.drainWindow == 0 {
+		cfg.DrainWindow = -1 // the flag's 0 means all at once
+	}
+	cfg.AdminToken = token
 	if o.sendBuf == 0 {
 		cfg.StreamSendBuffer = -1 // the flag's 0 means kernel autotuning
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/pem"
@@ -9,6 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +43,6 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-upstream-ca", "main_test.go"}, up...), "-upstream-ca"},
 		{append([]string{"-legacy-sse-path", "sse"}, up...), "-legacy-sse-path"},
 		{append([]string{"-legacy-sse-path", "/mcp"}, up...), "-legacy-sse-path"},
-		{append([]string{"-legacy-message-path", "/metrics"}, up...), "-legacy-message-path"},
 		{append([]string{"-legacy-message-path", "/m?x=1"}, up...), "-legacy-message-path"},
 		{append([]string{"-legacy-message-path", ""}, up...), "-legacy-message-path"},
 		{append([]string{"-legacy-sse-path", "/x", "-legacy-message-path", "/x"}, up...), "-legacy-sse-path and -legacy-message-path"},
@@ -103,7 +105,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-session-max-age", "-max-streams-per-session", "-ring-size", "-ring-bytes", "-drop-policy", "-heartbeat",
 		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
-		"-stream-max-connection", "-metrics-path", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
+		"-stream-max-connection", "-admin-listen", "-admin-token-file", "-drain-window", "-state-file", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
 		"-max-processes", "-max-message", "-legacy-sse-path", "-legacy-message-path", "stdio:", "sse+http", "MCPGATE_"} {
 		assert.Contains(t, errb.String(), f)
 	}
@@ -141,5 +143,87 @@ func TestUpstreamCA(t *testing.T) {
 			assert.Error(t, err, "an unknown CA fails the handshake")
 		}
 		_ = cfg.Upstream.Close()
+	}
+}
+
+// TestAdminListener: the binary's two stdout lines name the MCP endpoint
+// and the admin listener; metrics, health and the admin API (with the
+// token of -admin-token-file) are served there and not on the MCP
+// listener; SIGTERM shuts down in order and stops the admin listener.
+func TestAdminListener(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}))
+	defer up.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("  t0ken\n"), 0o600))
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-token-file", tokenFile,
+			"-drain-window", "0", "-upstream", up.URL + "/mcp", "-log-level", "error"}, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	br := bufio.NewReader(pr)
+	first, err := br.ReadString('\n')
+	require.NoError(t, err)
+	second, err := br.ReadString('\n')
+	require.NoError(t, err)
+	go func() { _, _ = io.Copy(io.Discard, br) }()
+	mcpURL, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
+	require.True(t, ok, first)
+	adminURL, ok := strings.CutPrefix(strings.TrimSpace(second), "admin on ")
+	require.True(t, ok, second)
+
+	get := func(url, token string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get(adminURL+"/metrics", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "mcpgate_sessions ")
+	code, _ = get(adminURL+"/healthz", "")
+	assert.Equal(t, http.StatusOK, code)
+	code, _ = get(adminURL+"/admin/v1/config", "")
+	assert.Equal(t, http.StatusUnauthorized, code)
+	code, body = get(adminURL+"/admin/v1/config", "t0ken")
+	assert.Equal(t, http.StatusOK, code, "the token file's content, trimmed")
+	assert.Contains(t, body, `"drain_window": "off"`)
+	code, _ = get(strings.TrimSuffix(mcpURL, "/mcp")+"/metrics", "")
+	assert.Equal(t, http.StatusNotFound, code, "no metrics on the MCP listener")
+
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	_, err = http.Get(adminURL + "/healthz")
+	assert.Error(t, err, "the admin listener stopped")
+}
+
+func TestRemovedMetricsPath(t *testing.T) {
+	var errb bytes.Buffer
+	assert.Equal(t, 2, run([]string{"-upstream", "http://127.0.0.1:1/mcp", "--metrics-path=/m"}, io.Discard, &errb))
+	assert.Contains(t, errb.String(), "-admin-listen")
+	assert.False(t, removedFlag([]string{"-upstream", "x", "--", "-metrics-path"}))
+}
+
+func TestAdminTokenFile(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, []byte(" \n"), 0o600))
+	for _, f := range []string{empty, "/nonexistent/token"} {
+		var errb bytes.Buffer
+		assert.Equal(t, 2, run([]string{"-upstream", "http://127.0.0.1:1/mcp", "-admin-token-file", f}, io.Discard, &errb))
+		assert.Contains(t, errb.String(), "-admin-token-file", f)
 	}
 }

@@ -12,6 +12,12 @@
 //   - LegacySSE: the HTTP+SSE transport of 2024-11-05 (a GET stream whose
 //     `endpoint` event names where to POST).
 //
+// A restarted gateway re-attaches the upstream sessions of its saved client
+// sessions through the optional Resumer interface (HTTP implements it: the
+// same Mcp-Session-Id goes upstream again); sessions of the other
+// transports die with the gateway and are re-initialized by it. Sessions
+// name their transport with Kind (KindHTTP, KindStdio, KindLegacySSE).
+//
 // Concurrency: a Transport and its Sessions are safe for concurrent use. A
 // Stream has one reader; its Close may be called from any goroutine, at any
 // time and more than once, and interrupts a blocked Next. Session.Close and

@@ -196,6 +196,19 @@ func (t *HTTP) Close() error {
 	return nil
 }
 
+var _ Resumer = (*HTTP)(nil)
+
+// Resume re-attaches the upstream session id (negotiated at version) after
+// the gateway restarted: requests carry its Mcp-Session-Id again, and Close
+// ends it with DELETE. A session the upstream forgot fails its first
+// exchange with ErrSessionGone.
+func (t *HTTP) Resume(id, version string) (Session, error) {
+	if version == "" {
+		return nil, errors.New("upstream: resume: no protocol version")
+	}
+	return &httpSession{t: t, id: id, version: version}, nil
+}
+
 // Connect forwards initialize and opens an upstream session.
 func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte, error) {
 	s := &httpSession{t: t}
@@ -399,6 +412,9 @@ var _ Session = (*httpSession)(nil)
 
 func (s *httpSession) ID() string      { return s.id }
 func (s *httpSession) Version() string { return s.version }
+
+// Kind names the transport: KindHTTP.
+func (s *httpSession) Kind() string { return KindHTTP }
 
 func (s *httpSession) setHeaders(req *fasthttp.Request) {
 	if s.id != "" {

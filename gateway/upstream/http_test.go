@@ -394,3 +394,47 @@ func goroutineIn(fn string) bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
 }
+
+// TestHTTPResume: a second transport (a restarted gateway) re-attaches the
+// upstream session by id and version: its requests carry them, Listen and
+// Close (DELETE) reach the same session, and a session the upstream forgot
+// fails with ErrSessionGone.
+func TestHTTPResume(t *testing.T) {
+	ws := newWireServer(t)
+	first := newTransport(t, ws.URL, 5*time.Second)
+	s := connectSession(t, ws, first)
+	require.Equal(t, "up-1", s.ID())
+	assert.Equal(t, KindHTTP, s.(interface{ Kind() string }).Kind())
+
+	again := newTransport(t, ws.URL, 5*time.Second)
+	var r Resumer = again
+	rs, err := r.Resume(s.ID(), s.Version())
+	require.NoError(t, err)
+	assert.Equal(t, s.ID(), rs.ID())
+	assert.Equal(t, s.Version(), rs.Version())
+	var gotSID, gotVer string
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		gotSID, gotVer = r.Header.Get("Mcp-Session-Id"), r.Header.Get("MCP-Protocol-Version")
+		if gotSID != "up-1" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":5,"result":{}}`)
+	})
+	reply, err := rs.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":5,"method":"ping"}`))
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"jsonrpc":"2.0","id":5,"result":{}}`, string(reply.JSON))
+	assert.Equal(t, "up-1", gotSID)
+	assert.Equal(t, s.Version(), gotVer)
+	require.NoError(t, rs.Close(context.Background()))
+	assert.Equal(t, int32(1), ws.del.Load(), "Close ends the resumed session upstream")
+
+	gone, err := again.Resume("up-forgotten", s.Version())
+	require.NoError(t, err)
+	_, err = gone.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"ping"}`))
+	assert.ErrorIs(t, err, ErrSessionGone)
+
+	_, err = again.Resume("up-1", "")
+	assert.Error(t, err, "a version is required")
+}

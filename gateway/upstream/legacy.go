@@ -260,6 +260,9 @@ var _ Session = (*legacySession)(nil)
 func (s *legacySession) ID() string      { return s.id }
 func (s *legacySession) Version() string { return s.version }
 
+// Kind names the transport: KindLegacySSE.
+func (s *legacySession) Kind() string { return KindLegacySSE }
+
 // sseStream is an open SSE stream of a session.
 type sseStream struct {
 	body   io.ReadCloser

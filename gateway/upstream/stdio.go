@@ -351,6 +351,9 @@ var _ Session = (*stdioSession)(nil)
 func (s *stdioSession) ID() string      { return s.id }
 func (s *stdioSession) Version() string { return s.version }
 
+// Kind names the transport: KindStdio.
+func (s *stdioSession) Kind() string { return KindStdio }
+
 func (s *stdioSession) initialize(ctx context.Context, initialize, id []byte) ([]byte, error) {
 	call, err := s.d.openCall([][]byte{id}, nil)
 	if err != nil {

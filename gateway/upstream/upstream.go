@@ -29,6 +29,28 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// Resumer is implemented by transports whose upstream sessions outlive the
+// gateway's process, so that a restarted gateway can re-attach one from the
+// identity its Session reported before (Streamable HTTP: the same
+// Mcp-Session-Id and MCP-Protocol-Version). Sessions of transports without
+// it (stdio: the child dies with the gateway) are re-initialized instead.
+type Resumer interface {
+	// Resume returns a Session bound to the upstream session id and the
+	// protocol version negotiated with it, as Session.ID and
+	// Session.Version reported them. It does no I/O: a session the upstream
+	// no longer knows fails its first exchange with ErrSessionGone. Safe
+	// for concurrent use.
+	Resume(id, version string) (Session, error)
+}
+
+// Session kinds, as the sessions of this package report them with a
+// Kind() string method (for the admin API and session records).
+const (
+	KindHTTP      = "http"  // Streamable HTTP
+	KindStdio     = "stdio" // a process per session
+	KindLegacySSE = "sse"   // the HTTP+SSE transport of 2024-11-05
+)
+
 // Session is one upstream session, bound to one client session.
 type Session interface {
 	// ID is the upstream's session identifier, for logs only; it must never

@@ -71,7 +71,8 @@ type FakeUpstream struct {
 // Record is one thing the gateway did to the upstream.
 type Record struct {
 	// Op is "connect" (Body = the initialize request), "send" (Body = the
-	// forwarded message), "listen", "close" (the session) or
+	// forwarded message), "listen", "close" (the session), "resume"
+	// (ResumableFake; Body = the id when the fake had no such session) or
 	// "transport close".
 	Op string
 	// Session is the 1-based upstream session number (in order of
@@ -483,6 +484,10 @@ type FakeSession struct {
 	id      string
 	version string
 
+	// gone: a session Resume did not find (the upstream forgot it); every
+	// exchange fails with upstream.ErrSessionGone. Set before it is shared.
+	gone bool
+
 	// Guarded by f.mu.
 	closed     bool
 	standalone []string // messages pushed for the standalone stream, not yet yielded
@@ -506,6 +511,9 @@ func (s *FakeSession) N() int { return s.n }
 func (s *FakeSession) Send(ctx context.Context, body []byte) (*upstream.Reply, error) {
 	f := s.f
 	f.record(Record{Op: "send", Session: s.n, Body: string(body)})
+	if s.gone {
+		return nil, fmt.Errorf("testenv: %s: %w", s.id, upstream.ErrSessionGone)
+	}
 	var p jsonrpc.Parser
 	msgs, batch, perr := p.Parse(body)
 	if perr != nil {
@@ -593,6 +601,9 @@ func (s *FakeSession) Listen(ctx context.Context) (upstream.Stream, error) {
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if s.gone {
+		return nil, fmt.Errorf("testenv: %s: %w", s.id, upstream.ErrSessionGone)
 	}
 	if f.stopped() {
 		return nil, errFakeStopped

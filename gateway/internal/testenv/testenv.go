@@ -39,7 +39,10 @@ func Env(t testing.TB, name string) string {
 type Proc struct {
 	Name string
 	URL  string // the endpoint it serves, e.g. http://127.0.0.1:41234/mcp
-	Cmd  *exec.Cmd
+	// AdminURL is the gateway's admin listener (metrics, health, admin API),
+	// e.g. http://127.0.0.1:41235; "" for other processes.
+	AdminURL string
+	Cmd      *exec.Cmd
 
 	// mu guards stderr and wrote.
 	mu     sync.Mutex
@@ -165,6 +168,13 @@ func tail(s string, n int) string {
 // that line arrived.
 func StartListening(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Helper()
+	return startListening(t, name, bin, false, args...)
+}
+
+// startListening starts bin and reads its first stdout line, and with
+// admin the second ("admin on <URL>", the gateway's admin listener).
+func startListening(t testing.TB, name, bin string, admin bool, args ...string) *Proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -172,10 +182,14 @@ func StartListening(t testing.TB, name, bin string, args ...string) *Proc {
 	}
 	p := start(t, name, cmd)
 	p.run(t)
-	lines := make(chan string, 1)
+	want := 1
+	if admin {
+		want = 2
+	}
+	lines := make(chan string, want)
 	go func() {
 		sc := bufio.NewScanner(out)
-		if sc.Scan() {
+		for i := 0; i < want && sc.Scan(); i++ {
 			lines <- sc.Text()
 		}
 		close(lines)
@@ -183,14 +197,26 @@ func StartListening(t testing.TB, name, bin string, args ...string) *Proc {
 		for sc.Scan() {
 		}
 	}()
-	select {
-	case line, ok := <-lines:
-		if !ok || !strings.HasPrefix(line, "listening on ") {
-			t.Fatalf("%s: unexpected first line %q; stderr:\n%s", name, line, p.Stderr())
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	for i := 0; i < want; i++ {
+		select {
+		case line, ok := <-lines:
+			prefix := "listening on "
+			if i == 1 {
+				prefix = "admin on "
+			}
+			if !ok || !strings.HasPrefix(line, prefix) {
+				t.Fatalf("%s: unexpected stdout line %d %q; stderr:\n%s", name, i+1, line, p.Stderr())
+			}
+			if i == 0 {
+				p.URL = strings.TrimSpace(strings.TrimPrefix(line, prefix))
+			} else {
+				p.AdminURL = strings.TrimSpace(strings.TrimPrefix(line, prefix))
+			}
+		case <-timeout.C:
+			t.Fatalf("%s did not report its address; stderr:\n%s", name, p.Stderr())
 		}
-		p.URL = strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not report its address; stderr:\n%s", name, p.Stderr())
 	}
 	return p
 }
@@ -299,10 +325,29 @@ func startServerEverything(t testing.TB, node, entry, mode, ready, path string) 
 }
 
 // StartGateway starts bin/gateway in front of upstreamURL with extra flags.
+// Its admin listener takes a free port (-admin-listen 127.0.0.1:0, so
+// gateways of parallel tests never collide); Proc.AdminURL names it, unless
+// flags turn it off with -admin-listen "".
 func StartGateway(t testing.TB, bin, upstreamURL string, flags ...string) *Proc {
 	t.Helper()
-	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", upstreamURL, "-log-level", "debug"}, flags...)
-	return StartListening(t, "gateway", bin, args...)
+	args := append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-upstream", upstreamURL, "-log-level", "debug"}, flags...)
+	return startListening(t, "gateway", bin, adminOn(args), args...)
+}
+
+// adminOn reports whether the last -admin-listen of args names an address.
+func adminOn(args []string) bool {
+	on := true
+	for i, a := range args {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "admin-listen" {
+			continue
+		}
+		if !hasVal && i+1 < len(args) {
+			val = args[i+1]
+		}
+		on = val != ""
+	}
+	return on
 }
 
 // Buffer is a bytes.Buffer safe for one writer and readers on other
