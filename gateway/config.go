@@ -27,6 +27,7 @@ const (
 	DefaultHeartbeat            = 15 * time.Second
 	DefaultMaxBodyBytes         = 4 << 20
 	DefaultStreamRetention      = 5 * time.Minute
+	DefaultWholeAnswerWindow    = 50 * time.Millisecond
 	DefaultUpstreamTimeout      = upstream.DefaultTimeout
 	DefaultRetryHint            = time.Second
 	DefaultSweepInterval        = time.Second
@@ -79,6 +80,14 @@ type Config struct {
 	// StreamRetention keeps a finished POST answer stream resumable for
 	// this long; 0 = DefaultStreamRetention.
 	StreamRetention time.Duration
+	// WholeAnswerWindow is how long a call's answer may be held so that a
+	// short one goes out whole: an SSE answer that finishes within it is
+	// sent as one body (wholeanswer.go), and a stdio or legacy HTTP+SSE
+	// upstream's response that comes first within it is sent as JSON
+	// (earlyanswer.go). A longer answer is streamed after it, its priming
+	// event that much late. 0 = DefaultWholeAnswerWindow; negative = always
+	// stream at once.
+	WholeAnswerWindow time.Duration
 	// WriteStallTimeout cuts a client connection whose write has made no
 	// progress for this long (the stream stays resumable);
 	// 0 = DefaultWriteStallTimeout.
@@ -215,6 +224,7 @@ func (c *Config) setDefaults() error {
 		{"sweep interval", &c.SweepInterval, DefaultSweepInterval, false},
 		{"write stall timeout", &c.WriteStallTimeout, DefaultWriteStallTimeout, false},
 		{"drain window", &c.DrainWindow, DefaultDrainWindow, true},
+		{"whole answer window", &c.WholeAnswerWindow, DefaultWholeAnswerWindow, true},
 	} {
 		if *f.v < 0 && !f.negativeOK {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)

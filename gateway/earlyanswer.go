@@ -13,14 +13,13 @@ import (
 // A call to a stdio or legacy HTTP+SSE upstream is answered by a stream of
 // the messages routed to it (upstream/demux.go), even when all there is is
 // its response. Most calls answer at once: for those the gateway waits up
-// to earlyAnswerWindow for the call's first message, and if that is its
+// to Config.WholeAnswerWindow for the call's first message, and if that is its
 // response it answers with JSON, with no SSE stream, ring, pump goroutine
 // or chunked writes. Anything else first (a progress notification, a
 // server-to-client request), or nothing within the window, opens the SSE
 // answer as usual, with that message first: a call that takes longer gets
 // its stream (and, for 2025-11-25 clients, the priming event that makes it
 // resumable) after the window at the latest.
-const earlyAnswerWindow = 50 * time.Millisecond
 
 // timedNexter is an upstream stream that can wait for its next message for
 // a bounded time (the stdio and legacy HTTP+SSE transports' call streams).
@@ -42,17 +41,17 @@ func (f *firstThen) Next() ([]byte, error) {
 	return f.Stream.Next()
 }
 
-// earlyAnswer waits up to earlyAnswerWindow for the first message of up,
+// earlyAnswer waits up to Config.WholeAnswerWindow for the first message of up,
 // the answer stream of the one call c. If it is c's response, it returns
 // that response under the client's id, and up is done with (drained and
 // closed). Otherwise it returns the stream to pump, which yields what was
 // read first.
 func (s *Server) earlyAnswer(p *jsonrpc.Parser, up upstream.Stream, c *call) ([]byte, upstream.Stream) {
 	tn, ok := up.(timedNexter)
-	if !ok {
+	if !ok || s.cfg.WholeAnswerWindow < 0 {
 		return nil, up
 	}
-	msg, ok, err := tn.NextWithin(earlyAnswerWindow)
+	msg, ok, err := tn.NextWithin(s.cfg.WholeAnswerWindow)
 	if !ok || err != nil {
 		return nil, up // the pump sees the same end again
 	}

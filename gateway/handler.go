@@ -460,7 +460,10 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	var prefix []byte
 	resumable := versionAtLeast(sess.version, "2025-11-25") && !sess.ephemeral
 	if resumable {
-		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
+		prefix = primingEvent(make([]byte, 0, primingCap), st.id, s.cfg.RetryHint.Milliseconds())
+	}
+	if s.answerWhole(ctx, st, prefix, sess.ephemeral) {
+		return // finished at once: one body, one write (wholeanswer.go)
 	}
 	w := newBodyWriter(s, st, ctx.Conn(), prefix)
 	w.plain = sess.ephemeral // the stateless revision: no event ids

@@ -45,7 +45,8 @@ the stream ends, the id answers 404.`,
 		},
 	},
 	{
-		name: "legacy-sse-server-request",
+		name:     "legacy-sse-server-request",
+		streamed: true,
 		about: `The upstream asks the legacy client something (sampling) during a call: the request arrives on the session's
 stream, the client POSTs its answer (202, forwarded upstream unchanged), then the call's response arrives.`,
 		run: func(h *harness) {

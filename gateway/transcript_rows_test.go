@@ -172,7 +172,21 @@ connection is stream 2.`,
 		},
 	},
 	{
-		name: "server-request-on-post-stream",
+		name: "whole-answer-resumable",
+		about: `An SSE answer that finishes at once goes out whole (one body with a Content-Length, the same events); its
+events stay resumable: a GET with the priming event's id replays them and the stream ends.`,
+		run: func(h *harness) {
+			h.up.On("tools/call", testenv.Stream(testenv.Progress(1), testenv.Respond(callResult)))
+			s := h.initialize("2025-11-25")
+			h.do(post(s, initializedNote))
+			h.do(post(s, callBody(2)))
+			h.do(resume(s, "1_0"))
+			h.do(resume(s, "1_1"))
+		},
+	},
+	{
+		name:     "server-request-on-post-stream",
+		streamed: true,
 		about: `The upstream asks the client something (elicitation/create) on the call's stream; the client POSTs its answer (202,
 forwarded); then the call's response ends the stream.`,
 		run: func(h *harness) {
@@ -213,7 +227,8 @@ notifications only (202); ping inside a batch is forwarded; initialize inside a 
 		},
 	},
 	{
-		name: "duplicate-request-id-in-flight",
+		name:     "duplicate-request-id-in-flight",
+		streamed: true,
 		about: `A request whose id is already in flight in the session: 400 -32600 (not forwarded). Once the first call is
 answered the id may be used again.`,
 		run: func(h *harness) {
@@ -372,7 +387,8 @@ every method and before the method check. A Host that is not a loopback name: 40
 	},
 	// ---- caps ----
 	{
-		name: "stream-cap",
+		name:     "stream-cap",
+		streamed: true,
 		about: `Config.MaxStreamsPerSession = 1 and one call streaming: a second call answered with SSE gets 429 + Retry-After,
 -32000, and so does a standalone GET; a call answered with JSON is not a stream and passes.`,
 		cfg: func(c *gateway.Config) { c.MaxStreamsPerSession = 1 },
@@ -422,7 +438,8 @@ answers 404 to DELETE, POST and GET.`,
 	},
 	// ---- upstream trouble ----
 	{
-		name: "upstream-session-gone",
+		name:     "upstream-session-gone",
+		streamed: true,
 		about: `The upstream answers 404 (it lost the session) while a call is streaming: the client gets 404 -32001 and the
 session ends; the streaming call's stream ends; later requests get 404. The upstream session is not closed (it is gone).`,
 		run: func(h *harness) {
@@ -522,7 +539,8 @@ is closed, the id answers 404.`,
 		},
 	},
 	{
-		name: "shutdown",
+		name:     "shutdown",
+		streamed: true,
 		about: `Shutdown with a standalone stream, a streaming call, a slow JSON call and a request being received: attached
 streams end with a retry hint; the request that arrives now gets 503 (the README promises Retry-After); the slow call
 still gets its answer; then every session is closed upstream.`,

@@ -40,6 +40,7 @@ type options struct {
 	ringBytes, maxBody, sendBuf  byteSize
 	dropPolicy                   string
 	heartbeat, streamRetention   time.Duration
+	wholeAnswerWindow            time.Duration
 	retryHint                    time.Duration
 	writeStall, maxConnection    time.Duration
 	adminListen, adminTokenFile  string
@@ -73,6 +74,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.dropPolicy, "drop-policy", "drop-oldest", "what a full stream does with droppable events: drop-oldest | drop-newest | disconnect")
 	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none)")
 	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
+	fs.DurationVar(&o.wholeAnswerWindow, "whole-answer-window", gateway.DefaultWholeAnswerWindow, "hold a call's answer this long so a short one goes out whole (an SSE answer as one body, a stdio or legacy upstream's response as JSON); a longer one is streamed after it (0 = always stream at once)")
 	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
 	fs.DurationVar(&o.writeStall, "write-stall-timeout", gateway.DefaultWriteStallTimeout, "cut a client connection whose write made no progress this long (the stream stays resumable)")
 	o.sendBuf = byteSize(gateway.DefaultStreamSendBuffer)
@@ -429,6 +431,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		DropPolicy:           policy,
 		Heartbeat:            o.heartbeat,
 		StreamRetention:      o.streamRetention,
+		WholeAnswerWindow:    streamAtOnce(o.wholeAnswerWindow),
 		RetryHint:            o.retryHint,
 		WriteStallTimeout:    o.writeStall,
 		StreamMaxConnection:  o.maxConnection,
@@ -461,6 +464,15 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// streamAtOnce maps -whole-answer-window 0 (and below) to the Config's
+// "always stream at once", which is negative (its 0 means the default).
+func streamAtOnce(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func splitList(s string) []string {
