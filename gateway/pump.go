@@ -40,19 +40,27 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 // answered, and reports whether they were. Calls the stream ended before
 // get an error answer (answerOwed).
 func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, calls []*call) bool {
-	var p jsonrpc.Parser
+	p := s.parsers.Get().(*jsonrpc.Parser)
+	defer s.parsers.Put(p)
 	pending := make(map[uint64]*call, len(calls))
 	for _, c := range calls {
 		pending[c.upID] = c
 	}
-	var out []byte
+	bp := bodyBufs.Get().(*[]byte)
+	out := (*bp)[:0]
+	defer func() {
+		if cap(out) <= maxPooledBuf {
+			*bp = out[:0]
+			bodyBufs.Put(bp)
+		}
+	}()
 	for len(pending) > 0 {
 		msg, err := up.Next()
 		if err != nil {
 			s.answerOwed(sess, st, pending, err)
 			return false
 		}
-		class, key, respID := classify(&p, msg)
+		class, key, respID := classify(p, msg)
 		if respID != nil && string(respID) != "null" {
 			up, ok := parseUpID(respID)
 			c := pending[up]
