@@ -341,7 +341,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	}
 	version, answer := negotiateClientHop(body, answer, up.Version(), supportedVersions)
 	now := s.clock.Now()
-	sessCtx, cancel := context.WithCancel(s.ctx)
+	sessCtx, cancel := s.sessionContext()
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,

@@ -232,7 +232,7 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	now := s.clock.Now()
-	sessCtx, cancel := context.WithCancel(s.ctx)
+	sessCtx, cancel := s.sessionContext()
 	sid := newSessionID()
 	l := &legacyState{}
 	sess := &session{

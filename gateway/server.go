@@ -295,6 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.spawnMu.Lock()
 		s.cancel()
 		s.spawnMu.Unlock()
+		s.cancelSessions()
 		waited := make(chan struct{})
 		go func() { s.wg.Wait(); close(waited) }()
 		select {
@@ -319,6 +320,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.cfg.Upstream.Close()
 	})
 	return err
+}
+
+// sessionContext is a new session's context. It is not derived from the
+// server's: a child context would put every session in one map under the
+// server context's mutex, taken by every create and every close, and hold
+// an entry per session. Shutdown cancels the sessions itself
+// (cancelSessions).
+func (s *Server) sessionContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
+
+// cancelSessions cancels every session's context, stored or ephemeral, so
+// nothing a session runs outlives Shutdown (the ones ended or suspended
+// before are cancelled already; cancelling again is a no-op).
+func (s *Server) cancelSessions() {
+	s.store.Range(func(_ string, sess *session) bool {
+		sess.cancel()
+		return true
+	})
+	s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+		sess.cancel()
+		return true
+	})
 }
 
 // closeSessions ends every session that which selects, a bounded number

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -222,7 +221,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	case !versionSupported([]byte(rec.Version)):
 		return nil, fmt.Errorf("protocol version %q is not served", rec.Version)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := s.sessionContext()
 	sess := &session{
 		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
 		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, len(rec.Streams)),

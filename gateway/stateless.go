@@ -216,7 +216,7 @@ func statelessStatus(answer []byte) int {
 
 // newEphemeral returns a one-request session for a stateless request.
 func (s *Server) newEphemeral() *session {
-	sessCtx, cancel := context.WithCancel(s.ctx)
+	sessCtx, cancel := s.sessionContext()
 	now := s.clock.Now()
 	sess := &session{id: "stateless", version: statelessVersion, ctx: sessCtx, cancel: cancel,
 		streams: make(map[uint64]*stream, 1), ephemeral: true, created: now}
