@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -21,22 +22,22 @@ import (
 // Handler serves the MCP endpoint. It can be mounted in another fasthttp
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	if !s.admit(ctx) { // framing, duplicate headers, Host and Origin: requestcheck.go
+		return
+	}
 	if string(ctx.Path()) != s.cfg.Path {
-		if s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath && ctx.IsGet() {
+		switch {
+		case s.cfg.MetricsPath != "" && string(ctx.Path()) == s.cfg.MetricsPath:
+			if !ctx.IsGet() {
+				ctx.Response.Header.Set("Allow", "GET")
+				s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
+				return
+			}
 			s.publicMetrics(ctx)
-			return
+		case s.serveMetadata(ctx): // RFC 9728 metadata, with authentication on: authn.go
+		default:
+			s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
 		}
-		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
-		return
-	}
-	host := ctx.Request.Header.Host()
-	origin := s.origin.Load()
-	if !origin.hostAllowed(host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
-		return
-	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
 		return
 	}
 	if s.shutting.Load() {
@@ -44,13 +45,17 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
 		return
 	}
+	who, ok := s.authenticate(ctx) // bearer token, scopes, rate limit: authn.go
+	if !ok {
+		return
+	}
 	switch string(ctx.Method()) {
 	case fasthttp.MethodPost:
-		s.handlePost(ctx)
+		s.handlePost(ctx, who)
 	case fasthttp.MethodGet:
-		s.handleGet(ctx)
+		s.handleGet(ctx, who)
 	case fasthttp.MethodDelete:
-		s.handleDelete(ctx)
+		s.handleDelete(ctx, who)
 	default:
 		ctx.Response.Header.Set("Allow", "GET, POST, DELETE")
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
@@ -60,7 +65,8 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 // lookup finds the session named by the Mcp-Session-Id header and checks
 // the MCP-Protocol-Version header. It answers the error itself and returns
 // nil when the request must stop. id is the request id for error bodies.
-func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
+// A session of another principal than who is answered as unknown.
+func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte, who caller) *session {
 	sid := ctx.Request.Header.Peek("Mcp-Session-Id")
 	if len(sid) == 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeServerError, "Bad Request: Mcp-Session-Id header is required", nil)
@@ -71,6 +77,9 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		return nil
 	}
 	sess, ok := s.store.GetBytes(sid)
+	if ok && !s.ownsSession(sess, who) {
+		ok = false
+	}
 	if !ok {
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
@@ -86,7 +95,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 }
 
 // handlePost forwards a client message upstream and relays the answer.
-func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
+func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	start := time.Now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
@@ -103,6 +112,10 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	body := ctx.PostBody()
 	if len(bytes.TrimSpace(body)) == 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
+		return
+	}
+	if !utf8.Valid(body) { // RFC 8259 section 8.1: JSON exchanged between systems is UTF-8
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeParseError, "Parse error: the body is not valid UTF-8", nil)
 		return
 	}
 	p := s.parsers.Get().(*jsonrpc.Parser)
@@ -124,11 +137,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 				s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not be batched", nil)
 				return
 			}
-			s.handleInitialize(ctx, body, &msgs[0])
+			s.handleInitialize(ctx, body, &msgs[0], who)
 			return
 		}
 	}
-	sess := s.lookup(ctx, firstID)
+	sess := s.lookup(ctx, firstID, who)
 	if sess == nil {
 		return
 	}
@@ -170,7 +183,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
 	upStart := time.Now()
-	reply, err := sess.up.Send(context.Background(), fwd)
+	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
 	s.metrics.upstreamLatency[class].Observe(since(upStart))
 	sess.busy.Add(-1)
 	if err == nil {
@@ -239,8 +252,10 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls [
 		s.metrics.upstreamFailure(err)
 		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
-	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound && se.Status != fasthttp.StatusUnauthorized:
 		// The upstream refused the client's message: relay the refusal.
+		// (A 401 refuses the gateway's credentials, not the client's: the
+		// client could do nothing about it, so it is an upstream error.)
 		s.relayRefusal(ctx, se, calls, id)
 	case errors.Is(err, upstream.ErrTimeout):
 		s.metrics.upstreamFailure(err)
@@ -278,7 +293,7 @@ func (s *Server) relayRefusal(ctx *fasthttp.RequestCtx, se *upstream.StatusError
 // handleInitialize opens an upstream session and issues a gateway session.
 // The request goes upstream under the gateway's own id, and the answer
 // comes back under the client's.
-func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) {
+func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message, who caller) {
 	id := m.ID
 	if len(ctx.Request.Header.Peek("Mcp-Session-Id")) > 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not carry Mcp-Session-Id", nil)
@@ -293,8 +308,11 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
-	if s.store.Len() >= s.cfg.MaxSessions {
+	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
 		s.rejectFull(ctx, id)
+		return
+	}
+	if s.principalFull(ctx, who, id) {
 		return
 	}
 	if m.Kind != jsonrpc.KindRequest {
@@ -306,7 +324,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	upStart := time.Now()
-	up, answer, err := s.cfg.Upstream.Connect(context.Background(), fwd)
+	up, answer, err := s.cfg.Upstream.Connect(s.upstreamCtx(ctx), fwd)
 	s.metrics.upstreamLatency[classInitialize].Observe(since(upStart))
 	if err == nil {
 		s.upstreamSucceeded()
@@ -317,7 +335,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	}
 	if err != nil {
 		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusUnauthorized {
 			s.relayRefusal(ctx, se, init, id)
 			return
 		}
@@ -355,6 +373,8 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
+		principal:   who.principal,
+		owner:       who.owner(),
 		version:     up.Version(),
 		up:          up,
 		created:     now,
@@ -364,11 +384,19 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
-	if err := s.store.Create(sess.id, sess); err != nil {
+	err = s.store.Create(sess.id, sess)
+	if errors.Is(err, shard.ErrFull) && s.cfg.EvictIdle && s.evictIdle() {
+		err = s.store.Create(sess.id, sess)
+	}
+	if err != nil {
 		cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, id)
+			return
+		}
+		if errors.Is(err, shard.ErrOwnerFull) {
+			s.rejectPrincipalFull(ctx, id)
 			return
 		}
 		s.fail(ctx, fasthttp.StatusInternalServerError, id, jsonrpc.CodeInternalError, "Internal error: "+err.Error(), nil)
@@ -562,12 +590,12 @@ func (s *Server) deadPeerTimeout() time.Duration {
 // handleGet opens the standalone stream or resumes a stream by
 // Last-Event-ID. Either way the new connection takes the stream over from
 // an older one (see attachConn): never a 409.
-func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
+func (s *Server) handleGet(ctx *fasthttp.RequestCtx, who caller) {
 	if _, ev := accepts(ctx.Request.Header.Peek("Accept")); !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
 		return
 	}
-	sess := s.lookup(ctx, nil)
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}
@@ -640,8 +668,8 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 }
 
 // handleDelete ends a session.
-func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
-	sess := s.lookup(ctx, nil)
+func (s *Server) handleDelete(ctx *fasthttp.RequestCtx, who caller) {
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}

@@ -42,6 +42,12 @@ type metrics struct {
 	backpressure     atomic.Uint64    // times a producer waited for its ring to make room
 	upstreamSkipped  atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
 	statuses         [6]atomic.Uint64 // answers by status class: 1xx..5xx
+	// Hostile or over-limit clients (authn.go, limits.go, listener.go).
+	authFailures        atomic.Uint64 // requests refused 401 or 403 by authentication
+	principalMismatches atomic.Uint64 // a session used by another principal (answered 404)
+	rateLimited         atomic.Uint64 // requests refused 429 by the rate limit
+	connsRefused        atomic.Uint64 // connections refused at the per-IP cap
+	evictions           atomic.Uint64 // idle sessions ended to make room at the cap
 
 	// latency observes the gateway's time to answer a POST (to its
 	// response headers), upstreamLatency the upstream's (to its reply
@@ -130,58 +136,68 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 
 // MetricsSnapshot is a copy of the gateway's counters.
 type MetricsSnapshot struct {
-	Sessions         int
-	SessionsCreated  uint64
-	SessionsRejected uint64
-	SessionsClosed   map[string]uint64
-	StreamsOpened    uint64
-	StreamsClosed    map[string]uint64
-	Requests         uint64
-	UpstreamErrors   map[string]uint64
-	EventsPushed     uint64
-	DroppedOldest    uint64
-	DroppedNewest    uint64
-	DroppedCut       uint64
-	EventsCoalesced  uint64
-	EventsSkipped    uint64
-	SlowDisconnects  uint64
-	Overflows        uint64
-	ResumeHits       uint64
-	ResumeMisses     uint64
-	Replacements     uint64
-	Backpressure     uint64
-	UpstreamSkipped  uint64
-	Status2xx        uint64
-	Status4xx        uint64
-	Status5xx        uint64
+	Sessions            int
+	SessionsCreated     uint64
+	SessionsRejected    uint64
+	SessionsClosed      map[string]uint64
+	StreamsOpened       uint64
+	StreamsClosed       map[string]uint64
+	Requests            uint64
+	UpstreamErrors      map[string]uint64
+	EventsPushed        uint64
+	DroppedOldest       uint64
+	DroppedNewest       uint64
+	DroppedCut          uint64
+	EventsCoalesced     uint64
+	EventsSkipped       uint64
+	SlowDisconnects     uint64
+	Overflows           uint64
+	ResumeHits          uint64
+	ResumeMisses        uint64
+	Replacements        uint64
+	Backpressure        uint64
+	UpstreamSkipped     uint64
+	Status2xx           uint64
+	Status4xx           uint64
+	Status5xx           uint64
+	AuthFailures        uint64
+	PrincipalMismatches uint64
+	RateLimited         uint64
+	ConnsRefused        uint64
+	Evictions           uint64
 }
 
 func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 	s := MetricsSnapshot{
-		Sessions:         sessions,
-		SessionsCreated:  m.sessionsCreated.Load(),
-		SessionsRejected: m.sessionsRejected.Load(),
-		SessionsClosed:   make(map[string]uint64, numCloseReasons),
-		StreamsOpened:    m.streamsOpened.Load(),
-		StreamsClosed:    make(map[string]uint64, numCloseReasons),
-		Requests:         m.requests.Load(),
-		UpstreamErrors:   make(map[string]uint64, numUpstreamErrors),
-		EventsPushed:     m.eventsPushed.Load(),
-		DroppedOldest:    m.droppedOldest.Load(),
-		DroppedNewest:    m.droppedNewest.Load(),
-		DroppedCut:       m.droppedCut.Load(),
-		EventsCoalesced:  m.eventsCoalesced.Load(),
-		EventsSkipped:    m.eventsSkipped.Load(),
-		SlowDisconnects:  m.slowDisconnects.Load(),
-		Overflows:        m.overflows.Load(),
-		ResumeHits:       m.resumeHits.Load(),
-		ResumeMisses:     m.resumeMisses.Load(),
-		Replacements:     m.replacements.Load(),
-		Backpressure:     m.backpressure.Load(),
-		UpstreamSkipped:  m.upstreamSkipped.Load(),
-		Status2xx:        m.statuses[2].Load(),
-		Status4xx:        m.statuses[4].Load(),
-		Status5xx:        m.statuses[5].Load(),
+		Sessions:            sessions,
+		SessionsCreated:     m.sessionsCreated.Load(),
+		SessionsRejected:    m.sessionsRejected.Load(),
+		SessionsClosed:      make(map[string]uint64, numCloseReasons),
+		StreamsOpened:       m.streamsOpened.Load(),
+		StreamsClosed:       make(map[string]uint64, numCloseReasons),
+		Requests:            m.requests.Load(),
+		UpstreamErrors:      make(map[string]uint64, numUpstreamErrors),
+		EventsPushed:        m.eventsPushed.Load(),
+		DroppedOldest:       m.droppedOldest.Load(),
+		DroppedNewest:       m.droppedNewest.Load(),
+		DroppedCut:          m.droppedCut.Load(),
+		EventsCoalesced:     m.eventsCoalesced.Load(),
+		EventsSkipped:       m.eventsSkipped.Load(),
+		SlowDisconnects:     m.slowDisconnects.Load(),
+		Overflows:           m.overflows.Load(),
+		ResumeHits:          m.resumeHits.Load(),
+		ResumeMisses:        m.resumeMisses.Load(),
+		Replacements:        m.replacements.Load(),
+		Backpressure:        m.backpressure.Load(),
+		UpstreamSkipped:     m.upstreamSkipped.Load(),
+		Status2xx:           m.statuses[2].Load(),
+		Status4xx:           m.statuses[4].Load(),
+		Status5xx:           m.statuses[5].Load(),
+		AuthFailures:        m.authFailures.Load(),
+		PrincipalMismatches: m.principalMismatches.Load(),
+		RateLimited:         m.rateLimited.Load(),
+		ConnsRefused:        m.connsRefused.Load(),
+		Evictions:           m.evictions.Load(),
 	}
 	for r := CloseReason(0); r < numCloseReasons; r++ {
 		s.SessionsClosed[r.String()] = m.sessionsClosed[r].Load()
@@ -263,6 +279,11 @@ var (
 	descReplacements    = prometheus.NewDesc("mcpgate_stream_replacements_total", "Client connections that took a stream over from an older connection of it (a reconnecting client).", nil, nil)
 	descUpstreamSkipped = prometheus.NewDesc("mcpgate_upstream_close_skipped_total", "Expired sessions left to expire upstream because too many upstream closes were queued.", nil, nil)
 	descResponses       = prometheus.NewDesc("mcpgate_http_responses_total", "Answers by status class.", []string{"class"}, nil)
+	descAuthFailures    = prometheus.NewDesc("mcpgate_auth_failures_total", "Requests refused by authentication (401: no or an invalid token; 403: a missing scope).", nil, nil)
+	descMismatches      = prometheus.NewDesc("mcpgate_session_principal_mismatches_total", "Requests naming a session of another principal (answered 404, as an unknown session).", nil, nil)
+	descRateLimited     = prometheus.NewDesc("mcpgate_rate_limited_total", "Requests refused with 429 by the per-principal rate limit.", nil, nil)
+	descConnsRefused    = prometheus.NewDesc("mcpgate_connections_refused_total", "Connections refused at the per-client-address cap.", nil, nil)
+	descEvictions       = prometheus.NewDesc("mcpgate_sessions_evicted_total", "Idle sessions ended to make room at the session cap.", nil, nil)
 	descShardSessions   = prometheus.NewDesc("mcpgate_shard_sessions", "Sessions per shard: the least, the most and the standard deviation across shards.", []string{"stat"}, nil)
 	descStreams         = prometheus.NewDesc("mcpgate_streams", "Streams by kind (standalone, answer) and state (connected: a client reads it; waiting: live without a reader; finished: an answer kept for resumption).", []string{"kind", "state"}, nil)
 	descRingEvents      = prometheus.NewDesc("mcpgate_ring_events", "Events retained in all stream rings.", nil, nil)
@@ -276,7 +297,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsClosed,
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
-		descUpstreamSkipped, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
+		descUpstreamSkipped, descResponses, descAuthFailures, descMismatches, descRateLimited, descConnsRefused, descEvictions, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
 		ch <- d
 	}
 }
@@ -318,6 +339,11 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cl := range []int{2, 4, 5} {
 		counter(descResponses, m.statuses[cl].Load(), string(rune('0'+cl))+"xx")
 	}
+	counter(descAuthFailures, m.authFailures.Load())
+	counter(descMismatches, m.principalMismatches.Load())
+	counter(descRateLimited, m.rateLimited.Load())
+	counter(descConnsRefused, m.connsRefused.Load())
+	counter(descEvictions, m.evictions.Load())
 
 	w := s.walkStreams()
 	gauge(descShardSessions, float64(w.shardMin), "min")

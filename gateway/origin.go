@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net"
-	"net/url"
 	"strings"
 )
 
@@ -57,8 +56,13 @@ func newOriginPolicy(origins, hosts []string, loopback bool) originPolicy {
 	return p
 }
 
-// hostAllowed reports whether the Host header names an allowed host.
+// hostAllowed reports whether the Host header (or an absolute-form
+// target's authority) is well formed (validAuthority) and names an allowed
+// host.
 func (p *originPolicy) hostAllowed(host []byte) bool {
+	if !validAuthority(host) {
+		return false
+	}
 	if p.anyHost {
 		return true
 	}
@@ -67,27 +71,34 @@ func (p *originPolicy) hostAllowed(host []byte) bool {
 }
 
 // originAllowed reports whether a present Origin header is allowed. host is
-// the request's Host header, for the same-origin default.
+// the request's authority (validated), for the same-origin default. The
+// header must be a serialized origin, scheme://host[:port] and nothing
+// else: userinfo, a path or a query make it malformed, so refused. The
+// opaque origin null is allowed only when the list names it; "*" allows
+// any well-formed origin.
 func (p *originPolicy) originAllowed(origin, host []byte) bool {
+	o := strings.ToLower(string(origin))
+	if o == "null" {
+		return p.origins["null"]
+	}
+	scheme, auth, ok := strings.Cut(o, "://")
+	if !ok || (scheme != "http" && scheme != "https") || !validAuthority([]byte(auth)) {
+		return false
+	}
 	if p.anyOrigin {
 		return true
 	}
-	o := strings.ToLower(string(origin))
-	u, err := url.Parse(o)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false
-	}
 	if len(p.origins) == 0 && !p.loopback {
-		return strings.EqualFold(u.Host, string(host))
+		return strings.EqualFold(auth, string(host))
 	}
-	if p.origins[u.Scheme+"://"+u.Host] {
+	if p.origins[o] {
 		return true
 	}
-	h := u.Hostname()
+	h := hostName(auth)
 	if strings.Contains(h, ":") {
 		h = "[" + h + "]"
 	}
-	return p.origins[u.Scheme+"://"+h]
+	return p.origins[scheme+"://"+h]
 }
 
 // hostName strips the port from a Host header value; IPv6 brackets go too.

@@ -18,6 +18,7 @@ type session struct {
 	id        string
 	version   string // negotiated protocol version
 	principal string
+	owner     string // what the per-principal session cap counts: the principal, or an anonymous client's address
 	up        upstream.Session
 	created   int64 // unix ns
 
