@@ -117,9 +117,9 @@ var errBareLineEnd = errors.New("bare LF or CR in the request head")
 // LF not preceded by CR, or a CR not followed by LF, ends the request with
 // errBareLineEnd. Only heads that start where a request surely starts are
 // watched: at the connection's start and at the first read after each
-// response write, and only if their first bytes are a method token and a
-// space (bytes of a pipelined request's body never are); from the end of
-// a head to the next write nothing is looked at.
+// response write, and only once their first bytes form a request line
+// ("METHOD target HTTP/d.d"; a pipelined request's body never does); from
+// the end of a head to the next write nothing is looked at.
 //
 // Read runs on the connection's fasthttp goroutine only; Write may run on
 // another (a stream's writer), so it only sets an atomic flag.
@@ -131,26 +131,31 @@ type guardConn struct {
 	closed  atomic.Bool
 	wrote   atomic.Bool // a response was written since the last Read
 
-	state   headState
-	cr      bool  // the last byte read in the head was a CR
-	lineLen int   // bytes of the current head line so far, CR excluded
-	err     error // sticky: the head was refused
+	state headState
+	n     int   // bytes of the current token (method, target) or line so far, CR excluded
+	cr    bool  // the last byte read in the head was a CR
+	err   error // sticky: the head was refused
 }
 
 type headState uint8
 
 const (
-	headOff    headState = iota // not watching
-	headMethod                  // at a request's start: preamble CRLFs, then the method token
-	headLines                   // in the head after the method token
+	headOff     headState = iota // not watching
+	headMethod                   // at a request's start: preamble CRLFs, then the method token
+	headTarget                   // the request target
+	headVersion                  // "HTTP/d.d"
+	headLines                    // the rest of the head
 )
+
+// versionPattern is the request line's end; '#' stands for a digit.
+const versionPattern = "HTTP/#.#"
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
 	if c.wrote.Load() && c.wrote.Swap(false) {
-		c.state, c.cr, c.lineLen = headMethod, false, 0
+		c.state, c.cr, c.n = headMethod, false, 0
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.state != headOff {
@@ -170,36 +175,54 @@ func (c *guardConn) Read(p []byte) (int, error) {
 func (c *guardConn) scan(b []byte) int {
 	for i := 0; i < len(b); i++ {
 		ch := b[i]
-		if c.state == headMethod {
+		switch c.state {
+		case headOff:
+			return -1
+		case headMethod:
 			switch {
-			case ch == '\r' || ch == '\n':
-				if c.lineLen > 0 {
-					c.state = headOff // a line end inside the method token: not a request
-					return -1
-				}
-				continue // empty lines before the request line are allowed
-			case ch >= 'A' && ch <= 'Z' && c.lineLen < 32:
-				c.lineLen++
-				continue
-			case ch == ' ' && c.lineLen > 0:
-				c.state = headLines
-				c.lineLen++
-				continue
+			case (ch == '\r' || ch == '\n') && c.n == 0:
+				// empty lines before the request line are allowed
+			case ch >= 'A' && ch <= 'Z' && c.n < 32:
+				c.n++
+			case ch == ' ' && c.n > 0:
+				c.state, c.n = headTarget, 0
 			default:
-				c.state = headOff // not a request head: leave it to fasthttp
-				return -1
+				c.state = headOff // not a request line: leave it to fasthttp
 			}
+			continue
+		case headTarget:
+			switch {
+			case ch > ' ' && ch < 0x7f:
+				c.n++
+			case ch == ' ' && c.n > 0:
+				c.state, c.n = headVersion, 0
+			default:
+				c.state = headOff
+			}
+			continue
+		case headVersion:
+			if c.n < len(versionPattern) {
+				want := versionPattern[c.n]
+				if ch == want || (want == '#' && ch >= '0' && ch <= '9') {
+					c.n++
+				} else {
+					c.state = headOff
+				}
+				continue
+			}
+			c.state, c.n = headLines, len(versionPattern) // the request line goes on: its end follows
 		}
+		// headLines
 		if c.cr {
 			if ch != '\n' {
 				return i // bare CR
 			}
 			c.cr = false
-			if c.lineLen == 0 { // CRLF CRLF: the head ends
+			if c.n == 0 { // CRLF CRLF: the head ends
 				c.state = headOff
 				return -1
 			}
-			c.lineLen = 0
+			c.n = 0
 			continue
 		}
 		switch ch {
@@ -208,7 +231,7 @@ func (c *guardConn) scan(b []byte) int {
 		case '\n':
 			return i // bare LF
 		default:
-			c.lineLen++
+			c.n++
 		}
 	}
 	return -1
