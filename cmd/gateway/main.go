@@ -49,6 +49,7 @@ type options struct {
 	shutdownTimeout              time.Duration
 	logLevel, logFormat          string
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
+	securityOptions              // authentication and limits (security.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -82,6 +83,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
 	o.upstreamOptions.addFlags(fs)
+	o.securityOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
@@ -150,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 2
 	}
+	defer closeAuth(cfg)
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "gateway:", err)
@@ -161,9 +164,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = srv.Shutdown(context.Background())
 		return 1
 	}
+	defer reloadOnHUP(cfg, logger)()
 	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), cfg.Path)
 	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
 		"shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes, "drop_policy", cfg.DropPolicy.String())
+	logSecurity(logger, cfg, &o.securityOptions)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -294,6 +299,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	}
 	if o.heartbeat == 0 {
 		cfg.Heartbeat = -1
+	}
+	if err := o.securityOptions.apply(&cfg, logger); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
