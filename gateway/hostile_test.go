@@ -559,13 +559,19 @@ func hostileCases() []hostileCase {
 		// -- methods and paths --
 		{name: "PUT", send: func(e *catEnv) string { return raw("PUT", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "") },
 			want: st(405), header: map[string]string{"Allow": "GET, POST, DELETE"}},
-		{name: "PATCH", send: func(e *catEnv) string { return raw("PATCH", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "{}") },
+		{name: "PATCH", send: func(e *catEnv) string {
+			return raw("PATCH", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "{}")
+		},
 			want: st(405), header: map[string]string{"Allow": "GET, POST, DELETE"}},
 		{name: "HEAD", send: func(e *catEnv) string { return raw("HEAD", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "") },
 			want: st(405), header: map[string]string{"Allow": "GET, POST, DELETE"}},
-		{name: "OPTIONS", send: func(e *catEnv) string { return raw("OPTIONS", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "") },
+		{name: "OPTIONS", send: func(e *catEnv) string {
+			return raw("OPTIONS", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "")
+		},
 			want: st(405)},
-		{name: "TRACE", send: func(e *catEnv) string { return raw("TRACE", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "") },
+		{name: "TRACE", send: func(e *catEnv) string {
+			return raw("TRACE", "/mcp", []string{"Host: localhost", e.bearer("alice")}, "")
+		},
 			want: st(405)},
 		{name: "CONNECT", send: func(e *catEnv) string { return "CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n\r\n" },
 			want: st(405), header: map[string]string{"Allow": "GET, POST, DELETE"}},
@@ -683,11 +689,17 @@ func hostileCases() []hostileCase {
 		{name: "huge string id", send: func(e *catEnv) string {
 			return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":"`+strings.Repeat("i", 100_000)+`","method":"tools/list"}`)
 		}, want: st(200), body: `"result"`},
-		{name: "boolean id", send: func(e *catEnv) string { return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":true,"method":"tools/list"}`) },
+		{name: "boolean id", send: func(e *catEnv) string {
+			return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":true,"method":"tools/list"}`)
+		},
 			want: st(400), body: codeInvalid},
-		{name: "object id", send: func(e *catEnv) string { return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":{},"method":"tools/list"}`) },
+		{name: "object id", send: func(e *catEnv) string {
+			return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":{},"method":"tools/list"}`)
+		},
 			want: st(400), body: codeInvalid},
-		{name: "array id", send: func(e *catEnv) string { return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":[1],"method":"tools/list"}`) },
+		{name: "array id", send: func(e *catEnv) string {
+			return e.post("alice", e.alice, `{"jsonrpc":"2.0","id":[1],"method":"tools/list"}`)
+		},
 			want: st(400), body: codeInvalid},
 		{name: "not JSON-RPC", send: func(e *catEnv) string { return e.post("alice", e.alice, `{"foo":1}`) },
 			want: st(400), body: codeInvalid},
