@@ -31,7 +31,7 @@ RUN_UPSTREAM_ADDR ?= 127.0.0.1:3001
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest soak clean tools
 
 all: build
 
@@ -119,6 +119,13 @@ run: build $(EVERYTHING)
 ## loadtest: mock upstream + gateway + a 20 s default scenario.
 loadtest: build
 	loadtest/run.sh
+
+## soak: the gateway (authentication and limits on) under mixed load with churn, stream
+## cuts and hostile requests for SOAK_DURATION; goroutines, open files and RSS must stay flat
+## (their slopes end the summary). Not part of make test.
+SOAK_DURATION ?= 10m
+soak: build
+	SOAK_DURATION=$(SOAK_DURATION) loadtest/soak.sh
 
 bench-compare: build
 	benchmarks/compare.sh
