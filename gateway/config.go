@@ -149,14 +149,14 @@ type Config struct {
 	ReadBodyTimeout time.Duration
 	// MaxHeaderBytes bounds a request's head (request line and header
 	// fields); beyond it 431. It is also each connection's read buffer.
-	// 0 = DefaultMaxHeaderBytes.
+	// 0 = DefaultMaxHeaderBytes; below 1024 is an error.
 	MaxHeaderBytes int
 	// MaxHeaders bounds the header fields of a request; beyond it 431.
 	// 0 = DefaultMaxHeaders.
 	MaxHeaders int
 	// MaxConnsPerIP caps the open connections from one client address (an
 	// IPv6 client's /64) on the listener given to Serve; a connection
-	// beyond it is answered 429 and closed. 0 = no cap.
+	// beyond it is answered 429 and closed. 0 = no cap; <0 is an error.
 	MaxConnsPerIP int
 	// Authenticator validates bearer tokens (see package gateway/auth);
 	// nil = no authentication: every request is anonymous (principal "").
@@ -182,11 +182,11 @@ type Config struct {
 	ForwardAuthorization bool
 	// MaxSessionsPerPrincipal caps the live sessions of one principal (of
 	// one client address for anonymous clients); beyond it initialize gets
-	// 429 with Retry-After. 0 = no cap.
+	// 429 with Retry-After. 0 = no cap; <0 is an error.
 	MaxSessionsPerPrincipal int
 	// RateLimit is how many requests per second one principal (one client
 	// address for anonymous clients) may make on the endpoint, on average;
-	// beyond it 429 with Retry-After. 0 = no limit.
+	// beyond it 429 with Retry-After. 0 = no limit; <0 is an error.
 	RateLimit float64
 	// RateBurst is how many requests a principal may make at once before
 	// RateLimit applies. 0 = RateLimit rounded up (at least 1).
