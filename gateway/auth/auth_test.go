@@ -39,14 +39,14 @@ type signer struct {
 	priv   crypto.Signer
 }
 
-func newRSA(t *testing.T, kid string) signer {
+func newRSA(t testing.TB, kid string) signer {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
 	return signer{kid: kid, alg: "RS256", method: jwt.SigningMethodRS256, priv: k}
 }
 
-func newEC(t *testing.T, kid string) signer {
+func newEC(t testing.TB, kid string) signer {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -55,7 +55,7 @@ func newEC(t *testing.T, kid string) signer {
 
 // sign makes a token with the standard claims of a valid token for the
 // test audience and issuer, changed by edit.
-func (s signer) sign(t *testing.T, edit func(jwt.MapClaims)) string {
+func (s signer) sign(t testing.TB, edit func(jwt.MapClaims)) string {
 	t.Helper()
 	now := time.Now()
 	c := jwt.MapClaims{
@@ -106,7 +106,7 @@ func (js *jwksServer) set(keys ...signer) {
 	js.mu.Unlock()
 }
 
-func jwksJSON(t *testing.T, keys ...signer) []byte {
+func jwksJSON(t testing.TB, keys ...signer) []byte {
 	t.Helper()
 	store := jwkset.NewMemoryStorage()
 	for _, k := range keys {
