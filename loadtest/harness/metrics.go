@@ -93,11 +93,12 @@ func (r *runner) sampleTarget(stop <-chan struct{}, done chan<- struct{}) {
 		g, ok1 := ParseMetric(resp.Body(), "go_goroutines")
 		rss, ok2 := ParseMetric(resp.Body(), "process_resident_memory_bytes")
 		fds, _ := ParseMetric(resp.Body(), "process_open_fds")
+		heap, _ := ParseMetric(resp.Body(), "go_memstats_heap_inuse_bytes")
 		if !ok1 && !ok2 {
 			r.note("metrics endpoint %s has neither go_goroutines nor process_resident_memory_bytes; sampling stopped", u)
 			return false
 		}
-		r.targetSamples = append(r.targetSamples, TargetSample{T: time.Since(w.start).Seconds(), Goroutines: g, RSSBytes: rss, OpenFDs: fds})
+		r.targetSamples = append(r.targetSamples, TargetSample{T: time.Since(w.start).Seconds(), Goroutines: g, RSSBytes: rss, OpenFDs: fds, HeapBytes: heap})
 		return true
 	}
 	if !sample() {

@@ -127,13 +127,14 @@ func TestSlopes(t *testing.T) {
 		tsec := float64(i * 30)
 		samples = append(samples, TargetSample{T: tsec, Goroutines: 100 + tsec/60*2, OpenFDs: 50, RSSBytes: 1e6 + tsec/60*1024})
 	}
-	samples[0].Goroutines = 1000 // during the warm-up: left out
-	sl := slopes(samples, 1)
+	samples[0].Goroutines = 1000                                     // during the warm-up: left out
+	samples = append(samples, TargetSample{T: 400, Goroutines: 1e6}) // after the load: left out
+	sl := slopes(samples, 1, 300)
 	require.NotNil(t, sl)
 	assert.Equal(t, 10, sl.Samples)
 	assert.InDelta(t, 2, sl.GoroutinesPerMinute, 1e-9)
 	assert.InDelta(t, 0, sl.OpenFDsPerMinute, 1e-9)
 	assert.InDelta(t, 1024, sl.RSSBytesPerMinute, 1e-6)
 	assert.Equal(t, 50.0, sl.OpenFDsMin)
-	assert.Nil(t, slopes(samples[:1], 0))
+	assert.Nil(t, slopes(samples[:1], 0, 300))
 }

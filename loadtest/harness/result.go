@@ -41,30 +41,34 @@ type TargetSample struct {
 	Goroutines float64 `json:"goroutines"`
 	RSSBytes   float64 `json:"rss_bytes"`
 	OpenFDs    float64 `json:"open_fds"`
+	HeapBytes  float64 `json:"heap_inuse_bytes"`
 }
 
 // TargetSlopes are the least-squares slopes, per minute, of the target samples taken
-// after the warm-up (soak): flat resource use has slopes near zero.
+// while the load ran, after the warm-up (soak): flat resource use has slopes near zero.
 type TargetSlopes struct {
 	Samples             int     `json:"samples"`
 	GoroutinesPerMinute float64 `json:"goroutines_per_min"`
 	OpenFDsPerMinute    float64 `json:"open_fds_per_min"`
 	RSSBytesPerMinute   float64 `json:"rss_bytes_per_min"`
+	HeapBytesPerMinute  float64 `json:"heap_inuse_bytes_per_min"`
 	// Min and max over the same samples.
 	GoroutinesMin, GoroutinesMax float64
 	OpenFDsMin, OpenFDsMax       float64
 	RSSBytesMin, RSSBytesMax     float64
+	HeapBytesMin, HeapBytesMax   float64
 }
 
-// slopes fits a line to each series of samples from t >= from (seconds).
-func slopes(samples []TargetSample, from float64) *TargetSlopes {
-	var xs, gs, fs, rs []float64
+// slopes fits a line to each series of samples with from <= t <= to (seconds).
+func slopes(samples []TargetSample, from, to float64) *TargetSlopes {
+	var xs, gs, fs, rs, hs []float64
 	for _, s := range samples {
-		if s.T >= from {
+		if s.T >= from && s.T <= to {
 			xs = append(xs, s.T/60)
 			gs = append(gs, s.Goroutines)
 			fs = append(fs, s.OpenFDs)
 			rs = append(rs, s.RSSBytes)
+			hs = append(hs, s.HeapBytes)
 		}
 	}
 	if len(xs) < 2 {
@@ -74,6 +78,7 @@ func slopes(samples []TargetSample, from float64) *TargetSlopes {
 	out.GoroutinesPerMinute, out.GoroutinesMin, out.GoroutinesMax = fitSlope(xs, gs)
 	out.OpenFDsPerMinute, out.OpenFDsMin, out.OpenFDsMax = fitSlope(xs, fs)
 	out.RSSBytesPerMinute, out.RSSBytesMin, out.RSSBytesMax = fitSlope(xs, rs)
+	out.HeapBytesPerMinute, out.HeapBytesMin, out.HeapBytesMax = fitSlope(xs, hs)
 	return out
 }
 
@@ -197,7 +202,7 @@ func (r *runner) result(began, ended time.Time, cpu time.Duration) *Result {
 		Events:          make(map[string]EventCounts),
 		Timeline:        r.timeline,
 		TargetSamples:   r.targetSamples,
-		TargetSlopes:    slopes(r.targetSamples, r.cfg.Warmup.Seconds()),
+		TargetSlopes:    slopes(r.targetSamples, r.cfg.Warmup.Seconds(), (r.cfg.Warmup + r.cfg.Duration).Seconds()),
 		Notes:           r.notes,
 		Passed:          true,
 		Generator: GeneratorStats{
@@ -282,6 +287,7 @@ func WriteSummary(w io.Writer, res *Result) error {
 		fmt.Fprintf(&b, "  goroutines  %+.2f/min  (%.0f .. %.0f)\n", sl.GoroutinesPerMinute, sl.GoroutinesMin, sl.GoroutinesMax)
 		fmt.Fprintf(&b, "  open fds    %+.2f/min  (%.0f .. %.0f)\n", sl.OpenFDsPerMinute, sl.OpenFDsMin, sl.OpenFDsMax)
 		fmt.Fprintf(&b, "  RSS         %+.1f KiB/min  (%.1f .. %.1f MiB)\n", sl.RSSBytesPerMinute/1024, sl.RSSBytesMin/(1<<20), sl.RSSBytesMax/(1<<20))
+		fmt.Fprintf(&b, "  heap in use %+.1f KiB/min  (%.1f .. %.1f MiB)\n", sl.HeapBytesPerMinute/1024, sl.HeapBytesMin/(1<<20), sl.HeapBytesMax/(1<<20))
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
