@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -171,9 +172,10 @@ func (c *guardConn) Read(p []byte) (int, error) {
 }
 
 // scan follows the head through b. It returns the offset of a bare line
-// end, or -1.
+// end, or -1. The request line's start is looked at byte by byte; the rest
+// of the head jumps from line end to line end.
 func (c *guardConn) scan(b []byte) int {
-	for i := 0; i < len(b); i++ {
+	for i := 0; i < len(b); {
 		ch := b[i]
 		switch c.state {
 		case headOff:
@@ -189,6 +191,7 @@ func (c *guardConn) scan(b []byte) int {
 			default:
 				c.state = headOff // not a request line: leave it to fasthttp
 			}
+			i++
 			continue
 		case headTarget:
 			switch {
@@ -199,6 +202,7 @@ func (c *guardConn) scan(b []byte) int {
 			default:
 				c.state = headOff
 			}
+			i++
 			continue
 		case headVersion:
 			if c.n < len(versionPattern) {
@@ -208,6 +212,7 @@ func (c *guardConn) scan(b []byte) int {
 				} else {
 					c.state = headOff
 				}
+				i++
 				continue
 			}
 			c.state, c.n = headLines, len(versionPattern) // the request line goes on: its end follows
@@ -223,18 +228,35 @@ func (c *guardConn) scan(b []byte) int {
 				return -1
 			}
 			c.n = 0
+			i++
 			continue
 		}
-		switch ch {
-		case '\r':
-			c.cr = true
-		case '\n':
-			return i // bare LF
-		default:
-			c.n++
+		j := indexLineEnd(b[i:])
+		if j < 0 {
+			c.n += len(b) - i
+			return -1
 		}
+		c.n += j
+		i += j
+		if b[i] == '\n' {
+			return i // bare LF
+		}
+		c.cr = true
+		i++
 	}
 	return -1
+}
+
+// indexLineEnd returns the offset of the first CR or LF in b, or -1.
+func indexLineEnd(b []byte) int {
+	r, n := bytes.IndexByte(b, '\r'), bytes.IndexByte(b, '\n')
+	switch {
+	case r < 0:
+		return n
+	case n < 0 || r < n:
+		return r
+	}
+	return n
 }
 
 func (c *guardConn) Write(p []byte) (int, error) {
