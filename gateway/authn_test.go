@@ -387,3 +387,24 @@ func TestNoTokenPassthrough(t *testing.T) {
 		})
 	}
 }
+
+// panicky is an Authenticator with a bug: it panics on one token.
+type panicky struct{}
+
+func (panicky) Authenticate(token []byte) (auth.Identity, error) {
+	if string(token) == "boom" {
+		panic("authenticator bug")
+	}
+	return auth.Identity{Principal: "alice", AllScopes: true}, nil
+}
+
+// TestPanicIsContained: a panic while serving a request (here in a buggy
+// Authenticator) is answered 500 and logged; the gateway keeps serving.
+func TestPanicIsContained(t *testing.T) {
+	_, base := authServer(t, gateway.Config{Authenticator: panicky{}})
+	resp, body := call(t, base, http.MethodPost, "boom", "", initJSON)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Contains(t, body, `"code":-32603`)
+	resp, body = call(t, base, http.MethodPost, "fine", "", initJSON)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"net/netip"
+	"runtime/debug"
 
 	"github.com/valyala/fasthttp"
 
@@ -86,6 +87,21 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	return true
+}
+
+// recoverRequest turns a panic while serving a request into a 500 and an
+// error log with the stack, as net/http does, so that one request cannot
+// take every session down with the process. Nothing a client sends should
+// get here: FuzzHandler and the hostile-input catalog fail on any 500.
+func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.log.Error("panic serving a request", "panic", r, "method", string(ctx.Method()), "stack", string(debug.Stack()))
+	ctx.Response.Reset()
+	s.fail(ctx, fasthttp.StatusInternalServerError, nil, jsonrpc.CodeInternalError, "Internal error", nil)
+	ctx.SetConnectionClose()
 }
 
 // The header fields scanHeaders counts: first the single-value fields
