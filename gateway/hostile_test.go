@@ -903,6 +903,12 @@ func TestHostileCatalog(t *testing.T) {
 	assert.Equal(t, http.StatusOK, as[0].status)
 	assert.Equal(t, want5xx, e.srv.Metrics().Status5xx, "no 5xx but the table's (502 for the upstream's 401, 505)")
 	assert.Positive(t, e.srv.Metrics().PrincipalMismatches)
+	var upstreamErrors uint64
+	for _, n := range e.srv.Metrics().UpstreamErrors {
+		upstreamErrors += n
+	}
+	assert.Equal(t, uint64(1), upstreamErrors,
+		"the upstream's refusals (4xx) are not upstream failures; only its 401 of the gateway's credentials is")
 
 	// End the sessions the table made (a session with a standalone stream
 	// has a pump reading its upstream), then nothing may be left.
