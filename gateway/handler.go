@@ -22,7 +22,7 @@ import (
 // Handler serves the MCP endpoint. It can be mounted in another fasthttp
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
-	defer s.recoverRequest(ctx)
+	defer s.finishRequest(ctx)
 	if !s.admit(ctx) { // framing, duplicate headers, Host and Origin: requestcheck.go
 		return
 	}

@@ -89,19 +89,23 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// recoverRequest turns a panic while serving a request into a 500 and an
-// error log with the stack, as net/http does, so that one request cannot
-// take every session down with the process. Nothing a client sends should
-// get here: FuzzHandler and the hostile-input catalog fail on any 500.
-func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
-	r := recover()
-	if r == nil {
-		return
+// finishRequest runs after the handler. A panic while serving the request
+// becomes a 500 and an error log with the stack, as in net/http, so that one
+// request cannot take every session down with the process (nothing a client
+// sends should get here: FuzzHandler and the hostile-input catalog fail on
+// any 500). And once shutdown has begun every answer says Connection: close:
+// fasthttp adds it only from the moment its own shutdown starts, which comes
+// after the gateway's.
+func (s *Server) finishRequest(ctx *fasthttp.RequestCtx) {
+	if r := recover(); r != nil {
+		s.log.Error("panic serving a request", "panic", r, "method", string(ctx.Method()), "stack", string(debug.Stack()))
+		ctx.Response.Reset()
+		s.fail(ctx, fasthttp.StatusInternalServerError, nil, jsonrpc.CodeInternalError, "Internal error", nil)
+		ctx.SetConnectionClose()
 	}
-	s.log.Error("panic serving a request", "panic", r, "method", string(ctx.Method()), "stack", string(debug.Stack()))
-	ctx.Response.Reset()
-	s.fail(ctx, fasthttp.StatusInternalServerError, nil, jsonrpc.CodeInternalError, "Internal error", nil)
-	ctx.SetConnectionClose()
+	if s.shutting.Load() {
+		ctx.SetConnectionClose()
+	}
 }
 
 // The header fields scanHeaders counts: first the single-value fields
