@@ -528,6 +528,9 @@ to POST, GET and DELETE.`,
 			h.do(post(s, toolsListBody))
 			h.do(get(s))
 			h.do(del(s))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
@@ -547,6 +550,9 @@ is closed, the id answers 404.`,
 			h.waitSessionClosed(s, "max_age")
 			a.continued().body()
 			h.do(post(s, pingBody))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
