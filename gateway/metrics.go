@@ -136,30 +136,32 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 
 // MetricsSnapshot is a copy of the gateway's counters.
 type MetricsSnapshot struct {
-	Sessions            int
-	SessionsCreated     uint64
-	SessionsRejected    uint64
-	SessionsClosed      map[string]uint64
-	StreamsOpened       uint64
-	StreamsClosed       map[string]uint64
-	Requests            uint64
-	UpstreamErrors      map[string]uint64
-	EventsPushed        uint64
-	DroppedOldest       uint64
-	DroppedNewest       uint64
-	DroppedCut          uint64
-	EventsCoalesced     uint64
-	EventsSkipped       uint64
-	SlowDisconnects     uint64
-	Overflows           uint64
-	ResumeHits          uint64
-	ResumeMisses        uint64
-	Replacements        uint64
-	Backpressure        uint64
-	UpstreamSkipped     uint64
-	Status2xx           uint64
-	Status4xx           uint64
-	Status5xx           uint64
+	Sessions         int
+	SessionsCreated  uint64
+	SessionsRejected uint64
+	SessionsClosed   map[string]uint64
+	StreamsOpened    uint64
+	StreamsClosed    map[string]uint64
+	Requests         uint64
+	UpstreamErrors   map[string]uint64
+	EventsPushed     uint64
+	DroppedOldest    uint64
+	DroppedNewest    uint64
+	DroppedCut       uint64
+	EventsCoalesced  uint64
+	EventsSkipped    uint64
+	SlowDisconnects  uint64
+	Overflows        uint64
+	ResumeHits       uint64
+	ResumeMisses     uint64
+	Replacements     uint64
+	Backpressure     uint64
+	UpstreamSkipped  uint64
+	Status2xx        uint64
+	Status4xx        uint64
+	Status5xx        uint64
+
+	// Hostile or over-limit clients.
 	AuthFailures        uint64
 	PrincipalMismatches uint64
 	RateLimited         uint64
@@ -169,30 +171,31 @@ type MetricsSnapshot struct {
 
 func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 	s := MetricsSnapshot{
-		Sessions:            sessions,
-		SessionsCreated:     m.sessionsCreated.Load(),
-		SessionsRejected:    m.sessionsRejected.Load(),
-		SessionsClosed:      make(map[string]uint64, numCloseReasons),
-		StreamsOpened:       m.streamsOpened.Load(),
-		StreamsClosed:       make(map[string]uint64, numCloseReasons),
-		Requests:            m.requests.Load(),
-		UpstreamErrors:      make(map[string]uint64, numUpstreamErrors),
-		EventsPushed:        m.eventsPushed.Load(),
-		DroppedOldest:       m.droppedOldest.Load(),
-		DroppedNewest:       m.droppedNewest.Load(),
-		DroppedCut:          m.droppedCut.Load(),
-		EventsCoalesced:     m.eventsCoalesced.Load(),
-		EventsSkipped:       m.eventsSkipped.Load(),
-		SlowDisconnects:     m.slowDisconnects.Load(),
-		Overflows:           m.overflows.Load(),
-		ResumeHits:          m.resumeHits.Load(),
-		ResumeMisses:        m.resumeMisses.Load(),
-		Replacements:        m.replacements.Load(),
-		Backpressure:        m.backpressure.Load(),
-		UpstreamSkipped:     m.upstreamSkipped.Load(),
-		Status2xx:           m.statuses[2].Load(),
-		Status4xx:           m.statuses[4].Load(),
-		Status5xx:           m.statuses[5].Load(),
+		Sessions:         sessions,
+		SessionsCreated:  m.sessionsCreated.Load(),
+		SessionsRejected: m.sessionsRejected.Load(),
+		SessionsClosed:   make(map[string]uint64, numCloseReasons),
+		StreamsOpened:    m.streamsOpened.Load(),
+		StreamsClosed:    make(map[string]uint64, numCloseReasons),
+		Requests:         m.requests.Load(),
+		UpstreamErrors:   make(map[string]uint64, numUpstreamErrors),
+		EventsPushed:     m.eventsPushed.Load(),
+		DroppedOldest:    m.droppedOldest.Load(),
+		DroppedNewest:    m.droppedNewest.Load(),
+		DroppedCut:       m.droppedCut.Load(),
+		EventsCoalesced:  m.eventsCoalesced.Load(),
+		EventsSkipped:    m.eventsSkipped.Load(),
+		SlowDisconnects:  m.slowDisconnects.Load(),
+		Overflows:        m.overflows.Load(),
+		ResumeHits:       m.resumeHits.Load(),
+		ResumeMisses:     m.resumeMisses.Load(),
+		Replacements:     m.replacements.Load(),
+		Backpressure:     m.backpressure.Load(),
+		UpstreamSkipped:  m.upstreamSkipped.Load(),
+		Status2xx:        m.statuses[2].Load(),
+		Status4xx:        m.statuses[4].Load(),
+		Status5xx:        m.statuses[5].Load(),
+
 		AuthFailures:        m.authFailures.Load(),
 		PrincipalMismatches: m.principalMismatches.Load(),
 		RateLimited:         m.rateLimited.Load(),
@@ -297,7 +300,10 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descSessionsCreated, descSessionsRej, descSessionsClosed,
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
-		descUpstreamSkipped, descResponses, descAuthFailures, descMismatches, descRateLimited, descConnsRefused, descEvictions, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
+		descUpstreamSkipped, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{descAuthFailures, descMismatches, descRateLimited, descConnsRefused, descEvictions} {
 		ch <- d
 	}
 }
