@@ -33,7 +33,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest clean tools chromium
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare fuzz run loadtest soak clean tools chromium
 
 all: build
 
@@ -138,6 +138,13 @@ run: build $(EVERYTHING)
 ## loadtest: mock upstream + gateway + a 20 s default scenario.
 loadtest: build
 	loadtest/run.sh
+
+## soak: the gateway (authentication and limits on) under mixed load with churn, stream
+## cuts and hostile requests for SOAK_DURATION; goroutines, open files and RSS must stay flat
+## (their slopes end the summary). Not part of make test.
+SOAK_DURATION ?= 10m
+soak: build
+	SOAK_DURATION=$(SOAK_DURATION) loadtest/soak.sh
 
 bench-compare: build
 	benchmarks/compare.sh

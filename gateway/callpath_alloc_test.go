@@ -141,8 +141,8 @@ func TestCallPathAllocs(t *testing.T) {
 		sse    bool
 		budget float64
 	}{
-		{"json", false, 7},
-		{"sse", true, 14},
+		{"json", false, 6},
+		{"sse", true, 13},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newCallPath(t, c.sse)

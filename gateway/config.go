@@ -34,6 +34,10 @@ const (
 	DefaultWriteStallTimeout    = 10 * time.Second
 	DefaultStreamSendBuffer     = 64 << 10
 	DefaultDrainWindow          = 10 * time.Second
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultReadBodyTimeout      = 30 * time.Second
+	DefaultMaxHeaderBytes       = 8 << 10
+	DefaultMaxHeaders           = 64
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -176,6 +180,65 @@ type Config struct {
 	// it atomically. Its directory must exist. "" = sessions end at
 	// shutdown.
 	StateFile string
+
+	// ReadHeaderTimeout bounds reading a request's head: from the
+	// connection's opening for its first request, from the first byte for
+	// later ones (the gap between requests is the idle timeout); beyond it
+	// the client gets 408 and the connection is closed.
+	// 0 = DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// ReadBodyTimeout bounds reading a request's body once its head is in;
+	// beyond it 408. 0 = DefaultReadBodyTimeout.
+	ReadBodyTimeout time.Duration
+	// MaxHeaderBytes bounds a request's head (request line and header
+	// fields); beyond it 431. It is also each connection's read buffer.
+	// 0 = DefaultMaxHeaderBytes; below 1024 is an error.
+	MaxHeaderBytes int
+	// MaxHeaders bounds the header fields of a request; beyond it 431.
+	// 0 = DefaultMaxHeaders.
+	MaxHeaders int
+	// MaxConnsPerIP caps the open connections from one client address (an
+	// IPv6 client's /64) on the listener given to Serve; a connection
+	// beyond it is answered 429 and closed. 0 = no cap; <0 is an error.
+	MaxConnsPerIP int
+	// Authenticator validates bearer tokens (see package gateway/auth);
+	// nil = no authentication: every request is anonymous (principal "").
+	// With one, a request without a valid token gets 401 with
+	// WWW-Authenticate naming the protected resource metadata, served at
+	// /.well-known/oauth-protected-resource (RFC 9728).
+	Authenticator Authenticator
+	// RequiredScopes must all be granted to a token, else 403
+	// (insufficient_scope). nil = none.
+	RequiredScopes []string
+	// AuthorizationServers are the issuer URLs of the authorization
+	// servers that grant tokens for this resource, listed in the protected
+	// resource metadata. nil = none listed.
+	AuthorizationServers []string
+	// ResourceURL is the endpoint's public URL: the resource of the
+	// protected resource metadata, and where resource_metadata points.
+	// "" = http://<Host><Path> of each request (https on a TLS connection).
+	ResourceURL string
+	// ForwardAuthorization hands the client's Authorization header to the
+	// upstream transport with every message it forwards (see
+	// upstream.WithCredential; the transport sends it only when built to
+	// forward). false = the client's credentials never leave the gateway.
+	ForwardAuthorization bool
+	// MaxSessionsPerPrincipal caps the live sessions of one principal (of
+	// one client address for anonymous clients); beyond it initialize gets
+	// 429 with Retry-After. 0 = no cap; <0 is an error.
+	MaxSessionsPerPrincipal int
+	// RateLimit is how many requests per second one principal (one client
+	// address for anonymous clients) may make on the endpoint, on average;
+	// beyond it 429 with Retry-After. 0 = no limit; <0 is an error.
+	RateLimit float64
+	// RateBurst is how many requests a principal may make at once before
+	// RateLimit applies. 0 = RateLimit rounded up (at least 1).
+	RateBurst int
+	// EvictIdle makes room at the session cap (MaxSessions): the least
+	// recently active session without a call in flight or a connected
+	// stream is ended (CloseEvicted; its id then gets 404) instead of the
+	// newcomer getting 503.
+	EvictIdle bool
 }
 
 func (c *Config) setDefaults() error {
@@ -200,6 +263,8 @@ func (c *Config) setDefaults() error {
 		{"ring size", &c.RingSize, DefaultRingSize},
 		{"ring bytes", &c.RingBytes, DefaultRingBytes},
 		{"max body bytes", &c.MaxBodyBytes, DefaultMaxBodyBytes},
+		{"max header bytes", &c.MaxHeaderBytes, DefaultMaxHeaderBytes},
+		{"max headers", &c.MaxHeaders, DefaultMaxHeaders},
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)
@@ -225,6 +290,8 @@ func (c *Config) setDefaults() error {
 		{"write stall timeout", &c.WriteStallTimeout, DefaultWriteStallTimeout, false},
 		{"drain window", &c.DrainWindow, DefaultDrainWindow, true},
 		{"whole answer window", &c.WholeAnswerWindow, DefaultWholeAnswerWindow, true},
+		{"read header timeout", &c.ReadHeaderTimeout, DefaultReadHeaderTimeout, false},
+		{"read body timeout", &c.ReadBodyTimeout, DefaultReadBodyTimeout, false},
 	} {
 		if *f.v < 0 && !f.negativeOK {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)
@@ -251,6 +318,9 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("gateway: unknown upstream era %d", c.UpstreamEra)
 	}
 	if err := c.legacyDefaults(); err != nil {
+		return err
+	}
+	if err := c.securityDefaults(); err != nil {
 		return err
 	}
 	if c.Logger == nil {

@@ -26,7 +26,8 @@
 //   - The Server owns every goroutine it starts (the shard sweeper, the
 //     coarse clock, one pump per upstream stream, a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
-//     expired sessions' upstream sides are being ended) through
+//     expired or evicted sessions' upstream sides are being ended, the
+//     rate limiters' sweeper when Config.RateLimit is set) through
 //     Server.goOwned; Shutdown cancels them and waits. No goroutine or timer
 //     exists per idle session.
 //   - Hooks run synchronously on the goroutine that caused the event, outside
@@ -44,4 +45,14 @@
 //   - The Handler may be mounted in another fasthttp server; it then
 //     accepts loopback Host names only unless Config.AllowedHosts says
 //     otherwise (Serve picks the default for its listener's address).
+//     Serve also wraps its listener (listener.go: the per-IP connection
+//     cap, refusing bare LF line ends at once) and sets the read timeouts;
+//     a server of another's gets only the Handler's own checks.
+//
+// Hostile clients: every request passes admit (requestcheck.go: framing,
+// repeated single-value headers, Host and Origin) before it is routed, then
+// authenticate (authn.go: bearer token, scopes, rate limit) before it
+// reaches a session, and a session answers only the principal that created
+// it (anyone else gets 404, as for an unknown session). See limits.go for
+// sessions per principal and eviction at the cap.
 package gateway

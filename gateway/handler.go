@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -21,62 +22,66 @@ import (
 // Handler serves the MCP endpoint. It can be mounted in another fasthttp
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
-	if string(ctx.Path()) != s.cfg.Path {
-		// Metrics, health and profiles live on the admin listener
-		// (AdminHandler), never on the public one.
-		if s.isLegacyPath(ctx.Path()) { // the legacy HTTP+SSE transport (legacysse.go)
-			if s.admit(ctx) {
-				s.handleLegacy(ctx)
-			}
-			return
-		}
-		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
+	defer s.finishRequest(ctx)
+	if !s.admit(ctx) { // framing, duplicate headers, Host and Origin: requestcheck.go
 		return
 	}
-	if !s.admit(ctx) {
+	if string(ctx.Path()) != s.cfg.Path {
+		switch {
+		case s.isLegacyPath(ctx.Path()): // the legacy HTTP+SSE transport (legacysse.go)
+			if s.refuseWhileShutting(ctx) {
+				return
+			}
+			if who, ok := s.authenticate(ctx); ok {
+				s.handleLegacy(ctx, who)
+			}
+		case s.serveMetadata(ctx): // RFC 9728 metadata, with authentication on: authn.go
+		default:
+			// Metrics, health and profiles live on the admin listener
+			// (AdminHandler), never on the public one.
+			s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
+		}
+		return
+	}
+	if s.refuseWhileShutting(ctx) {
+		return
+	}
+	who, ok := s.authenticate(ctx) // bearer token, scopes, rate limit: authn.go
+	if !ok {
 		return
 	}
 	switch string(ctx.Method()) {
 	case fasthttp.MethodPost:
-		s.handlePost(ctx)
+		s.handlePost(ctx, who)
 	case fasthttp.MethodGet:
-		s.handleGet(ctx)
+		s.handleGet(ctx, who)
 	case fasthttp.MethodDelete:
-		s.handleDelete(ctx)
+		s.handleDelete(ctx, who)
 	default:
 		ctx.Response.Header.Set("Allow", "GET, POST, DELETE")
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
 	}
 }
 
-// admit applies the checks every MCP request passes first (Host, Origin,
-// shutdown). It answers and returns false when the request must stop.
-func (s *Server) admit(ctx *fasthttp.RequestCtx) bool {
-	host := ctx.Request.Header.Host()
-	origin := s.origin.Load()
-	if !origin.hostAllowed(host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
+// refuseWhileShutting answers 503 with Retry-After and Connection: close
+// once shutdown has begun; it reports whether it did.
+func (s *Server) refuseWhileShutting(ctx *fasthttp.RequestCtx) bool {
+	if !s.shutting.Load() {
 		return false
 	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
-		return false
-	}
-	if s.shutting.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		// The connection ends with this answer: said here, not left to
-		// whether fasthttp's own shutdown has begun yet.
-		ctx.SetConnectionClose()
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
-		return false
-	}
+	ctx.Response.Header.Set("Retry-After", "1")
+	// The connection ends with this answer: said here, not left to
+	// whether fasthttp's own shutdown has begun yet.
+	ctx.SetConnectionClose()
+	s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
 	return true
 }
 
 // lookup finds the session named by the Mcp-Session-Id header and checks
 // the MCP-Protocol-Version header. It answers the error itself and returns
 // nil when the request must stop. id is the request id for error bodies.
-func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
+// A session of another principal than who is answered as unknown.
+func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte, who caller) *session {
 	sid := ctx.Request.Header.Peek("Mcp-Session-Id")
 	if len(sid) == 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeServerError, "Bad Request: Mcp-Session-Id header is required", nil)
@@ -87,7 +92,12 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		return nil
 	}
 	sess, ok := s.store.GetBytes(sid)
-	if !ok || sess.legacy != nil { // a legacy HTTP+SSE session is reached only through its own endpoints
+	if ok && (sess.legacy != nil || !s.ownsSession(sess, who)) {
+		// A legacy HTTP+SSE session is reached only through its own
+		// endpoints; another principal's session does not exist for who.
+		ok = false
+	}
+	if !ok {
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
@@ -102,7 +112,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 }
 
 // handlePost forwards a client message upstream and relays the answer.
-func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
+func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
@@ -121,6 +131,10 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
 		return
 	}
+	if !utf8.Valid(body) { // RFC 8259 section 8.1: JSON exchanged between systems is UTF-8
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeParseError, "Parse error: the body is not valid UTF-8", nil)
+		return
+	}
 	p := s.parsers.Get().(*jsonrpc.Parser)
 	defer s.parsers.Put(p)
 	msgs, batch, perr := p.Parse(body)
@@ -131,7 +145,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
 	if isStatelessRequest(ctx, &msgs[0]) {
-		s.handleStateless(ctx, body, msgs, batch, class)
+		s.handleStateless(ctx, body, msgs, batch, class, who)
 		return
 	}
 	var firstID []byte
@@ -144,11 +158,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 				s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not be batched", nil)
 				return
 			}
-			s.handleInitialize(ctx, body, &msgs[0])
+			s.handleInitialize(ctx, body, &msgs[0], who)
 			return
 		}
 	}
-	sess := s.lookup(ctx, firstID)
+	sess := s.lookup(ctx, firstID, who)
 	if sess == nil {
 		return
 	}
@@ -190,7 +204,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
 	upStart := s.metrics.now()
-	reply, err := sess.up.Send(context.Background(), fwd)
+	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
@@ -226,7 +240,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 			var ok bool
 			if answer, ok = clientAnswer(make([]byte, 0, len(answer)+16), p, answer, calls); !ok {
 				s.metrics.upstreamErrors[upErrProtocol].Add(1)
-				s.log.Warn("upstream answered with no response to the request", "session", sess.id)
+				s.log.Warn("upstream answered with no response to the request", "session", shortID(sess.id))
 				s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
 				return
 			}
@@ -266,16 +280,18 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls [
 		s.metrics.upstreamFailure(err)
 		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
-	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound && se.Status != fasthttp.StatusUnauthorized:
 		// The upstream refused the client's message: relay the refusal.
+		// (A 401 refuses the gateway's credentials, not the client's: the
+		// client could do nothing about it, so it is an upstream error.)
 		s.relayRefusal(ctx, se, calls, id)
 	case errors.Is(err, upstream.ErrTimeout):
 		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream timeout", "session", sess.id, "err", err)
+		s.log.Warn("upstream timeout", "session", shortID(sess.id), "err", err)
 		s.fail(ctx, fasthttp.StatusGatewayTimeout, id, jsonrpc.CodeInternalError, "Gateway Timeout: upstream did not answer in time", nil)
 	default:
 		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream error", "session", sess.id, "err", err)
+		s.log.Warn("upstream error", "session", shortID(sess.id), "err", err)
 		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError, "Bad Gateway: upstream error", nil)
 	}
 }
@@ -305,7 +321,7 @@ func (s *Server) relayRefusal(ctx *fasthttp.RequestCtx, se *upstream.StatusError
 // handleInitialize opens an upstream session and issues a gateway session.
 // The request goes upstream under the gateway's own id, and the answer
 // comes back under the client's.
-func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) {
+func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message, who caller) {
 	id := m.ID
 	if len(ctx.Request.Header.Peek("Mcp-Session-Id")) > 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not carry Mcp-Session-Id", nil)
@@ -320,8 +336,11 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
-	if s.store.Len() >= s.cfg.MaxSessions {
+	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
 		s.rejectFull(ctx, id)
+		return
+	}
+	if s.principalFull(ctx, who, id) {
 		return
 	}
 	if m.Kind != jsonrpc.KindRequest {
@@ -345,6 +364,8 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
+		principal:   who.principal,
+		owner:       who.owner(),
 		version:     version,
 		up:          up,
 		created:     now,
@@ -355,11 +376,19 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	}
 	sess.lastActive.Store(now)
 	s.keepForRestart(sess, fwd, answer) // Config.StateFile only (state.go)
-	if err := s.storeSession(sess); err != nil {
+	err := s.storeSession(sess)
+	if errors.Is(err, shard.ErrFull) && s.cfg.EvictIdle && s.evictIdle() {
+		err = s.storeSession(sess)
+	}
+	if err != nil {
 		cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, id)
+			return
+		}
+		if errors.Is(err, shard.ErrOwnerFull) {
+			s.rejectPrincipalFull(ctx, id)
 			return
 		}
 		s.fail(ctx, fasthttp.StatusInternalServerError, id, jsonrpc.CodeInternalError, "Internal error: "+err.Error(), nil)
@@ -389,7 +418,7 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 	s.metrics.requests.Add(1)
 	upStart := s.metrics.now()
 	sessions, _, _ := s.Upstreams(context.Background())
-	up, answer, err := sessions.Connect(context.Background(), fwd)
+	up, answer, err := sessions.Connect(s.upstreamCtx(ctx), fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
 	if err == nil {
 		s.upstreamSucceeded()
@@ -400,7 +429,7 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 	}
 	if err != nil {
 		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusUnauthorized {
 			s.relayRefusal(ctx, se, init, id)
 			return nil, nil, nil, false
 		}
@@ -613,12 +642,12 @@ func (s *Server) deadPeerTimeout() time.Duration {
 // handleGet opens the standalone stream or resumes a stream by
 // Last-Event-ID. Either way the new connection takes the stream over from
 // an older one (see attachConn): never a 409.
-func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
+func (s *Server) handleGet(ctx *fasthttp.RequestCtx, who caller) {
 	if _, ev := accepts(ctx.Request.Header.Peek("Accept")); !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
 		return
 	}
-	sess := s.lookup(ctx, nil)
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}
@@ -693,8 +722,8 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 }
 
 // handleDelete ends a session.
-func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
-	sess := s.lookup(ctx, nil)
+func (s *Server) handleDelete(ctx *fasthttp.RequestCtx, who caller) {
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}

@@ -32,12 +32,15 @@ const (
 	CloseReplaced
 	// CloseAdmin: an operator ended the session through the admin API.
 	CloseAdmin
+	// CloseEvicted: the session was the least recently active idle one
+	// when the session cap was reached, and made room (Config.EvictIdle).
+	CloseEvicted
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
-	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin", "evicted",
 }
 
 func (r CloseReason) String() string {

@@ -194,15 +194,16 @@ func (s *Server) isLegacyPath(p []byte) bool {
 	return !s.cfg.LegacySSEOff && (string(p) == s.cfg.LegacySSEPath || string(p) == s.cfg.LegacyMessagePath)
 }
 
-// handleLegacy serves the legacy endpoints (after admit).
-func (s *Server) handleLegacy(ctx *fasthttp.RequestCtx) {
+// handleLegacy serves the legacy endpoints (after admit and
+// authentication: who is the caller, whose session it is).
+func (s *Server) handleLegacy(ctx *fasthttp.RequestCtx, who caller) {
 	if string(ctx.Path()) == s.cfg.LegacySSEPath {
 		if !ctx.IsGet() {
 			ctx.Response.Header.Set("Allow", "GET")
 			s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed: open a legacy HTTP+SSE session with GET", nil)
 			return
 		}
-		s.openLegacySession(ctx)
+		s.openLegacySession(ctx, who)
 		return
 	}
 	if !ctx.IsPost() {
@@ -210,12 +211,12 @@ func (s *Server) handleLegacy(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed: POST messages here", nil)
 		return
 	}
-	s.handleLegacyMessage(ctx)
+	s.handleLegacyMessage(ctx, who)
 }
 
 // openLegacySession answers GET on the SSE path: a new session whose
 // stream starts with the endpoint event.
-func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx) {
+func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 	if a := ctx.Request.Header.Peek("Accept"); len(a) > 0 {
 		if _, ev := accepts(a); !ev {
 			s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
@@ -227,8 +228,11 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
-	if s.store.Len() >= s.cfg.MaxSessions {
+	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
 		s.rejectFull(ctx, nil)
+		return
+	}
+	if s.principalFull(ctx, who, nil) {
 		return
 	}
 	now := s.clock.Now()
@@ -237,6 +241,8 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx) {
 	l := &legacyState{}
 	sess := &session{
 		id:          sid,
+		principal:   who.principal,
+		owner:       who.owner(),
 		up:          &l.up,
 		created:     now,
 		ctx:         sessCtx,
@@ -246,10 +252,18 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx) {
 		legacy:      l,
 	}
 	sess.lastActive.Store(now)
-	if err := s.store.Create(sid, sess); err != nil {
+	err := s.storeSession(sess)
+	if errors.Is(err, shard.ErrFull) && s.cfg.EvictIdle && s.evictIdle() {
+		err = s.storeSession(sess)
+	}
+	if err != nil {
 		cancel()
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, nil)
+			return
+		}
+		if errors.Is(err, shard.ErrOwnerFull) {
+			s.rejectPrincipalFull(ctx, nil)
 			return
 		}
 		s.fail(ctx, fasthttp.StatusInternalServerError, nil, jsonrpc.CodeInternalError, "Internal error: "+err.Error(), nil)
@@ -294,7 +308,7 @@ func (s *Server) legacyStreamClosed(sess *session, reason CloseReason) {
 
 // handleLegacyMessage takes one message POSTed by a legacy client: 202,
 // its answer on the session's stream.
-func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
+func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
 	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
@@ -310,7 +324,7 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	sess, ok := s.store.GetBytes(sid)
-	if !ok || sess.legacy == nil {
+	if !ok || sess.legacy == nil || !s.ownsSession(sess, who) {
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 		return
 	}
@@ -385,7 +399,7 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
 	upStart := s.metrics.now()
-	reply, err := sess.up.Send(context.Background(), fwd)
+	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
@@ -430,7 +444,7 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx) {
 		answers := legacyAnswers(p, reply.JSON, calls)
 		if len(answers) == 0 {
 			s.metrics.upstreamErrors[upErrProtocol].Add(1)
-			s.log.Warn("upstream answered with no response to the request", "session", sess.id)
+			s.log.Warn("upstream answered with no response to the request", "session", shortID(sess.id))
 			s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
 			return
 		}

@@ -67,7 +67,7 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 			if !ok || c == nil {
 				// Late, duplicate or for no call of this POST: a client
 				// must never see two answers to one request.
-				s.log.Debug("upstream answer for no pending call dropped", "session", sess.id, "stream", st.id, "id", string(respID))
+				s.log.Debug("upstream answer for no pending call dropped", "session", shortID(sess.id), "stream", st.id, "id", string(respID))
 				continue
 			}
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
@@ -107,13 +107,13 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 			if _, _, perr := st.ring.Push(ringbuf.MustDeliver, 0, e); perr == nil {
 				st.notify()
 			} else if suspended {
-				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", sess.id, "stream", st.id, "err", perr)
+				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", shortID(sess.id), "stream", st.id, "err", perr)
 			}
 		}
 		return
 	}
 	s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
-	s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
+	s.log.Warn("upstream answer stream ended early", "session", shortID(sess.id), "stream", st.id, "err", err)
 	for _, c := range pending {
 		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
 		if s.pushMust(st, e, true) != nil {
@@ -158,17 +158,17 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 	switch {
 	case perr != nil || len(msgs) != 1:
 		s.log.Error("stream overflow: an unreadable upstream message larger than the stream's byte limit was dropped",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		return true
 	case msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError:
 		s.log.Warn("answer larger than the stream's byte limit: the client gets an error instead",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"the answer ("+strconv.Itoa(len(msg))+" bytes) exceeds the gateway's stream limit ("+strconv.Itoa(limit)+" bytes, -ring-bytes)", nil)
 		return s.pushMust(st, e, busy) == nil
 	case msgs[0].Kind == jsonrpc.KindRequest:
 		s.log.Warn("server-to-client request larger than the stream's byte limit: refused upstream",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"request too large for the gateway to deliver ("+strconv.Itoa(len(msg))+" bytes, limit "+strconv.Itoa(limit)+")", nil)
 		if reply, err := sess.up.Send(sess.ctx, e); err == nil && reply.Stream != nil {
@@ -177,7 +177,7 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 		return true
 	default:
 		s.log.Error("stream overflow: a must-deliver notification larger than the stream's byte limit was dropped",
-			"session", sess.id, "stream", st.id, "method", string(msgs[0].Method), "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "method", string(msgs[0].Method), "bytes", len(msg), "limit", limit)
 		return true
 	}
 }
@@ -258,7 +258,7 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 			return
 		case err != nil:
-			s.log.Debug("upstream standalone stream failed", "session", sess.id, "err", err)
+			s.log.Debug("upstream standalone stream failed", "session", shortID(sess.id), "err", err)
 			if !sleepCtx(sess.ctx, backoff) {
 				return
 			}

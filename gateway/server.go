@@ -106,6 +106,11 @@ type Server struct {
 	// setting of draining.
 	lnMu sync.Mutex
 	ln   net.Listener
+
+	// limits is the per-principal rate limit, nil without one; evict
+	// keeps the candidates of Config.EvictIdle (limits.go).
+	limits *rateLimits
+	evict  evictor
 }
 
 // New validates cfg, fills in defaults and returns a Server. With
@@ -119,10 +124,15 @@ func New(cfg Config) (*Server, error) {
 	if _, err := ringbuf.New(ringbuf.Config{Capacity: cfg.RingSize, MaxBytes: cfg.RingBytes, Policy: cfg.DropPolicy}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	store, err := shard.New(shard.Config[*session]{
+	storeCfg := shard.Config[*session]{
 		Shards:     cfg.Shards,
 		MaxEntries: cfg.MaxSessions,
-	})
+	}
+	if cfg.MaxSessionsPerPrincipal > 0 {
+		storeCfg.OwnerLimit = cfg.MaxSessionsPerPrincipal
+		storeCfg.OwnerOf = func(sess *session) string { return sess.owner }
+	}
+	store, err := shard.New(storeCfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -157,11 +167,13 @@ func New(cfg Config) (*Server, error) {
 		ErrorHandler:                  s.handleTransportError,
 		Name:                          "mcpgate",
 		Concurrency:                   256 * 1024,
-		ReadBufferSize:                8 << 10,
+		ReadBufferSize:                cfg.MaxHeaderBytes, // also the largest request head (431 beyond)
 		WriteBufferSize:               4 << 10,
-		ReadTimeout:                   60 * time.Second,
+		ReadTimeout:                   cfg.ReadHeaderTimeout, // until the head is in (408 beyond); see readBody
+		HeaderReceived:                s.readBody,
 		IdleTimeout:                   90 * time.Second,
-		WriteTimeout:                  0, // a nonzero value would cut streams
+		SecureErrorLogMessage:         true, // a refused request's bytes (tokens) never reach the log
+		WriteTimeout:                  0,    // a nonzero value would cut streams
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 true,
@@ -179,6 +191,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
+	if cfg.RateLimit > 0 {
+		s.limits = newRateLimits(cfg.RateLimit, cfg.RateBurst)
+		s.goOwned(s.limiterSweepLoop)
+	}
 	return s, nil
 }
 
@@ -237,9 +253,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.lnMu.Unlock()
 	s.setOrigin(isLoopbackAddr(ln.Addr()))
+	if s.cfg.Authenticator == nil && !isLoopbackAddr(ln.Addr()) {
+		s.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can open sessions; configure bearer tokens or JWT validation", "addr", ln.Addr().String())
+	}
 	// Learn the upstream's era now rather than at the first request.
 	s.goOwned(func(ctx context.Context) { s.Upstreams(ctx) })
-	err := s.http.Serve(ln)
+	err := s.http.Serve(newGuardListener(ln, s))
 	if s.shutting.Load() {
 		return nil
 	}

@@ -18,6 +18,7 @@ type session struct {
 	id        string
 	version   string // negotiated protocol version ("" for a legacy session: see protocolVersion)
 	principal string
+	owner     string // what the per-principal session cap counts: the principal, or an anonymous client's address
 	up        upstream.Session
 	created   int64 // unix ns
 	// legacy is set for a session of the legacy HTTP+SSE transport

@@ -195,7 +195,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 				sess.withStreams.Delete(sess)
 			}
 			skipped++
-			s.log.Warn("a saved session is dropped", "session", rec.ID, "err", err)
+			s.log.Warn("a saved session is dropped", "session", shortID(rec.ID), "err", err)
 			continue
 		}
 		restored++
@@ -223,7 +223,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	}
 	ctx, cancel := s.sessionContext()
 	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
+		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
 		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, len(rec.Streams)),
 		withStreams: s.streamSet(rec.ID), nextUp: rec.NextCall, nextStream: rec.NextStream,
 		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},

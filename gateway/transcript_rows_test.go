@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway"
+	"github.com/mcpgate/mcpgate/gateway/auth"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -376,6 +377,35 @@ every method and before the method check. A Host that is not a loopback name: 40
 		},
 	},
 	{
+		name: "auth",
+		about: `With authentication on: no token, or a scheme other than Bearer, 401 with the challenge naming the protected
+resource metadata (RFC 9728), served on the listener; an unknown token 401 invalid_token. alice opens a session and uses
+it; bob's valid token on alice's session gets 404 as for an unknown session, on POST, GET, GET with Last-Event-ID and
+DELETE, and the session lives on. The client's token never reaches the upstream (the gateway sends none).`,
+		cfg: func(c *gateway.Config) {
+			c.Authenticator = tokenTable{"alice-token-0123456789": "alice", "bob-token-0123456789": "bob"}
+			c.AuthorizationServers = []string{"https://auth.example"}
+		},
+		run: func(h *harness) {
+			alice := func(r request) request { return r.with("Authorization", "Bearer alice-token-0123456789") }
+			bob := func(r request) request { return r.with("Authorization", "Bearer bob-token-0123456789") }
+			h.do(post(nil, initializeBody("2025-06-18")))
+			h.do(post(nil, initializeBody("2025-06-18")).with("Authorization", "Basic YWxpY2U6eA=="))
+			h.do(post(nil, initializeBody("2025-06-18")).with("Authorization", "Bearer mallory-token-0123456789"))
+			h.do(request{method: "GET", target: "/.well-known/oauth-protected-resource/mcp", headers: []header{{"Host", "localhost"}}})
+			c := h.do(alice(post(nil, initializeBody("2025-06-18"))))
+			require.Equal(h.t, 200, c.status)
+			s := &session{id: c.header("Mcp-Session-Id"), version: "2025-06-18"}
+			h.do(alice(post(s, initializedNote)))
+			h.do(bob(post(s, pingBody)))
+			h.do(bob(get(s)))
+			h.do(bob(resume(s, "0_0")))
+			h.do(bob(del(s)))
+			h.do(alice(post(s, pingBody)))
+			h.do(alice(del(s)))
+		},
+	},
+	{
 		name:  "unknown-path",
 		about: `Requests for another path: 404 -32000 naming the endpoint. A query string does not change the path.`,
 		run: func(h *harness) {
@@ -516,6 +546,9 @@ to POST, GET and DELETE.`,
 			h.do(post(s, toolsListBody))
 			h.do(get(s))
 			h.do(del(s))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
@@ -536,6 +569,9 @@ is closed, the id answers 404.`,
 			h.waitUpstreamClosed(1)
 			a.continued().body()
 			h.do(post(s, pingBody))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
@@ -583,4 +619,15 @@ still gets its answer; then every session is closed upstream.`,
 			require.NoError(h.t, <-done)
 		},
 	},
+}
+
+// tokenTable is an Authenticator of fixed tokens (static tokens without a
+// file).
+type tokenTable map[string]string
+
+func (tt tokenTable) Authenticate(token []byte) (auth.Identity, error) {
+	if p, ok := tt[string(token)]; ok {
+		return auth.Identity{Principal: p, AllScopes: true}, nil
+	}
+	return auth.Identity{}, &auth.TokenError{Reason: "unknown token"}
 }

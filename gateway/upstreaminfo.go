@@ -11,7 +11,7 @@ import (
 // transports' own logs name the upstream id (upstream_session), the
 // gateway's logs the gateway's (session).
 func (s *Server) logSessionCreated(sess *session, up upstream.Session) {
-	s.log.Info("session created", "session", sess.id, "upstream_session", up.ID(),
+	s.log.Info("session created", "session", shortID(sess.id), "upstream_session", up.ID(),
 		"version", sess.info().Version, "upstream_version", up.Version())
 }
 

@@ -55,6 +55,7 @@ type options struct {
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
 	eraOptions                   // the protocol eras (eras.go)
 	legacyOptions                // legacy HTTP+SSE clients (legacy.go)
+	securityOptions              // authentication and limits (security.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -94,6 +95,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.stateFile, "state-file", "", "keep sessions across a restart: shutdown writes every session to this file (and leaves the upstream sessions open), the next start restores them and removes it; a damaged file is refused and kept as FILE.refused (empty = sessions end at shutdown)")
 	addEraFlags(fs, &o.eraOptions)
 	o.legacyOptions.addFlags(fs)
+	o.securityOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
@@ -168,6 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 2
 	}
+	defer closeAuth(cfg)
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "gateway:", err)
@@ -188,6 +191,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	defer reloadOnHUP(cfg, logger)()
 	// Signals are caught before the address is announced: a script may
 	// send SIGTERM as soon as it has read it.
 	sigs := make(chan os.Signal, 2)
@@ -202,6 +206,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
 		"admin", o.adminListen, "shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes,
 		"drop_policy", cfg.DropPolicy.String())
+	logSecurity(logger, cfg, &o.securityOptions)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -461,6 +466,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		return cfg, err
 	}
 	if err := o.legacyOptions.apply(&cfg); err != nil {
+		return cfg, err
+	}
+	if err := o.securityOptions.apply(&cfg, logger); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -108,6 +108,9 @@ type ClientConfig struct {
 	StreamConns int
 	// Timeout bounds each plain POST and DELETE.
 	Timeout time.Duration
+	// Authorization is sent as the Authorization header of every request; "" sends
+	// none.
+	Authorization string
 	// StallWindow is the socket receive buffer (SO_RCVBUF) of GET streams of sessions
 	// marked SmallWindow, the readers that stall. A small one makes the server feel a
 	// stalled reader at once: with the kernel default the buffer autotunes to megabytes,
@@ -121,6 +124,7 @@ type ClientConfig struct {
 // use. It tracks every connection it dials so CloseAll can end them.
 type Client struct {
 	uri       string
+	auth      string
 	version   string
 	stateless bool
 	timeout   time.Duration
@@ -196,6 +200,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{
 		uri:       u.String(),
+		auth:      cfg.Authorization,
 		version:   cfg.Version,
 		stateless: IsStateless(cfg.Version),
 		timeout:   cfg.Timeout,
@@ -330,6 +335,9 @@ type reply struct {
 
 func (c *Client) setCommon(req *fasthttp.Request, sess *Session) {
 	req.SetRequestURI(c.uri)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
 	if sess != nil {
 		req.Header.Set("Mcp-Session-Id", sess.ID)
 		if sess.Version != "" && sess.Version != "2025-03-26" {
