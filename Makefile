@@ -38,7 +38,7 @@ HAPROXY ?= /usr/sbin/haproxy
 
 export PATH := $(NODE_BIN):$(PATH)
 
-.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare bench-cluster fuzz run loadtest clean tools chromium haproxy
+.PHONY: all build test unit integration conformance fmt-check tidy-check vet bench bench-compare bench-cluster fuzz run loadtest soak clean tools chromium haproxy
 
 all: build
 
@@ -87,6 +87,8 @@ conformance: build tools haproxy
 	MCPGATE_GATEWAY_BIN=$(CURDIR)/bin/gateway \
 	MCPGATE_EVERYTHING_SERVER=$(EVERYTHING) \
 	MCPGATE_CONFORMANCE=$(CONFORMANCE) \
+	MCPGATE_NODE=$(NODE) \
+	MCPGATE_SERVER_EVERYTHING_JS=$(SE_ENTRY) \
 	$(GO) test -count=1 -tags conformance -timeout 15m -v -run Conformance ./gateway/
 
 ## chromium: Debian's chromium for the admin page test in headless Chromium; installed with
@@ -133,7 +135,7 @@ $(EVERYTHING):
 $(TS_SDK_DIR)/node_modules/@modelcontextprotocol/sdk/package.json: | $(NODE)
 	npm install --prefix $(TS_SDK_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/sdk@$(TS_SDK_VERSION)
 
-# npm's reference server (TypeScript SDK), run as `node $(SE_ENTRY) streamableHttp`.
+# npm's reference server (TypeScript SDK), run as `node $(SE_ENTRY) streamableHttp` (or `sse`).
 $(SE_ENTRY): | $(NODE)
 	npm install --prefix $(SE_DIR) --no-audit --no-fund --loglevel=error @modelcontextprotocol/server-everything@$(SE_VERSION)
 
@@ -161,6 +163,13 @@ run: build $(EVERYTHING)
 ## loadtest: mock upstream + gateway + a 20 s default scenario.
 loadtest: build
 	loadtest/run.sh
+
+## soak: the gateway (authentication and limits on) under mixed load with churn, stream
+## cuts and hostile requests for SOAK_DURATION; goroutines, open files and RSS must stay flat
+## (their slopes end the summary). Not part of make test.
+SOAK_DURATION ?= 10m
+soak: build
+	SOAK_DURATION=$(SOAK_DURATION) loadtest/soak.sh
 
 bench-compare: build
 	benchmarks/compare.sh

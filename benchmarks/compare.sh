@@ -24,10 +24,13 @@
 #   RSS_STEPS=10000,100000
 #   SCRAPE_N=10            scrapes (one a second) per measurement at the largest RSS step
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
+#   JWT_ROUNDS=6 JWT_CONCS="16" JWT_DURATION=5s   rounds of mcpgate without authentication
+#                          and validating an RS256 JWT on every request (alternating which
+#                          goes first), closed loop at each concurrency
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat lat churn rss scrape everything"   sections to skip (scrape needs rss)
+#   SKIP="sat lat churn rss scrape everything jwt"   sections to skip (scrape needs rss)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +45,9 @@ RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
 SCRAPE_N=${SCRAPE_N:-10}
+JWT_ROUNDS=${JWT_ROUNDS:-6}
+JWT_CONCS=${JWT_CONCS:-16}
+JWT_DURATION=${JWT_DURATION:-5s}
 EVERYTHING=${EVERYTHING:-.cache/bin/everything-server-v1.8.0}
 LOCK=${LOCK:-/tmp/mcpgate-bench.lock}
 SKIP=${SKIP:-}
@@ -67,7 +73,10 @@ need_pkg() { # command package
 	fi
 	command -v "$1" >/dev/null 2>&1 || die "$1 not found: install the Debian package $2 (apt-get install $2, as root)"
 }
-need_pkg caddy caddy
+# Caddy only for the sections that compare with it.
+CADDY=0
+if ! skip sat || ! skip lat; then CADDY=1; fi
+[[ $CADDY == 1 ]] && need_pkg caddy caddy
 need_pkg jq jq
 command -v flock >/dev/null || die "flock (util-linux) not found"
 
@@ -174,7 +183,7 @@ rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUNS"; }
 	echo "nproc: $(nproc)"
 	echo "kernel: $(uname -r)"
 	echo "go: $(go version)"
-	echo "caddy: $(caddy version 2>/dev/null | head -n1)"
+	if [[ $CADDY == 1 ]]; then echo "caddy: $(caddy version 2>/dev/null | head -n1)"; fi
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
 	echo "open_files: $(ulimit -n)"
 	echo "port_range: $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')"
@@ -191,37 +200,52 @@ GW_PID=$STARTED_PID GW_URL=$STARTED_URL
 start gateway-nometrics "$GW_PROCS" "$TMP/gateway-nometrics" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 NM_PID=$STARTED_PID NM_URL=$STARTED_URL
 
-CADDY_PORT=$(free_port)
-cat >"$TMP/Caddyfile" <<EOF
-{
-	admin off
-	auto_https off
-}
-http://127.0.0.1:$CADDY_PORT {
-	reverse_proxy $UP_HOSTPORT {
-		flush_interval -1
-		transport http {
-			keepalive_idle_conns_per_host 1024
+if [[ $CADDY == 1 ]]; then
+	CADDY_PORT=$(free_port)
+	cat >"$TMP/Caddyfile" <<-EOF
+	{
+		admin off
+		auto_https off
+	}
+	http://127.0.0.1:$CADDY_PORT {
+		reverse_proxy $UP_HOSTPORT {
+			flush_interval -1
+			transport http {
+				keepalive_idle_conns_per_host 1024
+			}
 		}
 	}
-}
-EOF
-cp "$TMP/Caddyfile" "$OUT/Caddyfile"
-env XDG_DATA_HOME="$TMP/caddy-data" XDG_CONFIG_HOME="$TMP/caddy-config" HOME="$TMP" \
-	${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" 9>&- &
-CADDY_PID=$!
-PIDS+=("$CADDY_PID")
-CADDY_URL="http://127.0.0.1:$CADDY_PORT/mcp"
-for _ in $(seq 100); do
-	curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CADDY_PORT/" && break
-	kill -0 "$CADDY_PID" 2>/dev/null || { cat "$TMP/caddy.err" >&2; die "caddy exited at start"; }
-	sleep 0.1
-done
-wait_http "http://127.0.0.1:$CADDY_PORT/"
-log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID), caddy $CADDY_URL (pid $CADDY_PID)"
+	EOF
+	cp "$TMP/Caddyfile" "$OUT/Caddyfile"
+	env XDG_DATA_HOME="$TMP/caddy-data" XDG_CONFIG_HOME="$TMP/caddy-config" HOME="$TMP" \
+		${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" 9>&- &
+	CADDY_PID=$!
+	PIDS+=("$CADDY_PID")
+	CADDY_URL="http://127.0.0.1:$CADDY_PORT/mcp"
+	for _ in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CADDY_PORT/" && break
+		kill -0 "$CADDY_PID" 2>/dev/null || { cat "$TMP/caddy.err" >&2; die "caddy exited at start"; }
+		sleep 0.1
+	done
+	wait_http "http://127.0.0.1:$CADDY_PORT/"
+	log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID), caddy $CADDY_URL (pid $CADDY_PID)"
+else
+	log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID)"
+fi
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; esac; }
+# A second gateway validating JWT access tokens (section 6), on the same upstream.
+if ! skip jwt; then
+	mkdir -p "$TMP/jwt"
+	JWT_TOKEN=$(CMP_JWT_DIR="$TMP/jwt" "$CMP" -test.run '^TestCompareJWTSetup$' | sed -n 's/^TOKEN //p')
+	[[ -n $JWT_TOKEN ]] || die "could not make a JWT"
+	start gw-jwt "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen "" -upstream "$UP_URL" -max-sessions 200000 -log-level warn \
+		-jwt-key-file "$TMP/jwt/key.pem" -jwt-issuer https://issuer.bench -jwt-audience http://bench/mcp
+	JWTGW_PID=$STARTED_PID JWTGW_URL=$STARTED_URL
+	log "mcpgate with JWT validation $JWTGW_URL (pid $JWTGW_PID)"
+fi
+
+url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; esac; }
 
 # cpu_busy: percent of both cores busy over the last second (anyone's work).
 cpu_busy() {
@@ -488,6 +512,35 @@ if ! skip everything; then
 	fi
 fi
 
+# ---- 6. JWT validation on and off: POST throughput and CPU per request ------------
+# The same closed-loop tools/call load, bearer token included, on the gateway without
+# authentication (which ignores the header) and on the one validating the RS256 JWT
+# access token on every request (signature, iss, aud, exp, nbf, iat; the validated-token
+# cache keeps the cost to a SHA-256 of the token and a map lookup once the token was
+# seen): the difference is the validation alone. Rounds alternate which target goes
+# first; each round is one locked section.
+if ! skip jwt; then
+	for conc in $JWT_CONCS; do
+		for round in $(seq "$JWT_ROUNDS"); do
+			begin_lock
+			order="mcpgate mcpgate-jwt"
+			((round % 2 == 0)) && order="mcpgate-jwt mcpgate"
+			for target in $order; do
+				authz="Bearer $JWT_TOKEN"
+				log "jwt c=$conc round $round: $target"
+				measure jwt "$target" "$round" "c$conc" env CMP_TARGET="$(url_of "$target")" CMP_CONC="$conc" \
+					CMP_AUTHORIZATION="$authz" CMP_DURATION="$JWT_DURATION" CMP_WARMUP=1s "$CMP" -test.run '^TestCompareClosedLoop$'
+				sed -n 's/^RESULT //p' "$LAST_JSON" >"$LAST_JSON.tmp" && mv "$LAST_JSON.tmp" "$LAST_JSON"
+				[[ -s $LAST_JSON ]] || { cat "$LAST_ERR" >&2; die "jwt run failed"; }
+				for k in rps p50_ms p99_ms errors requests; do
+					rec jwt "$target" "$round" "c$conc" "$k" "$(jq -r ".$k" "$LAST_JSON")"
+				done
+			done
+			end_lock
+		done
+	done
+fi
+
 # ---- summary ------------------------------------------------------------------------
 # median over rounds of one (section, target, param, metric)
 med() {
@@ -589,6 +642,19 @@ loadavgs() {
 			[[ -n $p ]] || continue
 			mib() { fmt "$(echo "$(med scrape "$w" "$p" "$1") / 1048576" | bc -l)" 1f; }
 			echo "| $([[ $w == metrics ]] && echo 'GET /metrics' || echo 'GET /admin/v1/stats') | ${p#s} | $(fmt "$(med scrape "$w" "$p" cpu_ms_per_request)" 1f) | $(fmt "$(med scrape "$w" "$p" wall_ms)" 1f) | $(med scrape "$w" "$p" bytes) | $(mib rss_before) → $(mib rss_peak) → $(mib rss_after) | $(fmt "$(med scrape "$w" "$p" idle_cpu_pct)" 1f) |"
+		done
+		echo
+	fi
+	if ! skip jwt; then
+		echo "## JWT validation per request, on / off (the same requests with the token; closed loop, $JWT_DURATION measured after 1 s, medians of $JWT_ROUNDS alternating rounds)"
+		echo
+		echo "| conc | target | rps | p50 ms | p99 ms | gateway CPU us/req | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|---|"
+		for conc in $JWT_CONCS; do
+			for t in mcpgate mcpgate-jwt; do
+				echo "| $conc | $t | $(fmt "$(med jwt "$t" "c$conc" rps)" 0f) | $(med jwt "$t" "c$conc" p50_ms) | $(med jwt "$t" "c$conc" p99_ms) | $(fmt "$(cpu_us jwt "$t" "c$conc")" 1f) | $(loadavgs jwt "$t" "c$conc")|"
+			done
+			echo "| $conc | **jwt / off** | **$(fmt "$(ratio "$(med jwt mcpgate-jwt "c$conc" rps)" "$(med jwt mcpgate "c$conc" rps)")" 3f)** | | | **$(fmt "$(ratio "$(cpu_us jwt mcpgate-jwt "c$conc")" "$(cpu_us jwt mcpgate "c$conc")")" 3f)** | |"
 		done
 		echo
 	fi

@@ -12,18 +12,25 @@
 // server). TestCompareIdleSessions opens idle sessions in steps and reads the target's
 // Prometheus metrics after each step, for bytes per idle session as a slope.
 // TestCompareFreePort prints a free loopback port (for Caddy, which cannot report the
-// port the OS chose). Each test prints one JSON object per line prefixed with "RESULT ".
+// port the OS chose). TestCompareJWTSetup writes a fresh key for -jwt-key-file and
+// prints an access token signed with it. Each test prints one JSON object per line
+// prefixed with "RESULT ".
 package benchmarks
 
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -34,6 +41,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/loadtest/harness"
@@ -108,8 +116,10 @@ func TestCompareClosedLoop(t *testing.T) {
 	warmup := envDuration(t, "CMP_WARMUP", time.Second)
 	duration := envDuration(t, "CMP_DURATION", 5*time.Second)
 
+	authz := os.Getenv("CMP_AUTHORIZATION") // e.g. "Bearer <jwt>", sent with every request
 	c, err := harness.NewClient(harness.ClientConfig{
 		Target: target, Version: "2025-11-25", Conns: conc, StreamConns: 4, Timeout: 10 * time.Second,
+		Authorization: authz,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +173,9 @@ func TestCompareClosedLoop(t *testing.T) {
 			req.Header.Set("Accept", "application/json, text/event-stream")
 			req.Header.Set("Mcp-Session-Id", sess.ID)
 			req.Header.Set("MCP-Protocol-Version", sess.Version)
+			if authz != "" {
+				req.Header.Set("Authorization", authz)
+			}
 			body := make([]byte, 0, 256)
 			for id := int64(w+1) << 32; ; id++ {
 				t0 := time.Now()
@@ -324,4 +337,35 @@ func TestCompareFreePort(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	fmt.Printf("PORT %d\n", port)
+}
+
+// TestCompareJWTSetup makes an RS256 key pair, writes the public key to
+// $CMP_JWT_DIR/key.pem (for the gateway's -jwt-key-file) and prints a token valid for
+// two hours for issuer https://issuer.bench and audience http://bench/mcp as
+// "TOKEN <jwt>", the shape of an access token an OAuth authorization server issues.
+func TestCompareJWTSetup(t *testing.T) {
+	dir := envString(t, "CMP_JWT_DIR", "")
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": "https://issuer.bench", "aud": "http://bench/mcp", "sub": "bench-client", "client_id": "bench",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(2 * time.Hour).Unix(), "scope": "mcp:tools mcp:resources",
+		"jti": strconv.FormatInt(now.UnixNano(), 36),
+	})
+	tok.Header["kid"] = "bench-1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("TOKEN %s\n", s)
 }

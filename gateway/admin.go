@@ -202,7 +202,7 @@ func (s *Server) describe(sess *session, now int64) adminSession {
 	sess.mu.Unlock()
 	last := sess.lastActive.Load()
 	return adminSession{
-		ID: sess.id, Principal: sess.principal, Version: sess.version, Upstream: upstreamKind(sess),
+		ID: sess.id, Principal: sess.principal, Version: sess.protocolVersion(), Upstream: upstreamKind(sess),
 		Created: time.Unix(0, sess.created).UTC(), LastActive: time.Unix(0, last).UTC(),
 		IdleSeconds: time.Duration(now - last).Seconds(), Busy: sess.busy.Load(), Streams: n, CallsInFlight: calls,
 	}
@@ -248,7 +248,7 @@ func (s *Server) apiListSessions(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !strings.HasPrefix(id, prefix),
 			hasPrincipal && sess.principal != principal,
-			version != "" && sess.version != version,
+			version != "" && sess.protocolVersion() != version,
 			kind != "" && upstreamKind(sess) != kind,
 			idleMin > 0 && time.Duration(now-sess.lastActive.Load()) < idleMin:
 			return true
@@ -387,6 +387,7 @@ func (s *Server) EffectiveConfig() map[string]any {
 		"write_stall_timeout":     c.WriteStallTimeout.String(),
 		"retry_hint":              c.RetryHint.String(),
 		"drain_window":            durOrOff(c.DrainWindow),
+		"state_file":              c.StateFile,
 		"allowed_origins":         c.AllowedOrigins,
 		"allowed_hosts":           c.AllowedHosts,
 		"max_body_bytes":          c.MaxBodyBytes,

@@ -252,9 +252,9 @@ func (s *Server) clusterLoad(sid string) (*session, error) {
 	if rec == nil || !versionSupported([]byte(rec.Version)) {
 		return nil, nil
 	}
-	sctx, scancel := context.WithCancel(s.ctx)
+	sctx, scancel := s.sessionContext()
 	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
+		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
 		ctx: sctx, cancel: scancel, streams: make(map[uint64]*stream, 2),
 		withStreams: s.streamSet(rec.ID), nextUp: s.clu.tag, nextStream: s.clu.tag,
 		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},

@@ -27,12 +27,17 @@ const (
 	DefaultHeartbeat            = 15 * time.Second
 	DefaultMaxBodyBytes         = 4 << 20
 	DefaultStreamRetention      = 5 * time.Minute
+	DefaultWholeAnswerWindow    = 50 * time.Millisecond
 	DefaultUpstreamTimeout      = upstream.DefaultTimeout
 	DefaultRetryHint            = time.Second
 	DefaultSweepInterval        = time.Second
 	DefaultWriteStallTimeout    = 10 * time.Second
 	DefaultStreamSendBuffer     = 64 << 10
 	DefaultDrainWindow          = 10 * time.Second
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultReadBodyTimeout      = 30 * time.Second
+	DefaultMaxHeaderBytes       = 8 << 10
+	DefaultMaxHeaders           = 64
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -79,6 +84,14 @@ type Config struct {
 	// StreamRetention keeps a finished POST answer stream resumable for
 	// this long; 0 = DefaultStreamRetention.
 	StreamRetention time.Duration
+	// WholeAnswerWindow is how long a call's answer may be held so that a
+	// short one goes out whole: an SSE answer that finishes within it is
+	// sent as one body (wholeanswer.go), and a stdio or legacy HTTP+SSE
+	// upstream's response that comes first within it is sent as JSON
+	// (earlyanswer.go). A longer answer is streamed after it, its priming
+	// event that much late. 0 = DefaultWholeAnswerWindow; negative = always
+	// stream at once.
+	WholeAnswerWindow time.Duration
 	// WriteStallTimeout cuts a client connection whose write has made no
 	// progress for this long (the stream stays resumable);
 	// 0 = DefaultWriteStallTimeout.
@@ -126,7 +139,9 @@ type Config struct {
 	AdminToken string
 	// DrainWindow spreads the ends of the attached stream connections over
 	// this long when Shutdown begins, so clients do not all reconnect at
-	// once; 0 = DefaultDrainWindow, <0 = end them all at once.
+	// once; 0 = DefaultDrainWindow, <0 = end them all at once. With
+	// StateFile their retry hint is the window plus RetryHint, so they come
+	// back after the restart at the drain's pace (drain.go).
 	DrainWindow time.Duration
 	// UpstreamEra says which eras the upstream serves: UpstreamEraAuto
 	// (the zero value) asks it with server/discover; a client era it serves
@@ -145,6 +160,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks observes sessions and streams; nil = none.
 	Hooks Hooks
+	// LegacySSEPath is the SSE endpoint of the legacy HTTP+SSE transport
+	// (protocol 2024-11-05's, for clients that predate Streamable HTTP): a
+	// GET there opens a session whose stream first names, in an endpoint
+	// event, where the client POSTs its messages (legacysse.go).
+	// "" = DefaultLegacySSEPath; see LegacySSEOff.
+	LegacySSEPath string
+	// LegacyMessagePath is where legacy HTTP+SSE clients POST their
+	// messages (with ?sessionId=<id>); "" = DefaultLegacyMessagePath.
+	LegacyMessagePath string
+	// LegacySSEOff turns the legacy HTTP+SSE endpoints off: their paths
+	// then get 404 like any unknown path. false (the zero value) = served.
+	LegacySSEOff bool
 	// StateFile, when set, makes sessions survive a restart (state.go): New
 	// restores the sessions saved in this file (a file that is truncated,
 	// corrupt or not a state file is refused whole, renamed to
@@ -157,6 +184,65 @@ type Config struct {
 	// sessions and streams through a scale-out backend (cluster.go;
 	// package cluster on NATS JetStream). nil = a single node.
 	Cluster Cluster
+
+	// ReadHeaderTimeout bounds reading a request's head: from the
+	// connection's opening for its first request, from the first byte for
+	// later ones (the gap between requests is the idle timeout); beyond it
+	// the client gets 408 and the connection is closed.
+	// 0 = DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// ReadBodyTimeout bounds reading a request's body once its head is in;
+	// beyond it 408. 0 = DefaultReadBodyTimeout.
+	ReadBodyTimeout time.Duration
+	// MaxHeaderBytes bounds a request's head (request line and header
+	// fields); beyond it 431. It is also each connection's read buffer.
+	// 0 = DefaultMaxHeaderBytes; below 1024 is an error.
+	MaxHeaderBytes int
+	// MaxHeaders bounds the header fields of a request; beyond it 431.
+	// 0 = DefaultMaxHeaders.
+	MaxHeaders int
+	// MaxConnsPerIP caps the open connections from one client address (an
+	// IPv6 client's /64) on the listener given to Serve; a connection
+	// beyond it is answered 429 and closed. 0 = no cap; <0 is an error.
+	MaxConnsPerIP int
+	// Authenticator validates bearer tokens (see package gateway/auth);
+	// nil = no authentication: every request is anonymous (principal "").
+	// With one, a request without a valid token gets 401 with
+	// WWW-Authenticate naming the protected resource metadata, served at
+	// /.well-known/oauth-protected-resource (RFC 9728).
+	Authenticator Authenticator
+	// RequiredScopes must all be granted to a token, else 403
+	// (insufficient_scope). nil = none.
+	RequiredScopes []string
+	// AuthorizationServers are the issuer URLs of the authorization
+	// servers that grant tokens for this resource, listed in the protected
+	// resource metadata. nil = none listed.
+	AuthorizationServers []string
+	// ResourceURL is the endpoint's public URL: the resource of the
+	// protected resource metadata, and where resource_metadata points.
+	// "" = http://<Host><Path> of each request (https on a TLS connection).
+	ResourceURL string
+	// ForwardAuthorization hands the client's Authorization header to the
+	// upstream transport with every message it forwards (see
+	// upstream.WithCredential; the transport sends it only when built to
+	// forward). false = the client's credentials never leave the gateway.
+	ForwardAuthorization bool
+	// MaxSessionsPerPrincipal caps the live sessions of one principal (of
+	// one client address for anonymous clients); beyond it initialize gets
+	// 429 with Retry-After. 0 = no cap; <0 is an error.
+	MaxSessionsPerPrincipal int
+	// RateLimit is how many requests per second one principal (one client
+	// address for anonymous clients) may make on the endpoint, on average;
+	// beyond it 429 with Retry-After. 0 = no limit; <0 is an error.
+	RateLimit float64
+	// RateBurst is how many requests a principal may make at once before
+	// RateLimit applies. 0 = RateLimit rounded up (at least 1).
+	RateBurst int
+	// EvictIdle makes room at the session cap (MaxSessions): the least
+	// recently active session without a call in flight or a connected
+	// stream is ended (CloseEvicted; its id then gets 404) instead of the
+	// newcomer getting 503.
+	EvictIdle bool
 }
 
 func (c *Config) setDefaults() error {
@@ -181,6 +267,8 @@ func (c *Config) setDefaults() error {
 		{"ring size", &c.RingSize, DefaultRingSize},
 		{"ring bytes", &c.RingBytes, DefaultRingBytes},
 		{"max body bytes", &c.MaxBodyBytes, DefaultMaxBodyBytes},
+		{"max header bytes", &c.MaxHeaderBytes, DefaultMaxHeaderBytes},
+		{"max headers", &c.MaxHeaders, DefaultMaxHeaders},
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)
@@ -205,6 +293,9 @@ func (c *Config) setDefaults() error {
 		{"sweep interval", &c.SweepInterval, DefaultSweepInterval, false},
 		{"write stall timeout", &c.WriteStallTimeout, DefaultWriteStallTimeout, false},
 		{"drain window", &c.DrainWindow, DefaultDrainWindow, true},
+		{"whole answer window", &c.WholeAnswerWindow, DefaultWholeAnswerWindow, true},
+		{"read header timeout", &c.ReadHeaderTimeout, DefaultReadHeaderTimeout, false},
+		{"read body timeout", &c.ReadBodyTimeout, DefaultReadBodyTimeout, false},
 	} {
 		if *f.v < 0 && !f.negativeOK {
 			return fmt.Errorf("gateway: %s must not be negative", f.name)
@@ -229,6 +320,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UpstreamEra > UpstreamEraStateless {
 		return fmt.Errorf("gateway: unknown upstream era %d", c.UpstreamEra)
+	}
+	if err := c.legacyDefaults(); err != nil {
+		return err
+	}
+	if err := c.securityDefaults(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

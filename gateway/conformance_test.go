@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
@@ -131,6 +132,19 @@ func scoredFailures(out string) []string {
 	return failed
 }
 
+var scenarioLine = regexp.MustCompile(`(?m)^([✓✗]) ([A-Za-z0-9_-]+): (\d+) passed, (\d+) failed`)
+
+// failedScenarios lists the scenarios the suite's output marks failed.
+func failedScenarios(out string) []string {
+	var failed []string
+	for _, m := range scenarioLine.FindAllStringSubmatch(out, -1) {
+		if m[1] == "✗" {
+			failed = append(failed, m[2])
+		}
+	}
+	return failed
+}
+
 // noServerRequests are the scenarios whose reference tools send
 // server-to-client requests, which a stateless reference server refuses
 // itself: nothing reaches the gateway to bridge (they fail directly too).
@@ -181,4 +195,37 @@ func TestConformanceEras(t *testing.T) {
 			t.Logf("CONFORMANCE (%s): %d passed, %d failed (scored failures: %v)", row.name, via.passed, via.failed, failed)
 		})
 	}
+}
+
+// TestConformanceLegacySSEUpstream runs the suite directly against npm's
+// server-everything (2026.8.31) in its own Streamable HTTP mode, and
+// through the gateway in front of the same server's legacy HTTP+SSE mode
+// (sse+http://.../sse), in the same run. The server fails some scenarios
+// itself (its tools and resources are not the conformance ones, see the
+// README); through the gateway it must be no worse: every scenario that
+// fails through the gateway fails directly too, and no fewer checks pass.
+func TestConformanceLegacySSEUpstream(t *testing.T) {
+	suite := testenv.Env(t, "MCPGATE_CONFORMANCE")
+	node := testenv.Env(t, "MCPGATE_NODE")
+	entry := testenv.Env(t, "MCPGATE_SERVER_EVERYTHING_JS")
+	gwBin := testenv.Env(t, "MCPGATE_GATEWAY_BIN")
+
+	direct := runSuite(t, suite, testenv.StartServerEverything(t, node, entry).URL, "--requirements", "2025-11-25")
+	t.Logf("direct against server-everything (streamableHttp):\n%s", summary(direct.output))
+	sse := testenv.StartServerEverythingSSE(t, node, entry)
+	gw := testenv.StartGateway(t, gwBin, "sse+"+sse.URL)
+	via := runSuite(t, suite, gw.URL, "--requirements", "2025-11-25")
+	t.Logf("through mcpgate, legacy HTTP+SSE upstream (server-everything sse):\n%s", summary(via.output))
+
+	directFailed, viaFailed := failedScenarios(direct.output), failedScenarios(via.output)
+	require.NotEmpty(t, scenarioLine.FindAllString(via.output, -1), "no scenario lines in the suite's output:\n%s", via.output)
+	for _, s := range viaFailed {
+		assert.Contains(t, directFailed, s, "scenario %s fails through the gateway but not directly", s)
+	}
+	assert.GreaterOrEqual(t, via.passed, direct.passed, "checks passed through the gateway")
+	for _, s := range []string{"server-initialize", "tools-list", "tools-call-simple-text", "server-session-lifecycle", "dns-rebinding-protection"} {
+		require.Regexp(t, regexp.MustCompile(`✓ `+regexp.QuoteMeta(s)+`: \d+ passed, 0 failed`), via.output, "scenario %s", s)
+	}
+	t.Logf("CONFORMANCE (legacy HTTP+SSE upstream): server-everything directly %d passed, %d failed (failing scenarios: %s); through mcpgate %d passed, %d failed (failing scenarios: %s)",
+		direct.passed, direct.failed, strings.Join(directFailed, " "), via.passed, via.failed, strings.Join(viaFailed, " "))
 }

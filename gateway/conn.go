@@ -85,7 +85,9 @@ func (c *clientConn) init(srv *Server, st *stream, nc net.Conn, w connWriter, af
 	c.srv, c.st, c.nc, c.w = srv, st, nc, w
 	c.after = after
 	c.pending = prefix
-	c.encode = c.encodeEvent
+	if c.encode == nil { // bound once: a reused clientConn keeps it
+		c.encode = c.encodeEvent
+	}
 }
 
 // setReason records why the connection ends, if nothing did before; it
@@ -325,6 +327,9 @@ func (c *clientConn) detach() {
 	}
 	c.srv.metrics.streamClosed(reason)
 	c.srv.cfg.Hooks.StreamClosed(st.info(), reason)
+	if st.sess.legacy != nil {
+		c.srv.legacyStreamClosed(st.sess, reason) // its stream is the session
+	}
 }
 
 // bodyWriter streams a POST answer through fasthttp: it is the io.Reader
@@ -557,6 +562,10 @@ func (w *hijackWriter) writeReady() bool {
 		}
 	}
 }
+
+// primingCap holds any priming event (ids and the hint are at most 20
+// digits each).
+const primingCap = 96
 
 // primingEvent is sent first on POST answer streams of 2025-11-25
 // sessions: an id (seq 0: "nothing yet") with empty data, plus the retry

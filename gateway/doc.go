@@ -1,6 +1,9 @@
 // Package gateway is mcpgate's MCP endpoint: it terminates client sessions
 // over Streamable HTTP (protocol 2025-03-26, 2025-06-18 and 2025-11-25) on
-// fasthttp and forwards them to an upstream MCP server.
+// fasthttp and forwards them to an upstream MCP server. Legacy HTTP+SSE
+// clients (protocol 2024-11-05's transport) get sessions of the same kind
+// on their own two paths (legacysse.go); protocol versions are per hop
+// (versions.go).
 //
 // The request paths read top to bottom in handlePost, handleGet and
 // handleDelete. A session lives in one shard of a shard.Store; each of its
@@ -23,11 +26,12 @@
 //   - The Server owns every goroutine it starts (the shard sweeper, the
 //     coarse clock, one pump per upstream stream, a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
-//     expired sessions' upstream sides are being ended; on a cluster node,
-//     cluster.go's activity writer, a follower and a watchdog per stream
-//     read from another node, and a relay per forwarded streamed answer)
-//     through Server.goOwned; Shutdown cancels them and waits. No goroutine
-//     or timer exists per idle session.
+//     expired or evicted sessions' upstream sides are being ended, the
+//     rate limiters' sweeper when Config.RateLimit is set; on a cluster
+//     node, cluster.go's activity writer, a follower and a watchdog per
+//     stream read from another node, and a relay per forwarded streamed
+//     answer) through Server.goOwned; Shutdown cancels them and waits. No
+//     goroutine or timer exists per idle session.
 //   - Config.Cluster (a scale-out backend) is called outside every gateway
 //     lock; its Publish never waits, and its done functions only store an
 //     atomic and kick a writer.
@@ -35,7 +39,25 @@
 //     every gateway lock; they must not block.
 //   - Lock order (see LOCKING.md): session.mu, then stream.mu, then the
 //     ring's internal lock. Shard internals are never held across calls.
+//   - Restore runs before Serve only (New calls it with Config.StateFile);
+//     SaveState may run at any time, and is exact once Shutdown has stopped
+//     the owned goroutines (state.go). A restored session whose upstream
+//     side is re-initialized does it on the goroutine of its first use
+//     (reinit.go): no goroutine exists for it in between.
+//   - AdminHandler is a net/http handler for a listener of its own (metrics,
+//     health, profiles, the admin API and page); it is safe for concurrent
+//     use and may serve after Shutdown (/readyz then reports draining).
 //   - The Handler may be mounted in another fasthttp server; it then
 //     accepts loopback Host names only unless Config.AllowedHosts says
 //     otherwise (Serve picks the default for its listener's address).
+//     Serve also wraps its listener (listener.go: the per-IP connection
+//     cap, refusing bare LF line ends at once) and sets the read timeouts;
+//     a server of another's gets only the Handler's own checks.
+//
+// Hostile clients: every request passes admit (requestcheck.go: framing,
+// repeated single-value headers, Host and Origin) before it is routed, then
+// authenticate (authn.go: bearer token, scopes, rate limit) before it
+// reaches a session, and a session answers only the principal that created
+// it (anyone else gets 404, as for an unknown session). See limits.go for
+// sessions per principal and eviction at the cap.
 package gateway

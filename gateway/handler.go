@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -21,47 +22,66 @@ import (
 // Handler serves the MCP endpoint. It can be mounted in another fasthttp
 // server; Serve uses it directly.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	defer s.finishRequest(ctx)
+	if !s.admit(ctx) { // framing, duplicate headers, Host and Origin: requestcheck.go
+		return
+	}
 	if string(ctx.Path()) != s.cfg.Path {
-		// Metrics, health and profiles live on the admin listener
-		// (AdminHandler), never on the public one.
-		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
+		switch {
+		case s.isLegacyPath(ctx.Path()): // the legacy HTTP+SSE transport (legacysse.go)
+			if s.refuseWhileShutting(ctx) {
+				return
+			}
+			if who, ok := s.authenticate(ctx); ok {
+				s.handleLegacy(ctx, who)
+			}
+		case s.serveMetadata(ctx): // RFC 9728 metadata, with authentication on: authn.go
+		default:
+			// Metrics, health and profiles live on the admin listener
+			// (AdminHandler), never on the public one.
+			s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeServerError, "Not Found: the MCP endpoint is "+s.cfg.Path, nil)
+		}
 		return
 	}
-	host := ctx.Request.Header.Host()
-	origin := s.origin.Load()
-	if !origin.hostAllowed(host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Host not allowed", nil)
+	if s.refuseWhileShutting(ctx) {
 		return
 	}
-	if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 && !origin.originAllowed(o, host) {
-		s.fail(ctx, fasthttp.StatusForbidden, nil, jsonrpc.CodeServerError, "Forbidden: Origin not allowed", nil)
-		return
-	}
-	if s.shutting.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		// The connection ends with this answer: said here, not left to
-		// whether fasthttp's own shutdown has begun yet.
-		ctx.SetConnectionClose()
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+	who, ok := s.authenticate(ctx) // bearer token, scopes, rate limit: authn.go
+	if !ok {
 		return
 	}
 	switch string(ctx.Method()) {
 	case fasthttp.MethodPost:
-		s.handlePost(ctx)
+		s.handlePost(ctx, who)
 	case fasthttp.MethodGet:
-		s.handleGet(ctx)
+		s.handleGet(ctx, who)
 	case fasthttp.MethodDelete:
-		s.handleDelete(ctx)
+		s.handleDelete(ctx, who)
 	default:
 		ctx.Response.Header.Set("Allow", "GET, POST, DELETE")
 		s.fail(ctx, fasthttp.StatusMethodNotAllowed, nil, jsonrpc.CodeServerError, "Method Not Allowed", nil)
 	}
 }
 
+// refuseWhileShutting answers 503 with Retry-After and Connection: close
+// once shutdown has begun; it reports whether it did.
+func (s *Server) refuseWhileShutting(ctx *fasthttp.RequestCtx) bool {
+	if !s.shutting.Load() {
+		return false
+	}
+	ctx.Response.Header.Set("Retry-After", "1")
+	// The connection ends with this answer: said here, not left to
+	// whether fasthttp's own shutdown has begun yet.
+	ctx.SetConnectionClose()
+	s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: shutting down", nil)
+	return true
+}
+
 // lookup finds the session named by the Mcp-Session-Id header and checks
 // the MCP-Protocol-Version header. It answers the error itself and returns
 // nil when the request must stop. id is the request id for error bodies.
-func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
+// A session of another principal than who is answered as unknown.
+func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte, who caller) *session {
 	sid := ctx.Request.Header.Peek("Mcp-Session-Id")
 	if len(sid) == 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeServerError, "Bad Request: Mcp-Session-Id header is required", nil)
@@ -81,6 +101,11 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 		}
 		sess, ok = loaded, loaded != nil
 	}
+	if ok && (sess.legacy != nil || !s.ownsSession(sess, who)) {
+		// A legacy HTTP+SSE session is reached only through its own
+		// endpoints; another principal's session does not exist for who.
+		ok = false
+	}
 	if !ok {
 		// id null on purpose: an id-bearing 404 reads as a per-call error to
 		// the Go SDK, while the session is in fact gone for every call.
@@ -96,7 +121,7 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte) *session {
 }
 
 // handlePost forwards a client message upstream and relays the answer.
-func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
+func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
@@ -115,6 +140,10 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
 		return
 	}
+	if !utf8.Valid(body) { // RFC 8259 section 8.1: JSON exchanged between systems is UTF-8
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeParseError, "Parse error: the body is not valid UTF-8", nil)
+		return
+	}
 	p := s.parsers.Get().(*jsonrpc.Parser)
 	defer s.parsers.Put(p)
 	msgs, batch, perr := p.Parse(body)
@@ -125,7 +154,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
 	if isStatelessRequest(ctx, &msgs[0]) {
-		s.handleStateless(ctx, body, msgs, batch, class)
+		s.handleStateless(ctx, body, msgs, batch, class, who)
 		return
 	}
 	var firstID []byte
@@ -138,11 +167,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 				s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not be batched", nil)
 				return
 			}
-			s.handleInitialize(ctx, body, &msgs[0])
+			s.handleInitialize(ctx, body, &msgs[0], who)
 			return
 		}
 	}
-	sess := s.lookup(ctx, firstID)
+	sess := s.lookup(ctx, firstID, who)
 	if sess == nil {
 		return
 	}
@@ -184,7 +213,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 	s.metrics.requests.Add(1)
 	sess.busy.Add(1)
 	upStart := s.metrics.now()
-	reply, err := sess.up.Send(context.Background(), fwd)
+	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
 	sess.busy.Add(-1)
 	if err == nil {
@@ -208,7 +237,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusAccepted)
 		s.metrics.status(fasthttp.StatusAccepted)
 	case reply.Stream != nil:
-		s.openPostStream(ctx, sess, reply.Stream, calls, firstID)
+		up := reply.Stream
+		var done bool
+		if done, up = s.answerEarly(ctx, sess, up, calls); !done { // earlyanswer.go
+			s.openPostStream(ctx, sess, up, calls, firstID)
+		}
 	case reply.JSON != nil:
 		sess.endCalls(calls)
 		answer := reply.JSON
@@ -216,7 +249,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx) {
 			var ok bool
 			if answer, ok = clientAnswer(make([]byte, 0, len(answer)+16), p, answer, calls); !ok {
 				s.metrics.upstreamErrors[upErrProtocol].Add(1)
-				s.log.Warn("upstream answered with no response to the request", "session", sess.id)
+				s.log.Warn("upstream answered with no response to the request", "session", shortID(sess.id))
 				s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
 				return
 			}
@@ -256,16 +289,18 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls [
 		s.metrics.upstreamFailure(err)
 		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
-	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound:
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound && se.Status != fasthttp.StatusUnauthorized:
 		// The upstream refused the client's message: relay the refusal.
+		// (A 401 refuses the gateway's credentials, not the client's: the
+		// client could do nothing about it, so it is an upstream error.)
 		s.relayRefusal(ctx, se, calls, id)
 	case errors.Is(err, upstream.ErrTimeout):
 		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream timeout", "session", sess.id, "err", err)
+		s.log.Warn("upstream timeout", "session", shortID(sess.id), "err", err)
 		s.fail(ctx, fasthttp.StatusGatewayTimeout, id, jsonrpc.CodeInternalError, "Gateway Timeout: upstream did not answer in time", nil)
 	default:
 		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream error", "session", sess.id, "err", err)
+		s.log.Warn("upstream error", "session", shortID(sess.id), "err", err)
 		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError, "Bad Gateway: upstream error", nil)
 	}
 }
@@ -295,7 +330,7 @@ func (s *Server) relayRefusal(ctx *fasthttp.RequestCtx, se *upstream.StatusError
 // handleInitialize opens an upstream session and issues a gateway session.
 // The request goes upstream under the gateway's own id, and the answer
 // comes back under the client's.
-func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) {
+func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message, who caller) {
 	id := m.ID
 	if len(ctx.Request.Header.Peek("Mcp-Session-Id")) > 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must not carry Mcp-Session-Id", nil)
@@ -310,50 +345,20 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return
 	}
-	if s.store.Len() >= s.cfg.MaxSessions {
+	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
 		s.rejectFull(ctx, id)
+		return
+	}
+	if s.principalFull(ctx, who, id) {
 		return
 	}
 	if m.Kind != jsonrpc.KindRequest {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
 		return
 	}
-	fwd := jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
-	init := []*call{{clientID: m.ID, upID: initializeUpID}}
-	var p jsonrpc.Parser
-	s.metrics.requests.Add(1)
-	upStart := s.metrics.now()
-	sessions, _, _ := s.Upstreams(context.Background())
-	up, answer, err := sessions.Connect(context.Background(), fwd)
-	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
-	if err == nil {
-		s.upstreamSucceeded()
-	}
-	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
-		s.rejectFull(ctx, id)
+	up, answer, fwd, ok := s.connectUpstream(ctx, body, m)
+	if !ok {
 		return
-	}
-	if err != nil {
-		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
-			s.relayRefusal(ctx, se, init, id)
-			return
-		}
-		s.metrics.upstreamFailure(err)
-		s.log.Warn("upstream initialize failed", "err", err)
-		code := fasthttp.StatusBadGateway
-		if errors.Is(err, upstream.ErrTimeout) {
-			code = fasthttp.StatusGatewayTimeout
-		}
-		msg := "Bad Gateway: upstream initialize failed"
-		if code == fasthttp.StatusGatewayTimeout {
-			msg = "Gateway Timeout: upstream did not answer initialize in time"
-		}
-		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
-		return
-	}
-	if out, ok := clientAnswer(nil, &p, answer, init); ok {
-		answer = out
 	}
 	if up == nil { // the upstream answered with a JSON-RPC error: relay it
 		ctx.SetStatusCode(fasthttp.StatusOK)
@@ -362,18 +367,15 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.metrics.status(fasthttp.StatusOK)
 		return
 	}
-	if !versionSupported([]byte(up.Version())) {
-		_ = up.Close(context.Background())
-		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
-			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
-		return
-	}
+	version, answer := negotiateClientHop(body, answer, up.Version(), supportedVersions)
 	now := s.clock.Now()
-	sessCtx, cancel := context.WithCancel(s.ctx)
+	sessCtx, cancel := s.sessionContext()
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
-		version:     up.Version(),
+		principal:   who.principal,
+		owner:       who.owner(),
+		version:     version,
 		up:          up,
 		created:     now,
 		ctx:         sessCtx,
@@ -393,23 +395,86 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 			return
 		}
 	}
-	if err := s.storeSession(sess); err != nil {
+	err := s.storeSession(sess)
+	if errors.Is(err, shard.ErrFull) && s.cfg.EvictIdle && s.evictIdle() {
+		err = s.storeSession(sess)
+	}
+	if err != nil {
 		cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, id)
 			return
 		}
+		if errors.Is(err, shard.ErrOwnerFull) {
+			s.rejectPrincipalFull(ctx, id)
+			return
+		}
 		s.fail(ctx, fasthttp.StatusInternalServerError, id, jsonrpc.CodeInternalError, "Internal error: "+err.Error(), nil)
 		return
 	}
 	s.metrics.sessionsCreated.Add(1)
+	s.logSessionCreated(sess, up)
 	s.cfg.Hooks.SessionCreated(sess.info())
 	ctx.Response.Header.Set("Mcp-Session-Id", sess.id)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(answer)
 	s.metrics.status(fasthttp.StatusOK)
+}
+
+// connectUpstream forwards a client's initialize (m, the message of body)
+// upstream under the gateway's id. It returns the upstream session, nil
+// when the upstream answered with a JSON-RPC error, and the upstream's
+// answer under the client's id, and the initialize as sent upstream
+// (fwd, which a restart re-sends: state.go). On a failure it answers the request itself
+// and ok is false.
+func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonrpc.Message) (up upstream.Session, answer, fwd []byte, ok bool) {
+	id := m.ID
+	fwd = jsonrpc.AppendReplaced(make([]byte, 0, len(body)+4), body, m.ID, []byte(strconv.Itoa(initializeUpID)))
+	init := []*call{{clientID: m.ID, upID: initializeUpID}}
+	var p jsonrpc.Parser
+	s.metrics.requests.Add(1)
+	upStart := s.metrics.now()
+	sessions, _, _ := s.Upstreams(context.Background())
+	up, answer, err := sessions.Connect(s.upstreamCtx(ctx), fwd)
+	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
+	if err == nil {
+		s.upstreamSucceeded()
+	}
+	if errors.Is(err, upstream.ErrAtCapacity) { // e.g. -max-processes: 503 + Retry-After, like -max-sessions
+		s.rejectFull(ctx, id)
+		return nil, nil, nil, false
+	}
+	if err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusUnauthorized {
+			s.relayRefusal(ctx, se, init, id)
+			return nil, nil, nil, false
+		}
+		s.metrics.upstreamFailure(err)
+		s.log.Warn("upstream initialize failed", "err", err)
+		code := fasthttp.StatusBadGateway
+		if errors.Is(err, upstream.ErrTimeout) {
+			code = fasthttp.StatusGatewayTimeout
+		}
+		msg := "Bad Gateway: upstream initialize failed"
+		if code == fasthttp.StatusGatewayTimeout {
+			msg = "Gateway Timeout: upstream did not answer initialize in time"
+		}
+		s.fail(ctx, code, id, jsonrpc.CodeInternalError, msg, nil)
+		return nil, nil, nil, false
+	}
+	if out, ok := clientAnswer(nil, &p, answer, init); ok {
+		answer = out
+	}
+	if up != nil && !versionIn(up.Version(), upstreamVersions) {
+		_ = up.Close(context.Background())
+		s.fail(ctx, fasthttp.StatusBadGateway, id, jsonrpc.CodeInternalError,
+			fmt.Sprintf("Bad Gateway: upstream negotiated unsupported protocol version %q", up.Version()), nil)
+		return nil, nil, nil, false
+	}
+	return up, answer, fwd, true
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {
@@ -446,7 +511,10 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	var prefix []byte
 	resumable := versionAtLeast(sess.version, "2025-11-25") && !sess.ephemeral
 	if resumable {
-		prefix = primingEvent(nil, st.id, s.cfg.RetryHint.Milliseconds())
+		prefix = primingEvent(make([]byte, 0, primingCap), st.id, s.cfg.RetryHint.Milliseconds())
+	}
+	if s.answerWhole(ctx, st, prefix, sess.ephemeral) {
+		return // finished at once: one body, one write (wholeanswer.go)
 	}
 	w := newBodyWriter(s, st, ctx.Conn(), prefix)
 	w.plain = sess.ephemeral // the stateless revision: no event ids
@@ -596,12 +664,12 @@ func (s *Server) deadPeerTimeout() time.Duration {
 // handleGet opens the standalone stream or resumes a stream by
 // Last-Event-ID. Either way the new connection takes the stream over from
 // an older one (see attachConn): never a 409.
-func (s *Server) handleGet(ctx *fasthttp.RequestCtx) {
+func (s *Server) handleGet(ctx *fasthttp.RequestCtx, who caller) {
 	if _, ev := accepts(ctx.Request.Header.Peek("Accept")); !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
 		return
 	}
-	sess := s.lookup(ctx, nil)
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}
@@ -684,8 +752,8 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 }
 
 // handleDelete ends a session.
-func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
-	sess := s.lookup(ctx, nil)
+func (s *Server) handleDelete(ctx *fasthttp.RequestCtx, who caller) {
+	sess := s.lookup(ctx, nil, who)
 	if sess == nil {
 		return
 	}

@@ -14,13 +14,16 @@ const (
 	CloseUpstreamGone
 	// CloseShutdown: the gateway is shutting down.
 	CloseShutdown
-	// CloseClientGone: the client's connection ended (streams only).
+	// CloseClientGone: the client's connection ended (streams, and legacy
+	// HTTP+SSE sessions, which end with their stream).
 	CloseClientGone
-	// CloseSlowConsumer: the reader fell too far behind and was cut (streams only).
+	// CloseSlowConsumer: the reader fell too far behind and was cut (streams
+	// and legacy HTTP+SSE sessions).
 	CloseSlowConsumer
 	// CloseFinished: the stream delivered its response and ended (streams only).
 	CloseFinished
-	// CloseWriteStall: a write made no progress for too long (streams only).
+	// CloseWriteStall: a write made no progress for too long (streams and
+	// legacy HTTP+SSE sessions).
 	CloseWriteStall
 	// CloseProtocolError: the upstream broke the protocol or the exchange failed.
 	CloseProtocolError
@@ -32,12 +35,15 @@ const (
 	// CloseElsewhere: another node of the cluster ended the session (this
 	// node drops its copy).
 	CloseElsewhere
+	// CloseEvicted: the session was the least recently active idle one
+	// when the session cap was reached, and made room (Config.EvictIdle).
+	CloseEvicted
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"client_delete", "idle", "max_age", "upstream_gone", "shutdown",
-	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin", "ended_elsewhere",
+	"client_gone", "slow_consumer", "finished", "write_stall", "protocol_error", "replaced", "admin", "ended_elsewhere", "evicted",
 }
 
 func (r CloseReason) String() string {
@@ -50,7 +56,7 @@ func (r CloseReason) String() string {
 // SessionInfo describes a session to hooks. It is a copy: hooks may keep it.
 type SessionInfo struct {
 	ID        string // the gateway-issued Mcp-Session-Id
-	Version   string // negotiated protocol version
+	Version   string // negotiated protocol version ("" for a legacy HTTP+SSE session until its initialize)
 	Principal string // authenticated principal, "" when anonymous
 }
 

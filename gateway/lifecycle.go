@@ -88,7 +88,7 @@ func (s *Server) closeUpstream(ctx context.Context, sess *session) {
 	dctx, cancel := context.WithTimeout(ctx, upstreamCloseTimeout)
 	defer cancel()
 	if err := sess.up.Close(dctx); err != nil {
-		s.log.Debug("upstream session close failed", "session", sess.id, "err", err)
+		s.log.Debug("upstream session close failed", "session", shortID(sess.id), "err", err)
 	}
 }
 
@@ -99,7 +99,7 @@ func (s *Server) reapLater(sess *session) {
 	case s.reapq <- sess:
 	default:
 		s.metrics.upstreamSkipped.Add(1)
-		s.log.Warn("too many upstream sessions waiting to be ended: this one is left to expire upstream", "session", sess.id)
+		s.log.Warn("too many upstream sessions waiting to be ended: this one is left to expire upstream", "session", shortID(sess.id))
 		return
 	}
 	for {

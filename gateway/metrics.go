@@ -42,6 +42,12 @@ type metrics struct {
 	upstreamSkipped   atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
 	statelessRequests atomic.Uint64    // POSTs of the stateless revision
 	statuses          [6]atomic.Uint64 // answers by status class: 1xx..5xx
+	// Hostile or over-limit clients (authn.go, limits.go, listener.go).
+	authFailures        atomic.Uint64 // requests refused 401 or 403 by authentication
+	principalMismatches atomic.Uint64 // a session used by another principal (answered 404)
+	rateLimited         atomic.Uint64 // requests refused 429 by the rate limit
+	connsRefused        atomic.Uint64 // connections refused at the per-IP cap
+	evictions           atomic.Uint64 // idle sessions ended to make room at the cap
 
 	// latency observes the gateway's time to answer a POST (to its
 	// response headers), upstreamLatency the upstream's (to its reply
@@ -155,6 +161,13 @@ type MetricsSnapshot struct {
 	Status2xx        uint64
 	Status4xx        uint64
 	Status5xx        uint64
+
+	// Hostile or over-limit clients.
+	AuthFailures        uint64
+	PrincipalMismatches uint64
+	RateLimited         uint64
+	ConnsRefused        uint64
+	Evictions           uint64
 }
 
 func (m *metrics) snapshot(sessions int) MetricsSnapshot {
@@ -184,6 +197,12 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		Status2xx:        m.statuses[2].Load(),
 		Status4xx:        m.statuses[4].Load(),
 		Status5xx:        m.statuses[5].Load(),
+
+		AuthFailures:        m.authFailures.Load(),
+		PrincipalMismatches: m.principalMismatches.Load(),
+		RateLimited:         m.rateLimited.Load(),
+		ConnsRefused:        m.connsRefused.Load(),
+		Evictions:           m.evictions.Load(),
 	}
 	for r := CloseReason(0); r < numCloseReasons; r++ {
 		s.SessionsClosed[r.String()] = m.sessionsClosed[r].Load()
@@ -265,6 +284,11 @@ var (
 	descStateless       = prometheus.NewDesc("mcpgate_stateless_requests_total", "POSTs of the stateless revision (2026-07-28), valid or not.", nil, nil)
 	descUpstreamSkipped = prometheus.NewDesc("mcpgate_upstream_close_skipped_total", "Expired sessions left to expire upstream because too many upstream closes were queued.", nil, nil)
 	descResponses       = prometheus.NewDesc("mcpgate_http_responses_total", "Answers by status class.", []string{"class"}, nil)
+	descAuthFailures    = prometheus.NewDesc("mcpgate_auth_failures_total", "Requests refused by authentication (401: no or an invalid token; 403: a missing scope).", nil, nil)
+	descMismatches      = prometheus.NewDesc("mcpgate_session_principal_mismatches_total", "Requests naming a session of another principal (answered 404, as an unknown session).", nil, nil)
+	descRateLimited     = prometheus.NewDesc("mcpgate_rate_limited_total", "Requests refused with 429 by the per-principal rate limit.", nil, nil)
+	descConnsRefused    = prometheus.NewDesc("mcpgate_connections_refused_total", "Connections refused at the per-client-address cap.", nil, nil)
+	descEvictions       = prometheus.NewDesc("mcpgate_sessions_evicted_total", "Idle sessions ended to make room at the session cap.", nil, nil)
 	descShardSessions   = prometheus.NewDesc("mcpgate_shard_sessions", "Sessions per shard: the least, the most and the standard deviation across shards.", []string{"stat"}, nil)
 	descStreams         = prometheus.NewDesc("mcpgate_streams", "Streams by kind (standalone, answer) and state (connected: a client reads it; waiting: live without a reader; finished: an answer kept for resumption).", []string{"kind", "state"}, nil)
 	descRingEvents      = prometheus.NewDesc("mcpgate_ring_events", "Events retained in all stream rings.", nil, nil)
@@ -279,6 +303,10 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		descStreamsOpened, descStreamsClosed, descRequests, descUpstreamErrors, descPushed, descDropped, descCoalesced,
 		descSkipped, descSlow, descOverflows, descBackpressure, descResumeHits, descResumeMisses, descReplacements,
 		descUpstreamSkipped, descStateless, descResponses, descShardSessions, descStreams, descRingEvents, descRingBytes, descRingFill} {
+		ch <- d
+	}
+	c.describeUpstream(ch)
+	for _, d := range []*prometheus.Desc{descAuthFailures, descMismatches, descRateLimited, descConnsRefused, descEvictions} {
 		ch <- d
 	}
 }
@@ -322,6 +350,11 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cl := range []int{2, 4, 5} {
 		counter(descResponses, m.statuses[cl].Load(), string(rune('0'+cl))+"xx")
 	}
+	counter(descAuthFailures, m.authFailures.Load())
+	counter(descMismatches, m.principalMismatches.Load())
+	counter(descRateLimited, m.rateLimited.Load())
+	counter(descConnsRefused, m.connsRefused.Load())
+	counter(descEvictions, m.evictions.Load())
 
 	w := s.walkStreams()
 	gauge(descShardSessions, float64(w.shardMin), "min")
@@ -341,6 +374,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[ub] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(descRingFill, w.fillCount, w.fillSum, buckets)
+	c.collectUpstream(ch)
 }
 
 var (

@@ -1,8 +1,8 @@
 package gateway
 
 import (
+	"bytes"
 	"net"
-	"net/url"
 	"strings"
 )
 
@@ -57,45 +57,82 @@ func newOriginPolicy(origins, hosts []string, loopback bool) originPolicy {
 	return p
 }
 
-// hostAllowed reports whether the Host header names an allowed host.
+// hostAllowed reports whether the Host header (or an absolute-form
+// target's authority) is well formed (validAuthority) and names an allowed
+// host. It does not allocate.
 func (p *originPolicy) hostAllowed(host []byte) bool {
+	if !validAuthority(host) {
+		return false
+	}
 	if p.anyHost {
 		return true
 	}
-	name := strings.ToLower(hostName(string(host)))
-	return name != "" && p.hosts[name]
+	var buf [256]byte
+	name := lowerInto(buf[:], bytes.Trim(authorityHost(host), "[]"))
+	return len(name) > 0 && p.hosts[string(name)]
 }
 
 // originAllowed reports whether a present Origin header is allowed. host is
-// the request's Host header, for the same-origin default.
+// the request's authority (validated), for the same-origin default. The
+// header must be a serialized origin, scheme://host[:port] and nothing
+// else: userinfo, a path or a query make it malformed, so refused. The
+// opaque origin null is allowed only when the list names it; "*" allows
+// any well-formed origin. It does not allocate.
 func (p *originPolicy) originAllowed(origin, host []byte) bool {
+	var buf, key [512]byte
+	o := lowerInto(buf[:], origin)
+	if o == nil {
+		return false
+	}
+	if string(o) == "null" {
+		return p.origins["null"]
+	}
+	i := bytes.Index(o, []byte("://"))
+	if i < 0 {
+		return false
+	}
+	scheme, auth := o[:i], o[i+3:]
+	if (string(scheme) != "http" && string(scheme) != "https") || !validAuthority(auth) {
+		return false
+	}
 	if p.anyOrigin {
 		return true
 	}
-	o := strings.ToLower(string(origin))
-	u, err := url.Parse(o)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false
-	}
 	if len(p.origins) == 0 && !p.loopback {
-		return strings.EqualFold(u.Host, string(host))
+		return bytes.EqualFold(auth, host)
 	}
-	if p.origins[u.Scheme+"://"+u.Host] {
+	if p.origins[string(o)] {
 		return true
 	}
-	h := u.Hostname()
-	if strings.Contains(h, ":") {
-		h = "[" + h + "]"
-	}
-	return p.origins[u.Scheme+"://"+h]
+	// Entries without a port allow any port of their host.
+	k := append(append(append(key[:0], scheme...), "://"...), authorityHost(auth)...)
+	return p.origins[string(k)]
 }
 
-// hostName strips the port from a Host header value; IPv6 brackets go too.
-func hostName(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		return strings.Trim(h, "[]")
+// authorityHost returns the host of a valid authority: without the port,
+// with an IPv6 address's brackets.
+func authorityHost(a []byte) []byte {
+	if len(a) > 0 && a[0] == '[' {
+		return a[:bytes.IndexByte(a, ']')+1]
 	}
-	return strings.Trim(host, "[]")
+	if i := bytes.IndexByte(a, ':'); i >= 0 {
+		return a[:i]
+	}
+	return a
+}
+
+// lowerInto copies b into dst in lower case; nil if it does not fit.
+func lowerInto(dst, b []byte) []byte {
+	if len(b) > len(dst) {
+		return nil
+	}
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst[i] = c
+	}
+	return dst[:len(b)]
 }
 
 func isLoopbackAddr(a net.Addr) bool {

@@ -26,32 +26,54 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 	defer sess.endCalls(calls)
 	defer s.finishStream(st)
 	defer up.Close()
-	var p jsonrpc.Parser
+	if !s.relayAnswers(sess, st, up, calls) {
+		return
+	}
+	// Every call is answered: the client's stream ends now, whatever the
+	// upstream still sends (late messages are read and dropped so its
+	// connection can be pooled).
+	s.finishStream(st)
+	upstream.Drain(up)
+}
+
+// relayAnswers copies up's messages into st's ring until every call was
+// answered, and reports whether they were. Calls the stream ended before
+// get an error answer (answerOwed).
+func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, calls []*call) bool {
+	p := s.parsers.Get().(*jsonrpc.Parser)
+	defer s.parsers.Put(p)
 	pending := make(map[uint64]*call, len(calls))
 	for _, c := range calls {
 		pending[c.upID] = c
 	}
-	var out []byte
+	bp := bodyBufs.Get().(*[]byte)
+	out := (*bp)[:0]
+	defer func() {
+		if cap(out) <= maxPooledBuf {
+			*bp = out[:0]
+			bodyBufs.Put(bp)
+		}
+	}()
 	for len(pending) > 0 {
 		msg, err := up.Next()
 		if err != nil {
 			s.answerOwed(sess, st, pending, err)
-			return
+			return false
 		}
-		class, key, respID := classify(&p, msg)
+		class, key, respID := classify(p, msg)
 		if respID != nil && string(respID) != "null" {
 			up, ok := parseUpID(respID)
 			c := pending[up]
 			if !ok || c == nil {
 				// Late, duplicate or for no call of this POST: a client
 				// must never see two answers to one request.
-				s.log.Debug("upstream answer for no pending call dropped", "session", sess.id, "stream", st.id, "id", string(respID))
+				s.log.Debug("upstream answer for no pending call dropped", "session", shortID(sess.id), "stream", st.id, "id", string(respID))
 				continue
 			}
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
 			if !s.deliver(sess, st, class, key, out, true) {
 				s.owedAtSuspend(sess, st, pending)
-				return
+				return false
 			}
 			delete(pending, up)
 			// Answered: the client may reuse the id at once.
@@ -60,14 +82,10 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 		}
 		if !s.deliver(sess, st, class, key, msg, true) {
 			s.owedAtSuspend(sess, st, pending)
-			return
+			return false
 		}
 	}
-	// Every call is answered: the client's stream ends now, whatever the
-	// upstream still sends (late messages are read and dropped so its
-	// connection can be pooled).
-	s.finishStream(st)
-	upstream.Drain(up)
+	return true
 }
 
 // answerOwed answers the calls still pending on an answer stream that
@@ -95,13 +113,13 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 				}
 				st.notify()
 			} else if suspended {
-				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", sess.id, "stream", st.id, "err", perr)
+				s.log.Warn("a call cut short by the restart cannot be told so: its stream is full", "session", shortID(sess.id), "stream", st.id, "err", perr)
 			}
 		}
 		return
 	}
 	s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
-	s.log.Warn("upstream answer stream ended early", "session", sess.id, "stream", st.id, "err", err)
+	s.log.Warn("upstream answer stream ended early", "session", shortID(sess.id), "stream", st.id, "err", err)
 	for _, c := range pending {
 		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
 		if s.pushMust(st, e, true) != nil {
@@ -146,17 +164,17 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 	switch {
 	case perr != nil || len(msgs) != 1:
 		s.log.Error("stream overflow: an unreadable upstream message larger than the stream's byte limit was dropped",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		return true
 	case msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError:
 		s.log.Warn("answer larger than the stream's byte limit: the client gets an error instead",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"the answer ("+strconv.Itoa(len(msg))+" bytes) exceeds the gateway's stream limit ("+strconv.Itoa(limit)+" bytes, -ring-bytes)", nil)
 		return s.pushMust(st, e, busy) == nil
 	case msgs[0].Kind == jsonrpc.KindRequest:
 		s.log.Warn("server-to-client request larger than the stream's byte limit: refused upstream",
-			"session", sess.id, "stream", st.id, "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"request too large for the gateway to deliver ("+strconv.Itoa(len(msg))+" bytes, limit "+strconv.Itoa(limit)+")", nil)
 		if reply, err := sess.up.Send(sess.ctx, e); err == nil && reply.Stream != nil {
@@ -165,7 +183,7 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 		return true
 	default:
 		s.log.Error("stream overflow: a must-deliver notification larger than the stream's byte limit was dropped",
-			"session", sess.id, "stream", st.id, "method", string(msgs[0].Method), "bytes", len(msg), "limit", limit)
+			"session", shortID(sess.id), "stream", st.id, "method", string(msgs[0].Method), "bytes", len(msg), "limit", limit)
 		return true
 	}
 }
@@ -178,6 +196,12 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 // does not keep an abandoned session alive: with busy set, the caller's
 // busy count is given up while it waits, so only an attached reader does.
 func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
+	if l := st.sess.legacy; l != nil {
+		// A legacy session's one stream has several producers, and a ring
+		// wakes one waiting producer at a time: they take turns.
+		l.pushMu.Lock()
+		defer l.pushMu.Unlock()
+	}
 	for {
 		seq, out, err := st.ring.TryPushMust(msg)
 		if out == ringbuf.DroppedOldest {
@@ -243,7 +267,7 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 			return
 		case err != nil:
-			s.log.Debug("upstream standalone stream failed", "session", sess.id, "err", err)
+			s.log.Debug("upstream standalone stream failed", "session", shortID(sess.id), "err", err)
 			if !sleepCtx(sess.ctx, backoff) {
 				return
 			}
@@ -362,8 +386,9 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 
 // accountDroppedOldest adds the ring's new drops of undelivered events to
 // the metrics: one push may drop several, so the ring's own count is taken.
-// A stream may have a second producer for a moment (announceReinit), so
-// the seen mark only moves forward.
+// A stream may have several producers (a legacy session's one stream,
+// legacysse.go; announceReinit for a moment), so the seen mark only moves
+// forward and each drop is counted once.
 func (s *Server) accountDroppedOldest(st *stream) {
 	for {
 		seen, total := st.droppedOldestSeen.Load(), st.ring.Stats().DroppedOldest

@@ -104,26 +104,27 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	srv := r.srv
 	rctx, cancel := context.WithTimeout(ctx, srv.cfg.UpstreamTimeout)
 	defer cancel()
-	in, answer, err := srv.cfg.Upstream.Connect(rctx, r.init)
+	sessions, _, _ := srv.Upstreams(rctx) // the era-chosen session side (era.go)
+	in, answer, err := sessions.Connect(rctx, r.init)
 	if err != nil {
 		srv.metrics.upstreamFailure(err)
-		srv.log.Warn("re-initializing a restored session's upstream failed", "session", r.sess.id, "err", err)
+		srv.log.Warn("re-initializing a restored session's upstream failed", "session", shortID(r.sess.id), "err", err)
 		return nil, fmt.Errorf("re-initialize: %w", err)
 	}
 	if in == nil {
-		srv.log.Warn("the upstream refused to re-initialize a restored session: it ends", "session", r.sess.id, "answer", string(answer))
+		srv.log.Warn("the upstream refused to re-initialize a restored session: it ends", "session", shortID(r.sess.id), "answer", string(answer))
 		return nil, fmt.Errorf("re-initialize refused: %w", upstream.ErrSessionGone)
 	}
 	if in.Version() != r.version {
 		_ = in.Close(rctx)
 		srv.log.Warn("a restored session's upstream re-initialized with another protocol version: it ends",
-			"session", r.sess.id, "had", r.version, "got", in.Version())
+			"session", shortID(r.sess.id), "had", r.version, "got", in.Version())
 		return nil, fmt.Errorf("re-initialize: version %s instead of %s: %w", in.Version(), r.version, upstream.ErrSessionGone)
 	}
 	srv.upstreamSucceeded()
 	r.replay(rctx, in)
 	r.inner = in
-	srv.log.Info("re-initialized a restored session's upstream", "session", r.sess.id, "upstream_session", in.ID())
+	srv.log.Info("re-initialized a restored session's upstream", "session", shortID(r.sess.id), "upstream_session", in.ID())
 	// Told after r.inner is set: pushing may wake the standalone pump,
 	// which calls Listen, which takes mu (held here: it waits).
 	srv.announceReinit(r.sess)
@@ -164,7 +165,7 @@ func (r *reinitSession) replay(ctx context.Context, in upstream.Session) {
 	for _, m := range msgs {
 		reply, err := in.Send(ctx, m)
 		if err != nil {
-			r.srv.log.Warn("replaying a restored session's setting upstream failed", "session", sess.id, "message", string(m), "err", err)
+			r.srv.log.Warn("replaying a restored session's setting upstream failed", "session", shortID(sess.id), "message", string(m), "err", err)
 			continue
 		}
 		if reply.Stream != nil {

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"net"
+	"os"
 
 	"github.com/valyala/fasthttp"
 
@@ -31,13 +33,26 @@ func (s *Server) unsupportedVersion(ctx *fasthttp.RequestCtx, id, requested []by
 		"Bad Request: unsupported protocol version "+string(requested), versionData(string(requested)))
 }
 
-// handleTransportError answers requests fasthttp could not parse.
+// handleTransportError answers requests fasthttp could not read: 413 for a
+// body over the limit, 431 for a head over the read buffer, 408 when the
+// head or body did not arrive in time (Config.ReadHeaderTimeout,
+// ReadBodyTimeout), 400 for anything malformed (a bare LF or CR in the
+// head included). fasthttp closes the connection after it.
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, nil, jsonrpc.CodeServerError, "Request body too large", nil)
-		return
+	case errors.As(err, &small):
+		s.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, nil, jsonrpc.CodeServerError, "Request Header Fields Too Large", nil)
+	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		s.fail(ctx, fasthttp.StatusRequestTimeout, nil, jsonrpc.CodeServerError, "Request Timeout: the request did not arrive in time", nil)
+	case errors.Is(err, errBareLineEnd):
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: request head lines must end with CRLF", nil)
+	default:
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: malformed HTTP request", nil)
 	}
-	s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: malformed HTTP request", nil)
 }
 
 func versionSupported(v []byte) bool {

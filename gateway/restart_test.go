@@ -263,3 +263,81 @@ func readUntilEnd(br *bufio.Reader) int {
 		}
 	}
 }
+
+// TestRestartReinitializesStdioUpstream: a stdio upstream's child dies
+// with the gateway; after a restart with -state-file the Go SDK client
+// keeps its session, the gateway re-initializes a new child from the
+// session's cached initialize, and the client hears on its standalone
+// stream that the tool list may have changed (the server declared
+// listChanged).
+func TestRestartReinitializesStdioUpstream(t *testing.T) {
+	bin := testenv.Env(t, "MCPGATE_GATEWAY_BIN")
+	server := testenv.Env(t, "MCPGATE_EVERYTHING_SERVER")
+	addr := testenv.FreeAddr(t)
+	state := filepath.Join(t.TempDir(), "sessions.state")
+	flags := restartFlags(addr, state, "-drain-window", "300ms", "-retry-hint", "200ms")
+	gw := testenv.StartGateway(t, bin, "stdio:"+server, flags...)
+	changed := make(chan struct{}, 16)
+	cs := connect(t, gw.URL, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed <- struct{}{} },
+	}, false)
+	defer cs.Close()
+	ctx := context.Background()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+	require.NoError(t, err)
+	assert.Contains(t, textOf(t, res), "simple text")
+	require.NoError(t, cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}))
+	before := children(t, gw.Cmd.Process.Pid)
+	require.Len(t, before, 1, "one child for the session")
+	waitMetric(t, gw, 10*time.Second, "the standalone stream is connected", func(m map[string]float64) bool {
+		return m[`mcpgate_streams{kind="standalone",state="connected"}`] == 1
+	})
+
+	require.NoError(t, gw.Stop(30*time.Second))
+	gw = testenv.StartGateway(t, bin, "stdio:"+server, flags...)
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+	require.NoError(t, err, "the session goes on after the restart")
+	assert.Contains(t, textOf(t, res), "simple text")
+	after := children(t, gw.Cmd.Process.Pid)
+	require.Len(t, after, 1, "a new child, re-initialized from the cached initialize")
+	caps := cs.InitializeResult().Capabilities
+	t.Logf("the upstream declared tools.listChanged: %v", caps.Tools != nil && caps.Tools.ListChanged)
+	if caps.Tools != nil && caps.Tools.ListChanged {
+		select {
+		case <-changed:
+		case <-time.After(45 * time.Second):
+			t.Fatal("the client was not told that the tool list may have changed")
+		}
+	}
+	assert.Contains(t, gw.Stderr(), "re-initialized a restored session's upstream")
+	m := scrape(t, gw)
+	assert.Equal(t, 1.0, m["mcpgate_sessions_restored_total"])
+}
+
+// TestRestartBridgedSession: a session-era client in front of a stateless
+// upstream (bridged: there is no upstream session to re-attach) keeps its
+// session across a restart with -state-file; the restored session is
+// re-initialized through the bridge, and a legacy HTTP+SSE session, which
+// does not outlive its stream, is not kept.
+func TestRestartBridgedSession(t *testing.T) {
+	bin := testenv.Env(t, "MCPGATE_GATEWAY_BIN")
+	up := testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0", "-era", "stateless")
+	addr := testenv.FreeAddr(t)
+	state := filepath.Join(t.TempDir(), "sessions.state")
+	flags := restartFlags(addr, state, "-drain-window", "0")
+	gw := testenv.StartGateway(t, bin, up.URL, flags...)
+	sid := rawSession(t, gw.URL, "2025-11-25")
+	assert.Contains(t, callTool(t, gw.URL, sid, "2025-11-25", "echo"), `"result"`)
+
+	// A legacy session: its stream is held open over the restart.
+	legacy, err := http.Get(strings.TrimSuffix(gw.URL, "/mcp") + "/sse")
+	require.NoError(t, err)
+	defer legacy.Body.Close()
+	require.Equal(t, http.StatusOK, legacy.StatusCode)
+
+	require.NoError(t, gw.Stop(30*time.Second), "an orderly exit")
+	gw = testenv.StartGateway(t, bin, up.URL, flags...)
+	require.True(t, gw.WaitStderr("sessions restored", 5*time.Second), "%s", gw.Stderr())
+	assert.Contains(t, gw.Stderr(), "sessions=1", "the bridged session only: the legacy session ended with its stream")
+	assert.Contains(t, callTool(t, gw.URL, sid, "2025-11-25", "echo"), `"result"`, "the session goes on after the restart")
+}

@@ -48,10 +48,6 @@ type Server struct {
 	probeAt    int64
 	probeErr   error
 
-	// resumer re-attaches upstream sessions of restored sessions; nil when
-	// the transport cannot (state.go).
-	resumer upstream.Resumer
-
 	// eras caches which era the upstream speaks (era.go); pool is the
 	// session pool serving stateless clients over a session-era upstream.
 	eras eraState
@@ -60,6 +56,13 @@ type Server struct {
 	// ephemeral holds the one-request sessions of stateless requests whose
 	// answers stream (stateless.go): the sweeper keeps their streams up.
 	ephemeral *xsync.MapOf[*session, struct{}]
+
+	// resumer re-attaches upstream sessions of restored sessions; nil when
+	// the transport cannot (state.go). restartHint is the retry hint (ms)
+	// of connections ended by a restart's shutdown (Config.StateFile,
+	// drain.go); 0 otherwise.
+	resumer     upstream.Resumer
+	restartHint atomic.Int64
 
 	// reapq holds sessions whose upstream side waits to be ended by a
 	// reaper (lifecycle.go); reapers counts the running ones.
@@ -94,11 +97,8 @@ type Server struct {
 	shutting    atomic.Bool
 	// draining is set when Shutdown begins (drain.go): no new sessions or
 	// stream connections, not ready; cutDrain closes to end it early.
-	draining atomic.Bool
-	cutDrain chan struct{}
-	// restartHint is the retry hint (ms) of connections ended by a
-	// restart's shutdown (Config.StateFile, drain.go); 0 otherwise.
-	restartHint  atomic.Int64
+	draining     atomic.Bool
+	cutDrain     chan struct{}
 	cutOnce      sync.Once
 	shutdownOnce sync.Once
 	served       atomic.Bool
@@ -109,6 +109,11 @@ type Server struct {
 
 	// clu is the node's cluster side (cluster.go); nil on a single node.
 	clu *clusterNode
+
+	// limits is the per-principal rate limit, nil without one; evict
+	// keeps the candidates of Config.EvictIdle (limits.go).
+	limits *rateLimits
+	evict  evictor
 }
 
 // New validates cfg, fills in defaults and returns a Server. With
@@ -122,10 +127,15 @@ func New(cfg Config) (*Server, error) {
 	if _, err := ringbuf.New(ringbuf.Config{Capacity: cfg.RingSize, MaxBytes: cfg.RingBytes, Policy: cfg.DropPolicy}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	store, err := shard.New(shard.Config[*session]{
+	storeCfg := shard.Config[*session]{
 		Shards:     cfg.Shards,
 		MaxEntries: cfg.MaxSessions,
-	})
+	}
+	if cfg.MaxSessionsPerPrincipal > 0 {
+		storeCfg.OwnerLimit = cfg.MaxSessionsPerPrincipal
+		storeCfg.OwnerOf = func(sess *session) string { return sess.owner }
+	}
+	store, err := shard.New(storeCfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -160,11 +170,13 @@ func New(cfg Config) (*Server, error) {
 		ErrorHandler:                  s.handleTransportError,
 		Name:                          "mcpgate",
 		Concurrency:                   256 * 1024,
-		ReadBufferSize:                8 << 10,
+		ReadBufferSize:                cfg.MaxHeaderBytes, // also the largest request head (431 beyond)
 		WriteBufferSize:               4 << 10,
-		ReadTimeout:                   60 * time.Second,
+		ReadTimeout:                   cfg.ReadHeaderTimeout, // until the head is in (408 beyond); see readBody
+		HeaderReceived:                s.readBody,
 		IdleTimeout:                   90 * time.Second,
-		WriteTimeout:                  0, // a nonzero value would cut streams
+		SecureErrorLogMessage:         true, // a refused request's bytes (tokens) never reach the log
+		WriteTimeout:                  0,    // a nonzero value would cut streams
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 true,
@@ -182,6 +194,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
+	if cfg.RateLimit > 0 {
+		s.limits = newRateLimits(cfg.RateLimit, cfg.RateBurst)
+		s.goOwned(s.limiterSweepLoop)
+	}
 	if cfg.Cluster != nil {
 		if err := s.clusterInit(); err != nil {
 			_ = s.Shutdown(context.Background())
@@ -246,9 +262,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.lnMu.Unlock()
 	s.setOrigin(isLoopbackAddr(ln.Addr()))
+	if s.cfg.Authenticator == nil && !isLoopbackAddr(ln.Addr()) {
+		s.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can open sessions; configure bearer tokens or JWT validation", "addr", ln.Addr().String())
+	}
 	// Learn the upstream's era now rather than at the first request.
 	s.goOwned(func(ctx context.Context) { s.Upstreams(ctx) })
-	err := s.http.Serve(ln)
+	err := s.http.Serve(newGuardListener(ln, s))
 	if s.shutting.Load() {
 		return nil
 	}
@@ -294,15 +313,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if s.cfg.StateFile != "" || s.clu != nil {
 			// Kept for the restart (or the other nodes): pumps stop,
-			// upstream sessions stay.
+			// upstream sessions stay. Legacy HTTP+SSE sessions end with
+			// their one stream, which the restart ends: they are closed
+			// as without a state file.
 			s.suspendSessions()
+			s.closeSessions(ctx, func(sess *session) bool { return sess.legacy != nil })
 		} else {
-			s.closeAllSessions(ctx)
+			s.closeSessions(ctx, func(*session) bool { return true })
 		}
 		s.drainReaps(ctx)
 		s.spawnMu.Lock()
 		s.cancel()
 		s.spawnMu.Unlock()
+		s.cancelSessions()
 		waited := make(chan struct{})
 		go func() { s.wg.Wait(); close(waited) }()
 		select {
@@ -330,13 +353,40 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// closeAllSessions ends every session, a bounded number at a time.
-func (s *Server) closeAllSessions(ctx context.Context) {
+// sessionContext is a new session's context. It is not derived from the
+// server's: a child context would put every session in one map under the
+// server context's mutex, taken by every create and every close, and hold
+// an entry per session. Shutdown cancels the sessions itself
+// (cancelSessions).
+func (s *Server) sessionContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
+
+// cancelSessions cancels every session's context, stored or ephemeral, so
+// nothing a session runs outlives Shutdown (the ones ended or suspended
+// before are cancelled already; cancelling again is a no-op).
+func (s *Server) cancelSessions() {
+	s.store.Range(func(_ string, sess *session) bool {
+		sess.cancel()
+		return true
+	})
+	s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+		sess.cancel()
+		return true
+	})
+}
+
+// closeSessions ends every session that which selects, a bounded number
+// at a time.
+func (s *Server) closeSessions(ctx context.Context, which func(*session) bool) {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	s.store.Range(func(id string, sess *session) bool {
 		if ctx.Err() != nil {
 			return false
+		}
+		if !which(sess) {
+			return true
 		}
 		sem <- struct{}{}
 		wg.Add(1)

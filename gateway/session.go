@@ -16,10 +16,14 @@ import (
 // stored and never change; the rest is atomics or guarded by mu.
 type session struct {
 	id        string
-	version   string // negotiated protocol version
+	version   string // negotiated protocol version ("" for a legacy session: see protocolVersion)
 	principal string
+	owner     string // what the per-principal session cap counts: the principal, or an anonymous client's address
 	up        upstream.Session
 	created   int64 // unix ns
+	// legacy is set for a session of the legacy HTTP+SSE transport
+	// (legacysse.go), nil for a Streamable HTTP one.
+	legacy *legacyState
 
 	lastActive atomic.Int64 // unix ns from the coarse clock
 	busy       atomic.Int32 // calls in flight plus attached readers: pauses the idle clock
@@ -120,7 +124,7 @@ func newSessionID() string {
 }
 
 func (s *session) info() SessionInfo {
-	return SessionInfo{ID: s.id, Version: s.version, Principal: s.principal}
+	return SessionInfo{ID: s.id, Version: s.protocolVersion(), Principal: s.principal}
 }
 
 // touch records activity; the coarse clock makes it one atomic load and, at

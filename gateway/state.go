@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +55,9 @@ const upstreamRestarted = "the gateway restarted before the response arrived; th
 // session and its upstream side (Shutdown, with Config.StateFile).
 func (s *Server) suspendSessions() {
 	s.store.Range(func(_ string, sess *session) bool {
+		if sess.legacy != nil {
+			return true // ends with its stream (Shutdown closes it)
+		}
 		sess.mu.Lock()
 		sess.suspended = true
 		streams := make([]*stream, 0, len(sess.streams))
@@ -83,6 +85,9 @@ func (s *Server) SaveState(w io.Writer) error {
 	}
 	n := 0
 	s.store.Range(func(_ string, sess *session) bool {
+		if sess.legacy != nil {
+			return true // a legacy session does not outlive its stream
+		}
 		rec := s.sessionRecord(sess)
 		if err = sw.Write(rec); err != nil {
 			return false
@@ -115,7 +120,11 @@ func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 		up = rs.current() // nil until re-initialized: it stays to be re-initialized
 	}
 	if up != nil {
-		rec.Upstream = sessionrec.Upstream{Kind: kindOf(up), ID: up.ID(), Version: up.Version(), Resumable: s.resumer != nil}
+		// Only a session of the resumer's own transport with an id can be
+		// re-attached; a session bridged onto a stateless upstream has no
+		// upstream session and is re-initialized (reinit.go).
+		resumable := s.resumer != nil && up.ID() != "" && kindOf(up) == upstream.KindHTTP
+		rec.Upstream = sessionrec.Upstream{Kind: kindOf(up), ID: up.ID(), Version: up.Version(), Resumable: resumable}
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
@@ -186,7 +195,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 				sess.withStreams.Delete(sess)
 			}
 			skipped++
-			s.log.Warn("a saved session is dropped", "session", rec.ID, "err", err)
+			s.log.Warn("a saved session is dropped", "session", shortID(rec.ID), "err", err)
 			continue
 		}
 		restored++
@@ -212,9 +221,9 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	case !versionSupported([]byte(rec.Version)):
 		return nil, fmt.Errorf("protocol version %q is not served", rec.Version)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := s.sessionContext()
 	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, created: rec.Created,
+		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
 		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, len(rec.Streams)),
 		withStreams: s.streamSet(rec.ID), nextUp: rec.NextCall, nextStream: rec.NextStream,
 		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},

@@ -51,7 +51,7 @@ func isStatelessRequest(ctx *fasthttp.RequestCtx, m *jsonrpc.Message) bool {
 // a session-era upstream). It touches no session shard; an answer that
 // streams gets a one-request session (ephemeral) with a ring, the drop
 // policy and heartbeats, but no event ids and no resumption.
-func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, batch bool, class methodClass) {
+func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, batch bool, class methodClass, who caller) {
 	s.metrics.statelessRequests.Add(1)
 	if batch {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: batches are not part of protocol version "+statelessVersion, nil)
@@ -119,14 +119,15 @@ func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []j
 		s.fail(ctx, fasthttp.StatusNotFound, id, jsonrpc.CodeMethodNotFound, "Method not found: "+method+" is not part of protocol version "+statelessVersion, nil)
 		return
 	}
-	s.forwardStateless(ctx, body, msgs, hdr, id, class)
+	s.forwardStateless(ctx, body, msgs, hdr, id, class, who)
 }
 
 // forwardStateless sends a validated stateless message upstream and relays
 // the answer.
-func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, hdr []upstream.Header, id []byte, class methodClass) {
+func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, hdr []upstream.Header, id []byte, class methodClass, who caller) {
 	_, st, _ := s.Upstreams(context.Background())
 	sess := s.newEphemeral()
+	sess.principal = who.principal
 	calls, _ := sess.beginCalls(msgs)
 	if len(calls) > 0 {
 		s.reserveAnswer(sess) // a new session's one answer always has its place
@@ -135,7 +136,9 @@ func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []
 	if len(calls) > 0 {
 		fwd = upstreamBody(make([]byte, 0, len(body)+8), sess, body, msgs, calls, false)
 	}
-	reqCtx, cancel := context.WithTimeout(context.Background(), s.cfg.UpstreamTimeout)
+	// The client's credential (with -upstream-auth forward) and principal
+	// (the session pool never shares a session across principals).
+	reqCtx, cancel := context.WithTimeout(s.upstreamCtx(ctx), s.cfg.UpstreamTimeout)
 	if sess.principal != "" {
 		reqCtx = upstream.WithPrincipal(reqCtx, sess.principal)
 	}
@@ -216,7 +219,7 @@ func statelessStatus(answer []byte) int {
 
 // newEphemeral returns a one-request session for a stateless request.
 func (s *Server) newEphemeral() *session {
-	sessCtx, cancel := context.WithCancel(s.ctx)
+	sessCtx, cancel := s.sessionContext()
 	now := s.clock.Now()
 	sess := &session{id: "stateless", version: statelessVersion, ctx: sessCtx, cancel: cancel,
 		streams: make(map[uint64]*stream, 1), ephemeral: true, created: now}

@@ -116,7 +116,7 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 	}
 	sess.mu.Unlock()
 	for _, c := range cut {
-		s.log.Info("write stalled: cutting the connection", "session", sess.id, "stream", c.st.id)
+		s.log.Info("write stalled: cutting the connection", "session", shortID(sess.id), "stream", c.st.id)
 		c.end(CloseWriteStall)
 	}
 	for _, c := range wake {

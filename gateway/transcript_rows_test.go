@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway"
+	"github.com/mcpgate/mcpgate/gateway/auth"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -33,7 +34,7 @@ func logMessage(text string) testenv.Step {
 }
 
 // transcriptRows: every row's golden is testdata/transcripts/<name>.txt.
-var transcriptRows = append(append([]row(nil), endpointRows...), streamRows...)
+var transcriptRows = append(append(append([]row(nil), endpointRows...), streamRows...), legacyRows...)
 
 // endpointRows follow the README's endpoint table.
 var endpointRows = []row{
@@ -65,7 +66,7 @@ body (relayed); fails with HTTP 500 (502); finally accepts.`,
 		run: func(h *harness) {
 			h.up.OnConnect(
 				testenv.RPCError(-32602, "Unsupported protocol version"),
-				testenv.Result(`{"protocolVersion":"2024-11-05","capabilities":{},"serverInfo":{"name":"old","version":"0.1"}}`),
+				testenv.Result(`{"protocolVersion":"2024-10-07","capabilities":{},"serverInfo":{"name":"old","version":"0.1"}}`),
 				testenv.Fail(upstream.ErrUnavailable),
 				testenv.Fail(upstream.ErrTimeout),
 				testenv.HTTPStatus(400, -32600, "Bad Request: unsupported client"),
@@ -172,7 +173,21 @@ connection is stream 2.`,
 		},
 	},
 	{
-		name: "server-request-on-post-stream",
+		name: "whole-answer-resumable",
+		about: `An SSE answer that finishes at once goes out whole (one body with a Content-Length, the same events); its
+events stay resumable: a GET with the priming event's id replays them and the stream ends.`,
+		run: func(h *harness) {
+			h.up.On("tools/call", testenv.Stream(testenv.Progress(1), testenv.Respond(callResult)))
+			s := h.initialize("2025-11-25")
+			h.do(post(s, initializedNote))
+			h.do(post(s, callBody(2)))
+			h.do(resume(s, "1_0"))
+			h.do(resume(s, "1_1"))
+		},
+	},
+	{
+		name:     "server-request-on-post-stream",
+		streamed: true,
 		about: `The upstream asks the client something (elicitation/create) on the call's stream; the client POSTs its answer (202,
 forwarded); then the call's response ends the stream.`,
 		run: func(h *harness) {
@@ -213,7 +228,8 @@ notifications only (202); ping inside a batch is forwarded; initialize inside a 
 		},
 	},
 	{
-		name: "duplicate-request-id-in-flight",
+		name:     "duplicate-request-id-in-flight",
+		streamed: true,
 		about: `A request whose id is already in flight in the session: 400 -32600 (not forwarded). Once the first call is
 answered the id may be used again.`,
 		run: func(h *harness) {
@@ -361,6 +377,35 @@ every method and before the method check. A Host that is not a loopback name: 40
 		},
 	},
 	{
+		name: "auth",
+		about: `With authentication on: no token, or a scheme other than Bearer, 401 with the challenge naming the protected
+resource metadata (RFC 9728), served on the listener; an unknown token 401 invalid_token. alice opens a session and uses
+it; bob's valid token on alice's session gets 404 as for an unknown session, on POST, GET, GET with Last-Event-ID and
+DELETE, and the session lives on. The client's token never reaches the upstream (the gateway sends none).`,
+		cfg: func(c *gateway.Config) {
+			c.Authenticator = tokenTable{"alice-token-0123456789": "alice", "bob-token-0123456789": "bob"}
+			c.AuthorizationServers = []string{"https://auth.example"}
+		},
+		run: func(h *harness) {
+			alice := func(r request) request { return r.with("Authorization", "Bearer alice-token-0123456789") }
+			bob := func(r request) request { return r.with("Authorization", "Bearer bob-token-0123456789") }
+			h.do(post(nil, initializeBody("2025-06-18")))
+			h.do(post(nil, initializeBody("2025-06-18")).with("Authorization", "Basic YWxpY2U6eA=="))
+			h.do(post(nil, initializeBody("2025-06-18")).with("Authorization", "Bearer mallory-token-0123456789"))
+			h.do(request{method: "GET", target: "/.well-known/oauth-protected-resource/mcp", headers: []header{{"Host", "localhost"}}})
+			c := h.do(alice(post(nil, initializeBody("2025-06-18"))))
+			require.Equal(h.t, 200, c.status)
+			s := &session{id: c.header("Mcp-Session-Id"), version: "2025-06-18"}
+			h.do(alice(post(s, initializedNote)))
+			h.do(bob(post(s, pingBody)))
+			h.do(bob(get(s)))
+			h.do(bob(resume(s, "0_0")))
+			h.do(bob(del(s)))
+			h.do(alice(post(s, pingBody)))
+			h.do(alice(del(s)))
+		},
+	},
+	{
 		name:  "unknown-path",
 		about: `Requests for another path: 404 -32000 naming the endpoint. A query string does not change the path.`,
 		run: func(h *harness) {
@@ -372,7 +417,8 @@ every method and before the method check. A Host that is not a loopback name: 40
 	},
 	// ---- caps ----
 	{
-		name: "stream-cap",
+		name:     "stream-cap",
+		streamed: true,
 		about: `Config.MaxStreamsPerSession = 1 and one call streaming: a second call answered with SSE gets 429 + Retry-After,
 -32000, and so does a standalone GET; a call answered with JSON is not a stream and passes.`,
 		cfg: func(c *gateway.Config) { c.MaxStreamsPerSession = 1 },
@@ -422,7 +468,8 @@ answers 404 to DELETE, POST and GET.`,
 	},
 	// ---- upstream trouble ----
 	{
-		name: "upstream-session-gone",
+		name:     "upstream-session-gone",
+		streamed: true,
 		about: `The upstream answers 404 (it lost the session) while a call is streaming: the client gets 404 -32001 and the
 session ends; the streaming call's stream ends; later requests get 404. The upstream session is not closed (it is gone).`,
 		run: func(h *harness) {
@@ -499,6 +546,9 @@ to POST, GET and DELETE.`,
 			h.do(post(s, toolsListBody))
 			h.do(get(s))
 			h.do(del(s))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
@@ -519,10 +569,14 @@ is closed, the id answers 404.`,
 			h.waitUpstreamClosed(1)
 			a.continued().body()
 			h.do(post(s, pingBody))
+			// The upstream side of an expired session is ended by a reaper,
+			// after the session: wait for it before the row shuts down.
+			h.up.WaitFor(h.t, "the upstream session closed", func(v *testenv.FakeView) bool { return v.Count("close") >= 1 })
 		},
 	},
 	{
-		name: "shutdown",
+		name:     "shutdown",
+		streamed: true,
 		about: `Shutdown with a standalone stream, a streaming call, a slow JSON call and a request being received: attached
 streams end with a retry hint; the request that arrives now gets 503 (the README promises Retry-After); the slow call
 still gets its answer; then every session is closed upstream.`,
@@ -565,4 +619,15 @@ still gets its answer; then every session is closed upstream.`,
 			require.NoError(h.t, <-done)
 		},
 	},
+}
+
+// tokenTable is an Authenticator of fixed tokens (static tokens without a
+// file).
+type tokenTable map[string]string
+
+func (tt tokenTable) Authenticate(token []byte) (auth.Identity, error) {
+	if p, ok := tt[string(token)]; ok {
+		return auth.Identity{Principal: p, AllScopes: true}, nil
+	}
+	return auth.Identity{}, &auth.TokenError{Reason: "unknown token"}
 }

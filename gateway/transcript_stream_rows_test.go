@@ -97,7 +97,8 @@ goes on without a gap.`,
 	},
 	// ---- resumption ----
 	{
-		name: "post-stream-resume",
+		name:     "post-stream-resume",
+		streamed: true,
 		about: `A POST answer stream (2025-06-18): the client drops the connection after 1_1; the upstream goes on; GET with
 Last-Event-ID replays exactly the events after it and ends (the answer finished). 1_3 (the last) replays nothing;
 1_0 replays everything.`,
@@ -116,7 +117,8 @@ Last-Event-ID replays exactly the events after it and ends (the answer finished)
 		},
 	},
 	{
-		name: "post-stream-resume-live-2025-11-25",
+		name:     "post-stream-resume-live-2025-11-25",
+		streamed: true,
 		about: `A POST answer stream (2025-11-25): the client drops after the priming event and 1_1, resumes from 1_1 while the
 call still runs: a retry hint, then the live rest of the answer.`,
 		run: func(h *harness) {
@@ -149,7 +151,8 @@ stream: 400 -32000, never 404. An unknown session: 404.`,
 		},
 	},
 	{
-		name: "resume-evicted",
+		name:     "resume-evicted",
+		streamed: true,
 		about: `Config.RingSize = 4: the upstream sends six requests and the response one at a time, the client reads each;
 delivered events are evicted as new ones arrive. Resuming from 1_1 needs evicted must-deliver events: 400 -32000
 saying how many are gone (never a partial replay); from 1_3 all needed events are buffered.`,
@@ -199,7 +202,8 @@ for the call on the stream, then the end of the stream. The session survives.`,
 	},
 	// ---- timed: full rings, keep-alives, polling ----
 	{
-		name: "resume-across-dropped-events",
+		name:     "resume-across-dropped-events",
+		streamed: true,
 		about: `2025-11-25 SSE polling (Config.StreamMaxConnection = 500ms) with Config.RingSize = 4: the gateway ends the
 answer's connection after the priming event with a retry hint. With no reader, six droppable log messages and the
 response overflow the ring: the oldest log messages are dropped. Resuming from 1_0 succeeds and skips the gap.`,
@@ -225,7 +229,8 @@ response overflow the ring: the oldest log messages are dropped. Resuming from 1
 		},
 	},
 	{
-		name: "ring-full-coalesce-drop-newest",
+		name:     "ring-full-coalesce-drop-newest",
+		streamed: true,
 		about: `As resume-across-dropped-events, with Config.DropPolicy = drop-newest: while the ring (4 events) is full, a newer
 progress notification replaces the undelivered one of its token in place, an incoming log message is refused (it gets
 no id: no gap), and the response is stored past the soft limit. The resume replays what was kept.`,
@@ -251,7 +256,8 @@ no id: no gap), and the response is stored past the soft limit. The resume repla
 		},
 	},
 	{
-		name: "heartbeat",
+		name:     "heartbeat",
+		streamed: true,
 		about: `Config.Heartbeat = 100ms: quiet streams, the standalone GET and a POST answer waiting for its response, get an
 SSE comment every heartbeat.`,
 		cfg:   func(c *gateway.Config) { c.Heartbeat = 100 * time.Millisecond },

@@ -60,8 +60,16 @@ type row struct {
 	// timed rows depend on configured durations; they do not run in
 	// parallel with the others, so a loaded machine does not stretch them.
 	timed bool
-	run   func(h *harness)
+	// streamed rows have answers that wait on the test (a Pause): they
+	// are streamed at once (WholeAnswerWindow < 0). The other rows hold
+	// answers for wholeWindow, so an answer the fake finishes at once
+	// goes out whole however loaded the machine is.
+	streamed bool
+	run      func(h *harness)
 }
+
+// wholeWindow is the rows' Config.WholeAnswerWindow (see row.streamed).
+const wholeWindow = 5 * time.Second
 
 func TestTranscript(t *testing.T) {
 	names := map[string]bool{}
@@ -124,6 +132,10 @@ func runRow(t *testing.T, r row) {
 		Upstream: up,
 		Hooks:    hooks,
 		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	cfg.WholeAnswerWindow = wholeWindow
+	if r.streamed {
+		cfg.WholeAnswerWindow = -1
 	}
 	if r.cfg != nil {
 		r.cfg(&cfg)

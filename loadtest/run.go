@@ -35,7 +35,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"churn:  initialize + initialized + tools/call + DELETE at -rate per second\n"+
 		"resume: stream, plus stream tool calls; connections are cut at random (-cut-every) and resumed with Last-Event-ID; counts lost and duplicated events\n"+
 		"slow:   stream, with -slow-fraction of the readers stalling for -stall\n"+
-		"soak:   half -rate calls, half pushed events, churn at -rate/100, sampling the target's goroutines and RSS from -metrics-url")
+		"soak:   half -rate calls, half pushed events (streams cut every -cut-every and resumed), churn at -rate/100, -hostile-rate hostile requests, sampling the target's goroutines, open files and RSS from -metrics-url and fitting slopes")
 	fs.IntVar(&cfg.Sessions, "sessions", harness.DefaultSessions, "number of `sessions`")
 	fs.IntVar(&cfg.Streams, "streams", 0, "post and soak: how many of the sessions also hold a standalone GET stream (`n`; -1: all; soak's 0 means all)")
 	fs.Float64Var(&cfg.Rate, "rate", harness.DefaultRate, "offered load `per second`: calls (post), pushed events over all streams (stream, resume, slow), lifecycles (churn), operations (soak)")
@@ -54,6 +54,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.StallWindow, "stall-window", harness.DefaultStallWindow, "slow: socket receive buffer of stalled readers in `bytes`, so the server feels the stall at once (-1: kernel default, which autotunes to megabytes and absorbs the backlog)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "soak: the target's Prometheus `URL` (default: the target's origin + /metrics; \"off\": no sampling)")
 	fs.DurationVar(&cfg.SampleEvery, "sample-every", harness.DefaultSampleEvery, "soak: metrics sampling `interval`")
+	fs.StringVar(&cfg.Authorization, "authorization", "", "the Authorization header `value` sent with every request, e.g. \"Bearer <token>\" (default: none; also MCPGATE_LOADTEST_AUTHORIZATION)")
+	fs.Float64Var(&cfg.HostileRate, "hostile-rate", 0, "soak: hostile raw-TCP requests `per second` mixed in (malformed framing, duplicate headers, rebinding Host/Origin, bad bodies, cut heads); each must get a 4xx or a close, never a 5xx (0: none)")
 	fs.Float64Var(&cfg.MaxErrorRate, "max-errors", harness.DefaultMaxErrorRate, "exit 1 when errors/operations exceeds this `fraction` (negative: never)")
 	fs.Float64Var(&cfg.MaxLossRate, "max-loss", 0, "exit 1 when lost/offered events (of readers that did not stall) exceeds this `fraction` (0: any loss; negative: never)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain", harness.DefaultDrainTimeout, "after the load, how `long` to wait for in-flight events and streams to end")
@@ -93,6 +95,9 @@ Flags:
 	if *chartFormat != "svg" && *chartFormat != "png" {
 		fmt.Fprintln(stderr, "loadtest run: -chart-format must be svg or png")
 		return exitUsage
+	}
+	if cfg.Authorization == "" {
+		cfg.Authorization = os.Getenv("MCPGATE_LOADTEST_AUTHORIZATION")
 	}
 	if *sourceAddrs != "" {
 		for _, a := range strings.Split(*sourceAddrs, ",") {

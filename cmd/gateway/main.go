@@ -40,6 +40,7 @@ type options struct {
 	ringBytes, maxBody, sendBuf  byteSize
 	dropPolicy                   string
 	heartbeat, streamRetention   time.Duration
+	wholeAnswerWindow            time.Duration
 	retryHint                    time.Duration
 	writeStall, maxConnection    time.Duration
 	adminListen, adminTokenFile  string
@@ -54,6 +55,8 @@ type options struct {
 	upstreamOptions              // stdio and legacy HTTP+SSE upstreams (upstream.go)
 	eraOptions                   // the protocol eras (eras.go)
 	clusterOptions               // scale-out on NATS JetStream (cluster.go)
+	legacyOptions                // legacy HTTP+SSE clients (legacy.go)
+	securityOptions              // authentication and limits (security.go)
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -73,6 +76,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.dropPolicy, "drop-policy", "drop-oldest", "what a full stream does with droppable events: drop-oldest | drop-newest | disconnect")
 	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none)")
 	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
+	fs.DurationVar(&o.wholeAnswerWindow, "whole-answer-window", gateway.DefaultWholeAnswerWindow, "hold a call's answer this long so a short one goes out whole (an SSE answer as one body, a stdio or legacy upstream's response as JSON); a longer one is streamed after it (0 = always stream at once)")
 	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
 	fs.DurationVar(&o.writeStall, "write-stall-timeout", gateway.DefaultWriteStallTimeout, "cut a client connection whose write made no progress this long (the stream stays resumable)")
 	o.sendBuf = byteSize(gateway.DefaultStreamSendBuffer)
@@ -91,13 +95,16 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.drainWindow, "drain-window", gateway.DefaultDrainWindow, "on SIGTERM/SIGINT, end the stream connections spread over this long so clients do not all reconnect at once (0 = all at once); a second signal cuts it short")
 	fs.StringVar(&o.stateFile, "state-file", "", "keep sessions across a restart: shutdown writes every session to this file (and leaves the upstream sessions open), the next start restores them and removes it; a damaged file is refused and kept as FILE.refused (empty = sessions end at shutdown)")
 	addEraFlags(fs, &o.eraOptions)
+	o.legacyOptions.addFlags(fs)
+	o.securityOptions.addFlags(fs)
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time allowed for an orderly shutdown on SIGINT/SIGTERM")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug | info | warn | error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text | json")
 	o.clusterOptions.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `mcpgate gateway: an MCP session gateway (Streamable HTTP, protocol 2025-03-26..2025-11-25,
-and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks).
+and the stateless revision 2026-07-28, bridged to whichever era the upstream speaks;
+legacy HTTP+SSE clients, protocol 2024-11-05 on, at -legacy-sse-path).
 
 Usage: gateway -upstream URL|stdio:COMMAND [flags]
 
@@ -165,6 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 2
 	}
+	defer closeAuth(cfg)
 	node, err := o.openCluster(&cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "gateway:", err)
@@ -191,6 +199,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	defer reloadOnHUP(cfg, logger)()
 	// Signals are caught before the address is announced: a script may
 	// send SIGTERM as soon as it has read it.
 	sigs := make(chan os.Signal, 2)
@@ -205,6 +214,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
 		"admin", o.adminListen, "shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes,
 		"drop_policy", cfg.DropPolicy.String())
+	logSecurity(logger, cfg, &o.securityOptions)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -434,6 +444,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		DropPolicy:           policy,
 		Heartbeat:            o.heartbeat,
 		StreamRetention:      o.streamRetention,
+		WholeAnswerWindow:    streamAtOnce(o.wholeAnswerWindow),
 		RetryHint:            o.retryHint,
 		WriteStallTimeout:    o.writeStall,
 		StreamMaxConnection:  o.maxConnection,
@@ -462,7 +473,22 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	if err := o.eraOptions.apply(&cfg); err != nil {
 		return cfg, err
 	}
+	if err := o.legacyOptions.apply(&cfg); err != nil {
+		return cfg, err
+	}
+	if err := o.securityOptions.apply(&cfg, logger); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// streamAtOnce maps -whole-answer-window 0 (and below) to the Config's
+// "always stream at once", which is negative (its 0 means the default).
+func streamAtOnce(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func splitList(s string) []string {

@@ -41,6 +41,33 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-listen", "256.0.0.1:99999"}, up...), "-listen"},
 		{append([]string{"-upstream-ca", "/nonexistent/ca.pem"}, up...), "-upstream-ca"},
 		{append([]string{"-upstream-ca", "main_test.go"}, up...), "-upstream-ca"},
+		{append([]string{"-legacy-sse-path", "sse"}, up...), "-legacy-sse-path"},
+		{append([]string{"-legacy-sse-path", "/mcp"}, up...), "-legacy-sse-path"},
+		{append([]string{"-legacy-message-path", "/m?x=1"}, up...), "-legacy-message-path"},
+		{append([]string{"-legacy-message-path", ""}, up...), "-legacy-message-path"},
+		{append([]string{"-legacy-sse-path", "/x", "-legacy-message-path", "/x"}, up...), "-legacy-sse-path and -legacy-message-path"},
+		{append([]string{"-auth-tokens-file", "/nonexistent/tokens"}, up...), "-auth-tokens-file"},
+		{append([]string{"-auth-tokens-file", "main_test.go"}, up...), "-auth-tokens-file"},
+		{append([]string{"-jwt-jwks-url", "http://127.0.0.1:1/jwks"}, up...), "-jwt-issuer"},
+		{append([]string{"-jwt-jwks-url", "http://127.0.0.1:1/jwks", "-jwt-issuer", "https://i"}, up...), "-jwt-audience"},
+		{append([]string{"-jwt-jwks-url", "http://x/jwks", "-jwt-key-file", "k.pem"}, up...), "-jwt-key-file are exclusive"},
+		{append([]string{"-jwt-issuer", "https://i"}, up...), "-jwt-issuer"},
+		{append([]string{"-jwt-key-file", "main_test.go", "-jwt-issuer", "https://i", "-jwt-audience", "a"}, up...), "-jwt-key-file"},
+		{append([]string{"-jwt-key-file", "k.pem", "-jwt-issuer", "https://i", "-jwt-audience", "a", "-jwt-algorithms", "HS256"}, up...), "-jwt-key-file"},
+		{append([]string{"-required-scopes", "mcp"}, up...), "-required-scopes"},
+		{append([]string{"-upstream-auth", "basic"}, up...), "-upstream-auth"},
+		{append([]string{"-upstream-auth", "static:Authorization=/nonexistent"}, up...), "-upstream-auth"},
+		{append([]string{"-upstream-auth", "static:Bad Name=main_test.go"}, up...), "-upstream-auth"},
+		{[]string{"-upstream", "stdio:/bin/true", "-upstream-auth", "forward"}, "-upstream-auth"},
+		{append([]string{"-rate-limit", "-1"}, up...), "-rate-limit"},
+		{append([]string{"-rate-burst", "5"}, up...), "-rate-burst"},
+		{append([]string{"-max-sessions-per-principal", "-1"}, up...), "-max-sessions-per-principal"},
+		{append([]string{"-max-conns-per-ip", "-1"}, up...), "-max-conns-per-ip"},
+		{append([]string{"-max-header-bytes", "100"}, up...), "-max-header-bytes"},
+		{append([]string{"-max-headers", "0"}, up...), "-max-headers"},
+		{append([]string{"-read-header-timeout", "0s"}, up...), "-read-header-timeout"},
+		{append([]string{"-read-body-timeout", "0s"}, up...), "-read-body-timeout"},
+		{append([]string{"-jwt-clock-skew", "-1s"}, up...), "-jwt-clock-skew"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -101,7 +128,11 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-allowed-origins", "-allowed-hosts", "-max-body", "-upstream-max-conns", "-upstream-timeout",
 		"-shutdown-timeout", "-log-level", "-log-format", "-stream-retention", "-write-stall-timeout",
 		"-stream-max-connection", "-admin-listen", "-admin-token-file", "-drain-window", "-state-file", "-retry-hint", "-upstream-env", "-upstream-dir", "-upstream-kill-grace",
-		"-max-processes", "-max-message", "stdio:", "sse+http", "MCPGATE_"} {
+		"-max-processes", "-max-message", "-legacy-sse-path", "-legacy-message-path", "stdio:", "sse+http", "MCPGATE_",
+		"-auth-tokens-file", "-jwt-jwks-url", "-jwt-key-file", "-jwt-issuer", "-jwt-audience", "-jwt-algorithms",
+		"-jwt-clock-skew", "-jwt-jwks-refresh", "-auth-server", "-required-scopes", "-resource-url", "-upstream-auth",
+		"-max-sessions-per-principal", "-rate-limit", "-rate-burst", "-evict-idle", "-max-conns-per-ip",
+		"-max-header-bytes", "-max-headers", "-read-header-timeout", "-read-body-timeout", "SIGHUP"} {
 		assert.Contains(t, errb.String(), f)
 	}
 }
@@ -221,4 +252,51 @@ func TestAdminTokenFile(t *testing.T) {
 		assert.Equal(t, 2, run([]string{"-upstream", "http://127.0.0.1:1/mcp", "-admin-token-file", f}, io.Discard, &errb))
 		assert.Contains(t, errb.String(), "-admin-token-file", f)
 	}
+}
+
+// TestSecurityFlags: the flags reach gateway.Config, the verifier and the
+// upstream's credential; their environment twins work too.
+func TestSecurityFlags(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte("a-static-token-0123456789 alice\n"), 0o600))
+	cred := filepath.Join(dir, "cred")
+	require.NoError(t, os.WriteFile(cred, []byte("Bearer upstream-secret\n"), 0o600))
+	t.Setenv("MCPGATE_RATE_LIMIT", "20")
+	var o options
+	fs := newFlagSet(&o, &bytes.Buffer{})
+	require.NoError(t, applyEnv(fs))
+	require.NoError(t, fs.Parse([]string{"-upstream", "http://127.0.0.1:1/mcp", "-auth-tokens-file", tokens,
+		"-required-scopes", "mcp tools", "-auth-server", "https://auth.example", "-upstream-auth", "static:Authorization=" + cred,
+		"-max-sessions-per-principal", "3", "-evict-idle", "-max-conns-per-ip", "50", "-read-header-timeout", "2s"}))
+	cfg, err := o.config(nil)
+	require.NoError(t, err)
+	defer closeAuth(cfg)
+	require.NotNil(t, cfg.Authenticator)
+	id, err := cfg.Authenticator.Authenticate([]byte("a-static-token-0123456789"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", id.Principal)
+	assert.Equal(t, []string{"mcp", "tools"}, cfg.RequiredScopes)
+	assert.Equal(t, []string{"https://auth.example"}, cfg.AuthorizationServers)
+	assert.Equal(t, 20.0, cfg.RateLimit)
+	assert.Equal(t, 3, cfg.MaxSessionsPerPrincipal)
+	assert.True(t, cfg.EvictIdle)
+	assert.Equal(t, 50, cfg.MaxConnsPerIP)
+	assert.Equal(t, 2*time.Second, cfg.ReadHeaderTimeout)
+	assert.False(t, cfg.ForwardAuthorization)
+	h, err := o.upstreamAuthHeader()
+	require.NoError(t, err)
+	assert.Equal(t, "Authorization", h.Name)
+	assert.Equal(t, "Bearer upstream-secret", h.Value, "the file's value, without its line end")
+	_ = cfg.Upstream.Close()
+
+	var o2 options
+	require.NoError(t, newFlagSet(&o2, &bytes.Buffer{}).Parse([]string{"-upstream", "http://127.0.0.1:1/mcp"}))
+	cfg2, err := o2.config(nil)
+	require.NoError(t, err)
+	assert.Nil(t, cfg2.Authenticator, "authentication is off by default")
+	h, err = o2.upstreamAuthHeader()
+	require.NoError(t, err)
+	assert.Empty(t, h.Name, "no upstream credential by default")
+	_ = cfg2.Upstream.Close()
 }

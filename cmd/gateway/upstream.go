@@ -53,7 +53,14 @@ func (o *options) newUpstream(logger *slog.Logger, tlsConf *tls.Config) (upstrea
 		return nil, errors.New("-max-message must be at least 1")
 	}
 	spec := o.upstreamURL
+	authHeader, err := o.upstreamAuthHeader()
+	if err != nil {
+		return nil, err
+	}
 	if cmdline, ok := strings.CutPrefix(spec, "stdio:"); ok {
+		if authHeader.Name != "" {
+			return nil, errors.New("-upstream-auth does not apply to a stdio: upstream (it gets no HTTP requests)")
+		}
 		return o.newStdio(logger, cmdline)
 	}
 	var stdioOnly []string
@@ -80,6 +87,7 @@ func (o *options) newUpstream(logger *slog.Logger, tlsConf *tls.Config) (upstrea
 			MaxMessageBytes: int(u.maxMessage),
 			TLSConfig:       tlsConf,
 			Logger:          logger,
+			Auth:            authHeader,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("-upstream: %v (want %s)", err, upstreamKinds)
@@ -92,6 +100,7 @@ func (o *options) newUpstream(logger *slog.Logger, tlsConf *tls.Config) (upstrea
 		Timeout:         o.upstreamTimeout,
 		MaxMessageBytes: int(u.maxMessage),
 		TLSConfig:       tlsConf,
+		Auth:            authHeader,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("-upstream: %v (want %s)", err, upstreamKinds)

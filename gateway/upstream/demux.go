@@ -229,32 +229,40 @@ func (s *msgStream) queue() *msgQueue {
 // session's error when it ended, or io.ErrClosedPipe after Close. The bytes
 // are the caller's.
 func (s *msgStream) Next() ([]byte, error) {
-	d := s.d
 	for {
-		d.mu.Lock()
-		switch {
-		case s.closed:
-			d.mu.Unlock()
-			return nil, io.ErrClosedPipe
-		case s.retired:
-			d.mu.Unlock()
-			return nil, errReplaced
+		if msg, err, done := s.tryNext(); done {
+			return msg, err
 		}
-		q := s.queue()
-		if it, ok := q.pop(); ok {
-			room := q.room
-			d.mu.Unlock()
-			notify(room)
-			return it.msg, nil
-		}
-		if q.end != nil {
-			err := q.end
-			d.mu.Unlock()
-			return nil, err
-		}
-		d.mu.Unlock()
 		<-s.ready
 	}
+}
+
+// tryNext is Next without waiting: done is false when nothing is there yet.
+func (s *msgStream) tryNext() (msg []byte, err error, done bool) {
+	d := s.d
+	d.mu.Lock()
+	switch {
+	case s.closed:
+		d.mu.Unlock()
+		return nil, io.ErrClosedPipe, true
+	case s.retired:
+		d.mu.Unlock()
+		return nil, errReplaced, true
+	}
+	q := s.queue()
+	if it, ok := q.pop(); ok {
+		room := q.room
+		d.mu.Unlock()
+		notify(room)
+		return it.msg, nil, true
+	}
+	if q.end != nil {
+		err := q.end
+		d.mu.Unlock()
+		return nil, err, true
+	}
+	d.mu.Unlock()
+	return nil, nil, false
 }
 
 // Close stops the stream: a call stream leaves the routing tables (its

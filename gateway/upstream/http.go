@@ -61,6 +61,9 @@ type HTTPConfig struct {
 	// TLSConfig is used for https upstreams (for example RootCAs for a
 	// private CA); nil = the system roots. It is cloned, not kept.
 	TLSConfig *tls.Config
+	// Auth is a header added to every upstream request; the zero value
+	// adds none (the client's credentials never reach the upstream).
+	Auth AuthHeader
 }
 
 // HTTP is the Streamable HTTP transport (protocol 2025-03-26 to 2025-11-25).
@@ -85,6 +88,9 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("upstream: invalid URL %q: want http(s)://host[:port]/path", cfg.URL)
+	}
+	if err := cfg.Auth.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.MaxConns < 0 || cfg.StreamMaxConns < 0 || cfg.Timeout < 0 || cfg.ConnWaitTimeout < 0 || cfg.MaxMessageBytes < 0 {
 		return nil, errors.New("upstream: negative limit in config")
@@ -212,7 +218,7 @@ func (t *HTTP) Resume(id, version string) (Session, error) {
 // Connect forwards initialize and opens an upstream session.
 func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte, error) {
 	s := &httpSession{t: t}
-	req, resp := t.newPost(s, initialize)
+	req, resp := t.newPost(ctx, s, initialize)
 	defer fasthttp.ReleaseRequest(req)
 	if err := t.do(ctx, req, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -276,14 +282,14 @@ func firstAnswer(r *Reply) ([]byte, error) {
 	}
 }
 
-func (t *HTTP) newPost(s *httpSession, body []byte) (*fasthttp.Request, *fasthttp.Response) {
+func (t *HTTP) newPost(ctx context.Context, s *httpSession, body []byte) (*fasthttp.Request, *fasthttp.Response) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	req.SetRequestURI(t.uri)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	s.setHeaders(req)
+	s.setHeaders(ctx, req)
 	req.SetBodyRaw(body)
 	return req, resp
 }
@@ -404,6 +410,8 @@ type httpSession struct {
 	t       *HTTP
 	id      string // upstream Mcp-Session-Id, never shown to clients
 	version string // negotiated with the upstream
+	// cred is the last client credential forwarded (AuthHeader.Forward).
+	cred atomic.Pointer[string]
 
 	closeOnce sync.Once
 }
@@ -416,7 +424,13 @@ func (s *httpSession) Version() string { return s.version }
 // Kind names the transport: KindHTTP.
 func (s *httpSession) Kind() string { return KindHTTP }
 
-func (s *httpSession) setHeaders(req *fasthttp.Request) {
+func (s *httpSession) setHeaders(ctx context.Context, req *fasthttp.Request) {
+	if s.t == nil {
+		return // statelessSession: Do sets what a stateless request carries
+	}
+	if v, ok := s.t.cfg.Auth.valueFor(ctx, &s.cred); ok {
+		req.Header.Set(s.t.cfg.Auth.Name, v)
+	}
 	if s.id != "" {
 		req.Header.Set("Mcp-Session-Id", s.id)
 	}
@@ -427,7 +441,7 @@ func (s *httpSession) setHeaders(req *fasthttp.Request) {
 
 // Send forwards one client message.
 func (s *httpSession) Send(ctx context.Context, body []byte) (*Reply, error) {
-	req, resp := s.t.newPost(s, body)
+	req, resp := s.t.newPost(ctx, s, body)
 	defer fasthttp.ReleaseRequest(req)
 	if err := s.t.do(ctx, req, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -442,7 +456,10 @@ func (s *httpSession) Listen(ctx context.Context) (Stream, error) {
 }
 
 func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse bool) (*httpStream, error) {
-	headers := make([][2]string, 0, 3)
+	headers := make([][2]string, 0, 4)
+	if v, ok := s.t.cfg.Auth.valueFor(ctx, &s.cred); ok {
+		headers = append(headers, [2]string{s.t.cfg.Auth.Name, v})
+	}
 	if s.id != "" {
 		headers = append(headers, [2]string{"Mcp-Session-Id", s.id})
 	}
@@ -484,7 +501,7 @@ func (s *httpSession) Close(ctx context.Context) error {
 		resp := fasthttp.AcquireResponse()
 		req.SetRequestURI(s.t.uri)
 		req.Header.SetMethod(fasthttp.MethodDelete)
-		s.setHeaders(req)
+		s.setHeaders(ctx, req)
 		if err = s.t.do(ctx, req, resp); err != nil {
 			fasthttp.ReleaseResponse(resp)
 			err = fmt.Errorf("delete: %w", err)

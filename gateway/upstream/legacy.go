@@ -58,6 +58,9 @@ type LegacySSEConfig struct {
 	TLSConfig *tls.Config
 	// Logger receives lifecycle logs; nil = slog.Default().
 	Logger *slog.Logger
+	// Auth is a header added to every upstream request; the zero value
+	// adds none (the client's credentials never reach the upstream).
+	Auth AuthHeader
 }
 
 // LegacySSE is the legacy HTTP+SSE transport: per session, a GET on the
@@ -95,6 +98,9 @@ func NewLegacySSE(cfg LegacySSEConfig) (*LegacySSE, error) {
 	}
 	if cfg.MaxConns < 0 || cfg.Timeout < 0 || cfg.MaxMessageBytes < 0 || cfg.StreamBuffer < 0 {
 		return nil, errors.New("upstream: negative limit in config")
+	}
+	if err := cfg.Auth.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
@@ -253,6 +259,8 @@ type legacySession struct {
 	readerDone chan struct{}
 	endOnce    sync.Once
 	answers    atomic.Int32
+	// cred is the last client credential forwarded (AuthHeader.Forward).
+	cred atomic.Pointer[string]
 }
 
 var _ Session = (*legacySession)(nil)
@@ -288,6 +296,9 @@ func (s *legacySession) open(ctx context.Context) (*sseStream, *url.URL, error) 
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
 	req.Header.Set("User-Agent", t.cfg.UserAgent)
+	if v, ok := t.cfg.Auth.valueFor(ctx, &s.cred); ok {
+		req.Header.Set(t.cfg.Auth.Name, v)
+	}
 	// Until the endpoint arrives, ctx and Timeout bound the exchange:
 	// cancelling the request aborts its connection, and with it a read.
 	var timedOut atomic.Bool
@@ -460,6 +471,9 @@ func (s *legacySession) post(ctx context.Context, msg []byte) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("User-Agent", s.t.cfg.UserAgent)
+	if v, ok := s.t.cfg.Auth.valueFor(ctx, &s.cred); ok {
+		req.Header.Set(s.t.cfg.Auth.Name, v)
+	}
 	resp, err := s.t.posts.Do(req)
 	if err != nil {
 		switch {

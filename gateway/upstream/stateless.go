@@ -36,8 +36,13 @@ var _ Stateless = (*HTTP)(nil)
 
 // Do forwards one stateless message (see Stateless).
 func (t *HTTP) Do(ctx context.Context, hdr []Header, body []byte) (*Reply, error) {
-	req, resp := t.newPost(statelessSession, body)
+	req, resp := t.newPost(ctx, statelessSession, body)
 	defer fasthttp.ReleaseRequest(req)
+	// No session to remember a forwarded credential: each request carries
+	// its own (or the static one).
+	if v, ok := t.cfg.Auth.valueFor(ctx, nil); ok {
+		req.Header.Set(t.cfg.Auth.Name, v)
+	}
 	for _, h := range hdr {
 		req.Header.Set(h.Name, h.Value)
 	}

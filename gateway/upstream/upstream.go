@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -131,11 +132,45 @@ func (e *StatusError) Error() string {
 // right after its response. Messages after the response are late and
 // dropped; a stream still open after a second (or 64 messages) is closed.
 func Drain(s Stream) {
-	t := time.AfterFunc(time.Second, func() { _ = s.Close() })
-	defer t.Stop()
+	d := drainers.Get().(*drainer)
+	d.mu.Lock()
+	d.s = s
+	d.mu.Unlock()
+	d.t.Reset(time.Second)
 	for n := 0; n < 64; n++ {
 		if _, err := s.Next(); err != nil {
-			return
+			break
 		}
+	}
+	if d.t.Stop() {
+		d.mu.Lock()
+		d.s = nil
+		d.mu.Unlock()
+		drainers.Put(d) // its timer will not fire for this stream
+	}
+}
+
+// A drainer is Drain's guard timer, kept for reuse: a timer and its
+// function per answered call would be two allocations on every
+// SSE-answered call. One whose timer fired is not reused.
+type drainer struct {
+	t  *time.Timer
+	mu sync.Mutex
+	s  Stream
+}
+
+var drainers = sync.Pool{New: func() any {
+	d := &drainer{}
+	d.t = time.AfterFunc(time.Hour, d.fire)
+	d.t.Stop()
+	return d
+}}
+
+func (d *drainer) fire() {
+	d.mu.Lock()
+	s := d.s
+	d.mu.Unlock()
+	if s != nil {
+		_ = s.Close()
 	}
 }

@@ -108,6 +108,9 @@ type ClientConfig struct {
 	StreamConns int
 	// Timeout bounds each plain POST and DELETE.
 	Timeout time.Duration
+	// Authorization is sent as the Authorization header of every request; "" sends
+	// none.
+	Authorization string
 	// StallWindow is the socket receive buffer (SO_RCVBUF) of GET streams of sessions
 	// marked SmallWindow, the readers that stall. A small one makes the server feel a
 	// stalled reader at once: with the kernel default the buffer autotunes to megabytes,
@@ -121,6 +124,7 @@ type ClientConfig struct {
 // use. It tracks every connection it dials so CloseAll can end them.
 type Client struct {
 	uri       string
+	auth      string
 	version   string
 	stateless bool
 	timeout   time.Duration
@@ -196,6 +200,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{
 		uri:       u.String(),
+		auth:      cfg.Authorization,
 		version:   cfg.Version,
 		stateless: IsStateless(cfg.Version),
 		timeout:   cfg.Timeout,
@@ -303,6 +308,23 @@ func (s *EventStream) Close() {
 	s.resp, s.req = nil, nil
 }
 
+// drainTail bounds what drainEnd reads after an answer's response.
+const drainTail = 16
+
+// drainEnd reads an answer stream to its end after the response, as the
+// SDK clients do: servers end the stream right after the response, and a
+// body closed before its end costs its connection (fasthttp closes it), so
+// a generator that stopped at the response would pay a new connection per
+// call (and so would the server it measures). A stream that goes on past
+// drainTail events is cut by Close.
+func (s *EventStream) drainEnd() {
+	for range drainTail {
+		if _, err := s.dec.Next(); err != nil {
+			return
+		}
+	}
+}
+
 // reply is a POST answer: a JSON body or an SSE stream.
 type reply struct {
 	status    int
@@ -313,6 +335,9 @@ type reply struct {
 
 func (c *Client) setCommon(req *fasthttp.Request, sess *Session) {
 	req.SetRequestURI(c.uri)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
 	if sess != nil {
 		req.Header.Set("Mcp-Session-Id", sess.ID)
 		if sess.Version != "" && sess.Version != "2025-03-26" {
@@ -531,7 +556,9 @@ func ReadAnswer(s *EventStream, id int64, onEvent EventFunc) ([]byte, error) {
 			return nil, err
 		}
 		if m.IsResponse() {
-			return resultOf(&m, id)
+			res, err := resultOf(&m, id)
+			s.drainEnd()
+			return res, err
 		}
 		if onEvent != nil && !onEvent(&m) {
 			return nil, &CutError{ID: id, LastID: append([]byte(nil), s.LastID()...)}

@@ -94,6 +94,15 @@ type Config struct {
 	// (ClientConfig.StallWindow). Zero means DefaultStallWindow; negative means the
 	// kernel default.
 	StallWindow int
+	// Authorization is sent as the Authorization header of every request (for
+	// example "Bearer <token>"); "" sends none.
+	Authorization string
+	// HostileRate is how many hostile requests per second soak sends over raw TCP
+	// (malformed framing, duplicate headers, DNS-rebinding Host and Origin, bad bodies,
+	// another session's id, a head cut short); each must be answered with a 4xx, or the
+	// connection closed, never a 5xx. Zero means none (a target other than the gateway,
+	// the mock upstream say, need not refuse them all).
+	HostileRate float64
 	// MetricsURL is the target's Prometheus endpoint sampled by soak. Zero means the
 	// target's origin + "/metrics"; "off" disables sampling.
 	MetricsURL string
@@ -128,7 +137,7 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Sessions < 0, c.Rate < 0, c.Duration < 0, c.Conns < 0, c.Timeout < 0, c.Payload < 0,
 		c.StreamCount < 0, c.StreamRate < 0, c.CutEvery < 0, c.SlowFraction < 0, c.SlowFraction >= 1,
-		c.Stall < 0, c.SampleEvery < 0, c.DrainTimeout < 0:
+		c.Stall < 0, c.SampleEvery < 0, c.DrainTimeout < 0, c.HostileRate < 0:
 		return c, fmt.Errorf("harness: negative or out-of-range setting: %w", ErrBadConfig)
 	}
 	if c.Sessions == 0 {

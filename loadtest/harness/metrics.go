@@ -65,7 +65,8 @@ func (r *runner) metricsURL() string {
 	return r.cfg.MetricsURL
 }
 
-// sampleTarget reads the target's goroutine count and RSS every SampleEvery until stop
+// sampleTarget reads the target's goroutine count, open files and RSS every SampleEvery
+// until stop
 // closes.
 func (r *runner) sampleTarget(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
@@ -91,11 +92,13 @@ func (r *runner) sampleTarget(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		g, ok1 := ParseMetric(resp.Body(), "go_goroutines")
 		rss, ok2 := ParseMetric(resp.Body(), "process_resident_memory_bytes")
+		fds, _ := ParseMetric(resp.Body(), "process_open_fds")
+		heap, _ := ParseMetric(resp.Body(), "go_memstats_heap_inuse_bytes")
 		if !ok1 && !ok2 {
 			r.note("metrics endpoint %s has neither go_goroutines nor process_resident_memory_bytes; sampling stopped", u)
 			return false
 		}
-		r.targetSamples = append(r.targetSamples, TargetSample{T: time.Since(w.start).Seconds(), Goroutines: g, RSSBytes: rss})
+		r.targetSamples = append(r.targetSamples, TargetSample{T: time.Since(w.start).Seconds(), Goroutines: g, RSSBytes: rss, OpenFDs: fds, HeapBytes: heap})
 		return true
 	}
 	if !sample() {
@@ -118,5 +121,5 @@ func (r *runner) sampleTarget(stop <-chan struct{}, done chan<- struct{}) {
 
 // String renders a sample for logs.
 func (s TargetSample) String() string {
-	return fmt.Sprintf("t=%.0fs goroutines=%.0f rss=%.1fMiB", s.T, s.Goroutines, s.RSSBytes/(1<<20))
+	return fmt.Sprintf("t=%.0fs goroutines=%.0f fds=%.0f rss=%.1fMiB", s.T, s.Goroutines, s.OpenFDs, s.RSSBytes/(1<<20))
 }

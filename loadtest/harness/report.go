@@ -107,9 +107,13 @@ func RenderMarkdown(res *Result, charts []string) string {
 	}
 	if len(res.TargetSamples) > 0 {
 		first, last := res.TargetSamples[0], res.TargetSamples[len(res.TargetSamples)-1]
-		b.WriteString("\n## Target samples\n\n| | t (s) | goroutines | RSS (MiB) |\n|---|---:|---:|---:|\n")
-		fmt.Fprintf(&b, "| first | %.0f | %.0f | %.1f |\n", first.T, first.Goroutines, first.RSSBytes/(1<<20))
-		fmt.Fprintf(&b, "| last | %.0f | %.0f | %.1f |\n", last.T, last.Goroutines, last.RSSBytes/(1<<20))
+		b.WriteString("\n## Target samples\n\n| | t (s) | goroutines | open fds | RSS (MiB) |\n|---|---:|---:|---:|---:|\n")
+		fmt.Fprintf(&b, "| first | %.0f | %.0f | %.0f | %.1f |\n", first.T, first.Goroutines, first.OpenFDs, first.RSSBytes/(1<<20))
+		fmt.Fprintf(&b, "| last | %.0f | %.0f | %.0f | %.1f |\n", last.T, last.Goroutines, last.OpenFDs, last.RSSBytes/(1<<20))
+		if sl := res.TargetSlopes; sl != nil {
+			fmt.Fprintf(&b, "| slope per minute after the warm-up (%d samples) | | %+.2f | %+.2f | %+.3f |\n",
+				sl.Samples, sl.GoroutinesPerMinute, sl.OpenFDsPerMinute, sl.RSSBytesPerMinute/(1<<20))
+		}
 	}
 	b.WriteString("\n## Counts\n\n| counter | value |\n|---|---:|\n")
 	for _, k := range slices.Sorted(maps.Keys(res.Counts)) {

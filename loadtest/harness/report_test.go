@@ -73,7 +73,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"| event | 701 |",
 		"| push | 10 | 9 | 1 | 1 | 0 |",
 		"| http_503 | 2 |",
-		"| last | 5 | 12 | 2.0 |",
+		"| last | 5 | 12 | 0 | 2.0 |",
 		"![latency](latency.svg)",
 	} {
 		assert.Contains(t, md, want)
@@ -118,4 +118,23 @@ func TestResultJSONRoundTrip(t *testing.T) {
 	assert.Equal(t, res.Events, back.Events)
 	assert.Equal(t, res.Latency, back.Latency)
 	assert.Equal(t, res.Failures, back.Failures)
+}
+
+// TestSlopes: the fitted slopes are per minute over the samples after the warm-up.
+func TestSlopes(t *testing.T) {
+	var samples []TargetSample
+	for i := 0; i <= 10; i++ {
+		tsec := float64(i * 30)
+		samples = append(samples, TargetSample{T: tsec, Goroutines: 100 + tsec/60*2, OpenFDs: 50, RSSBytes: 1e6 + tsec/60*1024})
+	}
+	samples[0].Goroutines = 1000                                     // during the warm-up: left out
+	samples = append(samples, TargetSample{T: 400, Goroutines: 1e6}) // after the load: left out
+	sl := slopes(samples, 1, 300)
+	require.NotNil(t, sl)
+	assert.Equal(t, 10, sl.Samples)
+	assert.InDelta(t, 2, sl.GoroutinesPerMinute, 1e-9)
+	assert.InDelta(t, 0, sl.OpenFDsPerMinute, 1e-9)
+	assert.InDelta(t, 1024, sl.RSSBytesPerMinute, 1e-6)
+	assert.Equal(t, 50.0, sl.OpenFDsMin)
+	assert.Nil(t, slopes(samples[:1], 0, 300))
 }

@@ -40,6 +40,64 @@ type TargetSample struct {
 	T          float64 `json:"t_s"`
 	Goroutines float64 `json:"goroutines"`
 	RSSBytes   float64 `json:"rss_bytes"`
+	OpenFDs    float64 `json:"open_fds"`
+	HeapBytes  float64 `json:"heap_inuse_bytes"`
+}
+
+// TargetSlopes are the least-squares slopes, per minute, of the target samples taken
+// while the load ran, after the warm-up (soak): flat resource use has slopes near zero.
+type TargetSlopes struct {
+	Samples             int     `json:"samples"`
+	GoroutinesPerMinute float64 `json:"goroutines_per_min"`
+	OpenFDsPerMinute    float64 `json:"open_fds_per_min"`
+	RSSBytesPerMinute   float64 `json:"rss_bytes_per_min"`
+	HeapBytesPerMinute  float64 `json:"heap_inuse_bytes_per_min"`
+	// Min and max over the same samples.
+	GoroutinesMin, GoroutinesMax float64
+	OpenFDsMin, OpenFDsMax       float64
+	RSSBytesMin, RSSBytesMax     float64
+	HeapBytesMin, HeapBytesMax   float64
+}
+
+// slopes fits a line to each series of samples with from <= t <= to (seconds).
+func slopes(samples []TargetSample, from, to float64) *TargetSlopes {
+	var xs, gs, fs, rs, hs []float64
+	for _, s := range samples {
+		if s.T >= from && s.T <= to {
+			xs = append(xs, s.T/60)
+			gs = append(gs, s.Goroutines)
+			fs = append(fs, s.OpenFDs)
+			rs = append(rs, s.RSSBytes)
+			hs = append(hs, s.HeapBytes)
+		}
+	}
+	if len(xs) < 2 {
+		return nil
+	}
+	out := &TargetSlopes{Samples: len(xs)}
+	out.GoroutinesPerMinute, out.GoroutinesMin, out.GoroutinesMax = fitSlope(xs, gs)
+	out.OpenFDsPerMinute, out.OpenFDsMin, out.OpenFDsMax = fitSlope(xs, fs)
+	out.RSSBytesPerMinute, out.RSSBytesMin, out.RSSBytesMax = fitSlope(xs, rs)
+	out.HeapBytesPerMinute, out.HeapBytesMin, out.HeapBytesMax = fitSlope(xs, hs)
+	return out
+}
+
+// fitSlope returns the least-squares slope of ys over xs, and ys' minimum and maximum.
+func fitSlope(xs, ys []float64) (slope, lo, hi float64) {
+	n := float64(len(xs))
+	var sx, sy, sxx, sxy float64
+	lo, hi = ys[0], ys[0]
+	for i := range xs {
+		sx += xs[i]
+		sy += ys[i]
+		sxx += xs[i] * xs[i]
+		sxy += xs[i] * ys[i]
+		lo, hi = min(lo, ys[i]), max(hi, ys[i])
+	}
+	if d := n*sxx - sx*sx; d != 0 {
+		slope = (n*sxy - sx*sy) / d
+	}
+	return slope, lo, hi
 }
 
 // Result is the outcome of a run; it is what -out writes as JSON.
@@ -82,7 +140,9 @@ type Result struct {
 	Generator     GeneratorStats `json:"generator"`
 	Timeline      []Sample       `json:"timeline"`
 	TargetSamples []TargetSample `json:"target_samples,omitempty"`
-	Notes         []string       `json:"notes,omitempty"`
+	// TargetSlopes fit the target samples after the warm-up (soak).
+	TargetSlopes *TargetSlopes `json:"target_slopes,omitempty"`
+	Notes        []string      `json:"notes,omitempty"`
 	// Passed is false when the error or loss rate passed its threshold; Failures says
 	// which.
 	Passed   bool     `json:"passed"`
@@ -142,6 +202,7 @@ func (r *runner) result(began, ended time.Time, cpu time.Duration) *Result {
 		Events:          make(map[string]EventCounts),
 		Timeline:        r.timeline,
 		TargetSamples:   r.targetSamples,
+		TargetSlopes:    slopes(r.targetSamples, r.cfg.Warmup.Seconds(), (r.cfg.Warmup + r.cfg.Duration).Seconds()),
 		Notes:           r.notes,
 		Passed:          true,
 		Generator: GeneratorStats{
@@ -220,6 +281,13 @@ func WriteSummary(w io.Writer, res *Result) error {
 		for _, k := range slices.Sorted(maps.Keys(res.Errors)) {
 			fmt.Fprintf(&b, "  %-24s %d\n", k, res.Errors[k])
 		}
+	}
+	if sl := res.TargetSlopes; sl != nil {
+		fmt.Fprintf(&b, "\ntarget over %d samples after the warm-up: slope per minute (min .. max)\n", sl.Samples)
+		fmt.Fprintf(&b, "  goroutines  %+.2f/min  (%.0f .. %.0f)\n", sl.GoroutinesPerMinute, sl.GoroutinesMin, sl.GoroutinesMax)
+		fmt.Fprintf(&b, "  open fds    %+.2f/min  (%.0f .. %.0f)\n", sl.OpenFDsPerMinute, sl.OpenFDsMin, sl.OpenFDsMax)
+		fmt.Fprintf(&b, "  RSS         %+.1f KiB/min  (%.1f .. %.1f MiB)\n", sl.RSSBytesPerMinute/1024, sl.RSSBytesMin/(1<<20), sl.RSSBytesMax/(1<<20))
+		fmt.Fprintf(&b, "  heap in use %+.1f KiB/min  (%.1f .. %.1f MiB)\n", sl.HeapBytesPerMinute/1024, sl.HeapBytesMin/(1<<20), sl.HeapBytesMax/(1<<20))
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)

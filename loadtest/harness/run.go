@@ -70,6 +70,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		StreamConns: streamConns,
 		Timeout:     cfg.Timeout,
 		StallWindow: max(cfg.StallWindow, 0),
+
+		Authorization: cfg.Authorization,
 	})
 	if err != nil {
 		return nil, err

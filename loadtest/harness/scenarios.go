@@ -279,8 +279,9 @@ func (r *runner) resumeCall(lane *Lane, sess *Session, cut *CutError, onEvent Ev
 }
 
 // runSoak is the soak scenario: half of Rate as tools/call echo, half as pushed events
-// over the GET streams, and session churn at Rate/100 per second, while the target's
-// metrics endpoint is sampled.
+// over the GET streams (each cut every CutEvery on average and resumed with
+// Last-Event-ID), session churn at Rate/100 per second and hostile requests at
+// HostileRate, while the target's metrics endpoint is sampled.
 func (r *runner) runSoak(ctx context.Context) error {
 	sessions := r.openSessions(ctx, r.cfg.Sessions)
 	nStreams := r.cfg.Streams
@@ -293,7 +294,7 @@ func (r *runner) runSoak(ctx context.Context) error {
 		if sess == nil {
 			continue
 		}
-		rd := &getReader{}
+		rd := &getReader{cuts: true, rng: r.rng(sess.Index)}
 		if r.startReader(sess, rd) == nil {
 			readers = append(readers, rd)
 		}
@@ -306,6 +307,15 @@ func (r *runner) runSoak(ctx context.Context) error {
 	go r.sampleTarget(sampleStop, sampleDone)
 	var wg sync.WaitGroup
 	wg.Add(2)
+	if hostileRate := r.cfg.HostileRate; hostileRate > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.openLoop(ctx, hostileRate, max(1, r.cfg.Conns/8), func(lane *Lane, i uint64, _ time.Time) {
+				r.hostile(lane, i, sessions[i%uint64(len(sessions))])
+			})
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		r.openLoop(ctx, r.cfg.Rate/2, r.cfg.Conns, func(lane *Lane, i uint64, intended time.Time) {

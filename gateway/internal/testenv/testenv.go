@@ -290,6 +290,19 @@ var loopbackPreload []byte
 // it to 127.0.0.1. Its stdout (a line per request) is discarded.
 func StartServerEverything(t testing.TB, node, entry string) *Proc {
 	t.Helper()
+	return startServerEverything(t, node, entry, "streamableHttp", "listening on port ", "/mcp")
+}
+
+// StartServerEverythingSSE starts the same server in its legacy HTTP+SSE
+// mode (`node <entry> sse`: GET /sse, POST /message?sessionId=...; it says
+// "Server is running on port N"). Its URL is the SSE endpoint's.
+func StartServerEverythingSSE(t testing.TB, node, entry string) *Proc {
+	t.Helper()
+	return startServerEverything(t, node, entry, "sse", "Server is running on port ", "/sse")
+}
+
+func startServerEverything(t testing.TB, node, entry, mode, ready, path string) *Proc {
+	t.Helper()
 	preload := filepath.Join(t.TempDir(), "loopback.mjs")
 	if err := os.WriteFile(preload, loopbackPreload, 0o644); err != nil {
 		t.Fatal(err)
@@ -297,12 +310,12 @@ func StartServerEverything(t testing.TB, node, entry string) *Proc {
 	for attempt := 0; attempt < 5; attempt++ {
 		addr := FreeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
-		cmd := exec.Command(node, "--import", "file://"+preload, entry, "streamableHttp")
+		cmd := exec.Command(node, "--import", "file://"+preload, entry, mode)
 		cmd.Env = append(os.Environ(), "PORT="+port)
 		p := start(t, "server-everything", cmd)
 		p.run(t)
-		if p.WaitStderr("listening on port "+port, 20*time.Second) && !p.Exited() {
-			p.URL = "http://" + addr + "/mcp"
+		if p.WaitStderr(ready+port, 20*time.Second) && !p.Exited() {
+			p.URL = "http://" + addr + path
 			return p
 		}
 		_ = p.Stop(time.Second) // the port was taken meanwhile, or it failed: try again

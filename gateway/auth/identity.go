@@ -1,0 +1,66 @@
+package auth
+
+import (
+	"errors"
+	"time"
+)
+
+// Identity is who a valid token names.
+type Identity struct {
+	// Principal names the client: a static token's principal, or a JWT's
+	// sub claim. Sessions are bound to it.
+	Principal string
+	// Scopes granted to the token (a JWT's scope or scp claim).
+	Scopes []string
+	// AllScopes: the token is trusted with every scope (a static token,
+	// issued by the operator).
+	AllScopes bool
+	// Expiry is when the token stops being valid; zero = never.
+	Expiry time.Time
+}
+
+// HasScopes reports whether every scope of required was granted.
+func (id Identity) HasScopes(required []string) bool {
+	if id.AllScopes {
+		return true
+	}
+	for _, r := range required {
+		found := false
+		for _, s := range id.Scopes {
+			if s == r {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	// ErrInvalidToken: the token is not one the Verifier accepts. Errors
+	// from Authenticate wrap it, and a TokenError says why.
+	ErrInvalidToken = errors.New("auth: invalid token")
+	// ErrConfig: a configuration (file, key, option) is unusable.
+	ErrConfig = errors.New("auth: invalid configuration")
+)
+
+// TokenError says why a token was refused. Reason is short and safe to show
+// the client (the error_description of a 401).
+type TokenError struct {
+	Reason string
+	Err    error // the underlying error, for logs
+}
+
+func (e *TokenError) Error() string {
+	if e.Err != nil {
+		return "auth: invalid token: " + e.Reason + ": " + e.Err.Error()
+	}
+	return "auth: invalid token: " + e.Reason
+}
+
+func (e *TokenError) Unwrap() []error { return []error{ErrInvalidToken, e.Err} }
+
+func invalid(reason string, err error) error { return &TokenError{Reason: reason, Err: err} }

@@ -1,0 +1,302 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+)
+
+// guardListener wraps the listener Serve is given. It counts connections
+// per client address and refuses the ones beyond Config.MaxConnsPerIP, and
+// wraps every connection in a guardConn, which refuses request heads with
+// bare LF or bare CR line ends.
+//
+// fasthttp's own Server.MaxConnsPerIP is not used: its connection wrapper
+// hides the socket (SyscallConn, SetWriteBuffer) that stream connections
+// are tuned through (tuneStreamConn), and it answers in plain text.
+type guardListener struct {
+	net.Listener
+	s        *Server
+	maxPerIP int // 0: no cap
+
+	// mu guards perIP, the open connections per client key (clientKey).
+	mu    sync.Mutex
+	perIP map[netip.Addr]int
+}
+
+func newGuardListener(ln net.Listener, s *Server) *guardListener {
+	return &guardListener{Listener: ln, s: s, maxPerIP: s.cfg.MaxConnsPerIP, perIP: map[netip.Addr]int{}}
+}
+
+// tooManyConns is the whole answer to a connection beyond the per-IP cap,
+// written before anything is read from it.
+var tooManyConns = func() []byte {
+	body := jsonrpc.AppendError(nil, nil, jsonrpc.CodeServerError, "Too Many Requests: too many connections from this address", nil)
+	head := "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
+	b := append([]byte(head), strconv.Itoa(len(body))...)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
+}()
+
+// Accept returns the next connection within the per-IP cap.
+func (l *guardListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key, counted := clientKey(c.RemoteAddr())
+		if counted && l.maxPerIP > 0 {
+			l.mu.Lock()
+			n := l.perIP[key]
+			if n >= l.maxPerIP {
+				l.mu.Unlock()
+				l.s.metrics.connsRefused.Add(1)
+				l.s.metrics.status(429)
+				// A fresh socket's send buffer is empty: this write does not
+				// block the accept loop; the deadline makes sure of it.
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = c.Write(tooManyConns)
+				_ = c.Close()
+				continue
+			}
+			l.perIP[key] = n + 1
+			l.mu.Unlock()
+		} else {
+			counted = false
+		}
+		return &guardConn{Conn: c, l: l, key: key, counted: counted, state: headMethod}, nil
+	}
+}
+
+// release returns one connection of key.
+func (l *guardListener) release(key netip.Addr) {
+	l.mu.Lock()
+	if n := l.perIP[key] - 1; n > 0 {
+		l.perIP[key] = n
+	} else {
+		delete(l.perIP, key)
+	}
+	l.mu.Unlock()
+}
+
+// clientKey is what connections are counted by: the client's IPv4 address,
+// or the /64 of an IPv6 address (one host usually has a whole /64).
+func clientKey(a net.Addr) (netip.Addr, bool) {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(tcp.IP)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		ip = p.Addr()
+	}
+	return ip, true
+}
+
+// errBareLineEnd: a request head used a bare LF or CR as a line end. The
+// ErrorHandler answers 400 at once (fasthttp would otherwise wait for a
+// CRLF CRLF that never comes, until the read timeout).
+var errBareLineEnd = errors.New("bare LF or CR in the request head")
+
+// guardConn is one accepted connection. Its Read watches request heads: a
+// LF not preceded by CR, or a CR not followed by LF, ends the request with
+// errBareLineEnd. Only heads that start where a request surely starts are
+// watched: at the connection's start and at the first read after each
+// response write, and only once their first bytes form a request line
+// ("METHOD target HTTP/d.d"; a pipelined request's body never does); from
+// the end of a head to the next write nothing is looked at.
+//
+// Read runs on the connection's fasthttp goroutine only; Write may run on
+// another (a stream's writer), so it only sets an atomic flag.
+type guardConn struct {
+	net.Conn
+	l       *guardListener
+	key     netip.Addr
+	counted bool
+	closed  atomic.Bool
+	wrote   atomic.Bool // a response was written since the last Read
+
+	state headState
+	n     int   // bytes of the current token (method, target) or line so far, CR excluded
+	cr    bool  // the last byte read in the head was a CR
+	err   error // sticky: the head was refused
+}
+
+type headState uint8
+
+const (
+	headOff     headState = iota // not watching
+	headMethod                   // at a request's start: preamble CRLFs, then the method token
+	headTarget                   // the request target
+	headVersion                  // "HTTP/d.d"
+	headLines                    // the rest of the head
+)
+
+// versionPattern is the request line's end; '#' stands for a digit.
+const versionPattern = "HTTP/#.#"
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.wrote.Load() && c.wrote.Swap(false) {
+		c.state, c.cr, c.n = headMethod, false, 0
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.state != headOff {
+		if bad := c.scan(p[:n]); bad >= 0 {
+			c.err = errBareLineEnd
+			if bad == 0 {
+				return 0, c.err
+			}
+			return bad, nil // what came before; the next Read fails
+		}
+	}
+	return n, err
+}
+
+// scan follows the head through b. It returns the offset of a bare line
+// end, or -1. The request line's start is looked at byte by byte; the rest
+// of the head jumps from line end to line end.
+func (c *guardConn) scan(b []byte) int {
+	for i := 0; i < len(b); {
+		ch := b[i]
+		switch c.state {
+		case headOff:
+			return -1
+		case headMethod:
+			switch {
+			case (ch == '\r' || ch == '\n') && c.n == 0:
+				// empty lines before the request line are allowed
+			case ch >= 'A' && ch <= 'Z' && c.n < 32:
+				c.n++
+			case ch == ' ' && c.n > 0:
+				c.state, c.n = headTarget, 0
+			default:
+				c.state = headOff // not a request line: leave it to fasthttp
+			}
+			i++
+			continue
+		case headTarget:
+			switch {
+			case ch > ' ' && ch < 0x7f:
+				c.n++
+			case ch == ' ' && c.n > 0:
+				c.state, c.n = headVersion, 0
+			default:
+				c.state = headOff
+			}
+			i++
+			continue
+		case headVersion:
+			if c.n < len(versionPattern) {
+				want := versionPattern[c.n]
+				if ch == want || (want == '#' && ch >= '0' && ch <= '9') {
+					c.n++
+				} else {
+					c.state = headOff
+				}
+				i++
+				continue
+			}
+			c.state, c.n = headLines, len(versionPattern) // the request line goes on: its end follows
+		}
+		// headLines
+		if c.cr {
+			if ch != '\n' {
+				return i // bare CR
+			}
+			c.cr = false
+			if c.n == 0 { // CRLF CRLF: the head ends
+				c.state = headOff
+				return -1
+			}
+			c.n = 0
+			i++
+			continue
+		}
+		j := indexLineEnd(b[i:])
+		if j < 0 {
+			c.n += len(b) - i
+			return -1
+		}
+		c.n += j
+		i += j
+		if b[i] == '\n' {
+			return i // bare LF
+		}
+		c.cr = true
+		i++
+	}
+	return -1
+}
+
+// indexLineEnd returns the offset of the first CR or LF in b, or -1.
+func indexLineEnd(b []byte) int {
+	r, n := bytes.IndexByte(b, '\r'), bytes.IndexByte(b, '\n')
+	switch {
+	case r < 0:
+		return n
+	case n < 0 || r < n:
+		return r
+	}
+	return n
+}
+
+func (c *guardConn) Write(p []byte) (int, error) {
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+// Close closes the connection and returns its place under the per-IP cap,
+// once.
+func (c *guardConn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	err := c.Conn.Close()
+	if c.counted {
+		c.l.release(c.key)
+	}
+	return err
+}
+
+// SetWriteBuffer and SyscallConn reach the socket, so stream connections
+// can be tuned (tuneStreamConn).
+func (c *guardConn) SetWriteBuffer(n int) error {
+	if wb, ok := c.Conn.(interface{ SetWriteBuffer(int) error }); ok {
+		return wb.SetWriteBuffer(n)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *guardConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
+// readBody is fasthttp's HeaderReceived hook: once a request's head is in,
+// its body gets Config.ReadBodyTimeout (the head had ReadHeaderTimeout).
+func (s *Server) readBody(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: s.cfg.ReadBodyTimeout}
+}
