@@ -30,7 +30,7 @@
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat lat churn rss scrape everything jwt"   sections to skip (scrape needs rss)
+#   SKIP="sat lat churn rss scrape everything stateless jwt"   sections to skip (scrape needs rss)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -75,7 +75,7 @@ need_pkg() { # command package
 }
 # Caddy only for the sections that compare with it.
 CADDY=0
-if ! skip sat || ! skip lat; then CADDY=1; fi
+if ! skip sat || ! skip lat || ! skip stateless; then CADDY=1; fi
 [[ $CADDY == 1 ]] && need_pkg caddy caddy
 need_pkg jq jq
 command -v flock >/dev/null || die "flock (util-linux) not found"
@@ -512,6 +512,85 @@ if ! skip everything; then
 	fi
 fi
 
+# ---- 5b. stateless tools/call (2026-07-28) on the stateless reference server ---------
+# The reference server in its default mode (stateless, 2026-07-28) directly, through
+# mcpgate (which routes by the Mcp-Method header and touches no session shard) and
+# through Caddy, with requests of the stateless revision (no session; version, method
+# and name in headers, _meta in the body): the same figures as the session rows.
+if ! skip stateless; then
+	if [[ ! -x $EVERYTHING ]]; then
+		log "skipping the stateless runs: $EVERYTHING missing (make tools)"
+	else
+		sl_port=$(free_port)
+		"$EVERYTHING" -http="127.0.0.1:$sl_port" >"$TMP/everything-sl.out" 2>"$TMP/everything-sl.err" 9>&- &
+		SL_PID=$!
+		PIDS+=("$SL_PID")
+		for _ in $(seq 100); do
+			curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$sl_port/mcp" && break
+			sleep 0.1
+		done
+		SL_URL="http://127.0.0.1:$sl_port/mcp"
+		start sl-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$SL_URL" -log-level warn
+		SLGW_PID=$STARTED_PID SLGW_URL=$STARTED_URL
+		SLC_PID="" SLC_URL=""
+		if [[ $CADDY == 1 ]]; then
+			slc_port=$(free_port)
+			cat >"$TMP/Caddyfile-sl" <<-EOF
+			{
+				admin off
+				auto_https off
+			}
+			http://127.0.0.1:$slc_port {
+				reverse_proxy 127.0.0.1:$sl_port {
+					flush_interval -1
+					transport http {
+						keepalive_idle_conns_per_host 1024
+					}
+				}
+			}
+			EOF
+			env XDG_DATA_HOME="$TMP/caddy-sl-data" XDG_CONFIG_HOME="$TMP/caddy-sl-config" HOME="$TMP" \
+				${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile-sl" --adapter caddyfile >"$TMP/caddy-sl.out" 2>"$TMP/caddy-sl.err" 9>&- &
+			SLC_PID=$!
+			PIDS+=("$SLC_PID")
+			SLC_URL="http://127.0.0.1:$slc_port/mcp"
+			wait_http "http://127.0.0.1:$slc_port/"
+		fi
+		targets="direct mcpgate"; [[ -n $SLC_PID ]] && targets="direct mcpgate caddy"
+		begin_lock
+		for round in $(seq "$EVERYTHING_ROUNDS"); do
+			for target in $targets; do
+				case $target in
+				direct) url=$SL_URL pid="" ;;
+				mcpgate) url=$SLGW_URL pid=$SLGW_PID ;;
+				caddy) url=$SLC_URL pid=$SLC_PID ;;
+				esac
+				name="stateless-$target-r$round"
+				log "stateless test_simple_text round $round: $target"
+				busy=$(quiet)
+				la=$(cut -d' ' -f1 /proc/loadavg)
+				p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+				e0=$(ticks "$SL_PID")
+				with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_STATELESS=1 CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
+					"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
+				p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+				e1=$(ticks "$SL_PID")
+				sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
+				[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "stateless run failed"; }
+				[[ $(jq -r .errors "$OUT/$name.json") == 0 ]] || { cat "$OUT/$name.json" >&2; die "stateless run had errors"; }
+				rec stateless "$target" "$round" c16 loadavg "$la"
+				rec stateless "$target" "$round" c16 busy_before_pct "$busy"
+				rec stateless "$target" "$round" c16 proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+				rec stateless "$target" "$round" c16 upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
+				for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
+					rec stateless "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
+				done
+			done
+		done
+		end_lock
+	fi
+fi
+
 # ---- 6. JWT validation on and off: POST throughput and CPU per request ------------
 # The same closed-loop tools/call load, bearer token included, on the gateway without
 # authentication (which ignores the header) and on the one validating the RS256 JWT
@@ -668,6 +747,22 @@ loadavgs() {
 			echo "| $t | $(fmt "$(med everything "$t" c16 rps)" 0f) | $(med everything "$t" c16 p50_ms) | $(med everything "$t" c16 p99_ms) | $cu | $(fmt "$(med everything "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs everything "$t" c16)|"
 		done
 		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything direct c16 rps)")")** | | | | | |"
+		echo
+	fi
+	if ! skip stateless && [[ -x $EVERYTHING ]]; then
+		echo "## stateless tools/call test_simple_text (2026-07-28) on the stateless reference server (closed loop, 16 workers, 5 s, medians of $EVERYTHING_ROUNDS rounds)"
+		echo
+		echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|---|"
+		for t in direct mcpgate caddy; do
+			[[ $(med stateless "$t" c16 rps) == nan ]] && continue
+			cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us stateless "$t" c16)" 1f)
+			echo "| $t | $(fmt "$(med stateless "$t" c16 rps)" 0f) | $(med stateless "$t" c16 p50_ms) | $(med stateless "$t" c16 p99_ms) | $cu | $(fmt "$(med stateless "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs stateless "$t" c16)|"
+		done
+		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med stateless mcpgate c16 rps)" "$(med stateless direct c16 rps)")")** | | | | | |"
+		if [[ $(med stateless caddy c16 rps) != nan ]]; then
+			echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med stateless mcpgate c16 rps)" "$(med stateless caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us stateless mcpgate c16)" "$(cpu_us stateless caddy c16)")")** | | |"
+		fi
 		echo
 	fi
 } >"$OUT/summary.md"

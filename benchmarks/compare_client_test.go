@@ -117,6 +117,13 @@ func TestCompareClosedLoop(t *testing.T) {
 	duration := envDuration(t, "CMP_DURATION", 5*time.Second)
 
 	authz := os.Getenv("CMP_AUTHORIZATION") // e.g. "Bearer <jwt>", sent with every request
+	// CMP_STATELESS=1: requests of the stateless revision (2026-07-28): no
+	// initialize, no session; the version, method and name in headers and
+	// the per-request _meta in the body.
+	stateless := os.Getenv("CMP_STATELESS") != ""
+	if stateless {
+		nsess = 0
+	}
 	c, err := harness.NewClient(harness.ClientConfig{
 		Target: target, Version: "2025-11-25", Conns: conc, StreamConns: 4, Timeout: 10 * time.Second,
 		Authorization: authz,
@@ -156,14 +163,17 @@ func TestCompareClosedLoop(t *testing.T) {
 	hc := &fasthttp.HostClient{Addr: u.Host, MaxConns: conc, MaxConnWaitTimeout: 10 * time.Second,
 		ReadBufferSize: 16 << 10, NoDefaultUserAgentHeader: true}
 	prefix := []byte(`{"jsonrpc":"2.0","id":`)
-	suffix := []byte(`,"method":"tools/call","params":{"name":"` + tool + `","arguments":{` + map[bool]string{true: `"size":0`}[tool == "echo"] + `}}}`)
+	args := `"arguments":{` + map[bool]string{true: `"size":0`}[tool == "echo"] + `}`
+	if stateless {
+		args += `,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	}
+	suffix := []byte(`,"method":"tools/call","params":{"name":"` + tool + `",` + args + `}}`)
 	var wg sync.WaitGroup
 	for w := range conc {
 		hists[w] = hdrhistogram.New(1, 60_000_000, 3)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sess := sessions[w%nsess]
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
@@ -171,8 +181,15 @@ func TestCompareClosedLoop(t *testing.T) {
 			req.Header.SetMethod(fasthttp.MethodPost)
 			req.Header.SetContentType("application/json")
 			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Mcp-Session-Id", sess.ID)
-			req.Header.Set("MCP-Protocol-Version", sess.Version)
+			if stateless {
+				req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+				req.Header.Set("Mcp-Method", "tools/call")
+				req.Header.Set("Mcp-Name", tool)
+			} else {
+				sess := sessions[w%nsess]
+				req.Header.Set("Mcp-Session-Id", sess.ID)
+				req.Header.Set("MCP-Protocol-Version", sess.Version)
+			}
 			if authz != "" {
 				req.Header.Set("Authorization", authz)
 			}
@@ -219,7 +236,7 @@ func TestCompareClosedLoop(t *testing.T) {
 	}
 	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	res := map[string]any{
-		"target": target, "tool": tool, "conc": conc, "sessions": nsess,
+		"target": target, "tool": tool, "conc": conc, "sessions": nsess, "stateless": stateless,
 		"measured_s": duration.Seconds(), "completed": measured.Load(),
 		"rps":    float64(measured.Load()) / duration.Seconds(),
 		"p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99), "p99_9_ms": ms(99.9),
