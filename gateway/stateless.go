@@ -247,7 +247,15 @@ func (s *Server) endEphemeral(sess *session) {
 	s.ephemeral.Delete(sess)
 	sess.cancel()
 	for _, st := range streams {
-		st.closeUpstream()
+		if !st.ring.Closed() {
+			// Ended before its answers: the client's close cancels the
+			// request upstream. A finished stream's pump reads the
+			// upstream answer to its end and closes it itself, so its
+			// connection goes back to the pool (closing it here, while
+			// the terminating chunk is still on its way, cost a new
+			// upstream connection per request).
+			st.closeUpstream()
+		}
 		s.finishStream(st)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
@@ -472,6 +473,9 @@ type upReader struct {
 	done   chan struct{}
 	once   sync.Once
 	back   []byte // a message put back by the consumer (its one goroutine)
+	// finished: done was closed by finish (the call was answered), so
+	// the reader reads the stream to its end and closes it itself.
+	finished atomic.Bool
 }
 
 type readResult struct {
@@ -486,7 +490,20 @@ func newUpReader(s Stream) *upReader {
 }
 
 func (r *upReader) run() {
+	defer func() {
+		if r.finished.Load() {
+			_ = r.stream.Close()
+		}
+	}()
 	for {
+		select {
+		case <-r.done:
+			if r.finished.Load() {
+				Drain(r.stream)
+			}
+			return
+		default:
+		}
 		m, err := r.stream.Next()
 		var res readResult
 		if err != nil {
@@ -497,6 +514,9 @@ func (r *upReader) run() {
 		select {
 		case r.ch <- res:
 		case <-r.done:
+			if err == nil && r.finished.Load() {
+				Drain(r.stream)
+			}
 			return
 		}
 		if err != nil {
@@ -529,6 +549,17 @@ func (r *upReader) next(ctx context.Context, wait time.Duration) ([]byte, error)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// finish ends the reader of an answered call: the reader goroutine reads
+// what is left of the stream (Drain: the upstream ends it right after the
+// response) and closes it, so an HTTP connection goes back to the pool
+// instead of being closed with the stream's end still on its way.
+func (r *upReader) finish() {
+	r.once.Do(func() {
+		r.finished.Store(true)
+		close(r.done)
+	})
 }
 
 // stop closes the stream and ends the reader.
@@ -592,7 +623,7 @@ func (c *poolCall) handle(ctx context.Context, msg []byte) (out []byte, final, k
 		c.mu.Lock()
 		c.done = true
 		c.mu.Unlock()
-		_ = c.rd.stop()
+		c.rd.finish() // read to its end, so the connection is pooled
 		e.ID = c.clientID
 		return completeResult(e.encode()), true, false
 	case e.isRequest():
@@ -710,8 +741,10 @@ func (c *poolCall) Close() error {
 			_ = r.Stream.Close()
 		}
 		cancel()
+		return c.rd.stop()
 	}
-	return c.rd.stop()
+	c.rd.finish()
+	return nil
 }
 
 // parkedCall is an upstream call waiting for the client's input.

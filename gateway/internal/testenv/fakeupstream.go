@@ -921,6 +921,16 @@ func (v *FakeView) StreamEnded(n int) bool {
 	return n <= len(v.f.streams) && v.f.streams[n-1].end != ""
 }
 
+// StreamEnd returns how the n-th stream handed out (1-based) ended: "EOF"
+// (read to its end), "closed by the gateway", "cut: ..." or "fake
+// stopped"; "" while it is open or when there is no such stream.
+func (v *FakeView) StreamEnd(n int) string {
+	if n > len(v.f.streams) {
+		return ""
+	}
+	return v.f.streams[n-1].end
+}
+
 // Records returns a copy of the records so far.
 func (f *FakeUpstream) Records() []Record {
 	f.mu.Lock()
