@@ -7,7 +7,11 @@
 # process collectors; the hand-written counters stay), so the library's cost is the
 # difference between (b) and (d) in the same rounds. At the largest RSS step (100k
 # idle sessions) the section "scrape" measures what one scrape of /metrics, and one
-# poll of the admin page's /admin/v1/stats, costs the gateway in CPU and RSS.
+# poll of the admin page's /admin/v1/stats, costs the gateway in CPU and RSS. Section
+# "sse" runs a second mock answering every call with a one-event SSE stream (direct,
+# mcpgate, Caddy) next to mcpgate's JSON-answered calls; "everything" and "stateless"
+# put the reference server (stateful, and stateless 2026-07-28 with requests of that
+# revision) behind mcpgate and behind Caddy.
 #
 #   make build && make tools && benchmarks/compare.sh      (or: make bench-compare)
 #
@@ -30,7 +34,7 @@
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat lat churn rss scrape everything stateless jwt"   sections to skip (scrape needs rss)
+#   SKIP="sat sse lat churn rss scrape everything stateless jwt"   sections to skip (scrape needs rss)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -75,7 +79,7 @@ need_pkg() { # command package
 }
 # Caddy only for the sections that compare with it.
 CADDY=0
-if ! skip sat || ! skip lat || ! skip stateless; then CADDY=1; fi
+if ! skip sat || ! skip sse || ! skip lat || ! skip everything || ! skip stateless; then CADDY=1; fi
 [[ $CADDY == 1 ]] && need_pkg caddy caddy
 need_pkg jq jq
 command -v flock >/dev/null || die "flock (util-linux) not found"
@@ -200,15 +204,18 @@ GW_PID=$STARTED_PID GW_URL=$STARTED_URL
 start gateway-nometrics "$GW_PROCS" "$TMP/gateway-nometrics" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 NM_PID=$STARTED_PID NM_URL=$STARTED_URL
 
-if [[ $CADDY == 1 ]]; then
-	CADDY_PORT=$(free_port)
-	cat >"$TMP/Caddyfile" <<-EOF
+# start_caddy NAME HOST:PORT: Caddy's reverse_proxy (flush_interval -1, a pool of 1,024
+# idle upstream connections) in front of HOST:PORT; sets STARTED_PID and STARTED_URL.
+start_caddy() {
+	local name=$1 hostport=$2 port
+	port=$(free_port)
+	cat >"$TMP/Caddyfile-$name" <<-EOF
 	{
 		admin off
 		auto_https off
 	}
-	http://127.0.0.1:$CADDY_PORT {
-		reverse_proxy $UP_HOSTPORT {
+	http://127.0.0.1:$port {
+		reverse_proxy $hostport {
 			flush_interval -1
 			transport http {
 				keepalive_idle_conns_per_host 1024
@@ -216,18 +223,23 @@ if [[ $CADDY == 1 ]]; then
 		}
 	}
 	EOF
-	cp "$TMP/Caddyfile" "$OUT/Caddyfile"
-	env XDG_DATA_HOME="$TMP/caddy-data" XDG_CONFIG_HOME="$TMP/caddy-config" HOME="$TMP" \
-		${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile" --adapter caddyfile >"$TMP/caddy.out" 2>"$TMP/caddy.err" 9>&- &
-	CADDY_PID=$!
-	PIDS+=("$CADDY_PID")
-	CADDY_URL="http://127.0.0.1:$CADDY_PORT/mcp"
+	cp "$TMP/Caddyfile-$name" "$OUT/Caddyfile-$name"
+	env XDG_DATA_HOME="$TMP/$name-data" XDG_CONFIG_HOME="$TMP/$name-config" HOME="$TMP" \
+		${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile-$name" --adapter caddyfile >"$TMP/$name.out" 2>"$TMP/$name.err" 9>&- &
+	STARTED_PID=$!
+	PIDS+=("$STARTED_PID")
+	STARTED_URL="http://127.0.0.1:$port/mcp"
 	for _ in $(seq 100); do
-		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CADDY_PORT/" && break
-		kill -0 "$CADDY_PID" 2>/dev/null || { cat "$TMP/caddy.err" >&2; die "caddy exited at start"; }
+		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break
+		kill -0 "$STARTED_PID" 2>/dev/null || { cat "$TMP/$name.err" >&2; die "$name exited at start"; }
 		sleep 0.1
 	done
-	wait_http "http://127.0.0.1:$CADDY_PORT/"
+	wait_http "http://127.0.0.1:$port/"
+}
+
+if [[ $CADDY == 1 ]]; then
+	start_caddy caddy "$UP_HOSTPORT"
+	CADDY_PID=$STARTED_PID CADDY_URL=$STARTED_URL
 	log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID), caddy $CADDY_URL (pid $CADDY_PID)"
 else
 	log "upstream $UP_URL (pid $UP_PID), mcpgate $GW_URL (pid $GW_PID)"
@@ -244,8 +256,8 @@ if ! skip jwt; then
 	log "mcpgate with JWT validation $JWTGW_URL (pid $JWTGW_PID)"
 fi
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; esac; }
+url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; direct-sse) echo "$SSEUP_URL" ;; mcpgate-sse) echo "$SSEGW_URL" ;; caddy-sse) echo "$SSECADDY_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; direct-sse) echo "" ;; mcpgate-sse) echo "$SSEGW_PID" ;; caddy-sse) echo "$SSECADDY_PID" ;; esac; }
 
 # cpu_busy: percent of both cores busy over the last second (anyone's work).
 cpu_busy() {
@@ -287,13 +299,15 @@ measure() {
 	busy=$(quiet)
 	la=$(cut -d' ' -f1 /proc/loadavg)
 	p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-	u0=$(ticks "$UP_PID")
+	local up=$UP_PID
+	[[ $target == *-sse ]] && up=$SSEUP_PID
+	u0=$(ticks "$up")
 	t0=$(date +%s.%N)
 	TIMEFORMAT='%U %S'
 	{ time with_procs "$LG_PROCS" "$@" >"$OUT/$name.json" 2>"$TMP/$name.err" 9>&-; } 2>"$TMP/$name.time" || true
 	t1=$(date +%s.%N)
 	p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-	u1=$(ticks "$UP_PID")
+	u1=$(ticks "$up")
 	read -r lu ls <"$TMP/$name.time"
 	rec "$section" "$target" "$round" "$param" loadavg "$la"
 	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
@@ -325,6 +339,36 @@ if ! skip sat; then
 			done
 			end_lock
 		done
+	done
+fi
+
+# ---- 1b. SSE-answered calls: the same mock answering every call with a one-event SSE
+# stream (-answer-sse), through mcpgate and Caddy, next to mcpgate's JSON-answered calls
+# in the same rounds: what an SSE answer costs the gateway over a JSON one.
+if ! skip sse; then
+	start sse-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0 -answer-sse
+	SSEUP_PID=$STARTED_PID SSEUP_URL=$STARTED_URL
+	SSEUP_HOSTPORT=${SSEUP_URL#http://}; SSEUP_HOSTPORT=${SSEUP_HOSTPORT%%/*}
+	start sse-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$SSEUP_URL" -max-sessions 200000 -log-level warn
+	SSEGW_PID=$STARTED_PID SSEGW_URL=$STARTED_URL
+	start_caddy caddy-sse "$SSEUP_HOSTPORT"
+	SSECADDY_PID=$STARTED_PID SSECADDY_URL=$STARTED_URL
+	for round in $(seq "$ROUNDS"); do
+		begin_lock
+		order="direct-sse mcpgate mcpgate-sse caddy-sse"
+		((round % 2 == 0)) && order="direct-sse mcpgate-sse mcpgate caddy-sse"
+		for target in $order; do
+			log "sse c=16 round $round: $target"
+			measure sse "$target" "$round" c16 env CMP_TARGET="$(url_of "$target")" CMP_CONC=16 \
+				CMP_DURATION="$SAT_DURATION" CMP_WARMUP=1s "$CMP" -test.run '^TestCompareClosedLoop$'
+			cp "$LAST_JSON" "$LAST_ERR.out"
+			sed -n 's/^RESULT //p' "$LAST_JSON" >"$LAST_JSON.tmp" && mv "$LAST_JSON.tmp" "$LAST_JSON"
+			[[ -s $LAST_JSON ]] || { tail -n 20 "$LAST_ERR.out" "$LAST_ERR" >&2; die "sse run failed"; }
+			for k in rps p50_ms p99_ms p99_9_ms errors requests; do
+				rec sse "$target" "$round" c16 "$k" "$(jq -r ".$k" "$LAST_JSON")"
+			done
+		done
+		end_lock
 	done
 fi
 
@@ -480,11 +524,17 @@ if ! skip everything; then
 		EV_URL="http://127.0.0.1:$ev_port/mcp"
 		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
 		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
+		EVC_PID="" ev_targets="direct mcpgate"
+		if [[ $CADDY == 1 ]]; then
+			start_caddy caddy-everything "127.0.0.1:$ev_port"
+			EVC_PID=$STARTED_PID EVC_URL=$STARTED_URL ev_targets="direct mcpgate caddy"
+		fi
 		begin_lock
 		for round in $(seq "$EVERYTHING_ROUNDS"); do
-			for target in direct mcpgate; do
+			for target in $ev_targets; do
 				url=$EV_URL pid=""
 				[[ $target == mcpgate ]] && url=$EVGW_URL pid=$EVGW_PID
+				[[ $target == caddy ]] && url=$EVC_URL pid=$EVC_PID
 				name="everything-$target-r$round"
 				log "everything-server test_simple_text round $round: $target"
 				busy=$(quiet)
@@ -534,27 +584,8 @@ if ! skip stateless; then
 		SLGW_PID=$STARTED_PID SLGW_URL=$STARTED_URL
 		SLC_PID="" SLC_URL=""
 		if [[ $CADDY == 1 ]]; then
-			slc_port=$(free_port)
-			cat >"$TMP/Caddyfile-sl" <<-EOF
-			{
-				admin off
-				auto_https off
-			}
-			http://127.0.0.1:$slc_port {
-				reverse_proxy 127.0.0.1:$sl_port {
-					flush_interval -1
-					transport http {
-						keepalive_idle_conns_per_host 1024
-					}
-				}
-			}
-			EOF
-			env XDG_DATA_HOME="$TMP/caddy-sl-data" XDG_CONFIG_HOME="$TMP/caddy-sl-config" HOME="$TMP" \
-				${CADDY_PROCS:+GOMAXPROCS=$CADDY_PROCS} caddy run --config "$TMP/Caddyfile-sl" --adapter caddyfile >"$TMP/caddy-sl.out" 2>"$TMP/caddy-sl.err" 9>&- &
-			SLC_PID=$!
-			PIDS+=("$SLC_PID")
-			SLC_URL="http://127.0.0.1:$slc_port/mcp"
-			wait_http "http://127.0.0.1:$slc_port/"
+			start_caddy caddy-stateless "127.0.0.1:$sl_port"
+			SLC_PID=$STARTED_PID SLC_URL=$STARTED_URL
 		fi
 		targets="direct mcpgate"; [[ -n $SLC_PID ]] && targets="direct mcpgate caddy"
 		begin_lock
@@ -740,13 +771,31 @@ loadavgs() {
 	if ! skip everything && [[ -x $EVERYTHING ]]; then
 		echo "## tools/call test_simple_text on the reference everything-server (closed loop, 16 workers, 5 s, medians of $EVERYTHING_ROUNDS rounds)"
 		echo
-		echo "| target | rps | p50 ms | p99 ms | mcpgate CPU us/req | everything-server CPU s | load avg / busy % before each run |"
+		echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
 		echo "|---|---|---|---|---|---|---|"
-		for t in direct mcpgate; do
-			cu="-"; [[ $t == mcpgate ]] && cu=$(fmt "$(cpu_us everything mcpgate c16)" 1f)
+		for t in direct mcpgate caddy; do
+			[[ $(med everything "$t" c16 rps) == nan ]] && continue
+			cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us everything "$t" c16)" 1f)
 			echo "| $t | $(fmt "$(med everything "$t" c16 rps)" 0f) | $(med everything "$t" c16 p50_ms) | $(med everything "$t" c16 p99_ms) | $cu | $(fmt "$(med everything "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs everything "$t" c16)|"
 		done
 		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything direct c16 rps)")")** | | | | | |"
+		if [[ $(med everything caddy c16 rps) != nan ]]; then
+			echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us everything mcpgate c16)" "$(cpu_us everything caddy c16)")")** | | |"
+		fi
+		echo
+	fi
+	if ! skip sse; then
+		echo "## SSE-answered calls on the mock (-answer-sse), next to JSON-answered ones (closed loop, 16 workers, $SAT_DURATION, medians of $ROUNDS rounds)"
+		echo
+		echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | load avg / busy % before each run |"
+		echo "|---|---|---|---|---|---|"
+		for t in direct-sse mcpgate mcpgate-sse caddy-sse; do
+			cu="-"; [[ $t != direct-sse ]] && cu=$(fmt "$(cpu_us sse "$t" c16)" 1f)
+			echo "| $t | $(fmt "$(med sse "$t" c16 rps)" 0f) | $(med sse "$t" c16 p50_ms) | $(med sse "$t" c16 p99_ms) | $cu | $(loadavgs sse "$t" c16)|"
+		done
+		echo "| **mcpgate SSE / mcpgate JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us sse mcpgate-sse c16)" "$(cpu_us sse mcpgate c16)")")** | |"
+		echo "| **mcpgate SSE / caddy SSE** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us sse mcpgate-sse c16)" "$(cpu_us sse caddy-sse c16)")")** | |"
+		echo "| **mcpgate SSE / direct SSE** (throughput) | **$(fmt "$(ratio "$(med sse mcpgate-sse c16 rps)" "$(med sse direct-sse c16 rps)")")** | | | | |"
 		echo
 	fi
 	if ! skip stateless && [[ -x $EVERYTHING ]]; then
