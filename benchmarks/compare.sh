@@ -508,57 +508,71 @@ if ! skip rss; then
 	done
 fi
 
+# reference_section SECTION SERVER_FLAGS CLIENT_ENV: the reference everything-server
+# started with SERVER_FLAGS, and in front of it mcpgate and (with Caddy) Caddy;
+# EVERYTHING_ROUNDS rounds of tools/call test_simple_text (16 workers, 5 s) against each
+# in turn, with CLIENT_ENV (VAR=value) given to the closed-loop client; the server's CPU
+# around each run is recorded too.
+reference_section() {
+	local section=$1 flags=$2 client_env=$3 port srv_pid srv_url targets round target url pid
+	local name busy la p0 p1 e0 e1 k
+	port=$(free_port)
+	# shellcheck disable=SC2086 # flags are words
+	"$EVERYTHING" -http="127.0.0.1:$port" $flags >"$TMP/$section-server.out" 2>"$TMP/$section-server.err" 9>&- &
+	srv_pid=$!
+	PIDS+=("$srv_pid")
+	for _ in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/mcp" && break
+		sleep 0.1
+	done
+	srv_url="http://127.0.0.1:$port/mcp"
+	start "$section-gateway" "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$srv_url" -log-level warn
+	local gw_pid=$STARTED_PID gw_url=$STARTED_URL caddy_pid="" caddy_url=""
+	targets="direct mcpgate"
+	if [[ $CADDY == 1 ]]; then
+		start_caddy "caddy-$section" "127.0.0.1:$port"
+		caddy_pid=$STARTED_PID caddy_url=$STARTED_URL targets="direct mcpgate caddy"
+	fi
+	begin_lock
+	for round in $(seq "$EVERYTHING_ROUNDS"); do
+		for target in $targets; do
+			case $target in
+			direct) url=$srv_url pid="" ;;
+			mcpgate) url=$gw_url pid=$gw_pid ;;
+			caddy) url=$caddy_url pid=$caddy_pid ;;
+			esac
+			name="$section-$target-r$round"
+			log "$section test_simple_text round $round: $target"
+			busy=$(quiet)
+			la=$(cut -d' ' -f1 /proc/loadavg)
+			p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+			e0=$(ticks "$srv_pid")
+			# shellcheck disable=SC2086 # client_env is VAR=value words
+			with_procs "$LG_PROCS" env CMP_TARGET="$url" $client_env CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
+				"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
+			p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+			e1=$(ticks "$srv_pid")
+			sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
+			[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "$section run failed"; }
+			rec "$section" "$target" "$round" c16 loadavg "$la"
+			rec "$section" "$target" "$round" c16 busy_before_pct "$busy"
+			rec "$section" "$target" "$round" c16 proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+			rec "$section" "$target" "$round" c16 upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
+			for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
+				rec "$section" "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
+			done
+		done
+	done
+	end_lock
+}
+
 # ---- 5. tools/call test_simple_text on the reference everything-server -------------
+# The reference server kept stateful (session-era requests, SSE answers).
 if ! skip everything; then
 	if [[ ! -x $EVERYTHING ]]; then
 		log "skipping the everything-server runs: $EVERYTHING missing (make tools)"
 	else
-		ev_port=$(free_port)
-		"$EVERYTHING" -http="127.0.0.1:$ev_port" -stateless=false >"$TMP/everything.out" 2>"$TMP/everything.err" 9>&- &
-		EV_PID=$!
-		PIDS+=("$EV_PID")
-		for _ in $(seq 100); do
-			curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ev_port/mcp" && break
-			sleep 0.1
-		done
-		EV_URL="http://127.0.0.1:$ev_port/mcp"
-		start ev-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$EV_URL" -log-level warn
-		EVGW_PID=$STARTED_PID EVGW_URL=$STARTED_URL
-		EVC_PID="" ev_targets="direct mcpgate"
-		if [[ $CADDY == 1 ]]; then
-			start_caddy caddy-everything "127.0.0.1:$ev_port"
-			EVC_PID=$STARTED_PID EVC_URL=$STARTED_URL ev_targets="direct mcpgate caddy"
-		fi
-		begin_lock
-		for round in $(seq "$EVERYTHING_ROUNDS"); do
-			for target in $ev_targets; do
-				url=$EV_URL pid=""
-				[[ $target == mcpgate ]] && url=$EVGW_URL pid=$EVGW_PID
-				[[ $target == caddy ]] && url=$EVC_URL pid=$EVC_PID
-				name="everything-$target-r$round"
-				log "everything-server test_simple_text round $round: $target"
-				busy=$(quiet)
-				la=$(cut -d' ' -f1 /proc/loadavg)
-				p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-				e0=$(ticks "$EV_PID")
-				with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
-					"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
-				p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-				e1=$(ticks "$EV_PID")
-				echo "$la $busy $((p1 - p0)) $((e1 - e0))" >"$TMP/$name.meta"
-				sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
-				[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "everything-server run failed"; }
-				read -r la busy dp de <"$TMP/$name.meta"
-				rec everything "$target" "$round" c16 loadavg "$la"
-				rec everything "$target" "$round" c16 busy_before_pct "$busy"
-				rec everything "$target" "$round" c16 proxy_cpu_s "$(echo "$dp / $HZ" | bc -l)"
-				rec everything "$target" "$round" c16 upstream_cpu_s "$(echo "$de / $HZ" | bc -l)"
-				for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
-					rec everything "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
-				done
-			done
-		done
-		end_lock
+		reference_section everything "-stateless=false" ""
 	fi
 fi
 
@@ -571,54 +585,7 @@ if ! skip stateless; then
 	if [[ ! -x $EVERYTHING ]]; then
 		log "skipping the stateless runs: $EVERYTHING missing (make tools)"
 	else
-		sl_port=$(free_port)
-		"$EVERYTHING" -http="127.0.0.1:$sl_port" >"$TMP/everything-sl.out" 2>"$TMP/everything-sl.err" 9>&- &
-		SL_PID=$!
-		PIDS+=("$SL_PID")
-		for _ in $(seq 100); do
-			curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$sl_port/mcp" && break
-			sleep 0.1
-		done
-		SL_URL="http://127.0.0.1:$sl_port/mcp"
-		start sl-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$SL_URL" -log-level warn
-		SLGW_PID=$STARTED_PID SLGW_URL=$STARTED_URL
-		SLC_PID="" SLC_URL=""
-		if [[ $CADDY == 1 ]]; then
-			start_caddy caddy-stateless "127.0.0.1:$sl_port"
-			SLC_PID=$STARTED_PID SLC_URL=$STARTED_URL
-		fi
-		targets="direct mcpgate"; [[ -n $SLC_PID ]] && targets="direct mcpgate caddy"
-		begin_lock
-		for round in $(seq "$EVERYTHING_ROUNDS"); do
-			for target in $targets; do
-				case $target in
-				direct) url=$SL_URL pid="" ;;
-				mcpgate) url=$SLGW_URL pid=$SLGW_PID ;;
-				caddy) url=$SLC_URL pid=$SLC_PID ;;
-				esac
-				name="stateless-$target-r$round"
-				log "stateless test_simple_text round $round: $target"
-				busy=$(quiet)
-				la=$(cut -d' ' -f1 /proc/loadavg)
-				p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-				e0=$(ticks "$SL_PID")
-				with_procs "$LG_PROCS" env CMP_TARGET="$url" CMP_STATELESS=1 CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
-					"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
-				p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-				e1=$(ticks "$SL_PID")
-				sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
-				[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "stateless run failed"; }
-				[[ $(jq -r .errors "$OUT/$name.json") == 0 ]] || { cat "$OUT/$name.json" >&2; die "stateless run had errors"; }
-				rec stateless "$target" "$round" c16 loadavg "$la"
-				rec stateless "$target" "$round" c16 busy_before_pct "$busy"
-				rec stateless "$target" "$round" c16 proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
-				rec stateless "$target" "$round" c16 upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
-				for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
-					rec stateless "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
-				done
-			done
-		done
-		end_lock
+		reference_section stateless "" "CMP_STATELESS=1"
 	fi
 fi
 

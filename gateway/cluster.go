@@ -252,21 +252,11 @@ func (s *Server) clusterLoad(sid string) (*session, error) {
 	if rec == nil || !versionSupported([]byte(rec.Version)) {
 		return nil, nil
 	}
-	sctx, scancel := s.sessionContext()
-	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
-		ctx: sctx, cancel: scancel, streams: make(map[uint64]*stream, 2),
-		withStreams: s.streamSet(rec.ID), nextUp: s.clu.tag, nextStream: s.clu.tag,
-		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
-		cluster: &clusterSession{owner: owner, rev: rev, saved: lastActive},
-	}
+	sess := s.sessionFromRecord(rec, 2)
+	scancel := sess.cancel
+	sess.nextUp, sess.nextStream = s.clu.tag, s.clu.tag
+	sess.cluster = &clusterSession{owner: owner, rev: rev, saved: lastActive}
 	sess.lastActive.Store(max(lastActive, rec.LastActive, s.clock.Now()))
-	for _, uri := range rec.Subscriptions {
-		if sess.restart.subs == nil {
-			sess.restart.subs = make(map[string]struct{}, len(rec.Subscriptions))
-		}
-		sess.restart.subs[uri] = struct{}{}
-	}
 	switch {
 	case rec.Upstream.Resumable && s.resumer != nil:
 		up, err := s.resumer.Resume(rec.Upstream.ID, rec.Upstream.Version)

@@ -213,6 +213,26 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 	return restored, nil
 }
 
+// sessionFromRecord is the session a record describes (a restart's, or
+// another cluster node's), without its upstream side, streams, counters
+// and last activity, which the callers set.
+func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
+	ctx, cancel := s.sessionContext()
+	sess := &session{
+		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
+		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, nstreams),
+		withStreams: s.streamSet(rec.ID),
+		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
+	}
+	for _, uri := range rec.Subscriptions {
+		if sess.restart.subs == nil {
+			sess.restart.subs = make(map[string]struct{}, len(rec.Subscriptions))
+		}
+		sess.restart.subs[uri] = struct{}{}
+	}
+	return sess
+}
+
 // restoreSession builds a session from its record, without storing it.
 func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	switch {
@@ -221,20 +241,10 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	case !versionSupported([]byte(rec.Version)):
 		return nil, fmt.Errorf("protocol version %q is not served", rec.Version)
 	}
-	ctx, cancel := s.sessionContext()
-	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
-		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, len(rec.Streams)),
-		withStreams: s.streamSet(rec.ID), nextUp: rec.NextCall, nextStream: rec.NextStream,
-		restart: &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
-	}
+	sess := s.sessionFromRecord(rec, len(rec.Streams))
+	cancel := sess.cancel
+	sess.nextUp, sess.nextStream = rec.NextCall, rec.NextStream
 	sess.lastActive.Store(rec.LastActive)
-	for _, uri := range rec.Subscriptions {
-		if sess.restart.subs == nil {
-			sess.restart.subs = make(map[string]struct{}, len(rec.Subscriptions))
-		}
-		sess.restart.subs[uri] = struct{}{}
-	}
 	switch {
 	case rec.Upstream.Resumable && s.resumer != nil:
 		up, err := s.resumer.Resume(rec.Upstream.ID, rec.Upstream.Version)

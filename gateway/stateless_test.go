@@ -34,6 +34,13 @@ func inProcess(t *testing.T, up *testenv.FakeUpstream, cfg gateway.Config) strin
 func inProcessServer(t *testing.T, up *testenv.FakeUpstream, cfg gateway.Config) (*gateway.Server, string) {
 	t.Helper()
 	cfg.Upstream = up
+	return serveInProcess(t, cfg)
+}
+
+// serveInProcess serves a gateway with cfg (its Upstream set) on a
+// loopback listener until the test ends.
+func serveInProcess(t *testing.T, cfg gateway.Config) (*gateway.Server, string) {
+	t.Helper()
 	if cfg.DrainWindow == 0 {
 		cfg.DrainWindow = -1
 	}
@@ -288,19 +295,7 @@ func TestStatelessUpstreamConnectionsReused(t *testing.T) {
 	t.Cleanup(us.Close)
 	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: us.URL + "/mcp", Timeout: 5 * time.Second})
 	require.NoError(t, err)
-	srv, err := gateway.New(gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraStateless, DrainWindow: -1})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		assert.NoError(t, srv.Shutdown(ctx))
-		assert.NoError(t, <-done)
-	})
-	url := "http://" + ln.Addr().String() + "/mcp"
+	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraStateless})
 	const calls = 20
 	for i := range calls {
 		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"t","arguments":{},%s}}`, i+1, meta)
