@@ -11,7 +11,7 @@
 #
 #   make build tools && benchmarks/stdio_compare.sh
 #
-# Sections (SKIP="sat lat cost rate" skips some):
+# GW_PROCS=N runs mcpgate with GOMAXPROCS=N (default: Go's). Sections (SKIP="sat lat cost rate" skips some):
 #   sat   tools/call test_simple_text at saturation: closed loop, SAT_CONC workers, one
 #         session each, SAT_DURATION after 1 s; calls/s, p50/p99, front CPU per call
 #   lat   the same call open loop at LAT_RATE/s for LAT_DURATION after 2 s (latency from
@@ -43,6 +43,7 @@ SKIP=${SKIP:-}
 LOCK=${LOCK:-/tmp/mcpgate-bench.lock}
 QUIET_MAX=${QUIET_MAX:-25}
 QUIET_WAIT=${QUIET_WAIT:-10}
+GW_PROCS=${GW_PROCS:-} # GOMAXPROCS of mcpgate (empty: Go's default)
 SG_VERSION=${SG_VERSION:-4.0.0}
 MP_VERSION=${MP_VERSION:-6.7.19}
 CACHE=$PWD/.cache
@@ -120,7 +121,7 @@ start_front() {
 	local name=$1 port
 	case $name in
 	mcpgate)
-		bin/gateway -listen 127.0.0.1:0 -upstream "stdio:$EVERYTHING" -max-processes 2000 -max-sessions 100000 \
+		env ${GW_PROCS:+GOMAXPROCS=$GW_PROCS} bin/gateway -listen 127.0.0.1:0 -upstream "stdio:$EVERYTHING" -max-processes 2000 -max-sessions 100000 \
 			-log-level warn >"$TMP/$name.out" 2>"$TMP/$name.err" 9>&- &
 		FRONT_PID=$!
 		for _ in $(seq 100); do
@@ -194,7 +195,7 @@ rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUNS"; }
 	echo "supergateway: $(jq -r .version "$CACHE/supergateway-$SG_VERSION/node_modules/supergateway/package.json")"
 	echo "mcp-proxy: $(jq -r .version "$CACHE/mcp-proxy-$MP_VERSION/node_modules/mcp-proxy/package.json")"
 	echo "server: $EVERYTHING (go-sdk conformance everything-server v1.8.0, stdio)"
-	echo "GOMAXPROCS: default ($(nproc)) everywhere; node single process each"
+	echo "GOMAXPROCS: mcpgate ${GW_PROCS:-default ($(nproc))}, default ($(nproc)) elsewhere; node single process each"
 } | tee "$OUT/env.txt" >&2
 
 # run_calls SECTION TARGET ROUND URL PID env...: one TestCompareCalls run, with the
