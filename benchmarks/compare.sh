@@ -23,6 +23,7 @@
 #   SAT_DURATION=5s        measured time per saturation run (after 1 s warm-up)
 #   LAT_RATE=2000          open-loop rate of the added-latency runs
 #   LAT_DURATION=10s       measured time per latency run (after 2 s warm-up)
+#   SSE_RATE=2000          fixed rate at which section sse compares SSE- and JSON-answered calls
 #   CHURN_RATES="..."      ascending churn rates tried until one fails
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
@@ -44,6 +45,7 @@ SAT_CONCS=${SAT_CONCS:-16 64}
 SAT_DURATION=${SAT_DURATION:-5s}
 LAT_RATE=${LAT_RATE:-2000}
 LAT_DURATION=${LAT_DURATION:-10s}
+SSE_RATE=${SSE_RATE:-2000}
 CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 4000 6000 8000 10000 12000}
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
@@ -367,6 +369,27 @@ if ! skip sse; then
 			for k in rps p50_ms p99_ms p99_9_ms errors requests; do
 				rec sse "$target" "$round" c16 "$k" "$(jq -r ".$k" "$LAST_JSON")"
 			done
+		done
+		end_lock
+	done
+	# The same two gateways at one fixed rate (open loop, bin/loadtest post): CPU per call
+	# compared where both do the same number of calls per second, so that the wake-ups a
+	# lower rate shares among fewer calls do not count against the SSE answers.
+	for round in $(seq "$ROUNDS"); do
+		begin_lock
+		order="mcpgate mcpgate-sse"
+		((round % 2 == 0)) && order="mcpgate-sse mcpgate"
+		for target in $order; do
+			log "sse at $SSE_RATE/s round $round: $target"
+			measure ssefix "$target" "$round" "r$SSE_RATE" bin/loadtest run -target "$(url_of "$target")" -scenario post \
+				-sessions 16 -conns 64 -rate "$SSE_RATE" -duration "$LAT_DURATION" -warmup 2s -quiet -max-errors -1 -out -
+			[[ -s $LAST_JSON ]] || { cat "$LAST_ERR" >&2; die "sse fixed-rate run failed"; }
+			for k in p50_ms p99_ms; do
+				rec ssefix "$target" "$round" "r$SSE_RATE" "$k" "$(jq -r ".latency.call.$k" "$LAST_JSON")"
+			done
+			rec ssefix "$target" "$round" "r$SSE_RATE" achieved "$(jq -r '.achieved_rate' "$LAST_JSON")"
+			rec ssefix "$target" "$round" "r$SSE_RATE" errors "$(jq -r '.error_count' "$LAST_JSON")"
+			rec ssefix "$target" "$round" "r$SSE_RATE" requests "$(jq -r '.operations' "$LAST_JSON")"
 		done
 		end_lock
 	done
@@ -763,6 +786,15 @@ loadavgs() {
 		echo "| **mcpgate SSE / mcpgate JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us sse mcpgate-sse c16)" "$(cpu_us sse mcpgate c16)")")** | |"
 		echo "| **mcpgate SSE / caddy SSE** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us sse mcpgate-sse c16)" "$(cpu_us sse caddy-sse c16)")")** | |"
 		echo "| **mcpgate SSE / direct SSE** (throughput) | **$(fmt "$(ratio "$(med sse mcpgate-sse c16 rps)" "$(med sse direct-sse c16 rps)")")** | | | | |"
+		echo
+		echo "At $SSE_RATE calls/s (open loop, 16 sessions, $LAT_DURATION, medians of $ROUNDS rounds):"
+		echo
+		echo "| target | achieved/s | p50 ms | p99 ms | gateway CPU us/call | errors |"
+		echo "|---|---|---|---|---|---|"
+		for t in mcpgate mcpgate-sse; do
+			echo "| $t | $(fmt "$(med ssefix "$t" "r$SSE_RATE" achieved)" 0f) | $(med ssefix "$t" "r$SSE_RATE" p50_ms) | $(med ssefix "$t" "r$SSE_RATE" p99_ms) | $(fmt "$(cpu_us ssefix "$t" "r$SSE_RATE")" 1f) | $(med ssefix "$t" "r$SSE_RATE" errors) |"
+		done
+		echo "| **SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix mcpgate-sse "r$SSE_RATE")" "$(cpu_us ssefix mcpgate "r$SSE_RATE")")")** | |"
 		echo
 	fi
 	if ! skip stateless && [[ -x $EVERYTHING ]]; then
