@@ -394,7 +394,36 @@ func (s *Server) EffectiveConfig() map[string]any {
 		"upstream_timeout":        c.UpstreamTimeout.String(),
 		"admin_token":             redacted(c.AdminToken),
 		"supported_versions":      supportedVersions,
+		"whole_answer_window":     durOrOff(c.WholeAnswerWindow),
+		"upstream_era":            c.UpstreamEra.String(),
+		"advertise_stateless":     c.AdvertiseStateless,
+		"legacy_sse":              legacyPaths(c),
+		"cluster":                 c.Cluster != nil,
+		// Security and limits (authn.go, limits.go, listener.go): which
+		// authentication is on, never a token or key.
+		"authentication":             c.Authenticator != nil,
+		"required_scopes":            c.RequiredScopes,
+		"authorization_servers":      c.AuthorizationServers,
+		"resource_url":               c.ResourceURL,
+		"forward_authorization":      c.ForwardAuthorization,
+		"max_sessions_per_principal": c.MaxSessionsPerPrincipal,
+		"rate_limit":                 c.RateLimit,
+		"rate_burst":                 c.RateBurst,
+		"evict_idle":                 c.EvictIdle,
+		"max_conns_per_ip":           c.MaxConnsPerIP,
+		"max_header_bytes":           c.MaxHeaderBytes,
+		"max_headers":                c.MaxHeaders,
+		"read_header_timeout":        c.ReadHeaderTimeout.String(),
+		"read_body_timeout":          c.ReadBodyTimeout.String(),
 	}
+}
+
+// legacyPaths names the legacy HTTP+SSE endpoints, "off" when they are.
+func legacyPaths(c Config) string {
+	if c.LegacySSEOff {
+		return "off"
+	}
+	return c.LegacySSEPath + " " + c.LegacyMessagePath
 }
 
 func durOrOff(d time.Duration) string {

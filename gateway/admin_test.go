@@ -163,6 +163,13 @@ func TestAdminAPI(t *testing.T) {
 		assert.NotContains(t, w.Body.String(), "s3cret")
 		assert.Contains(t, w.Body.String(), `"admin_token": "(redacted)"`)
 		assert.Contains(t, w.Body.String(), `"ring_size": 256`)
+		var cfg map[string]any
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &cfg))
+		for _, k := range []string{"authentication", "rate_limit", "max_sessions_per_principal", "max_conns_per_ip",
+			"evict_idle", "read_header_timeout", "max_header_bytes", "whole_answer_window", "upstream_era", "legacy_sse", "cluster"} {
+			assert.Contains(t, cfg, k, "the configuration view shows %s", k)
+		}
+		assert.Equal(t, false, cfg["authentication"])
 	})
 	t.Run("methods, hosts, origins", func(t *testing.T) {
 		w := adminGet(t, h, "POST", "/metrics", "")
