@@ -190,44 +190,8 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 			"Invalid Request: batches are not supported in protocol version "+sess.version, nil)
 		return
 	}
-	calls, ok := sess.beginCalls(msgs)
+	calls, reply, ok := s.forwardCalls(ctx, sess, body, msgs, batch, firstID, class)
 	if !ok {
-		s.fail(ctx, fasthttp.StatusBadRequest, firstID, jsonrpc.CodeInvalidRequest, "Invalid Request: request id already in flight in this session", nil)
-		return
-	}
-	fwd := body
-	if len(calls) > 0 || hasCancel(msgs) {
-		if fwd = upstreamBody(make([]byte, 0, len(body)+16), sess, body, msgs, calls, batch); fwd == nil {
-			// Only cancellations of calls that are not in flight: nothing
-			// to forward (PROTOCOL.md section 2, rule 37).
-			ctx.SetStatusCode(fasthttp.StatusAccepted)
-			s.metrics.status(fasthttp.StatusAccepted)
-			return
-		}
-	}
-	if len(calls) > 0 && !s.reserveAnswer(sess) {
-		sess.endCalls(calls)
-		s.refuseStream(ctx, fasthttp.StatusTooManyRequests, firstID)
-		return
-	}
-	s.metrics.requests.Add(1)
-	sess.busy.Add(1)
-	upStart := s.metrics.now()
-	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
-	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
-	sess.busy.Add(-1)
-	if err == nil {
-		s.upstreamSucceeded()
-		if sess.restart != nil {
-			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
-		}
-	}
-	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
-		s.releaseAnswer(sess)
-	}
-	if err != nil {
-		s.upstreamFailed(ctx, sess, calls, firstID, err)
-		sess.endCalls(calls)
 		return
 	}
 	switch {
@@ -760,4 +724,56 @@ func (s *Server) handleDelete(ctx *fasthttp.RequestCtx, who caller) {
 	s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 	s.metrics.status(fasthttp.StatusNoContent)
+}
+
+// forwardCalls sends a client POST's messages (a session's, on /mcp or a
+// legacy /messages endpoint) upstream: the calls begin (their ids
+// rewritten, upstreamBody), an answer stream is reserved against the
+// stream cap, and the upstream's latency and success are recorded. ok is
+// false when it answered the request itself: a duplicate id (400), only
+// cancellations of calls not in flight (202), the stream cap (429), an
+// upstream failure.
+func (s *Server) forwardCalls(ctx *fasthttp.RequestCtx, sess *session, body []byte, msgs []jsonrpc.Message, batch bool, firstID []byte, class methodClass) (calls []*call, reply *upstream.Reply, ok bool) {
+	calls, ok = sess.beginCalls(msgs)
+	if !ok {
+		s.fail(ctx, fasthttp.StatusBadRequest, firstID, jsonrpc.CodeInvalidRequest, "Invalid Request: request id already in flight in this session", nil)
+		return nil, nil, false
+	}
+	fwd := body
+	if len(calls) > 0 || hasCancel(msgs) {
+		if fwd = upstreamBody(make([]byte, 0, len(body)+16), sess, body, msgs, calls, batch); fwd == nil {
+			// Only cancellations of calls that are not in flight: nothing
+			// to forward (PROTOCOL.md section 2, rule 37).
+			s.accepted(ctx)
+			return nil, nil, false
+		}
+	}
+	// Calls answered by a stream count against the stream cap: each holds
+	// a pump until its answer.
+	if len(calls) > 0 && !s.reserveAnswer(sess) {
+		sess.endCalls(calls)
+		s.refuseStream(ctx, fasthttp.StatusTooManyRequests, firstID)
+		return nil, nil, false
+	}
+	s.metrics.requests.Add(1)
+	sess.busy.Add(1)
+	upStart := s.metrics.now()
+	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
+	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
+	sess.busy.Add(-1)
+	if err == nil {
+		s.upstreamSucceeded()
+		if sess.restart != nil {
+			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
+		}
+	}
+	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
+		s.releaseAnswer(sess)
+	}
+	if err != nil {
+		s.upstreamFailed(ctx, sess, calls, firstID, err)
+		sess.endCalls(calls)
+		return nil, nil, false
+	}
+	return calls, reply, true
 }

@@ -377,40 +377,8 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
 			"Invalid Request: batches are not supported in protocol version "+sess.protocolVersion(), nil)
 		return
 	}
-	calls, ok := sess.beginCalls(msgs)
+	calls, reply, ok := s.forwardCalls(ctx, sess, body, msgs, batch, firstID, class)
 	if !ok {
-		s.fail(ctx, fasthttp.StatusBadRequest, firstID, jsonrpc.CodeInvalidRequest, "Invalid Request: request id already in flight in this session", nil)
-		return
-	}
-	fwd := body
-	if len(calls) > 0 || hasCancel(msgs) {
-		if fwd = upstreamBody(make([]byte, 0, len(body)+16), sess, body, msgs, calls, batch); fwd == nil {
-			s.accepted(ctx)
-			return
-		}
-	}
-	// Calls answered by a stream count against the stream cap, as on the
-	// Streamable HTTP endpoint: each holds a pump until its answer.
-	if len(calls) > 0 && !s.reserveAnswer(sess) {
-		sess.endCalls(calls)
-		s.refuseStream(ctx, fasthttp.StatusTooManyRequests, firstID)
-		return
-	}
-	s.metrics.requests.Add(1)
-	sess.busy.Add(1)
-	upStart := s.metrics.now()
-	reply, err := sess.up.Send(s.upstreamCtx(ctx), fwd)
-	s.metrics.observe(&s.metrics.upstreamLatency[class], upStart)
-	sess.busy.Add(-1)
-	if err == nil {
-		s.upstreamSucceeded()
-	}
-	if len(calls) > 0 && (err != nil || reply.Stream == nil) {
-		s.releaseAnswer(sess)
-	}
-	if err != nil {
-		s.upstreamFailed(ctx, sess, calls, firstID, err)
-		sess.endCalls(calls)
 		return
 	}
 	switch {
