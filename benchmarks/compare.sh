@@ -674,6 +674,24 @@ loadavgs() {
 	awk -F'\t' -v s="$1" -v t="$2" -v p="$3" '$1==s && $2==t && $4==p && $5=="loadavg" {l[$3]=$6} $1==s && $2==t && $4==p && $5=="busy_before_pct" {b[$3]=$6} END {for (r in l) printf "%s/%s%% ", l[r], b[r]}' "$RUNS"
 }
 
+# reference_summary SECTION: the table of one reference_section (medians of rounds;
+# ratios of medians).
+reference_summary() {
+	local section=$1 t cu
+	echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
+	echo "|---|---|---|---|---|---|---|"
+	for t in direct mcpgate caddy; do
+		[[ $(med "$section" "$t" c16 rps) == nan ]] && continue
+		cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us "$section" "$t" c16)" 1f)
+		echo "| $t | $(fmt "$(med "$section" "$t" c16 rps)" 0f) | $(med "$section" "$t" c16 p50_ms) | $(med "$section" "$t" c16 p99_ms) | $cu | $(fmt "$(med "$section" "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs "$section" "$t" c16)|"
+	done
+	echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" direct c16 rps)")")** | | | | | |"
+	if [[ $(med "$section" caddy c16 rps) != nan ]]; then
+		echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
+	fi
+	echo
+}
+
 {
 	echo "# compare.sh summary ($STAMP)"
 	echo
@@ -761,18 +779,7 @@ loadavgs() {
 	if ! skip everything && [[ -x $EVERYTHING ]]; then
 		echo "## tools/call test_simple_text on the reference everything-server (closed loop, 16 workers, 5 s, medians of $EVERYTHING_ROUNDS rounds)"
 		echo
-		echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
-		echo "|---|---|---|---|---|---|---|"
-		for t in direct mcpgate caddy; do
-			[[ $(med everything "$t" c16 rps) == nan ]] && continue
-			cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us everything "$t" c16)" 1f)
-			echo "| $t | $(fmt "$(med everything "$t" c16 rps)" 0f) | $(med everything "$t" c16 p50_ms) | $(med everything "$t" c16 p99_ms) | $cu | $(fmt "$(med everything "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs everything "$t" c16)|"
-		done
-		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything direct c16 rps)")")** | | | | | |"
-		if [[ $(med everything caddy c16 rps) != nan ]]; then
-			echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med everything mcpgate c16 rps)" "$(med everything caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us everything mcpgate c16)" "$(cpu_us everything caddy c16)")")** | | |"
-		fi
-		echo
+		reference_summary everything
 	fi
 	if ! skip sse; then
 		echo "## SSE-answered calls on the mock (-answer-sse), next to JSON-answered ones (closed loop, 16 workers, $SAT_DURATION, medians of $ROUNDS rounds)"
@@ -800,18 +807,7 @@ loadavgs() {
 	if ! skip stateless && [[ -x $EVERYTHING ]]; then
 		echo "## stateless tools/call test_simple_text (2026-07-28) on the stateless reference server (closed loop, 16 workers, 5 s, medians of $EVERYTHING_ROUNDS rounds)"
 		echo
-		echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
-		echo "|---|---|---|---|---|---|---|"
-		for t in direct mcpgate caddy; do
-			[[ $(med stateless "$t" c16 rps) == nan ]] && continue
-			cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us stateless "$t" c16)" 1f)
-			echo "| $t | $(fmt "$(med stateless "$t" c16 rps)" 0f) | $(med stateless "$t" c16 p50_ms) | $(med stateless "$t" c16 p99_ms) | $cu | $(fmt "$(med stateless "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs stateless "$t" c16)|"
-		done
-		echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med stateless mcpgate c16 rps)" "$(med stateless direct c16 rps)")")** | | | | | |"
-		if [[ $(med stateless caddy c16 rps) != nan ]]; then
-			echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med stateless mcpgate c16 rps)" "$(med stateless caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us stateless mcpgate c16)" "$(cpu_us stateless caddy c16)")")** | | |"
-		fi
-		echo
+		reference_summary stateless
 	fi
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"
