@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -209,7 +207,7 @@ func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration
 	case err != nil:
 		return nil, err
 	}
-	answer, err := firstMessage(reply)
+	answer, err := upstream.FirstAnswer(reply)
 	if err != nil {
 		return nil, err
 	}
@@ -222,29 +220,4 @@ func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration
 		return nil, nil
 	}
 	return versions, nil
-}
-
-// firstMessage reads an answer down to its first response message.
-func firstMessage(r *upstream.Reply) ([]byte, error) {
-	switch {
-	case r.JSON != nil:
-		return r.JSON, nil
-	case r.Stream != nil:
-		defer r.Stream.Close()
-		var p jsonrpc.Parser
-		for {
-			msg, err := r.Stream.Next()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil, fmt.Errorf("answer stream ended without a response: %w", upstream.ErrUnavailable)
-				}
-				return nil, err
-			}
-			if msgs, _, perr := p.Parse(msg); perr == nil && len(msgs) == 1 &&
-				(msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
-				return bytes.Clone(msg), nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("no answer: %w", upstream.ErrUnavailable)
 }

@@ -304,16 +304,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.unsupportedVersion(ctx, id, v)
 		return
 	}
-	if s.draining.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
-		return
-	}
-	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
-		s.rejectFull(ctx, id)
-		return
-	}
-	if s.principalFull(ctx, who, id) {
+	if !s.roomForSession(ctx, who, id) {
 		return
 	}
 	if m.Kind != jsonrpc.KindRequest {
@@ -439,6 +430,22 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 		return nil, nil, nil, false
 	}
 	return up, answer, fwd, true
+}
+
+// roomForSession reports whether who may open a session now; if not, it
+// answered the request (503 while draining or at the session cap, unless
+// an idle session is evicted to make room; 429 at who's own cap).
+func (s *Server) roomForSession(ctx *fasthttp.RequestCtx, who caller, id []byte) bool {
+	if s.draining.Load() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
+		return false
+	}
+	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
+		s.rejectFull(ctx, id)
+		return false
+	}
+	return !s.principalFull(ctx, who, id)
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {

@@ -223,16 +223,7 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 			return
 		}
 	}
-	if s.draining.Load() {
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, nil, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
-		return
-	}
-	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
-		s.rejectFull(ctx, nil)
-		return
-	}
-	if s.principalFull(ctx, who, nil) {
+	if !s.roomForSession(ctx, who, nil) {
 		return
 	}
 	now := s.clock.Now()

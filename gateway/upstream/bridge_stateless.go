@@ -84,7 +84,7 @@ func (b *statelessBridge) Connect(ctx context.Context, initialize []byte) (Sessi
 	if err != nil {
 		return nil, nil, fmt.Errorf("server/discover: %w", err)
 	}
-	answer, err := firstAnswer(reply)
+	answer, err := FirstAnswer(reply)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server/discover: %w", err)
 	}

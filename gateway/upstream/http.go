@@ -229,7 +229,7 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	answer, err := firstAnswer(reply)
+	answer, err := FirstAnswer(reply)
 	if err != nil {
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
@@ -251,8 +251,10 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	return s, answer, nil
 }
 
-// firstAnswer reduces an initialize reply to its response message.
-func firstAnswer(r *Reply) ([]byte, error) {
+// FirstAnswer reduces a reply to its response message (the first response
+// or error on an answer stream, which is then read to its end so its
+// connection is pooled).
+func FirstAnswer(r *Reply) ([]byte, error) {
 	switch {
 	case r.JSON != nil:
 		return r.JSON, nil
