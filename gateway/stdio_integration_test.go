@@ -197,7 +197,10 @@ func TestStdioUpstreamGatewayKilled(t *testing.T) {
 	require.Zero(t, errno)
 	t.Cleanup(func() { syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 0, 0) })
 
-	gw := startStdioGateway(t, server)
+	// The children outlive the end of their input, so only the signal
+	// the gateway's death sends them (Pdeathsig) ends them: a child that
+	// exited on its own when its stdin closed would hide a missing one.
+	gw := startStdioGateway(t, server, "-upstream-env", "STDIOSERVER_LINGER=1")
 	for i := 0; i < 5; i++ {
 		sessionFromInit(t, gw.URL)
 	}

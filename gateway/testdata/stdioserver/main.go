@@ -1,8 +1,9 @@
 // Command stdioserver is a minimal MCP server on stdin/stdout for the
 // gateway's stdio integration tests: it answers initialize (with the
 // version asked for), tools/list and any other request with an empty
-// result, ignores notifications and exits at the end of its input. It is
-// small, so a test can run a thousand of them.
+// result, ignores notifications and exits at the end of its input (with
+// STDIOSERVER_LINGER set it stays until a signal ends it). It is small, so
+// a test can run a thousand of them.
 //
 // Two tools do more, for the zero-loss tests:
 //   - "stream" {count, rate}: count notifications/progress (1..count) for
@@ -81,6 +82,11 @@ func main() {
 		o.send(`{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, result)
 	}
 	streams.Wait()
+	if os.Getenv("STDIOSERVER_LINGER") != "" {
+		// Outlive the end of the input: only a signal ends this process
+		// (the test of what a killed gateway leaves behind).
+		select {}
+	}
 }
 
 // stream sends count progress notifications at rate per second, then the
