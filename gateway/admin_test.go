@@ -40,12 +40,11 @@ func (s *stubSession) Close(context.Context) error { s.closed.Add(1); return nil
 // addSession stores a session with a stub upstream session.
 func addSession(t *testing.T, s *Server, principal, version string) (*session, *stubSession) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	id := newSessionID()
 	up := &stubSession{id: "up-" + id[:6]}
-	sess := &session{id: id, version: version, principal: principal, up: up, ctx: ctx, cancel: cancel,
+	sess := &session{id: id, version: version, principal: principal, up: up,
 		streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	t.Cleanup(sess.cancel)
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
 	require.NoError(t, s.storeSession(sess))

@@ -864,7 +864,7 @@ func (sess *session) installStream(st *stream) (*stream, bool) {
 // the stored events (the ring is built and installed once the tail is
 // reached) and then the new ones as they are stored.
 func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64) (*stream, error) {
-	fctx, cancel := context.WithCancel(sess.ctx)
+	fctx, cancel := context.WithCancel(sess.context())
 	type built struct {
 		st  *stream
 		err error

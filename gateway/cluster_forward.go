@@ -139,7 +139,7 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 	}
 	sess.touch(s.clock.Now())
 	sess.busy.Add(1)
-	reply, err := sess.up.Send(sess.ctx, msg)
+	reply, err := sess.up.Send(sess.context(), msg)
 	sess.busy.Add(-1)
 	if err != nil {
 		if errors.Is(err, upstream.ErrSessionGone) {
@@ -176,7 +176,7 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 func (s *Server) relay(sess *session, id uint64, up upstream.Stream) {
 	defer sess.busy.Add(-1)
 	defer up.Close()
-	stop := context.AfterFunc(sess.ctx, func() { _ = up.Close() })
+	stop := context.AfterFunc(sess.context(), func() { _ = up.Close() })
 	defer stop()
 	var seq uint64
 	for {
@@ -203,7 +203,7 @@ type relayStream struct {
 
 // followRelay starts following a relay published by owner.
 func (s *Server) followRelay(sess *session, owner string, id uint64) upstream.Stream {
-	ctx, cancel := context.WithCancel(sess.ctx)
+	ctx, cancel := context.WithCancel(sess.context())
 	r := &relayStream{msgs: make(chan []byte, 64), errc: make(chan error, 1), cancel: cancel}
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())

@@ -27,10 +27,9 @@ func TestExpiryWheel(t *testing.T) {
 			require.NoError(t, s.Shutdown(ctx))
 		}()
 		mk := func() *session {
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
 			id := newSessionID()
-			sess := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+			sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+			t.Cleanup(sess.cancel)
 			sess.created = s.clock.Now()
 			sess.lastActive.Store(s.clock.Now())
 			require.NoError(t, s.storeSession(sess))

@@ -97,9 +97,8 @@ func TestExpiryEndsUpstreamSessionsBounded(t *testing.T) {
 	defer once.Do(func() { close(release) })
 	const n = 200
 	for range n {
-		ctx, cancel := context.WithCancel(context.Background())
 		id := newSessionID()
-		sess := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id),
+		sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id),
 			up: slowClose{closing: &closing, release: release}}
 		sess.created = s.clock.Now()
 		sess.lastActive.Store(s.clock.Now() - int64(time.Hour))

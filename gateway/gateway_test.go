@@ -201,10 +201,9 @@ func streamFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) *stream {
 	t.Helper()
 	ring, err := ringbuf.New(ringCfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-11-25", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-11-25", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	t.Cleanup(sess.cancel)
 	sess.lastActive.Store(s.clock.Now())
 	sess.created = s.clock.Now()
 	return newStream(3, sess, ring)
@@ -360,10 +359,9 @@ func TestServeRejectsSecondCall(t *testing.T) {
 // maxRetainedStreams of them are kept.
 func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 2})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-06-18", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	defer sess.cancel()
 	for i := 0; i < 100; i++ {
 		st, status := s.newStream(sess, false, false)
 		require.NotNil(t, st, "call %d refused with %d", i, status)
@@ -421,10 +419,9 @@ func TestStreamReaderOversizedEventsKeepOrder(t *testing.T) {
 // sessions with streams exactly while it has any and is open.
 func TestStreamCountFollowsStreams(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 1})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	id := newSessionID()
-	sess := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	defer sess.cancel()
 	check := func(want int) {
 		t.Helper()
 		sess.mu.Lock()
@@ -486,10 +483,9 @@ func TestSweepPassKinds(t *testing.T) {
 	require.NoError(t, s.storeSession(st.sess))
 	defer s.store.Delete(st.sess.id)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	id := newSessionID()
-	idle := &session{id: id, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	idle := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	defer idle.cancel()
 	idle.created = s.clock.Now()
 	idle.lastActive.Store(s.clock.Now() - int64(time.Second)) // already past the idle timeout
 	require.NoError(t, s.storeSession(idle))

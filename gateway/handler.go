@@ -324,7 +324,6 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	}
 	version, answer := negotiateClientHop(body, answer, up.Version(), supportedVersions)
 	now := s.clock.Now()
-	sessCtx, cancel := s.sessionContext()
 	sid := newSessionID()
 	sess := &session{
 		id:          sid,
@@ -333,9 +332,6 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		version:     version,
 		up:          up,
 		created:     now,
-		ctx:         sessCtx,
-		cancel:      cancel,
-		streams:     make(map[uint64]*stream, 2),
 		withStreams: s.streamSet(sid),
 	}
 	sess.lastActive.Store(now)
@@ -344,7 +340,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		// Registered before it is answered: the client's next request
 		// may reach another node (cluster.go).
 		if err := s.clusterCreated(sess); err != nil {
-			cancel()
+			sess.cancel()
 			_ = up.Close(context.Background())
 			s.clusterUnavailable(ctx, err)
 			return
@@ -355,7 +351,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		err = s.storeSession(sess)
 	}
 	if err != nil {
-		cancel()
+		sess.cancel()
 		_ = up.Close(context.Background())
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, id)

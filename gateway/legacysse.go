@@ -227,7 +227,6 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 		return
 	}
 	now := s.clock.Now()
-	sessCtx, cancel := s.sessionContext()
 	sid := newSessionID()
 	l := &legacyState{}
 	sess := &session{
@@ -236,9 +235,6 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 		owner:       who.owner(),
 		up:          &l.up,
 		created:     now,
-		ctx:         sessCtx,
-		cancel:      cancel,
-		streams:     make(map[uint64]*stream, 1),
 		withStreams: s.streamSet(sid),
 		legacy:      l,
 	}
@@ -248,7 +244,7 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 		err = s.storeSession(sess)
 	}
 	if err != nil {
-		cancel()
+		sess.cancel()
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, nil)
 			return

@@ -99,10 +99,9 @@ func TestLegacyConfigPaths(t *testing.T) {
 // wakes one waiting producer at a time).
 func TestLegacyStreamManyProducers(t *testing.T) {
 	s := newTestServer(t, Config{RingSize: 4, RingBytes: 256})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	l := &legacyState{}
-	sess := &session{id: "legacy-test", up: &l.up, ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, legacy: l}
+	sess := &session{id: "legacy-test", up: &l.up, streams: map[uint64]*stream{}, legacy: l}
+	defer sess.cancel()
 	st, _ := s.newStream(sess, true, false)
 	require.NotNil(t, st)
 

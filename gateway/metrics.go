@@ -394,18 +394,17 @@ type streamCensus struct {
 	fillSum            float64
 }
 
-// walkStreams visits every session and stream, one session lock at a time.
+// walkStreams visits every stream, one session lock at a time: only the
+// sessions with streams (Server.withStreams), so a scrape costs what the
+// streams cost, not what a million idle sessions would; shard sizes come
+// from the store's counters.
 func (s *Server) walkStreams() streamCensus {
 	w := streamCensus{shardMin: math.MaxInt, fill: make([]uint64, len(ringFillBuckets))}
 	n := s.store.NumShards()
 	var sum, sumSq float64
 	for i := 0; i < n; i++ {
-		count := 0
-		s.store.RangeShard(i, func(_ string, sess *session) bool {
-			count++
-			if sess.nstreams.Load() == 0 {
-				return true
-			}
+		count := s.store.ShardLen(i)
+		s.withStreams[i].Range(func(sess *session, _ struct{}) bool {
 			sess.mu.Lock()
 			for id, st := range sess.streams {
 				kind := 1

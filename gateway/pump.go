@@ -92,7 +92,7 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 // ended early, so no call is left hanging: with -32603 and why (the
 // upstream stream broke, or the session ended).
 func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call, err error) {
-	if sess.ctx.Err() != nil {
+	if sess.context().Err() != nil {
 		sess.mu.Lock()
 		why := "the session ended (" + sess.closeReason.String() + ") before the response"
 		suspended := sess.suspended
@@ -177,7 +177,7 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"request too large for the gateway to deliver ("+strconv.Itoa(len(msg))+" bytes, limit "+strconv.Itoa(limit)+")", nil)
-		if reply, err := sess.up.Send(sess.ctx, e); err == nil && reply.Stream != nil {
+		if reply, err := sess.up.Send(sess.context(), e); err == nil && reply.Stream != nil {
 			_ = reply.Stream.Close()
 		}
 		return true
@@ -224,13 +224,13 @@ func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
 		}
 		select {
 		case <-st.ring.Room():
-		case <-st.sess.ctx.Done():
+		case <-st.sess.context().Done():
 		}
 		if busy {
 			st.sess.busy.Add(1)
 		}
-		if st.sess.ctx.Err() != nil {
-			return st.sess.ctx.Err()
+		if st.sess.context().Err() != nil {
+			return st.sess.context().Err()
 		}
 	}
 }
@@ -256,10 +256,10 @@ const (
 // life of the session.
 func (s *Server) connectStandalone(ctx context.Context, sess *session, st *stream, backoff time.Duration) {
 	for {
-		if sess.ctx.Err() != nil || ctx.Err() != nil || s.handingOver() {
+		if sess.context().Err() != nil || ctx.Err() != nil || s.handingOver() {
 			return
 		}
-		up, err := sess.up.Listen(sess.ctx)
+		up, err := sess.up.Listen(sess.context())
 		switch {
 		case errors.Is(err, upstream.ErrNotSupported):
 			return // the stream stays open for heartbeats; nothing feeds it
@@ -268,14 +268,14 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			return
 		case err != nil:
 			s.log.Debug("upstream standalone stream failed", "session", shortID(sess.id), "err", err)
-			if !sleepCtx(sess.ctx, backoff) {
+			if !sleepCtx(sess.context(), backoff) {
 				return
 			}
 			backoff = min(backoff*2, maxBackoff)
 			continue
 		}
 		st.setUpstream(up)
-		if sess.ctx.Err() != nil { // closed while connecting
+		if sess.context().Err() != nil { // closed while connecting
 			_ = up.Close()
 			return
 		}
@@ -300,7 +300,7 @@ func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, b
 	if got {
 		backoff = minBackoff
 	}
-	if !sleepCtx(sess.ctx, backoff) || s.ctx.Err() != nil {
+	if !sleepCtx(sess.context(), backoff) || s.ctx.Err() != nil {
 		return
 	}
 	next := min(backoff*2, maxBackoff)

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net"
 	"testing"
 
@@ -17,10 +16,9 @@ func storedSession(t *testing.T, s *Server, ringCfg ringbuf.Config) (*session, *
 	t.Helper()
 	ring, err := ringbuf.New(ringCfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-06-18", ctx: ctx, cancel: cancel, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-06-18", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	t.Cleanup(sess.cancel)
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
 	st := newStream(1, sess, ring)

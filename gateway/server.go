@@ -353,15 +353,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// sessionContext is a new session's context. It is not derived from the
-// server's: a child context would put every session in one map under the
-// server context's mutex, taken by every create and every close, and hold
-// an entry per session. Shutdown cancels the sessions itself
-// (cancelSessions).
-func (s *Server) sessionContext() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
-}
-
 // cancelSessions cancels every session's context, stored or ephemeral, so
 // nothing a session runs outlives Shutdown (the ones ended or suspended
 // before are cancelled already; cancelling again is a no-op).

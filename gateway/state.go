@@ -217,10 +217,9 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 // another cluster node's), without its upstream side, streams, counters
 // and last activity, which the callers set.
 func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
-	ctx, cancel := s.sessionContext()
 	sess := &session{
 		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
-		ctx: ctx, cancel: cancel, streams: make(map[uint64]*stream, nstreams),
+		streams:     make(map[uint64]*stream, nstreams),
 		withStreams: s.streamSet(rec.ID),
 		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
 	}

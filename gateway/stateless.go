@@ -219,9 +219,8 @@ func statelessStatus(answer []byte) int {
 
 // newEphemeral returns a one-request session for a stateless request.
 func (s *Server) newEphemeral() *session {
-	sessCtx, cancel := s.sessionContext()
 	now := s.clock.Now()
-	sess := &session{id: "stateless", version: statelessVersion, ctx: sessCtx, cancel: cancel,
+	sess := &session{id: "stateless", version: statelessVersion,
 		streams: make(map[uint64]*stream, 1), ephemeral: true, created: now}
 	sess.lastActive.Store(now)
 	s.ephemeral.Store(sess, struct{}{})

@@ -251,6 +251,11 @@ func (s *Store[V]) Delete(id string) (V, bool) {
 // counted before their entry is visible; once calls return, Len is exact.
 func (s *Store[V]) Len() int { return int(s.n.Load()) }
 
+// ShardLen returns the number of entries in shard i without visiting them
+// (the map's striped counters). It panics if i is not in [0, NumShards()).
+// Like Len, it is exact once concurrent calls have returned.
+func (s *Store[V]) ShardLen(i int) int { return s.shards[i].Size() }
+
 // RangeShard calls f for the entries of shard i until f returns false. It
 // panics if i is not in [0, NumShards()). It is not a snapshot: entries
 // created or deleted meanwhile may or may not be seen. f runs outside any

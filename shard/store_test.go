@@ -225,15 +225,19 @@ func TestRange(t *testing.T) {
 
 	got := map[string]int{}
 	for i := range s.NumShards() {
+		inShard := 0
 		s.RangeShard(i, func(id string, v *sess) bool {
 			assert.Equal(t, i, s.ShardOf(id), "RangeShard yields only its shard")
 			_, dup := got[id]
 			assert.False(t, dup)
 			got[id] = v.n
+			inShard++
 			return true
 		})
+		assert.Equal(t, inShard, s.ShardLen(i), "ShardLen counts what RangeShard visits")
 	}
 	assert.Equal(t, want, got)
+	assert.Panics(t, func() { s.ShardLen(s.NumShards()) })
 
 	got = map[string]int{}
 	s.Range(func(id string, v *sess) bool {

@@ -247,8 +247,23 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 		_ = s.Close(ctx)
 		return nil, nil, fmt.Errorf("initialize: bad protocolVersion %s: %w", raw, ErrUnavailable)
 	}
-	s.version = v
+	s.version = internVersion(v)
 	return s, answer, nil
+}
+
+// knownVersions are the protocol revisions upstreams answer with: a session
+// keeps one of these strings instead of its own copy (a million idle
+// sessions hold a million version strings otherwise).
+var knownVersions = [...]string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
+
+// internVersion returns the known revision equal to v, or v.
+func internVersion(v string) string {
+	for _, k := range knownVersions {
+		if v == k {
+			return k
+		}
+	}
+	return v
 }
 
 // FirstAnswer reduces a reply to its response message (the first response
