@@ -191,14 +191,24 @@ func TestDrainThousandStreams(t *testing.T) {
 		}
 	}
 
-	// A new process on the same address: every client resumes.
+	// A new process on the same address: every client resumes. The
+	// notifications are sent once the new process has its own upstream
+	// standalone streams: one the upstream writes before that goes to the
+	// old process's connection, which the upstream has not yet seen closed,
+	// and is lost (the gateway does not resume the upstream's standalone
+	// stream from its last event id across a restart).
 	gw = testenv.StartGateway(t, bin, up.URL, flags...)
 	assert.Equal(t, float64(n), scrape(t, gw)["mcpgate_sessions_restored_total"])
 	parallel(n, 16, func(i int) {
 		c, br := openStream(t, gw.URL, sids[i], "0_1")
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
+		conns[i] = br
+	})
+	require.Eventually(t, func() bool { return mockGetStreams(t, up.URL) >= 2*n }, 30*time.Second, 50*time.Millisecond,
+		"the new process opens an upstream standalone stream per session")
+	parallel(n, 16, func(i int) {
 		callTool(t, gw.URL, sids[i], "2025-11-25", "notify")
-		if !waitEventID(br, "0_2") {
+		if !waitEventID(conns[i], "0_2") {
 			t.Errorf("session %d: the resumed stream did not get the next event", i)
 		}
 	})

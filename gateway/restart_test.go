@@ -68,6 +68,19 @@ func mockStats(t *testing.T, upURL string) (created, deleted int64) {
 	return s.Created, s.Deleted
 }
 
+// mockGetStreams is the number of GET streams the mock upstream has opened.
+func mockGetStreams(t *testing.T, upURL string) int {
+	t.Helper()
+	resp, err := freshClient.Get(strings.TrimSuffix(upURL, "/mcp") + "/stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var s struct {
+		GetStreams int `json:"get_streams"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
+	return s.GetStreams
+}
+
 // seqLog records the mock's per-stream sequence numbers (params._meta.seq)
 // of the notifications a client handled.
 type seqLog struct {
