@@ -253,13 +253,15 @@ const (
 // retrying with backoff, and hands it to readStandalone on a fresh
 // goroutine: the connect path's deep stack stays behind, so each idle
 // stream's reader keeps a small one. Together they feed stream 0 for the
-// life of the session.
+// life of the session. After a break it asks for the stream after the
+// last event read (stream.upLastID): an upstream that can resume replays
+// what it sent meanwhile; one that cannot from there gets a fresh stream.
 func (s *Server) connectStandalone(ctx context.Context, sess *session, st *stream, backoff time.Duration) {
 	for {
 		if sess.context().Err() != nil || ctx.Err() != nil || s.handingOver() {
 			return
 		}
-		up, err := sess.up.Listen(sess.context())
+		up, err := s.listenUpstream(sess, st.upLastID)
 		switch {
 		case errors.Is(err, upstream.ErrNotSupported):
 			return // the stream stays open for heartbeats; nothing feeds it
@@ -290,12 +292,27 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 	}
 }
 
+// listenUpstream opens the upstream's standalone stream, after lastID when
+// there is one and the upstream can resume.
+func (s *Server) listenUpstream(sess *session, lastID string) (upstream.Stream, error) {
+	if r, ok := sess.up.(upstream.ListenResumer); ok && lastID != "" {
+		up, err := r.ListenAfter(sess.context(), lastID)
+		var se *upstream.StatusError
+		if !errors.As(err, &se) {
+			return up, err
+		}
+		s.log.Debug("upstream could not resume its standalone stream: opening a fresh one", "session", shortID(sess.id), "status", se.Status)
+	}
+	return sess.up.Listen(sess.context())
+}
+
 // readStandalone copies the upstream's standalone stream into stream 0
 // until it ends, then reconnects after a backoff. It runs on an owned
 // goroutine counted by addOwned.
 func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
 	defer s.wg.Done()
 	got := s.pumpStandalone(st, up)
+	noteLastID(st, up)
 	_ = up.Close()
 	if got {
 		backoff = minBackoff
@@ -305,6 +322,19 @@ func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, b
 	}
 	next := min(backoff*2, maxBackoff)
 	s.goOwned(func(ctx context.Context) { s.connectStandalone(ctx, sess, st, next) })
+}
+
+// noteLastID keeps the upstream's id of the last event read of up, if it
+// had one, for the next connection of the standalone stream. Out of
+// readStandalone so that frame stays small (see pumpStandalone).
+//
+//go:noinline
+func noteLastID(st *stream, up upstream.Stream) {
+	if ider, ok := up.(upstream.EventIDer); ok {
+		if id := ider.LastEventID(); id != "" {
+			st.upLastID = id
+		}
+	}
 }
 
 // pumpStandalone pushes the stream's messages into st until it ends and

@@ -28,6 +28,11 @@ type stream struct {
 	// connStart is the position the newest connection started after: a
 	// plain standalone GET (no Last-Event-ID) replays from there.
 	connStart atomic.Uint64
+	// upLastID is the upstream's id of the last event read of the
+	// standalone stream (stream 0 only): reopened after a break, the
+	// stream continues from it. Only the standalone stream's connect and
+	// reader goroutines use it, one after the other (each starts the next).
+	upLastID string
 	// finishedAt is when the ring was closed (unix ns), 0 while live.
 	finishedAt atomic.Int64
 	// droppedOldestSeen and skippedSeen are the ring counters already

@@ -14,6 +14,17 @@ type StreamResumer interface {
 	ResumeStream(ctx context.Context, lastEventID string) (Stream, error)
 }
 
+// ListenResumer is implemented by upstream sessions whose standalone
+// stream can be reopened after the last event the gateway read of it
+// (Streamable HTTP: GET with Last-Event-ID), so that what the upstream sent
+// while the gateway's connection was broken is replayed, not lost.
+type ListenResumer interface {
+	// ListenAfter opens the standalone stream after lastEventID. It fails
+	// like Listen, and with a *StatusError when the upstream cannot resume
+	// from that id (the caller then opens a fresh stream with Listen).
+	ListenAfter(ctx context.Context, lastEventID string) (Stream, error)
+}
+
 // EventIDer is implemented by streams whose messages carry the upstream's
 // SSE event ids.
 type EventIDer interface {
@@ -25,12 +36,18 @@ type EventIDer interface {
 
 var (
 	_ StreamResumer = (*httpSession)(nil)
+	_ ListenResumer = (*httpSession)(nil)
 	_ EventIDer     = (*httpStream)(nil)
 )
 
 // ResumeStream resumes an answer stream with GET + Last-Event-ID.
 func (s *httpSession) ResumeStream(ctx context.Context, lastEventID string) (Stream, error) {
 	return s.get(ctx, []byte(lastEventID), true)
+}
+
+// ListenAfter reopens the standalone stream with GET + Last-Event-ID.
+func (s *httpSession) ListenAfter(ctx context.Context, lastEventID string) (Stream, error) {
+	return s.get(ctx, []byte(lastEventID), false)
 }
 
 // LastEventID is the upstream's id of the last event read.
