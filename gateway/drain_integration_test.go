@@ -191,27 +191,23 @@ func TestDrainThousandStreams(t *testing.T) {
 		}
 	}
 
-	// A new process on the same address: every client resumes. The
-	// notifications are sent once the new process has its own upstream
-	// standalone streams: one the upstream writes before that goes to the
-	// old process's connection, which the upstream has not yet seen closed,
-	// and is lost (the gateway does not resume the upstream's standalone
-	// stream from its last event id across a restart).
+	// A new process on the same address: every client resumes, and gets
+	// the next notification at once. One the upstream writes before the
+	// new process has reopened that session's standalone stream goes to
+	// the old process's connection (the upstream has not seen it closed
+	// yet); the new process reopens the stream after the last event the
+	// old one read (saved in the state file), so the upstream replays it.
 	gw = testenv.StartGateway(t, bin, up.URL, flags...)
 	assert.Equal(t, float64(n), scrape(t, gw)["mcpgate_sessions_restored_total"])
 	parallel(n, 16, func(i int) {
 		c, br := openStream(t, gw.URL, sids[i], "0_1")
-		t.Cleanup(func() { c.Close() })
-		conns[i] = br
-	})
-	require.Eventually(t, func() bool { return mockGetStreams(t, up.URL) >= 2*n }, 30*time.Second, 50*time.Millisecond,
-		"the new process opens an upstream standalone stream per session")
-	parallel(n, 16, func(i int) {
+		defer c.Close()
 		callTool(t, gw.URL, sids[i], "2025-11-25", "notify")
-		if !waitEventID(conns[i], "0_2") {
+		if !waitEventID(br, "0_2") {
 			t.Errorf("session %d: the resumed stream did not get the next event", i)
 		}
 	})
+	assert.Equal(t, int64(n), mockResumes(t, up.URL), "every upstream standalone stream was resumed after its last event")
 	created, deleted := mockStats(t, up.URL)
 	assert.Equal(t, int64(n), created, "no upstream session was re-initialized")
 	assert.Zero(t, deleted, "none was ended")

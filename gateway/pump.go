@@ -261,7 +261,7 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 		if sess.context().Err() != nil || ctx.Err() != nil || s.handingOver() {
 			return
 		}
-		up, err := s.listenUpstream(sess, st.upLastID)
+		up, err := s.listenUpstream(sess, st.upstreamLastID())
 		switch {
 		case errors.Is(err, upstream.ErrNotSupported):
 			return // the stream stays open for heartbeats; nothing feeds it
@@ -332,9 +332,18 @@ func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, b
 func noteLastID(st *stream, up upstream.Stream) {
 	if ider, ok := up.(upstream.EventIDer); ok {
 		if id := ider.LastEventID(); id != "" {
-			st.upLastID = id
+			st.upLastID.Store(&id)
 		}
 	}
+}
+
+// upstreamLastID is the upstream's id of the last event read of the
+// standalone stream, "" if none.
+func (st *stream) upstreamLastID() string {
+	if p := st.upLastID.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // pumpStandalone pushes the stream's messages into st until it ends and

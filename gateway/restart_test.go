@@ -68,17 +68,18 @@ func mockStats(t *testing.T, upURL string) (created, deleted int64) {
 	return s.Created, s.Deleted
 }
 
-// mockGetStreams is the number of GET streams the mock upstream has opened.
-func mockGetStreams(t *testing.T, upURL string) int {
+// mockResumes is the number of GETs with Last-Event-ID the mock upstream
+// served.
+func mockResumes(t *testing.T, upURL string) int64 {
 	t.Helper()
 	resp, err := freshClient.Get(strings.TrimSuffix(upURL, "/mcp") + "/stats")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var s struct {
-		GetStreams int `json:"get_streams"`
+		Resumes int64 `json:"resumes"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
-	return s.GetStreams
+	return s.Resumes
 }
 
 // seqLog records the mock's per-stream sequence numbers (params._meta.seq)

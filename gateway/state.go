@@ -139,6 +139,7 @@ func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 	for id, st := range sess.streams {
 		snap := st.ring.Snapshot()
 		r := sessionrec.Stream{ID: id, FinishedAt: st.finishedAt.Load(), Delivered: st.delivered.Load(), ConnStart: st.connStart.Load(),
+			UpstreamLastEventID: st.upstreamLastID(),
 			Ring: sessionrec.Ring{Last: snap.Last, Delivered: snap.Delivered, Lost: snap.Lost, SkipMark: snap.SkipMark, Closed: snap.Closed,
 				Counters: sessionrec.Counters{Pushed: snap.Stats.Pushed, Coalesced: snap.Stats.Coalesced,
 					DroppedOldest: snap.Stats.DroppedOldest, DroppedNewest: snap.Stats.DroppedNewest,
@@ -293,6 +294,9 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 		st := newStream(r.ID, sess, ring)
 		st.delivered.Store(r.Delivered)
 		st.connStart.Store(r.ConnStart)
+		if id := r.UpstreamLastEventID; id != "" && r.ID == 0 {
+			st.upLastID.Store(&id) // the upstream's stream resumes after it (connectStandalone)
+		}
 		st.droppedOldestSeen.Store(snap.Stats.DroppedOldest)
 		st.skippedSeen.Store(snap.Stats.Skipped)
 		if r.ID != 0 {

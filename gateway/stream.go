@@ -29,10 +29,11 @@ type stream struct {
 	// plain standalone GET (no Last-Event-ID) replays from there.
 	connStart atomic.Uint64
 	// upLastID is the upstream's id of the last event read of the
-	// standalone stream (stream 0 only): reopened after a break, the
-	// stream continues from it. Only the standalone stream's connect and
-	// reader goroutines use it, one after the other (each starts the next).
-	upLastID string
+	// standalone stream (stream 0 only; nil if none): reopened after a
+	// break or a restart (it is in the session record), the stream
+	// continues from it. Stored by the stream's reader when its upstream
+	// stream ends, rarely.
+	upLastID atomic.Pointer[string]
 	// finishedAt is when the ring was closed (unix ns), 0 while live.
 	finishedAt atomic.Int64
 	// droppedOldestSeen and skippedSeen are the ring counters already

@@ -60,6 +60,10 @@ type Stream struct {
 	Delivered uint64
 	ConnStart uint64
 	Ring      Ring
+	// UpstreamLastEventID is the upstream's id of the last event the
+	// gateway read of the stream (the standalone stream; "" if none had
+	// one): the restarted gateway reopens the upstream's stream after it.
+	UpstreamLastEventID string
 }
 
 // Ring is a stream's ring: its positions, counters and retained events.
@@ -121,6 +125,7 @@ const (
 	fStDelivered
 	fStConnStart
 	fStRing
+	fStUpstreamLastEventID
 )
 
 const (
@@ -232,6 +237,7 @@ func AppendRecord(dst []byte, r *Record) []byte {
 			e.uint(fStDelivered, st.Delivered)
 			e.uint(fStConnStart, st.ConnStart)
 			e.nested(fStRing, func(e *enc) { appendRing(e, &st.Ring) })
+			e.str(fStUpstreamLastEventID, st.UpstreamLastEventID)
 		})
 	}
 	return e.b
@@ -493,6 +499,10 @@ func (d *dec) stream(b []byte, st *Stream) {
 		case fStRing:
 			if sub.want(wire, wireBytes, "ring") {
 				sub.ring(raw, &st.Ring)
+			}
+		case fStUpstreamLastEventID:
+			if sub.want(wire, wireBytes, "stream upstream last event id") {
+				st.UpstreamLastEventID = string(raw)
 			}
 		}
 	}

@@ -27,7 +27,7 @@ func sampleRecord(i int) *Record {
 		NextCall:      41,
 		NextStream:    3,
 		Streams: []Stream{
-			{ID: 0, Delivered: 2, ConnStart: 1, Ring: Ring{Last: 3, Delivered: 2, Lost: 0,
+			{ID: 0, Delivered: 2, ConnStart: 1, UpstreamLastEventID: "0_17", Ring: Ring{Last: 3, Delivered: 2, Lost: 0,
 				Counters: Counters{Pushed: 3, Evicted: 1},
 				Events:   []Event{{Seq: 2, Data: []byte(`{"a":1}`), Key: 99}, {Seq: 3, MustDeliver: true, Data: []byte("x\ny")}}}},
 			{ID: 3, FinishedAt: 1_700_000_050_000_000_000, Ring: Ring{Last: 1, Closed: true, Counters: Counters{Pushed: 1},
