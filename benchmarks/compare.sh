@@ -28,6 +28,9 @@
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
 #   SCRAPE_N=10            scrapes (one a second) per measurement at the largest RSS step
+#   MILLION_N=1000000 MILLION_IDLE=5m MILLION_WINDOW=20s   section million: idle sessions held
+#                          by one gateway, their idle timeout (must outlast opening them and
+#                          30 s of settling and the idle window) and the idle CPU measurement window
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
 #   JWT_ROUNDS=6 JWT_CONCS="16" JWT_DURATION=5s   rounds of mcpgate without authentication
 #                          and validating an RS256 JWT on every request (alternating which
@@ -35,7 +38,7 @@
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat sse lat churn rss scrape everything stateless jwt"   sections to skip (scrape needs rss)
+#   SKIP="sat sse lat churn rss scrape million everything stateless jwt"   sections to skip (scrape needs rss)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -50,6 +53,9 @@ CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 4000 6000 8000 10000 120
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
+MILLION_N=${MILLION_N:-1000000}
+MILLION_IDLE=${MILLION_IDLE:-5m}
+MILLION_WINDOW=${MILLION_WINDOW:-20s}
 SCRAPE_N=${SCRAPE_N:-10}
 JWT_ROUNDS=${JWT_ROUNDS:-6}
 JWT_CONCS=${JWT_CONCS:-16}
@@ -531,6 +537,40 @@ if ! skip rss; then
 	done
 fi
 
+# ---- 4b. A million idle sessions on one gateway ------------------------------------
+# One fresh gateway (mock upstream) opens MILLION_N sessions with the idle timeout
+# MILLION_IDLE; the helper reports the time to open them, RSS and heap at a tenth and
+# at the end (the slope), the gateway's CPU while they sit idle (MILLION_WINDOW, nothing
+# talking to it) and when expiry ended them against their idle timeout.
+if ! skip million; then
+	start million-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0 -max-sessions $((MILLION_N + 1000))
+	mup_pid=$STARTED_PID mup_url=$STARTED_URL
+	start million-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
+		-upstream "$mup_url" -max-sessions $((MILLION_N + 1000)) -session-idle-timeout "$MILLION_IDLE" -log-level warn
+	mgw_pid=$STARTED_PID mgw_url=$STARTED_URL
+	admin_url million-gateway
+	log "$MILLION_N idle sessions (idle timeout $MILLION_IDLE)"
+	begin_lock
+	quiet >"$TMP/million.busy"
+	cut -d' ' -f1-3 /proc/loadavg >"$TMP/million.loadavg"
+	env CMP_TARGET="$mgw_url" CMP_METRICS="$STARTED_ADMIN/metrics" CMP_PID="$mgw_pid" CMP_SESSIONS="$MILLION_N" \
+		CMP_IDLE="$MILLION_IDLE" CMP_IDLE_WINDOW="$MILLION_WINDOW" CMP_CONC=32 \
+		"$CMP" -test.run '^TestCompareMillionIdle$' -test.timeout 60m >"$TMP/million.raw" 2>&1 9>&- ||
+		{ cat "$TMP/million.raw" >&2; die "million-session run failed"; }
+	end_lock
+	sed -n 's/^RESULT //p' "$TMP/million.raw" >"$OUT/million.jsonl"
+	rec million mcpgate 1 - loadavg "$(cut -d' ' -f1 "$TMP/million.loadavg")"
+	rec million mcpgate 1 - busy_before_pct "$(cat "$TMP/million.busy")"
+	for k in open_s open_cpu_us_per_session rss_per_session_bytes heap_per_session_bytes idle_cpu_pct \
+		expiry_cpu_us_per_session first_expiry_after_first_open_s last_expiry_late_s; do
+		rec million mcpgate 1 - "$k" "$(jq -r ".$k" "$OUT/million.jsonl")"
+	done
+	rec million mcpgate 1 - rss_bytes "$(jq -r '.at_end.process_resident_memory_bytes' "$OUT/million.jsonl")"
+	rec million mcpgate 1 - heap_inuse_bytes "$(jq -r '.at_end.go_memstats_heap_inuse_bytes' "$OUT/million.jsonl")"
+	stop_pid "$mgw_pid"
+	stop_pid "$mup_pid"
+fi
+
 # reference_section SECTION SERVER_FLAGS CLIENT_ENV: the reference everything-server
 # started with SERVER_FLAGS, and in front of it mcpgate and (with Caddy) Caddy;
 # EVERYTHING_ROUNDS rounds of tools/call test_simple_text (16 workers, 5 s) against each
@@ -748,6 +788,22 @@ reference_summary() {
 			echo "| $r | $(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="loadavg" {l=$6} $1=="rss" && $3==r && $5=="busy_before_pct" {b=$6} END {printf "%s/%s%%", l, b}' "$RUNS") | $rsss | $heaps | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="rss_per_session_bytes" {print $6}' "$RUNS")" 0f) | $(fmt "$(awk -F'\t' -v r="$r" '$1=="rss" && $3==r && $5=="heap_per_session_bytes" {print $6}' "$RUNS")" 0f) |"
 		done
 		echo "| median | | | | $(fmt "$(med rss mcpgate slope rss_per_session_bytes)" 0f) | $(fmt "$(med rss mcpgate slope heap_per_session_bytes)" 0f) |"
+		echo
+	fi
+	if ! skip million; then
+		mval() { awk -F'\t' -v k="$1" '$1=="million" && $5==k {print $6}' "$RUNS"; }
+		echo "## $MILLION_N idle sessions on one gateway (mock upstream, idle timeout $MILLION_IDLE)"
+		echo
+		echo "| figure | value |"
+		echo "|---|---|"
+		echo "| load avg / busy % before | $(mval loadavg)/$(mval busy_before_pct)% |"
+		echo "| time to open them (s) / gateway CPU per opened session (µs) | $(fmt "$(mval open_s)" 1f) / $(fmt "$(mval open_cpu_us_per_session)" 1f) |"
+		echo "| RSS / heap in use at $MILLION_N (MiB) | $(fmt "$(echo "$(mval rss_bytes) / 1048576" | bc -l)" 1f) / $(fmt "$(echo "$(mval heap_inuse_bytes) / 1048576" | bc -l)" 1f) |"
+		echo "| RSS / heap slope, a tenth → all (B/session) | $(fmt "$(mval rss_per_session_bytes)" 0f) / $(fmt "$(mval heap_per_session_bytes)" 0f) |"
+		echo "| gateway CPU while they sit idle, % of a core ($MILLION_WINDOW) | $(fmt "$(mval idle_cpu_pct)" 2f) |"
+		echo "| first expiry after the first session opened (s) | $(fmt "$(mval first_expiry_after_first_open_s)" 1f) |"
+		echo "| last expiry after the last session opened, past the idle timeout (s) | $(fmt "$(mval last_expiry_late_s)" 1f) |"
+		echo "| gateway CPU per expired session (µs) | $(fmt "$(mval expiry_cpu_us_per_session)" 1f) |"
 		echo
 	fi
 	if ! skip rss && ! skip scrape; then

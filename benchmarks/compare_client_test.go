@@ -13,7 +13,8 @@
 // Prometheus metrics after each step, for bytes per idle session as a slope.
 // TestCompareFreePort prints a free loopback port (for Caddy, which cannot report the
 // port the OS chose). TestCompareJWTSetup writes a fresh key for -jwt-key-file and
-// prints an access token signed with it. Each test prints one JSON object per line
+// prints an access token signed with it. TestCompareMillionIdle opens a million idle
+// sessions and watches the gateway's memory, idle CPU and expiry. Each test prints one JSON object per line
 // prefixed with "RESULT ".
 package benchmarks
 
@@ -305,30 +306,8 @@ func TestCompareIdleSessions(t *testing.T) {
 		"go_memstats_sys_bytes", "go_goroutines", "mcpgate_sessions"}
 	opened := 0
 	for _, step := range steps {
-		t0 := time.Now()
-		var next atomic.Int64
-		next.Store(int64(opened))
-		var errs atomic.Int64
-		var firstErr atomic.Value
-		var wg sync.WaitGroup
-		for range conc {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(step) {
-					if _, err := c.Initialize(); err != nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		openSecs := time.Since(t0).Seconds()
+		openSecs := openSessions(t, c, conc, opened, step)
 		prev := opened
-		if errs.Load() > 0 {
-			t.Fatalf("step %d: %d initialize errors, first: %v", step, errs.Load(), firstErr.Load())
-		}
 		opened = step
 		time.Sleep(settle)
 		m, err := scrape(metrics, names...)
@@ -340,6 +319,156 @@ func TestCompareIdleSessions(t *testing.T) {
 			"metrics": m,
 		})
 	}
+}
+
+// openSessions opens sessions number from+1 to to (initialize and
+// notifications/initialized each) with conc workers and returns the seconds
+// it took; any error fails the test.
+func openSessions(t *testing.T, c *harness.Client, conc, from, to int) float64 {
+	t.Helper()
+	t0 := time.Now()
+	var next atomic.Int64
+	next.Store(int64(from))
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(to) {
+				if _, err := c.Initialize(); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if errs.Load() > 0 {
+		t.Fatalf("sessions %d..%d: %d initialize errors, first: %v", from+1, to, errs.Load(), firstErr.Load())
+	}
+	return time.Since(t0).Seconds()
+}
+
+// procCPUSeconds is the user+system CPU time of process pid from
+// /proc/pid/stat (in clock ticks of 1/100 s on Linux).
+func procCPUSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces: count from the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	user, _ := strconv.ParseFloat(f[11], 64) // field 14
+	sys, _ := strconv.ParseFloat(f[12], 64)  // field 15
+	return (user + sys) / 100
+}
+
+// TestCompareMillionIdle holds CMP_SESSIONS idle sessions on one gateway (pid
+// CMP_PID, started with -session-idle-timeout CMP_IDLE) and reports, as one
+// RESULT line: the time to open them (and the RSS at CMP_STEP and at the
+// end, for the slope), the gateway's CPU while they sit idle for
+// CMP_IDLE_WINDOW (after CMP_IDLE_SETTLE) with nothing else talking to it (no
+// scrape either), and
+// when expiry ended them (CPU measured from the first expiry to the last): the
+// first session must not end before the first
+// one opened has been idle CMP_IDLE, and the last must end within
+// CMP_IDLE plus the gateway's expiry check period after the last one
+// opened. The gateway's session count is read from its /metrics once a
+// second while expiry runs (a scrape costs what the streams cost, not the
+// sessions).
+func TestCompareMillionIdle(t *testing.T) {
+	target := envString(t, "CMP_TARGET", "")
+	metrics := envString(t, "CMP_METRICS", "")
+	pid := envInt(t, "CMP_PID", 0)
+	n := envInt(t, "CMP_SESSIONS", 1000000)
+	step := envInt(t, "CMP_STEP", n/10)
+	conc := envInt(t, "CMP_CONC", 32)
+	idle := envDuration(t, "CMP_IDLE", 0)
+	window := envDuration(t, "CMP_IDLE_WINDOW", 20*time.Second)
+	settle := envDuration(t, "CMP_SETTLE", 3*time.Second)
+	idleSettle := envDuration(t, "CMP_IDLE_SETTLE", 30*time.Second)
+	if pid == 0 || idle == 0 {
+		t.Skip("CMP_PID and CMP_IDLE must be set")
+	}
+	c, err := harness.NewClient(harness.ClientConfig{
+		Target: target, Version: "2025-11-25", Conns: conc, StreamConns: 1, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "mcpgate_sessions"}
+	res := map[string]any{"sessions": n, "step": step, "idle_timeout_s": idle.Seconds()}
+
+	firstOpen := time.Now()
+	cpu0 := procCPUSeconds(t, pid)
+	openSessions(t, c, conc, 0, step)
+	time.Sleep(settle)
+	atStep, err := scrape(metrics, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openSessions(t, c, conc, step, n)
+	lastOpen := time.Now()
+	openCPU := procCPUSeconds(t, pid) - cpu0
+	res["open_s"] = lastOpen.Sub(firstOpen).Seconds() - settle.Seconds()
+	res["open_cpu_us_per_session"] = openCPU / float64(n) * 1e6
+	time.Sleep(settle)
+	atEnd, err := scrape(metrics, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atEnd["mcpgate_sessions"] != float64(n) {
+		t.Fatalf("the gateway holds %v sessions, want %d (did expiry start already? raise CMP_IDLE)", atEnd["mcpgate_sessions"], n)
+	}
+	res["at_step"], res["at_end"] = atStep, atEnd
+	res["rss_per_session_bytes"] = (atEnd["process_resident_memory_bytes"] - atStep["process_resident_memory_bytes"]) / float64(n-step)
+	res["heap_per_session_bytes"] = (atEnd["go_memstats_heap_inuse_bytes"] - atStep["go_memstats_heap_inuse_bytes"]) / float64(n-step)
+
+	// Idle: nothing talks to the gateway, after CMP_IDLE_SETTLE for the runtime to
+	// finish what opening them left (the last GC cycle, returning memory).
+	time.Sleep(idleSettle)
+	w0, c0 := time.Now(), procCPUSeconds(t, pid)
+	time.Sleep(window)
+	res["idle_cpu_pct"] = (procCPUSeconds(t, pid) - c0) / time.Since(w0).Seconds() * 100
+	if time.Since(firstOpen) >= idle {
+		t.Fatalf("the idle window ran into expiry: raise CMP_IDLE")
+	}
+
+	// Expiry: poll the session count once a second until none is left.
+	var firstGone, allGone time.Time
+	deadline := lastOpen.Add(idle + 2*time.Minute)
+	e0 := procCPUSeconds(t, pid)
+	for time.Now().Before(deadline) {
+		m, err := scrape(metrics, "mcpgate_sessions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if firstGone.IsZero() && m["mcpgate_sessions"] < float64(n) {
+			firstGone = now
+			e0 = procCPUSeconds(t, pid)
+		}
+		if m["mcpgate_sessions"] == 0 {
+			allGone = now
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if allGone.IsZero() {
+		t.Fatalf("sessions left 2 minutes past their idle timeout")
+	}
+	res["expiry_cpu_us_per_session"] = (procCPUSeconds(t, pid) - e0) / float64(n) * 1e6
+	res["first_expiry_after_first_open_s"] = firstGone.Sub(firstOpen).Seconds()
+	res["last_expiry_after_last_open_s"] = allGone.Sub(lastOpen).Seconds()
+	res["last_expiry_late_s"] = allGone.Sub(lastOpen).Seconds() - idle.Seconds()
+	if early := firstGone.Sub(firstOpen); early < idle {
+		t.Errorf("a session ended %.1f s after the first was opened, before its idle timeout %s", early.Seconds(), idle)
+	}
+	printResult(t, res)
 }
 
 // TestCompareFreePort prints a loopback port that was free a moment ago.

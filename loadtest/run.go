@@ -46,6 +46,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", harness.DefaultTimeout, "`deadline` of each plain POST and DELETE")
 	fs.StringVar(&cfg.Version, "protocol-version", harness.DefaultVersion, "MCP `revision` requested; 2026-07-28 runs the post scenario statelessly")
 	fs.IntVar(&cfg.Payload, "payload", 0, "echo result size and event padding in `bytes`")
+	fs.IntVar(&cfg.Burst, "burst", 1, "stream, slow: pushed `events` the mock upstream writes at once (1..1024; the rate stays the offered one)")
 	fs.IntVar(&cfg.StreamCount, "stream-count", harness.DefaultStreamCount, "resume: progress notifications per stream tool `call`")
 	fs.Float64Var(&cfg.StreamRate, "stream-rate", harness.DefaultStreamRate, "resume: progress notifications `per second` per stream tool call")
 	fs.DurationVar(&cfg.CutEvery, "cut-every", harness.DefaultCutEvery, "resume: mean `interval` between cuts of each GET stream (exponentially distributed)")

@@ -76,6 +76,9 @@ type Config struct {
 	// Payload is the echo result size in bytes (post, churn, soak) and the padding of
 	// pushed and progress events. Zero means none.
 	Payload int
+	// Burst is how many pushed events the upstream writes at once (stream, slow: the
+	// mock upstream's push tool); the offered rate is kept. Zero means 1.
+	Burst int
 	// StreamCount and StreamRate shape the stream tool calls of the resume scenario:
 	// progress notifications per call and per second. Zero means DefaultStreamCount
 	// and DefaultStreamRate.
@@ -135,7 +138,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("harness: unknown scenario %q: %w", c.Scenario, ErrBadConfig)
 	}
 	switch {
-	case c.Sessions < 0, c.Rate < 0, c.Duration < 0, c.Conns < 0, c.Timeout < 0, c.Payload < 0,
+	case c.Sessions < 0, c.Rate < 0, c.Duration < 0, c.Conns < 0, c.Timeout < 0, c.Payload < 0, c.Burst < 0, c.Burst > 1024,
 		c.StreamCount < 0, c.StreamRate < 0, c.CutEvery < 0, c.SlowFraction < 0, c.SlowFraction >= 1,
 		c.Stall < 0, c.SampleEvery < 0, c.DrainTimeout < 0, c.HostileRate < 0:
 		return c, fmt.Errorf("harness: negative or out-of-range setting: %w", ErrBadConfig)

@@ -41,6 +41,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"unknown scenario", Config{Target: "x", Scenario: "nope"}},
 		{"negative rate", Config{Target: "x", Rate: -1}},
 		{"slow fraction 1", Config{Target: "x", SlowFraction: 1}},
+		{"burst over 1024", Config{Target: "x", Burst: 1025}},
+		{"negative burst", Config{Target: "x", Burst: -1}},
 		{"stateless stream", Config{Target: "x", Scenario: ScenarioStream, Version: "2026-07-28"}},
 		{"stateless streams", Config{Target: "x", Streams: 1, Version: "2026-07-28"}},
 	}

@@ -165,12 +165,22 @@ func (r *runner) echo(lane *Lane, sess *Session) error {
 	return err
 }
 
+// pushArgs are the push tool's arguments; burst goes only when above 1, so a server
+// without it is asked nothing new.
+func pushArgs(rate float64, pad, burst int) map[string]any {
+	args := map[string]any{"rate": rate, "pad": pad}
+	if burst > 1 {
+		args["burst"] = burst
+	}
+	return args
+}
+
 // setPush sets a session's push rate and returns the push sequence number reached.
 func (r *runner) setPush(lane *Lane, sess *Session, rate float64) (uint64, error) {
 	res, err := r.call(lane, sess, &Request{
 		Method: "tools/call",
 		Name:   "push",
-		Params: map[string]any{"name": "push", "arguments": map[string]any{"rate": rate, "pad": r.cfg.Payload}},
+		Params: map[string]any{"name": "push", "arguments": pushArgs(rate, r.cfg.Payload, r.cfg.Burst)},
 	}, nil)
 	if err != nil {
 		return 0, err

@@ -389,6 +389,41 @@ func TestPushOnGetStream(t *testing.T) {
 	assert.Equal(t, int64(last), srv.Snapshot().Events[KindPush])
 }
 
+// TestPushBursts: with burst the pusher appends whole bursts (the sequence stops at a
+// multiple of the burst), every event exactly once and in order; a burst out of range
+// is refused.
+func TestPushBursts(t *testing.T) {
+	srv, url := testServer(t, Config{})
+	c := newClient(t, url)
+	c.initialize(Version20251125)
+	get := c.get("")
+	require.Equal(t, http.StatusOK, get.StatusCode)
+	defer get.Body.Close()
+
+	for _, bad := range []string{`{"rate":100,"burst":0}`, `{"rate":100,"burst":1025}`, `{"rate":100,"burst":"x"}`} {
+		assert.Contains(t, string(readAll(t, c.callTool("push", bad, ""))), "bad rate, pad or burst", bad)
+	}
+	readAll(t, c.callTool("push", `{"rate":6400,"burst":64}`, ""))
+	time.Sleep(150 * time.Millisecond)
+	var stop struct {
+		Result struct {
+			StructuredContent struct {
+				LastSeq uint64 `json:"last_seq"`
+			} `json:"structuredContent"`
+		}
+	}
+	require.NoError(t, json.Unmarshal(readAll(t, c.callTool("push", `{"rate":0}`, "")), &stop))
+	last := stop.Result.StructuredContent.LastSeq
+	require.Positive(t, last)
+	assert.Zero(t, last%64, "whole bursts only: last_seq %d", last)
+	evs := readEvents(t, get.Body, func(e event) bool { return e.seq == last })
+	require.Len(t, evs, int(last))
+	for i, e := range evs {
+		assert.Equal(t, uint64(i+1), e.seq)
+	}
+	assert.Equal(t, int64(last), srv.Snapshot().Events[KindPush])
+}
+
 // TestNotifyOnGetStream: the notify tool sends list_changed notifications on the GET
 // stream, numbered with pushed events; one sent while no GET stream is open waits for
 // the next GET.

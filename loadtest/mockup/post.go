@@ -149,7 +149,7 @@ func (s *Server) initialize(c *call) {
 	s.sessions.Store(sess.id, sess)
 	s.stats.sessionsCreated.Add(1)
 	if s.cfg.PushRate > 0 {
-		if _, err := sess.setPush(s.cfg.PushRate, s.cfg.PushPad); err != nil {
+		if _, err := sess.setPush(s.cfg.PushRate, s.cfg.PushPad, 1); err != nil {
 			s.fail(ctx, fasthttp.StatusServiceUnavailable, c.id, CodeTransport, "shutting down", nil)
 			return
 		}
@@ -273,15 +273,16 @@ func (s *Server) toolCall(c *call) {
 	case "push":
 		rate, ok1 := floatArg(args, "rate")
 		pad, ok2 := intArg(args, "pad", s.cfg.PushPad)
-		if !ok1 || !ok2 || pad > s.cfg.MaxPayload {
-			s.fail(c.ctx, fasthttp.StatusOK, c.id, CodeInvalidParams, "bad rate or pad", nil)
+		burst, ok3 := intArg(args, "burst", 1)
+		if !ok1 || !ok2 || !ok3 || pad > s.cfg.MaxPayload || burst < 1 || burst > maxPushBurst {
+			s.fail(c.ctx, fasthttp.StatusOK, c.id, CodeInvalidParams, "bad rate, pad or burst", nil)
 			return
 		}
 		if c.sess == nil {
 			s.answer(c, endResult(append(appendTextResult(nil, "push needs a session"), `,"isError":true`...), c.stateless))
 			return
 		}
-		last, err := c.sess.setPush(rate, pad)
+		last, err := c.sess.setPush(rate, pad, burst)
 		if err != nil {
 			s.fail(c.ctx, fasthttp.StatusServiceUnavailable, c.id, CodeTransport, "shutting down", nil)
 			return

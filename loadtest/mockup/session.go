@@ -114,7 +114,7 @@ func (s *session) cancelCall(id string) {
 
 // setPush stops the current pusher, if any, and starts one at rate when rate > 0. It
 // returns the last push sequence number used before the new rate applies.
-func (s *session) setPush(rate float64, pad int) (uint64, error) {
+func (s *session) setPush(rate float64, pad, burst int) (uint64, error) {
 	s.mu.Lock()
 	p := s.pusher
 	s.pusher = nil
@@ -128,7 +128,7 @@ func (s *session) setPush(rate float64, pad int) (uint64, error) {
 	if s.closed || rate <= 0 {
 		return last, nil
 	}
-	np := &pusher{sess: s, rate: rate, pad: pad, stopc: make(chan struct{}), donec: make(chan struct{})}
+	np := &pusher{sess: s, rate: rate, pad: pad, burst: max(burst, 1), stopc: make(chan struct{}), donec: make(chan struct{})}
 	if err := s.srv.goStart(func() { np.run() }); err != nil {
 		return last, err
 	}
@@ -181,12 +181,18 @@ func (s *session) notifyListChanged(kind string) (uint64, error) {
 	return seq, err
 }
 
+// maxPushBurst bounds the push tool's burst.
+const maxPushBurst = 1024
+
 // pusher pushes notifications/message events on its session's GET stream at a fixed
-// rate, measured from its start so it neither drifts nor bursts after a slow tick.
+// rate, measured from its start so it neither drifts nor bursts after a slow tick;
+// with burst > 1, burst events at a time (rate/burst times a second), appended while
+// the stream's writer is held off, so they go out together.
 type pusher struct {
 	sess  *session
 	rate  float64
 	pad   int
+	burst int
 	stopc chan struct{}
 	donec chan struct{}
 	once  sync.Once
@@ -202,17 +208,24 @@ func (p *pusher) run() {
 	s := p.sess
 	var buf []byte
 	var err error
-	_ = runPaced(s.ctx, p.stopc, p.rate, 0, func() error {
+	build := func(dst []byte, seq uint64, sentAt int64) []byte { return appendPush(dst, seq, sentAt, p.pad) }
+	_ = runPaced(s.ctx, p.stopc, p.rate/float64(p.burst), 0, func() error {
 		s.getMu.Lock()
 		defer s.getMu.Unlock()
-		s.mu.Lock()
-		s.pushSeq++
-		seq := s.pushSeq
-		s.mu.Unlock()
-		buf, _, err = s.srv.emit(s.ctx, s.get, buf, seq, func(dst []byte, seq uint64, sentAt int64) []byte {
-			return appendPush(dst, seq, sentAt, p.pad)
-		}, &s.srv.stats.push)
-		return err
+		if p.burst > 1 {
+			s.get.hold()
+			defer s.get.release()
+		}
+		for range p.burst {
+			s.mu.Lock()
+			s.pushSeq++
+			seq := s.pushSeq
+			s.mu.Unlock()
+			if buf, _, err = s.srv.emit(s.ctx, s.get, buf, seq, build, &s.srv.stats.push); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -35,6 +35,22 @@ type stream struct {
 	reader   *streamReader
 	cancel   context.CancelFunc // cancels the producer (stateless answers: reader gone)
 	closedBy error              // set when the stream was closed by the session or server
+	held     int                // hold calls not yet released: appends do not wake the reader
+}
+
+// hold keeps the reader asleep across the appends until release, which wakes it
+// once: a burst of events goes out in one write.
+func (st *stream) hold() {
+	st.mu.Lock()
+	st.held++
+	st.mu.Unlock()
+}
+
+func (st *stream) release() {
+	st.mu.Lock()
+	st.held--
+	st.mu.Unlock()
+	signal(st.wake)
 }
 
 func newStream(srv *Server, num uint64, lossy, ids bool) *stream {
@@ -70,11 +86,15 @@ func (st *stream) append(ctx context.Context, data []byte) error {
 		}
 		if st.next-st.first < st.capacity || st.lossy || st.taken > st.first {
 			st.appendLocked(data)
+			held := st.held > 0
 			st.mu.Unlock()
-			signal(st.wake)
+			if !held {
+				signal(st.wake)
+			}
 			return nil
 		}
 		st.mu.Unlock()
+		signal(st.wake) // held or not: the reader must make room
 		select {
 		case <-st.space:
 		case <-ctx.Done():

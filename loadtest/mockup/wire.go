@@ -218,6 +218,6 @@ func appendDiscoverResult(dst []byte, era Era) []byte {
 const toolsList = `{"tools":[` +
 	`{"name":"echo","description":"Returns a text result of size bytes, or text.","inputSchema":{"type":"object","properties":{"size":{"type":"integer","minimum":0},"text":{"type":"string"}}}},` +
 	`{"name":"stream","description":"Sends count progress notifications at rate per second on the answer stream, then the result.","inputSchema":{"type":"object","properties":{"count":{"type":"integer","minimum":0},"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0}}}},` +
-	`{"name":"push","description":"Sets the rate of notifications/message events pushed on the session's GET stream; returns the last push sequence number.","inputSchema":{"type":"object","properties":{"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0}}}},` +
+	`{"name":"push","description":"Sets the rate of notifications/message events pushed on the session's GET stream; returns the last push sequence number.","inputSchema":{"type":"object","properties":{"rate":{"type":"number","minimum":0},"pad":{"type":"integer","minimum":0},"burst":{"type":"integer","minimum":1,"maximum":1024}}}},` +
 	`{"name":"notify","description":"Sends notifications/<kind>/list_changed on the session's GET stream.","inputSchema":{"type":"object","properties":{"kind":{"type":"string","enum":["tools","prompts","resources"]}}}}` +
 	`]`
