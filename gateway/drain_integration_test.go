@@ -207,7 +207,7 @@ func TestDrainThousandStreams(t *testing.T) {
 			t.Errorf("session %d: the resumed stream did not get the next event", i)
 		}
 	})
-	assert.Equal(t, int64(n), mockResumes(t, up.URL), "every upstream standalone stream was resumed after its last event")
+	assert.Equal(t, int64(n), readMockCounters(t, up.URL).Resumes, "every upstream standalone stream was resumed after its last event")
 	created, deleted := mockStats(t, up.URL)
 	assert.Equal(t, int64(n), created, "no upstream session was re-initialized")
 	assert.Zero(t, deleted, "none was ended")

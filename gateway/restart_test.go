@@ -54,32 +54,28 @@ func callTool(t *testing.T, url, sid, version, tool string) string {
 	return string(b)
 }
 
-// mockStats reads the mock upstream's counters.
-func mockStats(t *testing.T, upURL string) (created, deleted int64) {
-	t.Helper()
-	resp, err := freshClient.Get(strings.TrimSuffix(upURL, "/mcp") + "/stats")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var s struct {
-		Created int64 `json:"sessions_created"`
-		Deleted int64 `json:"sessions_deleted"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
-	return s.Created, s.Deleted
+// mockCounters are the mock upstream's counters the tests read.
+type mockCounters struct {
+	Created int64 `json:"sessions_created"`
+	Deleted int64 `json:"sessions_deleted"`
+	Resumes int64 `json:"resumes"` // GETs with Last-Event-ID served
 }
 
-// mockResumes is the number of GETs with Last-Event-ID the mock upstream
-// served.
-func mockResumes(t *testing.T, upURL string) int64 {
+func readMockCounters(t *testing.T, upURL string) mockCounters {
 	t.Helper()
 	resp, err := freshClient.Get(strings.TrimSuffix(upURL, "/mcp") + "/stats")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var s struct {
-		Resumes int64 `json:"resumes"`
-	}
+	var s mockCounters
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
-	return s.Resumes
+	return s
+}
+
+// mockStats reads the mock upstream's session counters.
+func mockStats(t *testing.T, upURL string) (created, deleted int64) {
+	t.Helper()
+	s := readMockCounters(t, upURL)
+	return s.Created, s.Deleted
 }
 
 // seqLog records the mock's per-stream sequence numbers (params._meta.seq)

@@ -369,15 +369,7 @@ func TestPushOnGetStream(t *testing.T) {
 	body := readAll(t, c.callTool("push", `{"rate":500,"pad":3}`, ""))
 	assert.Contains(t, string(body), `"last_seq":0`)
 	time.Sleep(100 * time.Millisecond)
-	var stop struct {
-		Result struct {
-			StructuredContent struct {
-				LastSeq uint64 `json:"last_seq"`
-			} `json:"structuredContent"`
-		}
-	}
-	require.NoError(t, json.Unmarshal(readAll(t, c.callTool("push", `{"rate":0}`, "")), &stop))
-	last := stop.Result.StructuredContent.LastSeq
+	last := stopPush(t, c)
 	require.Positive(t, last)
 	evs := readEvents(t, get.Body, func(e event) bool { return e.seq == last })
 	require.Len(t, evs, int(last))
@@ -387,6 +379,20 @@ func TestPushOnGetStream(t *testing.T) {
 		assert.Equal(t, "0_"+strconv.Itoa(i+1), e.id)
 	}
 	assert.Equal(t, int64(last), srv.Snapshot().Events[KindPush])
+}
+
+// stopPush sets the push rate to 0 and returns the last push number sent.
+func stopPush(t *testing.T, c *client) uint64 {
+	t.Helper()
+	var stop struct {
+		Result struct {
+			StructuredContent struct {
+				LastSeq uint64 `json:"last_seq"`
+			} `json:"structuredContent"`
+		}
+	}
+	require.NoError(t, json.Unmarshal(readAll(t, c.callTool("push", `{"rate":0}`, "")), &stop))
+	return stop.Result.StructuredContent.LastSeq
 }
 
 // TestPushBursts: with burst the pusher appends whole bursts (the sequence stops at a
@@ -405,15 +411,7 @@ func TestPushBursts(t *testing.T) {
 	}
 	readAll(t, c.callTool("push", `{"rate":6400,"burst":64}`, ""))
 	time.Sleep(150 * time.Millisecond)
-	var stop struct {
-		Result struct {
-			StructuredContent struct {
-				LastSeq uint64 `json:"last_seq"`
-			} `json:"structuredContent"`
-		}
-	}
-	require.NoError(t, json.Unmarshal(readAll(t, c.callTool("push", `{"rate":0}`, "")), &stop))
-	last := stop.Result.StructuredContent.LastSeq
+	last := stopPush(t, c)
 	require.Positive(t, last)
 	assert.Zero(t, last%64, "whole bursts only: last_seq %d", last)
 	evs := readEvents(t, get.Body, func(e event) bool { return e.seq == last })
