@@ -19,14 +19,21 @@ const DefaultMaxEventBytes = 4 << 20
 // Buffer sizes. While no input is pending (every read byte consumed, and the last read
 // came up short) the decoder reads into an inline buffer of idleBufSize bytes, so a decoder blocked on an idle stream
 // holds no separate buffer. When a line does not fit it moves to a pooled buffer of
-// pooledBufSize bytes, then doubles (up to the maximum event size); it returns to the
-// inline buffer as soon as everything read is consumed again.
+// pooledBufSize bytes, then doubles (up to the maximum event size); a read that fills
+// the pooled buffer means input comes in bursts (an upstream writing many events at
+// once), and the decoder moves to a pooled buffer of burstBufSize bytes, so a burst
+// takes one read instead of one per kilobyte. It returns to the inline buffer as soon as
+// everything read is consumed again.
 const (
 	idleBufSize   = 128
 	pooledBufSize = 1024
+	burstBufSize  = 16 << 10
 )
 
-var bufPool = sync.Pool{New: func() any { return new([pooledBufSize]byte) }}
+var (
+	bufPool   = sync.Pool{New: func() any { return new([pooledBufSize]byte) }}
+	burstPool = sync.Pool{New: func() any { return new([burstBufSize]byte) }}
+)
 
 // maxEmptyReads bounds consecutive (0, nil) reads before Next gives up with
 // io.ErrNoProgress, as bufio does.
@@ -49,6 +56,7 @@ type Decoder struct {
 	buf        []byte
 	start, end int
 	pooled     *[pooledBufSize]byte
+	burst      *[burstBufSize]byte
 	short      bool // the last read returned less than asked: the input may be idle
 	idle       [idleBufSize]byte
 	readErr    error // sticky error from r (io.EOF included)
@@ -98,7 +106,7 @@ type ReadWaiter interface {
 func (d *Decoder) Reset(r io.Reader) {
 	*d = Decoder{
 		r: r, max: d.max, retry: -1,
-		pooled: d.pooled, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
+		pooled: d.pooled, burst: d.burst, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
 	}
 	d.waiter, _ = r.(ReadWaiter)
 	d.useIdleBuf()
@@ -107,11 +115,20 @@ func (d *Decoder) Reset(r io.Reader) {
 // useIdleBuf makes the inline buffer current, giving a pooled buffer back. Nothing may
 // be pending in buf.
 func (d *Decoder) useIdleBuf() {
+	d.releaseBufs()
+	d.buf = d.idle[:min(idleBufSize, d.max+1)]
+}
+
+// releaseBufs gives the pooled buffers back. buf must not be one of them afterwards.
+func (d *Decoder) releaseBufs() {
 	if d.pooled != nil {
 		bufPool.Put(d.pooled)
 		d.pooled = nil
 	}
-	d.buf = d.idle[:min(idleBufSize, d.max+1)]
+	if d.burst != nil {
+		burstPool.Put(d.burst)
+		d.burst = nil
+	}
 }
 
 // Next returns the next event block: a block with at least one effective id, event, data
@@ -232,6 +249,9 @@ func (d *Decoder) fill() error {
 			// Unreachable: Next reports an oversized line before asking for more.
 			return fmt.Errorf("sse.Decoder.Next: buffer full: %w", ErrEventTooLarge)
 		}
+	} else if !d.short && d.pooled != nil && burstBufSize <= d.max+1 {
+		// The last read filled the pooled buffer: a burst; read the rest of it whole.
+		d.grow(burstBufSize)
 	}
 	if d.end == 0 && d.waiter != nil {
 		d.waiter.WaitReadable()
@@ -254,22 +274,25 @@ func (d *Decoder) fill() error {
 	return io.ErrNoProgress
 }
 
-// grow moves the pending input into a buffer of n bytes: the pooled one when n is its
-// size, else a new one.
+// grow moves the pending input into a buffer of n bytes: a pooled one when n is the
+// size of one, else a new one.
 func (d *Decoder) grow(n int) {
 	var nb []byte
 	var pooled *[pooledBufSize]byte
-	if n == pooledBufSize {
+	var burst *[burstBufSize]byte
+	switch n {
+	case pooledBufSize:
 		pooled = bufPool.Get().(*[pooledBufSize]byte)
 		nb = pooled[:]
-	} else {
+	case burstBufSize:
+		burst = burstPool.Get().(*[burstBufSize]byte)
+		nb = burst[:]
+	default:
 		nb = make([]byte, n)
 	}
 	copy(nb, d.buf[:d.end])
-	if d.pooled != nil {
-		bufPool.Put(d.pooled)
-	}
-	d.buf, d.pooled = nb, pooled
+	d.releaseBufs()
+	d.buf, d.pooled, d.burst = nb, pooled, burst
 }
 
 // processLine applies one non-empty line (without its terminator) to the block state.

@@ -400,6 +400,39 @@ func (s *scriptReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// TestDecoderBurstBuffer: a burst of events written at once (here 64 of ~230 bytes in
+// one chunk) is read in a few reads: the inline buffer, the pooled one, then, since that
+// read filled it, the burst buffer for the rest; once the burst is consumed and a read
+// comes up short, the decoder is back on its inline buffer with nothing pooled held.
+func TestDecoderBurstBuffer(t *testing.T) {
+	var burst []byte
+	for i := range 64 {
+		burst = AppendStreamEvent(burst, 0, uint64(i+1), bytes.Repeat([]byte("x"), 200))
+	}
+	require.Greater(t, len(burst), burstBufSize/2)
+	r := &scriptReader{chunks: [][]byte{burst, []byte("data: y\n\n")}}
+	d := NewDecoder(r, 0)
+	for i := range 64 {
+		ev, err := d.Next()
+		require.NoError(t, err)
+		require.Len(t, ev.Data, 200, "event %d", i+1)
+	}
+	assert.NotNil(t, d.burst, "in the burst buffer while the burst is read")
+	ev, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(ev.Data))
+	assert.Nil(t, d.burst, "the burst buffer went back once the input was consumed")
+	assert.Nil(t, d.pooled)
+	// Inline, pooled, burst (less what was pending), inline again: four reads, where a
+	// pooled buffer alone would take one per kilobyte.
+	require.Len(t, r.offered, 4, "reads offered: %v", r.offered)
+	assert.Equal(t, idleBufSize, r.offered[0])
+	assert.Greater(t, r.offered[1], idleBufSize, "the pooled buffer: %v", r.offered)
+	assert.LessOrEqual(t, r.offered[1], pooledBufSize, "the pooled buffer: %v", r.offered)
+	assert.Greater(t, r.offered[2], burstBufSize-pooledBufSize, "the burst buffer: %v", r.offered)
+	assert.Equal(t, idleBufSize, r.offered[3])
+}
+
 // TestDecoderIdleBuffer: while input flows the decoder reads into its pooled buffer;
 // once everything read is consumed after a short read (the stream went quiet), the next
 // read, the one that blocks on an idle stream, uses the small inline buffer and the
