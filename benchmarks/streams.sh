@@ -335,8 +335,8 @@ rate_point() {
 	unlock
 	[[ -s "$out/$tag.json" ]] || { log "$tag: no result"; cat "$work/$tag.log" >&2; exit 3; }
 	jq -r --arg w "$where" --arg rep "$rep" --arg la "$la" \
-		--arg gw "$(awk -v a="$gw0" -v b="$gw1" 'BEGIN { printf "%.1f", b - a }')" \
-		--arg up "$(awk -v a="$up0" -v b="$up1" 'BEGIN { printf "%.1f", b - a }')" \
+		--arg gw "$(awk -v a="$gw0" -v b="$gw1" 'BEGIN { printf "%.2f", b - a }')" \
+		--arg up "$(awk -v a="$up0" -v b="$up1" 'BEGIN { printf "%.2f", b - a }')" \
 		--arg lt "$(echo "$lt" | awk '{ printf "%.1f", $1 + $2 }')" \
 		'[$w, (.offered_rate|tostring), $rep, (.offered_rate|tostring), (.achieved_rate|tostring),
 		  (.latency.event.p50_ms|tostring), (.latency.event.p90_ms|tostring), (.latency.event.p99_ms|tostring),

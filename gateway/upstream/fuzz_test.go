@@ -23,6 +23,14 @@ func FuzzGetConnChunked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := &getConn{br: bufio.NewReaderSize(bytes.NewReader(data), 16), chunked: true}
 		got, gotErr := readAllSmall(g)
+		// Reads alternating small and large move between the small and the
+		// burst buffer whenever nothing is buffered: the same bytes come out.
+		src := bytes.NewReader(data)
+		gb := &getConn{br: bufio.NewReaderSize(src, 16), src: src, chunked: true}
+		gotB, gotBErr := readAllMixed(gb)
+		if !bytes.Equal(gotB, got) || gotBErr != gotErr && (gotBErr == io.EOF || gotErr == io.EOF) {
+			t.Fatalf("burst buffer changes the body:\nmixed %q (%v)\nsmall %q (%v)", gotB, gotBErr, got, gotErr)
+		}
 		want, wantErr := readAllSmall(httputil.NewChunkedReader(bufio.NewReader(bytes.NewReader(data))))
 		n := min(len(got), len(want))
 		if !bytes.Equal(got[:n], want[:n]) {
@@ -32,6 +40,26 @@ func FuzzGetConnChunked(f *testing.F) {
 			t.Fatalf("clean end the reference does not see:\ngot  %q\nwant %q (%v)", got, want, wantErr)
 		}
 	})
+}
+
+// readAllMixed reads with buffers of 5 and 5,000 bytes in turn.
+func readAllMixed(r io.Reader) ([]byte, error) {
+	var out []byte
+	small, large := make([]byte, 5), make([]byte, 5000)
+	for i := 0; ; i++ {
+		buf := small
+		if i%2 == 1 {
+			buf = large
+		}
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			return out, err
+		}
+		if len(out) > 1<<20 {
+			return out, nil
+		}
+	}
 }
 
 func readAllSmall(r io.Reader) ([]byte, error) {

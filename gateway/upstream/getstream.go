@@ -21,6 +21,20 @@ import (
 // decoder keeps its own buffer for events.
 const getReadBuffer = 1024
 
+// While a stream's input comes in bursts (the SSE decoder asks for at least
+// burstThreshold bytes at once, which it does only after a read filled its
+// buffer), the body is read through a pooled buffer of burstReadBuffer
+// bytes, so a burst of small chunks costs a few reads of the socket rather
+// than one per kilobyte. It goes back to the pool once everything read was
+// consumed and the decoder asks for little again: an idle stream keeps only
+// its small buffer.
+const (
+	burstReadBuffer = 16 << 10
+	burstThreshold  = 4 << 10
+)
+
+var burstReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, burstReadBuffer) }}
+
 // getConn is an upstream GET stream on a connection of its own, read
 // without fasthttp: net/http parses the response (any header size) and
 // undoes chunking over a 1 KiB bufio.Reader. Standalone streams are idle
@@ -32,6 +46,10 @@ type getConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	raw  syscall.RawConn // nil when readiness cannot be awaited (TLS)
+	// src is what br reads (conn); small is the stream's own small br
+	// while br is a pooled burst buffer, nil otherwise (sizeBuffer).
+	src   io.Reader
+	small *bufio.Reader
 
 	// The body is read straight from br: chunked, with a length, or to EOF.
 	// Nothing is read ahead of what Read asks for, so an empty br means a
@@ -96,6 +114,7 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 	var resp *http.Response
 	if err == nil {
 		g.br = bufio.NewReaderSize(g.conn, getReadBuffer)
+		g.src = g.conn
 		resp, err = http.ReadResponse(g.br, nil)
 	}
 	if !stop() || ctx.Err() != nil {
@@ -151,6 +170,7 @@ func (g *getConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	g.sizeBuffer(len(p))
 	if g.chunked && g.left == 0 {
 		if err := g.nextChunk(); err != nil {
 			g.err = err
@@ -180,6 +200,26 @@ func (g *getConn) Read(p []byte) (int, error) {
 		g.err = err
 	}
 	return n, err
+}
+
+// sizeBuffer moves the reading to the pooled burst buffer when the caller
+// asks for want >= burstThreshold bytes, and back to the small one when it
+// asks for less; only while nothing is buffered, so no input moves.
+func (g *getConn) sizeBuffer(want int) {
+	if g.src == nil || g.br.Buffered() > 0 {
+		return
+	}
+	switch {
+	case want >= burstThreshold && g.small == nil:
+		big := burstReaders.Get().(*bufio.Reader)
+		big.Reset(g.src)
+		g.small, g.br = g.br, big
+	case want < burstThreshold && g.small != nil:
+		big := g.br
+		g.br, g.small = g.small, nil
+		big.Reset(nil)
+		burstReaders.Put(big)
+	}
 }
 
 // nextChunk reads the next chunk-size line (after the previous chunk's

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -91,6 +92,49 @@ func rawServer(t *testing.T, handle func(c net.Conn)) string {
 		}
 	}()
 	return "http://" + ln.Addr().String() + "/mcp"
+}
+
+// countingReader counts the reads made of it.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestGetConnBurstBuffer: a burst of 64 chunks (~15 KB) read with large
+// buffers, as the SSE decoder does while input flows, costs a couple of
+// reads of the connection (the 1 KiB buffer alone would take ~15); asked
+// for little again with nothing buffered, the stream is back on its small
+// buffer and the burst buffer in the pool.
+func TestGetConnBurstBuffer(t *testing.T) {
+	var body strings.Builder
+	var want strings.Builder
+	for i := range 64 {
+		ev := fmt.Sprintf("id: 0_%d\ndata: %s\n\n", i+1, strings.Repeat("x", 200))
+		fmt.Fprintf(&body, "%x\r\n%s\r\n", len(ev), ev)
+		want.WriteString(ev)
+	}
+	src := &countingReader{r: strings.NewReader(body.String())}
+	small := bufio.NewReaderSize(src, getReadBuffer)
+	g := &getConn{br: small, src: src, chunked: true}
+	var got []byte
+	buf := make([]byte, 16<<10)
+	for len(got) < want.Len() {
+		n, err := g.Read(buf)
+		require.NoError(t, err)
+		got = append(got, buf[:n]...)
+	}
+	assert.Equal(t, want.String(), string(got))
+	assert.LessOrEqual(t, src.reads, 2, "reads of the connection for a %d-byte burst", body.Len())
+	assert.True(t, g.br != small && g.small == small, "read through the burst buffer")
+	_, err := g.Read(make([]byte, 128)) // the decoder back on its inline buffer
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the body ended without its last chunk")
+	assert.True(t, g.br == small, "back on the small buffer")
+	assert.Nil(t, g.small)
 }
 
 // TestGetStreamWaitsShallow: a GET stream with response headers far larger
