@@ -229,8 +229,8 @@ func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
 		if busy {
 			st.sess.busy.Add(1)
 		}
-		if st.sess.context().Err() != nil {
-			return st.sess.context().Err()
+		if err := st.sess.context().Err(); err != nil {
+			return err
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,45 +122,11 @@ func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
 	require.NoError(t, err)
 	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraSession})
 
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	sid := resp.Header.Get("Mcp-Session-Id")
+	sid := initSession(t, url)
 	require.NotEmpty(t, sid)
-
-	get, err := http.NewRequest(http.MethodGet, url, nil)
-	require.NoError(t, err)
-	get.Header.Set("Accept", "text/event-stream")
-	get.Header.Set("Mcp-Session-Id", sid)
-	get.Header.Set("MCP-Protocol-Version", "2025-11-25")
-	stream, err := http.DefaultClient.Do(get)
-	require.NoError(t, err)
-	defer stream.Body.Close()
-	require.Equal(t, http.StatusOK, stream.StatusCode)
-
-	got := make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(stream.Body)
-		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok && d != "" {
-				got <- d
-			}
-		}
-		close(got)
-	}()
+	stream := dialStream(t, url, sid, "")
 	for _, w := range want {
-		select {
-		case d := <-got:
-			assert.Contains(t, d, fmt.Sprintf(`"data":%d`, w), "event %d, in order, once", w)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("event %d never arrived", w)
-		}
+		got := stream.until(t, fmt.Sprintf(`"data":%d}`, w))
+		assert.Equal(t, 1, strings.Count(got, `"notifications/message"`), "event %d, in order, once: %.300q", w, got)
 	}
 }

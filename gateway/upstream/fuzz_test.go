@@ -22,16 +22,16 @@ func FuzzGetConnChunked(f *testing.F) {
 	f.Add([]byte("+5\r\nhello\r\n0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := &getConn{br: bufio.NewReaderSize(bytes.NewReader(data), 16), chunked: true}
-		got, gotErr := readAllSmall(g)
+		got, gotErr := readAllSizes(g, 5)
 		// Reads alternating small and large move between the small and the
 		// burst buffer whenever nothing is buffered: the same bytes come out.
 		src := bytes.NewReader(data)
 		gb := &getConn{br: bufio.NewReaderSize(src, 16), src: src, chunked: true}
-		gotB, gotBErr := readAllMixed(gb)
+		gotB, gotBErr := readAllSizes(gb, 5, 5000)
 		if !bytes.Equal(gotB, got) || gotBErr != gotErr && (gotBErr == io.EOF || gotErr == io.EOF) {
 			t.Fatalf("burst buffer changes the body:\nmixed %q (%v)\nsmall %q (%v)", gotB, gotBErr, got, gotErr)
 		}
-		want, wantErr := readAllSmall(httputil.NewChunkedReader(bufio.NewReader(bytes.NewReader(data))))
+		want, wantErr := readAllSizes(httputil.NewChunkedReader(bufio.NewReader(bytes.NewReader(data))), 5)
 		n := min(len(got), len(want))
 		if !bytes.Equal(got[:n], want[:n]) {
 			t.Fatalf("data differs:\ngot  %q (%v)\nwant %q (%v)", got, gotErr, want, wantErr)
@@ -42,30 +42,12 @@ func FuzzGetConnChunked(f *testing.F) {
 	})
 }
 
-// readAllMixed reads with buffers of 5 and 5,000 bytes in turn.
-func readAllMixed(r io.Reader) ([]byte, error) {
+// readAllSizes reads r to its end (or 1 MiB) with buffers of the given
+// sizes in turn.
+func readAllSizes(r io.Reader, sizes ...int) ([]byte, error) {
 	var out []byte
-	small, large := make([]byte, 5), make([]byte, 5000)
 	for i := 0; ; i++ {
-		buf := small
-		if i%2 == 1 {
-			buf = large
-		}
-		n, err := r.Read(buf)
-		out = append(out, buf[:n]...)
-		if err != nil {
-			return out, err
-		}
-		if len(out) > 1<<20 {
-			return out, nil
-		}
-	}
-}
-
-func readAllSmall(r io.Reader) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, 5)
-	for {
+		buf := make([]byte, sizes[i%len(sizes)])
 		n, err := r.Read(buf)
 		out = append(out, buf[:n]...)
 		if err != nil {
