@@ -171,8 +171,11 @@ SOAK_DURATION ?= 10m
 soak: build
 	SOAK_DURATION=$(SOAK_DURATION) loadtest/soak.sh
 
-bench-compare: build
-	benchmarks/compare.sh
+## bench-compare: every side-by-side figure in one run (benchmarks/compare.sh; sections
+## selectable with ONLY="..." or SKIP="..."), raw results and the cost table in
+## results/compare-<time>/, and the README's cost table updated from it (~35 min).
+bench-compare: build $(EVERYTHING)
+	README_UPDATE=1 benchmarks/compare.sh
 
 ## bench-cluster: single node vs one node with -cluster vs three nodes behind HAProxy.
 bench-cluster: build $(NATS_SERVER) haproxy

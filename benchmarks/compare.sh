@@ -38,7 +38,19 @@
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
-#   SKIP="sat sse lat churn rss scrape million everything stateless jwt"   sections to skip (scrape needs rss)
+#   REF_RATE=1000          fixed rate (open loop, LAT_DURATION) of tools/call on the reference server in
+#                          section everything: added latency over direct (0: not run)
+#   EVENTS_RATE=10000 EVENTS_SESSIONS=1000   section events: streams.sh's rate part (ROUNDS reps,
+#                          gateway and direct alternating): CPU per event and added p99
+#   BURSTY_RATE=64000 BURSTY_SESSIONS=100 BURSTY_BURST=64   section bursty: the same with the mock
+#                          writing BURSTY_BURST events at once: events per gateway CPU-second
+#   EVENTS_DURATION=20s EVENTS_WARMUP=3s   measured time and warm-up of those runs
+#   STREAMMEM_SIZES="1000 5000" STREAMMEM_REPS=2   section streammem: RSS per idle connected stream
+#                          (streams.sh's memory part, sessions each holding a standalone GET stream)
+#   SKIP="sat sse lat churn rss scrape million everything stateless jwt events bursty streammem"
+#                          sections to skip (scrape needs rss); or ONLY="..." to run just those
+#   README_UPDATE=1        after the run, merge its issue-15 cost table into README.md
+#                          (benchmarks/cost_table.sh --readme; make bench-compare sets it)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -63,13 +75,27 @@ JWT_DURATION=${JWT_DURATION:-5s}
 EVERYTHING=${EVERYTHING:-.cache/bin/everything-server-v1.8.0}
 LOCK=${LOCK:-/tmp/mcpgate-bench.lock}
 SKIP=${SKIP:-}
+ONLY=${ONLY:-}
+REF_RATE=${REF_RATE:-1000}
+EVENTS_RATE=${EVENTS_RATE:-10000}
+EVENTS_SESSIONS=${EVENTS_SESSIONS:-1000}
+BURSTY_RATE=${BURSTY_RATE:-64000}
+BURSTY_SESSIONS=${BURSTY_SESSIONS:-100}
+BURSTY_BURST=${BURSTY_BURST:-64}
+EVENTS_DURATION=${EVENTS_DURATION:-20s}
+EVENTS_WARMUP=${EVENTS_WARMUP:-3s}
+STREAMMEM_SIZES=${STREAMMEM_SIZES:-1000 5000}
+STREAMMEM_REPS=${STREAMMEM_REPS:-2}
+README_UPDATE=${README_UPDATE:-0}
 GW_PROCS=${GW_PROCS:-}
 UP_PROCS=${UP_PROCS:-}
 CADDY_PROCS=${CADDY_PROCS:-}
 LG_PROCS=${LG_PROCS:-}
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
-skip() { [[ " $SKIP " == *" $1 "* ]]; }
+skip() {
+	if [[ -n $ONLY ]]; then [[ " $ONLY " != *" $1 "* ]]; else [[ " $SKIP " == *" $1 "* ]]; fi
+}
 log() { echo "== $*" >&2; }
 
 [[ -x bin/gateway && -x bin/loadtest ]] || die "bin/gateway and bin/loadtest missing: run make build first"
@@ -565,20 +591,25 @@ if ! skip million; then
 		expiry_cpu_us_per_session first_expiry_after_first_open_s last_expiry_late_s; do
 		rec million mcpgate 1 - "$k" "$(jq -r ".$k" "$OUT/million.jsonl")"
 	done
+	rec million mcpgate 1 - sessions "$MILLION_N"
+	# the gateway checks expiry 32 times per idle timeout, at least every 30 s (gateway/sweep.go)
+	rec million mcpgate 1 - check_period_s "$(awk -v d="$MILLION_IDLE" 'BEGIN {
+		n = d + 0; u = substr(d, length(d)); s = (u == "h") ? n * 3600 : (u == "m") ? n * 60 : n
+		p = s / 32; if (p > 30) p = 30; print p }')"
 	rec million mcpgate 1 - rss_bytes "$(jq -r '.at_end.process_resident_memory_bytes' "$OUT/million.jsonl")"
 	rec million mcpgate 1 - heap_inuse_bytes "$(jq -r '.at_end.go_memstats_heap_inuse_bytes' "$OUT/million.jsonl")"
 	stop_pid "$mgw_pid"
 	stop_pid "$mup_pid"
 fi
 
-# reference_section SECTION SERVER_FLAGS CLIENT_ENV: the reference everything-server
+# reference_section SECTION SERVER_FLAGS CLIENT_ENV RATE: the reference everything-server
 # started with SERVER_FLAGS, and in front of it mcpgate and (with Caddy) Caddy;
 # EVERYTHING_ROUNDS rounds of tools/call test_simple_text (16 workers, 5 s) against each
-# in turn, with CLIENT_ENV (VAR=value) given to the closed-loop client; the server's CPU
-# around each run is recorded too.
+# in turn, with CLIENT_ENV (VAR=value) given to the client; with RATE > 0 as many rounds
+# again at RATE calls/s (open loop over 16 sessions, LAT_DURATION after 2 s: the added
+# latency). The server's CPU around each run is recorded too.
 reference_section() {
-	local section=$1 flags=$2 client_env=$3 port srv_pid srv_url targets round target url pid
-	local name busy la p0 p1 e0 e1 k
+	local section=$1 flags=$2 client_env=$3 rate=$4 port srv_pid srv_url targets round target
 	port=$(free_port)
 	# shellcheck disable=SC2086 # flags are words
 	"$EVERYTHING" -http="127.0.0.1:$port" $flags >"$TMP/$section-server.out" 2>"$TMP/$section-server.err" 9>&- &
@@ -590,43 +621,57 @@ reference_section() {
 	done
 	srv_url="http://127.0.0.1:$port/mcp"
 	start "$section-gateway" "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$srv_url" -log-level warn
-	local gw_pid=$STARTED_PID gw_url=$STARTED_URL caddy_pid="" caddy_url=""
+	REF_URL_direct=$srv_url REF_PID_direct="" REF_URL_mcpgate=$STARTED_URL REF_PID_mcpgate=$STARTED_PID REF_SERVER_PID=$srv_pid
 	targets="direct mcpgate"
 	if [[ $CADDY == 1 ]]; then
 		start_caddy "caddy-$section" "127.0.0.1:$port"
-		caddy_pid=$STARTED_PID caddy_url=$STARTED_URL targets="direct mcpgate caddy"
+		REF_URL_caddy=$STARTED_URL REF_PID_caddy=$STARTED_PID targets="direct mcpgate caddy"
 	fi
 	begin_lock
 	for round in $(seq "$EVERYTHING_ROUNDS"); do
 		for target in $targets; do
-			case $target in
-			direct) url=$srv_url pid="" ;;
-			mcpgate) url=$gw_url pid=$gw_pid ;;
-			caddy) url=$caddy_url pid=$caddy_pid ;;
-			esac
-			name="$section-$target-r$round"
-			log "$section test_simple_text round $round: $target"
-			busy=$(quiet)
-			la=$(cut -d' ' -f1 /proc/loadavg)
-			p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
-			e0=$(ticks "$srv_pid")
 			# shellcheck disable=SC2086 # client_env is VAR=value words
-			with_procs "$LG_PROCS" env CMP_TARGET="$url" $client_env CMP_TOOL=test_simple_text CMP_CONC=16 CMP_DURATION=5s \
-				"$CMP" -test.run '^TestCompareClosedLoop$' >"$TMP/$name.raw" 2>&1 9>&- || true
-			p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
-			e1=$(ticks "$srv_pid")
-			sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
-			[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "$section run failed"; }
-			rec "$section" "$target" "$round" c16 loadavg "$la"
-			rec "$section" "$target" "$round" c16 busy_before_pct "$busy"
-			rec "$section" "$target" "$round" c16 proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
-			rec "$section" "$target" "$round" c16 upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
-			for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
-				rec "$section" "$target" "$round" c16 "$k" "$(jq -r ".$k" "$OUT/$name.json")"
-			done
+			ref_run "$section" "$target" "$round" c16 TestCompareClosedLoop $client_env CMP_CONC=16 CMP_DURATION=5s
 		done
 	done
+	if ((rate > 0)); then
+		for round in $(seq "$EVERYTHING_ROUNDS"); do
+			for target in $targets; do
+				# shellcheck disable=SC2086
+				ref_run "$section" "$target" "$round" "r$rate" TestCompareCalls $client_env CMP_RATE="$rate" CMP_CONC=64 \
+					CMP_SESSIONS=16 CMP_DURATION="$LAT_DURATION" CMP_WARMUP=2s
+			done
+		done
+	fi
 	end_lock
+}
+
+# ref_run SECTION TARGET ROUND PARAM TEST VAR=value...: one run of the client's TEST
+# against a target of reference_section, recorded with the proxy's and the server's CPU.
+ref_run() {
+	local section=$1 target=$2 round=$3 param=$4 test=$5 name busy la p0 p1 e0 e1 k url pid url_var pid_var
+	shift 5
+	url_var=REF_URL_$target pid_var=REF_PID_$target
+	url=${!url_var} pid=${!pid_var}
+	name="$section-$target-$param-r$round"
+	log "$section test_simple_text $param round $round: $target"
+	busy=$(quiet)
+	la=$(cut -d' ' -f1 /proc/loadavg)
+	p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+	e0=$(ticks "$REF_SERVER_PID")
+	with_procs "$LG_PROCS" env CMP_TARGET="$url" "$@" CMP_TOOL=test_simple_text \
+		"$CMP" -test.run "^$test\$" >"$TMP/$name.raw" 2>&1 9>&- || true
+	p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+	e1=$(ticks "$REF_SERVER_PID")
+	sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
+	[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "$section run failed"; }
+	rec "$section" "$target" "$round" "$param" loadavg "$la"
+	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
+	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
+	for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
+		rec "$section" "$target" "$round" "$param" "$k" "$(jq -r ".$k // empty" "$OUT/$name.json")"
+	done
 }
 
 # ---- 5. tools/call test_simple_text on the reference everything-server -------------
@@ -635,7 +680,7 @@ if ! skip everything; then
 	if [[ ! -x $EVERYTHING ]]; then
 		log "skipping the everything-server runs: $EVERYTHING missing (make tools)"
 	else
-		reference_section everything "-stateless=false" ""
+		reference_section everything "-stateless=false" "" "$REF_RATE"
 	fi
 fi
 
@@ -648,7 +693,7 @@ if ! skip stateless; then
 	if [[ ! -x $EVERYTHING ]]; then
 		log "skipping the stateless runs: $EVERYTHING missing (make tools)"
 	else
-		reference_section stateless "" "CMP_STATELESS=1"
+		reference_section stateless "" "CMP_STATELESS=1" 0
 	fi
 fi
 
@@ -678,6 +723,57 @@ if ! skip jwt; then
 			done
 			end_lock
 		done
+	done
+fi
+
+# ---- 7. events on live streams: benchmarks/streams.sh's parts, recorded here --------
+# streams.sh takes the same lock per run itself (none is held here), starts its own
+# gateway and mock per run (GOMAXPROCS=1 each, its default) and alternates gateway and
+# direct runs. Its raw results stay in $OUT/<section>/, its tables in $OUT/<section>.md.
+# streams_rate SECTION SESSIONS RATE BURST
+streams_rate() {
+	local section=$1 sessions=$2 rate=$3 burst=$4 where t rep achieved p50 p99 lost pushed errs gw up la
+	log "$section: $sessions streams at $rate ev/s, $burst per upstream write ($ROUNDS rounds, streams.sh)"
+	LOCK="$LOCK" OUT="$OUT/$section" PARTS=rate RATES="$rate" RATE_SESSIONS="$sessions" BURST="$burst" \
+		RATE_REPS="$ROUNDS" DURATION="$EVENTS_DURATION" WARMUP="$EVENTS_WARMUP" \
+		benchmarks/streams.sh >"$OUT/$section.md" 2>"$TMP/$section.err" 9>&- ||
+		{ tail -n 30 "$TMP/$section.err" >&2; die "$section: streams.sh failed"; }
+	while IFS=$'\t' read -r where _ rep _ achieved p50 _ p99 _ _ lost pushed errs gw up _ la; do
+		t=mcpgate; [[ $where == direct ]] && t=direct
+		rec "$section" "$t" "$rep" "r$rate" delivered_per_s "$achieved"
+		rec "$section" "$t" "$rep" "r$rate" p50_ms "$p50"
+		rec "$section" "$t" "$rep" "r$rate" p99_ms "$p99"
+		rec "$section" "$t" "$rep" "r$rate" lost "$lost"
+		rec "$section" "$t" "$rep" "r$rate" pushed "$pushed"
+		rec "$section" "$t" "$rep" "r$rate" errors "$errs"
+		rec "$section" "$t" "$rep" "r$rate" upstream_cpu_s "$up"
+		rec "$section" "$t" "$rep" "r$rate" streams "$sessions"
+		rec "$section" "$t" "$rep" "r$rate" burst "$burst"
+		rec "$section" "$t" "$rep" "r$rate" measured_s "$(echo "${EVENTS_DURATION%s} + ${EVENTS_WARMUP%s}" | bc -l)"
+		rec "$section" "$t" "$rep" "r$rate" loadavg "${la%% *}"
+		if [[ $t == mcpgate ]]; then rec "$section" "$t" "$rep" "r$rate" proxy_cpu_s "$gw"; fi
+	done <"$OUT/$section/rate.tsv"
+}
+if ! skip events; then streams_rate events "$EVENTS_SESSIONS" "$EVENTS_RATE" 1; fi
+if ! skip bursty; then streams_rate bursty "$BURSTY_SESSIONS" "$BURSTY_RATE" "$BURSTY_BURST"; fi
+
+# ---- 8. RSS per idle connected stream (streams.sh's memory part) ---------------------
+if ! skip streammem; then
+	log "streammem: sessions holding an idle standalone stream at $STREAMMEM_SIZES ($STREAMMEM_REPS reps, streams.sh)"
+	LOCK="$LOCK" OUT="$OUT/streammem" PARTS=memory MEM_KINDS=stream MEM_SIZES="$STREAMMEM_SIZES" MEM_REPS="$STREAMMEM_REPS" \
+		benchmarks/streams.sh >"$OUT/streammem.md" 2>"$TMP/streammem.err" 9>&- ||
+		{ tail -n 30 "$TMP/streammem.err" >&2; die "streammem: streams.sh failed"; }
+	lo=$(tr ' ' '\n' <<<"$STREAMMEM_SIZES" | grep . | sort -n | head -n1)
+	hi=$(tr ' ' '\n' <<<"$STREAMMEM_SIZES" | grep . | sort -n | tail -n1)
+	while IFS=$'\t' read -r _ n rep rss heap gor _ la _; do
+		rec streammem mcpgate "$rep" "s$n" rss_bytes "$rss"
+		rec streammem mcpgate "$rep" "s$n" heap_inuse_bytes "$heap"
+		rec streammem mcpgate "$rep" "s$n" goroutines "$gor"
+		rec streammem mcpgate "$rep" "s$n" loadavg "${la%% *}"
+	done <"$OUT/streammem/memory.tsv"
+	for rep in $(seq "$STREAMMEM_REPS"); do
+		rec streammem mcpgate "$rep" slope rss_per_stream_bytes "$(awk -F'\t' -v r="$rep" -v lo="$lo" -v hi="$hi" \
+			'$3 == r && $2 == lo {a = $4} $3 == r && $2 == hi {b = $4} END {print (b - a) / (hi - lo)}' "$OUT/streammem/memory.tsv")"
 	done
 fi
 
@@ -865,6 +961,17 @@ reference_summary() {
 		echo
 		reference_summary stateless
 	fi
+	for section in events bursty streammem; do
+		if [[ -s $OUT/$section.md ]]; then
+			echo "## Section $section (benchmarks/streams.sh)"
+			sed 's/^#/##/' "$OUT/$section.md"
+			echo
+		fi
+	done
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"
-log "raw results in $OUT"
+echo
+echo "## Cost table (issue 15's targets)"
+echo
+if [[ $README_UPDATE == 1 ]]; then benchmarks/cost_table.sh "$OUT" --readme; else benchmarks/cost_table.sh "$OUT"; fi
+log "raw results in $OUT (runs.tsv, results.json, table.md, table.json, summary.md)"
