@@ -61,6 +61,7 @@ type getConn struct {
 	err         error // sticky end of the body
 
 	peek      [1]byte
+	polled    bool // readable looked at the socket in this WaitReadable
 	closeOnce sync.Once
 }
 
@@ -302,11 +303,21 @@ func (g *getConn) WaitReadable() {
 	if g.raw == nil || g.err != nil || g.br.Buffered() > 0 {
 		return
 	}
+	g.polled = false
 	_ = g.raw.Read(g.readable)
 }
 
 // readable is the RawConn.Read callback: true when a read would not block.
+// It looks at the socket once (a peek is needed then: the poller's earlier
+// readiness was reset); called again, the poller woke the reader because
+// the socket became readable (bytes, EOF or an error), which it trusts
+// rather than peek again: one system call less per event on a quiet stream.
+// Were the guess wrong, the Read that follows would wait in the poller.
 func (g *getConn) readable(fd uintptr) bool {
+	if g.polled {
+		return true
+	}
+	g.polled = true
 	return !peekWouldBlock(fd, g.peek[:])
 }
 
