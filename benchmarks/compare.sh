@@ -28,9 +28,11 @@
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
 #   SCRAPE_N=10            scrapes (one a second) per measurement at the largest RSS step
-#   MILLION_N=1000000 MILLION_IDLE=5m MILLION_WINDOW=20s   section million: idle sessions held
+#   MILLION_N=1000000 MILLION_IDLE=6m MILLION_WINDOW=2m   section million: idle sessions held
 #                          by one gateway, their idle timeout (must outlast opening them and
-#                          30 s of settling and the idle window) and the idle CPU measurement window
+#                          30 s of settling and the idle window) and the idle CPU measurement
+#                          window (2 m: it then holds the runtime's forced GC cycle, which marks
+#                          the whole heap every 2 minutes)
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
 #   JWT_ROUNDS=6 JWT_CONCS="16" JWT_DURATION=5s   rounds of mcpgate without authentication
 #                          and validating an RS256 JWT on every request (alternating which
@@ -66,8 +68,8 @@ RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
 MILLION_N=${MILLION_N:-1000000}
-MILLION_IDLE=${MILLION_IDLE:-5m}
-MILLION_WINDOW=${MILLION_WINDOW:-20s}
+MILLION_IDLE=${MILLION_IDLE:-6m}
+MILLION_WINDOW=${MILLION_WINDOW:-2m}
 SCRAPE_N=${SCRAPE_N:-10}
 JWT_ROUNDS=${JWT_ROUNDS:-6}
 JWT_CONCS=${JWT_CONCS:-16}
@@ -587,7 +589,7 @@ if ! skip million; then
 	sed -n 's/^RESULT //p' "$TMP/million.raw" >"$OUT/million.jsonl"
 	rec million mcpgate 1 - loadavg "$(cut -d' ' -f1 "$TMP/million.loadavg")"
 	rec million mcpgate 1 - busy_before_pct "$(cat "$TMP/million.busy")"
-	for k in open_s open_cpu_us_per_session rss_per_session_bytes heap_per_session_bytes idle_cpu_pct \
+	for k in open_s open_cpu_us_per_session rss_per_session_bytes heap_per_session_bytes idle_cpu_pct idle_window_s gc_cycles_in_window \
 		expiry_cpu_us_per_session first_expiry_after_first_open_s last_expiry_late_s; do
 		rec million mcpgate 1 - "$k" "$(jq -r ".$k" "$OUT/million.jsonl")"
 	done

@@ -31,11 +31,13 @@
 #   MEM_SIZES="1000 5000"  MEM_REPS=2  MEM_SETTLE=5  MEM_KINDS="stream session"  MEM_IDLE_S=5
 #   RATES="10000 50000 100000"  RATE_SESSIONS=1000  RATE_REPS=1
 #   BURST=1                     rate: events the mock upstream writes at once (bursty streams)
+#   RATE_PATHS=gateway          rate: skip the direct runs (A/B of gateway builds)
 #   DURATION=20s  WARMUP=3s     measured time and warm-up of the rate runs
 #   SLOW_SESSIONS=500  SLOW_FRACTION=0.002  SLOW_RATE=25000  SLOW_PAYLOAD=512
 #   SLOW_DURATION=15s  SLOW_WARMUP=3s  SLOW_REPS=3
 #   POLICIES="drop-oldest drop-newest disconnect"
 #   GATEWAY_ARGS, UPSTREAM_ARGS  extra flags for the two servers
+#   GATEWAY_ENV                 VAR=value words for the gateway's environment only (GOGC=50)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -182,7 +184,7 @@ servers() {
 	gw_pid=
 	if [[ "${DIRECT:-}" != 1 ]]; then
 		# shellcheck disable=SC2086
-		start gateway "$gw_procs" "$gateway" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$up" -log-level warn "$@" ${GATEWAY_ARGS:-}
+		start gateway "$gw_procs" env ${GATEWAY_ENV:-} "$gateway" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$up" -log-level warn "$@" ${GATEWAY_ARGS:-}
 		gw_pid="$pid"
 		target="$url"
 		admin_of
@@ -354,6 +356,7 @@ rate_part() {
 		for rate in $rates; do
 			# Alternate which target goes first.
 			if ((i % 2 == 0)); then order="gateway direct"; else order="direct gateway"; fi
+			[[ "${RATE_PATHS:-}" == gateway ]] && order=gateway
 			i=$((i + 1))
 			for w in $order; do
 				rate_point "$w" "$rate" "$rep"
