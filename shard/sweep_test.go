@@ -177,10 +177,11 @@ func TestSweepSchedule(t *testing.T) {
 		per      int
 		maxRound time.Duration
 	}{
-		{time.Second, 64, time.Second / 64, 1, time.Second},
+		{time.Second, 64, 100 * time.Millisecond, 7, time.Second},       // ten wake-ups a second, not 64
+		{10 * time.Second, 64, 10 * time.Second / 64, 1, 10 * time.Second}, // one shard per tick when ticks are long enough
 		{4 * time.Second, 4, time.Second, 1, 4 * time.Second},
 		{time.Second, 1, time.Second, 1, time.Second},
-		{time.Second, MaxShards, 1007080 * time.Nanosecond, 66, time.Second + 10*time.Millisecond},
+		{time.Second, MaxShards, 100 * time.Millisecond, 6554, time.Second},
 		{100 * time.Microsecond, 64, 100 * time.Microsecond, 64, 100 * time.Microsecond},
 	}
 	for _, tt := range tests {
