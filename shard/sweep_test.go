@@ -177,7 +177,7 @@ func TestSweepSchedule(t *testing.T) {
 		per      int
 		maxRound time.Duration
 	}{
-		{time.Second, 64, 100 * time.Millisecond, 7, time.Second},       // ten wake-ups a second, not 64
+		{time.Second, 64, 100 * time.Millisecond, 7, time.Second},          // ten wake-ups a second, not 64
 		{10 * time.Second, 64, 10 * time.Second / 64, 1, 10 * time.Second}, // one shard per tick when ticks are long enough
 		{4 * time.Second, 4, time.Second, 1, 4 * time.Second},
 		{time.Second, 1, time.Second, 1, time.Second},
