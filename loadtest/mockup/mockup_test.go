@@ -356,15 +356,23 @@ func TestResumeRefused(t *testing.T) {
 	assert.Equal(t, int64(4), srv.Snapshot().ResumesRefused)
 }
 
-// TestPushOnGetStream pushes at a fixed rate on the GET stream, stops, and checks that
-// the stream carried exactly the sequence numbers 1..last_seq.
-func TestPushOnGetStream(t *testing.T) {
+// getStreamFixture starts a mock server, opens a 2025-11-25 session on it and the
+// session's GET stream, which is closed when the test ends.
+func getStreamFixture(t *testing.T) (*Server, *client, *http.Response) {
+	t.Helper()
 	srv, url := testServer(t, Config{})
 	c := newClient(t, url)
 	c.initialize(Version20251125)
 	get := c.get("")
 	require.Equal(t, http.StatusOK, get.StatusCode)
-	defer get.Body.Close()
+	t.Cleanup(func() { _ = get.Body.Close() })
+	return srv, c, get
+}
+
+// TestPushOnGetStream pushes at a fixed rate on the GET stream, stops, and checks that
+// the stream carried exactly the sequence numbers 1..last_seq.
+func TestPushOnGetStream(t *testing.T) {
+	srv, c, get := getStreamFixture(t)
 
 	body := readAll(t, c.callTool("push", `{"rate":500,"pad":3}`, ""))
 	assert.Contains(t, string(body), `"last_seq":0`)
@@ -399,12 +407,7 @@ func stopPush(t *testing.T, c *client) uint64 {
 // multiple of the burst), every event exactly once and in order; a burst out of range
 // is refused.
 func TestPushBursts(t *testing.T) {
-	srv, url := testServer(t, Config{})
-	c := newClient(t, url)
-	c.initialize(Version20251125)
-	get := c.get("")
-	require.Equal(t, http.StatusOK, get.StatusCode)
-	defer get.Body.Close()
+	srv, c, get := getStreamFixture(t)
 
 	for _, bad := range []string{`{"rate":100,"burst":0}`, `{"rate":100,"burst":1025}`, `{"rate":100,"burst":"x"}`} {
 		assert.Contains(t, string(readAll(t, c.callTool("push", bad, ""))), "bad rate, pad or burst", bad)
@@ -488,11 +491,8 @@ func TestInjection(t *testing.T) {
 }
 
 func TestDeleteEndsSessionAndStreams(t *testing.T) {
-	srv, url := testServer(t, Config{})
-	c := newClient(t, url)
-	c.initialize(Version20251125)
-	get := c.get("")
-	require.Equal(t, http.StatusOK, get.StatusCode)
+	srv, c, get := getStreamFixture(t)
+	url := c.url
 	ended := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, get.Body)
