@@ -40,6 +40,8 @@
 #   QUIET_MAX=25 QUIET_WAIT=10   inside the lock, wait up to QUIET_WAIT s for the cores to
 #                          be at most QUIET_MAX % busy (others' unlocked work) before a run
 #   GW_PROCS, UP_PROCS, CADDY_PROCS, LG_PROCS   GOMAXPROCS per process (empty: Go's default)
+#   GATEWAY_ENV="GOGC=200"  VAR=value words for every mcpgate process's environment only (runtime
+#                          settings: GOGC, GOMEMLIMIT); streams.sh's sections read it too
 #   REF_RATE=1000          fixed rate (open loop, LAT_DURATION) of tools/call on the reference server in
 #                          section everything: added latency over direct (0: not run)
 #   EVENTS_RATE=10000 EVENTS_SESSIONS=1000   section events: streams.sh's rate part (ROUNDS reps,
@@ -90,6 +92,9 @@ STREAMMEM_SIZES=${STREAMMEM_SIZES:-1000 5000}
 STREAMMEM_REPS=${STREAMMEM_REPS:-2}
 README_UPDATE=${README_UPDATE:-0}
 GW_PROCS=${GW_PROCS:-}
+read -r -a GW_ENV <<<"${GATEWAY_ENV:-}"
+# GATEWAY: how every mcpgate of the run is started (env execs it: the pid is the gateway's).
+GATEWAY=(env "${GW_ENV[@]}" bin/gateway)
 UP_PROCS=${UP_PROCS:-}
 CADDY_PROCS=${CADDY_PROCS:-}
 LG_PROCS=${LG_PROCS:-}
@@ -228,6 +233,7 @@ rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUNS"; }
 	echo "open_files: $(ulimit -n)"
 	echo "port_range: $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')"
 	echo "GOMAXPROCS: gateway=${GW_PROCS:-default($(nproc))} upstream=${UP_PROCS:-default($(nproc))} caddy=${CADDY_PROCS:-default($(nproc))} loadgen=${LG_PROCS:-default($(nproc))}"
+	echo "gateway environment: ${GATEWAY_ENV:-(none)}"
 } | tee "$OUT/env.txt" >&2
 
 # ---- the three targets on one mock upstream ------------------------------------------
@@ -235,9 +241,9 @@ start upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 UP_PID=$STARTED_PID UP_URL=$STARTED_URL
 UP_HOSTPORT=${UP_URL#http://}; UP_HOSTPORT=${UP_HOSTPORT%%/*}
 
-start gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+start gateway "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 GW_PID=$STARTED_PID GW_URL=$STARTED_URL
-start gateway-nometrics "$GW_PROCS" "$TMP/gateway-nometrics" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
+start gateway-nometrics "$GW_PROCS" env "${GW_ENV[@]}" "$TMP/gateway-nometrics" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$UP_URL" -max-sessions 200000 -log-level warn
 NM_PID=$STARTED_PID NM_URL=$STARTED_URL
 
 # start_caddy NAME HOST:PORT: Caddy's reverse_proxy (flush_interval -1, a pool of 1,024
@@ -286,7 +292,7 @@ if ! skip jwt; then
 	mkdir -p "$TMP/jwt"
 	JWT_TOKEN=$(CMP_JWT_DIR="$TMP/jwt" "$CMP" -test.run '^TestCompareJWTSetup$' | sed -n 's/^TOKEN //p')
 	[[ -n $JWT_TOKEN ]] || die "could not make a JWT"
-	start gw-jwt "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen "" -upstream "$UP_URL" -max-sessions 200000 -log-level warn \
+	start gw-jwt "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen "" -upstream "$UP_URL" -max-sessions 200000 -log-level warn \
 		-jwt-key-file "$TMP/jwt/key.pem" -jwt-issuer https://issuer.bench -jwt-audience http://bench/mcp
 	JWTGW_PID=$STARTED_PID JWTGW_URL=$STARTED_URL
 	log "mcpgate with JWT validation $JWTGW_URL (pid $JWTGW_PID)"
@@ -385,7 +391,7 @@ if ! skip sse; then
 	start sse-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0 -answer-sse
 	SSEUP_PID=$STARTED_PID SSEUP_URL=$STARTED_URL
 	SSEUP_HOSTPORT=${SSEUP_URL#http://}; SSEUP_HOSTPORT=${SSEUP_HOSTPORT%%/*}
-	start sse-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$SSEUP_URL" -max-sessions 200000 -log-level warn
+	start sse-gateway "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$SSEUP_URL" -max-sessions 200000 -log-level warn
 	SSEGW_PID=$STARTED_PID SSEGW_URL=$STARTED_URL
 	start_caddy caddy-sse "$SSEUP_HOSTPORT"
 	SSECADDY_PID=$STARTED_PID SSECADDY_URL=$STARTED_URL
@@ -524,7 +530,7 @@ if ! skip rss; then
 	for round in $(seq "$RSS_ROUNDS"); do
 		start rss-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0
 		rup_pid=$STARTED_PID rup_url=$STARTED_URL
-		start rss-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
+		start rss-gateway "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
 			-upstream "$rup_url" -max-sessions 200000 -log-level warn
 		rgw_pid=$STARTED_PID rgw_url=$STARTED_URL
 		admin_url rss-gateway
@@ -573,7 +579,7 @@ fi
 if ! skip million; then
 	start million-upstream "$UP_PROCS" bin/loadtest upstream -listen 127.0.0.1:0 -max-sessions $((MILLION_N + 1000))
 	mup_pid=$STARTED_PID mup_url=$STARTED_URL
-	start million-gateway "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
+	start million-gateway "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -admin-token-file "$TMP/admin-token" \
 		-upstream "$mup_url" -max-sessions $((MILLION_N + 1000)) -session-idle-timeout "$MILLION_IDLE" -log-level warn
 	mgw_pid=$STARTED_PID mgw_url=$STARTED_URL
 	admin_url million-gateway
@@ -622,7 +628,7 @@ reference_section() {
 		sleep 0.1
 	done
 	srv_url="http://127.0.0.1:$port/mcp"
-	start "$section-gateway" "$GW_PROCS" bin/gateway -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$srv_url" -log-level warn
+	start "$section-gateway" "$GW_PROCS" "${GATEWAY[@]}" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$srv_url" -log-level warn
 	REF_URL_direct=$srv_url REF_PID_direct="" REF_URL_mcpgate=$STARTED_URL REF_PID_mcpgate=$STARTED_PID REF_SERVER_PID=$srv_pid
 	targets="direct mcpgate"
 	if [[ $CADDY == 1 ]]; then
