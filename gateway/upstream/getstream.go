@@ -35,18 +35,27 @@ const (
 
 var burstReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, burstReadBuffer) }}
 
+// smallReaders holds the small read buffers of GET streams whose reader is
+// parked in WaitReadable: a stream holds one only while it reads, so an
+// idle stream holds no read buffer at all.
+var smallReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, getReadBuffer) }}
+
 // getConn is an upstream GET stream on a connection of its own, read
 // without fasthttp: net/http parses the response (any header size) and
 // undoes chunking over a 1 KiB bufio.Reader. Standalone streams are idle
-// most of their life, so what one holds while idle matters: about 1 KiB of
-// buffers, and a reader that WaitReadable parks at a shallow stack depth, which
-// lets the runtime shrink its stack to the minimum.
+// most of their life, so what one holds while idle matters: no read buffer
+// (WaitReadable gives it back to a pool while it waits for the socket), and a
+// reader that WaitReadable parks at a shallow stack depth, which lets the
+// runtime shrink its stack to the minimum.
 type getConn struct {
 	t    *HTTP
 	conn net.Conn
-	br   *bufio.Reader
-	raw  syscall.RawConn // nil when readiness cannot be awaited (TLS)
-	// src is what br reads (conn); small is the stream's own small br
+	// br is the read buffer: a small one, or a pooled burst buffer while
+	// input comes in bursts (sizeBuffer); nil while the reader waits in
+	// WaitReadable with nothing buffered (Read takes one again).
+	br  *bufio.Reader
+	raw syscall.RawConn // nil when readiness cannot be awaited (TLS)
+	// src is what br reads (conn); small is the small buffer put aside
 	// while br is a pooled burst buffer, nil otherwise (sizeBuffer).
 	src   io.Reader
 	small *bufio.Reader
@@ -114,7 +123,8 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 	_, err = g.conn.Write(req)
 	var resp *http.Response
 	if err == nil {
-		g.br = bufio.NewReaderSize(g.conn, getReadBuffer)
+		g.br = smallReaders.Get().(*bufio.Reader)
+		g.br.Reset(g.conn)
 		g.src = g.conn
 		resp, err = http.ReadResponse(g.br, nil)
 	}
@@ -170,6 +180,10 @@ func (g *getConn) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if g.br == nil { // given back while the reader waited (WaitReadable)
+		g.br = smallReaders.Get().(*bufio.Reader)
+		g.br.Reset(g.src)
 	}
 	g.sizeBuffer(len(p))
 	if g.chunked && g.left == 0 {
@@ -300,11 +314,28 @@ var errBadChunk = errors.New("upstream: malformed chunked encoding")
 // with nothing pending (sse.ReadWaiter): parking here rather than deep inside
 // the body reader keeps an idle reader's stack small.
 func (g *getConn) WaitReadable() {
-	if g.raw == nil || g.err != nil || g.br.Buffered() > 0 {
+	if g.raw == nil || g.err != nil || (g.br != nil && g.br.Buffered() > 0) {
 		return
 	}
+	g.releaseBuffers()
 	g.polled = false
 	_ = g.raw.Read(g.readable)
+}
+
+// releaseBuffers gives the read buffers back to their pools; only while
+// nothing is buffered. The next Read takes a small one.
+func (g *getConn) releaseBuffers() {
+	if g.br == nil || g.src == nil {
+		return
+	}
+	if g.small != nil {
+		g.br.Reset(nil)
+		burstReaders.Put(g.br)
+		g.br, g.small = g.small, nil
+	}
+	g.br.Reset(nil)
+	smallReaders.Put(g.br)
+	g.br = nil
 }
 
 // readable is the RawConn.Read callback: true when a read would not block.

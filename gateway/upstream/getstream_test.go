@@ -137,6 +137,66 @@ func TestGetConnBurstBuffer(t *testing.T) {
 	assert.Nil(t, g.small)
 }
 
+// TestGetConnIdleHoldsNoBuffer: a reader waiting for the upstream's next
+// bytes (WaitReadable with nothing buffered) has given its read buffers
+// back to their pools, the small one and, after a burst, the burst buffer
+// too; the next Read takes a small one again and loses nothing.
+func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
+	next := make(chan string)
+	url := rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for part := range next {
+			if _, err := io.WriteString(c, part); err != nil {
+				return
+			}
+		}
+	})
+	defer close(next)
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	g, resp, err := tr.openGet(context.Background(), nil)
+	require.NoError(t, err)
+	defer g.close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// wait parks the reader until the upstream sends part, which it does
+	// once the reader is parked; then reads n bytes of body with size-byte
+	// reads.
+	wait := func(part string, n, size int) string {
+		go func() {
+			if !assert.Eventually(t, inWaitIdle, 5*time.Second, 5*time.Millisecond, "the reader parks in WaitReadable") {
+				g.close() // ends the wait
+				return
+			}
+			next <- part
+		}()
+		g.WaitReadable()
+		assert.True(t, g.br == nil && g.small == nil, "no read buffer held while waiting")
+		var got []byte
+		buf := make([]byte, size)
+		for len(got) < n {
+			k, err := g.Read(buf)
+			require.NoError(t, err)
+			got = append(got, buf[:k]...)
+		}
+		return string(got)
+	}
+	ev := "id: 1\ndata: a\n\n"
+	assert.Equal(t, ev, wait(chunkedEvent("1", "a"), len(ev), 128))
+	assert.Equal(t, getReadBuffer, g.br.Size(), "reading through a small buffer")
+
+	var burst, want strings.Builder
+	for i := range 64 {
+		ev := chunkedEvent(fmt.Sprint(i+2), strings.Repeat("x", 200))
+		burst.WriteString(ev)
+		want.WriteString(ev[strings.Index(ev, "\r\n")+2 : len(ev)-2])
+	}
+	assert.Equal(t, want.String(), wait(burst.String(), want.Len(), 16<<10))
+	assert.Equal(t, burstReadBuffer, g.br.Size(), "the burst read through the burst buffer")
+	ev = "id: 66\ndata: b\n\n"
+	assert.Equal(t, ev, wait(chunkedEvent("66", "b"), len(ev), 128))
+}
+
 // TestGetStreamWaitsShallow: a GET stream with response headers far larger
 // than the read buffer opens; a reader waiting for the next event parks in
 // WaitReadable (not inside the body read) and wakes for it; the end of the
@@ -174,10 +234,7 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 			msgs <- string(m)
 		}
 	}()
-	event := func(id, data string) string {
-		ev := "id: " + id + "\ndata: " + data + "\n\n"
-		return strings.ToLower(strings.TrimLeft(hex(len(ev)), "0")) + "\r\n" + ev + "\r\n"
-	}
+	event := chunkedEvent
 	next <- event("1", `{"jsonrpc":"2.0","method":"a"}`)
 	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, <-msgs)
 	require.Eventually(t, func() bool { return inWaitIdle() }, 5*time.Second, 10*time.Millisecond,
@@ -210,6 +267,12 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 		t.Fatal("Close did not interrupt the waiting reader")
 	}
 	close(next)
+}
+
+// chunkedEvent is one SSE event as one chunk of a chunked body.
+func chunkedEvent(id, data string) string {
+	ev := "id: " + id + "\ndata: " + data + "\n\n"
+	return strings.ToLower(strings.TrimLeft(hex(len(ev)), "0")) + "\r\n" + ev + "\r\n"
 }
 
 func hex(n int) string {
