@@ -281,7 +281,7 @@ func TestDemuxBackpressure(t *testing.T) {
 		td.route([]byte(sampling))
 		close(routed)
 	}()
-	td.fail(ErrSessionGone)
+	td.fail(ErrSessionGone, nil)
 	<-routed
 	for range 2 {
 		_, err := s3.Next()
@@ -318,8 +318,13 @@ func TestDemuxFailAndClose(t *testing.T) {
 	errs := make(chan error, 2)
 	go func() { _, err := b.Next(); errs <- err }()
 	go func() { _, err := l.Next(); errs <- err }()
-	assert.True(t, td.fail(ErrSessionGone))
-	assert.False(t, td.fail(io.ErrUnexpectedEOF), "the first error wins")
+	firsts := 0
+	assert.True(t, td.fail(ErrSessionGone, func() {
+		firsts++
+		assert.Empty(t, errs, "first runs before any stream is woken")
+	}))
+	assert.False(t, td.fail(io.ErrUnexpectedEOF, func() { firsts++ }), "the first error wins")
+	assert.Equal(t, 1, firsts, "first runs for the first error only")
 	assert.ErrorIs(t, <-errs, ErrSessionGone)
 	assert.ErrorIs(t, <-errs, ErrSessionGone)
 	_, err = td.openCall([][]byte{[]byte("5")}, nil)

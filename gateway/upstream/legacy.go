@@ -553,9 +553,11 @@ func (s *legacySession) Close(ctx context.Context) error {
 
 // end fails the session's routing with err and closes its stream.
 func (s *legacySession) end(err error, lost bool) {
-	if s.d.fail(err) && lost {
-		s.t.stats.lost.Add(1)
+	var counted func()
+	if lost {
+		counted = func() { s.t.stats.lost.Add(1) }
 	}
+	s.d.fail(err, counted)
 	s.endOnce.Do(func() {
 		s.cancel()
 		s.t.mu.Lock()

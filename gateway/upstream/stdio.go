@@ -545,9 +545,11 @@ func (s *stdioSession) Close(ctx context.Context) error {
 // end fails the session's routing with err (the first call wins) and asks
 // for the process to end. lost says the upstream side ended the session.
 func (s *stdioSession) end(err error, lost bool) {
-	if s.d.fail(err) && lost {
-		s.t.stats.lost.Add(1)
+	var counted func()
+	if lost {
+		counted = func() { s.t.stats.lost.Add(1) }
 	}
+	s.d.fail(err, counted)
 	s.requestStop(stopPolite)
 }
 
