@@ -424,18 +424,18 @@ func (d *demux) listen() (*msgStream, error) {
 // fail ends the session's routing with err: call streams and the
 // standalone stream return err once their buffered messages are read,
 // openCall and listen refuse, route drops everything. The first error
-// wins; fail reports whether it was this one. If it was, first (when not
-// nil) runs before anyone is woken, so whoever sees err also sees what
-// first did (a session counted as lost).
-func (d *demux) fail(err error, first func()) bool {
+// wins; fail reports whether it was this one. lost says the upstream side
+// ended the session: the first error counts it (SessionsLost) before anyone
+// is woken, so whoever sees err also sees the count.
+func (d *demux) fail(err error, lost bool) bool {
 	d.mu.Lock()
 	if d.err != nil {
 		d.mu.Unlock()
 		return false
 	}
 	d.err = err
-	if first != nil {
-		first()
+	if lost {
+		d.stats.lost.Add(1)
 	}
 	close(d.done)
 	wake := make([]chan struct{}, 0, len(d.inflight)+1)

@@ -281,7 +281,7 @@ func TestDemuxBackpressure(t *testing.T) {
 		td.route([]byte(sampling))
 		close(routed)
 	}()
-	td.fail(ErrSessionGone, nil)
+	td.fail(ErrSessionGone, false)
 	<-routed
 	for range 2 {
 		_, err := s3.Next()
@@ -318,14 +318,10 @@ func TestDemuxFailAndClose(t *testing.T) {
 	errs := make(chan error, 2)
 	go func() { _, err := b.Next(); errs <- err }()
 	go func() { _, err := l.Next(); errs <- err }()
-	firsts := 0
-	assert.True(t, td.fail(ErrSessionGone, func() {
-		firsts++
-		assert.Empty(t, errs, "first runs before any stream is woken")
-	}))
-	assert.False(t, td.fail(io.ErrUnexpectedEOF, func() { firsts++ }), "the first error wins")
-	assert.Equal(t, 1, firsts, "first runs for the first error only")
+	assert.True(t, td.fail(ErrSessionGone, true))
+	assert.False(t, td.fail(io.ErrUnexpectedEOF, true), "the first error wins")
 	assert.ErrorIs(t, <-errs, ErrSessionGone)
+	assert.Equal(t, uint64(1), td.stats.lost.Load(), "counted once, before any stream is woken")
 	assert.ErrorIs(t, <-errs, ErrSessionGone)
 	_, err = td.openCall([][]byte{[]byte("5")}, nil)
 	assert.ErrorIs(t, err, ErrSessionGone)

@@ -553,11 +553,7 @@ func (s *legacySession) Close(ctx context.Context) error {
 
 // end fails the session's routing with err and closes its stream.
 func (s *legacySession) end(err error, lost bool) {
-	var counted func()
-	if lost {
-		counted = func() { s.t.stats.lost.Add(1) }
-	}
-	s.d.fail(err, counted)
+	s.d.fail(err, lost)
 	s.endOnce.Do(func() {
 		s.cancel()
 		s.t.mu.Lock()

@@ -545,11 +545,7 @@ func (s *stdioSession) Close(ctx context.Context) error {
 // end fails the session's routing with err (the first call wins) and asks
 // for the process to end. lost says the upstream side ended the session.
 func (s *stdioSession) end(err error, lost bool) {
-	var counted func()
-	if lost {
-		counted = func() { s.t.stats.lost.Add(1) }
-	}
-	s.d.fail(err, counted)
+	s.d.fail(err, lost)
 	s.requestStop(stopPolite)
 }
 
