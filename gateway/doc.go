@@ -24,7 +24,10 @@
 //   - Server methods are safe for concurrent use. Serve may be called once;
 //     Shutdown may be called at any time and more than once.
 //   - The Server owns every goroutine it starts (the shard sweeper, the
-//     coarse clock, one pump per upstream stream, a writer per GET stream
+//     coarse clock, one pump per upstream answer stream, a reader per
+//     upstream standalone stream while it has input (an idle one is parked
+//     in the upstream transport's poller after standaloneIdle and resumes
+//     on a new goroutine, see pump.go), a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
 //     expired or evicted sessions' upstream sides are being ended, the
 //     rate limiters' sweeper when Config.RateLimit is set; on a cluster

@@ -285,9 +285,14 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			_ = up.Close()
 			return
 		}
-		// A plain go statement: no closure frames above the reader, which
-		// parks for most of its life (see pumpStandalone).
-		go s.readStandalone(sess, st, up, backoff)
+		if p, ok := up.(upstream.Parker); ok {
+			p.SetIdle(standaloneIdle)
+		}
+		if !s.parkStandalone(sess, st, up, backoff) {
+			// A plain go statement: no closure frames above the reader,
+			// which parks for most of its life (see pumpStandalone).
+			go s.readStandalone(sess, st, up, backoff)
+		}
 		return
 	}
 }
@@ -306,17 +311,32 @@ func (s *Server) listenUpstream(sess *session, lastID string) (upstream.Stream, 
 	return sess.up.Listen(sess.context())
 }
 
+// standaloneIdle is how long a standalone stream's reader waits for input
+// on a goroutine before it parks the stream in the upstream transport's
+// poller (upstream.Parker) and exits: an idle stream holds no goroutine,
+// and a stream with events at least every half second never parks.
+const standaloneIdle = time.Second
+
 // readStandalone copies the upstream's standalone stream into stream 0
 // until it ends, then reconnects after a backoff. It runs on an owned
-// goroutine counted by addOwned.
+// goroutine counted by addOwned; while the stream is parked (idle) the
+// count stays, and the reader resumes on a new goroutine.
 func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
+	for {
+		got, idle := s.pumpStandalone(st, up)
+		if got {
+			backoff = minBackoff
+		}
+		if !idle {
+			break
+		}
+		if s.parkStandalone(sess, st, up, backoff) {
+			return
+		}
+	}
 	defer s.wg.Done()
-	got := s.pumpStandalone(st, up)
 	noteLastID(st, up)
 	_ = up.Close()
-	if got {
-		backoff = minBackoff
-	}
 	if !sleepCtx(sess.context(), backoff) || s.ctx.Err() != nil {
 		return
 	}
@@ -346,22 +366,30 @@ func (st *stream) upstreamLastID() string {
 	return ""
 }
 
-// pumpStandalone pushes the stream's messages into st until it ends and
-// reports whether any arrived. An idle standalone stream's goroutine parks
-// below this frame; keeping the frames above the park small (a pooled
-// parser, no closures) lets the runtime shrink its stack to the minimum.
-func (s *Server) pumpStandalone(st *stream, up upstream.Stream) bool {
-	got := false
+// pumpStandalone pushes the stream's messages into st until it ends or
+// went idle (upstream.ErrIdle), and reports whether any arrived. A
+// standalone stream's goroutine waits below this frame between events;
+// keeping the frames above the wait small (a pooled parser, no closures)
+// lets the runtime shrink its stack to the minimum.
+func (s *Server) pumpStandalone(st *stream, up upstream.Stream) (got, idle bool) {
 	for {
 		msg, err := up.Next()
 		if err != nil {
-			return got
+			return got, err == upstream.ErrIdle
 		}
 		got = true
 		if !s.pushStandalone(st, msg) {
-			return got
+			return got, false
 		}
 	}
+}
+
+// parkStandalone parks an idle standalone stream (upstream.Parker): its
+// reader resumes on a new goroutine once the upstream sends, ends the
+// stream or it is closed. False when it cannot park: the caller reads on.
+func (s *Server) parkStandalone(sess *session, st *stream, up upstream.Stream, backoff time.Duration) bool {
+	p, ok := up.(upstream.Parker)
+	return ok && p.Park(func() { s.readStandalone(sess, st, up, backoff) })
 }
 
 // pushStandalone classifies and stores one message of the upstream's

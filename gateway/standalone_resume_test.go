@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -129,4 +130,100 @@ func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
 		got := stream.until(t, fmt.Sprintf(`"data":%d}`, w))
 		assert.Equal(t, 1, strings.Count(got, `"notifications/message"`), "event %d, in order, once: %.300q", w, got)
 	}
+}
+
+// pushingUpstream is a Streamable HTTP server whose standalone stream stays
+// open and sends what is put on events; opened and ended get a value when
+// a standalone stream starts and ends.
+type pushingUpstream struct{ events, opened, ended chan string }
+
+func (u *pushingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		body, _ := io.ReadAll(r.Body)
+		if !strings.Contains(string(body), `"initialize"`) {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Mcp-Session-Id", "up-1")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"pushing","version":"1"}}}`)
+	case http.MethodGet:
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		u.opened <- "GET"
+		defer func() { u.ended <- "GET" }()
+		for {
+			select {
+			case ev := <-u.events:
+				fmt.Fprintf(w, "data: %s\n\n", ev)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	case http.MethodDelete:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// standaloneReaders counts the goroutines reading an upstream standalone
+// stream (in process: this test's gateway only).
+func standaloneReaders() int {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	return strings.Count(string(buf[:n]), "gateway.(*Server).pumpStandalone(")
+}
+
+// TestIdleStandaloneStreamParks: an upstream standalone stream with no
+// input holds no goroutine in the gateway (it waits in the upstream
+// transport's poller); an event wakes a reader that relays it, and the
+// reader parks again once the stream has been idle for a second; after a
+// long idle stretch events still arrive, and closing the session ends the
+// parked stream (goleak in TestMain checks nothing is left).
+func TestIdleStandaloneStreamParks(t *testing.T) {
+	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1)}
+	us := httptest.NewServer(fake)
+	t.Cleanup(us.Close)
+	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: us.URL + "/mcp", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraSession})
+
+	sid := initSession(t, url)
+	stream := dialStream(t, url, sid, "")
+	select {
+	case <-fake.opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the gateway opened no standalone stream upstream")
+	}
+	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 5*time.Millisecond,
+		"a fresh stream with no input is parked at once")
+
+	for i := range 3 {
+		fake.events <- fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":%d}}`, i)
+		stream.until(t, fmt.Sprintf(`"data":%d}`, i))
+		require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond,
+			"the reader parks again after the idle period")
+	}
+	// Events in a row.
+	for i := 3; i < 6; i++ {
+		fake.events <- fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":%d}}`, i)
+		stream.until(t, fmt.Sprintf(`"data":%d}`, i))
+		assert.LessOrEqual(t, standaloneReaders(), 1, "one reader at a time")
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	require.NoError(t, err)
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	select {
+	case <-fake.ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session's end did not end its parked upstream stream")
+	}
+	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond)
 }

@@ -96,9 +96,20 @@ func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
 // decoder calls WaitReadable before it reads with nothing pending, so a goroutine
 // blocked on a quiet stream waits there, at a shallow stack depth, rather than deep
 // inside the reader (the runtime can then shrink its stack).
+//
+// A non-nil error from WaitReadable is returned by Next as is and is not sticky: the
+// decoder is left as it was (a block may be half read), and a later Next goes on
+// where it stopped. A reader uses it to give up waiting (an idle stream whose owner
+// would rather wait for it without a goroutine).
 type ReadWaiter interface {
-	WaitReadable()
+	WaitReadable() error
 }
+
+// waitError carries a ReadWaiter's error out of fill, to be returned without
+// becoming sticky.
+type waitError struct{ err error }
+
+func (e waitError) Error() string { return e.err.Error() }
 
 // Reset makes d read a new stream from r, as if freshly made by NewDecoder with the same
 // maximum size, but keeping its buffers (so a pooled Decoder does not reallocate). It
@@ -193,10 +204,25 @@ func (d *Decoder) Next() (*Event, error) {
 			return nil, d.fatal
 		}
 		if err := d.fill(); err != nil {
-			d.fatal = err
-			return nil, err
+			return nil, d.fillFailed(err)
 		}
 	}
+}
+
+// fillFailed returns what Next returns for an error from fill: a ReadWaiter's
+// error as is, anything else made sticky.
+func (d *Decoder) fillFailed(err error) error {
+	if we, ok := err.(waitError); ok {
+		return we.err
+	}
+	d.fatal = err
+	return err
+}
+
+// Pending reports whether Next has something to return without reading: input
+// read but not yet consumed, or an error.
+func (d *Decoder) Pending() bool {
+	return d.start < d.end || d.readErr != nil || d.fatal != nil
 }
 
 func (d *Decoder) tooLarge() error {
@@ -217,8 +243,7 @@ func (d *Decoder) checkBOM() error {
 			return nil
 		}
 		if err := d.fill(); err != nil {
-			d.fatal = err
-			return err
+			return d.fillFailed(err)
 		}
 	}
 }
@@ -226,7 +251,7 @@ func (d *Decoder) checkBOM() error {
 // fill moves unconsumed input to the front of buf, switches to the inline buffer when
 // nothing is pending and the last read came up short (the next one may block for long),
 // or to a larger buffer when buf is full or input is flowing, and reads once from r. It returns a non-nil
-// error only when r makes no progress.
+// error only when r makes no progress, or a waitError when the ReadWaiter gave up.
 func (d *Decoder) fill() error {
 	if d.start > 0 {
 		d.end = copy(d.buf, d.buf[d.start:d.end])
@@ -254,7 +279,9 @@ func (d *Decoder) fill() error {
 		d.grow(burstBufSize)
 	}
 	if d.end == 0 && d.waiter != nil {
-		d.waiter.WaitReadable()
+		if err := d.waiter.WaitReadable(); err != nil {
+			return waitError{err}
+		}
 	}
 	for range maxEmptyReads {
 		n, err := d.r.Read(d.buf[d.end:])

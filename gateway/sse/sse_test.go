@@ -455,3 +455,67 @@ func TestDecoderIdleBuffer(t *testing.T) {
 	idLine := len("id: 0_1\n")
 	assert.Equal(t, []int{idleBufSize, pooledBufSize - (idleBufSize - idLine), idleBufSize, idleBufSize}, r.offered)
 }
+
+// waitingReader serves its chunks one per Read. Before a read with nothing
+// pending the decoder asks WaitReadable, which returns the next of waitErrs
+// (nil once they are used up) without consuming anything.
+type waitingReader struct {
+	chunks   [][]byte
+	waitErrs []error
+	waits    int
+}
+
+func (w *waitingReader) WaitReadable() error {
+	w.waits++
+	if len(w.waitErrs) == 0 {
+		return nil
+	}
+	err := w.waitErrs[0]
+	w.waitErrs = w.waitErrs[1:]
+	return err
+}
+
+func (w *waitingReader) Read(p []byte) (int, error) {
+	if len(w.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, w.chunks[0])
+	if w.chunks[0] = w.chunks[0][n:]; len(w.chunks[0]) == 0 {
+		w.chunks = w.chunks[1:]
+	}
+	return n, nil
+}
+
+// TestDecoderWaitError: an error from ReadWaiter.WaitReadable is returned as
+// is and is not sticky; a block half read before it is completed by the
+// Next calls after it.
+func TestDecoderWaitError(t *testing.T) {
+	idle := errors.New("idle")
+	r := &waitingReader{
+		chunks:   [][]byte{[]byte("id: 7\n"), []byte("data: a"), []byte("bc\n\n")},
+		waitErrs: []error{idle, nil, idle},
+	}
+	d := NewDecoder(r, 0)
+	_, err := d.Next()
+	require.ErrorIs(t, err, idle, "nothing read yet")
+	assert.False(t, d.Pending())
+
+	// Reads the id line, then gives up again with the block half read.
+	_, err = d.Next()
+	require.ErrorIs(t, err, idle)
+	assert.False(t, d.Pending())
+	assert.Equal(t, 3, r.waits)
+
+	// Waits once more, then reads the data line in two pieces (no wait
+	// with the line pending) and completes the block with its id.
+	ev, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, dataEvent("7", "abc"), cp(ev))
+	assert.Equal(t, 4, r.waits)
+
+	_, err = d.Next()
+	require.ErrorIs(t, err, io.EOF)
+	assert.True(t, d.Pending(), "the end of the input is sticky")
+	_, err = d.Next()
+	require.ErrorIs(t, err, io.EOF)
+}

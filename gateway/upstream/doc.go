@@ -30,10 +30,14 @@
 // Config.Timeout until its response headers arrive). A POST that answers with
 // text/event-stream keeps its connection until the Stream is closed. GET
 // streams, idle for most of their life, each run on a connection of their own
-// with a 1 KiB read buffer (getConn, bounded by Config.StreamMaxConns, the
-// head exchange by Config.Timeout); their reader waits for readiness before
-// it reads (sse.ReadWaiter), so an idle one parks with a minimal stack. The
-// transport owns no goroutines.
+// (getConn, bounded by Config.StreamMaxConns, the head exchange by
+// Config.Timeout); their reader waits for readiness before it reads
+// (sse.ReadWaiter) and holds no read buffer while it waits. A GET stream
+// without TLS is a Parker: after its idle period Next returns ErrIdle, and
+// Park hands the wait to the transport's poller (poller_linux.go: an epoll
+// instance of its own, read by one goroutine), which starts the given
+// function on a new goroutine when the socket has input or the stream is
+// closed, so an idle stream holds no goroutine at all.
 //
 // Stdio and LegacySSE upstreams speak over one channel per session (a
 // child's stdout, one SSE stream), so a demux routes what arrives there: a
@@ -47,7 +51,9 @@
 // notifications and responses are Accepted; a batch is written as separate
 // messages.
 //
-// Goroutines: the HTTP transport owns none. Stdio owns one spawner goroutine
+// Goroutines: the HTTP transport owns its poller's goroutine, started at
+// the first Park and stopped by Close (parked readers are then resumed; the
+// goroutines Park starts belong to its caller). Stdio owns one spawner goroutine
 // (locked to its OS thread for the transport's life, see spawner for why)
 // and, per session, a supervisor (ends, notices the exit of and reaps the
 // process), a stdout reader (feeds the demux), a stderr logger, and for a

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -55,8 +56,9 @@ type getConn struct {
 	// WaitReadable with nothing buffered (Read takes one again).
 	br  *bufio.Reader
 	raw syscall.RawConn // nil when readiness cannot be awaited (TLS)
-	// src is what br reads (conn); small is the small buffer put aside
-	// while br is a pooled burst buffer, nil otherwise (sizeBuffer).
+	// src is what br reads (the conn, through connSrc); small is the
+	// small buffer put aside while br is a pooled burst buffer, nil
+	// otherwise (sizeBuffer).
 	src   io.Reader
 	small *bufio.Reader
 
@@ -69,9 +71,48 @@ type getConn struct {
 	crlfPending bool  // a chunk's data was read, its CRLF not yet
 	err         error // sticky end of the body
 
-	peek      [1]byte
-	polled    bool // readable looked at the socket in this WaitReadable
+	peek   [1]byte
+	polled bool // readable looked at the socket in this WaitReadable
+
+	// With idle set (httpStream.SetIdle), WaitReadable gives up with
+	// ErrIdle once no input came for between idle/2 and idle: the read
+	// deadline it arms (idleAt) is moved on only when less than idle/2 of
+	// it is left, so a flowing stream rarely touches it. A read that meets
+	// the deadline inside the body takes it off and goes on (connSrc).
+	idle   time.Duration
+	idleAt time.Time // the read deadline armed; zero when none
+	// parkedAt: when the stream last parked, until the first wait after
+	// it (which has the input that woke the reader); lone: it had been
+	// parked for a whole idle period, so the next wait that finds nothing
+	// gives up at once (a keep-alive or a lone event does not hold a
+	// goroutine for another idle period).
+	parkedAt time.Time
+	lone     bool
+	// inEpoll: the socket is registered with the transport's poller
+	// (parked before); the reader's own.
+	inEpoll bool
+	// parkTok and resume: the parking in the transport's poller, if any;
+	// guarded by the poller's mutex.
+	parkTok uint64
+	resume  func()
+
 	closeOnce sync.Once
+}
+
+// connSrc is what the read buffers read: the connection, with WaitReadable's
+// idle deadline taken off and the read retried when it expires inside a
+// read (input that paused mid-event is not an idle stream).
+type connSrc getConn
+
+func (c *connSrc) Read(p []byte) (int, error) {
+	g := (*getConn)(c)
+	n, err := g.conn.Read(p)
+	if n == 0 && !g.idleAt.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
+		g.idleAt = time.Time{}
+		_ = g.conn.SetReadDeadline(time.Time{})
+		return g.conn.Read(p)
+	}
+	return n, err
 }
 
 // errStreamSlots is returned when HTTPConfig.StreamMaxConns streams are open.
@@ -124,8 +165,8 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 	var resp *http.Response
 	if err == nil {
 		g.br = smallReaders.Get().(*bufio.Reader)
-		g.br.Reset(g.conn)
-		g.src = g.conn
+		g.src = (*connSrc)(g)
+		g.br.Reset(g.src)
 		resp, err = http.ReadResponse(g.br, nil)
 	}
 	if !stop() || ctx.Err() != nil {
@@ -312,14 +353,55 @@ var errBadChunk = errors.New("upstream: malformed chunked encoding")
 // the socket has bytes (or EOF, or an error) pending. Without a way to await
 // readiness (TLS) it returns at once. The SSE decoder calls it before reading
 // with nothing pending (sse.ReadWaiter): parking here rather than deep inside
-// the body reader keeps an idle reader's stack small.
-func (g *getConn) WaitReadable() {
-	if g.raw == nil || g.err != nil || (g.br != nil && g.br.Buffered() > 0) {
-		return
+// the body reader keeps an idle reader's stack small. With an idle period
+// set it returns ErrIdle once the socket stayed quiet that long.
+func (g *getConn) WaitReadable() error {
+	if g.raw == nil || g.buffered() {
+		return nil
 	}
 	g.releaseBuffers()
 	g.polled = false
-	_ = g.raw.Read(g.readable)
+	if g.idle > 0 && g.armIdle() {
+		return ErrIdle
+	}
+	err := g.raw.Read(g.readable)
+	if g.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return ErrIdle
+	}
+	return nil // a closed socket: the Read that follows reports it
+}
+
+// armIdle prepares a wait of a stream with an idle period: it moves the
+// idle deadline on when less than half of it is left, or reports true
+// (give up now) when the stream, woken after a long park, has consumed the
+// input that woke it and the socket has nothing more.
+func (g *getConn) armIdle() bool {
+	now := time.Now()
+	switch {
+	case !g.parkedAt.IsZero():
+		g.lone = now.Sub(g.parkedAt) >= g.idle
+		g.parkedAt = time.Time{}
+	case g.lone:
+		g.lone = false
+		wouldBlock := false
+		if g.raw.Control(func(fd uintptr) { wouldBlock = peekWouldBlock(fd, g.peek[:]) }) == nil {
+			if wouldBlock {
+				return true
+			}
+			g.polled = true // input is there: the wait need not look again
+		}
+	}
+	if g.idleAt.Sub(now) < g.idle/2 {
+		g.idleAt = now.Add(g.idle)
+		_ = g.conn.SetReadDeadline(g.idleAt)
+	}
+	return false
+}
+
+// buffered reports whether a Read returns without the socket: input is
+// buffered, or the body ended.
+func (g *getConn) buffered() bool {
+	return g.err != nil || (g.br != nil && g.br.Buffered() > 0)
 }
 
 // releaseBuffers gives the read buffers back to their pools; only while
@@ -358,6 +440,9 @@ func (g *getConn) close() {
 	g.closeOnce.Do(func() {
 		if g.conn != nil {
 			_ = g.conn.Close()
+		}
+		if p := g.t.pollerIfAny(); p != nil {
+			p.unpark(g) // a parked reader resumes and sees the end
 		}
 		g.t.getConns.Add(-1)
 	})

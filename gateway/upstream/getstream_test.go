@@ -170,7 +170,7 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 			}
 			next <- part
 		}()
-		g.WaitReadable()
+		require.NoError(t, g.WaitReadable())
 		assert.True(t, g.br == nil && g.small == nil, "no read buffer held while waiting")
 		var got []byte
 		buf := make([]byte, size)
@@ -267,6 +267,124 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 		t.Fatal("Close did not interrupt the waiting reader")
 	}
 	close(next)
+}
+
+// TestGetStreamParks: an idle GET stream gives up waiting after its idle
+// period (ErrIdle, the stream intact), parks in the transport's poller with
+// no goroutine waiting on it, and resumes its reader when the upstream
+// sends; woken after a long park, it gives up as soon as that input is
+// read; input that pauses mid-event past the idle deadline is read on, not
+// taken for an idle stream; Close and the transport's Close resume a parked
+// reader, which then sees the end.
+func TestGetStreamParks(t *testing.T) {
+	next := make(chan string)
+	url := rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for part := range next {
+			if _, err := io.WriteString(c, part); err != nil {
+				return
+			}
+		}
+	})
+	defer close(next)
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	defer tr.Close()
+	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+	st, err := s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	const idle = 400 * time.Millisecond
+	st.SetIdle(idle)
+
+	resumed := make(chan struct{}, 1)
+	resume := func() { resumed <- struct{}{} }
+	awaitResume := func(what string) {
+		t.Helper()
+		select {
+		case <-resumed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the parked reader was not resumed: " + what)
+		}
+	}
+	parkedCount := func() int {
+		p := tr.pollerIfAny()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.parked)
+	}
+
+	// Parked before any input: nobody waits on the socket until it sends.
+	require.True(t, st.Park(resume))
+	assert.Equal(t, 1, parkedCount())
+	assert.False(t, inWaitIdle(), "no goroutine waits on a parked stream")
+	next <- chunkedEvent("1", `{"jsonrpc":"2.0","method":"a"}`)
+	awaitResume("input came")
+	assert.Zero(t, parkedCount())
+	m, err := st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, string(m))
+
+	// Nothing more comes: Next gives up after the idle period.
+	start := time.Now()
+	_, err = st.Next()
+	require.ErrorIs(t, err, ErrIdle)
+	assert.GreaterOrEqual(t, time.Since(start), idle/2)
+
+	// Parked again (the socket re-armed in the poller) for longer than the
+	// idle period, then woken by one event: once it is read, the reader
+	// gives up at once rather than wait out another idle period.
+	require.True(t, st.Park(resume))
+	time.Sleep(idle + idle/2)
+	next <- chunkedEvent("2", `{"jsonrpc":"2.0","method":"b"}`)
+	awaitResume("input came after a second park")
+	m, err = st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, string(m))
+	start = time.Now()
+	_, err = st.Next()
+	require.ErrorIs(t, err, ErrIdle)
+	assert.Less(t, time.Since(start), idle/2, "a lone event after a long park: no second idle period")
+
+	// An event that pauses in its middle for longer than the idle period.
+	ev := chunkedEvent("3", `{"jsonrpc":"2.0","method":"c"}`)
+	cut := strings.Index(ev, `"method"`)
+	got := make(chan error, 1)
+	go func() {
+		m, err := st.Next()
+		if err == nil && string(m) != `{"jsonrpc":"2.0","method":"c"}` {
+			err = fmt.Errorf("got %q", m)
+		}
+		got <- err
+	}()
+	next <- ev[:cut]
+	time.Sleep(3 * idle)
+	next <- ev[cut:]
+	select {
+	case err := <-got:
+		require.NoError(t, err, "an event cut by a pause is read whole")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the paused event was not read")
+	}
+
+	// Close resumes a parked reader, which sees the end.
+	_, err = st.Next()
+	require.ErrorIs(t, err, ErrIdle)
+	require.True(t, st.Park(resume))
+	require.NoError(t, st.Close())
+	awaitResume("Close")
+	_, err = st.Next()
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrIdle)
+	assert.False(t, st.Park(resume), "a closed stream does not park")
+
+	// The transport's Close resumes a parked reader, and parking ends.
+	st, err = s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	defer st.Close()
+	require.True(t, st.Park(resume))
+	require.NoError(t, tr.Close())
+	awaitResume("the transport's Close")
+	assert.False(t, st.Park(resume), "no parking once the transport is closed")
 }
 
 // chunkedEvent is one SSE event as one chunk of a chunked body.

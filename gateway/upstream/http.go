@@ -79,6 +79,12 @@ type HTTP struct {
 	hostHeader string
 	requestURI string       // path and query
 	getConns   atomic.Int64 // open GET stream connections
+
+	// pollMu guards poll, the poller of parked GET streams (see
+	// httpStream.Park): made on the first park, stopped by Close.
+	pollMu     sync.Mutex
+	poll       *poller
+	pollClosed bool
 }
 
 var _ Transport = (*HTTP)(nil)
@@ -196,10 +202,43 @@ func (t *HTTP) Probe(ctx context.Context) error {
 	return nil
 }
 
-// Close releases idle pooled connections.
+// Close releases idle pooled connections and stops the poller of parked
+// GET streams (their readers resume on goroutines of their own).
 func (t *HTTP) Close() error {
 	t.post.CloseIdleConnections()
+	t.pollMu.Lock()
+	p := t.poll
+	t.pollClosed = true
+	t.pollMu.Unlock()
+	if p != nil {
+		p.close()
+	}
 	return nil
+}
+
+// poller returns the transport's poller of parked GET streams, made on
+// first use; nil when it cannot be made or the transport is closed.
+func (t *HTTP) poller() *poller {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	if t.pollClosed {
+		return nil
+	}
+	if t.poll == nil {
+		p, err := newPoller()
+		if err != nil {
+			return nil // the stream keeps its goroutine; tried again next time
+		}
+		t.poll = p
+	}
+	return t.poll
+}
+
+// pollerIfAny returns the poller if one was made.
+func (t *HTTP) pollerIfAny() *poller {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	return t.poll
 }
 
 var _ Resumer = (*HTTP)(nil)
@@ -613,6 +652,9 @@ func (st *httpStream) Next() ([]byte, error) {
 		}
 		ev, err := dec.Next()
 		if err != nil {
+			if err == ErrIdle {
+				return nil, err // not an end: Next or Park goes on
+			}
 			if err = st.ended(err); err != nil {
 				return nil, err
 			}
@@ -708,6 +750,36 @@ func (st *httpStream) resume(cause error) error {
 	st.body, st.dec = next.body, next.dec
 	old.close()
 	return nil
+}
+
+var _ Parker = (*httpStream)(nil)
+
+// SetIdle makes Next return ErrIdle after d without input (0: never). Only
+// a GET stream without TLS can tell; other bodies ignore it.
+func (st *httpStream) SetIdle(d time.Duration) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if g, ok := st.body.(*getConn); ok {
+		g.idle = d
+	}
+}
+
+// Park implements Parker: a GET stream without TLS whose reader has nothing
+// buffered waits in the transport's poller.
+func (st *httpStream) Park(resume func()) bool {
+	st.mu.Lock()
+	g, ok := st.body.(*getConn)
+	ok = ok && !st.closed && g.raw != nil && !st.dec.Pending() && !g.buffered()
+	st.mu.Unlock()
+	if !ok {
+		return false
+	}
+	p := st.t.poller()
+	if p == nil {
+		return false
+	}
+	g.parkedAt = time.Now()
+	return p.park(g, resume)
 }
 
 // Close interrupts a blocked Next and releases the connection.

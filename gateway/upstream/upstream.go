@@ -83,6 +83,27 @@ type Stream interface {
 	Close() error
 }
 
+// Parker is implemented by streams that can wait for input without a
+// goroutine of their caller's: an idle stream then costs no goroutine stack.
+// Its methods are called by the goroutine that calls Next.
+type Parker interface {
+	// SetIdle makes Next return ErrIdle once the stream has had no input for
+	// about d (at least d/2); 0 turns it off. The stream is intact after
+	// ErrIdle: call Park, or Next again.
+	SetIdle(d time.Duration)
+	// Park arranges for resume to run on a new goroutine once Next has
+	// something to return (input, the end of the stream, an error, Close)
+	// and reports true; the caller then stops calling Next until resume
+	// runs. It reports false, arranging nothing, when the stream cannot
+	// park now (input is buffered, or it cannot wait without a goroutine):
+	// call Next.
+	Park(resume func()) bool
+}
+
+// ErrIdle is returned by Next of a stream with an idle period (Parker) that
+// had no input for that long. It does not end the stream.
+var ErrIdle = errors.New("upstream: stream idle")
+
 // Reply is the upstream's answer to a forwarded message. Exactly one of
 // Accepted, JSON and Stream is set.
 type Reply struct {
