@@ -33,14 +33,7 @@ type resumingUpstream struct {
 func (u *resumingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
-		body, _ := io.ReadAll(r.Body)
-		if !strings.Contains(string(body), `"initialize"`) {
-			w.WriteHeader(http.StatusAccepted)
-			return
-		}
-		w.Header().Set("Mcp-Session-Id", "up-1")
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"resuming","version":"1"}}}`)
+		answerPost(w, r, "resuming")
 	case http.MethodGet:
 		last := r.Header.Get("Last-Event-ID")
 		u.mu.Lock()
@@ -87,6 +80,19 @@ func (u *resumingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// answerPost answers a POST of the test upstreams here: initialize opens
+// session up-1 as server name, anything else is accepted (202).
+func answerPost(w http.ResponseWriter, r *http.Request, name string) {
+	body, _ := io.ReadAll(r.Body)
+	if !strings.Contains(string(body), `"initialize"`) {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Mcp-Session-Id", "up-1")
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":%q,"version":"1"}}}`, name)
+}
+
 // TestStandaloneStreamResumesUpstream: when the upstream's standalone
 // stream breaks, the gateway reopens it after the last event it read
 // (Last-Event-ID), so what the upstream sent meanwhile reaches the client
@@ -112,17 +118,24 @@ func TestStandaloneStreamResumesUpstream(t *testing.T) {
 	})
 }
 
-// readStandalone opens a session through a gateway in front of fake and
-// its standalone stream, and checks that the stream's messages carry
-// exactly the given data values, in order.
-func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
+// gatewayInFront serves fake as a Streamable HTTP upstream and returns the
+// URL of an in-process gateway in front of it.
+func gatewayInFront(t *testing.T, fake http.Handler) string {
 	t.Helper()
 	us := httptest.NewServer(fake)
 	t.Cleanup(us.Close)
 	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: us.URL + "/mcp", Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraSession})
+	return url
+}
 
+// readStandalone opens a session through a gateway in front of fake and
+// its standalone stream, and checks that the stream's messages carry
+// exactly the given data values, in order.
+func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
+	t.Helper()
+	url := gatewayInFront(t, fake)
 	sid := initSession(t, url)
 	require.NotEmpty(t, sid)
 	stream := dialStream(t, url, sid, "")
@@ -140,14 +153,7 @@ type pushingUpstream struct{ events, opened, ended chan string }
 func (u *pushingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
-		body, _ := io.ReadAll(r.Body)
-		if !strings.Contains(string(body), `"initialize"`) {
-			w.WriteHeader(http.StatusAccepted)
-			return
-		}
-		w.Header().Set("Mcp-Session-Id", "up-1")
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"pushing","version":"1"}}}`)
+		answerPost(w, r, "pushing")
 	case http.MethodGet:
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
@@ -184,12 +190,7 @@ func standaloneReaders() int {
 // parked stream (goleak in TestMain checks nothing is left).
 func TestIdleStandaloneStreamParks(t *testing.T) {
 	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1)}
-	us := httptest.NewServer(fake)
-	t.Cleanup(us.Close)
-	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: us.URL + "/mcp", Timeout: 5 * time.Second})
-	require.NoError(t, err)
-	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraSession})
-
+	url := gatewayInFront(t, fake)
 	sid := initSession(t, url)
 	stream := dialStream(t, url, sid, "")
 	select {

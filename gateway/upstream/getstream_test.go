@@ -142,16 +142,7 @@ func TestGetConnBurstBuffer(t *testing.T) {
 // back to their pools, the small one and, after a burst, the burst buffer
 // too; the next Read takes a small one again and loses nothing.
 func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
-	next := make(chan string)
-	url := rawServer(t, func(c net.Conn) {
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-		for part := range next {
-			if _, err := io.WriteString(c, part); err != nil {
-				return
-			}
-		}
-	})
-	defer close(next)
+	url, next := feedServer(t, "")
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
 	require.NoError(t, err)
 	g, resp, err := tr.openGet(context.Background(), nil)
@@ -203,16 +194,7 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 // body is seen even when the upstream keeps the connection open; Close
 // interrupts a waiting reader; and the stream slot is given back.
 func TestGetStreamWaitsShallow(t *testing.T) {
-	next := make(chan string)
-	url := rawServer(t, func(c net.Conn) {
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Big: "+
-			strings.Repeat("b", 3000)+"\r\nTransfer-Encoding: chunked\r\n\r\n")
-		for part := range next {
-			if _, err := io.WriteString(c, part); err != nil {
-				return
-			}
-		}
-	})
+	url, next := feedServer(t, "X-Big: "+strings.Repeat("b", 3000)+"\r\n")
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
 	require.NoError(t, err)
 	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
@@ -266,7 +248,6 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not interrupt the waiting reader")
 	}
-	close(next)
 }
 
 // TestGetStreamParks: an idle GET stream gives up waiting after its idle
@@ -277,16 +258,7 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 // taken for an idle stream; Close and the transport's Close resume a parked
 // reader, which then sees the end.
 func TestGetStreamParks(t *testing.T) {
-	next := make(chan string)
-	url := rawServer(t, func(c net.Conn) {
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-		for part := range next {
-			if _, err := io.WriteString(c, part); err != nil {
-				return
-			}
-		}
-	})
-	defer close(next)
+	url, next := feedServer(t, "")
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
 	require.NoError(t, err)
 	defer tr.Close()
@@ -385,6 +357,22 @@ func TestGetStreamParks(t *testing.T) {
 	require.NoError(t, tr.Close())
 	awaitResume("the transport's Close")
 	assert.False(t, st.Park(resume), "no parking once the transport is closed")
+}
+
+// feedServer is an upstream whose GET answer is a chunked SSE body (with
+// the extra header lines given) that carries whatever is sent on next.
+func feedServer(t *testing.T, header string) (url string, next chan<- string) {
+	parts := make(chan string)
+	url = rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"+header+"Transfer-Encoding: chunked\r\n\r\n")
+		for part := range parts {
+			if _, err := io.WriteString(c, part); err != nil {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { close(parts) })
+	return url, parts
 }
 
 // chunkedEvent is one SSE event as one chunk of a chunked body.
