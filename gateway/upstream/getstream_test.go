@@ -265,7 +265,7 @@ func TestGetStreamParks(t *testing.T) {
 	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
 	st, err := s.get(context.Background(), nil, false)
 	require.NoError(t, err)
-	const idle = 400 * time.Millisecond
+	const idle = time.Second // long enough that -race and a loaded machine do not blur the paths
 	st.SetIdle(idle)
 
 	resumed := make(chan struct{}, 1)
@@ -329,7 +329,7 @@ func TestGetStreamParks(t *testing.T) {
 		got <- err
 	}()
 	next <- ev[:cut]
-	time.Sleep(3 * idle)
+	time.Sleep(idle + idle/2)
 	next <- ev[cut:]
 	select {
 	case err := <-got:
