@@ -213,6 +213,8 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 		stream.until(t, fmt.Sprintf(`"data":%d}`, i))
 		assert.LessOrEqual(t, standaloneReaders(), 1, "one reader at a time")
 	}
+	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond,
+		"the reader parks again after events in a row")
 
 	req, err := http.NewRequest(http.MethodDelete, url, nil)
 	require.NoError(t, err)

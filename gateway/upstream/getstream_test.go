@@ -359,6 +359,50 @@ func TestGetStreamParks(t *testing.T) {
 	assert.False(t, st.Park(resume), "no parking once the transport is closed")
 }
 
+// TestGetStreamIdleAfterStaleReadiness: input that arrived while nobody
+// waited (the runtime's poller marked the socket ready) and was read
+// without a wait does not fool the next wait, which trusts the poller's
+// wake-up rather than look at the socket again: the runtime resets that
+// readiness before a wait, so the wait gives up with ErrIdle after the idle
+// period instead of entering a body read that would outlast it, and the
+// stream goes on after it.
+func TestGetStreamIdleAfterStaleReadiness(t *testing.T) {
+	url, next := feedServer(t, "")
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	defer tr.Close()
+	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+	st, err := s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	defer st.Close()
+	const idle = 500 * time.Millisecond
+	st.SetIdle(idle)
+
+	next <- chunkedEvent("1", `{"jsonrpc":"2.0","method":"a"}`)
+	time.Sleep(100 * time.Millisecond) // in the socket before anyone waits
+	m, err := st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, string(m))
+
+	got := make(chan error, 1)
+	go func() {
+		_, err := st.Next()
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		require.ErrorIs(t, err, ErrIdle)
+	case <-time.After(10 * idle):
+		_ = st.Close()
+		<-got
+		t.Fatal("an idle stream stayed in a body read past its idle period")
+	}
+	next <- chunkedEvent("2", `{"jsonrpc":"2.0","method":"b"}`)
+	m, err = st.Next()
+	require.NoError(t, err, "the stream goes on after ErrIdle")
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, string(m))
+}
+
 // feedServer is an upstream whose GET answer is a chunked SSE body (with
 // the extra header lines given) that carries whatever is sent on next.
 func feedServer(t *testing.T, header string) (url string, next chan<- string) {
