@@ -258,15 +258,9 @@ func TestGetStreamWaitsShallow(t *testing.T) {
 // taken for an idle stream; Close and the transport's Close resume a parked
 // reader, which then sees the end.
 func TestGetStreamParks(t *testing.T) {
-	url, next := feedServer(t, "")
-	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
-	require.NoError(t, err)
-	defer tr.Close()
-	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
-	st, err := s.get(context.Background(), nil, false)
-	require.NoError(t, err)
 	const idle = time.Second // long enough that -race and a loaded machine do not blur the paths
-	st.SetIdle(idle)
+	st, s, next := idleStream(t, idle)
+	tr := s.t
 
 	resumed := make(chan struct{}, 1)
 	resume := func() { resumed <- struct{}{} }
@@ -367,16 +361,9 @@ func TestGetStreamParks(t *testing.T) {
 // period instead of entering a body read that would outlast it, and the
 // stream goes on after it.
 func TestGetStreamIdleAfterStaleReadiness(t *testing.T) {
-	url, next := feedServer(t, "")
-	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
-	require.NoError(t, err)
-	defer tr.Close()
-	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
-	st, err := s.get(context.Background(), nil, false)
-	require.NoError(t, err)
-	defer st.Close()
 	const idle = 500 * time.Millisecond
-	st.SetIdle(idle)
+	st, _, next := idleStream(t, idle)
+	defer st.Close()
 
 	next <- chunkedEvent("1", `{"jsonrpc":"2.0","method":"a"}`)
 	time.Sleep(100 * time.Millisecond) // in the socket before anyone waits
@@ -401,6 +388,22 @@ func TestGetStreamIdleAfterStaleReadiness(t *testing.T) {
 	m, err = st.Next()
 	require.NoError(t, err, "the stream goes on after ErrIdle")
 	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, string(m))
+}
+
+// idleStream opens a GET stream with the given idle period on a feedServer
+// (one stream at a time); it returns the stream, its session (for another
+// GET; its transport is closed when the test ends) and the feed.
+func idleStream(t *testing.T, idle time.Duration) (*httpStream, *httpSession, chan<- string) {
+	t.Helper()
+	url, next := feedServer(t, "")
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+	st, err := s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	st.SetIdle(idle)
+	return st, s, next
 }
 
 // feedServer is an upstream whose GET answer is a chunked SSE body (with
