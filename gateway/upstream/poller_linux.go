@@ -17,7 +17,6 @@ import (
 // keeps no descriptor of its own per stream.
 type poller struct {
 	ep  *os.File // the epoll descriptor, non-blocking, in the runtime's poller
-	fd  int
 	raw syscall.RawConn
 
 	mu     sync.Mutex
@@ -44,7 +43,7 @@ func newPoller() (*poller, error) {
 		_ = ep.Close()
 		return nil, err
 	}
-	p := &poller{ep: ep, fd: fd, raw: raw, parked: make(map[uint64]*getConn), done: make(chan struct{})}
+	p := &poller{ep: ep, raw: raw, parked: make(map[uint64]*getConn), done: make(chan struct{})}
 	go p.run()
 	return p, nil
 }
@@ -66,25 +65,30 @@ func (p *poller) park(g *getConn, resume func()) bool {
 	p.parked[tok] = g
 	p.mu.Unlock()
 
-	var ctlErr error
-	err := g.raw.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{
-			Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-			Fd:     int32(uint32(tok)),
-			Pad:    int32(uint32(tok >> 32)),
-		}
-		// A socket parked before stays registered, disarmed, after its
-		// one event: it is re-armed.
-		op := syscall.EPOLL_CTL_ADD
-		if g.inEpoll {
-			op = syscall.EPOLL_CTL_MOD
-		}
-		ctlErr = syscall.EpollCtl(p.fd, op, int(fd), &ev)
-		g.inEpoll = g.inEpoll || ctlErr == nil
+	// Both descriptors are held while in use (Control), so neither a close
+	// of the stream nor the poller's own close can hand the call a number
+	// that was closed meanwhile.
+	var sockErr, ctlErr error
+	err := p.raw.Control(func(epfd uintptr) {
+		sockErr = g.raw.Control(func(fd uintptr) {
+			ev := syscall.EpollEvent{
+				Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+				Fd:     int32(uint32(tok)),
+				Pad:    int32(uint32(tok >> 32)),
+			}
+			// A socket parked before stays registered, disarmed, after
+			// its one event: it is re-armed.
+			op := syscall.EPOLL_CTL_ADD
+			if g.inEpoll {
+				op = syscall.EPOLL_CTL_MOD
+			}
+			ctlErr = syscall.EpollCtl(int(epfd), op, int(fd), &ev)
+			g.inEpoll = g.inEpoll || ctlErr == nil
+		})
 	})
-	if err != nil || ctlErr != nil {
-		// The socket was closed meanwhile (or cannot be watched): the
-		// reader resumes and finds out.
+	if err != nil || sockErr != nil || ctlErr != nil {
+		// A descriptor was closed meanwhile (or the socket cannot be
+		// watched): the reader resumes and finds out.
 		p.wake(tok)
 	}
 	return true
@@ -93,17 +97,19 @@ func (p *poller) park(g *getConn, resume func()) bool {
 // unpark resumes g's reader if g is parked (g was closed).
 func (p *poller) unpark(g *getConn) {
 	p.mu.Lock()
-	tok := g.parkTok
-	p.mu.Unlock()
-	if tok != 0 {
-		p.wake(tok)
-	}
+	p.release(g.parkTok)
 }
 
 // wake starts the reader parked under tok, once: a token is woken by its
 // event, by unpark or by close, whichever comes first.
 func (p *poller) wake(tok uint64) {
 	p.mu.Lock()
+	p.release(tok)
+}
+
+// release ends the parking under tok, if it is still on, and starts its
+// reader. Called with p.mu held; unlocks it.
+func (p *poller) release(tok uint64) {
 	g := p.parked[tok]
 	if g == nil {
 		p.mu.Unlock()
