@@ -490,7 +490,7 @@ func TestSessionCapAndDeadUpstream(t *testing.T) {
 	_, err = first.ListTools(context.Background(), nil)
 	require.NoError(t, err)
 
-	dead := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), "http://"+testenv.FreeAddr(t)+"/mcp", "-upstream-timeout", "2s")
+	dead := testenv.StartGateway(t, testenv.Env(t, "MCPGATE_GATEWAY_BIN"), "http://"+testenv.RefusingAddr(t)+"/mcp", "-upstream-timeout", "2s")
 	st, b := rawPost(t, dead.URL, "", init, nil)
 	assert.Equal(t, http.StatusBadGateway, st, "%s", b)
 	assert.Contains(t, string(b), `"code":-32603`)
