@@ -430,8 +430,14 @@ func TestStreamCountFollowsStreams(t *testing.T) {
 		require.Equal(t, int32(want), sess.nstreams.Load())
 		_, in := s.streamSet(sess.id).Load(sess)
 		require.Equal(t, want > 0 && !sess.closed, in, "in the set of sessions with streams")
+		require.Equal(t, !in, s.sweepQuiet(), "the sweeper spreads its work while a session has streams")
 	}
 	check(0)
+	// A stateless request's stream keeps the sweeper on its spread schedule too.
+	eph := &session{ephemeral: true}
+	s.ephemeral.Store(eph, struct{}{})
+	assert.False(t, s.sweepQuiet())
+	s.ephemeral.Delete(eph)
 	_, status := s.newStream(sess, true, false) // standalone, id 0
 	require.Zero(t, status)
 	check(1)

@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		store:       store,
-		clock:       shard.NewClock(0),
+		clock:       shard.NewClock(),
 		ctx:         ctx,
 		cancel:      cancel,
 		streamsDone: make(chan struct{}),
@@ -192,7 +192,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.StateFile != "" {
 		s.loadStateFile() // sessions of the previous run (state.go)
 	}
-	s.goOwned(func(ctx context.Context) { s.clock.Run(ctx) })
 	s.goOwned(s.sweepLoop)
 	if cfg.RateLimit > 0 {
 		s.limits = newRateLimits(cfg.RateLimit, cfg.RateBurst)
@@ -416,15 +415,10 @@ func (s *Server) Metrics() MetricsSnapshot {
 }
 
 // quietFor reports whether c has been quiet for a heartbeat interval at
-// now. The coarse clock lags by up to one tick, so a tick (at most a
-// quarter of the interval) counts as slack.
+// now.
 func (s *Server) quietFor(c *clientConn, now int64) bool {
 	hb := int64(s.cfg.Heartbeat)
-	if hb <= 0 {
-		return false
-	}
-	slack := min(int64(s.clock.Tick()), hb/4)
-	return now-c.lastWrite.Load() >= hb-slack
+	return hb > 0 && now-c.lastWrite.Load() >= hb
 }
 
 type fasthttpLogger struct{ l *slog.Logger }

@@ -18,7 +18,24 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		every = hb / 4 // heartbeats land within a quarter interval
 	}
 	s.fullEvery = fullSweepEvery(every, s.cfg.SessionIdleTimeout, s.cfg.SessionMaxAge)
-	s.store.ShardLoop(ctx, every, s.sweepShard)
+	s.store.ShardLoop(ctx, every, s.sweepQuiet, s.sweepShard)
+}
+
+// sweepQuiet reports whether no session has a stream: then the sweeper has
+// only expiry checks to do, and wakes once per sweep interval instead of
+// spreading the shards over ticks (shard.ShardLoop). A stream opened while
+// it sleeps is kept up at its shard's next visit, as on the spread schedule:
+// each shard is still visited once per interval.
+func (s *Server) sweepQuiet() bool {
+	if s.ephemeral.Size() > 0 {
+		return false
+	}
+	for _, m := range s.withStreams {
+		if m.Size() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // maxExpiryCheck bounds how long a session may stay past its idle timeout

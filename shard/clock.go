@@ -1,52 +1,25 @@
 package shard
 
-import (
-	"context"
-	"sync/atomic"
-	"time"
-)
+import "time"
 
-// DefaultClockTick is the update period of a Clock created with tick 0.
-const DefaultClockTick = 100 * time.Millisecond
-
-// Clock is a coarse process clock for last-activity stamps: the hot path reads
-// an atomic instead of calling time.Now. It is safe for concurrent use.
+// Clock is the process clock for last-activity stamps and deadlines, in unix
+// nanoseconds: the wall time when the Clock was made plus the monotonic time
+// since. A read is one monotonic clock read (about half of what time.Now costs,
+// which also reads the wall clock; BenchmarkClockNow) and needs no goroutine to
+// keep it fresh, so an idle process is not woken to update it. A step of the
+// wall clock after NewClock does not move it (like a timer, it follows the
+// monotonic clock). It is safe for concurrent use.
 type Clock struct {
-	_    noCopy
-	now  atomic.Int64 // unix nanoseconds of the last update
-	tick time.Duration
+	_        noCopy
+	base     time.Time // carries its monotonic reading
+	baseUnix int64
 }
 
-// NewClock returns a Clock that reads time.Now() now and, once Run is
-// started, every tick. tick <= 0 means DefaultClockTick.
-func NewClock(tick time.Duration) *Clock {
-	if tick <= 0 {
-		tick = DefaultClockTick
-	}
-	c := &Clock{tick: tick}
-	c.now.Store(time.Now().UnixNano())
-	return c
+// NewClock returns a Clock that starts at time.Now().
+func NewClock() *Clock {
+	now := time.Now()
+	return &Clock{base: now, baseUnix: now.UnixNano()}
 }
 
-// Tick returns the update period.
-func (c *Clock) Tick() time.Duration { return c.tick }
-
-// Now returns the time of the last update in unix nanoseconds: at most one
-// tick old while Run runs. It is one atomic load.
-func (c *Clock) Now() int64 { return c.now.Load() }
-
-// Run updates the clock every tick until ctx is done, then returns. The caller
-// owns the goroutine that runs it; run at most one Run per Clock.
-func (c *Clock) Run(ctx context.Context) {
-	t := time.NewTicker(c.tick)
-	defer t.Stop()
-	c.now.Store(time.Now().UnixNano())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.now.Store(time.Now().UnixNano())
-		}
-	}
-}
+// Now returns the current time in unix nanoseconds.
+func (c *Clock) Now() int64 { return c.baseUnix + int64(time.Since(c.base)) }

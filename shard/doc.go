@@ -42,11 +42,11 @@
 //
 // # Goroutines
 //
-// The package starts no goroutines. SweepLoop and Clock.Run block until their
+// The package starts no goroutines. SweepLoop and ShardLoop block until their
 // context is done; the caller starts them, owns them and cancels them.
 //
-// Clock is a coarse clock for last-activity stamps: Now is one atomic load
-// and is at most one tick old while Run runs.
+// Clock is the clock for last-activity stamps: Now is one monotonic clock
+// read, with no goroutine behind it.
 //
 // Store and Clock embed noCopy: go vet reports copies.
 package shard

@@ -15,7 +15,7 @@ type session struct {
 }
 
 func Example() {
-	clock := shard.NewClock(0) // in a program: go clock.Run(ctx)
+	clock := shard.NewClock()
 	store, err := shard.New(shard.Config[*session]{
 		MaxEntries: 100_000,
 		OwnerLimit: 2,

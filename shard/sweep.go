@@ -82,15 +82,24 @@ func (s *Store[V]) VisitSweepShard(i int, visit func(id string, v V), expired fu
 // when ctx is done; the caller owns the goroutine that runs it. expired and
 // onRemoved follow the rules of SweepShard.
 func (s *Store[V]) SweepLoop(ctx context.Context, every time.Duration, expired func(id string, v V) bool, onRemoved func(id string, v V)) {
-	s.ShardLoop(ctx, every, func(i int) { s.SweepShard(i, expired, onRemoved) })
+	s.ShardLoop(ctx, every, nil, func(i int) { s.SweepShard(i, expired, onRemoved) })
 }
 
 // ShardLoop calls visit for each shard in order on SweepLoop's schedule:
 // every shard once per every (DefaultSweepInterval when every <= 0), one
-// shard per tick, or several per tick when ticks would be shorter than a
-// millisecond. Callers use it for per-shard work beyond expiry (heartbeats,
+// shard per tick, or several per tick when ticks would be shorter than
+// minSweepTick. Callers use it for per-shard work beyond expiry (heartbeats,
 // retention). It returns when ctx is done; the caller owns the goroutine.
-func (s *Store[V]) ShardLoop(ctx context.Context, every time.Duration, visit func(shard int)) {
+//
+// quiet (if not nil) is asked at every wake-up whether the visits need no
+// spreading over time now (a gateway with no streams has nothing to smooth
+// out); while it says so, the loop wakes once per every and visits all
+// shards then, so an idle process wakes once per every instead of every
+// minSweepTick. The wake-up that finds quiet true visits every shard, so a
+// shard is visited at least once per every plus one tick in either mode and
+// across a change of modes; the first wake-up after quiet turns false returns
+// to the spread schedule.
+func (s *Store[V]) ShardLoop(ctx context.Context, every time.Duration, quiet func() bool, visit func(shard int)) {
 	if every <= 0 {
 		every = DefaultSweepInterval
 	}
@@ -98,14 +107,30 @@ func (s *Store[V]) ShardLoop(ctx context.Context, every time.Duration, visit fun
 	tick, per := sweepSchedule(every, n)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	next := 0
+	next, calm := 0, false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for k := 0; k < per; k++ {
+		// A wake-up after a quiet period (a whole every) visits every shard;
+		// so does one that starts a quiet period, the next visit being a
+		// whole every away.
+		c := quiet != nil && quiet()
+		count := per
+		if calm || c {
+			count = n
+		}
+		if c != calm {
+			calm = c
+			if calm {
+				t.Reset(every)
+			} else {
+				t.Reset(tick)
+			}
+		}
+		for k := 0; k < count; k++ {
 			if ctx.Err() != nil {
 				return
 			}

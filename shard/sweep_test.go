@@ -270,3 +270,84 @@ func TestSweepLoopStops(t *testing.T) {
 		t.Fatal("SweepLoop did not return after cancel")
 	}
 }
+
+// TestShardLoopQuiet checks with a fake clock that ShardLoop wakes once per
+// every and visits all shards while quiet says so, spreads the shards over
+// ticks otherwise, and visits every shard at least once per every plus a tick
+// across the changes of mode.
+func TestShardLoopQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(Config[*sess]{Shards: 8})
+		require.NoError(t, err)
+		const every = 4 * time.Second
+		tick, per := sweepSchedule(every, s.NumShards())
+		require.Equal(t, 500*time.Millisecond, tick)
+		require.Equal(t, 1, per)
+
+		var quiet atomic.Bool
+		type visit struct {
+			at    time.Duration
+			shard int
+		}
+		var (
+			mu     sync.Mutex
+			visits []visit
+		)
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.ShardLoop(ctx, every, quiet.Load, func(i int) {
+				mu.Lock()
+				visits = append(visits, visit{time.Since(start), i})
+				mu.Unlock()
+			})
+		}()
+		wakeups := func(from, to time.Duration) (n int) {
+			mu.Lock()
+			defer mu.Unlock()
+			last := time.Duration(-1)
+			for _, v := range visits {
+				if v.at >= from && v.at < to && v.at != last {
+					n++
+					last = v.at
+				}
+			}
+			return n
+		}
+
+		time.Sleep(4200 * time.Millisecond) // spread: shards 0..7 at 0.5 s .. 4 s
+		synctest.Wait()
+		assert.Equal(t, 8, wakeups(0, 4200*time.Millisecond))
+		quiet.Store(true)
+		time.Sleep(9 * time.Second) // quiet from the wake-up at 4.5 s: 4.5, 8.5, 12.5
+		synctest.Wait()
+		assert.Equal(t, 3, wakeups(4200*time.Millisecond, 13200*time.Millisecond), "one wake-up per every while quiet")
+		mu.Lock()
+		assert.Len(t, visits, 8+3*8, "each quiet wake-up visits every shard")
+		mu.Unlock()
+		quiet.Store(false)
+		time.Sleep(8 * time.Second) // 16.5 (ends the quiet period), then every 0.5 s
+		synctest.Wait()
+		assert.Equal(t, 1+9, wakeups(13200*time.Millisecond, 21200*time.Millisecond), "spread again")
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("ShardLoop did not return after cancel")
+		}
+
+		last := make([]time.Duration, s.NumShards())
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range visits {
+			assert.LessOrEqual(t, v.at-last[v.shard], every+tick, "shard %d visited at %v, before at %v", v.shard, v.at, last[v.shard])
+			last[v.shard] = v.at
+		}
+		for i, at := range last {
+			assert.GreaterOrEqual(t, at, 21200*time.Millisecond-every-tick, "shard %d", i)
+		}
+	})
+}
