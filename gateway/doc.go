@@ -23,9 +23,9 @@
 // Concurrency contract:
 //   - Server methods are safe for concurrent use. Serve may be called once;
 //     Shutdown may be called at any time and more than once.
-//   - The Server owns every goroutine it starts (the shard sweeper, the
-//     coarse clock, one pump per upstream answer stream, a reader per
-//     upstream standalone stream while it has input (an idle one is parked
+//   - The Server owns every goroutine it starts (the shard sweeper, one
+//     pump per upstream answer stream, a reader per upstream standalone
+//     stream while it has input (an idle one is parked
 //     in the upstream transport's poller after standaloneIdle and resumes
 //     on a new goroutine, see pump.go), a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while

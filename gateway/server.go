@@ -118,7 +118,7 @@ type Server struct {
 
 // New validates cfg, fills in defaults and returns a Server. With
 // Config.StateFile it restores the sessions saved there (see Restore). It
-// starts the coarse clock and the shard sweepers; Shutdown stops them.
+// starts the shard sweepers; Shutdown stops them.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		store:       store,
-		clock:       shard.NewClock(),
+		clock:       shard.NewClock(0),
 		ctx:         ctx,
 		cancel:      cancel,
 		streamsDone: make(chan struct{}),
@@ -415,10 +415,15 @@ func (s *Server) Metrics() MetricsSnapshot {
 }
 
 // quietFor reports whether c has been quiet for a heartbeat interval at
-// now.
+// now. The coarse clock lags by up to one tick, so a tick (at most a
+// quarter of the interval) counts as slack.
 func (s *Server) quietFor(c *clientConn, now int64) bool {
 	hb := int64(s.cfg.Heartbeat)
-	return hb > 0 && now-c.lastWrite.Load() >= hb
+	if hb <= 0 {
+		return false
+	}
+	slack := min(int64(s.clock.Tick()), hb/4)
+	return now-c.lastWrite.Load() >= hb-slack
 }
 
 type fasthttpLogger struct{ l *slog.Logger }

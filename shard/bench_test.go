@@ -400,7 +400,7 @@ func BenchmarkSweepShard(b *testing.B) {
 // BenchmarkClockNow compares Clock.Now with time.Now, the call it replaces.
 func BenchmarkClockNow(b *testing.B) {
 	b.Run("Clock", func(b *testing.B) {
-		c := NewClock()
+		c := NewClock(0)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			var sink int64

@@ -45,8 +45,8 @@
 // The package starts no goroutines. SweepLoop and ShardLoop block until their
 // context is done; the caller starts them, owns them and cancels them.
 //
-// Clock is the clock for last-activity stamps: Now is one monotonic clock
-// read, with no goroutine behind it.
+// Clock is a coarse clock for last-activity stamps: Now is one monotonic
+// clock read rounded down to the tick, with no goroutine behind it.
 //
 // Store and Clock embed noCopy: go vet reports copies.
 package shard

@@ -15,7 +15,7 @@ type session struct {
 }
 
 func Example() {
-	clock := shard.NewClock()
+	clock := shard.NewClock(0)
 	store, err := shard.New(shard.Config[*session]{
 		MaxEntries: 100_000,
 		OwnerLimit: 2,
