@@ -77,8 +77,8 @@ func (s *Store[V]) VisitSweepShard(i int, visit func(id string, v V), expired fu
 
 // SweepLoop sweeps the shards in order, one per tick, so that every shard is
 // visited once per every (DefaultSweepInterval when every <= 0); when that
-// would tick more often than once a millisecond, it sweeps several shards per
-// tick instead. The first shard is swept one tick after the start. It returns
+// would tick more often than once per minSweepTick, it sweeps several shards
+// per tick instead. The first shard is swept one tick after the start. It returns
 // when ctx is done; the caller owns the goroutine that runs it. expired and
 // onRemoved follow the rules of SweepShard.
 func (s *Store[V]) SweepLoop(ctx context.Context, every time.Duration, expired func(id string, v V) bool, onRemoved func(id string, v V)) {
