@@ -3,6 +3,8 @@ package jsonrpc
 import (
 	"encoding/json"
 	"errors"
+	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -358,7 +360,12 @@ func TestAppendError(t *testing.T) {
 	}
 }
 
-func TestHasSpecial(t *testing.T) {
+// firstSpecial is specialMask's lowest flag as a byte index, 8 if none.
+func firstSpecial(w uint64) int {
+	return bits.TrailingZeros64(specialMask(w)) >> 3
+}
+
+func TestSpecialMask(t *testing.T) {
 	// Every byte value in every lane, against the byte-wise definition.
 	for lane := range 8 {
 		for c := range 256 {
@@ -371,19 +378,34 @@ func TestHasSpecial(t *testing.T) {
 			for i := 7; i >= 0; i-- {
 				w = w<<8 | uint64(b[i])
 			}
-			want := c == '"' || c == '\\' || c < 0x20
-			require.Equal(t, want, hasSpecial(w), "lane %d byte %#x", lane, c)
+			want := 8
+			if c == '"' || c == '\\' || c < 0x20 {
+				want = lane
+			}
+			require.Equal(t, want, firstSpecial(w), "lane %d byte %#x", lane, c)
 		}
 	}
-	// Mixed lanes, including high bytes next to matches (borrow propagation).
-	for _, s := range []string{"\xff\xff\xff\xff\xff\xff\xff\xff", "\x80\x81\x20\x21\x5b\x5d\x7f\xfe", "\x00\x01\x02\x03\x04\x05\x06\x07", "\x21\x22\xff\x00\xff\x5c\xff\x1f", "\x20\x20\x20\x20\x20\x20\x20\x20"} {
+	// Mixed lanes, including high bytes next to matches (borrow propagation), and random
+	// words over the bytes around the boundaries.
+	words := []string{"\xff\xff\xff\xff\xff\xff\xff\xff", "\x80\x81\x20\x21\x5b\x5d\x7f\xfe", "\x00\x01\x02\x03\x04\x05\x06\x07", "\x21\x22\xff\x00\xff\x5c\xff\x1f", "\x20\x20\x20\x20\x20\x20\x20\x20"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "\x00\x01\x1f\x20\x21\x22\x23\x5b\x5c\x5d\x7f\x80\xa2\xdc\xff a"
+	for range 20000 {
+		var b [8]byte
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		words = append(words, string(b[:]))
+	}
+	for _, s := range words {
 		w := uint64(0)
-		want := false
+		want := 8
 		for i := 7; i >= 0; i-- {
 			w = w<<8 | uint64(s[i])
-			c := s[i]
-			want = want || c == '"' || c == '\\' || c < 0x20
+			if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+				want = i
+			}
 		}
-		assert.Equal(t, want, hasSpecial(w), "%q", s)
+		require.Equal(t, want, firstSpecial(w), "%q", s)
 	}
 }

@@ -1,6 +1,9 @@
 package jsonrpc
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // The scanner: small functions over (data, offset) that validate JSON exactly as
 // encoding/json.Valid does and return the offset just past what they scanned, or ok=false
@@ -26,14 +29,15 @@ const (
 	msb = 0x8080808080808080
 )
 
-// hasSpecial reports whether any byte of w is '"', '\\' or below 0x20 (bytes >= 0x80 are
-// never reported). It is exact: the classic "has zero byte" and "has byte less than n"
-// tests can only err in bytes above a byte that really matches.
-func hasSpecial(w uint64) bool {
+// specialMask flags, in the top bit of each byte, the bytes of w (little-endian) that are
+// '"', '\\' or below 0x20 (bytes >= 0x80 are never flagged). It is non-zero exactly when
+// one is there, and its lowest flag marks the first one: the classic "has zero byte" and
+// "has byte less than n" tests can only err in bytes above a byte that really matches.
+func specialMask(w uint64) uint64 {
 	quote := w ^ (lsb * '"')
 	bslash := w ^ (lsb * '\\')
 	ctl := (w - lsb*0x20) & ^w
-	return ((quote-lsb)&^quote|(bslash-lsb)&^bslash|ctl)&msb != 0
+	return ((quote-lsb)&^quote | (bslash-lsb)&^bslash | ctl) & msb
 }
 
 func isWS(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
@@ -54,15 +58,22 @@ func isHex(c byte) bool {
 func scanString(data []byte, i int) (end int, esc bool, ok bool) {
 	i++
 	for {
-		// Skip 8 plain bytes at a time, then finish byte by byte.
-		for i+8 <= len(data) && !hasSpecial(binary.LittleEndian.Uint64(data[i:])) {
-			i += 8
-		}
-		for i < len(data) && strSafe[data[i]] {
-			i++
-		}
-		if i >= len(data) {
-			return i, esc, false
+		// Go to the next byte that needs attention, 8 at a time while 8 are left
+		// (most strings, keys included, end within the first 8), then byte by byte.
+		if i+8 <= len(data) {
+			m := specialMask(binary.LittleEndian.Uint64(data[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
+		} else {
+			for i < len(data) && strSafe[data[i]] {
+				i++
+			}
+			if i >= len(data) {
+				return i, esc, false
+			}
 		}
 		switch data[i] {
 		case '"':
