@@ -517,6 +517,9 @@ const (
 	chunkHead     = 6 // room for up to 4 hex digits of size and CRLF
 )
 
+// A chunk's size must fit chunkHead's 4 hex digits (a compile-time check).
+const _ = uint(0xffff - (hijackBufSize - chunkHead - 2))
+
 // hijackedHeaders start a GET stream. Connection: close, because the
 // gateway closes the connection when the stream ends: a client must not
 // put it back in its pool for the next POST.
