@@ -3,7 +3,6 @@
 package gateway
 
 import (
-	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -69,14 +68,7 @@ func BenchmarkEventPath(b *testing.B) {
 // allocates.
 func TestHijackedWakeAllocs(t *testing.T) {
 	s := newTestServer(t, Config{Heartbeat: time.Hour})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	sc, err := ln.Accept()
-	require.NoError(t, err)
+	c, sc := loopbackPair(t)
 	st, r := hijackFixture(t, s, sc, ringbuf.Config{Capacity: 1024})
 	defer s.store.Delete(st.sess.id)
 

@@ -43,6 +43,22 @@ func readChunk(t *testing.T, br *bufio.Reader) string {
 	return string(body[:size])
 }
 
+// loopbackPair is a connected pair of loopback TCP connections (client
+// side, server side), closed when the test ends.
+func loopbackPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
+}
+
 // hijackFixture is a stored session's stream with a hijack writer on sc,
 // started as after fasthttp hands the connection over.
 func hijackFixture(t testing.TB, s *Server, sc net.Conn, ringCfg ringbuf.Config) (*stream, *hijackWriter) {
@@ -153,14 +169,7 @@ func (c *gatedConn) Write(b []byte) (int, error) {
 // with 4 KiB write buffers.
 func TestHijackedBurstOneWrite(t *testing.T) {
 	s := newTestServer(t, Config{Heartbeat: time.Hour})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	sc, err := ln.Accept()
-	require.NoError(t, err)
+	c, sc := loopbackPair(t)
 	gc := &gatedConn{Conn: sc, gate: make(chan struct{})}
 	st, _ := hijackFixture(t, s, gc, ringbuf.Config{Capacity: 1024})
 	defer s.store.Delete(st.sess.id)
