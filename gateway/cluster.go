@@ -849,7 +849,7 @@ func (sess *session) installStream(st *stream) (*stream, bool) {
 	}
 	sess.addStreamLocked(st.id, st)
 	if st.id != 0 && st.finishedAt.Load() != 0 {
-		sess.finished++
+		sess.addFinishedLocked(st.id)
 	}
 	sess.mu.Unlock()
 	if old != nil {
@@ -1076,7 +1076,7 @@ func (s *Server) mirrorDetached(st *stream, c *clientConn) {
 	if sess.streams[st.id] == st && st.conn.Load() == nil {
 		sess.deleteStreamLocked(st.id)
 		if st.id != 0 && st.finishedAt.Load() != 0 {
-			sess.finished--
+			sess.dropFinishedLocked(st.id)
 		}
 	}
 	sess.mu.Unlock()

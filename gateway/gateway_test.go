@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -370,7 +371,8 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	}
 	assert.Zero(t, sess.livePost.Load())
 	assert.Len(t, sess.streams, maxRetainedStreams)
-	assert.Equal(t, maxRetainedStreams, sess.finished)
+	require.NotNil(t, sess.finished)
+	assert.Len(t, *sess.finished, maxRetainedStreams)
 	_, kept := sess.streams[100]
 	assert.True(t, kept, "the newest answers are kept")
 
@@ -384,6 +386,59 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	s.finishStream(a)
 	c, _ = s.newStream(sess, false, false)
 	assert.NotNil(t, c, "a finished answer frees its place")
+}
+
+// TestPruneFinishedOldestFirst: past maxRetainedStreams the oldest answers
+// (by stream id, not by when they finished) go first, one a client is
+// reading stays, and the retention sweep keeps the list of finished streams
+// in step with the streams.
+func TestPruneFinishedOldestFirst(t *testing.T) {
+	s := newTestServer(t, Config{MaxStreamsPerSession: 100})
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-11-25", withStreams: s.streamSet(id)}
+	defer sess.cancel()
+	var sts []*stream
+	for i := 0; i < 41; i++ {
+		st, status := s.newStream(sess, false, false)
+		require.NotNil(t, st, "stream %d refused with %d", i, status)
+		sts = append(sts, st)
+	}
+	kept := func() []uint64 {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		ids := []uint64{}
+		for id, st := range sess.streams {
+			if st.finishedAt.Load() != 0 {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		assert.Equal(t, ids, *sess.finished, "the finished list matches the finished streams")
+		return ids
+	}
+	// Streams 5..40 finish first, then 1..4 (long calls that end late).
+	for _, st := range sts[4:40] {
+		s.finishStream(st)
+	}
+	for _, st := range sts[:4] {
+		s.finishStream(st)
+	}
+	ids := kept()
+	require.Len(t, ids, maxRetainedStreams)
+	assert.Equal(t, uint64(9), ids[0], "streams 1..8 are the oldest and went, whenever they finished")
+
+	// A client resuming stream 9 keeps it past the limit.
+	sts[8].conn.Store(&clientConn{})
+	s.finishStream(sts[40])
+	ids = kept()
+	require.Len(t, ids, maxRetainedStreams)
+	assert.Equal(t, []uint64{9, 11}, ids[:2], "10 went instead of the attached 9")
+	sts[8].conn.Store(nil)
+
+	// The retention sweep drops expired streams and their places in the list.
+	s.maintainStreams(sess, s.clock.Now()+int64(s.cfg.StreamRetention)+int64(time.Second))
+	assert.Empty(t, kept())
+	assert.Len(t, sess.streams, 0)
 }
 
 // TestStreamReaderOversizedEventsKeepOrder: events larger than one write
@@ -503,4 +558,18 @@ func TestSweepPassKinds(t *testing.T) {
 	require.Eventually(t, func() bool { _, ok := s.store.Get(id); return !ok }, 5*time.Second, 5*time.Millisecond, "idle session ended")
 	_, ok := s.store.Get(st.sess.id)
 	assert.True(t, ok, "the session with a connected stream stays")
+}
+
+// BenchmarkAnswerStreamRetained: a call's answer stream made and finished
+// on a session that already keeps maxRetainedStreams finished ones (every
+// call past the 32nd of a session), so each finish prunes one.
+func BenchmarkAnswerStreamRetained(b *testing.B) {
+	s := newTestServer(b, Config{})
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-11-25", withStreams: s.streamSet(id)}
+	defer sess.cancel()
+	for b.Loop() {
+		st, _ := s.newStream(sess, false, false)
+		s.finishStream(st)
+	}
 }

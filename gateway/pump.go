@@ -485,7 +485,7 @@ func (s *Server) finishStream(st *stream) {
 	}
 	st.sess.mu.Lock()
 	if st.sess.streams[st.id] == st {
-		st.sess.finished++
+		st.sess.addFinishedLocked(st.id)
 		st.sess.pruneFinishedLocked()
 	}
 	st.sess.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -47,11 +48,15 @@ type session struct {
 	mu         sync.Mutex
 	streams    map[uint64]*stream
 	nextStream uint64
-	finished   int              // finished POST answer streams still in streams
-	inflight   map[string]*call // calls in flight by the client's raw id
-	byUp       map[uint64]*call // the same calls by their upstream id
-	nextUp     uint64           // the last upstream id given to a call
-	closed     bool
+	// finished holds the ids of the finished POST answer streams still in
+	// streams, ascending: pruneFinishedLocked takes the oldest from the
+	// front instead of walking every stream on each call's end. Made with
+	// the first finished stream (a pointer: idle sessions stay small).
+	finished *[]uint64
+	inflight map[string]*call // calls in flight by the client's raw id
+	byUp     map[uint64]*call // the same calls by their upstream id
+	nextUp   uint64           // the last upstream id given to a call
+	closed   bool
 	// suspended is set when a shutdown keeps the session for a restart
 	// (Config.StateFile): its calls cut short are told so, and its upstream
 	// side is not ended.
@@ -199,26 +204,42 @@ func (s *session) liveStreamsLocked() int {
 
 // pruneFinishedLocked drops the oldest finished POST answer streams beyond
 // maxRetainedStreams, so a session making many calls does not keep every
-// answer for the whole retention period.
+// answer for the whole retention period. One a client is reading (a
+// resumption) stays.
 func (s *session) pruneFinishedLocked() {
-	if s.finished <= maxRetainedStreams {
+	if s.finished == nil {
 		return
 	}
-	for s.finished > maxRetainedStreams {
-		var oldest *stream
-		for id, st := range s.streams {
-			if id == 0 || st.finishedAt.Load() == 0 || st.attached() {
-				continue
-			}
-			if oldest == nil || st.id < oldest.id {
-				oldest = st
-			}
+	ids := *s.finished
+	for i := 0; len(ids) > maxRetainedStreams && i < len(ids); {
+		if st := s.streams[ids[i]]; st != nil && st.attached() {
+			i++
+			continue
 		}
-		if oldest == nil {
-			return
-		}
-		s.deleteStreamLocked(oldest.id)
-		s.finished--
+		s.deleteStreamLocked(ids[i])
+		ids = slices.Delete(ids, i, i+1)
+	}
+	*s.finished = ids
+}
+
+// addFinishedLocked records that stream id (in streams, id != 0) finished;
+// dropFinishedLocked that it left streams. Ids mostly finish in order, so
+// the insertion is at the end.
+func (s *session) addFinishedLocked(id uint64) {
+	if s.finished == nil {
+		s.finished = new([]uint64)
+	}
+	if i, found := slices.BinarySearch(*s.finished, id); !found {
+		*s.finished = slices.Insert(*s.finished, i, id)
+	}
+}
+
+func (s *session) dropFinishedLocked(id uint64) {
+	if s.finished == nil {
+		return
+	}
+	if i, found := slices.BinarySearch(*s.finished, id); found {
+		*s.finished = slices.Delete(*s.finished, i, i+1)
 	}
 }
 

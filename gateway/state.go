@@ -305,7 +305,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 				at = s.clock.Now()
 			}
 			st.finishedAt.Store(at)
-			sess.finished++
+			sess.addFinishedLocked(r.ID)
 		}
 		sess.addStreamLocked(r.ID, st)
 		if r.ID > sess.nextStream {

@@ -128,7 +128,7 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 		}
 		if f := st.finishedAt.Load(); f != 0 && now-f >= retention && id != 0 {
 			sess.deleteStreamLocked(id)
-			sess.finished--
+			sess.dropFinishedLocked(id)
 		}
 	}
 	sess.mu.Unlock()
