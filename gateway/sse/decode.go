@@ -49,6 +49,7 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 type Decoder struct {
 	r      io.Reader
 	waiter ReadWaiter // r, if it implements ReadWaiter
+	gate   ReadGate   // r, if it implements ReadGate
 	max    int
 
 	// buf[start:end] is input read but not yet consumed. buf is idle, pooled, or a
@@ -89,6 +90,7 @@ func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
 	maxEventBytes = min(maxEventBytes, math.MaxInt-1) // buffers hold max+1 bytes
 	d := &Decoder{r: r, max: maxEventBytes, retry: -1}
 	d.waiter, _ = r.(ReadWaiter)
+	d.gate, _ = r.(ReadGate)
 	return d
 }
 
@@ -105,7 +107,15 @@ type ReadWaiter interface {
 	WaitReadable() error
 }
 
-// waitError carries a ReadWaiter's error out of fill, to be returned without
+// ReadGate is implemented by readers that may decline a read for now: the
+// decoder calls MayRead before every read, half-read block or not. A non-nil
+// error is returned by Next as is and is not sticky, as a ReadWaiter's. A
+// reader uses it to hand out only input that already arrived.
+type ReadGate interface {
+	MayRead() error
+}
+
+// waitError carries a ReadWaiter's or ReadGate's error out of fill, to be returned without
 // becoming sticky.
 type waitError struct{ err error }
 
@@ -120,6 +130,7 @@ func (d *Decoder) Reset(r io.Reader) {
 		pooled: d.pooled, burst: d.burst, data: d.data[:0], evType: d.evType[:0], blockID: d.blockID[:0], lastID: d.lastID[:0],
 	}
 	d.waiter, _ = r.(ReadWaiter)
+	d.gate, _ = r.(ReadGate)
 	d.useIdleBuf()
 }
 
@@ -209,7 +220,7 @@ func (d *Decoder) Next() (*Event, error) {
 	}
 }
 
-// fillFailed returns what Next returns for an error from fill: a ReadWaiter's
+// fillFailed returns what Next returns for an error from fill: a ReadWaiter's or ReadGate's
 // error as is, anything else made sticky.
 func (d *Decoder) fillFailed(err error) error {
 	if we, ok := err.(waitError); ok {
@@ -280,6 +291,11 @@ func (d *Decoder) fill() error {
 	}
 	if d.end == 0 && d.waiter != nil {
 		if err := d.waiter.WaitReadable(); err != nil {
+			return waitError{err}
+		}
+	}
+	if d.gate != nil {
+		if err := d.gate.MayRead(); err != nil {
 			return waitError{err}
 		}
 	}

@@ -519,3 +519,59 @@ func TestDecoderWaitError(t *testing.T) {
 	_, err = d.Next()
 	require.ErrorIs(t, err, io.EOF)
 }
+
+// gatedReader serves its chunks one per Read, as many reads as allow
+// says; then MayRead declines with errGated.
+type gatedReader struct {
+	waitingReader
+	allow int
+	asks  int
+}
+
+var errGated = errors.New("gated")
+
+func (g *gatedReader) MayRead() error {
+	g.asks++
+	if g.allow == 0 {
+		return errGated
+	}
+	return nil
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	g.allow--
+	return g.waitingReader.Read(p)
+}
+
+// TestDecoderReadGate: a ReadGate is asked before every read, with a block
+// half read too; its error is returned as is and is not sticky, and the
+// block goes on where it stopped once reads are allowed again.
+func TestDecoderReadGate(t *testing.T) {
+	r := &gatedReader{waitingReader: waitingReader{chunks: [][]byte{[]byte("id: 7\ndata: a"), []byte("bc\n\n"), []byte("data: x\n\n")}}}
+	d := NewDecoder(r, 0)
+	_, err := d.Next()
+	require.ErrorIs(t, err, errGated, "nothing read yet")
+	assert.False(t, d.Pending())
+
+	r.allow = 1 // the id line and half the data line, then the gate
+	_, err = d.Next()
+	require.ErrorIs(t, err, errGated)
+	assert.True(t, d.Pending(), "half a line is kept")
+	_, err = d.Next()
+	require.ErrorIs(t, err, errGated, "still declined: not sticky, not an end")
+
+	r.allow = 1
+	ev, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, dataEvent("7", "abc"), cp(ev), "the block completed where it stopped")
+	_, err = d.Next()
+	require.ErrorIs(t, err, errGated)
+
+	r.allow = 2
+	ev, err = d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(ev.Data))
+	_, err = d.Next()
+	require.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, 8, r.asks, "asked before every read (four) and at every refusal (four)")
+}
