@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"net"
+	"sync"
 	"time"
 )
 
@@ -10,10 +11,28 @@ import (
 // to the connection. fasthttp sets one read deadline for a whole exchange,
 // body included; a POST answered with an SSE stream must drop that deadline
 // once the headers are in, or the stream would be cut at the POST timeout.
+//
+// A plain (not TLS) connection also keeps a copy of the first bytes of each
+// exchange's response (up to recordSize, from the request's write until
+// stopRecording): what of an SSE answer arrived with its headers, which
+// fasthttp holds in its read buffer, can be read without waiting on the
+// socket (answerInHand).
 type trackedConn struct {
 	net.Conn
 	addr connAddr
+
+	recordable bool
+	recording  bool
+	truncated  bool // the response went on past rec
+	rec        *[recordSize]byte
+	n          int // bytes in rec
 }
+
+// recordSize is fasthttp's read buffer for POST answers (NewHTTP): the
+// headers and whatever came with them in the first read fit.
+const recordSize = 8 << 10
+
+var records = sync.Pool{New: func() any { return new([recordSize]byte) }}
 
 type connAddr struct {
 	net.Addr
@@ -22,21 +41,94 @@ type connAddr struct {
 
 func (c *trackedConn) LocalAddr() net.Addr { return &c.addr }
 
-func newTrackedConn(c net.Conn) *trackedConn {
-	tc := &trackedConn{Conn: c}
+// Write starts recording a new exchange's response.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.recordable {
+		c.recording, c.truncated, c.n = true, false, 0
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.recording && n > 0 && c.n < recordSize {
+		if c.rec == nil {
+			c.rec = records.Get().(*[recordSize]byte)
+		}
+		m := copy(c.rec[c.n:], p[:n])
+		c.n += m
+		c.truncated = m < n
+	} else if c.recording && n > 0 {
+		c.truncated = true
+	}
+	return n, err
+}
+
+// chunkedEndPending reports whether the socket's pending input starts with
+// the end of a chunked body, which a read then takes without waiting.
+func (c *trackedConn) chunkedEndPending() bool {
+	tcp, ok := c.Conn.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var buf [8]byte
+	n := -1
+	if raw.Control(func(fd uintptr) { n = peekInto(fd, buf[:]) }) != nil {
+		return false
+	}
+	return n >= len(lastChunk) && string(buf[:len(lastChunk)]) == lastChunk
+}
+
+// lastChunk ends a chunked body without trailer fields.
+const lastChunk = "0\r\n\r\n"
+
+// recorded returns the response bytes recorded so far; valid until
+// stopRecording.
+func (c *trackedConn) recorded() []byte {
+	if c.rec == nil {
+		return nil
+	}
+	return c.rec[:c.n]
+}
+
+// stopRecording ends the exchange's recording and gives its buffer back.
+func (c *trackedConn) stopRecording() {
+	c.recording, c.truncated, c.n = false, false, 0
+	if c.rec != nil {
+		records.Put(c.rec)
+		c.rec = nil
+	}
+}
+
+func newTrackedConn(c net.Conn, recordable bool) *trackedConn {
+	tc := &trackedConn{Conn: c, recordable: recordable}
 	tc.addr = connAddr{Addr: c.LocalAddr(), conn: tc}
 	return tc
+}
+
+// trackedOf returns the trackedConn behind addr, or nil.
+func trackedOf(addr net.Addr) *trackedConn {
+	if a, ok := addr.(*connAddr); ok {
+		return a.conn
+	}
+	return nil
 }
 
 // clearDeadlines removes the read deadline of the connection behind addr, if
 // addr came from a trackedConn.
 func clearDeadlines(addr net.Addr) {
-	if a, ok := addr.(*connAddr); ok && a.conn != nil {
-		_ = a.conn.Conn.SetReadDeadline(time.Time{})
+	if c := trackedOf(addr); c != nil {
+		_ = c.Conn.SetReadDeadline(time.Time{})
 	}
 }
 
-func dialTracked(dialer *net.Dialer) func(addr string) (net.Conn, error) {
+// dialTracked dials trackedConns; recordable is false under TLS (fasthttp
+// encrypts above the dialed connection, so its bytes are not the answer's).
+func dialTracked(dialer *net.Dialer, recordable bool) func(addr string) (net.Conn, error) {
 	return func(addr string) (net.Conn, error) {
 		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
@@ -45,6 +137,6 @@ func dialTracked(dialer *net.Dialer) func(addr string) (net.Conn, error) {
 		if tcp, ok := c.(*net.TCPConn); ok {
 			_ = tcp.SetNoDelay(true)
 		}
-		return newTrackedConn(c), nil
+		return newTrackedConn(c, recordable), nil
 	}
 }

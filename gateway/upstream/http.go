@@ -157,7 +157,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			StreamResponseBody:            true,
 			DisableHeaderNamesNormalizing: false,
 			RetryIfErr:                    retryStaleConn,
-			Dial:                          dialTracked(dialer),
+			Dial:                          dialTracked(dialer, !isTLS),
 			TLSConfig:                     tlsConf,
 			ReadBufferSize:                8 << 10,
 			WriteBufferSize:               8 << 10,
@@ -368,6 +368,9 @@ func (t *HTTP) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if tc := trackedOf(resp.LocalAddr()); tc != nil && !isEventStream(resp.Header.ContentType()) {
+		tc.stopRecording() // only an SSE answer's start is looked at (reply)
+	}
 	return nil
 }
 
@@ -383,7 +386,18 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		clearDeadlines(resp.LocalAddr())
 		// A session's answer is resumed if cut before its response; the
 		// stateless revision has no resumption (s.id and s.version empty).
-		return &Reply{Stream: newHTTPStream(t, s, postBody{resp}, s != statelessSession)}, nil
+		st := newHTTPStream(t, s, postBody{resp}, s != statelessSession)
+		if tc := trackedOf(resp.LocalAddr()); tc != nil {
+			if h, ok := answerInHand(tc.recorded(), resp.Header.ContentLength()); ok && h.n > 0 {
+				st.gate = bufferedGate{r: st.gate.r, left: h.n, h: h}
+				if h.boundary && !tc.truncated {
+					st.gate.tc = tc
+				}
+				st.gated = true
+			}
+			tc.stopRecording()
+		}
+		return &Reply{Stream: st}, nil
 	case status == fasthttp.StatusOK:
 		body, err := readBody(resp, t.cfg.MaxMessageBytes)
 		if err != nil {
@@ -598,6 +612,11 @@ type httpStream struct {
 	tries   int
 	parser  jsonrpc.Parser
 	gotResp bool
+
+	// gate is what the decoder of a POST answer reads (inhand.go); gated:
+	// it knows what arrived with the headers.
+	gate  bufferedGate
+	gated bool
 }
 
 // streamBody is the SSE body an httpStream reads: a POST's answer on a
@@ -626,7 +645,12 @@ func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) 
 	if wantResponse { // only a POST answer is ever resumed
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 	}
-	st.dec = sse.NewDecoder(bodyReader(body), t.cfg.MaxMessageBytes)
+	r := bodyReader(body)
+	if _, isPost := body.(postBody); isPost {
+		st.gate.r = r
+		r = &st.gate
+	}
+	st.dec = sse.NewDecoder(r, t.cfg.MaxMessageBytes)
 	return st
 }
 
@@ -652,8 +676,13 @@ func (st *httpStream) Next() ([]byte, error) {
 		}
 		ev, err := dec.Next()
 		if err != nil {
-			if err == ErrIdle {
+			if err == ErrIdle || err == ErrNotBuffered {
 				return nil, err // not an end: Next or Park goes on
+			}
+			if st.gate.on && st.wantResponse && !st.gotResp {
+				// A resume waits and dials: not for NextBuffered. The
+				// decoder keeps the error for the Next that follows.
+				return nil, ErrNotBuffered
 			}
 			if err = st.ended(err); err != nil {
 				return nil, err
@@ -748,6 +777,7 @@ func (st *httpStream) resume(cause error) error {
 	}
 	old := st.body
 	st.body, st.dec = next.body, next.dec
+	st.gated = false // the new body's input is not known
 	old.close()
 	return nil
 }

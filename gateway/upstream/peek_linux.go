@@ -13,3 +13,15 @@ func peekWouldBlock(fd uintptr, buf []byte) bool {
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	return errno == syscall.EAGAIN
 }
+
+// peekInto copies up to len(buf) pending bytes of the socket fd into buf
+// without consuming them or waiting: their count, or -1 when nothing is
+// pending or the peek failed.
+func peekInto(fd uintptr, buf []byte) int {
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return -1
+	}
+	return int(n)
+}

@@ -1,0 +1,174 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+)
+
+// Most SSE answers arrive whole, or nearly, with their headers: a response
+// event in the first chunk, perhaps the end of the body too. fasthttp holds
+// such input in its read buffer, where a read takes it without the socket;
+// the gateway relays it in the request's own goroutine (no pump goroutine,
+// no hand-off) and starts a pump only for an answer still arriving. What
+// arrived is known from the connection's record of the response
+// (trackedConn): every byte fasthttp read from the socket is in its buffer
+// or already consumed, so a body read that stays within the recorded body
+// never waits on the socket, however fasthttp buffers.
+
+// ErrNotBuffered is returned by NextBuffered when the next message needs
+// input that has not arrived yet. The stream is as it was: Next goes on.
+var ErrNotBuffered = errors.New("upstream: the next message has not arrived")
+
+// Buffered is implemented by answer streams that can tell what of their
+// input arrived with the response headers.
+type Buffered interface {
+	// Buffered reports the body bytes that arrived with the headers and an
+	// upper bound of the messages among them; 0 when the stream cannot tell.
+	Buffered() (n, messages int)
+	// NextBuffered is Next limited to that input: ErrNotBuffered when the
+	// next message needs more.
+	NextBuffered() ([]byte, error)
+	// RestArrived reports whether reading the body to its end (Drain) will
+	// not wait: the end arrived with the headers, or it is all that is
+	// left and waits on the socket.
+	RestArrived() bool
+}
+
+// inHand is what of a response body arrived with its headers (answerInHand).
+type inHand struct {
+	n        int  // body bytes a reader can take without the socket
+	lines    int  // line breaks among them: an upper bound of SSE events with data
+	complete bool // the body's end arrived too
+	boundary bool // (chunked) the recorded input ends right after a whole chunk
+}
+
+// answerInHand reads rec, the recorded start of a response (status line,
+// headers, body so far) whose body has the given fasthttp content length
+// (-1 chunked, -2 until the connection closes). ok is false when rec is not
+// the start of a 200 response with all its headers, or its framing is
+// malformed (fasthttp will say so).
+//
+// For a chunked body only whole chunks count, their closing CRLF included:
+// fasthttp reads the CRLF right after a chunk's last byte, so a chunk whose
+// CRLF is missing would wait on the socket.
+func answerInHand(rec []byte, contentLength int) (h inHand, ok bool) {
+	if len(rec) < 13 || !bytes.HasPrefix(rec, []byte("HTTP/1.")) || string(rec[8:12]) != " 200" || rec[12] != ' ' && rec[12] != '\r' {
+		return inHand{}, false
+	}
+	end := bytes.Index(rec, []byte("\r\n\r\n"))
+	if end < 0 {
+		return inHand{}, false
+	}
+	body := rec[end+4:]
+	switch {
+	case contentLength >= 0:
+		h.n = min(len(body), contentLength)
+		h.lines = lineBreaks(body[:h.n])
+		h.complete = len(body) >= contentLength
+		return h, true
+	case contentLength == -1:
+		for {
+			h.boundary = len(body) == 0
+			i := bytes.Index(body, []byte("\r\n"))
+			if i < 0 {
+				return h, true
+			}
+			line := body[:i]
+			if j := bytes.IndexByte(line, ';'); j >= 0 {
+				line = line[:j] // chunk extensions
+			}
+			size, err := strconv.ParseUint(string(bytes.TrimRight(line, " \t")), 16, 31)
+			if err != nil {
+				return inHand{}, false
+			}
+			data := body[i+2:]
+			if size == 0 {
+				// The last chunk; trailer fields are not expected.
+				h.complete = bytes.HasPrefix(data, []byte("\r\n"))
+				return h, true
+			}
+			if len(data) < int(size)+2 {
+				return h, true
+			}
+			if data[size] != '\r' || data[size+1] != '\n' {
+				return inHand{}, false
+			}
+			h.n += int(size)
+			h.lines += lineBreaks(data[:size])
+			body = data[size+2:]
+		}
+	default:
+		return inHand{n: len(body), lines: lineBreaks(body)}, true
+	}
+}
+
+func lineBreaks(b []byte) int { return bytes.Count(b, []byte{'\n'}) + bytes.Count(b, []byte{'\r'}) }
+
+// bufferedGate is what the decoder of a POST answer reads: the body, with
+// the count of body bytes that arrived with the headers (left). While on
+// (NextBuffered), reads stay within them and MayRead declines once they are
+// used up.
+type bufferedGate struct {
+	r    io.Reader
+	left int
+	h    inHand // at the headers (h.n: what left was)
+	// tc is the connection, when the record covers everything read from it
+	// and ends at a chunk boundary: once left is used up, the socket holds
+	// what follows (RestArrived).
+	tc *trackedConn
+	on bool
+}
+
+func (g *bufferedGate) Read(p []byte) (int, error) {
+	if g.on {
+		if g.left <= 0 {
+			return 0, ErrNotBuffered
+		}
+		p = p[:min(len(p), g.left)]
+	}
+	n, err := g.r.Read(p)
+	g.left -= n
+	return n, err
+}
+
+// MayRead implements sse.ReadGate.
+func (g *bufferedGate) MayRead() error {
+	if g.on && g.left <= 0 {
+		return ErrNotBuffered
+	}
+	return nil
+}
+
+// Buffered implements Buffered.
+func (st *httpStream) Buffered() (n, messages int) {
+	if !st.gated {
+		return 0, 0
+	}
+	return max(st.gate.left, 0), st.gate.h.lines
+}
+
+// NextBuffered implements Buffered.
+func (st *httpStream) NextBuffered() ([]byte, error) {
+	if !st.gated {
+		return nil, ErrNotBuffered
+	}
+	st.gate.on = true
+	defer func() { st.gate.on = false }()
+	return st.Next()
+}
+
+// RestArrived implements Buffered.
+func (st *httpStream) RestArrived() bool {
+	switch g := &st.gate; {
+	case !st.gated:
+		return false
+	case g.h.complete:
+		return true
+	default:
+		// Everything read from the socket was consumed: the socket has the
+		// rest, which must be the body's end and nothing else before it.
+		return g.tc != nil && g.left == 0 && !st.dec.Pending() && g.tc.chunkedEndPending()
+	}
+}

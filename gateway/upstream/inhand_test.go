@@ -1,0 +1,262 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAnswerInHand(t *testing.T) {
+	const hdr = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+	ev := "id: 1\ndata: {}\n\n" // 16 bytes, 3 line breaks
+	chunk := func(s string) string { return strconv.FormatInt(int64(len(s)), 16) + "\r\n" + s + "\r\n" }
+	for _, c := range []struct {
+		name string
+		rec  string
+		cl   int
+		want inHand
+		ok   bool
+	}{
+		{"sized, whole", hdr + ev, len(ev), inHand{n: 16, lines: 3, complete: true}, true},
+		{"sized, part", hdr + ev[:10], len(ev), inHand{n: 10, lines: 1}, true},
+		{"chunked, one chunk", hdr + chunk(ev), -1, inHand{n: 16, lines: 3, boundary: true}, true},
+		{"chunked, whole", hdr + chunk(ev) + chunk(ev) + "0\r\n\r\n", -1, inHand{n: 32, lines: 6, complete: true}, true},
+		{"chunked, end without its CRLF", hdr + chunk(ev) + "0\r\n", -1, inHand{n: 16, lines: 3}, true},
+		{"chunked, chunk without its CRLF", hdr + chunk(ev) + chunk(ev)[:20], -1, inHand{n: 16, lines: 3}, true},
+		{"chunked, chunk data without the CRLF after it", hdr + strings.TrimSuffix(chunk(ev), "\r\n"), -1, inHand{}, true},
+		{"chunked, extension", hdr + "10;x=y\r\n" + ev + "\r\n", -1, inHand{n: 16, lines: 3, boundary: true}, true},
+		{"chunked, trailer", hdr + chunk(ev) + "0\r\nX-T: 1\r\n\r\n", -1, inHand{n: 16, lines: 3}, true},
+		{"chunked, headers only", hdr, -1, inHand{boundary: true}, true},
+		{"until close", hdr + ev, -2, inHand{n: 16, lines: 3}, true},
+		{"no reason phrase", "HTTP/1.1 200\r\n\r\n" + ev, len(ev), inHand{n: 16, lines: 3, complete: true}, true},
+		{"chunked, bad size", hdr + "zz\r\n" + ev, -1, inHand{}, false},
+		{"chunked, bad CRLF", hdr + "10\r\n" + ev + "xx", -1, inHand{}, false},
+		{"headers cut", hdr[:30], -1, inHand{}, false},
+		{"interim response first", "HTTP/1.1 100 Continue\r\n\r\n" + hdr + ev, len(ev), inHand{}, false},
+		{"not 200", "HTTP/1.1 2000 OK\r\n\r\n", 0, inHand{}, false},
+		{"empty", "", 0, inHand{}, false},
+	} {
+		got, ok := answerInHand([]byte(c.rec), c.cl)
+		assert.Equal(t, c.ok, ok, c.name)
+		assert.Equal(t, c.want, got, c.name)
+	}
+}
+
+// gatedPost is a wire server's POST answer written in steps: the response
+// headers with the first events, then each later part when released.
+type gatedPost struct {
+	first   string
+	later   []string
+	release chan struct{}
+}
+
+func (g *gatedPost) serve(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	sseWrite(w, g.first)
+	for _, part := range g.later {
+		<-g.release
+		sseWrite(w, part)
+	}
+}
+
+// within runs f and fails the test if it has not returned after d: a read
+// of input that has not arrived would block.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s blocked", what)
+	}
+}
+
+const progressEvent = "id: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n"
+const resultEvent = "id: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{}}\n\n"
+
+// TestNextBufferedStopsAtWhatArrived: NextBuffered hands out the messages
+// that came with the headers and then declines, without waiting and without
+// losing the stream's place: Next goes on with what the upstream sends
+// later, and NextBuffered never reads it.
+func TestNextBufferedStopsAtWhatArrived(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 5*time.Second)
+	s := connectSession(t, ws, tr)
+	g := &gatedPost{first: progressEvent, later: []string{"id: e2\ndata: {\"jsonrpc\":\"2.0\",", "\"id\":6,\"result\":{}}\n\n"}, release: make(chan struct{})}
+	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) { g.serve(w) })
+
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+	require.NoError(t, err)
+	defer r.Stream.Close()
+	b, ok := r.Stream.(Buffered)
+	require.True(t, ok)
+	n, messages := b.Buffered()
+	assert.Equal(t, len(progressEvent), n, "the first event came with the headers")
+	assert.GreaterOrEqual(t, messages, 1)
+	within(t, 5*time.Second, "NextBuffered", func() {
+		msg, err := b.NextBuffered()
+		require.NoError(t, err)
+		assert.Contains(t, string(msg), "notifications/progress")
+		_, err = b.NextBuffered()
+		assert.ErrorIs(t, err, ErrNotBuffered)
+		assert.False(t, b.RestArrived())
+	})
+	g.release <- struct{}{} // half of the response event
+	time.Sleep(50 * time.Millisecond)
+	within(t, 5*time.Second, "NextBuffered on a half event", func() {
+		_, err := b.NextBuffered()
+		assert.ErrorIs(t, err, ErrNotBuffered, "what came later is not in hand")
+	})
+	g.release <- struct{}{}
+	msg, err := r.Stream.Next()
+	require.NoError(t, err)
+	assert.Contains(t, string(msg), `"result"`)
+	_, err = r.Stream.Next()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+// connCounter counts the connections a wire server saw POSTs on.
+type connCounter struct {
+	mu    sync.Mutex
+	addrs map[string]int
+}
+
+func (c *connCounter) saw(r *http.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.addrs == nil {
+		c.addrs = map[string]int{}
+	}
+	c.addrs[r.RemoteAddr]++
+}
+
+func (c *connCounter) conns() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.addrs)
+}
+
+// TestRestArrived: an answer whose end came with it, or waits on the socket
+// once the rest was read, is drained without waiting, and its connection
+// serves the next call; one whose end has not come is not.
+func TestRestArrived(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 5*time.Second)
+	s := connectSession(t, ws, tr)
+	var cc connCounter
+	send := func() Buffered {
+		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+		require.NoError(t, err)
+		b := r.Stream.(Buffered)
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), `"result"`)
+		})
+		return b
+	}
+
+	t.Run("sized", func(t *testing.T) {
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Content-Length", strconv.Itoa(len(resultEvent)))
+			_, _ = io.WriteString(w, resultEvent)
+		})
+		for i := 0; i < 3; i++ {
+			b := send()
+			require.True(t, b.RestArrived(), "call %d: the whole body came with the headers", i)
+			within(t, 5*time.Second, "Drain", func() { Drain(b.(Stream)) })
+			_ = b.(Stream).Close()
+		}
+		assert.Equal(t, 1, cc.conns(), "drained answers leave their connection to the next call")
+	})
+
+	t.Run("end after", func(t *testing.T) {
+		ended := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			<-ended // the body's end ("0\r\n\r\n") follows in a write of its own
+		})
+		b := send()
+		assert.False(t, b.RestArrived(), "the end has not come")
+		close(ended)
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.RestArrived() {
+			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
+			time.Sleep(time.Millisecond)
+		}
+		within(t, 5*time.Second, "Drain", func() { Drain(b.(Stream)) })
+		_ = b.(Stream).Close()
+	})
+
+	t.Run("more after", func(t *testing.T) {
+		more := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			<-more
+			sseWrite(w, progressEvent) // a late message: the rest is not just the end
+		})
+		b := send()
+		close(more)
+		time.Sleep(100 * time.Millisecond)
+		assert.False(t, b.RestArrived(), "a late event is not the body's end")
+		Drain(b.(Stream))
+		_ = b.(Stream).Close()
+	})
+}
+
+// TestNextBufferedLeavesResumeToNext: a POST answer that ended before its
+// response is resumed (a wait and a GET): NextBuffered declines instead, and
+// Next then resumes it.
+func TestNextBufferedLeavesResumeToNext(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 5*time.Second)
+	s := connectSession(t, ws, tr)
+	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len("retry: 10\n"+progressEvent)))
+		_, _ = io.WriteString(w, "retry: 10\n"+progressEvent)
+	})
+	var gets sync.WaitGroup
+	gets.Add(1)
+	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+		defer gets.Done()
+		assert.Equal(t, "e1", r.Header.Get("Last-Event-ID"))
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, resultEvent)
+	})
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+	require.NoError(t, err)
+	defer r.Stream.Close()
+	b := r.Stream.(Buffered)
+	within(t, 5*time.Second, "NextBuffered", func() {
+		msg, err := b.NextBuffered()
+		require.NoError(t, err)
+		assert.Contains(t, string(msg), "progress")
+		_, err = b.NextBuffered()
+		assert.ErrorIs(t, err, ErrNotBuffered, "the body ended before the response: resuming is Next's")
+	})
+	msg, err := r.Stream.Next()
+	require.NoError(t, err)
+	assert.Contains(t, string(msg), `"result"`)
+	gets.Wait()
+	if _, err := r.Stream.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the response: %v", err)
+	}
+}
