@@ -10,8 +10,10 @@
 // SSE streams (stream.go) owns a ringbuf.Ring, and the client connection
 // draining a stream is a clientConn (conn.go): a stream outlives its
 // connections, and the newest connection of a stream replaces an older one.
-// Producers (the pump goroutines that read upstream answers) only push into
-// rings, waiting for room when a ring is full of must-deliver events; each
+// Producers (the pump goroutines that read upstream answers, and the POST
+// handler itself for the part of an answer that arrived with its headers:
+// relayBuffered) only push into rings, waiting for room when a ring is full
+// of must-deliver events; each
 // connection has exactly one writer, which drains as many whole events as
 // fit into one write: for a POST answer, the fasthttp connection goroutine
 // calling bodyWriter.Read (the connection stays reusable); for a GET
@@ -24,7 +26,8 @@
 //   - Server methods are safe for concurrent use. Serve may be called once;
 //     Shutdown may be called at any time and more than once.
 //   - The Server owns every goroutine it starts (the shard sweeper, one
-//     pump per upstream answer stream, a reader per upstream standalone
+//     pump per upstream answer stream still arriving after its headers, a
+//     drainer per answer relayed by its handler whose end has not come, a reader per upstream standalone
 //     stream while it has input (an idle one is parked
 //     in the upstream transport's poller after standaloneIdle and resumes
 //     on a new goroutine, see pump.go), a writer per GET stream

@@ -466,7 +466,10 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		s.newClusterStream(st, calls, up)
 	}
 	sess.busy.Add(1) // a call in flight pauses the idle clock, reader or not
-	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls) }) {
+	if done, pending := s.relayBuffered(sess, st, up, calls); done {
+		// Relayed whole from what came with the headers (pump.go): the
+		// ring is closed, answerWhole sends it at once.
+	} else if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls, pending) }) {
 		sess.busy.Add(-1)
 		_ = up.Close()
 		sess.endCalls(calls)

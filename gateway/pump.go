@@ -17,16 +17,15 @@ import (
 // that dropped its connection does not stop it (a disconnect is not a
 // cancellation before 2026-07-28): the answer stays resumable. Answers get
 // the client's ids back; must-deliver messages wait for room in the ring
-// (backpressure) rather than being lost.
-func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call) {
-	defer func() {
-		sess.busy.Add(-1)
-		sess.touch(s.clock.Now())
-	}()
-	defer sess.endCalls(calls)
-	defer s.finishStream(st)
+// (backpressure) rather than being lost. pending holds the calls still owed
+// an answer when relayBuffered answered some; nil: all of them.
+func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call, pending map[uint64]*call) {
+	defer s.endAnswer(sess, st, calls)
 	defer up.Close()
-	if !s.relayAnswers(sess, st, up, calls) {
+	if pending == nil {
+		pending = pendingCalls(calls)
+	}
+	if s.relayAnswers(sess, st, up, pending, nil) != relayAnswered {
 		return
 	}
 	// Every call is answered: the client's stream ends now, whatever the
@@ -36,16 +35,83 @@ func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls
 	upstream.Drain(up)
 }
 
-// relayAnswers copies up's messages into st's ring until every call was
-// answered, and reports whether they were. Calls the stream ended before
-// get an error answer (answerOwed).
-func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, calls []*call) bool {
-	p := s.parsers.Get().(*jsonrpc.Parser)
-	defer s.parsers.Put(p)
+// endAnswer is the end of an answer stream's relaying, by a pump or by the
+// request's goroutine: no call of the POST is owed any more, the ring is
+// closed, and the session's idle clock runs again.
+func (s *Server) endAnswer(sess *session, st *stream, calls []*call) {
+	s.finishStream(st)
+	sess.endCalls(calls)
+	sess.busy.Add(-1)
+	sess.touch(s.clock.Now())
+}
+
+// pendingCalls maps a POST's calls by their upstream ids.
+func pendingCalls(calls []*call) map[uint64]*call {
 	pending := make(map[uint64]*call, len(calls))
 	for _, c := range calls {
 		pending[c.upID] = c
 	}
+	return pending
+}
+
+// relayBuffered relays what of an answer stream arrived with its response
+// headers, in the request's own goroutine (upstream/inhand.go): most SSE
+// answers come whole with them, and relaying them here spares the pump
+// goroutine, its start and two wake-ups. It reports whether it finished
+// the answer (every call answered, or the stream ended and the calls left
+// got errors); if not, a pump goes on from where it stopped, owing the calls
+// in pending (nil: all of them). It does not start when the input could fill
+// the ring up to its hard limits (a must-deliver push would then wait for
+// a reader that this goroutine is), or for a stream other nodes follow.
+func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending map[uint64]*call) {
+	b, ok := up.(upstream.Buffered)
+	if !ok || st.cs != nil {
+		return false, nil
+	}
+	n, messages := b.Buffered()
+	idBytes := 0
+	for _, c := range calls {
+		idBytes += len(c.clientID)
+	}
+	lim := st.ring.Limits()
+	if n == 0 || messages > lim.HardCapacity || n+idBytes > lim.HardMaxBytes {
+		return false, nil
+	}
+	pending = pendingCalls(calls)
+	switch s.relayAnswers(sess, st, up, pending, b) {
+	case relayShort:
+		return false, pending
+	case relayAnswered:
+		s.finishStream(st)
+		// The rest of the body (its end) is read so the connection is
+		// pooled: here when it arrived too, else by a goroutine of its own.
+		if b.RestArrived() || !s.goOwned(func(context.Context) { upstream.Drain(up); _ = up.Close() }) {
+			upstream.Drain(up)
+			_ = up.Close()
+		}
+	default:
+		_ = up.Close()
+	}
+	s.endAnswer(sess, st, calls)
+	return true, nil
+}
+
+// relayResult is how relayAnswers stopped.
+type relayResult int
+
+const (
+	relayAnswered relayResult = iota // every call answered
+	relayEnded                       // the stream ended or the session did; the calls left were answered with errors if owed
+	relayShort                       // (buffered only) the next message has not arrived
+)
+
+// relayAnswers copies up's messages into st's ring until every call in
+// pending was answered (each answered one leaves pending). Calls the stream
+// ended before get an error answer (answerOwed). With buffered set it reads
+// only the input that arrived with the headers (NextBuffered).
+func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pending map[uint64]*call, buffered upstream.Buffered) relayResult {
+	p := s.parsers.Get().(*jsonrpc.Parser)
+	defer s.parsers.Put(p)
 	bp := bodyBufs.Get().(*[]byte)
 	out := (*bp)[:0]
 	defer func() {
@@ -55,10 +121,19 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 		}
 	}()
 	for len(pending) > 0 {
-		msg, err := up.Next()
+		var msg []byte
+		var err error
+		if buffered != nil {
+			msg, err = buffered.NextBuffered()
+		} else {
+			msg, err = up.Next()
+		}
 		if err != nil {
+			if err == upstream.ErrNotBuffered {
+				return relayShort
+			}
 			s.answerOwed(sess, st, pending, err)
-			return false
+			return relayEnded
 		}
 		class, key, respID := classify(p, msg)
 		if respID != nil && string(respID) != "null" {
@@ -73,7 +148,7 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
 			if !s.deliver(sess, st, class, key, out, true) {
 				s.owedAtSuspend(sess, st, pending)
-				return false
+				return relayEnded
 			}
 			delete(pending, up)
 			// Answered: the client may reuse the id at once.
@@ -82,10 +157,10 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, cal
 		}
 		if !s.deliver(sess, st, class, key, msg, true) {
 			s.owedAtSuspend(sess, st, pending)
-			return false
+			return relayEnded
 		}
 	}
-	return true
+	return relayAnswered
 }
 
 // answerOwed answers the calls still pending on an answer stream that

@@ -19,6 +19,9 @@ import (
 // retention time: a client that loses the body mid-way still resumes with
 // Last-Event-ID exactly as from a streamed answer. An answer that takes
 // longer is streamed as before, its priming event at most the window late.
+// An answer that arrived whole with its response headers is relayed by the
+// handler itself (relayBuffered, pump.go): its ring is closed before the
+// wait begins.
 
 // timers keeps stopped timers for the window waits (one per call would
 // otherwise be allocated).

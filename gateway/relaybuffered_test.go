@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+	"github.com/mcpgate/mcpgate/ringbuf"
+)
+
+// bufferedStream is an answer stream whose first messages arrived with the
+// headers (inHand) and whose later ones come when released; Next blocks
+// until then, NextBuffered never does. rest says whether RestArrived.
+type bufferedStream struct {
+	inHand, later [][]byte
+	messages      int // what Buffered reports as the upper bound
+	rest          bool
+	release       chan struct{}
+	nextCalls     atomic.Int32
+	closed        atomic.Bool
+}
+
+func (b *bufferedStream) Buffered() (int, int) {
+	n := 0
+	for _, m := range b.inHand {
+		n += len(m)
+	}
+	return n, b.messages
+}
+
+func (b *bufferedStream) NextBuffered() ([]byte, error) {
+	if len(b.inHand) == 0 {
+		return nil, upstream.ErrNotBuffered
+	}
+	m := b.inHand[0]
+	b.inHand = b.inHand[1:]
+	return m, nil
+}
+
+func (b *bufferedStream) RestArrived() bool { return b.rest }
+
+func (b *bufferedStream) Next() ([]byte, error) {
+	b.nextCalls.Add(1)
+	if len(b.inHand) > 0 {
+		return b.NextBuffered()
+	}
+	<-b.release
+	if len(b.later) == 0 {
+		return nil, io.EOF
+	}
+	m := b.later[0]
+	b.later = b.later[1:]
+	return m, nil
+}
+
+func (b *bufferedStream) Close() error { b.closed.Store(true); return nil }
+
+// TestRelayBuffered: the request's goroutine relays what arrived with the
+// headers and finishes the answer when that answers every call (reading
+// the end itself only when it arrived); it leaves the rest to a pump with
+// the calls still owed, and does not start when the input could fill the
+// ring to its hard limits.
+func TestRelayBuffered(t *testing.T) {
+	s := newTestServer(t, Config{})
+	answer := func(up string) []byte { return []byte(`{"jsonrpc":"2.0","id":` + up + `,"result":{}}`) }
+	progress := []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}`)
+	setup := func(ringCfg ringbuf.Config) (*stream, *session) {
+		st := streamFixture(t, s, ringCfg)
+		st.sess.busy.Add(1)
+		return st, st.sess
+	}
+	callsAB := func() []*call { return []*call{{clientID: []byte(`"a"`), upID: 1}, {clientID: []byte(`"b"`), upID: 2}} }
+
+	t.Run("whole", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{})
+		up := &bufferedStream{inHand: [][]byte{progress, answer("1"), answer("2")}, messages: 3, rest: true, release: make(chan struct{})}
+		close(up.release) // the end: Drain reads it at once
+		done, pending := s.relayBuffered(sess, st, up, callsAB())
+		assert.True(t, done)
+		assert.Nil(t, pending)
+		assert.True(t, st.ring.Closed(), "the answer is finished")
+		assert.Equal(t, uint64(3), st.ring.Stats().Pushed)
+		assert.True(t, up.closed.Load(), "drained and closed")
+		assert.Zero(t, sess.busy.Load(), "the idle clock runs again")
+	})
+
+	t.Run("end not arrived", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{})
+		up := &bufferedStream{inHand: [][]byte{answer("1"), answer("2")}, messages: 2, release: make(chan struct{})}
+		done, _ := s.relayBuffered(sess, st, up, callsAB())
+		assert.True(t, done)
+		assert.True(t, st.ring.Closed())
+		assert.False(t, up.closed.Load(), "the end is read by a goroutine of its own")
+		close(up.release)
+		require.Eventually(t, up.closed.Load, 5*time.Second, time.Millisecond)
+	})
+
+	t.Run("rest to come", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{})
+		up := &bufferedStream{inHand: [][]byte{progress, answer("1")}, later: [][]byte{answer("2")}, messages: 2, release: make(chan struct{})}
+		calls := callsAB()
+		done, pending := s.relayBuffered(sess, st, up, calls)
+		require.False(t, done)
+		require.Len(t, pending, 1, "a was answered")
+		assert.Same(t, calls[1], pending[2])
+		assert.Zero(t, up.nextCalls.Load(), "nothing that had not arrived was waited for")
+		assert.False(t, st.ring.Closed())
+		close(up.release)
+		s.pumpAnswer(sess, st, up, calls, pending)
+		assert.True(t, st.ring.Closed())
+		assert.Equal(t, uint64(3), st.ring.Stats().Pushed, "progress, a, b: each once")
+	})
+
+	t.Run("too much for the ring", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{Capacity: 2})
+		lim := st.ring.Limits()
+		up := &bufferedStream{inHand: [][]byte{answer("1")}, messages: lim.HardCapacity + 1, release: make(chan struct{})}
+		done, pending := s.relayBuffered(sess, st, up, callsAB())
+		assert.False(t, done)
+		assert.Nil(t, pending, "not started: the pump owes every call")
+		assert.Len(t, up.inHand, 1, "nothing read")
+	})
+}
