@@ -3,6 +3,7 @@ package upstream
 import (
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,10 @@ type trackedConn struct {
 	net.Conn
 	addr connAddr
 
+	raw        syscall.RawConn  // for peeks; nil when not a TCP connection
+	peekFn     func(fd uintptr) // peekFd, bound once
+	peekBuf    [8]byte
+	peekN      int
 	recordable bool
 	recording  bool
 	truncated  bool // the response went on past rec
@@ -67,21 +72,17 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 // chunkedEndPending reports whether the socket's pending input starts with
 // the end of a chunked body, which a read then takes without waiting.
 func (c *trackedConn) chunkedEndPending() bool {
-	tcp, ok := c.Conn.(*net.TCPConn)
-	if !ok {
+	if c.raw == nil {
 		return false
 	}
-	raw, err := tcp.SyscallConn()
-	if err != nil {
+	c.peekN = -1
+	if c.raw.Control(c.peekFn) != nil {
 		return false
 	}
-	var buf [8]byte
-	n := -1
-	if raw.Control(func(fd uintptr) { n = peekInto(fd, buf[:]) }) != nil {
-		return false
-	}
-	return n >= len(lastChunk) && string(buf[:len(lastChunk)]) == lastChunk
+	return c.peekN >= len(lastChunk) && string(c.peekBuf[:len(lastChunk)]) == lastChunk
 }
+
+func (c *trackedConn) peekFd(fd uintptr) { c.peekN = peekInto(fd, c.peekBuf[:]) }
 
 // lastChunk ends a chunked body without trailer fields.
 const lastChunk = "0\r\n\r\n"
@@ -106,6 +107,10 @@ func (c *trackedConn) stopRecording() {
 
 func newTrackedConn(c net.Conn, recordable bool) *trackedConn {
 	tc := &trackedConn{Conn: c, recordable: recordable}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		tc.raw, _ = tcp.SyscallConn()
+		tc.peekFn = tc.peekFd
+	}
 	tc.addr = connAddr{Addr: c.LocalAddr(), conn: tc}
 	return tc
 }
