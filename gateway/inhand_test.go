@@ -157,16 +157,7 @@ func TestAnswersRelayedFromWhatArrived(t *testing.T) {
 	require.True(t, p >= 0 && r > p, "the notification, then the answer that came later: %q", body)
 
 	// Batches are of 2025-03-26.
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	old := resp.Header.Get("Mcp-Session-Id")
+	old := initSessionAt(t, url, "2025-03-26")
 	require.NotEmpty(t, old)
 	up.set("batch")
 	_, body = postAs(t, url, old, "2025-03-26", "["+toolCall(`"a"`)+","+toolCall(`"b"`)+"]")

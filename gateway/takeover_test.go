@@ -135,8 +135,14 @@ func TestStandaloneTakeover(t *testing.T) {
 // initSession opens a 2025-11-25 session through the gateway.
 func initSession(t *testing.T, url string) string {
 	t.Helper()
+	return initSessionAt(t, url, "2025-11-25")
+}
+
+// initSessionAt is initSession asking for protocol version.
+func initSessionAt(t *testing.T, url, version string) string {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+version+`","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")

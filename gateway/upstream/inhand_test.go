@@ -51,6 +51,12 @@ func TestAnswerInHand(t *testing.T) {
 	}
 }
 
+// newWireSession is a session on a new wire server.
+func newWireSession(t *testing.T) (*wireServer, Session) {
+	ws := newWireServer(t)
+	return ws, connectSession(t, ws, newTransport(t, ws.URL, 5*time.Second))
+}
+
 // gatedPost is a wire server's POST answer written in steps: the response
 // headers with the first events, then each later part when released.
 type gatedPost struct {
@@ -92,9 +98,7 @@ const resultEvent = "id: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{}}\
 // losing the stream's place: Next goes on with what the upstream sends
 // later, and NextBuffered never reads it.
 func TestNextBufferedStopsAtWhatArrived(t *testing.T) {
-	ws := newWireServer(t)
-	tr := newTransport(t, ws.URL, 5*time.Second)
-	s := connectSession(t, ws, tr)
+	ws, s := newWireSession(t)
 	g := &gatedPost{first: progressEvent, later: []string{"id: e2\ndata: {\"jsonrpc\":\"2.0\",", "\"id\":6,\"result\":{}}\n\n"}, release: make(chan struct{})}
 	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) { g.serve(w) })
 
@@ -153,9 +157,7 @@ func (c *connCounter) conns() int {
 // once the rest was read, is drained without waiting, and its connection
 // serves the next call; one whose end has not come is not.
 func TestRestArrived(t *testing.T) {
-	ws := newWireServer(t)
-	tr := newTransport(t, ws.URL, 5*time.Second)
-	s := connectSession(t, ws, tr)
+	ws, s := newWireSession(t)
 	var cc connCounter
 	send := func() Buffered {
 		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
@@ -225,9 +227,7 @@ func TestRestArrived(t *testing.T) {
 // response is resumed (a wait and a GET): NextBuffered declines instead, and
 // Next then resumes it.
 func TestNextBufferedLeavesResumeToNext(t *testing.T) {
-	ws := newWireServer(t)
-	tr := newTransport(t, ws.URL, 5*time.Second)
-	s := connectSession(t, ws, tr)
+	ws, s := newWireSession(t)
 	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len("retry: 10\n"+progressEvent)))
