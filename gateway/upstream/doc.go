@@ -28,7 +28,9 @@
 // fasthttp.HostClient (bounded by Config.MaxConns, waiting up to
 // Config.ConnWaitTimeout for a free connection, each POST bounded by
 // Config.Timeout until its response headers arrive). A POST that answers with
-// text/event-stream keeps its connection until the Stream is closed. GET
+// text/event-stream keeps its connection until the Stream is closed; such a
+// Stream is Buffered (inhand.go): it tells what of it arrived with the
+// headers, which NextBuffered reads without waiting on the socket. GET
 // streams, idle for most of their life, each run on a connection of their own
 // (getConn, bounded by Config.StreamMaxConns, the head exchange by
 // Config.Timeout); their reader waits for readiness before it reads
