@@ -123,13 +123,8 @@ func trackedOf(addr net.Addr) *trackedConn {
 	return nil
 }
 
-// clearDeadlines removes the read deadline of the connection behind addr, if
-// addr came from a trackedConn.
-func clearDeadlines(addr net.Addr) {
-	if c := trackedOf(addr); c != nil {
-		_ = c.Conn.SetReadDeadline(time.Time{})
-	}
-}
+// clearDeadlines removes the connection's read deadline.
+func (c *trackedConn) clearDeadlines() { _ = c.Conn.SetReadDeadline(time.Time{}) }
 
 // dialTracked dials trackedConns; recordable is false under TLS (fasthttp
 // encrypts above the dialed connection, so its bytes are not the answer's).

@@ -159,7 +159,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			RetryIfErr:                    retryStaleConn,
 			Dial:                          dialTracked(dialer, !isTLS),
 			TLSConfig:                     tlsConf,
-			ReadBufferSize:                8 << 10,
+			ReadBufferSize:                recordSize, // a response's start is recorded up to it (conn.go)
 			WriteBufferSize:               8 << 10,
 		},
 		dialer:     dialer,
@@ -383,11 +383,11 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		drainAndRelease(resp)
 		return &Reply{Accepted: true}, nil
 	case status == fasthttp.StatusOK && isEventStream(ct):
-		clearDeadlines(resp.LocalAddr())
 		// A session's answer is resumed if cut before its response; the
 		// stateless revision has no resumption (s.id and s.version empty).
 		st := newHTTPStream(t, s, postBody{resp}, s != statelessSession)
 		if tc := trackedOf(resp.LocalAddr()); tc != nil {
+			tc.clearDeadlines()
 			if h, ok := answerInHand(tc.recorded(), resp.Header.ContentLength()); ok && h.n > 0 {
 				st.gate = bufferedGate{r: st.gate.r, left: h.n, h: h}
 				if h.boundary && !tc.truncated {
