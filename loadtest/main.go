@@ -2,6 +2,7 @@
 //
 //	loadtest upstream -listen 127.0.0.1:0        # the mock MCP server
 //	loadtest run -target URL -scenario post ...  # drive load at an MCP endpoint
+//	loadtest relay -to HOST:PORT                 # a byte relay: the floor of a proxy
 //
 // Run "loadtest <subcommand> -h" for every flag.
 package main
@@ -21,6 +22,7 @@ const usage = `Usage: loadtest <subcommand> [flags]
 Subcommands:
   upstream   run the mock MCP upstream server
   run        run a load scenario against an MCP endpoint
+  relay      relay TCP bytes to an address (a benchmark's floor for a proxy)
 
 Run "loadtest <subcommand> -h" for the flags of each.
 `
@@ -35,6 +37,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return upstreamMain(args[1:], stdout, stderr)
 	case "run":
 		return runMain(args[1:], stdout, stderr)
+	case "relay":
+		return relayMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -15,12 +15,15 @@ func TestUsage(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{"no subcommand", nil, 2, []string{"Usage: loadtest <subcommand>"}},
+		{"no subcommand", nil, 2, []string{"Usage: loadtest <subcommand>", "relay"}},
 		{"unknown", []string{"nope"}, 2, []string{`unknown subcommand "nope"`}},
 		{"run help", []string{"run", "-h"}, 0, []string{"-target", "-scenario", "-sessions", "-streams", "-rate", "-duration",
 			"-warmup", "-source-addrs", "-out", "-report", "-max-errors", "-max-loss", "resume:", "soak:"}},
 		{"upstream help", []string{"upstream", "-h"}, 0, []string{"-listen", "-inject-loss-every", "-inject-dup-every", "-push-rate", "listening on http://<host:port>/mcp"}},
 		{"run without target", []string{"run"}, 2, []string{"-target is required"}},
+		{"relay help", []string{"relay", "-h"}, 0, []string{"-to", "-listen", "-buffer", "no splice", "listening on http://<host:port><path>"}},
+		{"relay without to", []string{"relay"}, 2, []string{"-to is required"}},
+		{"relay small buffer", []string{"relay", "-to", "127.0.0.1:1", "-buffer", "10"}, 2, []string{"at least 512"}},
 		{"bad chart format", []string{"run", "-target", "http://127.0.0.1:1/mcp", "-chart-format", "gif"}, 2, []string{"svg or png"}},
 		{"bad scenario", []string{"run", "-target", "http://127.0.0.1:1/mcp", "-scenario", "nope", "-quiet"}, 2, []string{"unknown scenario"}},
 		{"bad era", []string{"upstream", "-era", "nope"}, 2, []string{"bad config"}},

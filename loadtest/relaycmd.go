@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mcpgate/mcpgate/loadtest/relay"
+)
+
+// relayMain runs `loadtest relay`.
+func relayMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on (port 0: the OS picks one)")
+	path := fs.String("path", "/mcp", "URL `path` printed after the address for HTTP clients (the relay itself never looks at it)")
+	to := fs.String("to", "", "`host:port` every connection is relayed to (required)")
+	bufSize := fs.Int("buffer", relay.DefaultBufferSize, "copy buffer of each direction of each connection, in `bytes`")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: loadtest relay -to HOST:PORT [flags]
+
+A byte relay for benchmarks: each accepted TCP connection gets a connection of its
+own to -to, and bytes are copied both ways with plain reads and writes (no splice,
+nothing parsed). It is the floor any proxy in user space pays on this machine, run
+next to mcpgate and Caddy to tell the machine's share of a cost from the proxy's.
+It prints "listening on http://<host:port><path>" as its first stdout line (so a
+script can treat it as the upstream's URL) and runs until SIGINT or SIGTERM.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *to == "" {
+		fmt.Fprintln(stderr, "loadtest relay: -to is required")
+		return 2
+	}
+	if *bufSize < 512 {
+		fmt.Fprintln(stderr, "loadtest relay: -buffer must be at least 512")
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest relay:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), *path)
+	if f, ok := stdout.(*os.File); ok {
+		_ = f.Sync()
+	}
+	r := &relay.Relay{To: *to, BufferSize: *bufSize}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ln) }()
+	select {
+	case <-sigs:
+	case err := <-served:
+		if !errors.Is(err, relay.ErrClosed) {
+			fmt.Fprintln(stderr, "loadtest relay:", err)
+			_ = r.Close()
+			return 1
+		}
+	}
+	_ = r.Close()
+	<-served
+	return 0
+}
