@@ -34,6 +34,9 @@
 #                          window (2 m: it then holds the runtime's forced GC cycle, which marks
 #                          the whole heap every 2 minutes)
 #   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
+#   RELAY=1                sections everything, stateless, sse, churn, events and bursty also run `loadtest
+#                          relay` (a byte relay: one read and one write per arrival, nothing
+#                          parsed), the floor any proxy in user space pays on this machine (0: not run)
 #   JWT_ROUNDS=6 JWT_CONCS="16" JWT_DURATION=5s   rounds of mcpgate without authentication
 #                          and validating an RS256 JWT on every request (alternating which
 #                          goes first), closed loop at each concurrency
@@ -65,10 +68,11 @@ SAT_DURATION=${SAT_DURATION:-5s}
 LAT_RATE=${LAT_RATE:-2000}
 LAT_DURATION=${LAT_DURATION:-10s}
 SSE_RATE=${SSE_RATE:-2000}
-CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 4000 6000 8000 10000 12000}
+CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 3500 4000 5000 6000 8000 10000 12000}
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
+RELAY=${RELAY:-1}
 MILLION_N=${MILLION_N:-1000000}
 MILLION_IDLE=${MILLION_IDLE:-6m}
 MILLION_WINDOW=${MILLION_WINDOW:-2m}
@@ -279,6 +283,12 @@ start_caddy() {
 	wait_http "http://127.0.0.1:$port/"
 }
 
+# The byte relay (the floor of a proxy) on the same mock, for sections churn and sse.
+if [[ $RELAY == 1 ]] && { ! skip churn || ! skip sse; }; then
+	start relay "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "$UP_HOSTPORT"
+	RELAY_PID=$STARTED_PID RELAY_URL=$STARTED_URL
+fi
+
 if [[ $CADDY == 1 ]]; then
 	start_caddy caddy "$UP_HOSTPORT"
 	CADDY_PID=$STARTED_PID CADDY_URL=$STARTED_URL
@@ -298,8 +308,8 @@ if ! skip jwt; then
 	log "mcpgate with JWT validation $JWTGW_URL (pid $JWTGW_PID)"
 fi
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; direct-sse) echo "$SSEUP_URL" ;; mcpgate-sse) echo "$SSEGW_URL" ;; caddy-sse) echo "$SSECADDY_URL" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; direct-sse) echo "" ;; mcpgate-sse) echo "$SSEGW_PID" ;; caddy-sse) echo "$SSECADDY_PID" ;; esac; }
+url_of() { case $1 in direct) echo "$UP_URL" ;; relay) echo "$RELAY_URL" ;; relay-sse) echo "$SSERELAY_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; direct-sse) echo "$SSEUP_URL" ;; mcpgate-sse) echo "$SSEGW_URL" ;; caddy-sse) echo "$SSECADDY_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; relay) echo "$RELAY_PID" ;; relay-sse) echo "$SSERELAY_PID" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; direct-sse) echo "" ;; mcpgate-sse) echo "$SSEGW_PID" ;; caddy-sse) echo "$SSECADDY_PID" ;; esac; }
 
 # cpu_busy: percent of both cores busy over the last second (anyone's work).
 cpu_busy() {
@@ -395,6 +405,10 @@ if ! skip sse; then
 	SSEGW_PID=$STARTED_PID SSEGW_URL=$STARTED_URL
 	start_caddy caddy-sse "$SSEUP_HOSTPORT"
 	SSECADDY_PID=$STARTED_PID SSECADDY_URL=$STARTED_URL
+	if [[ $RELAY == 1 ]]; then
+		start sse-relay "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "$SSEUP_HOSTPORT"
+		SSERELAY_PID=$STARTED_PID SSERELAY_URL=$STARTED_URL
+	fi
 	for round in $(seq "$ROUNDS"); do
 		begin_lock
 		order="direct-sse mcpgate mcpgate-sse caddy-sse"
@@ -419,6 +433,9 @@ if ! skip sse; then
 		begin_lock
 		order="mcpgate mcpgate-sse"
 		((round % 2 == 0)) && order="mcpgate-sse mcpgate"
+		if [[ $RELAY == 1 ]]; then
+			if ((round % 2 == 0)); then order="$order relay-sse relay"; else order="$order relay relay-sse"; fi
+		fi
 		for target in $order; do
 			log "sse at $SSE_RATE/s round $round: $target"
 			measure ssefix "$target" "$round" "r$SSE_RATE" bin/loadtest run -target "$(url_of "$target")" -scenario post \
@@ -460,7 +477,9 @@ fi
 # measured seconds is at least 97% of the offered rate and the lifecycle p99 is under
 # 100 ms (past capacity the open-loop generator queues, so errors alone stay at 0).
 if ! skip churn; then
-	for target in mcpgate direct; do
+	targets="mcpgate direct"
+	[[ $RELAY == 1 ]] && targets="$targets relay"
+	for target in $targets; do
 		begin_lock
 		for rate in $CHURN_RATES; do
 			log "churn $rate/s: $target"
@@ -633,7 +652,11 @@ reference_section() {
 	targets="direct mcpgate"
 	if [[ $CADDY == 1 ]]; then
 		start_caddy "caddy-$section" "127.0.0.1:$port"
-		REF_URL_caddy=$STARTED_URL REF_PID_caddy=$STARTED_PID targets="direct mcpgate caddy"
+		REF_URL_caddy=$STARTED_URL REF_PID_caddy=$STARTED_PID targets="$targets caddy"
+	fi
+	if [[ $RELAY == 1 ]]; then
+		start "$section-relay" "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "127.0.0.1:$port"
+		REF_URL_relay=$STARTED_URL REF_PID_relay=$STARTED_PID targets="$targets relay"
 	fi
 	begin_lock
 	for round in $(seq "$EVERYTHING_ROUNDS"); do
@@ -742,12 +765,12 @@ fi
 streams_rate() {
 	local section=$1 sessions=$2 rate=$3 burst=$4 where t rep achieved p50 p99 lost pushed errs gw up la
 	log "$section: $sessions streams at $rate ev/s, $burst per upstream write ($ROUNDS rounds, streams.sh)"
-	LOCK="$LOCK" OUT="$OUT/$section" PARTS=rate RATES="$rate" RATE_SESSIONS="$sessions" BURST="$burst" \
+	LOCK="$LOCK" OUT="$OUT/$section" PARTS=rate RATES="$rate" RATE_SESSIONS="$sessions" BURST="$burst" RATE_RELAY="$RELAY" \
 		RATE_REPS="$ROUNDS" DURATION="$EVENTS_DURATION" WARMUP="$EVENTS_WARMUP" \
 		benchmarks/streams.sh >"$OUT/$section.md" 2>"$TMP/$section.err" 9>&- ||
 		{ tail -n 30 "$TMP/$section.err" >&2; die "$section: streams.sh failed"; }
 	while IFS=$'\t' read -r where _ rep _ achieved p50 _ p99 _ _ lost pushed errs gw up _ la; do
-		t=mcpgate; [[ $where == direct ]] && t=direct
+		case $where in direct | relay) t=$where ;; *) t=mcpgate ;; esac
 		rec "$section" "$t" "$rep" "r$rate" delivered_per_s "$achieved"
 		rec "$section" "$t" "$rep" "r$rate" p50_ms "$p50"
 		rec "$section" "$t" "$rep" "r$rate" p99_ms "$p99"
@@ -759,7 +782,7 @@ streams_rate() {
 		rec "$section" "$t" "$rep" "r$rate" burst "$burst"
 		rec "$section" "$t" "$rep" "r$rate" measured_s "$(echo "${EVENTS_DURATION%s} + ${EVENTS_WARMUP%s}" | bc -l)"
 		rec "$section" "$t" "$rep" "r$rate" loadavg "${la%% *}"
-		if [[ $t == mcpgate ]]; then rec "$section" "$t" "$rep" "r$rate" proxy_cpu_s "$gw"; fi
+		if [[ $t != direct ]]; then rec "$section" "$t" "$rep" "r$rate" proxy_cpu_s "$gw"; fi
 	done <"$OUT/$section/rate.tsv"
 }
 if ! skip events; then streams_rate events "$EVENTS_SESSIONS" "$EVENTS_RATE" 1; fi
@@ -824,7 +847,7 @@ reference_summary() {
 	local section=$1 t cu
 	echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
 	echo "|---|---|---|---|---|---|---|"
-	for t in direct mcpgate caddy; do
+	for t in direct mcpgate caddy relay; do
 		[[ $(med "$section" "$t" c16 rps) == nan ]] && continue
 		cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us "$section" "$t" c16)" 1f)
 		echo "| $t | $(fmt "$(med "$section" "$t" c16 rps)" 0f) | $(med "$section" "$t" c16 p50_ms) | $(med "$section" "$t" c16 p99_ms) | $cu | $(fmt "$(med "$section" "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs "$section" "$t" c16)|"
@@ -832,6 +855,12 @@ reference_summary() {
 	echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" direct c16 rps)")")** | | | | | |"
 	if [[ $(med "$section" caddy c16 rps) != nan ]]; then
 		echo "| **mcpgate / caddy** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" caddy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
+	fi
+	if [[ $(med "$section" relay c16 rps) != nan ]]; then
+		echo "| **relay / direct** (the floor) | **$(fmt "$(ratio "$(med "$section" relay c16 rps)" "$(med "$section" direct c16 rps)")")** | | | | | |"
+		echo "| **mcpgate / relay** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" relay c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" relay c16)")")** | | |"
+		[[ $(med "$section" caddy c16 rps) != nan ]] &&
+			echo "| **relay / caddy** (the floor) | | | | **$(fmt "$(ratio "$(cpu_us "$section" relay c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
 	fi
 	echo
 }
@@ -874,7 +903,7 @@ reference_summary() {
 		echo
 		echo "| target | offered/s | completed/s (median second) | p50 ms | p99 ms | error rate | holds | load avg / busy % |"
 		echo "|---|---|---|---|---|---|---|---|"
-		for t in mcpgate direct; do
+		for t in mcpgate direct relay; do
 			for p in $(awk -F'\t' -v t="$t" '$1=="churn" && $2==t && $5=="holds" {print $4}' "$RUNS"); do
 				echo "| $t | ${p#r} | $(fmt "$(med churn "$t" "$p" completed_per_s)" 0f) | $(med churn "$t" "$p" p50_ms) | $(med churn "$t" "$p" p99_ms) | $(med churn "$t" "$p" error_rate) | $(med churn "$t" "$p" holds) | $(loadavgs churn "$t" "$p")|"
 			done
@@ -958,10 +987,13 @@ reference_summary() {
 		echo
 		echo "| target | achieved/s | p50 ms | p99 ms | gateway CPU us/call | errors |"
 		echo "|---|---|---|---|---|---|"
-		for t in mcpgate mcpgate-sse; do
+		for t in mcpgate mcpgate-sse relay relay-sse; do
+			[[ $(med ssefix "$t" "r$SSE_RATE" achieved) == nan ]] && continue
 			echo "| $t | $(fmt "$(med ssefix "$t" "r$SSE_RATE" achieved)" 0f) | $(med ssefix "$t" "r$SSE_RATE" p50_ms) | $(med ssefix "$t" "r$SSE_RATE" p99_ms) | $(fmt "$(cpu_us ssefix "$t" "r$SSE_RATE")" 1f) | $(med ssefix "$t" "r$SSE_RATE" errors) |"
 		done
 		echo "| **SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix mcpgate-sse "r$SSE_RATE")" "$(cpu_us ssefix mcpgate "r$SSE_RATE")")")** | |"
+		[[ $(med ssefix relay "r$SSE_RATE" achieved) == nan ]] ||
+			echo "| **byte relay: SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix relay-sse "r$SSE_RATE")" "$(cpu_us ssefix relay "r$SSE_RATE")")")** | |"
 		echo
 	fi
 	if ! skip stateless && [[ -x $EVERYTHING ]]; then

@@ -7,7 +7,9 @@
 #   table.md      the same as a Markdown table (also printed)
 # Ratios and differences are medians of per-round paired values (the targets of one
 # round run back to back; see compare.sh). A row whose section did not run says
-# "not measured".
+# "not measured". Where the run measured the byte relay (compare.sh's RELAY=1), a row
+# also gives the relay's figure: the floor any proxy in user space pays on the machine;
+# a missed row whose floor misses too reads "missed (a byte relay misses too)".
 #
 # With --readme, the rows that were measured replace the rows of the same figure in
 # README.md's cost table (between the cost-table markers); the others are kept, each
@@ -53,6 +55,13 @@ jq --arg run "$RUN" '
 		 verdict: (if $measured == null then "not measured" elif $ok then "met" else "missed" end),
 		 run: (if $measured == null then "" else $run end), command: $cmd};
 	. as $all |
+	# relay_floor(fl): the row (input) with the byte relay'"'"'s figure of the same run (loadtest
+	# relay: the floor of any proxy in user space here); fl is evaluated on the results
+	# and gives [text, met] or null; a missed row whose floor misses too says so
+	def relay_floor(fl): . as $row | ($all | fl) as $fl |
+		if $fl == null or $fl[0] == null or $row.verdict == "not measured" then $row else
+			$row | .measured += "; byte relay: \($fl[0])"
+			| if .verdict == "missed" and ($fl[1] | not) then .verdict = "missed (a byte relay misses too)" else . end end;
 	param("everything"; "r") as $refrate |
 	param("ssefix"; "r") as $sserate |
 	param("events"; "r") as $evrate |
@@ -62,47 +71,69 @@ jq --arg run "$RUN" '
 	(paired(cpu("everything"; "mcpgate"; "c16"); cpu("everything"; "caddy"; "c16"); .[0] / .[1]) as $r
 	 | row("gateway CPU per `tools/call` on the reference server (SSE answers) / Caddy'"'"'s CPU per call"; "≤ 0.25";
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(cpu("everything"; "mcpgate"; "c16")); 1)) vs \(f(vals(cpu("everything"; "caddy"; "c16")); 1)) µs)" end);
-		($r // 1e9) <= 0.25; "ONLY=everything make bench-compare")),
+		($r // 1e9) <= 0.25; "ONLY=everything make bench-compare")
+	 | relay_floor(paired(cpu("everything"; "relay"; "c16"); cpu("everything"; "caddy"; "c16"); .[0] / .[1]) as $x
+		| if $x == null then null else ["\(f($x; 2)) (\(f(vals(cpu("everything"; "relay"; "c16")); 1)) µs)", $x <= 0.25] end)),
 	(paired(v("everything"; "mcpgate"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $r
 	 | paired(v("everything"; "caddy"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $c
 	 | row("same, saturation throughput / direct"; "≥ 0.85";
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(v("everything"; "mcpgate"; "c16"; "rps")); 0)) vs \(f(vals(v("everything"; "direct"; "c16"; "rps")); 0)) calls/s; Caddy \(f($c; 2)))" end);
-		($r // 0) >= 0.85; "ONLY=everything make bench-compare")),
+		($r // 0) >= 0.85; "ONLY=everything make bench-compare")
+	 | relay_floor(paired(v("everything"; "relay"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $x
+		| if $x == null then null else [f($x; 2), $x >= 0.85] end)),
 	(if $refrate == null then row("same, added latency over direct at 1,000 calls/s, p50 / p99"; "≤ +0.3 / +1.0 ms"; null; false; "ONLY=everything make bench-compare") else
 	 paired(v("everything"; "mcpgate"; $refrate; "p50_ms"); v("everything"; "direct"; $refrate; "p50_ms"); .[0] - .[1]) as $a50
 	 | paired(v("everything"; "mcpgate"; $refrate; "p99_ms"); v("everything"; "direct"; $refrate; "p99_ms"); .[0] - .[1]) as $a99
 	 | row("same, added latency over direct at 1,000 calls/s, p50 / p99"; "≤ +0.3 / +1.0 ms";
 		"\(sms($a50)) / \(sms($a99)) ms at \($refrate[1:]) calls/s (direct \(ms(vals(v("everything"; "direct"; $refrate; "p50_ms")))) / \(ms(vals(v("everything"; "direct"; $refrate; "p99_ms")))) ms)";
-		$a50 <= 0.3 and $a99 <= 1.0; "ONLY=everything make bench-compare") end),
+		$a50 <= 0.3 and $a99 <= 1.0; "ONLY=everything make bench-compare")
+	 | relay_floor(paired(v("everything"; "relay"; $refrate; "p50_ms"); v("everything"; "direct"; $refrate; "p50_ms"); .[0] - .[1]) as $x50
+		| paired(v("everything"; "relay"; $refrate; "p99_ms"); v("everything"; "direct"; $refrate; "p99_ms"); .[0] - .[1]) as $x99
+		| if $x50 == null then null else ["\(sms($x50)) / \(sms($x99)) ms", $x50 <= 0.3 and $x99 <= 1.0] end) end),
 	# 4: SSE- vs JSON-answered calls on the mock at one fixed rate
 	(if $sserate == null then null else paired(cpu("ssefix"; "mcpgate-sse"; $sserate); cpu("ssefix"; "mcpgate"; $sserate); .[0] / .[1]) end) as $r
-	 | row("gateway CPU per SSE-answered call / per JSON-answered call (same mock, same run)"; "≤ 1.3";
+	 | (row("gateway CPU per SSE-answered call / per JSON-answered call (same mock, same run)"; "≤ 1.3";
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(cpu("ssefix"; "mcpgate-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "mcpgate"; $sserate)); 1)) µs at \($sserate[1:]) calls/s)" end);
-		($r // 1e9) <= 1.3; "ONLY=sse make bench-compare"),
+		($r // 1e9) <= 1.3; "ONLY=sse make bench-compare")
+	 | relay_floor(if $sserate == null then null else paired(cpu("ssefix"; "relay-sse"; $sserate); cpu("ssefix"; "relay"; $sserate); .[0] / .[1]) as $x
+		| if $x == null then null else ["SSE / JSON \(f($x; 2)) (\(f(vals(cpu("ssefix"; "relay-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "relay"; $sserate)); 1)) µs)", $x <= 1.3] end end)),
 	# 5-6: events across live streams, gateway and direct alternating
 	(if $evrate == null then null else
 		paired(v("events"; "mcpgate"; $evrate; "proxy_cpu_s"); v("events"; "mcpgate"; $evrate; "upstream_cpu_s"); .[0] / .[1]) end) as $r
-	 | row("gateway CPU per delivered event / the mock'"'"'s CPU per pushed event, 1,000 streams at 10k ev/s"; "≤ 1.0";
-		(if $r == null then null else "\(f($r; 2)) (\(streams("events"; $evrate)))" end); ($r // 1e9) <= 1.0; "ONLY=events make bench-compare"),
+	 | (row("gateway CPU per delivered event / the mock'"'"'s CPU per pushed event, 1,000 streams at 10k ev/s"; "≤ 1.0";
+		(if $r == null then null else "\(f($r; 2)) (\(streams("events"; $evrate)))" end); ($r // 1e9) <= 1.0; "ONLY=events make bench-compare")
+	 | relay_floor(if $evrate == null then null else
+		paired(v("events"; "relay"; $evrate; "proxy_cpu_s"); v("events"; "relay"; $evrate; "upstream_cpu_s"); .[0] / .[1]) as $x
+		| if $x == null then null else [f($x; 2), $x <= 1.0] end end)),
 	(if $evrate == null then null else
 		paired(v("events"; "mcpgate"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) end) as $d
-	 | row("added p99 over direct, 1,000 streams at 10k ev/s"; "≤ +2 ms";
+	 | (row("added p99 over direct, 1,000 streams at 10k ev/s"; "≤ +2 ms";
 		(if $d == null then null else "\(sms($d)) ms (\(ms(vals(v("events"; "mcpgate"; $evrate; "p99_ms")))) vs \(ms(vals(v("events"; "direct"; $evrate; "p99_ms")))) ms; \(streams("events"; $evrate)); lost \([v("events"; "mcpgate"; $evrate; "lost")[]] | add))" end);
-		($d // 1e9) <= 2; "ONLY=events make bench-compare"),
+		($d // 1e9) <= 2; "ONLY=events make bench-compare")
+	 | relay_floor(if $evrate == null then null else
+		paired(v("events"; "relay"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) as $x
+		| if $x == null then null else ["\(sms($x)) ms", $x <= 2] end end)),
 	# 7: bursty streams
 	(if $burate == null then null else
 		v("bursty"; "mcpgate"; $burate; "delivered_per_s") as $d | v("bursty"; "mcpgate"; $burate; "measured_s") as $s
 		| v("bursty"; "mcpgate"; $burate; "proxy_cpu_s") as $c
 		| [$d | keys[] as $k | select(($c[$k] // 0) > 0) | $d[$k] * $s[$k] / $c[$k]] as $per | {med: ($per | med), all: $per} end) as $b
-	 | row("bursty streams (100 streams, the mock writing 64 events at once): events per gateway CPU-second"; "≥ 500,000";
+	 | (row("bursty streams (100 streams, the mock writing 64 events at once): events per gateway CPU-second"; "≥ 500,000";
 		(if $b == null then null else "\(f($b.med; 0)) (rounds: \($b.all | map(f(.; 0)) | join(", ")); \(streams("bursty"; $burate)))" end);
-		($b.med // 0) >= 500000; "ONLY=bursty make bench-compare"),
+		($b.med // 0) >= 500000; "ONLY=bursty make bench-compare")
+	 | relay_floor(if $burate == null then null else
+		v("bursty"; "relay"; $burate; "delivered_per_s") as $d | v("bursty"; "relay"; $burate; "measured_s") as $s
+		| v("bursty"; "relay"; $burate; "proxy_cpu_s") as $c
+		| [$d | keys[] as $k | select(($c[$k] // 0) > 0) | $d[$k] * $s[$k] / $c[$k]] | med
+		| if . == null then null else [f(.; 0), . >= 500000] end end)),
 	# 8: churn, the highest rate that holds
 	([.[] | select(.section == "churn" and .target == "mcpgate" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max) as $m
 	 | ([.[] | select(.section == "churn" and .target == "direct" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max) as $d
-	 | row("session churn (initialize + call + DELETE) through mcpgate / direct, highest rate that holds"; "≥ 0.8";
+	 | (row("session churn (initialize + call + DELETE) through mcpgate / direct, highest rate that holds"; "≥ 0.8";
 		(if $m == null or $d == null then null else "\(f($m / $d; 2)) (\($m)/s vs \($d)/s)" end);
-		($m // 0) / ($d // 1) >= 0.8; "ONLY=churn make bench-compare"),
+		($m // 0) / ($d // 1) >= 0.8; "ONLY=churn make bench-compare")
+	 | relay_floor([.[] | select(.section == "churn" and .target == "relay" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max
+		| if . == null or $d == null then null else ["\(f(. / $d; 2)) (\(.)/s)", . / $d >= 0.8] end)),
 	# 9: RSS per idle connected stream
 	(vals(v("streammem"; "mcpgate"; "slope"; "rss_per_stream_bytes")) as $s
 	 | row("RSS per idle connected stream (session + standalone GET)"; "≤ 8 KiB";
