@@ -385,7 +385,7 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 	case status == fasthttp.StatusOK && isEventStream(ct):
 		// A session's answer is resumed if cut before its response; the
 		// stateless revision has no resumption (s.id and s.version empty).
-		st := newHTTPStream(t, s, postBody{resp}, s != statelessSession)
+		st := newHTTPStream(t, s, newPostBody(resp), s != statelessSession)
 		if tc := trackedOf(resp.LocalAddr()); tc != nil {
 			tc.clearDeadlines()
 			if h, ok := answerInHand(tc.recorded(), resp.Header.ContentLength()); ok && h.n > 0 {
@@ -603,7 +603,7 @@ type httpStream struct {
 	dec    *sse.Decoder
 	closed bool
 	// ctx ends when Close is called: it interrupts a resume's wait and its
-	// GET.
+	// GET. Made by the first resume (resumeContext), under mu.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -628,25 +628,73 @@ type streamBody interface {
 	close()
 }
 
-// postBody is a POST's SSE answer, streamed by fasthttp.
-type postBody struct{ resp *fasthttp.Response }
-
-func (b postBody) Read(p []byte) (int, error) {
-	if r := b.resp.BodyStream(); r != nil {
-		return r.Read(p)
-	}
-	return 0, io.EOF // not streamed: handled by bodyReader
+// postBody is a POST's SSE answer, streamed by fasthttp. Its response goes
+// back to fasthttp's pool once the body is closed and no Read is running
+// (refs counts the owner and the Reads in flight): a response left to the
+// collector costs every SSE answer a new one, whose header slices then grow
+// from nothing while the headers are parsed. A body that fasthttp read whole
+// (no body stream) is read from the response's buffer by bodyReader, outside
+// Read, so that response is left to the collector.
+type postBody struct {
+	mu     sync.Mutex
+	resp   *fasthttp.Response
+	refs   int
+	closed bool
 }
 
-func (b postBody) close() { _ = b.resp.CloseBodyStream() }
+func newPostBody(resp *fasthttp.Response) *postBody {
+	return &postBody{resp: resp, refs: 1}
+}
+
+func (b *postBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	var r io.Reader
+	if !b.closed {
+		r = b.resp.BodyStream()
+	}
+	if r == nil {
+		b.mu.Unlock()
+		return 0, io.EOF // closed, or not streamed (handled by bodyReader)
+	}
+	b.refs++
+	b.mu.Unlock()
+	n, err := r.Read(p)
+	b.unref()
+	return n, err
+}
+
+// close ends the body (interrupting a Read in flight: fasthttp closes the
+// connection when the body was not read to its end) and lets the response
+// go once no Read holds it. Idempotent.
+func (b *postBody) close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	b.mu.Unlock()
+	_ = b.resp.CloseBodyStream()
+	b.unref()
+}
+
+func (b *postBody) unref() {
+	b.mu.Lock()
+	b.refs--
+	var resp *fasthttp.Response
+	if b.refs == 0 {
+		resp, b.resp = b.resp, nil
+	}
+	b.mu.Unlock()
+	if resp != nil {
+		fasthttp.ReleaseResponse(resp)
+	}
+}
 
 func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) *httpStream {
 	st := &httpStream{t: t, s: s, body: body, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
-	if wantResponse { // only a POST answer is ever resumed
-		st.ctx, st.cancel = context.WithCancel(context.Background())
-	}
 	r := bodyReader(body)
-	if _, isPost := body.(postBody); isPost {
+	if _, isPost := body.(*postBody); isPost {
 		st.gate.r = r
 		r = &st.gate
 	}
@@ -657,7 +705,8 @@ func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) 
 // bodyReader is what the decoder reads: a fasthttp answer that was not
 // streamed (it fit the read buffer whole) is read from memory.
 func bodyReader(body streamBody) io.Reader {
-	if pb, ok := body.(postBody); ok && pb.resp.BodyStream() == nil {
+	if pb, ok := body.(*postBody); ok && pb.resp.BodyStream() == nil {
+		pb.refs++ // read outside Read from the response's buffer: never released
 		return bytes.NewReader(pb.resp.Body())
 	}
 	return body
@@ -742,6 +791,21 @@ func (st *httpStream) message(ev *sse.Event) []byte {
 	return ev.Data
 }
 
+// resumeContext returns the context a resume waits and dials under, made on
+// the first resume (most answer streams never need one): Close cancels it,
+// and one made after Close is cancelled already.
+func (st *httpStream) resumeContext() context.Context {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ctx == nil {
+		st.ctx, st.cancel = context.WithCancel(context.Background())
+		if st.closed {
+			st.cancel()
+		}
+	}
+	return st.ctx
+}
+
 // resume handles the end of the current body: io.EOF when nothing more is
 // owed, or a reconnect with Last-Event-ID when a POST answer was cut short.
 func (st *httpStream) resume(cause error) error {
@@ -755,16 +819,17 @@ func (st *httpStream) resume(cause error) error {
 		return fmt.Errorf("%w: stream ended before its response: %v", ErrUnavailable, cause)
 	}
 	st.tries++
+	ctx := st.resumeContext()
 	wait := time.NewTimer(min(st.retry, maxResumeDelay))
 	select {
 	case <-wait.C:
-	case <-st.ctx.Done():
+	case <-ctx.Done():
 		wait.Stop()
 		return io.ErrClosedPipe
 	}
-	next, err := st.s.get(st.ctx, st.lastID, true)
+	next, err := st.s.get(ctx, st.lastID, true)
 	if err != nil {
-		if st.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return io.ErrClosedPipe
 		}
 		return err

@@ -1,0 +1,107 @@
+//go:build !race
+
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cannedUpstream answers every POST on a connection with the same SSE answer
+// (headers and event in one write, the body's end in a second), reusing its
+// buffers, so the process's allocations are the transport's.
+func cannedUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	event := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}}\n\n"
+	head := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nMcp-Session-Id: up-1\r\n" +
+		"Date: Sat, 05 Dec 2026 00:00:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		strconv.FormatInt(int64(len(event)), 16) + "\r\n" + event + "\r\n")
+	end := []byte("0\r\n\r\n")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 8192)
+				line := make([]byte, 0, 256)
+				for {
+					// request line and headers, then Content-Length bytes of body
+					n := 0
+					for {
+						b, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						line = append(line[:0], b...)
+						if len(line) <= 2 {
+							break
+						}
+						if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+							n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+						}
+					}
+					if _, err := br.Discard(n); err != nil {
+						return
+					}
+					if _, err := c.Write(head); err != nil {
+						return
+					}
+					if _, err := c.Write(end); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestSSEAnswerAllocs: the allocation budget of one call answered with a
+// one-event SSE stream on the HTTP transport, from Send to the stream's
+// Close (its end drained, the connection pooled, the response returned to
+// fasthttp's pool).
+func TestSSEAnswerAllocs(t *testing.T) {
+	tr := newTransport(t, cannedUpstream(t), 0)
+	s, err := tr.Resume("up-1", "2025-11-25")
+	require.NoError(t, err)
+	body := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+	call := func() {
+		r, err := s.Send(context.Background(), body)
+		if err != nil || r.Stream == nil {
+			t.Fatalf("send: %v %+v", err, r)
+		}
+		msg, err := r.Stream.Next()
+		if err != nil || !bytes.Contains(msg, []byte(`"text":"hi"`)) {
+			t.Fatalf("next: %q %v", msg, err)
+		}
+		if _, err := r.Stream.Next(); err != io.EOF {
+			t.Fatalf("end: %v", err)
+		}
+		_ = r.Stream.Close()
+	}
+	for range 200 {
+		call()
+	}
+	allocs := testing.AllocsPerRun(500, call)
+	t.Logf("%.1f allocations per SSE-answered call", allocs)
+	assert.LessOrEqual(t, allocs, 11.0, "allocations per SSE-answered call on the HTTP transport (30 before the response went back to its pool and the resume context was made on demand)")
+}
