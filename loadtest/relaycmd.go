@@ -5,10 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/mcpgate/mcpgate/loadtest/relay"
 )
@@ -35,11 +31,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	if *to == "" {
 		fmt.Fprintln(stderr, "loadtest relay: -to is required")
@@ -49,31 +42,15 @@ Flags:
 		fmt.Fprintln(stderr, "loadtest relay: -buffer must be at least 512")
 		return 2
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := announce(*listen, *path, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest relay:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "listening on http://%s%s\n", ln.Addr(), *path)
-	if f, ok := stdout.(*os.File); ok {
-		_ = f.Sync()
-	}
 	r := &relay.Relay{To: *to, BufferSize: *bufSize}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	served := make(chan error, 1)
-	go func() { served <- r.Serve(ln) }()
-	select {
-	case <-sigs:
-	case err := <-served:
-		if !errors.Is(err, relay.ErrClosed) {
-			fmt.Fprintln(stderr, "loadtest relay:", err)
-			_ = r.Close()
-			return 1
-		}
+	if err := untilSignal(func() error { return r.Serve(ln) }, r.Close); err != nil && !errors.Is(err, relay.ErrClosed) {
+		fmt.Fprintln(stderr, "loadtest relay:", err)
+		return 1
 	}
-	_ = r.Close()
-	<-served
 	return 0
 }

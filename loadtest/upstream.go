@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/mcpgate/mcpgate/loadtest/mockup"
@@ -43,11 +38,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	e, err := mockup.ParseEra(*era)
 	if err != nil {
@@ -71,34 +63,19 @@ Flags:
 		fmt.Fprintln(stderr, "loadtest upstream:", err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := announce(*listen, "/mcp", stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest upstream:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "listening on http://%s/mcp\n", ln.Addr())
-	if f, ok := stdout.(*os.File); ok {
-		_ = f.Sync()
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case <-sigs:
-	case err := <-served:
-		if err != nil {
-			fmt.Fprintln(stderr, "loadtest upstream:", err)
-			return 1
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	err = untilSignal(func() error { return srv.Serve(ln) }, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(ctx)
+	})
+	if err != nil {
 		fmt.Fprintln(stderr, "loadtest upstream:", err)
 		return 1
 	}
-	<-served
 	return 0
 }

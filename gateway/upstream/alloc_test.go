@@ -20,59 +20,41 @@ import (
 // buffers, so the process's allocations are the transport's.
 func cannedUpstream(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	event := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}}\n\n"
 	head := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nMcp-Session-Id: up-1\r\n" +
 		"Date: Sat, 05 Dec 2026 00:00:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		strconv.FormatInt(int64(len(event)), 16) + "\r\n" + event + "\r\n")
 	end := []byte("0\r\n\r\n")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return "http://" + acceptLoop(t, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 8192)
+		line := make([]byte, 0, 256)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			// request line and headers, then Content-Length bytes of body
+			n := 0
+			for {
+				b, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				line = append(line[:0], b...)
+				if len(line) <= 2 {
+					break
+				}
+				if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+					n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+				}
+			}
+			if _, err := br.Discard(n); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 8192)
-				line := make([]byte, 0, 256)
-				for {
-					// request line and headers, then Content-Length bytes of body
-					n := 0
-					for {
-						b, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						line = append(line[:0], b...)
-						if len(line) <= 2 {
-							break
-						}
-						if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-							n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-						}
-					}
-					if _, err := br.Discard(n); err != nil {
-						return
-					}
-					if _, err := c.Write(head); err != nil {
-						return
-					}
-					if _, err := c.Write(end); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(head); err != nil {
+				return
+			}
+			if _, err := c.Write(end); err != nil {
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
 	})
-	return "http://" + ln.Addr().String()
 }
 
 // TestSSEAnswerAllocs: the allocation budget of one call answered with a

@@ -70,11 +70,30 @@ func TestGetConnBody(t *testing.T) {
 // rawServer answers every connection with head, then the parts written by
 // parts (each flushed separately), then waits for the client to close.
 func rawServer(t *testing.T, handle func(c net.Conn)) string {
+	return "http://" + acceptLoop(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		handle(c)
+		_, _ = io.Copy(io.Discard, br)
+	}) + "/mcp"
+}
+
+// acceptLoop serves each connection to a loopback listener with serve on a
+// goroutine of its own (closing the connection after it) until the test
+// ends, and returns the listener's host:port.
+func acceptLoop(t *testing.T, serve func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+	})
 	go func() {
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -82,16 +101,11 @@ func rawServer(t *testing.T, handle func(c net.Conn)) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				handle(c)
-				_, _ = io.Copy(io.Discard, br)
+				serve(c)
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String() + "/mcp"
+	return ln.Addr().String()
 }
 
 // countingReader counts the reads made of it.
