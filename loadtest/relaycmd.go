@@ -16,7 +16,7 @@ func relayMain(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:0", "`address` to listen on (port 0: the OS picks one)")
 	path := fs.String("path", "/mcp", "URL `path` printed after the address for HTTP clients (the relay itself never looks at it)")
 	to := fs.String("to", "", "`host:port` every connection is relayed to (required)")
-	bufSize := fs.Int("buffer", relay.DefaultBufferSize, "copy buffer of each direction of each connection, in `bytes`")
+	bufSize := fs.Int("buffer", relay.DefaultBufferSize, "copy buffer of each direction of each connection, in `bytes` (512 to 1 MiB)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: loadtest relay -to HOST:PORT [flags]
 
@@ -38,8 +38,8 @@ Flags:
 		fmt.Fprintln(stderr, "loadtest relay: -to is required")
 		return 2
 	}
-	if *bufSize < 512 {
-		fmt.Fprintln(stderr, "loadtest relay: -buffer must be at least 512")
+	if *bufSize < 512 || *bufSize > 1<<20 {
+		fmt.Fprintln(stderr, "loadtest relay: -buffer must be between 512 and 1048576")
 		return 2
 	}
 	ln, err := announce(*listen, *path, stdout)
