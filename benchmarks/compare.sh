@@ -859,8 +859,9 @@ reference_summary() {
 	if [[ $(med "$section" relay c16 rps) != nan ]]; then
 		echo "| **relay / direct** (the floor) | **$(fmt "$(ratio "$(med "$section" relay c16 rps)" "$(med "$section" direct c16 rps)")")** | | | | | |"
 		echo "| **mcpgate / relay** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" relay c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" relay c16)")")** | | |"
-		[[ $(med "$section" caddy c16 rps) != nan ]] &&
+		if [[ $(med "$section" caddy c16 rps) != nan ]]; then
 			echo "| **relay / caddy** (the floor) | | | | **$(fmt "$(ratio "$(cpu_us "$section" relay c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
+		fi
 	fi
 	echo
 }
@@ -992,8 +993,9 @@ reference_summary() {
 			echo "| $t | $(fmt "$(med ssefix "$t" "r$SSE_RATE" achieved)" 0f) | $(med ssefix "$t" "r$SSE_RATE" p50_ms) | $(med ssefix "$t" "r$SSE_RATE" p99_ms) | $(fmt "$(cpu_us ssefix "$t" "r$SSE_RATE")" 1f) | $(med ssefix "$t" "r$SSE_RATE" errors) |"
 		done
 		echo "| **SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix mcpgate-sse "r$SSE_RATE")" "$(cpu_us ssefix mcpgate "r$SSE_RATE")")")** | |"
-		[[ $(med ssefix relay "r$SSE_RATE" achieved) == nan ]] ||
+		if [[ $(med ssefix relay "r$SSE_RATE" achieved) != nan ]]; then
 			echo "| **byte relay: SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix relay-sse "r$SSE_RATE")" "$(cpu_us ssefix relay "r$SSE_RATE")")")** | |"
+		fi
 		echo
 	fi
 	if ! skip stateless && [[ -x $EVERYTHING ]]; then
