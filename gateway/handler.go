@@ -466,7 +466,8 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		s.newClusterStream(st, calls, up)
 	}
 	sess.busy.Add(1) // a call in flight pauses the idle clock, reader or not
-	if done, pending := s.relayBuffered(sess, st, up, calls); done {
+	done, pending, waited := s.relayBuffered(sess, st, up, calls)
+	if done {
 		// Relayed whole from what came with the headers (pump.go): the
 		// ring is closed, answerWhole sends it at once.
 	} else if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls, pending) }) {
@@ -483,7 +484,7 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	if resumable {
 		prefix = primingEvent(make([]byte, 0, primingCap), st.id, s.cfg.RetryHint.Milliseconds())
 	}
-	if s.answerWhole(ctx, st, prefix, sess.ephemeral) {
+	if s.answerWhole(ctx, st, prefix, sess.ephemeral, waited) {
 		return // finished at once: one body, one write (wholeanswer.go)
 	}
 	w := newBodyWriter(s, st, ctx.Conn(), prefix)

@@ -77,6 +77,16 @@ func (u *answeringUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		flush(progress)
 		time.Sleep(150 * time.Millisecond)
 		flush(result(0))
+	case "headers first": // the headers on their own, the response a moment later
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		time.Sleep(5 * time.Millisecond)
+		flush(result(0))
+	case "headers, then slow": // the response after the whole-answer window
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		time.Sleep(150 * time.Millisecond)
+		flush(result(0))
 	case "batch": // one answer at once, the other later
 		flush(result(0))
 		time.Sleep(150 * time.Millisecond)
@@ -137,10 +147,10 @@ func TestAnswersRelayedFromWhatArrived(t *testing.T) {
 	sid := initSession(t, url)
 	require.NotEmpty(t, sid)
 
-	for _, mode := range []string{"whole", "split"} {
+	for _, mode := range []string{"whole", "split", "headers first", "headers, then slow"} {
 		up.set(mode)
-		for i := 0; i < 5; i++ {
-			id := fmt.Sprintf(`"%s-%d"`, mode, i)
+		for i := 0; i < 3; i++ {
+			id := fmt.Sprintf(`"%s-%d"`, strings.ReplaceAll(mode, " ", "-"), i)
 			ct, body := postSSE(t, url, sid, toolCall(id))
 			assert.True(t, strings.HasPrefix(ct, "text/event-stream"), mode)
 			assert.Contains(t, body, `"id":`+id+`,"result"`, "%s call %d: %q", mode, i, body)

@@ -63,24 +63,38 @@ func pendingCalls(calls []*call) map[uint64]*call {
 // in pending (nil: all of them). It does not start when the input could fill
 // the ring up to its hard limits (a must-deliver push would then wait for
 // a reader that this goroutine is), or for a stream other nodes follow.
-func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending map[uint64]*call) {
+//
+// When the headers came alone (servers that send them before the first
+// event: the answer is then two writes and often two reads here) it waits
+// up to the whole-answer window for the body's first part; waited is how
+// long, which the whole-answer wait then does not wait again. An answer that
+// takes longer goes to the pump as before, no later than it would have
+// streamed.
+func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending map[uint64]*call, waited time.Duration) {
 	b, ok := up.(upstream.Buffered)
 	if !ok || st.cs != nil {
-		return false, nil
+		return false, nil, 0
 	}
 	n, messages := b.Buffered()
+	if n == 0 && s.cfg.WholeAnswerWindow > 0 {
+		start := time.Now()
+		if b.AwaitBuffered(s.cfg.WholeAnswerWindow) {
+			n, messages = b.Buffered()
+		}
+		waited = time.Since(start)
+	}
 	idBytes := 0
 	for _, c := range calls {
 		idBytes += len(c.clientID)
 	}
 	lim := st.ring.Limits()
 	if n == 0 || messages > lim.HardCapacity || n+idBytes > lim.HardMaxBytes {
-		return false, nil
+		return false, nil, waited
 	}
 	pending = pendingCalls(calls)
 	switch s.relayAnswers(sess, st, up, pending, b) {
 	case relayShort:
-		return false, pending
+		return false, pending, waited
 	case relayAnswered:
 		s.finishStream(st)
 		// The rest of the body (its end) is read so the connection is
@@ -93,7 +107,7 @@ func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, ca
 		_ = up.Close()
 	}
 	s.endAnswer(sess, st, calls)
-	return true, nil
+	return true, nil, waited
 }
 
 // relayResult is how relayAnswers stopped.

@@ -23,6 +23,17 @@ type bufferedStream struct {
 	release       chan struct{}
 	nextCalls     atomic.Int32
 	closed        atomic.Bool
+	// awaited is what arrives during AwaitBuffered (moved to inHand);
+	// waits records the waits asked for.
+	awaited [][]byte
+	waits   []time.Duration
+}
+
+func (b *bufferedStream) AwaitBuffered(d time.Duration) bool {
+	b.waits = append(b.waits, d)
+	b.inHand = append(b.inHand, b.awaited...)
+	b.awaited = nil
+	return len(b.inHand) > 0
 }
 
 func (b *bufferedStream) Buffered() (int, int) {
@@ -80,7 +91,7 @@ func TestRelayBuffered(t *testing.T) {
 		st, sess := setup(ringbuf.Config{})
 		up := &bufferedStream{inHand: [][]byte{progress, answer("1"), answer("2")}, messages: 3, rest: true, release: make(chan struct{})}
 		close(up.release) // the end: Drain reads it at once
-		done, pending := s.relayBuffered(sess, st, up, callsAB())
+		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.True(t, done)
 		assert.Nil(t, pending)
 		assert.True(t, st.ring.Closed(), "the answer is finished")
@@ -92,7 +103,7 @@ func TestRelayBuffered(t *testing.T) {
 	t.Run("end not arrived", func(t *testing.T) {
 		st, sess := setup(ringbuf.Config{})
 		up := &bufferedStream{inHand: [][]byte{answer("1"), answer("2")}, messages: 2, release: make(chan struct{})}
-		done, _ := s.relayBuffered(sess, st, up, callsAB())
+		done, _, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.True(t, done)
 		assert.True(t, st.ring.Closed())
 		assert.False(t, up.closed.Load(), "the end is read by a goroutine of its own")
@@ -104,7 +115,7 @@ func TestRelayBuffered(t *testing.T) {
 		st, sess := setup(ringbuf.Config{})
 		up := &bufferedStream{inHand: [][]byte{progress, answer("1")}, later: [][]byte{answer("2")}, messages: 2, release: make(chan struct{})}
 		calls := callsAB()
-		done, pending := s.relayBuffered(sess, st, up, calls)
+		done, pending, _ := s.relayBuffered(sess, st, up, calls)
 		require.False(t, done)
 		require.Len(t, pending, 1, "a was answered")
 		assert.Same(t, calls[1], pending[2])
@@ -116,13 +127,56 @@ func TestRelayBuffered(t *testing.T) {
 		assert.Equal(t, uint64(3), st.ring.Stats().Pushed, "progress, a, b: each once")
 	})
 
+	t.Run("headers alone", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{})
+		up := &bufferedStream{awaited: [][]byte{answer("1"), answer("2")}, messages: 2, rest: true, release: make(chan struct{})}
+		close(up.release)
+		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
+		assert.True(t, done, "what came during the wait is relayed here")
+		assert.Nil(t, pending)
+		assert.Equal(t, []time.Duration{s.cfg.WholeAnswerWindow}, up.waits, "waited up to the whole-answer window")
+		assert.True(t, up.closed.Load(), "drained and closed")
+		assert.True(t, st.ring.Closed())
+		assert.Equal(t, uint64(2), st.ring.Stats().Pushed)
+	})
+
+	t.Run("headers alone, nothing in time", func(t *testing.T) {
+		st, sess := setup(ringbuf.Config{})
+		up := &bufferedStream{later: [][]byte{answer("1"), answer("2")}, messages: 2, release: make(chan struct{})}
+		calls := callsAB()
+		done, pending, _ := s.relayBuffered(sess, st, up, calls)
+		require.False(t, done)
+		assert.Nil(t, pending, "the pump owes every call")
+		assert.Len(t, up.waits, 1)
+		close(up.release)
+		s.pumpAnswer(sess, st, up, calls, pending)
+		assert.Equal(t, uint64(2), st.ring.Stats().Pushed)
+	})
+
 	t.Run("too much for the ring", func(t *testing.T) {
 		st, sess := setup(ringbuf.Config{Capacity: 2})
 		lim := st.ring.Limits()
 		up := &bufferedStream{inHand: [][]byte{answer("1")}, messages: lim.HardCapacity + 1, release: make(chan struct{})}
-		done, pending := s.relayBuffered(sess, st, up, callsAB())
+		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.False(t, done)
 		assert.Nil(t, pending, "not started: the pump owes every call")
 		assert.Len(t, up.inHand, 1, "nothing read")
 	})
+}
+
+// TestRelayBufferedStreamAtOnce: with the whole-answer window off (every
+// answer streamed at once) an answer whose headers came alone is not
+// waited for.
+func TestRelayBufferedStreamAtOnce(t *testing.T) {
+	s := newTestServer(t, Config{WholeAnswerWindow: -1})
+	st := streamFixture(t, s, ringbuf.Config{})
+	st.sess.busy.Add(1)
+	up := &bufferedStream{awaited: [][]byte{[]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)}, messages: 1, release: make(chan struct{})}
+	done, pending, waited := s.relayBuffered(st.sess, st, up, []*call{{clientID: []byte(`"a"`), upID: 1}})
+	assert.False(t, done)
+	assert.Nil(t, pending)
+	assert.Zero(t, waited)
+	assert.Empty(t, up.waits)
+	close(up.release)
+	_ = up.Close()
 }

@@ -49,6 +49,9 @@ func (s *Server) finishedWithin(st *stream, d time.Duration) bool {
 	if st.ring.Closed() {
 		return true
 	}
+	if d <= 0 {
+		return false
+	}
 	t := timers.Get().(*time.Timer)
 	t.Reset(d)
 	defer func() {
@@ -70,11 +73,12 @@ func (s *Server) finishedWithin(st *stream, d time.Duration) bool {
 }
 
 // answerWhole answers a POST with its whole SSE answer stream as one body
-// if the stream finishes within Config.WholeAnswerWindow (see above); it reports
-// whether it did. prefix is the priming event (nil if none), plain says
-// events carry no ids (the stateless revision).
-func (s *Server) answerWhole(ctx *fasthttp.RequestCtx, st *stream, prefix []byte, plain bool) bool {
-	if s.cfg.WholeAnswerWindow < 0 || !s.finishedWithin(st, s.cfg.WholeAnswerWindow) {
+// if the stream finishes within Config.WholeAnswerWindow (see above), less
+// what the request waited for it already (waited); it reports whether it
+// did. prefix is the priming event (nil if none), plain says events carry
+// no ids (the stateless revision).
+func (s *Server) answerWhole(ctx *fasthttp.RequestCtx, st *stream, prefix []byte, plain bool, waited time.Duration) bool {
+	if s.cfg.WholeAnswerWindow < 0 || !s.finishedWithin(st, s.cfg.WholeAnswerWindow-waited) {
 		return false
 	}
 	c := wholeConns.Get().(*clientConn)

@@ -30,7 +30,8 @@ type trackedConn struct {
 	recording  bool
 	truncated  bool // the response went on past rec
 	rec        *[recordSize]byte
-	n          int // bytes in rec
+	n          int    // bytes in rec
+	read       uint64 // bytes read from the socket, ever (bufferedGate.mark)
 }
 
 // recordSize is fasthttp's read buffer for POST answers (NewHTTP): the
@@ -56,6 +57,7 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	c.read += uint64(max(n, 0))
 	if c.recording && n > 0 && c.n < recordSize {
 		if c.rec == nil {
 			c.rec = records.Get().(*[recordSize]byte)

@@ -388,13 +388,7 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		st := newHTTPStream(t, s, newPostBody(resp), s != statelessSession)
 		if tc := trackedOf(resp.LocalAddr()); tc != nil {
 			tc.clearDeadlines()
-			if h, ok := answerInHand(tc.recorded(), resp.Header.ContentLength()); ok && h.n > 0 {
-				st.gate = bufferedGate{r: st.gate.r, left: h.n, h: h}
-				if h.boundary && !tc.truncated {
-					st.gate.tc = tc
-				}
-				st.gated = true
-			}
+			st.fromRecord(tc, resp.Header.ContentLength())
 			tc.stopRecording()
 		}
 		return &Reply{Stream: st}, nil
@@ -617,6 +611,7 @@ type httpStream struct {
 	// it knows what arrived with the headers.
 	gate  bufferedGate
 	gated bool
+	await awaitBody
 }
 
 // streamBody is the SSE body an httpStream reads: a POST's answer on a
@@ -843,6 +838,7 @@ func (st *httpStream) resume(cause error) error {
 	old := st.body
 	st.body, st.dec = next.body, next.dec
 	st.gated = false // the new body's input is not known
+	st.await.tc = nil
 	old.close()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"time"
 )
 
 // Most SSE answers arrive whole, or nearly, with their headers: a response
@@ -34,6 +35,11 @@ type Buffered interface {
 	// not wait: the end arrived with the headers, or it is all that is
 	// left and waits on the socket.
 	RestArrived() bool
+	// AwaitBuffered is for an answer whose headers came alone: it waits up
+	// to d for the first whole part of the body to arrive, and then the
+	// stream reports it as if it had come with the headers (Buffered,
+	// NextBuffered). It reports whether the stream has buffered input.
+	AwaitBuffered(d time.Duration) bool
 }
 
 // inHand is what of a response body arrived with its headers (answerInHand).
@@ -54,14 +60,29 @@ type inHand struct {
 // fasthttp reads the CRLF right after a chunk's last byte, so a chunk whose
 // CRLF is missing would wait on the socket.
 func answerInHand(rec []byte, contentLength int) (h inHand, ok bool) {
-	if len(rec) < 13 || !bytes.HasPrefix(rec, []byte("HTTP/1.")) || string(rec[8:12]) != " 200" || rec[12] != ' ' && rec[12] != '\r' {
+	body, ok := responseBody(rec)
+	if !ok {
 		return inHand{}, false
+	}
+	return bodyInHand(body, contentLength)
+}
+
+// responseBody returns what of the body follows the status line and headers
+// in rec; ok is false when rec is not the start of a 200 response with all
+// its headers.
+func responseBody(rec []byte) (body []byte, ok bool) {
+	if len(rec) < 13 || !bytes.HasPrefix(rec, []byte("HTTP/1.")) || string(rec[8:12]) != " 200" || rec[12] != ' ' && rec[12] != '\r' {
+		return nil, false
 	}
 	end := bytes.Index(rec, []byte("\r\n\r\n"))
 	if end < 0 {
-		return inHand{}, false
+		return nil, false
 	}
-	body := rec[end+4:]
+	return rec[end+4:], true
+}
+
+// bodyInHand is answerInHand for the body's start alone.
+func bodyInHand(body []byte, contentLength int) (h inHand, ok bool) {
 	switch {
 	case contentLength >= 0:
 		h.n = min(len(body), contentLength)
@@ -114,11 +135,91 @@ type bufferedGate struct {
 	r    io.Reader
 	left int
 	h    inHand // at the headers (h.n: what left was)
-	// tc is the connection, when the record covers everything read from it
-	// and ends at a chunk boundary: once left is used up, the socket holds
-	// what follows (RestArrived).
-	tc *trackedConn
-	on bool
+	// tc is the connection, when the input counted in h ends at a chunk
+	// boundary: once left is used up, and the reads took exactly want bytes
+	// from the socket since mark (its read count then), the socket holds
+	// what follows (RestArrived). want is 0 for input that came with the
+	// headers (fasthttp holds it all), the peeked bytes for AwaitBuffered.
+	tc         *trackedConn
+	mark, want uint64
+	on         bool
+}
+
+// awaitBody is what AwaitBuffered needs of an answer whose headers came
+// without a whole part of its body.
+type awaitBody struct {
+	tc   *trackedConn
+	cl   int      // fasthttp's content length of the body
+	pre  [32]byte // the body's start that came with the headers (a chunk's size line, say)
+	preN int
+}
+
+// fromRecord sets st's gate from what of its answer came with the headers
+// (tc's record), or readies AwaitBuffered when the headers came alone.
+func (st *httpStream) fromRecord(tc *trackedConn, contentLength int) {
+	body, ok := responseBody(tc.recorded())
+	if !ok {
+		return
+	}
+	h, ok := bodyInHand(body, contentLength)
+	switch {
+	case !ok:
+	case h.n > 0:
+		st.gateOn(h, tc, h.boundary && !tc.truncated, 0)
+	case !h.complete && !tc.truncated && tc.raw != nil && len(body) <= len(st.await.pre):
+		st.await.tc, st.await.cl = tc, contentLength
+		st.await.preN = copy(st.await.pre[:], body)
+	}
+}
+
+// gateOn makes st's reads count h's input (see bufferedGate); socketNext:
+// the socket holds what follows it once want bytes more were read.
+func (st *httpStream) gateOn(h inHand, tc *trackedConn, socketNext bool, want uint64) {
+	st.gate = bufferedGate{r: st.gate.r, left: h.n, h: h}
+	if socketNext {
+		st.gate.tc, st.gate.mark, st.gate.want = tc, tc.read, want
+	}
+	st.gated = true
+}
+
+// AwaitBuffered implements Buffered. The wait is for the socket (a read
+// deadline of d), and what arrived is looked at without being read
+// (MSG_PEEK): the reads that later take it never wait. A Close meanwhile
+// closes the connection, which ends the wait.
+func (st *httpStream) AwaitBuffered(d time.Duration) bool {
+	a := st.await
+	st.await.tc = nil
+	if a.tc == nil || d <= 0 || st.gated {
+		return st.gated
+	}
+	tc := a.tc
+	if tc.Conn.SetReadDeadline(time.Now().Add(d)) != nil {
+		return false
+	}
+	buf := records.Get().(*[recordSize]byte)
+	defer records.Put(buf)
+	k := copy(buf[:], a.pre[:a.preN])
+	var h inHand
+	ok, peeked := false, 0
+	err := tc.raw.Read(func(fd uintptr) bool {
+		n, wait := peekPending(fd, buf[k:])
+		if wait {
+			return false
+		}
+		if n <= 0 { // the end of the input, or a failure: the reads will tell
+			ok = false
+			return true
+		}
+		peeked = n
+		h, ok = bodyInHand(buf[:k+n], a.cl)
+		return !ok || h.n > 0 || h.complete || k+n == len(buf)
+	})
+	tc.clearDeadlines()
+	if err != nil || !ok || h.n == 0 {
+		return false
+	}
+	st.gateOn(h, tc, h.boundary && k+peeked < len(buf), uint64(peeked))
+	return true
 }
 
 func (g *bufferedGate) Read(p []byte) (int, error) {
@@ -169,6 +270,6 @@ func (st *httpStream) RestArrived() bool {
 	default:
 		// Everything read from the socket was consumed: the socket has the
 		// rest, which must be the body's end and nothing else before it.
-		return g.tc != nil && g.left == 0 && !st.dec.Pending() && g.tc.chunkedEndPending()
+		return g.tc != nil && g.left == 0 && !st.dec.Pending() && g.tc.read-g.mark == g.want && g.tc.chunkedEndPending()
 	}
 }

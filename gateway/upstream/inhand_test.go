@@ -260,3 +260,205 @@ func TestNextBufferedLeavesResumeToNext(t *testing.T) {
 		t.Fatalf("after the response: %v", err)
 	}
 }
+
+// headersAlone answers a POST with its headers alone, flushed, and then each
+// of parts, written raw on the hijacked connection after a release; the
+// connection closes after the last part. Each part is written as given: the
+// test frames the chunks.
+func headersAlone(ws *wireServer, release <-chan struct{}, parts ...string) {
+	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
+		c, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		_ = bw.Flush()
+		for _, p := range parts {
+			<-release
+			_, _ = bw.WriteString(p)
+			_ = bw.Flush()
+		}
+		<-release // the client is done with the body
+	})
+}
+
+// sendAwaiting sends a call whose answer's headers come alone: nothing is in
+// hand yet.
+func sendAwaiting(t *testing.T, s Session) (Stream, Buffered) {
+	t.Helper()
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+	require.NoError(t, err)
+	b := r.Stream.(Buffered)
+	n, _ := b.Buffered()
+	require.Zero(t, n, "the headers came alone")
+	return r.Stream, b
+}
+
+// awaitAsync runs AwaitBuffered(d) on a goroutine; the channel gets its result.
+func awaitAsync(b Buffered, d time.Duration) <-chan bool {
+	got := make(chan bool, 1)
+	go func() { got <- b.AwaitBuffered(d) }()
+	return got
+}
+
+func chunkOf(s string) string { return strconv.FormatInt(int64(len(s)), 16) + "\r\n" + s + "\r\n" }
+
+// TestAwaitBuffered: when an SSE answer's headers come alone, AwaitBuffered
+// waits for the first whole chunk of its body (a split chunk is waited for
+// whole), and the stream then hands it out with NextBuffered and tells when
+// only the end is left, as if it had come with the headers; nothing in time,
+// a close meanwhile, or input that came with the headers end the wait.
+func TestAwaitBuffered(t *testing.T) {
+	ws, s := newWireSession(t)
+
+	t.Run("event then end", func(t *testing.T) {
+		release := make(chan struct{})
+		headersAlone(ws, release, chunkOf(resultEvent), "0\r\n\r\n")
+		st, b := sendAwaiting(t, s)
+		defer st.Close()
+		got := awaitAsync(b, 5*time.Second)
+		select {
+		case <-got:
+			t.Fatal("AwaitBuffered returned before anything of the body came")
+		case <-time.After(50 * time.Millisecond):
+		}
+		release <- struct{}{}
+		select {
+		case ok := <-got:
+			require.True(t, ok)
+		case <-time.After(5 * time.Second):
+			t.Fatal("AwaitBuffered did not see the event")
+		}
+		n, messages := b.Buffered()
+		assert.Equal(t, len(resultEvent), n)
+		assert.GreaterOrEqual(t, messages, 1)
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), `"result"`)
+			_, err = b.NextBuffered()
+			assert.ErrorIs(t, err, ErrNotBuffered)
+		})
+		assert.False(t, b.RestArrived(), "the end has not come")
+		release <- struct{}{}
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.RestArrived() {
+			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
+			time.Sleep(time.Millisecond)
+		}
+		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		close(release)
+	})
+
+	t.Run("split chunk", func(t *testing.T) {
+		release := make(chan struct{})
+		c := chunkOf(resultEvent)
+		headersAlone(ws, release, c[:20], c[20:]+"0\r\n\r\n")
+		st, b := sendAwaiting(t, s)
+		defer st.Close()
+		got := awaitAsync(b, 5*time.Second)
+		release <- struct{}{}
+		select {
+		case <-got:
+			t.Fatal("AwaitBuffered returned on half a chunk")
+		case <-time.After(100 * time.Millisecond):
+		}
+		release <- struct{}{}
+		select {
+		case ok := <-got:
+			require.True(t, ok)
+		case <-time.After(5 * time.Second):
+			t.Fatal("AwaitBuffered did not see the whole chunk")
+		}
+		n, _ := b.Buffered()
+		assert.Equal(t, len(resultEvent), n)
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), `"result"`)
+		})
+		assert.True(t, b.RestArrived(), "the end came with the chunk's second half")
+		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		close(release)
+	})
+
+	t.Run("more before the read", func(t *testing.T) {
+		// What came after the look is read too (fasthttp's reader takes what
+		// the socket has): an end on the socket after it is not the body's
+		// end when what was read holds half a chunk ("ab" of 5 bytes, which
+		// "0\r\n" completes).
+		release := make(chan struct{})
+		headersAlone(ws, release, chunkOf(resultEvent), "5\r\nab", "0\r\n\r\n", "0\r\n\r\n")
+		st, b := sendAwaiting(t, s)
+		defer st.Close()
+		got := awaitAsync(b, 5*time.Second)
+		release <- struct{}{}
+		require.True(t, <-got)
+		release <- struct{}{}
+		time.Sleep(50 * time.Millisecond)
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), `"result"`)
+		})
+		release <- struct{}{}
+		time.Sleep(50 * time.Millisecond)
+		assert.False(t, b.RestArrived(), "half a chunk was read with the event")
+		release <- struct{}{}
+		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		close(release)
+	})
+
+	t.Run("nothing in time", func(t *testing.T) {
+		release := make(chan struct{})
+		headersAlone(ws, release, chunkOf(resultEvent)+"0\r\n\r\n")
+		st, b := sendAwaiting(t, s)
+		defer st.Close()
+		start := time.Now()
+		assert.False(t, b.AwaitBuffered(30*time.Millisecond))
+		assert.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond)
+		n, _ := b.Buffered()
+		assert.Zero(t, n)
+		_, err := b.NextBuffered()
+		assert.ErrorIs(t, err, ErrNotBuffered)
+		time.Sleep(100 * time.Millisecond) // past the wait's deadline: it must not cut the read
+		release <- struct{}{}
+		msg, err := st.Next()
+		require.NoError(t, err)
+		assert.Contains(t, string(msg), `"result"`)
+		_, err = st.Next()
+		assert.ErrorIs(t, err, io.EOF)
+		close(release)
+	})
+
+	t.Run("close ends the wait", func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		headersAlone(ws, release)
+		st, b := sendAwaiting(t, s)
+		got := awaitAsync(b, time.Minute)
+		time.Sleep(50 * time.Millisecond)
+		require.NoError(t, st.Close())
+		select {
+		case ok := <-got:
+			assert.False(t, ok)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not end AwaitBuffered")
+		}
+	})
+
+	t.Run("came with the headers", func(t *testing.T) {
+		ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+		})
+		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+		require.NoError(t, err)
+		defer r.Stream.Close()
+		b := r.Stream.(Buffered)
+		within(t, 5*time.Second, "AwaitBuffered", func() { assert.True(t, b.AwaitBuffered(time.Minute)) })
+		n, _ := b.Buffered()
+		assert.Equal(t, len(resultEvent), n)
+	})
+}

@@ -25,3 +25,21 @@ func peekInto(fd uintptr, buf []byte) int {
 	}
 	return int(n)
 }
+
+// peekPending is peekInto for a wait: wait is true when nothing is pending
+// yet (EAGAIN); n is -1 on any other failure, 0 at EOF.
+func peekPending(fd uintptr, buf []byte) (n int, wait bool) {
+	for {
+		r, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return int(r), false
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return 0, true
+		default:
+			return -1, false
+		}
+	}
+}
