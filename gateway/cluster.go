@@ -1113,6 +1113,14 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 	cs.calls = calls
 	st.cs = cs
 	if id == 0 {
+		// The upstream's standalone stream resumes after the last event
+		// stored (an upstream that can resume replays what the node
+		// before read but did not store, or sent while no node listened),
+		// and each event stored carries where the upstream stood.
+		if upEvent != "" {
+			st.upLastID.Store(&upEvent)
+		}
+		cs.upEvent = st.upstreamLastID
 		if cur, ok := sess.installStream(st); !ok {
 			if cur == nil {
 				return errors.New("session ended")

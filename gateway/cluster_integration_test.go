@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -454,4 +455,61 @@ func TestClusterRegistryChurn(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, keys, "no session left in the registry bucket")
 	t.Logf("registry reads=%v writes=%v", s.sum(t, `mcpgate_cluster_registry_ops_total{op="read"}`), s.sum(t, `mcpgate_cluster_registry_ops_total{op="write"}`))
+}
+
+// seqsUntil reads s's events until one whose notification carries
+// params._meta.seq >= last, and returns the seqs read, in order, and the
+// last event id seen.
+func (s *sseConn) seqsUntil(t *testing.T, last int) (seqs []int, lastID string) {
+	t.Helper()
+	_ = s.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for len(seqs) == 0 || seqs[len(seqs)-1] < last {
+		l, err := s.br.ReadString('\n')
+		require.NoError(t, err, "waiting for seq %d, read %v", last, seqs)
+		switch {
+		case strings.HasPrefix(l, "id: "):
+			lastID = strings.TrimSpace(strings.TrimPrefix(l, "id: "))
+		case strings.HasPrefix(l, "data: "):
+			if m := seqField.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				seqs = append(seqs, n)
+			}
+		}
+	}
+	return seqs, lastID
+}
+
+var seqField = regexp.MustCompile(`"seq":(\d+)`)
+
+// TestClusterStandaloneResumesUpstream: a node that takes a session over
+// opens the upstream's standalone stream after the last event the cluster
+// stored (Last-Event-ID), so what the upstream sent to the node that died
+// and that node never stored (here: written into its socket while it was
+// stopped, then SIGKILLed) is replayed, not lost: the client's standalone
+// stream, resumed on another node, has every pushed event once, in order.
+func TestClusterStandaloneResumesUpstream(t *testing.T) {
+	up := testenv.StartListening(t, "mock-upstream", testenv.Env(t, "MCPGATE_LOADTEST_BIN"), "upstream", "-listen", "127.0.0.1:0",
+		"-era", "session", "-replay", "4096", "-push-rate", "100")
+	s := startCluster(t, 3, up.URL, clusterFlags...)
+	owner := s.nodes[0]
+	sid := initSession(t, owner.URL)
+	a := dialStream(t, owner.URL, sid, "")
+	before, lastID := a.seqsUntil(t, 20)
+	require.NotEmpty(t, lastID)
+
+	// Stopped, the owner reads nothing more: the upstream's writes land in
+	// its socket (the upstream counts them as delivered), and none is stored.
+	require.NoError(t, owner.Signal(syscall.SIGSTOP))
+	time.Sleep(time.Second)
+	require.NoError(t, owner.Signal(syscall.SIGKILL))
+	_ = a.c.Close()
+	time.Sleep(3 * time.Second) // past the owner's lease (clusterLease)
+
+	b := dialStream(t, s.nodes[1].URL, sid, lastID)
+	after, _ := b.seqsUntil(t, before[len(before)-1]+200)
+	all := append(before, after...)
+	for i := 1; i < len(all); i++ {
+		require.Equal(t, all[i-1]+1, all[i], "event %d after %d: every pushed event once, in order (before the kill %v, after %v)", all[i], all[i-1], before, after)
+	}
+	assert.Contains(t, s.nodes[1].Stderr(), "cluster: took a session over")
 }

@@ -467,6 +467,11 @@ func (s *Server) pumpStandalone(st *stream, up upstream.Stream) (got, idle bool)
 			return got, err == upstream.ErrIdle
 		}
 		got = true
+		if st.cs != nil {
+			// Clustered: the event is stored with the upstream's id of it,
+			// where a node taking the session over resumes the upstream.
+			noteLastID(st, up)
+		}
 		if !s.pushStandalone(st, msg) {
 			return got, false
 		}
