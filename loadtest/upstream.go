@@ -21,6 +21,7 @@ func upstreamMain(args []string, stdout, stderr io.Writer) int {
 	replay := fs.Int("replay", mockup.DefaultReplayEvents, "`events` each SSE stream keeps for Last-Event-ID resumes")
 	heartbeat := fs.Duration("heartbeat", mockup.DefaultHeartbeat, "SSE keep-alive comment `interval` on idle streams (negative: none)")
 	answerSSE := fs.Bool("answer-sse", false, "answer plain requests with a one-event SSE stream instead of JSON")
+	answerDelay := fs.Duration("answer-delay", 0, "with -answer-sse: send an answer's headers at once and its event this `long` after (a server that sends its headers first); 0: together")
 	lossEvery := fs.Int("inject-loss-every", 0, "test only: silently skip every `N`th notification (0: off)")
 	dupEvery := fs.Int("inject-dup-every", 0, "test only: send every `N`th notification twice (0: off)")
 	maxSessions := fs.Int("max-sessions", mockup.DefaultMaxSessions, "live session `cap`; initialize beyond it gets 503")
@@ -53,6 +54,7 @@ Flags:
 		ReplayEvents:    *replay,
 		Heartbeat:       *heartbeat,
 		AnswerSSE:       *answerSSE,
+		AnswerDelay:     *answerDelay,
 		InjectLossEvery: *lossEvery,
 		InjectDupEvery:  *dupEvery,
 		MaxSessions:     *maxSessions,

@@ -90,6 +90,10 @@ type Config struct {
 	// AnswerSSE makes requests other than the stream tool answer with a one-event SSE
 	// stream instead of JSON. The stream tool always answers with SSE.
 	AnswerSSE bool
+	// AnswerDelay, with AnswerSSE, sends such an answer's headers at once and its event
+	// this much later (a server that sends its headers before it works on the answer,
+	// as Python's uvicorn does); zero sends them together.
+	AnswerDelay time.Duration
 	// InjectLossEvery, when positive, silently skips every notification whose sequence
 	// number is a multiple of it (the sequence number is used up all the same). Zero or
 	// negative injects nothing.
@@ -130,6 +134,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("mockup.New: negative stream count cap: %w", ErrBadConfig)
 	case c.FinishedTTL < 0:
 		return c, fmt.Errorf("mockup.New: negative finished-stream TTL: %w", ErrBadConfig)
+	case c.AnswerDelay < 0:
+		return c, fmt.Errorf("mockup.New: negative answer delay: %w", ErrBadConfig)
 	}
 	if c.ReplayEvents == 0 {
 		c.ReplayEvents = DefaultReplayEvents

@@ -657,6 +657,26 @@ func TestAnswerSSE(t *testing.T) {
 	assert.Equal(t, int64(1), srv.Snapshot().Events[KindResultSSE])
 }
 
+// TestAnswerDelay: with AnswerDelay an SSE answer's headers come at once
+// and its event that much later.
+func TestAnswerDelay(t *testing.T) {
+	const delay = time.Second
+	srv, url := testServer(t, Config{AnswerSSE: true, AnswerDelay: delay})
+	c := newClient(t, url)
+	start := time.Now()
+	resp := c.post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`, nil)
+	headersAt := time.Since(start)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	evs := readEvents(t, resp.Body, nil)
+	eventAt := time.Since(start)
+	resp.Body.Close()
+	require.Len(t, evs, 1)
+	assert.Equal(t, "2025-06-18", evs[0].result["protocolVersion"])
+	assert.GreaterOrEqual(t, eventAt, delay, "the event comes after the delay")
+	assert.Greater(t, eventAt-headersAt, delay/2, "the headers came well before it (%v, event at %v)", headersAt, eventAt)
+	assert.Equal(t, int64(1), srv.Snapshot().Events[KindResultSSE])
+}
+
 func TestConfig(t *testing.T) {
 	c, err := Config{}.withDefaults()
 	require.NoError(t, err)
@@ -668,7 +688,7 @@ func TestConfig(t *testing.T) {
 	for _, bad := range []Config{
 		{PushRate: -1}, {PushPad: -1}, {ReplayEvents: -1}, {MaxSessions: -1},
 		{MaxPayload: -1}, {MaxStreamCount: -1}, {FinishedTTL: -1}, {Era: Era(9)},
-		{MaxPayload: 10, PushPad: 11},
+		{MaxPayload: 10, PushPad: 11}, {AnswerDelay: -1},
 	} {
 		_, err := New(bad)
 		assert.ErrorIs(t, err, ErrBadConfig, "%+v", bad)

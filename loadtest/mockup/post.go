@@ -326,11 +326,24 @@ func (s *Server) answer(c *call, result []byte) {
 	if !ok {
 		return
 	}
-	if st.append(s.ctx, appendResponse(nil, c.id, result)) == nil {
+	msg := appendResponse(nil, c.id, result)
+	if d := s.cfg.AnswerDelay; d > 0 {
+		// The headers go out at once and the event d later, as from a
+		// server that sends its headers before it works on the answer.
+		s.attachAnswer(c, st)
+		time.AfterFunc(d, func() { s.endAnswer(st, msg) })
+		return
+	}
+	s.endAnswer(st, msg)
+	s.attachAnswer(c, st)
+}
+
+// endAnswer puts a one-event answer's event on st and ends it.
+func (s *Server) endAnswer(st *stream, msg []byte) {
+	if st.append(s.ctx, msg) == nil {
 		s.stats.resultSSE.Add(1)
 	}
 	st.finish()
-	s.attachAnswer(c, st)
 }
 
 // openAnswerStream creates the SSE stream answering c.
