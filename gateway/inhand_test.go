@@ -73,6 +73,10 @@ func (u *answeringUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, result(0))
 	case "split": // the response, then the end of the body on its own
 		flush(result(0))
+	case "notification first": // a notification at once, the response a moment later
+		flush(progress)
+		time.Sleep(5 * time.Millisecond)
+		flush(result(0))
 	case "late": // a notification at once, the response later
 		flush(progress)
 		time.Sleep(150 * time.Millisecond)
@@ -161,16 +165,19 @@ func TestAnswersRelayedFromWhatArrived(t *testing.T) {
 		}
 	}
 
-	up.set("late")
-	_, body := postSSE(t, url, sid, toolCall(`7`))
-	p, r := strings.Index(body, "notifications/progress"), strings.Index(body, `"id":7,"result"`)
-	require.True(t, p >= 0 && r > p, "the notification, then the answer that came later: %q", body)
+	for i, mode := range []string{"notification first", "late"} {
+		up.set(mode)
+		id := strconv.Itoa(7 + i)
+		_, body := postSSE(t, url, sid, toolCall(id))
+		p, r := strings.Index(body, "notifications/progress"), strings.Index(body, `"id":`+id+`,"result"`)
+		require.True(t, p >= 0 && r > p, "%s: the notification, then the answer that came later: %q", mode, body)
+	}
 
 	// Batches are of 2025-03-26.
 	old := initSessionAt(t, url, "2025-03-26")
 	require.NotEmpty(t, old)
 	up.set("batch")
-	_, body = postAs(t, url, old, "2025-03-26", "["+toolCall(`"a"`)+","+toolCall(`"b"`)+"]")
+	_, body := postAs(t, url, old, "2025-03-26", "["+toolCall(`"a"`)+","+toolCall(`"b"`)+"]")
 	assert.Contains(t, body, `"id":"a","result"`, "the answer that came with the headers: %q", body)
 	assert.Contains(t, body, `"id":"b","result"`, "the one that came later, by the pump that went on: %q", body)
 	assert.Equal(t, 1, strings.Count(body, `"id":"a"`), "one answer for a: %q", body)

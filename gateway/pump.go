@@ -64,50 +64,67 @@ func pendingCalls(calls []*call) map[uint64]*call {
 // the ring up to its hard limits (a must-deliver push would then wait for
 // a reader that this goroutine is), or for a stream other nodes follow.
 //
-// When the headers came alone (servers that send them before the first
-// event: the answer is then two writes and often two reads here) it waits
-// up to the whole-answer window for the body's first part; waited is how
-// long, which the whole-answer wait then does not wait again. An answer that
-// takes longer goes to the pump as before, no later than it would have
-// streamed.
+// Input that has not arrived yet is waited for here, up to the
+// whole-answer window, when the transport can tell what arrives without
+// reading it (upstream.Buffered.AwaitBuffered): the headers alone (servers
+// that send them before they work on the answer), or a priming event or a
+// notification before the response. waited is how long, which the
+// whole-answer wait then does not wait again; an answer that takes longer
+// goes to the pump, no later than it would have streamed.
 func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending map[uint64]*call, waited time.Duration) {
 	b, ok := up.(upstream.Buffered)
 	if !ok || st.cs != nil {
 		return false, nil, 0
 	}
-	n, messages := b.Buffered()
-	if n == 0 && s.cfg.WholeAnswerWindow > 0 {
-		start := time.Now()
-		if b.AwaitBuffered(s.cfg.WholeAnswerWindow) {
-			n, messages = b.Buffered()
-		}
-		waited = time.Since(start)
-	}
-	idBytes := 0
-	for _, c := range calls {
-		idBytes += len(c.clientID)
-	}
 	lim := st.ring.Limits()
-	if n == 0 || messages > lim.HardCapacity || n+idBytes > lim.HardMaxBytes {
-		return false, nil, waited
+	inRing, messages := 0, 0 // what the input relayed so far may put in the ring
+	for _, c := range calls {
+		inRing += len(c.clientID)
 	}
-	pending = pendingCalls(calls)
-	switch s.relayAnswers(sess, st, up, pending, b) {
-	case relayShort:
-		return false, pending, waited
-	case relayAnswered:
-		s.finishStream(st)
-		// The rest of the body (its end) is read so the connection is
-		// pooled: here when it arrived too, else by a goroutine of its own.
-		if b.RestArrived() || !s.goOwned(func(context.Context) { upstream.Drain(up); _ = up.Close() }) {
-			upstream.Drain(up)
+	var start time.Time
+	for {
+		n, m := b.Buffered()
+		if n == 0 {
+			window := s.cfg.WholeAnswerWindow
+			if window <= 0 {
+				return false, pending, waited // every answer streams at once
+			}
+			if start.IsZero() {
+				start = time.Now()
+			}
+			left := window - time.Since(start)
+			got := left > 0 && b.AwaitBuffered(left)
+			waited = time.Since(start)
+			if !got {
+				return false, pending, waited
+			}
+			n, m = b.Buffered()
+		}
+		inRing += n
+		messages += m
+		if n == 0 || messages > lim.HardCapacity || inRing > lim.HardMaxBytes {
+			return false, pending, waited
+		}
+		if pending == nil {
+			pending = pendingCalls(calls)
+		}
+		switch s.relayAnswers(sess, st, up, pending, b) {
+		case relayShort:
+			continue
+		case relayAnswered:
+			s.finishStream(st)
+			// The rest of the body (its end) is read so the connection is
+			// pooled: here when it arrived too, else by a goroutine of its own.
+			if b.RestArrived() || !s.goOwned(func(context.Context) { upstream.Drain(up); _ = up.Close() }) {
+				upstream.Drain(up)
+				_ = up.Close()
+			}
+		default:
 			_ = up.Close()
 		}
-	default:
-		_ = up.Close()
+		s.endAnswer(sess, st, calls)
+		return true, nil, waited
 	}
-	s.endAnswer(sess, st, calls)
-	return true, nil, waited
 }
 
 // relayResult is how relayAnswers stopped.

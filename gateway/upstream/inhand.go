@@ -35,10 +35,12 @@ type Buffered interface {
 	// not wait: the end arrived with the headers, or it is all that is
 	// left and waits on the socket.
 	RestArrived() bool
-	// AwaitBuffered is for an answer whose headers came alone: it waits up
-	// to d for the first whole part of the body to arrive, and then the
-	// stream reports it as if it had come with the headers (Buffered,
-	// NextBuffered). It reports whether the stream has buffered input.
+	// AwaitBuffered is for an answer whose headers came alone, or whose
+	// input in hand was used up: it waits up to d for the next whole part
+	// of the body to arrive, and then the stream reports it as if it had
+	// come with the headers (Buffered, NextBuffered). It reports whether
+	// the stream has buffered input; false when it cannot tell what
+	// arrives (then Next goes on).
 	AwaitBuffered(d time.Duration) bool
 }
 
@@ -182,23 +184,39 @@ func (st *httpStream) gateOn(h inHand, tc *trackedConn, socketNext bool, want ui
 	st.gated = true
 }
 
-// AwaitBuffered implements Buffered. The wait is for the socket (a read
-// deadline of d), and what arrived is looked at without being read
+// AwaitBuffered implements Buffered, for the headers that came alone and
+// for the input after what was in hand when the socket holds what follows
+// it (a chunk boundary, nothing more read). The wait is for the socket (a
+// read deadline of d), and what arrived is looked at without being read
 // (MSG_PEEK): the reads that later take it never wait. A Close meanwhile
 // closes the connection, which ends the wait.
 func (st *httpStream) AwaitBuffered(d time.Duration) bool {
-	a := st.await
-	st.await.tc = nil
-	if a.tc == nil || d <= 0 || st.gated {
-		return st.gated
+	if a := st.await; a.tc != nil {
+		st.await.tc = nil
+		return d > 0 && st.awaitBody(a.tc, a.pre[:a.preN], a.cl, d)
 	}
-	tc := a.tc
+	g := &st.gate
+	switch {
+	case !st.gated:
+		return false
+	case g.left > 0:
+		return true
+	case d <= 0 || g.h.complete || g.tc == nil || g.tc.read-g.mark != g.want:
+		return false
+	}
+	return st.awaitBody(g.tc, nil, -1, d)
+}
+
+// awaitBody waits up to d for tc's socket to hold a whole part of the
+// body that follows pre (the body's bytes already read, not yet counted),
+// framed as contentLength says, and gates st on it.
+func (st *httpStream) awaitBody(tc *trackedConn, pre []byte, contentLength int, d time.Duration) bool {
 	if tc.Conn.SetReadDeadline(time.Now().Add(d)) != nil {
 		return false
 	}
 	buf := records.Get().(*[recordSize]byte)
 	defer records.Put(buf)
-	k := copy(buf[:], a.pre[:a.preN])
+	k := copy(buf[:], pre)
 	var h inHand
 	ok, peeked := false, 0
 	err := tc.raw.Read(func(fd uintptr) bool {
@@ -211,7 +229,7 @@ func (st *httpStream) AwaitBuffered(d time.Duration) bool {
 			return true
 		}
 		peeked = n
-		h, ok = bodyInHand(buf[:k+n], a.cl)
+		h, ok = bodyInHand(buf[:k+n], contentLength)
 		return !ok || h.n > 0 || h.complete || k+n == len(buf)
 	})
 	tc.clearDeadlines()

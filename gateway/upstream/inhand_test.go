@@ -383,6 +383,62 @@ func TestAwaitBuffered(t *testing.T) {
 		close(release)
 	})
 
+	t.Run("after what came with the headers", func(t *testing.T) {
+		// A priming event and a notification came with the headers, the
+		// response later: once those are read, the wait is for it.
+		release := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
+			c, bw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				chunkOf("id: p0\ndata: \n\n") + chunkOf(progressEvent))
+			_ = bw.Flush()
+			for _, p := range []string{chunkOf(resultEvent), "0\r\n\r\n"} {
+				<-release
+				_, _ = bw.WriteString(p)
+				_ = bw.Flush()
+			}
+			<-release
+		})
+		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+		require.NoError(t, err)
+		st, b := r.Stream, r.Stream.(Buffered)
+		defer st.Close()
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), "notifications/progress")
+			_, err = b.NextBuffered()
+			assert.ErrorIs(t, err, ErrNotBuffered)
+		})
+		got := awaitAsync(b, 5*time.Second)
+		select {
+		case <-got:
+			t.Fatal("AwaitBuffered returned before the response came")
+		case <-time.After(50 * time.Millisecond):
+		}
+		release <- struct{}{}
+		require.True(t, <-got)
+		n, _ := b.Buffered()
+		assert.Equal(t, len(resultEvent), n)
+		within(t, 5*time.Second, "NextBuffered", func() {
+			msg, err := b.NextBuffered()
+			require.NoError(t, err)
+			assert.Contains(t, string(msg), `"result"`)
+		})
+		release <- struct{}{}
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.RestArrived() {
+			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
+			time.Sleep(time.Millisecond)
+		}
+		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		close(release)
+	})
+
 	t.Run("more before the read", func(t *testing.T) {
 		// What came after the look is read too (fasthttp's reader takes what
 		// the socket has): an end on the socket after it is not the body's
