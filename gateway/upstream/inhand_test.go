@@ -197,12 +197,7 @@ func TestRestArrived(t *testing.T) {
 		b := send()
 		assert.False(t, b.RestArrived(), "the end has not come")
 		close(ended)
-		deadline := time.Now().Add(5 * time.Second)
-		for !b.RestArrived() {
-			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
-			time.Sleep(time.Millisecond)
-		}
-		within(t, 5*time.Second, "Drain", func() { Drain(b.(Stream)) })
+		restArrives(t, b)
 		_ = b.(Stream).Close()
 	})
 
@@ -261,18 +256,18 @@ func TestNextBufferedLeavesResumeToNext(t *testing.T) {
 	}
 }
 
-// headersAlone answers a POST with its headers alone, flushed, and then each
-// of parts, written raw on the hijacked connection after a release; the
-// connection closes after the last part. Each part is written as given: the
-// test frames the chunks.
-func headersAlone(ws *wireServer, release <-chan struct{}, parts ...string) {
+// answerInParts answers a POST with its headers and first, flushed
+// together, and then each of parts, written raw on the hijacked connection
+// after a release; the connection closes after a last release. Each part
+// is written as given: the test frames the chunks.
+func answerInParts(ws *wireServer, release <-chan struct{}, first string, parts ...string) {
 	ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
 		c, bw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + first)
 		_ = bw.Flush()
 		for _, p := range parts {
 			<-release
@@ -283,16 +278,83 @@ func headersAlone(ws *wireServer, release <-chan struct{}, parts ...string) {
 	})
 }
 
+// headersAlone is answerInParts with nothing of the body at first.
+func headersAlone(ws *wireServer, release <-chan struct{}, parts ...string) {
+	answerInParts(ws, release, "", parts...)
+}
+
+// notYet fails the test if AwaitBuffered (got) returns within d.
+func notYet(t *testing.T, got <-chan bool, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-got:
+		t.Fatal("AwaitBuffered returned " + what)
+	case <-time.After(d):
+	}
+}
+
+// awaited is AwaitBuffered's result (got), which must come within 5 s.
+func awaited(t *testing.T, got <-chan bool) bool {
+	t.Helper()
+	select {
+	case ok := <-got:
+		return ok
+	case <-time.After(5 * time.Second):
+		t.Fatal("AwaitBuffered did not see what came")
+		return false
+	}
+}
+
+// nextInHand checks that NextBuffered hands out a message containing want
+// at once.
+func nextInHand(t *testing.T, b Buffered, want string) {
+	t.Helper()
+	within(t, 5*time.Second, "NextBuffered", func() {
+		msg, err := b.NextBuffered()
+		require.NoError(t, err)
+		assert.Contains(t, string(msg), want)
+	})
+}
+
+// noMoreInHand checks that NextBuffered declines at once.
+func noMoreInHand(t *testing.T, b Buffered) {
+	t.Helper()
+	within(t, 5*time.Second, "NextBuffered", func() {
+		_, err := b.NextBuffered()
+		assert.ErrorIs(t, err, ErrNotBuffered)
+	})
+}
+
+// restArrives waits until b reports that only the body's end is left,
+// and drains it.
+func restArrives(t *testing.T, b Buffered) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !b.RestArrived() {
+		require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
+		time.Sleep(time.Millisecond)
+	}
+	within(t, 5*time.Second, "Drain", func() { Drain(b.(Stream)) })
+}
+
+// sendToolsCall sends a tools/call on s; the answer is an SSE stream.
+func sendToolsCall(t *testing.T, s Session) (Stream, Buffered) {
+	t.Helper()
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
+	require.NoError(t, err)
+	require.NotNil(t, r.Stream)
+	t.Cleanup(func() { _ = r.Stream.Close() })
+	return r.Stream, r.Stream.(Buffered)
+}
+
 // sendAwaiting sends a call whose answer's headers come alone: nothing is in
 // hand yet.
 func sendAwaiting(t *testing.T, s Session) (Stream, Buffered) {
 	t.Helper()
-	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
-	require.NoError(t, err)
-	b := r.Stream.(Buffered)
+	st, b := sendToolsCall(t, s)
 	n, _ := b.Buffered()
 	require.Zero(t, n, "the headers came alone")
-	return r.Stream, b
+	return st, b
 }
 
 // awaitAsync runs AwaitBuffered(d) on a goroutine; the channel gets its result.
@@ -318,36 +380,17 @@ func TestAwaitBuffered(t *testing.T) {
 		st, b := sendAwaiting(t, s)
 		defer st.Close()
 		got := awaitAsync(b, 5*time.Second)
-		select {
-		case <-got:
-			t.Fatal("AwaitBuffered returned before anything of the body came")
-		case <-time.After(50 * time.Millisecond):
-		}
+		notYet(t, got, 50*time.Millisecond, "before anything of the body came")
 		release <- struct{}{}
-		select {
-		case ok := <-got:
-			require.True(t, ok)
-		case <-time.After(5 * time.Second):
-			t.Fatal("AwaitBuffered did not see the event")
-		}
+		require.True(t, awaited(t, got))
 		n, messages := b.Buffered()
 		assert.Equal(t, len(resultEvent), n)
 		assert.GreaterOrEqual(t, messages, 1)
-		within(t, 5*time.Second, "NextBuffered", func() {
-			msg, err := b.NextBuffered()
-			require.NoError(t, err)
-			assert.Contains(t, string(msg), `"result"`)
-			_, err = b.NextBuffered()
-			assert.ErrorIs(t, err, ErrNotBuffered)
-		})
+		nextInHand(t, b, `"result"`)
+		noMoreInHand(t, b)
 		assert.False(t, b.RestArrived(), "the end has not come")
 		release <- struct{}{}
-		deadline := time.Now().Add(5 * time.Second)
-		for !b.RestArrived() {
-			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
-			time.Sleep(time.Millisecond)
-		}
-		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		restArrives(t, b)
 		close(release)
 	})
 
@@ -359,25 +402,12 @@ func TestAwaitBuffered(t *testing.T) {
 		defer st.Close()
 		got := awaitAsync(b, 5*time.Second)
 		release <- struct{}{}
-		select {
-		case <-got:
-			t.Fatal("AwaitBuffered returned on half a chunk")
-		case <-time.After(100 * time.Millisecond):
-		}
+		notYet(t, got, 100*time.Millisecond, "on half a chunk")
 		release <- struct{}{}
-		select {
-		case ok := <-got:
-			require.True(t, ok)
-		case <-time.After(5 * time.Second):
-			t.Fatal("AwaitBuffered did not see the whole chunk")
-		}
+		require.True(t, awaited(t, got))
 		n, _ := b.Buffered()
 		assert.Equal(t, len(resultEvent), n)
-		within(t, 5*time.Second, "NextBuffered", func() {
-			msg, err := b.NextBuffered()
-			require.NoError(t, err)
-			assert.Contains(t, string(msg), `"result"`)
-		})
+		nextInHand(t, b, `"result"`)
 		assert.True(t, b.RestArrived(), "the end came with the chunk's second half")
 		within(t, 5*time.Second, "Drain", func() { Drain(st) })
 		close(release)
@@ -387,55 +417,19 @@ func TestAwaitBuffered(t *testing.T) {
 		// A priming event and a notification came with the headers, the
 		// response later: once those are read, the wait is for it.
 		release := make(chan struct{})
-		ws.setPost(func(w http.ResponseWriter, _ *http.Request, _ string) {
-			c, bw, err := w.(http.Hijacker).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-				chunkOf("id: p0\ndata: \n\n") + chunkOf(progressEvent))
-			_ = bw.Flush()
-			for _, p := range []string{chunkOf(resultEvent), "0\r\n\r\n"} {
-				<-release
-				_, _ = bw.WriteString(p)
-				_ = bw.Flush()
-			}
-			<-release
-		})
-		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
-		require.NoError(t, err)
-		st, b := r.Stream, r.Stream.(Buffered)
-		defer st.Close()
-		within(t, 5*time.Second, "NextBuffered", func() {
-			msg, err := b.NextBuffered()
-			require.NoError(t, err)
-			assert.Contains(t, string(msg), "notifications/progress")
-			_, err = b.NextBuffered()
-			assert.ErrorIs(t, err, ErrNotBuffered)
-		})
+		answerInParts(ws, release, chunkOf("id: p0\ndata: \n\n")+chunkOf(progressEvent), chunkOf(resultEvent), "0\r\n\r\n")
+		_, b := sendToolsCall(t, s)
+		nextInHand(t, b, "notifications/progress")
+		noMoreInHand(t, b)
 		got := awaitAsync(b, 5*time.Second)
-		select {
-		case <-got:
-			t.Fatal("AwaitBuffered returned before the response came")
-		case <-time.After(50 * time.Millisecond):
-		}
+		notYet(t, got, 50*time.Millisecond, "before the response came")
 		release <- struct{}{}
-		require.True(t, <-got)
+		require.True(t, awaited(t, got))
 		n, _ := b.Buffered()
 		assert.Equal(t, len(resultEvent), n)
-		within(t, 5*time.Second, "NextBuffered", func() {
-			msg, err := b.NextBuffered()
-			require.NoError(t, err)
-			assert.Contains(t, string(msg), `"result"`)
-		})
+		nextInHand(t, b, `"result"`)
 		release <- struct{}{}
-		deadline := time.Now().Add(5 * time.Second)
-		for !b.RestArrived() {
-			require.True(t, time.Now().Before(deadline), "the end never showed on the socket")
-			time.Sleep(time.Millisecond)
-		}
-		within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		restArrives(t, b)
 		close(release)
 	})
 
@@ -453,11 +447,7 @@ func TestAwaitBuffered(t *testing.T) {
 		require.True(t, <-got)
 		release <- struct{}{}
 		time.Sleep(50 * time.Millisecond)
-		within(t, 5*time.Second, "NextBuffered", func() {
-			msg, err := b.NextBuffered()
-			require.NoError(t, err)
-			assert.Contains(t, string(msg), `"result"`)
-		})
+		nextInHand(t, b, `"result"`)
 		release <- struct{}{}
 		time.Sleep(50 * time.Millisecond)
 		assert.False(t, b.RestArrived(), "half a chunk was read with the event")
@@ -496,12 +486,7 @@ func TestAwaitBuffered(t *testing.T) {
 		got := awaitAsync(b, time.Minute)
 		time.Sleep(50 * time.Millisecond)
 		require.NoError(t, st.Close())
-		select {
-		case ok := <-got:
-			assert.False(t, ok)
-		case <-time.After(5 * time.Second):
-			t.Fatal("Close did not end AwaitBuffered")
-		}
+		assert.False(t, awaited(t, got), "Close ends the wait")
 	})
 
 	t.Run("came with the headers", func(t *testing.T) {
@@ -509,10 +494,7 @@ func TestAwaitBuffered(t *testing.T) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			sseWrite(w, resultEvent)
 		})
-		r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":6,"method":"tools/call"}`))
-		require.NoError(t, err)
-		defer r.Stream.Close()
-		b := r.Stream.(Buffered)
+		_, b := sendToolsCall(t, s)
 		within(t, 5*time.Second, "AwaitBuffered", func() { assert.True(t, b.AwaitBuffered(time.Minute)) })
 		n, _ := b.Buffered()
 		assert.Equal(t, len(resultEvent), n)
