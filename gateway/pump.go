@@ -86,8 +86,10 @@ func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, ca
 		n, m := b.Buffered()
 		if n == 0 {
 			window := s.cfg.WholeAnswerWindow
-			if window <= 0 {
-				return false, pending, waited // every answer streams at once
+			if window <= 0 || s.shutting.Load() {
+				// Every answer streams at once, or the server is shutting
+				// down (the streamed path tells the client when to return).
+				return false, pending, waited
 			}
 			if start.IsZero() {
 				start = time.Now()

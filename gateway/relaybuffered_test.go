@@ -179,18 +179,31 @@ func TestRelayBuffered(t *testing.T) {
 }
 
 // TestRelayBufferedStreamAtOnce: with the whole-answer window off (every
-// answer streamed at once) an answer whose headers came alone is not
-// waited for.
+// answer streamed at once), or once the server is shutting down, an answer
+// whose headers came alone is not waited for.
 func TestRelayBufferedStreamAtOnce(t *testing.T) {
-	s := newTestServer(t, Config{WholeAnswerWindow: -1})
-	st := streamFixture(t, s, ringbuf.Config{})
-	st.sess.busy.Add(1)
-	up := &bufferedStream{awaited: [][]byte{[]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)}, messages: 1, release: make(chan struct{})}
-	done, pending, waited := s.relayBuffered(st.sess, st, up, []*call{{clientID: []byte(`"a"`), upID: 1}})
-	assert.False(t, done)
-	assert.Nil(t, pending)
-	assert.Zero(t, waited)
-	assert.Empty(t, up.waits)
-	close(up.release)
-	_ = up.Close()
+	for _, c := range []struct {
+		name     string
+		cfg      Config
+		shutting bool
+	}{
+		{"window off", Config{WholeAnswerWindow: -1}, false},
+		{"shutting down", Config{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTestServer(t, c.cfg)
+			s.shutting.Store(c.shutting)
+			st := streamFixture(t, s, ringbuf.Config{})
+			st.sess.busy.Add(1)
+			up := &bufferedStream{awaited: [][]byte{[]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)}, messages: 1, release: make(chan struct{})}
+			done, pending, waited := s.relayBuffered(st.sess, st, up, []*call{{clientID: []byte(`"a"`), upID: 1}})
+			assert.False(t, done)
+			assert.Nil(t, pending)
+			assert.Zero(t, waited)
+			assert.Empty(t, up.waits)
+			s.shutting.Store(false)
+			close(up.release)
+			_ = up.Close()
+		})
+	}
 }
