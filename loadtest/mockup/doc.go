@@ -36,8 +36,9 @@
 //
 // A Server is safe for concurrent use. Its handler runs on fasthttp's connection
 // goroutines. The server owns one goroutine per running stream tool call and one per
-// session whose push rate is nonzero; all of them stop when their session is deleted or
-// when Shutdown is called, and Shutdown waits for them. Stream body readers never touch
+// session whose push rate is nonzero, which stop when their session is deleted, and one
+// per SSE answer waiting out Config.AnswerDelay, which stops when the delay is over; all
+// of them stop when Shutdown is called, and Shutdown waits for them. Stream body readers never touch
 // the fasthttp RequestCtx: they capture the stream, the session's done channel and the
 // server's done channel in the handler. Snapshot may be called at any time.
 //

@@ -331,11 +331,25 @@ func (s *Server) answer(c *call, result []byte) {
 		// The headers go out at once and the event d later, as from a
 		// server that sends its headers before it works on the answer.
 		s.attachAnswer(c, st)
-		time.AfterFunc(d, func() { s.endAnswer(st, msg) })
+		if s.goStart(func() { s.answerAfter(d, st, msg) }) != nil {
+			st.finish() // shutting down
+		}
 		return
 	}
 	s.endAnswer(st, msg)
 	s.attachAnswer(c, st)
+}
+
+// answerAfter ends st with msg after d, or at once when the server shuts
+// down (an owned goroutine: Shutdown waits for it).
+func (s *Server) answerAfter(d time.Duration, st *stream, msg []byte) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
+	s.endAnswer(st, msg)
 }
 
 // endAnswer puts a one-event answer's event on st and ends it.
