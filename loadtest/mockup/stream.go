@@ -26,7 +26,7 @@ type stream struct {
 
 	// mu guards every field below.
 	mu       sync.Mutex
-	log      [][]byte // slot seq%capacity holds event seq for first <= seq < next
+	log      [][]byte // slot seq%len(log) holds event seq for first <= seq < next; grows to capacity
 	first    uint64   // oldest seq held
 	next     uint64   // seq of the next event
 	taken    uint64   // every seq below it was handed to some reader
@@ -112,10 +112,10 @@ func (st *stream) appendLocked(data []byte) {
 		}
 		st.first++
 	}
-	if st.log == nil {
-		st.log = make([][]byte, st.capacity)
+	if held := st.next - st.first; held == uint64(len(st.log)) {
+		st.growLocked(held)
 	}
-	slot := st.next % st.capacity
+	slot := st.next % uint64(len(st.log))
 	b := st.log[slot][:0]
 	if st.ids {
 		b = sse.AppendStreamEvent(b, st.num, st.next, data)
@@ -124,6 +124,19 @@ func (st *stream) appendLocked(data []byte) {
 	}
 	st.log[slot] = b
 	st.next++
+}
+
+// growLocked doubles the log (up to the capacity) when the held events fill it:
+// most POST answers hold one event, and a log of the full capacity for each
+// (24 KiB at the default 1,024) kept every finished answer stream large for the
+// collector to scan. The held events move to their slots in the new log.
+func (st *stream) growLocked(held uint64) {
+	size := min(max(2*held, 4), st.capacity)
+	log := make([][]byte, size)
+	for seq := st.first; seq < st.next; seq++ {
+		log[seq%size] = st.log[seq%uint64(len(st.log))]
+	}
+	st.log = log
 }
 
 // finish marks the stream complete: its reader ends after the last event.
@@ -218,7 +231,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			r.pos, r.off = st.first, 0
 		}
 		for r.pos < st.next && n < len(p) {
-			ev := st.log[r.pos%st.capacity][r.off:]
+			ev := st.log[r.pos%uint64(len(st.log))][r.off:]
 			if len(ev) > len(p)-n && n > 0 {
 				break // whole events only, unless one alone does not fit
 			}
