@@ -157,6 +157,18 @@ type clusterStream struct {
 	// connection; cancel stops its follower.
 	mirror bool
 	cancel context.CancelFunc
+	// handedOver marks a standalone stream this node produced until its
+	// drain handed the session over: its pump stopped and the new owner
+	// goes on with the stream in JetStream, so a mirror replaces it
+	// (installStream) as it would replace an older mirror.
+	handedOver atomic.Bool
+}
+
+// replaceable reports whether a local stream gives way to a mirror being
+// installed: it is a mirror itself, or this node's standalone stream that
+// its drain handed over. A stream this node produces otherwise stays.
+func (cs *clusterStream) replaceable() bool {
+	return cs != nil && (cs.mirror || cs.handedOver.Load())
 }
 
 // readLimit is the highest seq a reader of st may get now.
@@ -843,7 +855,7 @@ func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *s
 func (sess *session) installStream(st *stream) (*stream, bool) {
 	sess.mu.Lock()
 	old := sess.streams[st.id]
-	if sess.closed || (old != nil && (old.cs == nil || !old.cs.mirror)) {
+	if sess.closed || (old != nil && !old.cs.replaceable()) {
 		sess.mu.Unlock()
 		return old, false
 	}
@@ -853,7 +865,9 @@ func (sess *session) installStream(st *stream) (*stream, bool) {
 	}
 	sess.mu.Unlock()
 	if old != nil {
-		old.cs.cancel()
+		if old.cs.cancel != nil {
+			old.cs.cancel() // a mirror's follower
+		}
 		old.cut(CloseReplaced)
 	}
 	return st, true
@@ -1283,7 +1297,11 @@ func (s *Server) clusterDrainStart(ctx context.Context) {
 	})
 	for _, sess := range owned {
 		if st := sess.stream(0); st != nil && st.cs != nil && !st.cs.mirror {
-			st.closeUpstream() // its pump sees handingOver and stops
+			// Its pump sees handingOver and stops; a client that comes
+			// back here meanwhile gets a mirror of what the new owner
+			// stores, not this stream, which no longer grows.
+			st.cs.handedOver.Store(true)
+			st.closeUpstream()
 		}
 	}
 	nodes, err := s.clu.c.Nodes(ctx)
