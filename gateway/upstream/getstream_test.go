@@ -154,7 +154,10 @@ func TestGetConnBurstBuffer(t *testing.T) {
 // TestGetConnIdleHoldsNoBuffer: a reader waiting for the upstream's next
 // bytes (WaitReadable with nothing buffered) has given its read buffers
 // back to their pools, the small one and, after a burst, the burst buffer
-// too; the next Read takes a small one again and loses nothing.
+// too. Woken, it reads through a burst buffer: whatever woke it, one event
+// or a burst of 64 (~15 KB), comes in one read of the socket with the
+// reads the SSE decoder makes (128 bytes, 896, 1 KiB, then 16 KiB), where
+// a small buffer first took three; nothing is lost.
 func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 	url, next := feedServer(t, "")
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
@@ -163,11 +166,13 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 	require.NoError(t, err)
 	defer g.close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	src := &countingReader{r: g.src}
+	g.src = src
 
 	// wait parks the reader until the upstream sends part, which it does
-	// once the reader is parked; then reads n bytes of body with size-byte
-	// reads.
-	wait := func(part string, n, size int) string {
+	// once the reader is parked; then reads n bytes of body as the decoder
+	// does, and returns them with the reads of the socket they took.
+	wait := func(part string, n int) (string, int) {
 		go func() {
 			if !assert.Eventually(t, inWaitIdle, 5*time.Second, 5*time.Millisecond, "the reader parks in WaitReadable") {
 				g.close() // ends the wait
@@ -177,18 +182,25 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 		}()
 		require.NoError(t, g.WaitReadable())
 		assert.True(t, g.br == nil && g.small == nil, "no read buffer held while waiting")
+		reads := src.reads
 		var got []byte
-		buf := make([]byte, size)
-		for len(got) < n {
-			k, err := g.Read(buf)
+		for i := 0; len(got) < n; i++ {
+			size := 16 << 10
+			if i < 3 {
+				size = []int{128, 896, 1024}[i]
+			}
+			p := make([]byte, size)
+			k, err := g.Read(p)
 			require.NoError(t, err)
-			got = append(got, buf[:k]...)
+			got = append(got, p[:k]...)
 		}
-		return string(got)
+		return string(got), src.reads - reads
 	}
 	ev := "id: 1\ndata: a\n\n"
-	assert.Equal(t, ev, wait(chunkedEvent("1", "a"), len(ev), 128))
-	assert.Equal(t, getReadBuffer, g.br.Size(), "reading through a small buffer")
+	got, reads := wait(chunkedEvent("1", "a"), len(ev))
+	assert.Equal(t, ev, got)
+	assert.Equal(t, 1, reads, "reads of the socket for one event")
+	assert.Equal(t, burstReadBuffer, g.br.Size(), "a woken reader reads through a burst buffer")
 
 	var burst, want strings.Builder
 	for i := range 64 {
@@ -196,10 +208,12 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 		burst.WriteString(ev)
 		want.WriteString(ev[strings.Index(ev, "\r\n")+2 : len(ev)-2])
 	}
-	assert.Equal(t, want.String(), wait(burst.String(), want.Len(), 16<<10))
-	assert.Equal(t, burstReadBuffer, g.br.Size(), "the burst read through the burst buffer")
+	got, reads = wait(burst.String(), want.Len())
+	assert.Equal(t, want.String(), got)
+	assert.Equal(t, 1, reads, "reads of the socket for a burst of %d bytes written at once", burst.Len())
 	ev = "id: 66\ndata: b\n\n"
-	assert.Equal(t, ev, wait(chunkedEvent("66", "b"), len(ev), 128))
+	got, _ = wait(chunkedEvent("66", "b"), len(ev))
+	assert.Equal(t, ev, got)
 }
 
 // TestGetStreamWaitsShallow: a GET stream with response headers far larger
