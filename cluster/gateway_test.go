@@ -184,20 +184,8 @@ func TestExpiryAcrossNodes(t *testing.T) {
 		c.SessionIdleTimeout = idle
 		c.SweepInterval = 50 * time.Millisecond
 	})
-	post := func(addr, sid, body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, resp.Header.Get("Mcp-Session-Id")
-	}
-	code, sid := post(nodes[0].addr, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`)
+	post := func(addr, sid, body string) (int, string) { return postMCP(t, addr, sid, body) }
+	code, sid := post(nodes[0].addr, "", initializeBody)
 	require.Equal(t, http.StatusOK, code)
 	require.NotEmpty(t, sid)
 	// Used on node 2 only, for three idle timeouts.
@@ -217,4 +205,51 @@ func TestExpiryAcrossNodes(t *testing.T) {
 	}, 4*idle, 20*time.Millisecond)
 	code, _ = post(nodes[1].addr, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
 	assert.Equal(t, http.StatusNotFound, code)
+}
+
+const initializeBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
+
+// postMCP POSTs body to a node (with sid unless empty) and returns the
+// status and the answer's Mcp-Session-Id.
+func postMCP(t testing.TB, addr, sid, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id")
+}
+
+// TestDrainHandsOverWhileLeaseCached: a draining node hands its sessions
+// to peers that saw its lease a moment before (NodeAlive reuses an answer
+// for up to half a second). The claim names the draining node, so a peer
+// takes the session at once rather than refusing it as owned by a live
+// node, which left it ownerless until its client came back.
+func TestDrainHandsOverWhileLeaseCached(t *testing.T) {
+	natsURL := startNATS(t, true)
+	nodes := startNodes(t, 3, natsURL, startMock(t), nil)
+	code, sid := postMCP(t, nodes[0].addr, "", initializeBody)
+	require.Equal(t, http.StatusOK, code)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	owner := func() string {
+		_, owner, _, _, err := nodes[1].node.LoadSession(ctx, sid)
+		require.NoError(t, err)
+		return owner
+	}
+	require.Equal(t, "n1", owner())
+	for _, n := range nodes[1:] {
+		require.True(t, n.node.NodeAlive(ctx, "n1"), "n1's lease, seen (and kept) by a peer")
+	}
+	done := make(chan error, 1)
+	go func() { done <- nodes[0].srv.Shutdown(ctx) }()
+	require.Eventually(t, func() bool { o := owner(); return o == "n2" || o == "n3" },
+		5*time.Second, 10*time.Millisecond, "a peer took the session over during the drain")
+	require.NoError(t, <-done)
 }

@@ -368,6 +368,15 @@ func (s *Server) claim(ctx context.Context, sess *session) bool {
 // checked, and a session whose owner is gone is claimed. It reports
 // whether this node owns it afterwards.
 func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
+	return s.takeOwnership(ctx, sess, "")
+}
+
+// takeOwnership is ensureOwner for a session that node gone hands over
+// (a drain's "claim"): gone gave its lease back before it asked, so it
+// counts as gone even while this node's view of the leases, which
+// Cluster.NodeAlive may reuse for a moment, still has it alive. Only the
+// node named is taken for gone; any other owner's lease is checked.
+func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) bool {
 	if s.handingOver() {
 		return false // a draining node gives sessions away, never takes them
 	}
@@ -375,7 +384,7 @@ func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
 	if owner == s.clu.id {
 		return true
 	}
-	if s.clu.c.NodeAlive(ctx, owner) {
+	if owner != gone && s.clu.c.NodeAlive(ctx, owner) {
 		return false
 	}
 	// Read the entry again: another node may have claimed it already.
@@ -389,7 +398,7 @@ func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
 	if cur == s.clu.id {
 		return true
 	}
-	if cur != owner && s.clu.c.NodeAlive(ctx, cur) {
+	if cur != owner && cur != gone && s.clu.c.NodeAlive(ctx, cur) {
 		return false
 	}
 	if !s.claim(ctx, sess) {
@@ -1237,7 +1246,8 @@ func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
 		}
 		return nil, s.adoptStream(ctx, sess, id)
 	case "claim":
-		return nil, s.claimHandedOver(string(body))
+		sid, from, _ := cutString(string(body))
+		return nil, s.claimHandedOver(sid, from)
 	case "send", "end":
 		return s.serveForwarded(op, body)
 	}
@@ -1331,7 +1341,9 @@ func (s *Server) clusterDrainStart(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if _, err := s.clu.c.Request(ctx, peer, "claim", []byte(sess.id)); err != nil {
+			// The claim names this node: its lease is given back, whatever
+			// the peer's cached view of the leases says.
+			if _, err := s.clu.c.Request(ctx, peer, "claim", []byte(sess.id+" "+s.clu.id)); err != nil {
 				s.log.Debug("cluster: session not handed over", "session", sess.id, "to", peer, "err", err)
 				return
 			}
@@ -1345,9 +1357,9 @@ func (s *Server) clusterDrainStart(ctx context.Context) {
 	s.log.Info("cluster: sessions handed over", "sessions", handed.Load(), "of", len(owned), "to", len(peers))
 }
 
-// claimHandedOver makes this node own a session a draining node hands
-// over, and pump its standalone stream.
-func (s *Server) claimHandedOver(sid string) error {
+// claimHandedOver makes this node own a session the draining node from
+// hands over, and pump its standalone stream.
+func (s *Server) claimHandedOver(sid, from string) error {
 	sess, ok := s.store.Get(sid)
 	if !ok {
 		loaded, err := s.clusterLoad(sid)
@@ -1361,7 +1373,7 @@ func (s *Server) claimHandedOver(sid string) error {
 	}
 	ctx, cancel := s.rctx()
 	defer cancel()
-	if !s.ensureOwner(ctx, sess) {
+	if !s.takeOwnership(ctx, sess, from) {
 		return errors.New("owned by another live node")
 	}
 	return s.adoptStream(ctx, sess, 0)
