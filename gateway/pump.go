@@ -609,9 +609,11 @@ var coalesceSeed = maphash.MakeSeed()
 // classify decides a message's ring class and coalescing key, and returns
 // the id of a response (nil otherwise). Responses, server-to-client
 // requests and cancellations must be delivered; other notifications may be
-// dropped; progress coalesces per token, list_changed per kind.
+// dropped; progress coalesces per token, list_changed per kind. Where a
+// syntax error is does not matter here, so params are only looked into
+// when a token is needed (ParseEnvelope).
 func classify(p *jsonrpc.Parser, msg []byte) (ringbuf.Class, uint64, []byte) {
-	msgs, batch, perr := p.Parse(msg)
+	msgs, batch, perr := p.ParseEnvelope(msg)
 	if perr != nil || batch || len(msgs) != 1 {
 		return ringbuf.MustDeliver, 0, nil // unknown shape: never drop it
 	}

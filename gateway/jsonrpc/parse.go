@@ -10,6 +10,7 @@ type Parser struct {
 	msgs    []Message
 	arena   []byte // unescaped method names of the current Parse
 	scratch []byte // unescaped keys
+	lazy    bool   // ParseEnvelope: params looked into only when needed
 }
 
 // fieldState collects one message's envelope while its object is scanned.
@@ -24,7 +25,11 @@ type fieldState struct {
 	paramsOK  bool
 	metaTok   []byte
 	paramsTok []byte
-	hasResult bool
+	// paramsAt is where a params object skipped by ParseEnvelope starts
+	// (0: none skipped), paramsDepth the depth of the message around it.
+	paramsAt    int
+	paramsDepth int
+	hasResult   bool
 	hasError  bool
 	errorOK   bool
 }
@@ -58,6 +63,22 @@ const (
 // The returned slice and the messages' slices are valid until the next Parse on p and
 // alias data.
 func (p *Parser) Parse(data []byte) (msgs []Message, batch bool, err *Error) {
+	p.lazy = false
+	return p.parse(data)
+}
+
+// ParseEnvelope is Parse for a caller that needs a message's kind, id, method and
+// progress token but not where a syntax error is: a params object is skipped (still
+// checked to be valid JSON) and looked into for progress tokens only when the message
+// turns out to be a request or a notifications/progress, which saves about a quarter of
+// parsing a notification. Its messages are Parse's; an *Error's code is too, its offset
+// may differ.
+func (p *Parser) ParseEnvelope(data []byte) (msgs []Message, batch bool, err *Error) {
+	p.lazy = true
+	return p.parse(data)
+}
+
+func (p *Parser) parse(data []byte) (msgs []Message, batch bool, err *Error) {
 	p.msgs = p.msgs[:0]
 	p.arena = p.arena[:0]
 	i := skipWS(data, 0)
@@ -156,6 +177,11 @@ func (p *Parser) parseOne(data []byte, i, depth int) (end int, bad *Error, ok bo
 		return it.i, nil, false
 	}
 	end = it.i
+	if f.paramsAt > 0 && f.hasMethod && (f.idState == idValid || string(f.method) == "notifications/progress") {
+		// A skipped params object that holds a token this message needs.
+		outer := objectIter{data: data, i: f.paramsAt, depth: f.paramsDepth, ok: true}
+		p.params(&outer, &f)
+	}
 	m := Message{Raw: data[start:end]}
 	if why := f.classify(&m); why != "" {
 		var id []byte
@@ -233,8 +259,12 @@ func (p *Parser) member(it *objectIter, f *fieldState, key []byte) {
 	case "params":
 		f.hasParams = true
 		f.paramsOK = c == '{' || c == '['
-		f.metaTok, f.paramsTok = nil, nil
+		f.metaTok, f.paramsTok, f.paramsAt = nil, nil, 0
 		if c == '{' {
+			if p.lazy {
+				f.paramsAt, f.paramsDepth = it.i, it.depth
+				break // skipped below; parseOne looks into it if needed
+			}
 			p.params(it, f)
 			return
 		}
