@@ -30,8 +30,8 @@ type fieldState struct {
 	paramsAt    int
 	paramsDepth int
 	hasResult   bool
-	hasError  bool
-	errorOK   bool
+	hasError    bool
+	errorOK     bool
 }
 
 const (
