@@ -329,6 +329,37 @@ func BenchmarkParseParallel(b *testing.B) {
 	})
 }
 
+// benchLog is an upstream's notifications/message event as the load harness's
+// mock pushes it (its payload, padding and _meta).
+const benchLog = `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"loadtest","data":{"pad":""},"_meta":{"seq":123456,"sent":1733380000123456789}}}`
+
+// BenchmarkParseEnvelope compares Parse with ParseEnvelope (what the gateway
+// classifies upstream events with) on a notification whose params need no look,
+// and on a progress notification and a request, whose params ParseEnvelope looks
+// into after all. Run: go test -run '^$' -bench BenchmarkParseEnvelope ./gateway/jsonrpc/
+func BenchmarkParseEnvelope(b *testing.B) {
+	for _, in := range []struct{ name, body string }{
+		{"log", benchLog}, {"progress", benchProgress}, {"tools_call", benchToolsCall},
+	} {
+		data := []byte(in.body)
+		for _, fn := range []struct {
+			name  string
+			parse func(*Parser, []byte) ([]Message, bool, *Error)
+		}{{"Parse", (*Parser).Parse}, {"ParseEnvelope", (*Parser).ParseEnvelope}} {
+			b.Run(in.name+"/"+fn.name, func(b *testing.B) {
+				var p Parser
+				b.ReportAllocs()
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					if _, _, err := fn.parse(&p, data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkLookup(b *testing.B) {
 	data := []byte(benchResponse)
 	b.ReportAllocs()

@@ -177,7 +177,7 @@ func (p *Parser) parseOne(data []byte, i, depth int) (end int, bad *Error, ok bo
 		return it.i, nil, false
 	}
 	end = it.i
-	if f.paramsAt > 0 && f.hasMethod && (f.idState == idValid || string(f.method) == "notifications/progress") {
+	if f.paramsAt > 0 && f.hasMethod && f.needsParams() {
 		// A skipped params object that holds a token this message needs.
 		outer := objectIter{data: data, i: f.paramsAt, depth: f.paramsDepth, ok: true}
 		p.params(&outer, &f)
@@ -261,7 +261,7 @@ func (p *Parser) member(it *objectIter, f *fieldState, key []byte) {
 		f.paramsOK = c == '{' || c == '['
 		f.metaTok, f.paramsTok, f.paramsAt = nil, nil, 0
 		if c == '{' {
-			if p.lazy {
+			if p.lazy && !f.needsParams() {
 				f.paramsAt, f.paramsDepth = it.i, it.depth
 				break // skipped below; parseOne looks into it if needed
 			}
@@ -378,6 +378,15 @@ func fitsInt64(num []byte) bool {
 		return string(num) <= "9223372036854775808"
 	}
 	return string(num) <= maxDigits
+}
+
+// needsParams reports whether what was read of the message so far makes it
+// one whose progress token is in params: a request (an id) or a
+// notifications/progress. ParseEnvelope looks into params at once then, which
+// in the usual member order (id and method before params) is the only look;
+// it looks later only when an id or the method comes after params.
+func (f *fieldState) needsParams() bool {
+	return f.idState == idValid || string(f.method) == "notifications/progress"
 }
 
 // classify fills m from f, or returns why the message is invalid.
