@@ -77,3 +77,24 @@ func TestDecoderResetAlloc(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+// TestDecoderFirstEventAlloc: a Decoder made inside a struct (Init) reads
+// a stream of one event, with an id and an event type, to its end,
+// allocating only the data buffer: the short fields have inline room.
+func TestDecoderFirstEventAlloc(t *testing.T) {
+	stream := AppendEvent(nil, &Event{ID: []byte("17-4"), Event: []byte("message"), Data: typicalPayload, Retry: -1})
+	r := bytes.NewReader(stream)
+	var holder struct{ d Decoder }
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.Reset(stream)
+		holder.d.Init(r, 0)
+		ev, err := holder.d.Next()
+		if err != nil || string(ev.ID) != "17-4" || string(ev.Event) != "message" || !bytes.Equal(ev.Data, typicalPayload) {
+			t.Fatalf("%v %+v", err, ev)
+		}
+		if _, err := holder.d.Next(); err != io.EOF { // the end gives the read buffer back
+			t.Fatal(err)
+		}
+	})
+	assert.Equal(t, 1.0, allocs, "the data buffer only")
+}

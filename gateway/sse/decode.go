@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -79,19 +80,38 @@ type Decoder struct {
 	lastID   []byte // id of the last dispatched block that had one
 	comments int
 	ev       Event
+
+	// Inline backing for the short fields most events carry (an id, the
+	// event type), so a new Decoder reads its first events without
+	// allocating; a longer value moves to the heap as append does.
+	idA, idB [inlineIDBytes]byte
+	evTypeA  [inlineTypeBytes]byte
 }
+
+const (
+	inlineIDBytes   = 32
+	inlineTypeBytes = 16
+)
 
 // NewDecoder returns a Decoder reading from r. maxEventBytes bounds the size of one event
 // block; 0 (or a negative value) means DefaultMaxEventBytes.
 func NewDecoder(r io.Reader, maxEventBytes int) *Decoder {
+	d := new(Decoder)
+	d.Init(r, maxEventBytes)
+	return d
+}
+
+// Init makes d, a zero Decoder, one reading from r, as NewDecoder makes a new one: for a
+// Decoder inside a struct of the caller's, which saves an allocation per stream.
+func (d *Decoder) Init(r io.Reader, maxEventBytes int) {
 	if maxEventBytes <= 0 {
 		maxEventBytes = DefaultMaxEventBytes
 	}
 	maxEventBytes = min(maxEventBytes, math.MaxInt-1) // buffers hold max+1 bytes
-	d := &Decoder{r: r, max: maxEventBytes, retry: -1}
+	*d = Decoder{r: r, max: maxEventBytes, retry: -1}
+	d.blockID, d.lastID, d.evType = d.idA[:0], d.idB[:0], d.evTypeA[:0]
 	d.waiter, _ = r.(ReadWaiter)
 	d.gate, _ = r.(ReadGate)
-	return d
 }
 
 // ReadWaiter is implemented by readers that can wait until a Read will not block. The
@@ -355,7 +375,7 @@ func (d *Decoder) processLine(line []byte) {
 	}
 	switch string(name) {
 	case "data":
-		d.data = append(d.data, value...)
+		d.data = append(slices.Grow(d.data, len(value)+1), value...)
 		d.data = append(d.data, '\n')
 		d.hasData = true
 	case "event":
