@@ -385,13 +385,16 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 	case status == fasthttp.StatusOK && isEventStream(ct):
 		// A session's answer is resumed if cut before its response; the
 		// stateless revision has no resumption (s.id and s.version empty).
-		st := newHTTPStream(t, s, newPostBody(resp), s != statelessSession)
+		a := &postAnswer{body: postBody{resp: resp, refs: 1}}
+		st := &a.st
+		st.init(t, s, &a.body, s != statelessSession)
 		if tc := trackedOf(resp.LocalAddr()); tc != nil {
 			tc.clearDeadlines()
 			st.fromRecord(tc, resp.Header.ContentLength())
 			tc.stopRecording()
 		}
-		return &Reply{Stream: st}, nil
+		a.reply.Stream = st
+		return &a.reply, nil
 	case status == fasthttp.StatusOK:
 		body, err := readBody(resp, t.cfg.MaxMessageBytes)
 		if err != nil {
@@ -594,17 +597,16 @@ type httpStream struct {
 	// on a resume, never while blocked in a read.
 	mu     sync.Mutex
 	body   streamBody
-	dec    *sse.Decoder
+	dec    *sse.Decoder // firstDec, or a resumed body's
 	closed bool
 	// ctx ends when Close is called: it interrupts a resume's wait and its
 	// GET. Made by the first resume (resumeContext), under mu.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	lastID  []byte
+	lastID  []byte // in lastIDA while it fits
 	retry   time.Duration
 	tries   int
-	parser  jsonrpc.Parser
 	gotResp bool
 
 	// gate is what the decoder of a POST answer reads (inhand.go); gated:
@@ -612,7 +614,24 @@ type httpStream struct {
 	gate  bufferedGate
 	gated bool
 	await awaitBody
+
+	// Inline room for what every stream has, so a stream is one
+	// allocation (for a POST answer with its body and Reply: postAnswer).
+	firstDec sse.Decoder
+	lastIDA  [32]byte
 }
+
+// postAnswer is a POST's SSE answer: its stream, its body and the Reply
+// that hands the stream over, made in one allocation.
+type postAnswer struct {
+	st    httpStream
+	body  postBody
+	reply Reply
+}
+
+// parsers classify a POST answer's messages (httpStream.message) until its
+// response: one parse per answer most of the time, so not one parser each.
+var parsers = sync.Pool{New: func() any { return new(jsonrpc.Parser) }}
 
 // streamBody is the SSE body an httpStream reads: a POST's answer on a
 // pooled fasthttp connection, or a GET stream on its own connection.
@@ -635,10 +654,6 @@ type postBody struct {
 	resp   *fasthttp.Response
 	refs   int
 	closed bool
-}
-
-func newPostBody(resp *fasthttp.Response) *postBody {
-	return &postBody{resp: resp, refs: 1}
 }
 
 func (b *postBody) Read(p []byte) (int, error) {
@@ -687,14 +702,22 @@ func (b *postBody) unref() {
 }
 
 func newHTTPStream(t *HTTP, s *httpSession, body streamBody, wantResponse bool) *httpStream {
-	st := &httpStream{t: t, s: s, body: body, wantResponse: wantResponse, retry: defaultResumeRetryDelay}
+	st := new(httpStream)
+	st.init(t, s, body, wantResponse)
+	return st
+}
+
+// init makes st, a zero httpStream, read body.
+func (st *httpStream) init(t *HTTP, s *httpSession, body streamBody, wantResponse bool) {
+	st.t, st.s, st.body, st.wantResponse, st.retry = t, s, body, wantResponse, defaultResumeRetryDelay
+	st.lastID = st.lastIDA[:0]
 	r := bodyReader(body)
 	if _, isPost := body.(*postBody); isPost {
 		st.gate.r = r
 		r = &st.gate
 	}
-	st.dec = sse.NewDecoder(r, t.cfg.MaxMessageBytes)
-	return st
+	st.firstDec.Init(r, t.cfg.MaxMessageBytes)
+	st.dec = &st.firstDec
 }
 
 // bodyReader is what the decoder reads: a fasthttp answer that was not
@@ -778,10 +801,12 @@ func (st *httpStream) message(ev *sse.Event) []byte {
 		return nil
 	}
 	if st.wantResponse && !st.gotResp {
-		if msgs, _, perr := st.parser.Parse(ev.Data); perr == nil && len(msgs) == 1 &&
+		p := parsers.Get().(*jsonrpc.Parser)
+		if msgs, _, perr := p.Parse(ev.Data); perr == nil && len(msgs) == 1 &&
 			(msgs[0].Kind == jsonrpc.KindResponse || msgs[0].Kind == jsonrpc.KindError) {
 			st.gotResp = true
 		}
+		parsers.Put(p)
 	}
 	return ev.Data
 }

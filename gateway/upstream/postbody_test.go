@@ -40,7 +40,7 @@ func TestPostBodyReleasesAfterCloseAndReads(t *testing.T) {
 	t.Run("closed with no read running", func(t *testing.T) {
 		resp := fasthttp.AcquireResponse()
 		resp.SetBodyStream(strings.NewReader("data: {}\n\n"), -1)
-		b := newPostBody(resp)
+		b := &postBody{resp: resp, refs: 1}
 		buf := make([]byte, 64)
 		n, err := b.Read(buf)
 		require.NoError(t, err)
@@ -56,7 +56,7 @@ func TestPostBodyReleasesAfterCloseAndReads(t *testing.T) {
 		g := &gatedReader{release: make(chan struct{}), entered: make(chan struct{})}
 		resp := fasthttp.AcquireResponse()
 		resp.SetBodyStream(g, -1)
-		b := newPostBody(resp)
+		b := &postBody{resp: resp, refs: 1}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -84,7 +84,7 @@ func TestPostBodyReleasesAfterCloseAndReads(t *testing.T) {
 	t.Run("not streamed: never released", func(t *testing.T) {
 		resp := fasthttp.AcquireResponse()
 		resp.SetBodyString("data: {}\n\n")
-		b := newPostBody(resp)
+		b := &postBody{resp: resp, refs: 1}
 		r := bodyReader(b)
 		b.close()
 		got, err := io.ReadAll(r)
