@@ -21,8 +21,13 @@ type Ring struct {
 	lim    Limits
 	policy Policy
 	strict bool
-	noFast bool          // tests only: every Push takes the general path
-	wake   chan struct{} // one slot; signalled without blocking
+	noFast bool // tests only: every Push takes the general path
+
+	// wake is the reader's one-slot wake-up channel, signalled without
+	// blocking; made by the first Wait (a ring read whole before its
+	// reader ever waits, as most answer streams are, never pays for it).
+	// (An atomic.Value: a channel is stored in it without an allocation.)
+	wake atomic.Value // chan struct{}
 
 	// isClosed mirrors closed (written under mu) so Closed needs no lock.
 	isClosed atomic.Bool
@@ -56,7 +61,6 @@ func New(cfg Config) (*Ring, error) {
 		lim:    lim,
 		policy: cfg.Policy,
 		strict: cfg.StrictReplay,
-		wake:   make(chan struct{}, 1),
 		first:  1,
 	}, nil
 }
@@ -68,9 +72,30 @@ func (r *Ring) Limits() Limits { return r.lim }
 // after a Push that stored or coalesced an event and after Close. Several
 // pushes may collapse into one signal, so the reader drains with Next until
 // it finds nothing new before waiting again. Safe for concurrent use.
-func (r *Ring) Wait() <-chan struct{} { return r.wake }
+func (r *Ring) Wait() <-chan struct{} {
+	if c, ok := r.wake.Load().(chan struct{}); ok {
+		return c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.wake.Load().(chan struct{}); ok {
+		return c
+	}
+	// A push or Close before now signalled nothing: made with the signal
+	// they would have left, if something is there to read.
+	c := make(chan struct{}, 1)
+	if r.closed || r.last > r.delivered {
+		c <- struct{}{}
+	}
+	r.wake.Store(c)
+	return c
+}
 
-func (r *Ring) signal() { signalOne(r.wake) }
+func (r *Ring) signal() {
+	if c, ok := r.wake.Load().(chan struct{}); ok {
+		signalOne(c)
+	}
+}
 
 // signalOne sends on a one-slot channel without blocking.
 func signalOne(c chan struct{}) {

@@ -784,3 +784,41 @@ func testConcurrent(t *testing.T, policy Policy, mustEvery int) {
 	assert.Equal(t, r.LastSeq(), st.Pushed)
 	t.Logf("%+v", st)
 }
+
+// TestWaitMadeLate: the wake-up channel is made by the first Wait; what was
+// pushed, or a Close, before then is signalled on it, and a ring read to
+// its end before the first Wait is not.
+func TestWaitMadeLate(t *testing.T) {
+	r := newRing(t, Config{})
+	push(t, r, MustDeliver, 0, "a")
+	select {
+	case <-r.Wait():
+	default:
+		t.Fatal("an event pushed before the first Wait is not signalled")
+	}
+
+	r = newRing(t, Config{})
+	push(t, r, MustDeliver, 0, "a")
+	last, _, err := r.Next(0, func(uint64, []byte) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), last)
+	select {
+	case <-r.Wait():
+		t.Fatal("signal with nothing new to read")
+	default:
+	}
+	push(t, r, MustDeliver, 0, "b")
+	select {
+	case <-r.Wait():
+	default:
+		t.Fatal("a push after the first Wait is not signalled")
+	}
+
+	r = newRing(t, Config{})
+	r.Close()
+	select {
+	case <-r.Wait():
+	default:
+		t.Fatal("a Close before the first Wait is not signalled")
+	}
+}
