@@ -17,6 +17,15 @@ type call struct {
 	upID     uint64
 }
 
+// oneCall is the call of a POST that carries one request (nearly all of
+// them), the slice that holds it and room for a short id, in one
+// allocation.
+type oneCall struct {
+	c   call
+	ptr [1]*call
+	id  [24]byte
+}
+
 // initializeUpID is the upstream id of the initialize request; the calls
 // of a session count up from 1.
 const initializeUpID = 0
@@ -34,7 +43,14 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 	if n == 0 {
 		return nil, true
 	}
-	calls := make([]*call, 0, n)
+	var one *oneCall
+	var calls []*call
+	if n == 1 {
+		one = new(oneCall)
+		calls = one.ptr[:0]
+	} else {
+		calls = make([]*call, 0, n)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range msgs {
@@ -49,7 +65,14 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 				return nil, false // the same id twice in one batch
 			}
 		}
-		calls = append(calls, &call{clientID: bytes.Clone(msgs[i].ID)})
+		var c *call
+		if one != nil {
+			c = &one.c
+			c.clientID = append(one.id[:0], msgs[i].ID...) // a longer id moves to the heap
+		} else {
+			c = &call{clientID: bytes.Clone(msgs[i].ID)}
+		}
+		calls = append(calls, c)
 	}
 	if s.inflight == nil {
 		s.inflight = make(map[string]*call, 4)

@@ -1193,7 +1193,7 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 	st.setUpstream(up)
 	sess.busy.Add(1)
 	s.log.Info("cluster: took over an answer stream", "session", sess.id, "stream", id, "after", ring.LastSeq())
-	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, pending, nil) }) {
+	if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, pending, pendingCalls{}) }) {
 		sess.busy.Add(-1)
 		_ = up.Close()
 		s.finishStream(st)

@@ -470,7 +470,9 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	if done {
 		// Relayed whole from what came with the headers (pump.go): the
 		// ring is closed, answerWhole sends it at once.
-	} else if !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls, pending) }) {
+	} else if rest := pending; !s.goOwned(func(context.Context) { s.pumpAnswer(sess, st, up, calls, rest) }) {
+		// (rest: a copy only the pump's closure holds, so pending itself
+		// stays on this stack when the answer was relayed here.)
 		sess.busy.Add(-1)
 		_ = up.Close()
 		sess.endCalls(calls)
@@ -480,14 +482,15 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	var prefix []byte
+	var priming [primingCap]byte // on the stack: answerWhole copies it
 	resumable := versionAtLeast(sess.version, "2025-11-25") && !sess.ephemeral
 	if resumable {
-		prefix = primingEvent(make([]byte, 0, primingCap), st.id, s.cfg.RetryHint.Milliseconds())
+		prefix = primingEvent(priming[:0], st.id, s.cfg.RetryHint.Milliseconds())
 	}
 	if s.answerWhole(ctx, st, prefix, sess.ephemeral, waited) {
 		return // finished at once: one body, one write (wholeanswer.go)
 	}
-	w := newBodyWriter(s, st, ctx.Conn(), prefix)
+	w := newBodyWriter(s, st, ctx.Conn(), bytes.Clone(prefix))
 	w.plain = sess.ephemeral // the stateless revision: no event ids
 	if resumable {
 		s.setConnDeadline(&w.clientConn)

@@ -543,7 +543,8 @@ func (s *Server) pumpLegacyAnswer(sess *session, st *stream, up upstream.Stream,
 	defer s.releaseAnswer(sess)
 	defer sess.endCalls(calls)
 	defer up.Close()
-	if s.relayAnswers(sess, st, up, pendingCalls(calls), nil) == relayAnswered {
+	pending := newPendingCalls(calls)
+	if s.relayAnswers(sess, st, up, &pending, nil) == relayAnswered {
 		upstream.Drain(up)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"iter"
 	"strconv"
 	"time"
 
@@ -19,13 +20,13 @@ import (
 // the client's ids back; must-deliver messages wait for room in the ring
 // (backpressure) rather than being lost. pending holds the calls still owed
 // an answer when relayBuffered answered some; nil: all of them.
-func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call, pending map[uint64]*call) {
+func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call, pending pendingCalls) {
 	defer s.endAnswer(sess, st, calls)
 	defer up.Close()
-	if pending == nil {
-		pending = pendingCalls(calls)
+	if !pending.started() {
+		pending = newPendingCalls(calls)
 	}
-	if s.relayAnswers(sess, st, up, pending, nil) != relayAnswered {
+	if s.relayAnswers(sess, st, up, &pending, nil) != relayAnswered {
 		return
 	}
 	// Every call is answered: the client's stream ends now, whatever the
@@ -45,13 +46,76 @@ func (s *Server) endAnswer(sess *session, st *stream, calls []*call) {
 	sess.touch(s.clock.Now())
 }
 
-// pendingCalls maps a POST's calls by their upstream ids.
-func pendingCalls(calls []*call) map[uint64]*call {
-	pending := make(map[uint64]*call, len(calls))
-	for _, c := range calls {
-		pending[c.upID] = c
+// pendingCalls are the calls of a POST not answered yet, found by their
+// upstream ids. Nearly every POST carries one call: up to pendingInline
+// calls are looked up in the POST's own slice, the answered ones marked in
+// a bit set, which allocates nothing; a larger batch gets a map. The zero
+// value has not started (started): it stands for all of a POST's calls.
+type pendingCalls struct {
+	calls    []*call // up to pendingInline calls
+	answered uint64  // bit i: calls[i] was answered
+	left     int
+	m        map[uint64]*call // more than pendingInline calls
+}
+
+const pendingInline = 64 // bits in pendingCalls.answered
+
+func newPendingCalls(calls []*call) pendingCalls {
+	p := pendingCalls{left: len(calls)}
+	if len(calls) <= pendingInline {
+		p.calls = calls
+		if p.calls == nil {
+			p.calls = []*call{} // started, with nothing owed
+		}
+		return p
 	}
-	return pending
+	p.m = make(map[uint64]*call, len(calls))
+	for _, c := range calls {
+		p.m[c.upID] = c
+	}
+	return p
+}
+
+func (p *pendingCalls) started() bool { return p.calls != nil || p.m != nil }
+
+// take returns the pending call with upstream id up and marks it answered;
+// nil when no call of the POST waits for that id.
+func (p *pendingCalls) take(up uint64) *call {
+	if p.m != nil {
+		c := p.m[up]
+		if c != nil {
+			delete(p.m, up)
+			p.left--
+		}
+		return c
+	}
+	for i, c := range p.calls {
+		if c.upID == up && p.answered&(1<<i) == 0 {
+			p.answered |= 1 << i
+			p.left--
+			return c
+		}
+	}
+	return nil
+}
+
+// all yields the calls not answered yet.
+func (p *pendingCalls) all() iter.Seq[*call] {
+	return func(yield func(*call) bool) {
+		if p.m != nil {
+			for _, c := range p.m {
+				if !yield(c) {
+					return
+				}
+			}
+			return
+		}
+		for i, c := range p.calls {
+			if p.answered&(1<<i) == 0 && !yield(c) {
+				return
+			}
+		}
+	}
 }
 
 // relayBuffered relays what of an answer stream arrived with its response
@@ -60,7 +124,7 @@ func pendingCalls(calls []*call) map[uint64]*call {
 // goroutine, its start and two wake-ups. It reports whether it finished
 // the answer (every call answered, or the stream ended and the calls left
 // got errors); if not, a pump goes on from where it stopped, owing the calls
-// in pending (nil: all of them). It does not start when the input could fill
+// in pending (not started: all of them). It does not start when the input could fill
 // the ring up to its hard limits (a must-deliver push would then wait for
 // a reader that this goroutine is), or for a stream other nodes follow.
 //
@@ -71,10 +135,10 @@ func pendingCalls(calls []*call) map[uint64]*call {
 // notification before the response. waited is how long, which the
 // whole-answer wait then does not wait again; an answer that takes longer
 // goes to the pump, no later than it would have streamed.
-func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending map[uint64]*call, waited time.Duration) {
+func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, calls []*call) (done bool, pending pendingCalls, waited time.Duration) {
 	b, ok := up.(upstream.Buffered)
 	if !ok || st.cs != nil {
-		return false, nil, 0
+		return false, pendingCalls{}, 0
 	}
 	lim := st.ring.Limits()
 	inRing, messages := 0, 0 // what the input relayed so far may put in the ring
@@ -107,10 +171,10 @@ func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, ca
 		if n == 0 || messages > lim.HardCapacity || inRing > lim.HardMaxBytes {
 			return false, pending, waited
 		}
-		if pending == nil {
-			pending = pendingCalls(calls)
+		if !pending.started() {
+			pending = newPendingCalls(calls)
 		}
-		switch s.relayAnswers(sess, st, up, pending, b) {
+		switch s.relayAnswers(sess, st, up, &pending, b) {
 		case relayShort:
 			continue
 		case relayAnswered:
@@ -125,7 +189,7 @@ func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, ca
 			_ = up.Close()
 		}
 		s.endAnswer(sess, st, calls)
-		return true, nil, waited
+		return true, pendingCalls{}, waited
 	}
 }
 
@@ -142,7 +206,7 @@ const (
 // pending was answered (each answered one leaves pending). Calls the stream
 // ended before get an error answer (answerOwed). With buffered set it reads
 // only the input that arrived with the headers (NextBuffered).
-func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pending map[uint64]*call, buffered upstream.Buffered) relayResult {
+func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pending *pendingCalls, buffered upstream.Buffered) relayResult {
 	p := s.parsers.Get().(*jsonrpc.Parser)
 	defer s.parsers.Put(p)
 	bp := bodyBufs.Get().(*[]byte)
@@ -153,7 +217,7 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pen
 			bodyBufs.Put(bp)
 		}
 	}()
-	for len(pending) > 0 {
+	for pending.left > 0 {
 		var msg []byte
 		var err error
 		if buffered != nil {
@@ -171,8 +235,11 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pen
 		class, key, respID := classify(p, msg)
 		if respID != nil && string(respID) != "null" {
 			up, ok := parseUpID(respID)
-			c := pending[up]
-			if !ok || c == nil {
+			var c *call
+			if ok {
+				c = pending.take(up)
+			}
+			if c == nil {
 				// Late, duplicate or for no call of this POST: a client
 				// must never see two answers to one request.
 				s.log.Debug("upstream answer for no pending call dropped", "session", shortID(sess.id), "stream", st.id, "id", string(respID))
@@ -183,7 +250,6 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pen
 				s.owedAtSuspend(sess, st, pending)
 				return relayEnded
 			}
-			delete(pending, up)
 			// Answered: the client may reuse the id at once.
 			sess.endCall(c)
 			continue
@@ -199,7 +265,7 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pen
 // answerOwed answers the calls still pending on an answer stream that
 // ended early, so no call is left hanging: with -32603 and why (the
 // upstream stream broke, or the session ended).
-func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call, err error) {
+func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, err error) {
 	if sess.context().Err() != nil {
 		sess.mu.Lock()
 		why := "the session ended (" + sess.closeReason.String() + ") before the response"
@@ -211,7 +277,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 			}
 			why = upstreamRestarted // the session goes on after the restart
 		}
-		for _, c := range pending {
+		for c := range pending.all() {
 			// The session is gone: no waiting for room, past the soft
 			// limits if need be; a client still connected reads it.
 			e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, why, nil)
@@ -228,7 +294,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 	}
 	s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
 	s.log.Warn("upstream answer stream ended early", "session", shortID(sess.id), "stream", st.id, "err", err)
-	for _, c := range pending {
+	for c := range pending.all() {
 		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
 		if s.pushMust(st, e, true) != nil {
 			return
@@ -240,7 +306,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending map[uint64]*call,
 // pump was stopped while it waited for room in the ring (a shutdown that
 // keeps the session for a restart): the restored stream holds an error for
 // each, so no call hangs. A session that ended owes nothing: it is gone.
-func (s *Server) owedAtSuspend(sess *session, st *stream, pending map[uint64]*call) {
+func (s *Server) owedAtSuspend(sess *session, st *stream, pending *pendingCalls) {
 	sess.mu.Lock()
 	suspended := sess.suspended
 	sess.mu.Unlock()

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"io"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,7 +95,7 @@ func TestRelayBuffered(t *testing.T) {
 		close(up.release) // the end: Drain reads it at once
 		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.True(t, done)
-		assert.Nil(t, pending)
+		assert.False(t, pending.started())
 		assert.True(t, st.ring.Closed(), "the answer is finished")
 		assert.Equal(t, uint64(3), st.ring.Stats().Pushed)
 		assert.True(t, up.closed.Load(), "drained and closed")
@@ -117,8 +119,8 @@ func TestRelayBuffered(t *testing.T) {
 		calls := callsAB()
 		done, pending, _ := s.relayBuffered(sess, st, up, calls)
 		require.False(t, done)
-		require.Len(t, pending, 1, "a was answered")
-		assert.Same(t, calls[1], pending[2])
+		require.Equal(t, 1, pending.left, "a was answered")
+		assert.Equal(t, []*call{calls[1]}, slices.Collect(pending.all()))
 		assert.Zero(t, up.nextCalls.Load(), "nothing that had not arrived was waited for")
 		assert.False(t, st.ring.Closed())
 		close(up.release)
@@ -133,7 +135,7 @@ func TestRelayBuffered(t *testing.T) {
 		close(up.release)
 		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.True(t, done, "what came during the wait is relayed here")
-		assert.Nil(t, pending)
+		assert.False(t, pending.started())
 		require.Len(t, up.waits, 1)
 		assert.LessOrEqual(t, up.waits[0], s.cfg.WholeAnswerWindow, "waited up to the whole-answer window")
 		assert.Greater(t, up.waits[0], s.cfg.WholeAnswerWindow/2)
@@ -148,7 +150,7 @@ func TestRelayBuffered(t *testing.T) {
 		close(up.release)
 		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.True(t, done, "the answers that came during the wait are relayed here too")
-		assert.Nil(t, pending)
+		assert.False(t, pending.started())
 		assert.Len(t, up.waits, 1, "one wait, after the notification")
 		assert.Equal(t, uint64(3), st.ring.Stats().Pushed, "progress, a, b")
 		assert.True(t, st.ring.Closed())
@@ -160,7 +162,7 @@ func TestRelayBuffered(t *testing.T) {
 		calls := callsAB()
 		done, pending, _ := s.relayBuffered(sess, st, up, calls)
 		require.False(t, done)
-		assert.Nil(t, pending, "the pump owes every call")
+		assert.False(t, pending.started(), "the pump owes every call")
 		assert.Len(t, up.waits, 1)
 		close(up.release)
 		s.pumpAnswer(sess, st, up, calls, pending)
@@ -173,7 +175,7 @@ func TestRelayBuffered(t *testing.T) {
 		up := &bufferedStream{inHand: [][]byte{answer("1")}, messages: lim.HardCapacity + 1, release: make(chan struct{})}
 		done, pending, _ := s.relayBuffered(sess, st, up, callsAB())
 		assert.False(t, done)
-		assert.Nil(t, pending, "not started: the pump owes every call")
+		assert.False(t, pending.started(), "not started: the pump owes every call")
 		assert.Len(t, up.inHand, 1, "nothing read")
 	})
 }
@@ -198,7 +200,7 @@ func TestRelayBufferedStreamAtOnce(t *testing.T) {
 			up := &bufferedStream{awaited: [][]byte{[]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)}, messages: 1, release: make(chan struct{})}
 			done, pending, waited := s.relayBuffered(st.sess, st, up, []*call{{clientID: []byte(`"a"`), upID: 1}})
 			assert.False(t, done)
-			assert.Nil(t, pending)
+			assert.False(t, pending.started())
 			assert.Zero(t, waited)
 			assert.Empty(t, up.waits)
 			s.shutting.Store(false)
@@ -206,4 +208,35 @@ func TestRelayBufferedStreamAtOnce(t *testing.T) {
 			_ = up.Close()
 		})
 	}
+}
+
+// TestPendingCalls: a POST's calls are found by upstream id once each, in
+// the slice for a small batch and in a map for a large one; all yields
+// those not answered yet.
+func TestPendingCalls(t *testing.T) {
+	for _, n := range []int{1, 3, pendingInline, pendingInline + 1, 300} {
+		calls := make([]*call, n)
+		for i := range calls {
+			calls[i] = &call{clientID: []byte(strconv.Itoa(i)), upID: uint64(100 + i)}
+		}
+		p := newPendingCalls(calls)
+		require.True(t, p.started())
+		assert.Equal(t, n > pendingInline, p.m != nil, "n=%d: a map only past the inline size", n)
+		assert.Nil(t, p.take(99), "no such call")
+		for i := 0; i < n; i += 2 {
+			assert.Same(t, calls[i], p.take(uint64(100+i)), "n=%d", n)
+			assert.Nil(t, p.take(uint64(100+i)), "n=%d: answered once", n)
+		}
+		var rest []*call
+		for i := 1; i < n; i += 2 {
+			rest = append(rest, calls[i])
+		}
+		assert.Equal(t, len(rest), p.left, "n=%d", n)
+		assert.ElementsMatch(t, rest, slices.Collect(p.all()), "n=%d", n)
+	}
+	p := newPendingCalls(nil)
+	assert.True(t, p.started(), "a POST without calls owes nothing")
+	assert.Zero(t, p.left)
+	var none pendingCalls
+	assert.False(t, none.started())
 }

@@ -86,10 +86,11 @@ func (s *Server) answerWhole(ctx *fasthttp.RequestCtx, st *stream, prefix []byte
 		*c = clientConn{encode: c.encode}
 		wholeConns.Put(c)
 	}()
-	c.init(s, st, ctx.Conn(), nil, 0, prefix)
+	c.init(s, st, ctx.Conn(), nil, 0, nil)
 	c.plain = plain
 	s.metrics.streamsOpened.Add(1)
 	s.cfg.Hooks.StreamOpened(st.info())
+	ctx.Response.AppendBody(prefix) // copied: the caller's may be on its stack
 	bp := bodyBufs.Get().(*[]byte)
 	for {
 		n, err, ready := c.fill((*bp)[:chunkBufSize])
