@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
 // Protocol versions are per hop (PROTOCOL.md section 3, rule 1): the
@@ -66,7 +67,7 @@ func requestedVersion(initialize []byte) string {
 	if !ok {
 		return ""
 	}
-	v, _ := jsonrpc.Unquote(raw)
+	v, _ := upstream.VersionOf(raw)
 	return v
 }
 

@@ -92,3 +92,25 @@ func TestSSEAnswerAllocs(t *testing.T) {
 	// resume context was made on demand.
 	assert.LessOrEqual(t, allocs, 6.0, "allocations per SSE-answered call on the HTTP transport")
 }
+
+// TestVersionOf: a known revision is returned without an allocation; other
+// literals are decoded as jsonrpc.Unquote does.
+func TestVersionOf(t *testing.T) {
+	for raw, want := range map[string]string{
+		`"2025-06-18"`:       "2025-06-18",
+		`"2026-07-28"`:       "2026-07-28",
+		`"2025-06-18\u0030"`: "2025-06-180",
+		`"\u0032025-03-26"`:  "2025-03-26",
+		`"1999-01-01"`:       "1999-01-01",
+	} {
+		v, ok := VersionOf([]byte(raw))
+		assert.True(t, ok, raw)
+		assert.Equal(t, want, v, raw)
+	}
+	for _, raw := range []string{``, `"`, `2025-06-18`, `"2025-06-18`, `"a"b"`} {
+		_, ok := VersionOf([]byte(raw))
+		assert.False(t, ok, raw)
+	}
+	raw := []byte(`"2025-11-25"`)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = VersionOf(raw) }))
+}

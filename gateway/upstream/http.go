@@ -281,12 +281,12 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 		_ = s.Close(ctx)
 		return nil, nil, fmt.Errorf("initialize: result without protocolVersion: %w", ErrUnavailable)
 	}
-	v, ok := jsonrpc.Unquote(raw)
+	v, ok := VersionOf(raw)
 	if !ok || v == "" {
 		_ = s.Close(ctx)
 		return nil, nil, fmt.Errorf("initialize: bad protocolVersion %s: %w", raw, ErrUnavailable)
 	}
-	s.version = internVersion(v)
+	s.version = v
 	return s, answer, nil
 }
 
@@ -295,14 +295,18 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 // sessions hold a million version strings otherwise).
 var knownVersions = [...]string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
 
-// internVersion returns the known revision equal to v, or v.
-func internVersion(v string) string {
-	for _, k := range knownVersions {
-		if v == k {
-			return k
+// VersionOf returns the protocol version named by raw, a JSON string
+// literal: a known revision without an allocation (it is one of every
+// session's initialize), any other as jsonrpc.Unquote decodes it.
+func VersionOf(raw []byte) (string, bool) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		for _, k := range knownVersions {
+			if string(raw[1:len(raw)-1]) == k {
+				return k, true
+			}
 		}
 	}
-	return v
+	return jsonrpc.Unquote(raw)
 }
 
 // FirstAnswer reduces a reply to its response message (the first response
