@@ -198,7 +198,7 @@ type adminSessionDetail struct {
 
 func (s *Server) describe(sess *session, now int64) adminSession {
 	sess.mu.Lock()
-	n, calls := len(sess.streams), len(sess.inflight)
+	n, calls := len(sess.streams), sess.inflight.len()
 	sess.mu.Unlock()
 	last := sess.lastActive.Load()
 	return adminSession{

@@ -51,18 +51,29 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 	} else {
 		calls = make([]*call, 0, n)
 	}
+	var seen map[string]struct{} // a large batch's ids: its duplicates found in linear time
+	if n > callTableFew {
+		seen = make(map[string]struct{}, n)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range msgs {
 		if msgs[i].Kind != jsonrpc.KindRequest {
 			continue
 		}
-		if _, dup := s.inflight[string(msgs[i].ID)]; dup {
+		if s.inflight.byClient(msgs[i].ID) != nil {
 			return nil, false
 		}
-		for _, c := range calls {
-			if bytes.Equal(c.clientID, msgs[i].ID) {
+		if seen != nil {
+			if _, dup := seen[string(msgs[i].ID)]; dup {
 				return nil, false // the same id twice in one batch
+			}
+			seen[string(msgs[i].ID)] = struct{}{}
+		} else {
+			for _, c := range calls {
+				if bytes.Equal(c.clientID, msgs[i].ID) {
+					return nil, false // the same id twice in one batch
+				}
 			}
 		}
 		var c *call
@@ -74,15 +85,10 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 		}
 		calls = append(calls, c)
 	}
-	if s.inflight == nil {
-		s.inflight = make(map[string]*call, 4)
-		s.byUp = make(map[uint64]*call, 4)
-	}
 	for _, c := range calls {
 		s.nextUp++
 		c.upID = s.nextUp
-		s.inflight[string(c.clientID)] = c
-		s.byUp[c.upID] = c
+		s.inflight.add(c)
 	}
 	return calls, true
 }
@@ -108,17 +114,14 @@ func (s *session) endCall(c *call) {
 }
 
 func (s *session) endCallLocked(c *call) {
-	if s.byUp[c.upID] == c {
-		delete(s.byUp, c.upID)
-		delete(s.inflight, string(c.clientID))
-	}
+	s.inflight.remove(c)
 }
 
 // upIDOf returns the upstream id of the client's call id, if it is in flight.
 func (s *session) upIDOf(clientID []byte) (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.inflight[string(clientID)]; c != nil {
+	if c := s.inflight.byClient(clientID); c != nil {
 		return c.upID, true
 	}
 	return 0, false
@@ -132,7 +135,94 @@ func (s *session) callOf(raw []byte) *call {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.byUp[up]
+	return s.inflight.byUp(up)
+}
+
+// callTable is a session's calls in flight, found by the client's id and
+// by the upstream id. A session has a few in flight at a time: up to
+// callTableFew are kept in a slice and searched, past that in two maps
+// (dropped again once no call is in flight), so a new session's first
+// calls cost one small allocation instead of two maps.
+type callTable struct {
+	few    []*call // while the maps are nil
+	byID   map[string]*call
+	byUpID map[uint64]*call
+}
+
+const callTableFew = 8
+
+func (t *callTable) len() int {
+	if t.byUpID != nil {
+		return len(t.byUpID)
+	}
+	return len(t.few)
+}
+
+func (t *callTable) add(c *call) {
+	if t.byUpID == nil && len(t.few) < callTableFew {
+		if t.few == nil {
+			t.few = make([]*call, 0, 2)
+		}
+		t.few = append(t.few, c)
+		return
+	}
+	if t.byUpID == nil {
+		t.byID = make(map[string]*call, 2*callTableFew)
+		t.byUpID = make(map[uint64]*call, 2*callTableFew)
+		for _, f := range t.few {
+			t.byID[string(f.clientID)], t.byUpID[f.upID] = f, f
+		}
+		clear(t.few)
+		t.few = t.few[:0]
+	}
+	t.byID[string(c.clientID)], t.byUpID[c.upID] = c, c
+}
+
+// remove takes c out, if it is in the table (not ended before).
+func (t *callTable) remove(c *call) {
+	if t.byUpID != nil {
+		if t.byUpID[c.upID] == c {
+			delete(t.byUpID, c.upID)
+			delete(t.byID, string(c.clientID))
+			if len(t.byUpID) == 0 {
+				t.byID, t.byUpID = nil, nil // back to the slice
+			}
+		}
+		return
+	}
+	for i, f := range t.few {
+		if f == c {
+			last := len(t.few) - 1
+			t.few[i] = t.few[last]
+			t.few[last] = nil
+			t.few = t.few[:last]
+			return
+		}
+	}
+}
+
+func (t *callTable) byClient(id []byte) *call {
+	if t.byUpID != nil {
+		return t.byID[string(id)]
+	}
+	for _, c := range t.few {
+		if bytes.Equal(c.clientID, id) {
+			return c
+		}
+	}
+	return nil
+}
+
+func (t *callTable) byUp(up uint64) *call {
+	if t.byUpID != nil {
+		return t.byUpID[up]
+	}
+	for _, c := range t.few {
+		if c.upID == up {
+			return c
+		}
+	}
+	return nil
 }
 
 // parseUpID reads an id the gateway gave a request, as an upstream echoes
@@ -154,6 +244,13 @@ func parseUpID(raw []byte) (uint64, bool) {
 
 // findCall returns the call of calls with upstream id up, or nil.
 func findCall(calls []*call, up uint64) *call {
+	// A POST's calls have consecutive upstream ids (beginCalls): a large
+	// batch's answers are found without a search.
+	if len(calls) > 0 && up >= calls[0].upID {
+		if i := up - calls[0].upID; i < uint64(len(calls)) && calls[i].upID == up {
+			return calls[i]
+		}
+	}
 	for _, c := range calls {
 		if c.upID == up {
 			return c
@@ -231,6 +328,9 @@ func clientAnswer(dst []byte, p *jsonrpc.Parser, answer []byte, calls []*call) (
 	msgs, batch, perr := p.Parse(answer)
 	if perr != nil {
 		return dst, false
+	}
+	if dst == nil {
+		dst = make([]byte, 0, len(answer)+16) // the ids' lengths may differ
 	}
 	if batch {
 		dst = append(dst, '[')

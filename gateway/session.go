@@ -53,9 +53,8 @@ type session struct {
 	// front instead of walking every stream on each call's end. Made with
 	// the first finished stream (a pointer: idle sessions stay small).
 	finished *[]uint64
-	inflight map[string]*call // calls in flight by the client's raw id
-	byUp     map[uint64]*call // the same calls by their upstream id
-	nextUp   uint64           // the last upstream id given to a call
+	inflight callTable // calls in flight, by the client's raw id and by upstream id
+	nextUp   uint64    // the last upstream id given to a call
 	closed   bool
 	// suspended is set when a shutdown keeps the session for a restart
 	// (Config.StateFile): its calls cut short are told so, and its upstream
