@@ -89,7 +89,7 @@ type Decoder struct {
 }
 
 const (
-	inlineIDBytes   = 32
+	inlineIDBytes   = 24
 	inlineTypeBytes = 16
 )
 

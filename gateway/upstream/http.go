@@ -621,6 +621,8 @@ type httpStream struct {
 
 	// Inline room for what every stream has, so a stream is one
 	// allocation (for a POST answer with its body and Reply: postAnswer).
+	// (Sized so that a standalone stream's httpStream takes 896 bytes,
+	// less than it and a separate decoder took: 384 + 576.)
 	firstDec sse.Decoder
 	lastIDA  [32]byte
 }
