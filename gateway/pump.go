@@ -19,7 +19,7 @@ import (
 // cancellation before 2026-07-28): the answer stays resumable. Answers get
 // the client's ids back; must-deliver messages wait for room in the ring
 // (backpressure) rather than being lost. pending holds the calls still owed
-// an answer when relayBuffered answered some; nil: all of them.
+// an answer when relayBuffered answered some; not started: all of them.
 func (s *Server) pumpAnswer(sess *session, st *stream, up upstream.Stream, calls []*call, pending pendingCalls) {
 	defer s.endAnswer(sess, st, calls)
 	defer up.Close()
