@@ -244,19 +244,28 @@ func parseUpID(raw []byte) (uint64, bool) {
 
 // findCall returns the call of calls with upstream id up, or nil.
 func findCall(calls []*call, up uint64) *call {
-	// A POST's calls have consecutive upstream ids (beginCalls): a large
-	// batch's answers are found without a search.
-	if len(calls) > 0 && up >= calls[0].upID {
-		if i := up - calls[0].upID; i < uint64(len(calls)) && calls[i].upID == up {
-			return calls[i]
-		}
-	}
-	for _, c := range calls {
-		if c.upID == up {
-			return c
-		}
+	if i := callIndex(calls, up); i >= 0 {
+		return calls[i]
 	}
 	return nil
+}
+
+// callIndex returns the index of the call with upstream id up in calls, or
+// -1. A POST's calls have consecutive upstream ids (beginCalls), so a large
+// batch's answers are found without a search; other lists (a cluster's
+// recovered calls) are searched.
+func callIndex(calls []*call, up uint64) int {
+	if len(calls) > 0 && up >= calls[0].upID {
+		if i := up - calls[0].upID; i < uint64(len(calls)) && calls[i].upID == up {
+			return int(i)
+		}
+	}
+	for i, c := range calls {
+		if c.upID == up {
+			return i
+		}
+	}
+	return -1
 }
 
 // upstreamBody appends to dst the body to forward for a client POST whose

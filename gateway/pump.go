@@ -89,12 +89,10 @@ func (p *pendingCalls) take(up uint64) *call {
 		}
 		return c
 	}
-	for i, c := range p.calls {
-		if c.upID == up && p.answered&(1<<i) == 0 {
-			p.answered |= 1 << i
-			p.left--
-			return c
-		}
+	if i := callIndex(p.calls, up); i >= 0 && p.answered&(1<<i) == 0 {
+		p.answered |= 1 << i
+		p.left--
+		return p.calls[i]
 	}
 	return nil
 }
