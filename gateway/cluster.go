@@ -368,7 +368,19 @@ func (s *Server) claim(ctx context.Context, sess *session) bool {
 // checked, and a session whose owner is gone is claimed. It reports
 // whether this node owns it afterwards.
 func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
-	return s.takeOwnership(ctx, sess, "")
+	owner, claimed := s.takeOwnership(ctx, sess, "")
+	if claimed {
+		// The owner pumps the standalone stream: at once, so that what the
+		// upstream says meanwhile is kept for the client's reconnection.
+		s.goOwned(func(context.Context) {
+			actx, cancel := s.rctx()
+			defer cancel()
+			if err := s.adoptStream(actx, sess, 0); err != nil {
+				s.log.Warn("cluster: the standalone stream of a session taken over is not pumped", "session", sess.id, "err", err)
+			}
+		})
+	}
+	return owner
 }
 
 // takeOwnership is ensureOwner for a session that node gone hands over
@@ -376,48 +388,41 @@ func (s *Server) ensureOwner(ctx context.Context, sess *session) bool {
 // counts as gone even while this node's view of the leases, which
 // Cluster.NodeAlive may reuse for a moment, still has it alive. Only the
 // node named is taken for gone; any other owner's lease is checked.
-func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) bool {
+// claimed reports that this call made this node the owner: the caller
+// then adopts the session's standalone stream (once, by one of them).
+func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) (owner, claimed bool) {
 	if s.handingOver() {
-		return false // a draining node gives sessions away, never takes them
+		return false, false // a draining node gives sessions away, never takes them
 	}
-	owner := s.ownerOf(sess)
-	if owner == s.clu.id {
-		return true
+	cur := s.ownerOf(sess)
+	if cur == s.clu.id {
+		return true, false
 	}
-	if owner != gone && s.clu.c.NodeAlive(ctx, owner) {
-		return false
+	if cur != gone && s.clu.c.NodeAlive(ctx, cur) {
+		return false, false
 	}
 	// Read the entry again: another node may have claimed it already.
-	rec, cur, _, rev, err := s.clu.c.LoadSession(ctx, sess.id)
+	rec, now, _, rev, err := s.clu.c.LoadSession(ctx, sess.id)
 	s.clu.m.registryReads.Add(1)
 	if err != nil || rec == nil {
-		return false
+		return false, false
 	}
 	cs := sess.cluster
-	cs.learn(cur, rev)
-	if cur == s.clu.id {
-		return true
+	cs.learn(now, rev)
+	if now == s.clu.id {
+		return true, false
 	}
-	if cur != owner && cur != gone && s.clu.c.NodeAlive(ctx, cur) {
-		return false
+	if now != cur && now != gone && s.clu.c.NodeAlive(ctx, now) {
+		return false, false
 	}
 	if !s.claim(ctx, sess) {
-		return false
+		return false, false
 	}
 	if f, ok := sess.up.(*forwardSession); ok && len(sess.restart.init) > 0 {
 		// The child died with its node: re-initialize on first use.
 		f.becomeOwner()
 	}
-	// The owner pumps the standalone stream: at once, so that what the
-	// upstream says meanwhile is kept for the client's reconnection.
-	s.goOwned(func(context.Context) {
-		actx, cancel := s.rctx()
-		defer cancel()
-		if err := s.adoptStream(actx, sess, 0); err != nil {
-			s.log.Warn("cluster: the standalone stream of a session taken over is not pumped", "session", sess.id, "err", err)
-		}
-	})
-	return true
+	return true, true
 }
 
 // clusterEnded is endSession's hook: the registry entry and the stream
@@ -1373,9 +1378,11 @@ func (s *Server) claimHandedOver(sid, from string) error {
 	}
 	ctx, cancel := s.rctx()
 	defer cancel()
-	if !s.takeOwnership(ctx, sess, from) {
+	if owner, _ := s.takeOwnership(ctx, sess, from); !owner {
 		return errors.New("owned by another live node")
 	}
+	// Adopted here whether this call claimed it or the node owned it
+	// already: the draining node learns that the stream is pumped.
 	return s.adoptStream(ctx, sess, 0)
 }
 
