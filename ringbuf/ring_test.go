@@ -791,34 +791,28 @@ func testConcurrent(t *testing.T, policy Policy, mustEvery int) {
 func TestWaitMadeLate(t *testing.T) {
 	r := newRing(t, Config{})
 	push(t, r, MustDeliver, 0, "a")
-	select {
-	case <-r.Wait():
-	default:
-		t.Fatal("an event pushed before the first Wait is not signalled")
-	}
+	assert.True(t, signalled(r), "an event pushed before the first Wait is not signalled")
 
 	r = newRing(t, Config{})
 	push(t, r, MustDeliver, 0, "a")
 	last, _, err := r.Next(0, func(uint64, []byte) bool { return true })
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), last)
-	select {
-	case <-r.Wait():
-		t.Fatal("signal with nothing new to read")
-	default:
-	}
+	assert.False(t, signalled(r), "signal with nothing new to read")
 	push(t, r, MustDeliver, 0, "b")
-	select {
-	case <-r.Wait():
-	default:
-		t.Fatal("a push after the first Wait is not signalled")
-	}
+	assert.True(t, signalled(r), "a push after the first Wait is not signalled")
 
 	r = newRing(t, Config{})
 	r.Close()
+	assert.True(t, signalled(r), "a Close before the first Wait is not signalled")
+}
+
+// signalled reports whether r's wake-up channel is ready now.
+func signalled(r *Ring) bool {
 	select {
 	case <-r.Wait():
+		return true
 	default:
-		t.Fatal("a Close before the first Wait is not signalled")
+		return false
 	}
 }
