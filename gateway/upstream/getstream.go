@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
 )
 
 // getReadBuffer is the read buffer of a GET stream's connection. Response
@@ -111,13 +113,23 @@ type connSrc getConn
 
 func (c *connSrc) Read(p []byte) (int, error) {
 	g := (*getConn)(c)
-	n, err := g.conn.Read(p)
+	n, err := g.read(p)
 	if n == 0 && !g.idleAt.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
 		g.idleAt = time.Time{}
 		_ = g.conn.SetReadDeadline(time.Time{})
-		return g.conn.Read(p)
+		return g.read(p)
 	}
 	return n, err
+}
+
+// read reads the socket: with raw system calls where it can (rawsock: a
+// stream that moves one event at a time does not wake the runtime's
+// monitor thread on every read), else through the connection.
+func (g *getConn) read(p []byte) (int, error) {
+	if g.raw != nil && rawsock.Supported {
+		return rawsock.Read(g.raw, p)
+	}
+	return g.conn.Read(p)
 }
 
 // errStreamSlots is returned when HTTPConfig.StreamMaxConns streams are open.

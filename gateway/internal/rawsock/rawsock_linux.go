@@ -1,0 +1,124 @@
+package rawsock
+
+import (
+	"io"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// Supported reports whether Read and Write are available on this system.
+const Supported = true
+
+// op is one Read or Write in progress: its buffer, its results, and the
+// RawConn callback bound to it once (pooled, so a call allocates nothing
+// and a socket holds nothing between calls).
+type op struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(uintptr) bool
+}
+
+var (
+	readOps  = sync.Pool{New: func() any { o := new(op); o.fn = o.read; return o }}
+	writeOps = sync.Pool{New: func() any { o := new(op); o.fn = o.write; return o }}
+)
+
+// Read reads up to len(p) bytes from the socket behind raw, waiting in the
+// runtime's poller while nothing is pending. One goroutine reads a socket
+// at a time.
+func Read(raw syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := readOps.Get().(*op)
+	o.p = p
+	err := raw.Read(o.fn)
+	n, rerr := o.n, o.err
+	o.p, o.n, o.err = nil, 0, nil
+	readOps.Put(o)
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
+// read is the RawConn callback of Read: false (wait for input) on EAGAIN.
+func (o *op) read(fd uintptr) bool {
+	for {
+		n, errno := sysRead(fd, o.p)
+		switch errno {
+		case 0:
+			o.n = int(n)
+			if n == 0 {
+				o.err = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			o.err = errno
+			return true
+		}
+	}
+}
+
+// Write writes all of p to the socket behind raw, waiting in the runtime's
+// poller while its send buffer is full. It returns how much was written
+// and the first error. One goroutine writes a socket at a time.
+func Write(raw syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := writeOps.Get().(*op)
+	o.p = p
+	err := raw.Write(o.fn)
+	n, werr := o.n, o.err
+	o.p, o.n, o.err = nil, 0, nil
+	writeOps.Put(o)
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+// write is the RawConn callback of Write: false (wait for room) on EAGAIN
+// with bytes left.
+func (o *op) write(fd uintptr) bool {
+	for o.n < len(o.p) {
+		n, errno := sysWrite(fd, o.p[o.n:])
+		switch errno {
+		case 0:
+			o.n += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			o.err = errno
+			return true
+		}
+	}
+	return true
+}
+
+// Peek copies up to len(buf) pending bytes of the socket fd into buf
+// without consuming them or waiting (MSG_PEEK|MSG_DONTWAIT): their count
+// (0 at EOF), wait true when nothing at all is pending (EAGAIN), or -1
+// when the peek failed.
+func Peek(fd uintptr, buf []byte) (n int, wait bool) {
+	for {
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return int(r), false
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return 0, true
+		default:
+			return -1, false
+		}
+	}
+}

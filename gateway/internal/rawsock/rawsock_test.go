@@ -1,0 +1,173 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pair is a connected loopback TCP pair: a (read and written with rawsock)
+// and b (a plain net.Conn).
+func pair(t *testing.T) (a *net.TCPConn, raw syscall.RawConn, b net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	b = <-accepted
+	require.NotNil(t, b)
+	a = c.(*net.TCPConn)
+	raw, err = a.SyscallConn()
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = a.Close()
+		_ = b.Close()
+	})
+	return a, raw, b
+}
+
+// TestReadWrite: bytes go both ways; a Read waits for input that comes
+// later; an empty buffer reads and writes nothing; the peer's close reads
+// as io.EOF.
+func TestReadWrite(t *testing.T) {
+	_, raw, b := pair(t)
+
+	n, err := Write(raw, []byte("hello"))
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+	got := make([]byte, 5)
+	_, err = io.ReadFull(b, got)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(got))
+
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = b.Write([]byte("world"))
+	}()
+	buf := make([]byte, 64)
+	n, err = Read(raw, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "world", string(buf[:n]), "a Read waits in the poller for input")
+
+	n, err = Read(raw, nil)
+	assert.NoError(t, err)
+	assert.Zero(t, n)
+	n, err = Write(raw, nil)
+	assert.NoError(t, err)
+	assert.Zero(t, n)
+
+	require.NoError(t, b.Close())
+	n, err = Read(raw, buf)
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+// TestWriteWaitsForRoom: a write larger than the socket buffers goes out
+// whole, in order, waiting in the poller while the peer is slow to read.
+func TestWriteWaitsForRoom(t *testing.T) {
+	a, raw, b := pair(t)
+	require.NoError(t, a.SetWriteBuffer(16<<10))
+	want := make([]byte, 4<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var buf bytes.Buffer
+		p := make([]byte, 4096)
+		for buf.Len() < len(want) {
+			n, err := b.Read(p)
+			buf.Write(p[:n])
+			if err != nil {
+				break
+			}
+			if buf.Len() < 64<<10 {
+				time.Sleep(time.Millisecond) // slow at first: the writer waits for room
+			}
+		}
+		got <- buf.Bytes()
+	}()
+	n, err := Write(raw, want)
+	require.NoError(t, err)
+	assert.Equal(t, len(want), n)
+	assert.True(t, bytes.Equal(want, <-got), "every byte arrives, in order")
+}
+
+// TestDeadlinesAndClose: the connection's deadlines end a wait with
+// os.ErrDeadlineExceeded, and a Close ends a waiting Read with
+// net.ErrClosed, as for net.Conn.
+func TestDeadlinesAndClose(t *testing.T) {
+	a, raw, _ := pair(t)
+	require.NoError(t, a.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, err := Read(raw, make([]byte, 8))
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.NoError(t, a.SetReadDeadline(time.Time{}))
+
+	require.NoError(t, a.SetWriteBuffer(4096))
+	require.NoError(t, a.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
+	n, err := Write(raw, make([]byte, 16<<20)) // nobody reads: the buffers fill
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	assert.Greater(t, n, 0, "what went out before the deadline is counted")
+	assert.Less(t, n, 16<<20)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := Read(raw, make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, a.Close())
+	select {
+	case err := <-done:
+		assert.True(t, errors.Is(err, net.ErrClosed), "got %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the waiting Read")
+	}
+}
+
+// TestPeek: nothing pending reports wait; pending bytes are copied and
+// stay to be read; the peer's close is 0 bytes without wait.
+func TestPeek(t *testing.T) {
+	_, raw, b := pair(t)
+	peek := func(buf []byte) (n int, wait bool) {
+		require.NoError(t, raw.Control(func(fd uintptr) { n, wait = Peek(fd, buf) }))
+		return n, wait
+	}
+	buf := make([]byte, 8)
+	n, wait := peek(buf)
+	assert.True(t, wait)
+	assert.Zero(t, n)
+
+	_, err := b.Write([]byte("abc"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, wait := peek(buf); return !wait }, 5*time.Second, time.Millisecond)
+	n, wait = peek(buf)
+	assert.False(t, wait)
+	assert.Equal(t, "abc", string(buf[:n]))
+	got := make([]byte, 8)
+	n, err = Read(raw, got)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got[:n]), "peeked bytes are still there to read")
+
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { _, wait := peek(buf); return !wait }, 5*time.Second, time.Millisecond)
+	n, wait = peek(buf)
+	assert.False(t, wait)
+	assert.Zero(t, n, "EOF")
+}
