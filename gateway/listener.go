@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 )
 
@@ -75,7 +76,11 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		} else {
 			counted = false
 		}
-		return &guardConn{Conn: c, l: l, key: key, counted: counted, state: headMethod}, nil
+		gc := &guardConn{Conn: c, l: l, key: key, counted: counted, state: headMethod}
+		if tcp, ok := c.(*net.TCPConn); ok && rawsock.Supported {
+			gc.raw, _ = tcp.SyscallConn()
+		}
+		return gc, nil
 	}
 }
 
@@ -136,6 +141,10 @@ type guardConn struct {
 	n     int   // bytes of the current token (method, target) or line so far, CR excluded
 	cr    bool  // the last byte read in the head was a CR
 	err   error // sticky: the head was refused
+	// raw is the socket, read and written with raw system calls
+	// (rawsock: a call's exchange then does not wake the runtime's
+	// monitor thread); nil: through Conn.
+	raw syscall.RawConn
 }
 
 type headState uint8
@@ -158,7 +167,13 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	if c.wrote.Load() && c.wrote.Swap(false) {
 		c.state, c.cr, c.n = headMethod, false, 0
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = rawsock.Read(c.raw, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 && c.state != headOff {
 		if bad := c.scan(p[:n]); bad >= 0 {
 			c.err = errBareLineEnd
@@ -262,6 +277,9 @@ func indexLineEnd(b []byte) int {
 func (c *guardConn) Write(p []byte) (int, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
+	}
+	if c.raw != nil {
+		return rawsock.Write(c.raw, p)
 	}
 	return c.Conn.Write(p)
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
 )
 
 // trackedConn wraps an upstream connection so that the transport can find it
@@ -22,7 +24,7 @@ type trackedConn struct {
 	net.Conn
 	addr connAddr
 
-	raw        syscall.RawConn  // for peeks; nil when not a TCP connection
+	raw        syscall.RawConn  // for peeks, reads and writes; nil when not a TCP connection
 	peekFn     func(fd uintptr) // peekFd, bound once
 	peekBuf    [8]byte
 	peekN      int
@@ -52,11 +54,22 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	if c.recordable {
 		c.recording, c.truncated, c.n = true, false, 0
 	}
+	if c.raw != nil && rawsock.Supported {
+		return rawsock.Write(c.raw, p)
+	}
 	return c.Conn.Write(p)
 }
 
+// Read reads the socket with raw system calls where it can (see rawsock:
+// a call's exchange then does not wake the runtime's monitor thread).
 func (c *trackedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.raw != nil && rawsock.Supported {
+		n, err = rawsock.Read(c.raw, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	c.read += uint64(max(n, 0))
 	if c.recording && n > 0 && c.n < recordSize {
 		if c.rec == nil {
