@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/sse"
 	"github.com/mcpgate/mcpgate/ringbuf"
 )

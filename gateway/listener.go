@@ -13,7 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 )
 

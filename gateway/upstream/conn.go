@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 )
 
 // trackedConn wraps an upstream connection so that the transport can find it

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcpgate/mcpgate/gateway/internal/rawsock"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 )
 
 // getReadBuffer is the read buffer of a GET stream's connection. Response

@@ -1,6 +1,6 @@
 package upstream
 
-import "github.com/mcpgate/mcpgate/gateway/internal/rawsock"
+import "github.com/mcpgate/mcpgate/gateway/rawsock"
 
 // peekPending copies up to len(buf) pending bytes of the socket fd into buf
 // without consuming them or waiting: their count (0 at EOF), wait true when

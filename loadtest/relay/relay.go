@@ -4,7 +4,9 @@
 //
 // It is the floor a proxy in user space pays on a machine: one read and one
 // write per piece of data that arrives, a goroutine per direction, nothing
-// parsed. The benchmarks run it side by side with mcpgate and Caddy to show
+// parsed, the reads and writes as raw system calls (gateway/rawsock, as
+// mcpgate makes them; PlainIO: through net.Conn, which wakes the runtime's
+// monitor thread on every call). The benchmarks run it side by side with mcpgate and Caddy to show
 // how much of a proxy's cost per call or per event is the machine's (the
 // kernel's loopback, the Go runtime's poller and scheduler) and how much is
 // the proxy's own. It copies with read and write on purpose, not splice(2):
@@ -16,6 +18,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
+
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 )
 
 // DefaultBufferSize is the copy buffer of one direction of one connection.
@@ -28,6 +33,9 @@ type Relay struct {
 	To string
 	// BufferSize is each direction's copy buffer; 0 means DefaultBufferSize.
 	BufferSize int
+	// PlainIO copies with net.Conn's Read and Write (syscall.Syscall)
+	// instead of raw system calls.
+	PlainIO bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -134,21 +142,30 @@ func (r *Relay) pair(c net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyHalf(u, c, size)
+		copyHalf(u, c, size, r.PlainIO)
 	}()
-	copyHalf(c, u, size)
+	copyHalf(c, u, size, r.PlainIO)
 	<-done
 }
 
 // copyHalf copies src to dst with plain reads and writes until src ends or
 // either side fails, then half-closes dst's write side (or closes both on an
 // error, which ends the other direction too).
-func copyHalf(dst, src net.Conn, size int) {
+func copyHalf(dst, src net.Conn, size int, plain bool) {
 	buf := make([]byte, size)
+	read, write := src.Read, dst.Write
+	if !plain && rawsock.Supported {
+		rs, rerr := src.(syscall.Conn).SyscallConn()
+		rd, werr := dst.(syscall.Conn).SyscallConn()
+		if rerr == nil && werr == nil {
+			read = func(p []byte) (int, error) { return rawsock.Read(rs, p) }
+			write = func(p []byte) (int, error) { return rawsock.Write(rd, p) }
+		}
+	}
 	for {
-		n, err := src.Read(buf)
+		n, err := read(buf)
 		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, werr := write(buf[:n]); werr != nil {
 				_ = src.Close()
 				_ = dst.Close()
 				return

@@ -20,11 +20,11 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startRelay runs a Relay to `to` on a loopback port and returns its address.
-func startRelay(t *testing.T, to string, size int) (*Relay, string) {
+func startRelay(t *testing.T, to string, size int, plain bool) (*Relay, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	r := &Relay{To: to, BufferSize: size}
+	r := &Relay{To: to, BufferSize: size, PlainIO: plain}
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
 	t.Cleanup(func() {
@@ -60,7 +60,15 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// TestRelayHTTPKeepAlive: keep-alive HTTP exchanges whose answers span
+// reads pass whole, with raw system calls and with net.Conn's (PlainIO).
 func TestRelayHTTPKeepAlive(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) { testRelayHTTPKeepAlive(t, plain) })
+	}
+}
+
+func testRelayHTTPKeepAlive(t *testing.T, plain bool) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -69,7 +77,7 @@ func TestRelayHTTPKeepAlive(t *testing.T) {
 		fmt.Fprintf(w, "data: end\n\n")
 	}))
 	defer srv.Close()
-	_, addr := startRelay(t, srv.Listener.Addr().String(), 512) // a small buffer: answers span reads
+	_, addr := startRelay(t, srv.Listener.Addr().String(), 512, plain) // a small buffer: answers span reads
 
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
@@ -86,7 +94,13 @@ func TestRelayHTTPKeepAlive(t *testing.T) {
 }
 
 func TestRelayHalfClose(t *testing.T) {
-	_, addr := startRelay(t, echoServer(t), 0)
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) { testRelayHalfClose(t, plain) })
+	}
+}
+
+func testRelayHalfClose(t *testing.T, plain bool) {
+	_, addr := startRelay(t, echoServer(t), 0, plain)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
@@ -151,7 +165,7 @@ func TestRelayUpstreamDown(t *testing.T) {
 	require.NoError(t, err)
 	dead := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	_, addr := startRelay(t, dead, 0)
+	_, addr := startRelay(t, dead, 0, false)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
