@@ -13,8 +13,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 )
 
 // guardListener wraps the listener Serve is given. It counts connections
