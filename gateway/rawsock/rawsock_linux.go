@@ -28,20 +28,38 @@ var (
 // Read reads up to len(p) bytes from the socket behind raw, waiting in the
 // runtime's poller while nothing is pending. One goroutine reads a socket
 // at a time.
-func Read(raw syscall.RawConn, p []byte) (int, error) {
+func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, false) }
+
+// Write writes all of p to the socket behind raw, waiting in the runtime's
+// poller while its send buffer is full. It returns how much was written
+// and the first error. One goroutine writes a socket at a time.
+func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, true) }
+
+// do runs one Read or Write with a pooled op. A read that failed in the
+// poller's wait read nothing (its callback had found nothing to read).
+func do(raw syscall.RawConn, p []byte, write bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	o := readOps.Get().(*op)
-	o.p = p
-	err := raw.Read(o.fn)
-	n, rerr := o.n, o.err
-	o.p, o.n, o.err = nil, 0, nil
-	readOps.Put(o)
-	if err != nil {
-		return 0, err
+	pool := &readOps
+	if write {
+		pool = &writeOps
 	}
-	return n, rerr
+	o := pool.Get().(*op)
+	o.p = p
+	var err error
+	if write {
+		err = raw.Write(o.fn)
+	} else {
+		err = raw.Read(o.fn)
+	}
+	n, oerr := o.n, o.err
+	o.p, o.n, o.err = nil, 0, nil
+	pool.Put(o)
+	if err != nil {
+		return n, err
+	}
+	return n, oerr
 }
 
 // read is the RawConn callback of Read: false (wait for input) on EAGAIN.
@@ -50,7 +68,7 @@ func (o *op) read(fd uintptr) bool {
 		n, errno := sysRead(fd, o.p)
 		switch errno {
 		case 0:
-			o.n = int(n)
+			o.n = n
 			if n == 0 {
 				o.err = io.EOF
 			}
@@ -65,25 +83,6 @@ func (o *op) read(fd uintptr) bool {
 	}
 }
 
-// Write writes all of p to the socket behind raw, waiting in the runtime's
-// poller while its send buffer is full. It returns how much was written
-// and the first error. One goroutine writes a socket at a time.
-func Write(raw syscall.RawConn, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	o := writeOps.Get().(*op)
-	o.p = p
-	err := raw.Write(o.fn)
-	n, werr := o.n, o.err
-	o.p, o.n, o.err = nil, 0, nil
-	writeOps.Put(o)
-	if err != nil {
-		return n, err
-	}
-	return n, werr
-}
-
 // write is the RawConn callback of Write: false (wait for room) on EAGAIN
 // with bytes left.
 func (o *op) write(fd uintptr) bool {
@@ -91,7 +90,7 @@ func (o *op) write(fd uintptr) bool {
 		n, errno := sysWrite(fd, o.p[o.n:])
 		switch errno {
 		case 0:
-			o.n += int(n)
+			o.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
