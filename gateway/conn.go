@@ -8,9 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
-	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/sse"
 	"github.com/mcpgate/mcpgate/ringbuf"
 )
@@ -410,9 +408,6 @@ type hijackWriter struct {
 	state       atomic.Int32
 	headersSent bool
 	run         func()
-	// raw is the socket, written with raw system calls (rawsock) where
-	// it can be; nil: through nc.
-	raw syscall.RawConn
 }
 
 const (
@@ -425,9 +420,6 @@ func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix 
 	w := &hijackWriter{}
 	w.init(srv, st, nc, w, after, prefix)
 	w.work.Store(1)
-	if sc, ok := nc.(syscall.Conn); ok && rawsock.Supported {
-		w.raw, _ = sc.SyscallConn()
-	}
 	// Made once: starting it with a go statement then allocates nothing.
 	w.run = func() {
 		defer srv.wg.Done()
@@ -527,22 +519,12 @@ var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream
 
 var lastChunk = []byte("0\r\n\r\n")
 
-// write writes p to the client: with raw system calls where it can (a
-// stream that sends one event at a time then does not wake the runtime's
-// monitor thread on every write; see rawsock), else through the connection.
-func (w *hijackWriter) write(p []byte) (int, error) {
-	if w.raw != nil {
-		return rawsock.Write(w.raw, p)
-	}
-	return w.nc.Write(p)
-}
-
 // writeReady writes everything that is ready on the hijacked connection.
 // It returns false when the connection is done (ended or failed).
 func (w *hijackWriter) writeReady() bool {
 	if !w.headersSent {
 		w.headersSent = true
-		_, err := w.write(hijackedHeaders)
+		_, err := w.nc.Write(hijackedHeaders)
 		w.writeSince.Store(0)
 		if err != nil {
 			return false
@@ -568,7 +550,7 @@ func (w *hijackWriter) writeReady() bool {
 			copy(buf[start:], hex)
 			buf[chunkHead-2], buf[chunkHead-1] = '\r', '\n'
 			buf[chunkHead+n], buf[chunkHead+n+1] = '\r', '\n'
-			_, werr := w.write(buf[start : chunkHead+n+2])
+			_, werr := w.nc.Write(buf[start : chunkHead+n+2])
 			w.writeSince.Store(0)
 			if werr != nil {
 				chunkBufs.Put(bp)
@@ -578,7 +560,7 @@ func (w *hijackWriter) writeReady() bool {
 		chunkBufs.Put(bp)
 		if err != nil {
 			if !w.ended() {
-				_, _ = w.write(lastChunk)
+				_, _ = w.nc.Write(lastChunk)
 			}
 			return false
 		}

@@ -142,8 +142,9 @@ type guardConn struct {
 	cr    bool  // the last byte read in the head was a CR
 	err   error // sticky: the head was refused
 	// raw is the socket, read and written with raw system calls
-	// (rawsock: a call's exchange then does not wake the runtime's
-	// monitor thread); nil: through Conn.
+	// (rawsock: a call's exchange, or a stream's event written by its
+	// hijackWriter, then does not wake the runtime's monitor thread);
+	// nil: through Conn.
 	raw syscall.RawConn
 }
 
@@ -307,6 +308,9 @@ func (c *guardConn) SetWriteBuffer(n int) error {
 }
 
 func (c *guardConn) SyscallConn() (syscall.RawConn, error) {
+	if c.raw != nil {
+		return c.raw, nil
+	}
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()
 	}
