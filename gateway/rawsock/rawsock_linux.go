@@ -62,34 +62,34 @@ func do(raw syscall.RawConn, p []byte, write bool) (int, error) {
 	return n, oerr
 }
 
-// read is the RawConn callback of Read: false (wait for input) on EAGAIN.
-func (o *op) read(fd uintptr) bool {
-	for {
-		n, errno := sysRead(fd, o.p)
-		switch errno {
-		case 0:
-			o.n = n
-			if n == 0 {
-				o.err = io.EOF
-			}
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			o.err = errno
-			return true
-		}
-	}
-}
+// read and write are the RawConn callbacks of Read and Write.
+func (o *op) read(fd uintptr) bool  { return o.call(fd, false) }
+func (o *op) write(fd uintptr) bool { return o.call(fd, true) }
 
-// write is the RawConn callback of Write: false (wait for room) on EAGAIN
-// with bytes left.
-func (o *op) write(fd uintptr) bool {
-	for o.n < len(o.p) {
-		n, errno := sysWrite(fd, o.p[o.n:])
+// call makes the system call until it is done: one read, or a write of all
+// of p. It returns false (wait in the poller) on EAGAIN, true when done or
+// on an error (o.err).
+func (o *op) call(fd uintptr, write bool) bool {
+	for {
+		var n int
+		var errno syscall.Errno
+		if write {
+			if o.n == len(o.p) {
+				return true
+			}
+			n, errno = sysWrite(fd, o.p[o.n:])
+		} else {
+			n, errno = sysRead(fd, o.p)
+		}
 		switch errno {
 		case 0:
+			if !write {
+				o.n = n
+				if n == 0 {
+					o.err = io.EOF
+				}
+				return true
+			}
 			o.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -99,7 +99,6 @@ func (o *op) write(fd uintptr) bool {
 			return true
 		}
 	}
-	return true
 }
 
 // Peek copies up to len(buf) pending bytes of the socket fd into buf
