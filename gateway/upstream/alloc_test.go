@@ -8,8 +8,10 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -113,4 +115,32 @@ func TestVersionOf(t *testing.T) {
 	}
 	raw := []byte(`"2025-11-25"`)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = VersionOf(raw) }))
+}
+
+// TestStreamSizeClass: a standalone stream's httpStream, held for the
+// stream's whole life, stays in the 896-byte size class (the runtime adds
+// an 8-byte header to objects over 512 bytes that hold pointers; one byte
+// more and each idle stream holds 1024). Read from the runtime's counts of
+// allocations per size class, not computed from the struct's size.
+func TestStreamSizeClass(t *testing.T) {
+	const n = 1000
+	keep := make([]*httpStream, n)
+	classOf := func(m *runtime.MemStats, size uint32) uint64 {
+		for _, c := range m.BySize {
+			if c.Size == size {
+				return c.Mallocs
+			}
+		}
+		t.Fatalf("no %d-byte size class", size)
+		return 0
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range keep {
+		keep[i] = new(httpStream)
+	}
+	runtime.ReadMemStats(&after)
+	assert.GreaterOrEqual(t, classOf(&after, 896)-classOf(&before, 896), uint64(n),
+		"httpStream (%d bytes) is not in the 896-byte size class", unsafe.Sizeof(httpStream{}))
+	runtime.KeepAlive(keep)
 }

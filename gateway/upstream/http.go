@@ -593,36 +593,39 @@ func (s *httpSession) Close(ctx context.Context) error {
 // answer (wantResponse) that the upstream closes before sending a response,
 // it resumes with GET + Last-Event-ID after the upstream's retry delay.
 type httpStream struct {
-	t            *HTTP
-	s            *httpSession
-	wantResponse bool
+	t *HTTP
+	s *httpSession
 
 	// mu guards body, dec and closed; Next holds it only to swap the body
 	// on a resume, never while blocked in a read.
-	mu     sync.Mutex
-	body   streamBody
-	dec    *sse.Decoder // firstDec, or a resumed body's
-	closed bool
+	mu           sync.Mutex
+	closed       bool
+	wantResponse bool
+	gotResp      bool
+	// gated: the gate knows what arrived with the headers (inhand.go).
+	gated bool
+	body  streamBody
+	dec   *sse.Decoder // firstDec, or a resumed body's
 	// ctx ends when Close is called: it interrupts a resume's wait and its
 	// GET. Made by the first resume (resumeContext), under mu.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	lastID  []byte // in lastIDA while it fits
-	retry   time.Duration
-	tries   int
-	gotResp bool
+	lastID []byte // in lastIDA while it fits
+	retry  time.Duration
+	tries  int
 
-	// gate is what the decoder of a POST answer reads (inhand.go); gated:
-	// it knows what arrived with the headers.
+	// gate is what the decoder of a POST answer reads (inhand.go).
 	gate  bufferedGate
-	gated bool
 	await awaitBody
 
 	// Inline room for what every stream has, so a stream is one
 	// allocation (for a POST answer with its body and Reply: postAnswer).
-	// (Sized so that a standalone stream's httpStream takes 896 bytes,
-	// less than it and a separate decoder took: 384 + 576.)
+	// A standalone stream's httpStream is allocated on its own and held
+	// for the stream's life: it must stay within the 896-byte size class
+	// with the 8-byte header the runtime puts before objects over 512
+	// bytes that hold pointers (TestStreamSizeClass); the next class is
+	// 1024 bytes.
 	firstDec sse.Decoder
 	lastIDA  [32]byte
 }
