@@ -198,7 +198,7 @@ type adminSessionDetail struct {
 
 func (s *Server) describe(sess *session, now int64) adminSession {
 	sess.mu.Lock()
-	n, calls := len(sess.streams), sess.inflight.len()
+	n, calls := sess.streams.len(), sess.inflight.len()
 	sess.mu.Unlock()
 	last := sess.lastActive.Load()
 	return adminSession{
@@ -287,7 +287,7 @@ func (s *Server) apiSession(w http.ResponseWriter, r *http.Request) {
 		d.UpstreamSession, d.UpstreamVersion = sess.up.ID(), sess.up.Version()
 	}
 	sess.mu.Lock()
-	for id, st := range sess.streams {
+	for id, st := range sess.streams.all() {
 		rs, lim := st.ring.Stats(), st.ring.Limits()
 		a := adminStream{ID: id, Kind: "answer", State: "waiting", Events: rs.Len, Bytes: rs.Bytes,
 			Capacity: lim.Capacity, MaxBytes: lim.MaxBytes, LastSeq: rs.Pushed, Delivered: st.delivered.Load(),
@@ -347,7 +347,7 @@ func (s *session) conns() []*clientConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*clientConn
-	for _, st := range s.streams {
+	for _, st := range s.streams.all() {
 		if c := st.conn.Load(); c != nil {
 			out = append(out, c)
 		}

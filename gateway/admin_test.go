@@ -43,7 +43,7 @@ func addSession(t *testing.T, s *Server, principal, version string) (*session, *
 	id := newSessionID()
 	up := &stubSession{id: "up-" + id[:6]}
 	sess := &session{id: id, version: version, principal: principal, up: up,
-		streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+		withStreams: s.streamSet(id)}
 	t.Cleanup(sess.cancel)
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())

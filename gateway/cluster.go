@@ -868,12 +868,12 @@ func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *s
 // wins) and whether st was installed.
 func (sess *session) installStream(st *stream) (*stream, bool) {
 	sess.mu.Lock()
-	old := sess.streams[st.id]
+	old := sess.streams.get(st.id)
 	if sess.closed || (old != nil && !old.cs.replaceable()) {
 		sess.mu.Unlock()
 		return old, false
 	}
-	sess.addStreamLocked(st.id, st)
+	sess.addStreamLocked(st)
 	if st.id != 0 && st.finishedAt.Load() != 0 {
 		sess.addFinishedLocked(st.id)
 	}
@@ -1101,7 +1101,7 @@ func (s *Server) mirrorDetached(st *stream, c *clientConn) {
 	st.cs.cancel()
 	sess := st.sess
 	sess.mu.Lock()
-	if sess.streams[st.id] == st && st.conn.Load() == nil {
+	if sess.streams.get(st.id) == st && st.conn.Load() == nil {
 		sess.deleteStreamLocked(st.id)
 		if st.id != 0 && st.finishedAt.Load() != 0 {
 			sess.dropFinishedLocked(st.id)
@@ -1405,7 +1405,7 @@ func (s *Server) clusterHandOverStreams(ctx context.Context) {
 			return true
 		}
 		sess.mu.Lock()
-		for id, st := range sess.streams {
+		for id, st := range sess.streams.all() {
 			if id != 0 && st.cs != nil && !st.cs.mirror && st.finishedAt.Load() == 0 {
 				orphans = append(orphans, orphan{sess, id})
 			}

@@ -26,10 +26,10 @@ func TestInstallMirrorOverHandedOver(t *testing.T) {
 		{"a stream outside the cluster", nil, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sess := &session{id: "s", streams: map[uint64]*stream{}}
+			sess := &session{id: "s"}
 			old := newStream(0, sess, newTestRing(t))
 			old.cs = c.old
-			sess.streams[0] = old
+			sess.streams.put(old)
 			mirror := newStream(0, sess, newTestRing(t))
 			mirror.cs = &clusterStream{mirror: true}
 

@@ -85,7 +85,7 @@ func (s *Server) drainableConns() []*clientConn {
 	var conns []*clientConn
 	s.store.Range(func(_ string, sess *session) bool {
 		sess.mu.Lock()
-		for _, st := range sess.streams {
+		for _, st := range sess.streams.all() {
 			c := st.conn.Load()
 			if c == nil {
 				continue

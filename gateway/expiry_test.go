@@ -28,7 +28,7 @@ func TestExpiryWheel(t *testing.T) {
 		}()
 		mk := func() *session {
 			id := newSessionID()
-			sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+			sess := &session{id: id, withStreams: s.streamSet(id)}
 			t.Cleanup(sess.cancel)
 			sess.created = s.clock.Now()
 			sess.lastActive.Store(s.clock.Now())

@@ -98,7 +98,7 @@ func TestExpiryEndsUpstreamSessionsBounded(t *testing.T) {
 	const n = 200
 	for range n {
 		id := newSessionID()
-		sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id),
+		sess := &session{id: id, withStreams: s.streamSet(id),
 			up: slowClose{closing: &closing, release: release}}
 		sess.created = s.clock.Now()
 		sess.lastActive.Store(s.clock.Now() - int64(time.Hour))

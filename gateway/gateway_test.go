@@ -203,7 +203,7 @@ func streamFixture(t testing.TB, s *Server, ringCfg ringbuf.Config) *stream {
 	ring, err := ringbuf.New(ringCfg)
 	require.NoError(t, err)
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-11-25", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-11-25", withStreams: s.streamSet(id)}
 	t.Cleanup(sess.cancel)
 	sess.lastActive.Store(s.clock.Now())
 	sess.created = s.clock.Now()
@@ -327,7 +327,7 @@ func TestHeartbeatOnQuietStream(t *testing.T) {
 	s := newTestServer(t, Config{Heartbeat: 50 * time.Millisecond, SweepInterval: 20 * time.Millisecond})
 	st, r := readerFixture(t, s, ringbuf.Config{})
 	sess := st.sess
-	sess.addStreamLocked(st.id, st)
+	sess.addStreamLocked(st)
 	require.NoError(t, s.storeSession(sess))
 	buf := make([]byte, 256)
 	start := time.Now()
@@ -361,7 +361,7 @@ func TestServeRejectsSecondCall(t *testing.T) {
 func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 2})
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-06-18", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-06-18", withStreams: s.streamSet(id)}
 	defer sess.cancel()
 	for i := 0; i < 100; i++ {
 		st, status := s.newStream(sess, false, false)
@@ -370,10 +370,10 @@ func TestStreamCapCountsLiveStreamsOnly(t *testing.T) {
 		s.finishStream(st) // idempotent
 	}
 	assert.Zero(t, sess.livePost.Load())
-	assert.Len(t, sess.streams, maxRetainedStreams)
+	assert.Equal(t, maxRetainedStreams, sess.streams.len())
 	require.NotNil(t, sess.finished)
 	assert.Len(t, *sess.finished, maxRetainedStreams)
-	_, kept := sess.streams[100]
+	kept := sess.streams.get(100) != nil
 	assert.True(t, kept, "the newest answers are kept")
 
 	a, _ := s.newStream(sess, false, false)
@@ -407,7 +407,7 @@ func TestPruneFinishedOldestFirst(t *testing.T) {
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
 		ids := []uint64{}
-		for id, st := range sess.streams {
+		for id, st := range sess.streams.all() {
 			if st.finishedAt.Load() != 0 {
 				ids = append(ids, id)
 			}
@@ -438,7 +438,7 @@ func TestPruneFinishedOldestFirst(t *testing.T) {
 	// The retention sweep drops expired streams and their places in the list.
 	s.maintainStreams(sess, s.clock.Now()+int64(s.cfg.StreamRetention)+int64(time.Second))
 	assert.Empty(t, kept())
-	assert.Len(t, sess.streams, 0)
+	assert.Zero(t, sess.streams.len())
 }
 
 // TestStreamReaderOversizedEventsKeepOrder: events larger than one write
@@ -475,13 +475,13 @@ func TestStreamReaderOversizedEventsKeepOrder(t *testing.T) {
 func TestStreamCountFollowsStreams(t *testing.T) {
 	s := newTestServer(t, Config{MaxStreamsPerSession: 1})
 	id := newSessionID()
-	sess := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, withStreams: s.streamSet(id)}
 	defer sess.cancel()
 	check := func(want int) {
 		t.Helper()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
-		require.Len(t, sess.streams, want)
+		require.Equal(t, want, sess.streams.len())
 		require.Equal(t, int32(want), sess.nstreams.Load())
 		_, in := s.streamSet(sess.id).Load(sess)
 		require.Equal(t, want > 0 && !sess.closed, in, "in the set of sessions with streams")
@@ -540,12 +540,12 @@ func TestSweepPassKinds(t *testing.T) {
 	require.Equal(t, uint32(5), fullSweepEvery(4*time.Millisecond, 640*time.Millisecond, s.cfg.SessionMaxAge))
 
 	st, r := readerFixture(t, s, ringbuf.Config{})
-	st.sess.addStreamLocked(st.id, st)
+	st.sess.addStreamLocked(st)
 	require.NoError(t, s.storeSession(st.sess))
 	defer s.store.Delete(st.sess.id)
 
 	id := newSessionID()
-	idle := &session{id: id, streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	idle := &session{id: id, withStreams: s.streamSet(id)}
 	defer idle.cancel()
 	idle.created = s.clock.Now()
 	idle.lastActive.Store(s.clock.Now() - int64(time.Second)) // already past the idle timeout

@@ -533,7 +533,7 @@ func (s *Server) newStream(sess *session, standalone, reserved bool) (*stream, i
 		return nil, fasthttp.StatusNotFound
 	}
 	if standalone {
-		if st := sess.streams[0]; st != nil {
+		if st := sess.streams.get(0); st != nil {
 			return st, 0
 		}
 	}
@@ -553,7 +553,7 @@ func (s *Server) newStream(sess *session, standalone, reserved bool) (*stream, i
 		}
 	}
 	st := newStream(id, sess, ring)
-	sess.addStreamLocked(id, st)
+	sess.addStreamLocked(st)
 	return st, 0
 }
 

@@ -64,7 +64,7 @@ func loopbackPair(t testing.TB) (client, server net.Conn) {
 func hijackFixture(t testing.TB, s *Server, sc net.Conn, ringCfg ringbuf.Config) (*stream, *hijackWriter) {
 	t.Helper()
 	st := streamFixture(t, s, ringCfg)
-	st.sess.addStreamLocked(st.id, st)
+	st.sess.addStreamLocked(st)
 	require.NoError(t, s.storeSession(st.sess))
 	w := newHijackWriter(s, st, sc, 0, nil)
 	attachFixture(s, &w.clientConn)

@@ -100,7 +100,7 @@ func TestLegacyConfigPaths(t *testing.T) {
 func TestLegacyStreamManyProducers(t *testing.T) {
 	s := newTestServer(t, Config{RingSize: 4, RingBytes: 256})
 	l := &legacyState{}
-	sess := &session{id: "legacy-test", up: &l.up, streams: map[uint64]*stream{}, legacy: l}
+	sess := &session{id: "legacy-test", up: &l.up, legacy: l}
 	defer sess.cancel()
 	st, _ := s.newStream(sess, true, false)
 	require.NotNil(t, st)

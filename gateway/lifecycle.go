@@ -47,8 +47,8 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 	if sess.withStreams != nil {
 		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
 	}
-	streams := make([]*stream, 0, len(sess.streams))
-	for _, st := range sess.streams {
+	streams := make([]*stream, 0, sess.streams.len())
+	for _, st := range sess.streams.all() {
 		streams = append(streams, st)
 	}
 	sess.mu.Unlock()

@@ -406,7 +406,7 @@ func (s *Server) walkStreams() streamCensus {
 		count := s.store.ShardLen(i)
 		s.withStreams[i].Range(func(sess *session, _ struct{}) bool {
 			sess.mu.Lock()
-			for id, st := range sess.streams {
+			for id, st := range sess.streams.all() {
 				kind := 1
 				if id == 0 {
 					kind = 0

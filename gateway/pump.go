@@ -661,7 +661,7 @@ func (s *Server) finishStream(st *stream) {
 		st.sess.livePost.Add(-1)
 	}
 	st.sess.mu.Lock()
-	if st.sess.streams[st.id] == st {
+	if st.sess.streams.get(st.id) == st {
 		st.sess.addFinishedLocked(st.id)
 		st.sess.pruneFinishedLocked()
 	}

@@ -17,12 +17,12 @@ func storedSession(t *testing.T, s *Server, ringCfg ringbuf.Config) (*session, *
 	ring, err := ringbuf.New(ringCfg)
 	require.NoError(t, err)
 	id := newSessionID()
-	sess := &session{id: id, version: "2025-06-18", streams: map[uint64]*stream{}, withStreams: s.streamSet(id)}
+	sess := &session{id: id, version: "2025-06-18", withStreams: s.streamSet(id)}
 	t.Cleanup(sess.cancel)
 	sess.created = s.clock.Now()
 	sess.lastActive.Store(s.clock.Now())
 	st := newStream(1, sess, ring)
-	sess.addStreamLocked(1, st)
+	sess.addStreamLocked(st)
 	sess.nextStream = 1
 	require.NoError(t, s.storeSession(sess))
 	t.Cleanup(func() { s.store.Delete(sess.id) })

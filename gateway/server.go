@@ -396,7 +396,7 @@ func (s *Server) wakeHijacked() {
 	var conns []*clientConn
 	s.store.Range(func(_ string, sess *session) bool {
 		sess.mu.Lock()
-		for _, st := range sess.streams {
+		for _, st := range sess.streams.all() {
 			if c := st.conn.Load(); c != nil {
 				conns = append(conns, c)
 			}

@@ -46,7 +46,7 @@ type session struct {
 	// mu guards streams, nextStream, finished, the calls in flight,
 	// closed and suspended.
 	mu         sync.Mutex
-	streams    map[uint64]*stream
+	streams    streamTable
 	nextStream uint64
 	// finished holds the ids of the finished POST answer streams still in
 	// streams, ascending: pruneFinishedLocked takes the oldest from the
@@ -76,51 +76,46 @@ type session struct {
 	cluster *clusterSession
 }
 
-// sessionLife holds a session's context, made when first asked for: most
-// sessions never run anything that watches it (a pump, a relayed stream),
-// and a cancelable context with its cancel function is ~110 bytes per
-// session, a ninth of what an idle session costs. It is not derived from
-// the server's context: a child would put every session in one map under
-// the server context's mutex, taken by every create and close. Shutdown
-// cancels the sessions itself (cancelSessions).
+// sessionLife holds a session's context (lifeCtx), made when first asked
+// for: most sessions never run anything that watches it (a pump, a relayed
+// stream). It is not derived from the server's context: a child would put
+// every session in one map under the server context's mutex, taken by
+// every create and close. Shutdown cancels the sessions itself
+// (cancelSessions).
 type sessionLife struct {
-	made  atomic.Pointer[lifeContext]
-	mu    sync.Mutex // guards ended and making made
-	ended bool
+	made atomic.Pointer[lifeCtx]
 }
 
-type lifeContext struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-}
+// endedLife is the context of every session that ended before anything
+// asked for its context.
+var endedLife = func() *lifeCtx {
+	c := &lifeCtx{done: closedDone}
+	c.ended.Store(true)
+	return c
+}()
 
 // context is the session's context: done once the session is cancelled,
 // before or after this call.
 func (s *session) context() context.Context {
 	if c := s.life.made.Load(); c != nil {
-		return c.ctx
+		return c
 	}
-	s.life.mu.Lock()
-	defer s.life.mu.Unlock()
-	if c := s.life.made.Load(); c != nil {
-		return c.ctx
+	if c := new(lifeCtx); s.life.made.CompareAndSwap(nil, c) {
+		return c
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if s.life.ended {
-		cancel()
-	}
-	s.life.made.Store(&lifeContext{ctx: ctx, cancel: cancel})
-	return ctx
+	return s.life.made.Load()
 }
 
 // cancel ends the session's context, made or not yet. Idempotent.
 func (s *session) cancel() {
-	s.life.mu.Lock()
-	s.life.ended = true
-	c := s.life.made.Load()
-	s.life.mu.Unlock()
-	if c != nil {
-		c.cancel()
+	for {
+		if c := s.life.made.Load(); c != nil {
+			c.cancel()
+			return
+		}
+		if s.life.made.CompareAndSwap(nil, endedLife) {
+			return
+		}
 	}
 }
 
@@ -136,24 +131,21 @@ type restartState struct {
 	subs     map[string]struct{}
 }
 
-// addStreamLocked stores st under id; deleteStreamLocked removes id. Both
+// addStreamLocked stores st under its id; deleteStreamLocked removes id. Both
 // keep nstreams equal to len(streams) and the session's membership of its
 // shard's set of sessions with streams. The caller holds mu.
-func (s *session) addStreamLocked(id uint64, st *stream) {
-	if s.streams == nil {
-		s.streams = make(map[uint64]*stream, 2) // made with the first stream: idle sessions have none
-	}
-	s.streams[id] = st
+func (s *session) addStreamLocked(st *stream) {
+	s.streams.put(st)
 	s.streamsChangedLocked()
 }
 
 func (s *session) deleteStreamLocked(id uint64) {
-	delete(s.streams, id)
+	s.streams.del(id)
 	s.streamsChangedLocked()
 }
 
 func (s *session) streamsChangedLocked() {
-	n := int32(len(s.streams))
+	n := int32(s.streams.len())
 	was := s.nstreams.Swap(n)
 	if s.withStreams == nil {
 		return
@@ -195,7 +187,7 @@ func (s *session) touch(now int64) {
 // finished streams kept for resumption are not walked.
 func (s *session) liveStreamsLocked() int {
 	n := int(s.livePost.Load())
-	if st := s.streams[0]; st != nil && st.attached() {
+	if st := s.streams.get(0); st != nil && st.attached() {
 		n++
 	}
 	return n
@@ -211,7 +203,7 @@ func (s *session) pruneFinishedLocked() {
 	}
 	ids := *s.finished
 	for i := 0; len(ids) > maxRetainedStreams && i < len(ids); {
-		if st := s.streams[ids[i]]; st != nil && st.attached() {
+		if st := s.streams.get(ids[i]); st != nil && st.attached() {
 			i++
 			continue
 		}
@@ -253,5 +245,5 @@ func (s *session) isClosed() bool {
 func (s *session) stream(id uint64) *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.streams[id]
+	return s.streams.get(id)
 }

@@ -60,8 +60,8 @@ func (s *Server) suspendSessions() {
 		}
 		sess.mu.Lock()
 		sess.suspended = true
-		streams := make([]*stream, 0, len(sess.streams))
-		for _, st := range sess.streams {
+		streams := make([]*stream, 0, sess.streams.len())
+		for _, st := range sess.streams.all() {
 			streams = append(streams, st)
 		}
 		sess.mu.Unlock()
@@ -135,8 +135,8 @@ func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 		}
 	}
 	rec.NextCall, rec.NextStream = sess.nextUp, sess.nextStream
-	rec.Streams = make([]sessionrec.Stream, 0, len(sess.streams))
-	for id, st := range sess.streams {
+	rec.Streams = make([]sessionrec.Stream, 0, sess.streams.len())
+	for id, st := range sess.streams.all() {
 		snap := st.ring.Snapshot()
 		r := sessionrec.Stream{ID: id, FinishedAt: st.finishedAt.Load(), Delivered: st.delivered.Load(), ConnStart: st.connStart.Load(),
 			UpstreamLastEventID: st.upstreamLastID(),
@@ -220,7 +220,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
 	sess := &session{
 		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
-		streams:     make(map[uint64]*stream, nstreams),
+		streams:     streamTable{list: make([]*stream, 0, nstreams)},
 		withStreams: s.streamSet(rec.ID),
 		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
 	}
@@ -264,7 +264,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	defer sess.mu.Unlock()
 	for i := range rec.Streams {
 		r := &rec.Streams[i]
-		if sess.streams[r.ID] != nil {
+		if sess.streams.get(r.ID) != nil {
 			cancel()
 			return nil, fmt.Errorf("stream %d saved twice", r.ID)
 		}
@@ -307,7 +307,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 			st.finishedAt.Store(at)
 			sess.addFinishedLocked(r.ID)
 		}
-		sess.addStreamLocked(r.ID, st)
+		sess.addStreamLocked(st)
 		if r.ID > sess.nextStream {
 			sess.nextStream = r.ID
 		}

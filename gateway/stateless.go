@@ -221,7 +221,7 @@ func statelessStatus(answer []byte) int {
 func (s *Server) newEphemeral() *session {
 	now := s.clock.Now()
 	sess := &session{id: "stateless", version: statelessVersion,
-		streams: make(map[uint64]*stream, 1), ephemeral: true, created: now}
+		ephemeral: true, created: now}
 	sess.lastActive.Store(now)
 	s.ephemeral.Store(sess, struct{}{})
 	return sess
@@ -238,8 +238,8 @@ func (s *Server) endEphemeral(sess *session) {
 	}
 	sess.closed = true
 	sess.closeReason = CloseClientGone
-	streams := make([]*stream, 0, len(sess.streams))
-	for _, st := range sess.streams {
+	streams := make([]*stream, 0, sess.streams.len())
+	for _, st := range sess.streams.all() {
 		streams = append(streams, st)
 	}
 	sess.mu.Unlock()

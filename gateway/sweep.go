@@ -115,7 +115,7 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 	var wakeBuf, cutBuf [4]*clientConn
 	wake, cut := wakeBuf[:0], cutBuf[:0]
 	sess.mu.Lock()
-	for id, st := range sess.streams {
+	for id, st := range sess.streams.all() {
 		if c := st.conn.Load(); c != nil {
 			if ws := c.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
 				cut = append(cut, c)
