@@ -6,10 +6,10 @@
 // write per piece of data that arrives, a goroutine per direction, nothing
 // parsed, the reads and writes as raw system calls (gateway/rawsock, as
 // mcpgate makes them; PlainIO: through net.Conn, which wakes the runtime's
-// monitor thread on every call). The benchmarks run it side by side with mcpgate and Caddy to show
-// how much of a proxy's cost per call or per event is the machine's (the
-// kernel's loopback, the Go runtime's poller and scheduler) and how much is
-// the proxy's own. It copies with read and write on purpose, not splice(2):
+// monitor thread on every call). The benchmarks run it side by side with
+// mcpgate and Caddy to show how much of a proxy's cost per call or per event
+// is the machine's (the kernel's loopback, the Go runtime's poller and
+// scheduler) and how much is the proxy's own. It copies with read and write on purpose, not splice(2):
 // a gateway that looks at the bytes cannot splice them.
 package relay
 
@@ -155,11 +155,13 @@ func copyHalf(dst, src net.Conn, size int, plain bool) {
 	buf := make([]byte, size)
 	read, write := src.Read, dst.Write
 	if !plain && rawsock.Supported {
-		rs, rerr := src.(syscall.Conn).SyscallConn()
-		rd, werr := dst.(syscall.Conn).SyscallConn()
-		if rerr == nil && werr == nil {
-			read = func(p []byte) (int, error) { return rawsock.Read(rs, p) }
-			write = func(p []byte) (int, error) { return rawsock.Write(rd, p) }
+		// Connections without a socket (none today: both are TCP) keep
+		// net.Conn's Read and Write.
+		if rs, ok := rawConn(src); ok {
+			if rd, ok := rawConn(dst); ok {
+				read = func(p []byte) (int, error) { return rawsock.Read(rs, p) }
+				write = func(p []byte) (int, error) { return rawsock.Write(rd, p) }
+			}
 		}
 	}
 	for {
@@ -181,4 +183,14 @@ func copyHalf(dst, src net.Conn, size int, plain bool) {
 			return
 		}
 	}
+}
+
+// rawConn is c's socket, if it has one.
+func rawConn(c net.Conn) (syscall.RawConn, bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := sc.SyscallConn()
+	return raw, err == nil
 }
