@@ -220,7 +220,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
 	sess := &session{
 		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
-		streams:     streamTable{list: make([]*stream, 0, nstreams)},
+		streams:     streamTable{list: make([]streamEntry, 0, nstreams)},
 		withStreams: s.streamSet(rec.ID),
 		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
 	}

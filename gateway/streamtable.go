@@ -5,47 +5,60 @@ import (
 	"slices"
 )
 
-// streamTable is a session's streams by id: a slice in ascending id order,
-// searched by halves. A session holds a few (its standalone stream, the
-// answers in flight, up to maxRetainedStreams finished ones), and new ids
-// are the highest so far, so adding one appends. A Go map would hold ~190
-// bytes per session with a stream for its life; the slice holds what it
-// stores. The session's mu guards it.
+// streamTable is a session's streams by id: a slice of (id, stream) in
+// ascending id order, searched by halves over the ids it holds inline (a
+// search reads no stream). A session holds a few (its standalone stream,
+// id 0, first; the answers in flight; up to maxRetainedStreams finished
+// ones), and new ids are the highest so far, so adding one appends. A Go
+// map would hold ~190 bytes per session with a stream for its life; the
+// slice holds what it stores. The session's mu guards it.
 type streamTable struct {
-	list []*stream
+	list []streamEntry
+}
+
+type streamEntry struct {
+	id uint64
+	st *stream
 }
 
 func (t *streamTable) search(id uint64) (int, bool) {
-	return slices.BinarySearchFunc(t.list, id, func(st *stream, id uint64) int {
-		switch {
-		case st.id < id:
-			return -1
-		case st.id > id:
-			return 1
+	// Halving by hand: slices.BinarySearchFunc's comparison closure costs
+	// more than the few steps over an answer-heavy session's table.
+	lo, hi := 0, len(t.list)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.list[m].id < id {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		return 0
-	})
+	}
+	return lo, lo < len(t.list) && t.list[lo].id == id
 }
 
 // get returns the stream with id, nil if there is none.
 func (t *streamTable) get(id uint64) *stream {
 	if i, ok := t.search(id); ok {
-		return t.list[i]
+		return t.list[i].st
 	}
 	return nil
 }
 
 // put stores st under st.id, replacing a stream with that id.
 func (t *streamTable) put(st *stream) {
+	if n := len(t.list); n > 0 && t.list[n-1].id < st.id { // the usual case: a new, highest id
+		t.list = append(t.list, streamEntry{st.id, st})
+		return
+	}
 	i, ok := t.search(st.id)
 	if ok {
-		t.list[i] = st
+		t.list[i].st = st
 		return
 	}
 	if t.list == nil {
-		t.list = make([]*stream, 0, 2) // made with the first stream: idle sessions have none
+		t.list = make([]streamEntry, 0, 1) // made with the first stream: idle sessions have none
 	}
-	t.list = slices.Insert(t.list, i, st)
+	t.list = slices.Insert(t.list, i, streamEntry{st.id, st})
 }
 
 // del removes the stream with id, if any.
@@ -68,8 +81,8 @@ func (t *streamTable) all() iter.Seq2[uint64, *stream] {
 			if i >= len(t.list) {
 				continue
 			}
-			st := t.list[i]
-			if !yield(st.id, st) {
+			e := t.list[i]
+			if !yield(e.id, e.st) {
 				return
 			}
 		}

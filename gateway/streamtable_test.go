@@ -31,11 +31,13 @@ func TestStreamTable(t *testing.T) {
 	assert.Nil(t, tab.get(3))
 	assert.Nil(t, tab.get(10))
 
-	// put replaces the stream of the same id.
-	repl := mk(5)
-	tab.put(repl)
-	assert.Same(t, repl, tab.get(5))
-	assert.Equal(t, 5, tab.len())
+	// put replaces the stream of the same id, the highest too.
+	for _, id := range []uint64{5, 9} {
+		repl := mk(id)
+		tab.put(repl)
+		assert.Same(t, repl, tab.get(id))
+		assert.Equal(t, 5, tab.len())
+	}
 
 	// A loop may delete the stream it is at (the sweeper does).
 	ids = ids[:0]
@@ -61,4 +63,33 @@ func TestStreamTable(t *testing.T) {
 	tab.del(0)
 	tab.del(2)
 	assert.Nil(t, tab.list, "an emptied table holds nothing")
+}
+
+// BenchmarkStreamTableCall is the table's work for one call of a session
+// that keeps maxRetainedStreams finished answers: the live-stream count's
+// look for stream 0, the new answer stream's put and its look at the end,
+// and the prune of the oldest finished one.
+func BenchmarkStreamTableCall(b *testing.B) {
+	var tab streamTable
+	tab.put(&stream{id: 0})
+	streams := make([]*stream, maxRetainedStreams+1)
+	for i := range streams {
+		streams[i] = &stream{id: uint64(i + 1)}
+		if i < maxRetainedStreams {
+			tab.put(streams[i])
+		}
+	}
+	next, oldest := uint64(maxRetainedStreams+1), uint64(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tab.get(0)
+		st := streams[next%uint64(len(streams))]
+		st.id = next
+		tab.put(st)
+		_ = tab.get(next)
+		_ = tab.get(oldest)
+		tab.del(oldest)
+		next++
+		oldest++
+	}
 }
