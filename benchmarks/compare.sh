@@ -199,6 +199,8 @@ admin_url() {
 
 # ticks PID: utime+stime of the process in clock ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# sticks PID: the system (kernel) part of ticks.
+sticks() { awk '{print $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
 # wait_http URL: wait until something answers on URL.
@@ -345,12 +347,12 @@ end_lock() { flock -u 9; exec 9>&-; LOCKED=0; }
 # proxy's and the upstream's CPU ticks and the load generator's CPU time around it.
 measure() {
 	local section=$1 target=$2 round=$3 param=$4; shift 4
-	local name="$section-$target-$param-r$round" pid busy la p0 p1 u0 u1 t0 t1 lu ls
+	local name="$section-$target-$param-r$round" pid busy la p0 p1 s0 s1 u0 u1 t0 t1 lu ls
 	[[ $LOCKED == 1 ]] || die "measure outside a locked section"
 	pid=$(pid_of "$target")
 	busy=$(quiet)
 	la=$(cut -d' ' -f1 /proc/loadavg)
-	p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+	p0=0 s0=0; [[ -n $pid ]] && p0=$(ticks "$pid") s0=$(sticks "$pid")
 	local up=$UP_PID
 	[[ $target == *-sse ]] && up=$SSEUP_PID
 	u0=$(ticks "$up")
@@ -358,12 +360,13 @@ measure() {
 	TIMEFORMAT='%U %S'
 	{ time with_procs "$LG_PROCS" "$@" >"$OUT/$name.json" 2>"$TMP/$name.err" 9>&-; } 2>"$TMP/$name.time" || true
 	t1=$(date +%s.%N)
-	p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+	p1=0 s1=0; [[ -n $pid ]] && p1=$(ticks "$pid") s1=$(sticks "$pid")
 	u1=$(ticks "$up")
 	read -r lu ls <"$TMP/$name.time"
 	rec "$section" "$target" "$round" "$param" loadavg "$la"
 	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
 	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" proxy_sys_s "$(echo "($s1 - $s0) / $HZ" | bc -l)"
 	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "($u1 - $u0) / $HZ" | bc -l)"
 	rec "$section" "$target" "$round" "$param" wall_s "$(echo "$t1 - $t0" | bc -l)"
 	rec "$section" "$target" "$round" "$param" loadgen_cpu_s "$(echo "$lu + $ls" | bc -l)"
@@ -490,6 +493,8 @@ if ! skip churn; then
 			p99=$(jq -r '.latency.cycle.p99_ms // 1000000000' "$LAST_JSON")
 			er=$(jq -r '.error_rate' "$LAST_JSON")
 			rec churn "$target" 1 "r$rate" completed_per_s "$done_rate"
+			# lifecycles begun over the whole run (warm-up included, as the CPU figures)
+			rec churn "$target" 1 "r$rate" lifecycles "$(jq -r '(.operations // 0) / 4' "$LAST_JSON")"
 			rec churn "$target" 1 "r$rate" p50_ms "$(jq -r '.latency.cycle.p50_ms // 0' "$LAST_JSON")"
 			rec churn "$target" 1 "r$rate" p99_ms "$p99"
 			rec churn "$target" 1 "r$rate" error_rate "$er"
@@ -680,7 +685,7 @@ reference_section() {
 # ref_run SECTION TARGET ROUND PARAM TEST VAR=value...: one run of the client's TEST
 # against a target of reference_section, recorded with the proxy's and the server's CPU.
 ref_run() {
-	local section=$1 target=$2 round=$3 param=$4 test=$5 name busy la p0 p1 e0 e1 k url pid url_var pid_var
+	local section=$1 target=$2 round=$3 param=$4 test=$5 name busy la p0 p1 s0 s1 e0 e1 k url pid url_var pid_var
 	shift 5
 	url_var=REF_URL_$target pid_var=REF_PID_$target
 	url=${!url_var} pid=${!pid_var}
@@ -688,17 +693,18 @@ ref_run() {
 	log "$section test_simple_text $param round $round: $target"
 	busy=$(quiet)
 	la=$(cut -d' ' -f1 /proc/loadavg)
-	p0=0; [[ -n $pid ]] && p0=$(ticks "$pid")
+	p0=0 s0=0; [[ -n $pid ]] && p0=$(ticks "$pid") s0=$(sticks "$pid")
 	e0=$(ticks "$REF_SERVER_PID")
 	with_procs "$LG_PROCS" env CMP_TARGET="$url" "$@" CMP_TOOL=test_simple_text \
 		"$CMP" -test.run "^$test\$" >"$TMP/$name.raw" 2>&1 9>&- || true
-	p1=0; [[ -n $pid ]] && p1=$(ticks "$pid")
+	p1=0 s1=0; [[ -n $pid ]] && p1=$(ticks "$pid") s1=$(sticks "$pid")
 	e1=$(ticks "$REF_SERVER_PID")
 	sed -n 's/^RESULT //p' "$TMP/$name.raw" >"$OUT/$name.json"
 	[[ -s $OUT/$name.json ]] || { cat "$TMP/$name.raw" >&2; die "$section run failed"; }
 	rec "$section" "$target" "$round" "$param" loadavg "$la"
 	rec "$section" "$target" "$round" "$param" busy_before_pct "$busy"
 	rec "$section" "$target" "$round" "$param" proxy_cpu_s "$(echo "($p1 - $p0) / $HZ" | bc -l)"
+	rec "$section" "$target" "$round" "$param" proxy_sys_s "$(echo "($s1 - $s0) / $HZ" | bc -l)"
 	rec "$section" "$target" "$round" "$param" upstream_cpu_s "$(echo "($e1 - $e0) / $HZ" | bc -l)"
 	for k in rps p50_ms p99_ms errors requests client_cpu_s client_wall_s; do
 		rec "$section" "$target" "$round" "$param" "$k" "$(jq -r ".$k // empty" "$OUT/$name.json")"
@@ -816,14 +822,19 @@ med() {
 }
 fmt() { LC_ALL=C printf "%.${2:-2f}" "$1" 2>/dev/null || echo "$1"; }
 ratio() { echo "scale=6; $1 / $2" | bc -l 2>/dev/null || echo nan; }
-cpu_us() { # section target param: median over rounds of proxy CPU per request in us
-	local s=$1 t=$2 p=$3 r out=()
+# cpu_us SECTION TARGET PARAM [CPU [COUNT]]: median over rounds of a CPU figure (default
+# proxy_cpu_s; proxy_sys_s: its system part; upstream_cpu_s) per unit counted by COUNT
+# (default requests), in us.
+cpu_us() {
+	local s=$1 t=$2 p=$3 cm=${4:-proxy_cpu_s} qm=${5:-requests} r out=()
 	for r in $(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" '$1==s && $2==t && $4==p {print $3}' "$RUNS" | sort -u); do
 		local c q
-		c=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="proxy_cpu_s"{print $6}' "$RUNS")
-		q=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" '$1==s&&$2==t&&$4==p&&$3==r&&$5=="requests"{print $6}' "$RUNS")
+		c=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" -v m="$cm" '$1==s&&$2==t&&$4==p&&$3==r&&$5==m{print $6}' "$RUNS")
+		q=$(awk -F'\t' -v s="$s" -v t="$t" -v p="$p" -v r="$r" -v m="$qm" '$1==s&&$2==t&&$4==p&&$3==r&&$5==m{print $6}' "$RUNS")
+		[[ -n $c && -n $q ]] || continue
 		out+=("$(echo "$c * 1000000 / $q" | bc -l)")
 	done
+	((${#out[@]})) || { echo nan; return; }
 	printf '%s\n' "${out[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
 lg_share() { # section target param: median load generator CPU / (wall * nproc)
@@ -845,11 +856,11 @@ loadavgs() {
 # ratios of medians).
 reference_summary() {
 	local section=$1 t cu
-	echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req | everything-server CPU s | load avg / busy % before each run |"
+	echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req (system) | everything-server CPU s | load avg / busy % before each run |"
 	echo "|---|---|---|---|---|---|---|"
 	for t in direct mcpgate caddy relay; do
 		[[ $(med "$section" "$t" c16 rps) == nan ]] && continue
-		cu="-"; [[ $t != direct ]] && cu=$(fmt "$(cpu_us "$section" "$t" c16)" 1f)
+		cu="-"; [[ $t != direct ]] && cu="$(fmt "$(cpu_us "$section" "$t" c16)" 1f) ($(fmt "$(cpu_us "$section" "$t" c16 proxy_sys_s)" 1f))"
 		echo "| $t | $(fmt "$(med "$section" "$t" c16 rps)" 0f) | $(med "$section" "$t" c16 p50_ms) | $(med "$section" "$t" c16 p99_ms) | $cu | $(fmt "$(med "$section" "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs "$section" "$t" c16)|"
 	done
 	echo "| **mcpgate / direct** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" direct c16 rps)")")** | | | | | |"
@@ -902,11 +913,16 @@ reference_summary() {
 	if ! skip churn; then
 		echo "## Session churn (initialize + initialized + tools/call + DELETE), open loop, 5 s after 1 s"
 		echo
-		echo "| target | offered/s | completed/s (median second) | p50 ms | p99 ms | error rate | holds | load avg / busy % |"
-		echo "|---|---|---|---|---|---|---|---|"
+		echo "CPU columns: per lifecycle begun (warm-up included); the proxy's system (kernel) part in"
+		echo "parentheses; upstream = the mock."
+		echo
+		echo "| target | offered/s | completed/s (median second) | p50 ms | p99 ms | error rate | holds | proxy CPU us/lifecycle (system) | upstream CPU us/lifecycle | load avg / busy % |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
 		for t in mcpgate direct relay; do
 			for p in $(awk -F'\t' -v t="$t" '$1=="churn" && $2==t && $5=="holds" {print $4}' "$RUNS"); do
-				echo "| $t | ${p#r} | $(fmt "$(med churn "$t" "$p" completed_per_s)" 0f) | $(med churn "$t" "$p" p50_ms) | $(med churn "$t" "$p" p99_ms) | $(med churn "$t" "$p" error_rate) | $(med churn "$t" "$p" holds) | $(loadavgs churn "$t" "$p")|"
+				cu="-"
+				[[ $t != direct ]] && cu="$(fmt "$(cpu_us churn "$t" "$p" proxy_cpu_s lifecycles)" 1f) ($(fmt "$(cpu_us churn "$t" "$p" proxy_sys_s lifecycles)" 1f))"
+				echo "| $t | ${p#r} | $(fmt "$(med churn "$t" "$p" completed_per_s)" 0f) | $(med churn "$t" "$p" p50_ms) | $(med churn "$t" "$p" p99_ms) | $(med churn "$t" "$p" error_rate) | $(med churn "$t" "$p" holds) | $cu | $(fmt "$(cpu_us churn "$t" "$p" upstream_cpu_s lifecycles)" 1f) | $(loadavgs churn "$t" "$p")|"
 			done
 		done
 		echo
