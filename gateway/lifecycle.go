@@ -47,10 +47,7 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 	if sess.withStreams != nil {
 		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
 	}
-	streams := make([]*stream, 0, sess.streams.len())
-	for _, st := range sess.streams.all() {
-		streams = append(streams, st)
-	}
+	streams := sess.streams.snapshot()
 	sess.mu.Unlock()
 
 	if cur, ok := s.store.Get(sess.id); ok && cur == sess {

@@ -60,10 +60,7 @@ func (s *Server) suspendSessions() {
 		}
 		sess.mu.Lock()
 		sess.suspended = true
-		streams := make([]*stream, 0, sess.streams.len())
-		for _, st := range sess.streams.all() {
-			streams = append(streams, st)
-		}
+		streams := sess.streams.snapshot()
 		sess.mu.Unlock()
 		sess.cancel()
 		for _, st := range streams {

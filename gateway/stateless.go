@@ -238,10 +238,7 @@ func (s *Server) endEphemeral(sess *session) {
 	}
 	sess.closed = true
 	sess.closeReason = CloseClientGone
-	streams := make([]*stream, 0, sess.streams.len())
-	for _, st := range sess.streams.all() {
-		streams = append(streams, st)
-	}
+	streams := sess.streams.snapshot()
 	sess.mu.Unlock()
 	s.ephemeral.Delete(sess)
 	sess.cancel()

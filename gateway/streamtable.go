@@ -72,6 +72,16 @@ func (t *streamTable) del(id uint64) {
 
 func (t *streamTable) len() int { return len(t.list) }
 
+// snapshot returns the streams in a slice of their own, highest id first,
+// for work done after the session's mu is let go.
+func (t *streamTable) snapshot() []*stream {
+	out := make([]*stream, len(t.list))
+	for i, e := range t.list {
+		out[len(out)-1-i] = e.st
+	}
+	return out
+}
+
 // all yields the streams by id, highest first; the loop may delete the
 // stream it is at (del) and nothing else.
 func (t *streamTable) all() iter.Seq2[uint64, *stream] {

@@ -51,6 +51,9 @@ func TestStreamTable(t *testing.T) {
 	assert.Equal(t, 2, tab.len())
 	assert.NotNil(t, tab.get(0))
 	assert.NotNil(t, tab.get(2))
+	snap := tab.snapshot()
+	require.Len(t, snap, 2)
+	assert.Equal(t, []uint64{2, 0}, []uint64{snap[0].id, snap[1].id}, "highest id first, as all")
 
 	// Stopping early.
 	n := 0

@@ -9,8 +9,9 @@
 // monitor thread on every call). The benchmarks run it side by side with
 // mcpgate and Caddy to show how much of a proxy's cost per call or per event
 // is the machine's (the kernel's loopback, the Go runtime's poller and
-// scheduler) and how much is the proxy's own. It copies with read and write on purpose, not splice(2):
-// a gateway that looks at the bytes cannot splice them.
+// scheduler) and how much is the proxy's own. It copies with read and write
+// on purpose, not splice(2): a gateway that looks at the bytes cannot splice
+// them.
 package relay
 
 import (
