@@ -6,7 +6,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,10 +45,12 @@ type echoSession struct {
 	buffered echoBuffered
 }
 
-// echoStream yields one message, then io.EOF.
+// echoStream yields one message, then io.EOF. closed is set by Close,
+// which a pump calls from its own goroutine after draining the stream.
 type echoStream struct {
-	msg  []byte
-	done bool
+	msg    []byte
+	done   bool
+	closed atomic.Bool
 }
 
 func (e *echoStream) Next() ([]byte, error) {
@@ -56,7 +60,7 @@ func (e *echoStream) Next() ([]byte, error) {
 	e.done = true
 	return e.msg, nil
 }
-func (e *echoStream) Close() error { return nil }
+func (e *echoStream) Close() error { e.closed.Store(true); return nil }
 
 // echoBuffered is an echoStream that arrived with its headers
 // (upstream.Buffered), as the HTTP transport reports most SSE answers.
@@ -104,7 +108,15 @@ func (s *echoSession) Send(_ context.Context, body []byte) (*upstream.Reply, err
 		s.buffered = echoBuffered{echoStream{msg: s.answer}}
 		s.t.reply = upstream.Reply{Stream: &s.buffered}
 	case answerSSEPump:
-		s.stream = echoStream{msg: s.answer}
+		// The previous call's pump may still be draining its stream after
+		// the client got the answer (pumpAnswer's upstream.Drain): reusing
+		// the stream before its Close would hand that pump this call's
+		// message.
+		for s.stream.msg != nil && !s.stream.closed.Load() {
+			runtime.Gosched()
+		}
+		s.stream.msg, s.stream.done = s.answer, false
+		s.stream.closed.Store(false)
 		s.t.reply = upstream.Reply{Stream: &s.stream}
 	default:
 		s.t.reply = upstream.Reply{JSON: s.answer}
