@@ -81,6 +81,7 @@ func (e *echoBuffered) NextBuffered() ([]byte, error) {
 }
 
 func (e *echoBuffered) RestArrived() bool                { return true }
+func (e *echoBuffered) OweEnd() bool                     { return false }
 func (e *echoBuffered) AwaitBuffered(time.Duration) bool { return !e.done }
 
 func (t *echoTransport) Connect(context.Context, []byte) (upstream.Session, []byte, error) {

@@ -178,8 +178,10 @@ func (s *Server) relayBuffered(sess *session, st *stream, up upstream.Stream, ca
 		case relayAnswered:
 			s.finishStream(st)
 			// The rest of the body (its end) is read so the connection is
-			// pooled: here when it arrived too, else by a goroutine of its own.
-			if b.RestArrived() || !s.goOwned(func(context.Context) { upstream.Drain(up); _ = up.Close() }) {
+			// pooled: here when it arrived too, or when the connection can
+			// take it before its next request (nothing of it arrived yet),
+			// else by a goroutine of its own.
+			if b.RestArrived() || b.OweEnd() || !s.goOwned(func(context.Context) { upstream.Drain(up); _ = up.Close() }) {
 				upstream.Drain(up)
 				_ = up.Close()
 			}

@@ -56,6 +56,7 @@ func (b *bufferedStream) NextBuffered() ([]byte, error) {
 }
 
 func (b *bufferedStream) RestArrived() bool { return b.rest }
+func (b *bufferedStream) OweEnd() bool      { return false }
 
 func (b *bufferedStream) Next() ([]byte, error) {
 	b.nextCalls.Add(1)

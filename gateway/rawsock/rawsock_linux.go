@@ -101,14 +101,23 @@ func (o *op) call(fd uintptr, write bool) bool {
 	}
 }
 
+// Take reads up to len(buf) pending bytes of the socket fd into buf
+// without waiting (MSG_DONTWAIT): their count (0 at EOF), wait true when
+// nothing at all is pending (EAGAIN), or -1 when the read failed.
+func Take(fd uintptr, buf []byte) (n int, wait bool) { return recv(fd, buf, syscall.MSG_DONTWAIT) }
+
 // Peek copies up to len(buf) pending bytes of the socket fd into buf
 // without consuming them or waiting (MSG_PEEK|MSG_DONTWAIT): their count
 // (0 at EOF), wait true when nothing at all is pending (EAGAIN), or -1
 // when the peek failed.
 func Peek(fd uintptr, buf []byte) (n int, wait bool) {
+	return recv(fd, buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+}
+
+func recv(fd uintptr, buf []byte, flags int) (n int, wait bool) {
 	for {
 		r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			uintptr(flags), 0, 0)
 		switch errno {
 		case 0:
 			return int(r), false

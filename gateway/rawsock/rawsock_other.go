@@ -19,3 +19,6 @@ func Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupport
 
 // Peek cannot look here: it reports a failed peek.
 func Peek(uintptr, []byte) (int, bool) { return -1, false }
+
+// Take cannot read here: it reports a failed read.
+func Take(uintptr, []byte) (int, bool) { return -1, false }

@@ -180,3 +180,37 @@ func TestPeek(t *testing.T) {
 	assert.False(t, wait)
 	assert.Zero(t, n, "EOF")
 }
+
+// TestTake: nothing pending reports wait; pending bytes are read (up to the
+// buffer, the rest left for the next read); the peer's close is 0 bytes
+// without wait.
+func TestTake(t *testing.T) {
+	_, raw, b := pair(t)
+	take := func(buf []byte) (n int, wait bool) {
+		require.NoError(t, raw.Control(func(fd uintptr) { n, wait = Take(fd, buf) }))
+		return n, wait
+	}
+	buf := make([]byte, 2)
+	n, wait := take(buf)
+	assert.True(t, wait)
+	assert.Zero(t, n)
+
+	_, err := b.Write([]byte("abc"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		n, wait = take(buf)
+		return !wait
+	}, 5*time.Second, time.Millisecond)
+	assert.Equal(t, "ab", string(buf[:n]))
+	n, wait = take(buf)
+	assert.False(t, wait)
+	assert.Equal(t, "c", string(buf[:n]), "what did not fit is read next")
+	_, wait = take(buf)
+	assert.True(t, wait, "taken bytes are gone")
+
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { _, wait := take(buf); return !wait }, 5*time.Second, time.Millisecond)
+	n, wait = take(buf)
+	assert.False(t, wait)
+	assert.Zero(t, n, "EOF")
+}

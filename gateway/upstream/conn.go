@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +22,11 @@ import (
 // stopRecording): what of an SSE answer arrived with its headers, which
 // fasthttp holds in its read buffer, can be read without waiting on the
 // socket (answerInHand).
+//
+// A chunked SSE answer whose end comes after its last message can be owed
+// (oweChunkedEnd): fasthttp reads the end at once and pools the
+// connection, which takes the real end from the socket before its next
+// request, so nothing waits for it (see lateEnds).
 type trackedConn struct {
 	net.Conn
 	addr connAddr
@@ -28,6 +35,14 @@ type trackedConn struct {
 	peekFn     func(fd uintptr) // peekFd, bound once
 	peekBuf    [8]byte
 	peekN      int
+	nothingIn  bool                  // the last chunkedEndPending found nothing pending, and nothing was read since
+	takeFd     func(fd uintptr)      // takeOwed, bound once (Control)
+	takeWaitFn func(fd uintptr) bool // takeOwed, bound once (Read)
+	took       int                   // bytes of the owed end taken
+	takeFailed bool
+	lateEnds   *lateEnds // the transport's, nil: never owe
+	owed       bool      // the socket still holds lastChunk of the previous exchange
+	synth      int       // bytes of lastChunk that Read returns before it reads the socket again
 	recordable bool
 	recording  bool
 	truncated  bool // the response went on past rec
@@ -49,8 +64,14 @@ type connAddr struct {
 
 func (c *trackedConn) LocalAddr() net.Addr { return &c.addr }
 
-// Write starts recording a new exchange's response.
+// Write starts recording a new exchange's response, after taking the end
+// of the previous one if it was owed.
 func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.owed {
+		if err := c.takeOwedEnd(); err != nil {
+			return 0, err
+		}
+	}
 	if c.recordable {
 		c.recording, c.truncated, c.n = true, false, 0
 	}
@@ -63,6 +84,13 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 // Read reads the socket with raw system calls where it can (see rawsock:
 // a call's exchange then does not wake the runtime's monitor thread).
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.synth > 0 {
+		k := len(lastChunk) - c.synth
+		n := copy(p, lastChunk[k:])
+		c.synth -= n
+		return n, nil
+	}
+	c.nothingIn = false
 	var n int
 	var err error
 	if c.raw != nil && rawsock.Supported {
@@ -91,13 +119,103 @@ func (c *trackedConn) chunkedEndPending() bool {
 		return false
 	}
 	c.peekN = -1
+	c.nothingIn = false
 	if c.raw.Control(c.peekFn) != nil {
 		return false
 	}
 	return c.peekN >= len(lastChunk) && string(c.peekBuf[:len(lastChunk)]) == lastChunk
 }
 
-func (c *trackedConn) peekFd(fd uintptr) { c.peekN = peekInto(fd, c.peekBuf[:]) }
+func (c *trackedConn) peekFd(fd uintptr) {
+	n, wait := peekPending(fd, c.peekBuf[:])
+	c.peekN, c.nothingIn = n, wait
+	if wait {
+		c.peekN = -1
+	}
+}
+
+// oweChunkedEnd is for a chunked body read to its last chunk's boundary,
+// everything read from the socket consumed, when chunkedEndPending just
+// found nothing pending: the end (lastChunk) has not arrived. It makes the
+// next reads return lastChunk without the socket, so the body ends now,
+// and the connection owes it: its next Write first takes it from the
+// socket (takeOwedEnd). It reports whether it did; false where the
+// transport stopped owing ends, or the connection cannot look at its
+// socket.
+func (c *trackedConn) oweChunkedEnd() bool {
+	if !c.nothingIn || !c.recordable || c.lateEnds == nil || c.lateEnds.off.Load() {
+		return false
+	}
+	c.nothingIn = false
+	c.owed, c.synth = true, len(lastChunk)
+	return true
+}
+
+// errLateEnd fails the write of a request on a pooled connection whose
+// previous answer's owed end did not come, or was something else: nothing
+// was sent, the connection is closed and the request retried
+// (retryStaleConn).
+var errLateEnd = errors.New("upstream: the previous answer on the connection had not ended")
+
+// lateEndWait bounds the wait for an owed end that has not arrived when its
+// connection is used again: a server that writes it after its handler
+// returns sends it a moment after the response, which the client may have
+// answered by then.
+const lateEndWait = 50 * time.Millisecond
+
+// takeOwedEnd takes the owed lastChunk from the socket, waiting for it up to
+// lateEndWait. Anything else (nothing, a part, more of the body: a server
+// that keeps its answer streams open after their response) fails the
+// connection, and the transport owes no more ends (lateEnds).
+func (c *trackedConn) takeOwedEnd() error {
+	c.owed = false
+	c.took, c.takeFailed = 0, false
+	err := c.raw.Control(c.takeFd)
+	if err == nil && c.took < len(lastChunk) && !c.takeFailed {
+		if err = c.Conn.SetReadDeadline(time.Now().Add(c.lateEnds.waitFor())); err == nil {
+			err = c.raw.Read(c.takeWaitFn)
+			c.clearDeadlines()
+		}
+	}
+	if err != nil || c.took < len(lastChunk) || c.takeFailed {
+		c.lateEnds.off.Store(true)
+		return errLateEnd
+	}
+	return nil
+}
+
+// takeOwed reads what of the owed end is pending, without waiting, and
+// checks it; it reports whether the take is over (taken or failed).
+func (c *trackedConn) takeOwed(fd uintptr) bool {
+	for c.took < len(lastChunk) {
+		n, wait := rawsock.Take(fd, c.peekBuf[c.took:len(lastChunk)])
+		switch {
+		case wait:
+			return false
+		case n <= 0 || string(c.peekBuf[c.took:c.took+n]) != lastChunk[c.took:c.took+n]:
+			c.takeFailed = true // the upstream closed, or sent something else
+			return true
+		}
+		c.took += n
+	}
+	return true
+}
+
+// lateEnds is a transport's state of owed ends (trackedConn.oweChunkedEnd):
+// off once one was missing when its connection was used again, for the
+// rest of the process (such a server keeps answer streams open after their
+// response; their ends are then read by a goroutine, as they come).
+type lateEnds struct {
+	off  atomic.Bool
+	wait time.Duration // lateEndWait when 0 (tests set it)
+}
+
+func (l *lateEnds) waitFor() time.Duration {
+	if l.wait > 0 {
+		return l.wait
+	}
+	return lateEndWait
+}
 
 // lastChunk ends a chunked body without trailer fields.
 const lastChunk = "0\r\n\r\n"
@@ -120,11 +238,16 @@ func (c *trackedConn) stopRecording() {
 	}
 }
 
-func newTrackedConn(c net.Conn, recordable bool) *trackedConn {
+func newTrackedConn(c net.Conn, recordable bool, late *lateEnds) *trackedConn {
 	tc := &trackedConn{Conn: c, recordable: recordable}
 	if tcp, ok := c.(*net.TCPConn); ok {
 		tc.raw, _ = tcp.SyscallConn()
 		tc.peekFn = tc.peekFd
+		tc.takeFd = func(fd uintptr) { tc.takeOwed(fd) }
+		tc.takeWaitFn = tc.takeOwed
+		if rawsock.Supported {
+			tc.lateEnds = late
+		}
 	}
 	tc.addr = connAddr{Addr: c.LocalAddr(), conn: tc}
 	return tc
@@ -143,7 +266,8 @@ func (c *trackedConn) clearDeadlines() { _ = c.Conn.SetReadDeadline(time.Time{})
 
 // dialTracked dials trackedConns; recordable is false under TLS (fasthttp
 // encrypts above the dialed connection, so its bytes are not the answer's).
-func dialTracked(dialer *net.Dialer, recordable bool) func(addr string) (net.Conn, error) {
+// late is the transport's state of owed ends.
+func dialTracked(dialer *net.Dialer, recordable bool, late *lateEnds) func(addr string) (net.Conn, error) {
 	return func(addr string) (net.Conn, error) {
 		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
@@ -152,6 +276,6 @@ func dialTracked(dialer *net.Dialer, recordable bool) func(addr string) (net.Con
 		if tcp, ok := c.(*net.TCPConn); ok {
 			_ = tcp.SetNoDelay(true)
 		}
-		return newTrackedConn(c, recordable), nil
+		return newTrackedConn(c, recordable, late), nil
 	}
 }

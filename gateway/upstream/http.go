@@ -71,6 +71,7 @@ type HTTP struct {
 	cfg  HTTPConfig
 	uri  string
 	post *fasthttp.HostClient // POSTs and DELETEs, timeouts per request
+	late lateEnds             // SSE answers' owed ends on post's connections (conn.go)
 
 	// GET streams run on connections of their own (see getConn).
 	dialer     *net.Dialer
@@ -147,27 +148,24 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	t := &HTTP{
 		cfg: cfg,
 		uri: u.String(),
-		post: &fasthttp.HostClient{
-			Addr:                          addr,
-			IsTLS:                         isTLS,
-			Name:                          cfg.UserAgent,
-			MaxConns:                      cfg.MaxConns,
-			MaxConnWaitTimeout:            cfg.ConnWaitTimeout,
-			MaxIdleConnDuration:           30 * time.Second,
-			StreamResponseBody:            true,
-			DisableHeaderNamesNormalizing: false,
-			RetryIfErr:                    retryStaleConn,
-			Dial:                          dialTracked(dialer, !isTLS),
-			TLSConfig:                     tlsConf,
-			ReadBufferSize:                recordSize, // a response's start is recorded up to it (conn.go)
-			WriteBufferSize:               8 << 10,
-		},
-		dialer:     dialer,
-		addr:       addr,
-		tls:        tlsConf,
-		hostHeader: u.Host,
-		requestURI: u.RequestURI(),
 	}
+	t.post = &fasthttp.HostClient{
+		Addr:                          addr,
+		IsTLS:                         isTLS,
+		Name:                          cfg.UserAgent,
+		MaxConns:                      cfg.MaxConns,
+		MaxConnWaitTimeout:            cfg.ConnWaitTimeout,
+		MaxIdleConnDuration:           30 * time.Second,
+		StreamResponseBody:            true,
+		DisableHeaderNamesNormalizing: false,
+		RetryIfErr:                    retryStaleConn,
+		Dial:                          dialTracked(dialer, !isTLS, &t.late),
+		TLSConfig:                     tlsConf,
+		ReadBufferSize:                recordSize, // a response's start is recorded up to it (conn.go)
+		WriteBufferSize:               8 << 10,
+	}
+	t.dialer, t.addr, t.tls = dialer, addr, tlsConf
+	t.hostHeader, t.requestURI = u.Host, u.RequestURI()
 	return t, nil
 }
 
@@ -175,8 +173,13 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 // turns out to be dead before any answer byte: the upstream closed it while
 // idle (a restart, its idle timeout), so it never read the request. Any
 // other failure, and any second failure, is final: POSTs are not
-// idempotent.
+// idempotent. A connection that failed because its previous answer's owed
+// end had not come (errLateEnd) sent nothing: retried on another, within
+// fasthttp's attempts (MaxIdemponentCallAttempts).
 func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if errors.Is(err, errLateEnd) {
+		return false, true
+	}
 	if attempts > 1 {
 		return false, false
 	}

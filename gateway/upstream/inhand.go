@@ -35,6 +35,11 @@ type Buffered interface {
 	// not wait: the end arrived with the headers, or it is all that is
 	// left and waits on the socket.
 	RestArrived() bool
+	// OweEnd, after RestArrived reported false, is for the body's end that
+	// has not arrived at all: when the connection can take it later (before
+	// its next request), the stream reads it as arrived, so Drain does not
+	// wait, and OweEnd reports true.
+	OweEnd() bool
 	// AwaitBuffered is for an answer whose headers came alone, or whose
 	// input in hand was used up: it waits up to d for the next whole part
 	// of the body to arrive, and then the stream reports it as if it had
@@ -286,8 +291,22 @@ func (st *httpStream) RestArrived() bool {
 	case g.h.complete:
 		return true
 	default:
-		// Everything read from the socket was consumed: the socket has the
-		// rest, which must be the body's end and nothing else before it.
-		return g.tc != nil && g.left == 0 && !st.dec.Pending() && g.tc.read-g.mark == g.want && g.tc.chunkedEndPending()
+		// The socket has the rest, which must be the body's end and
+		// nothing else before it.
+		return st.socketHasRest() && g.tc.chunkedEndPending()
 	}
+}
+
+// socketHasRest reports whether everything read from the socket was
+// consumed, at a chunk boundary: what follows is on the socket.
+func (st *httpStream) socketHasRest() bool {
+	g := &st.gate
+	return st.gated && g.tc != nil && g.left == 0 && !st.dec.Pending() && g.tc.read-g.mark == g.want
+}
+
+// OweEnd implements Buffered: the connection owes the end
+// (trackedConn.oweChunkedEnd) when RestArrived's look at the socket found
+// nothing pending.
+func (st *httpStream) OweEnd() bool {
+	return !st.gate.h.complete && st.socketHasRest() && st.gate.tc.oweChunkedEnd()
 }

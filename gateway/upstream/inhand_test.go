@@ -500,3 +500,146 @@ func TestAwaitBuffered(t *testing.T) {
 		assert.Equal(t, len(resultEvent), n)
 	})
 }
+
+// TestOweEnd: an answer whose end has not come when its response was read
+// ends at once, its connection taking the end from the socket before the
+// next request on it (one connection for every call, nothing waits for an
+// end). An upstream that sends something else after its response (a late
+// message, or nothing for long) costs that connection: the request goes
+// out on another, and the transport owes no more ends.
+func TestOweEnd(t *testing.T) {
+	// answered sends a tools/call, reads its response in hand and reports
+	// whether the connection owes the end; the stream is drained and
+	// closed, and its connection returned.
+	answered := func(t *testing.T, s Session) (owed bool, tc *trackedConn) {
+		t.Helper()
+		st, b := sendToolsCall(t, s)
+		nextInHand(t, b, `"result"`)
+		tc = st.(*httpStream).gate.tc
+		owed = !b.RestArrived() && b.OweEnd()
+		if owed {
+			assert.Equal(t, len(lastChunk), tc.synth, "the end given in its place, not read yet")
+			Drain(st) // reads the end given in its place, without the socket
+			assert.Zero(t, tc.synth, "the end given in its place was read")
+			assert.True(t, tc.owed)
+		} else {
+			within(t, 5*time.Second, "Drain", func() { Drain(st) })
+		}
+		_ = st.Close()
+		return owed, tc
+	}
+	// arrives waits until the socket of tc holds at least n bytes.
+	arrives := func(t *testing.T, tc *trackedConn, n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var got int
+			require.NoError(t, tc.raw.Control(func(fd uintptr) { got = peekInto(fd, make([]byte, n)) }))
+			if got >= n {
+				return
+			}
+			require.True(t, time.Now().Before(deadline), "the upstream's bytes never came")
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	t.Run("the end comes later", func(t *testing.T) {
+		ws := newWireServer(t)
+		tr := newTransport(t, ws.URL, 5*time.Second)
+		s := connectSession(t, ws, tr)
+		var cc connCounter
+		ended := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			<-ended // the body's end ("0\r\n\r\n") follows in a write of its own
+		})
+		for i := 0; i < 3; i++ {
+			owed, tc := answered(t, s)
+			require.True(t, owed, "call %d", i)
+			ended <- struct{}{}
+			arrives(t, tc, len(lastChunk))
+		}
+		assert.Equal(t, 1, cc.conns(), "every call on the first connection: the owed ends were taken")
+		assert.False(t, tr.late.off.Load())
+	})
+
+	t.Run("the end comes after the next request's start", func(t *testing.T) {
+		ws := newWireServer(t)
+		tr := newTransport(t, ws.URL, 5*time.Second)
+		tr.late.wait = 5 * time.Second // a wait that cannot run out here
+		s := connectSession(t, ws, tr)
+		var cc connCounter
+		ended := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			<-ended
+		})
+		for i := 0; i < 3; i++ {
+			owed, _ := answered(t, s)
+			require.True(t, owed, "call %d", i)
+			go func() {
+				time.Sleep(20 * time.Millisecond) // the next call's request waits for the end
+				ended <- struct{}{}
+			}()
+		}
+		assert.Equal(t, 1, cc.conns(), "every call on the first connection: the owed ends were waited for")
+		assert.False(t, tr.late.off.Load())
+	})
+
+	t.Run("a late message instead", func(t *testing.T) {
+		ws := newWireServer(t)
+		tr := newTransport(t, ws.URL, 5*time.Second)
+		s := connectSession(t, ws, tr)
+		var cc connCounter
+		more := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			<-more
+			sseWrite(w, progressEvent) // after the response: dropped
+		})
+		owed, tc := answered(t, s)
+		require.True(t, owed)
+		more <- struct{}{}
+		arrives(t, tc, len(progressEvent))
+		go func() { more <- struct{}{} }() // the next answer's late message
+		owed, _ = answered(t, s)
+		assert.False(t, owed, "the transport owes no more ends")
+		assert.True(t, tr.late.off.Load())
+		assert.Equal(t, 2, cc.conns(), "the next call went out on a new connection")
+	})
+
+	t.Run("nothing comes", func(t *testing.T) {
+		ws := newWireServer(t)
+		tr := newTransport(t, ws.URL, 5*time.Second)
+		s := connectSession(t, ws, tr)
+		var cc connCounter
+		held := make(chan struct{})
+		t.Cleanup(func() { close(held) }) // before the server's Close, which waits for its handlers
+		var calls sync.WaitGroup
+		calls.Add(1)
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			if cc.conns() == 1 {
+				calls.Done()
+				<-held // the first answer stays open
+			}
+		})
+		owed, _ := answered(t, s)
+		require.True(t, owed)
+		calls.Wait()
+		st, b := sendToolsCall(t, s)
+		nextInHand(t, b, `"result"`)
+		assert.Equal(t, 2, cc.conns(), "the call went out on a new connection")
+		assert.True(t, tr.late.off.Load())
+		restArrives(t, b)
+		_ = st.Close()
+	})
+}
