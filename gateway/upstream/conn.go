@@ -39,10 +39,11 @@ type trackedConn struct {
 	takeFd     func(fd uintptr)      // takeOwed, bound once (Control)
 	takeWaitFn func(fd uintptr) bool // takeOwed, bound once (Read)
 	took       int                   // bytes of the owed end taken
-	takeFailed bool
-	lateEnds   *lateEnds // the transport's, nil: never owe
-	owed       bool      // the socket still holds lastChunk of the previous exchange
-	synth      int       // bytes of lastChunk that Read returns before it reads the socket again
+	takeFailed bool                  // something else came
+	takeClosed bool                  // the connection ended or failed
+	lateEnds   *lateEnds             // the transport's, nil: never owe
+	owed       bool                  // the socket still holds lastChunk of the previous exchange
+	synth      int                   // bytes of lastChunk that Read returns before it reads the socket again
 	recordable bool
 	recording  bool
 	truncated  bool // the response went on past rec
@@ -164,24 +165,29 @@ var errLateEnd = errors.New("upstream: the previous answer on the connection had
 const lateEndWait = 50 * time.Millisecond
 
 // takeOwedEnd takes the owed lastChunk from the socket, waiting for it up to
-// lateEndWait. Anything else (nothing, a part, more of the body: a server
-// that keeps its answer streams open after their response) fails the
-// connection, and the transport owes no more ends (lateEnds).
+// lateEndWait. Anything else (more of the body: a server that keeps its
+// answer streams open after their response; nothing within the wait; a
+// part) fails the connection, and the transport owes no more ends
+// (lateEnds); so does the upstream's close, which only fails the
+// connection (a restarted upstream is no reason to stop).
 func (c *trackedConn) takeOwedEnd() error {
 	c.owed = false
-	c.took, c.takeFailed = 0, false
+	c.took, c.takeFailed, c.takeClosed = 0, false, false
 	err := c.raw.Control(c.takeFd)
-	if err == nil && c.took < len(lastChunk) && !c.takeFailed {
+	if err == nil && c.took < len(lastChunk) && !c.takeFailed && !c.takeClosed {
 		if err = c.Conn.SetReadDeadline(time.Now().Add(c.lateEnds.waitFor())); err == nil {
 			err = c.raw.Read(c.takeWaitFn)
 			c.clearDeadlines()
 		}
 	}
-	if err != nil || c.took < len(lastChunk) || c.takeFailed {
-		c.lateEnds.off.Store(true)
+	switch {
+	case c.took == len(lastChunk):
+		return nil
+	case c.takeClosed:
 		return errLateEnd
 	}
-	return nil
+	c.lateEnds.off.Store(true)
+	return errLateEnd
 }
 
 // takeOwed reads what of the owed end is pending, without waiting, and
@@ -192,8 +198,11 @@ func (c *trackedConn) takeOwed(fd uintptr) bool {
 		switch {
 		case wait:
 			return false
-		case n <= 0 || string(c.peekBuf[c.took:c.took+n]) != lastChunk[c.took:c.took+n]:
-			c.takeFailed = true // the upstream closed, or sent something else
+		case n <= 0:
+			c.takeClosed = true // the upstream closed the connection, or it failed
+			return true
+		case string(c.peekBuf[c.took:c.took+n]) != lastChunk[c.took:c.took+n]:
+			c.takeFailed = true // something else than the end
 			return true
 		}
 		c.took += n

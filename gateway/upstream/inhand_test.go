@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -612,6 +613,39 @@ func TestOweEnd(t *testing.T) {
 		assert.False(t, owed, "the transport owes no more ends")
 		assert.True(t, tr.late.off.Load())
 		assert.Equal(t, 2, cc.conns(), "the next call went out on a new connection")
+	})
+
+	t.Run("the upstream closes the connection instead", func(t *testing.T) {
+		ws := newWireServer(t)
+		tr := newTransport(t, ws.URL, 5*time.Second)
+		s := connectSession(t, ws, tr)
+		var cc connCounter
+		var first atomic.Bool
+		first.Store(true)
+		closed := make(chan struct{})
+		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
+			cc.saw(r)
+			w.Header().Set("Content-Type", "text/event-stream")
+			sseWrite(w, resultEvent)
+			if first.CompareAndSwap(true, false) {
+				<-closed
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if assert.NoError(t, err) {
+					_ = conn.Close() // without the body's end
+				}
+			}
+		})
+		owed, tc := answered(t, s)
+		require.True(t, owed)
+		close(closed)
+		require.Eventually(t, func() bool {
+			var n int
+			require.NoError(t, tc.raw.Control(func(fd uintptr) { n = peekInto(fd, make([]byte, 1)) }))
+			return n == 0 // EOF pending
+		}, 5*time.Second, time.Millisecond)
+		answered(t, s)
+		assert.Equal(t, 2, cc.conns(), "the next call went out on a new connection")
+		assert.False(t, tr.late.off.Load(), "a closed connection does not turn owing off")
 	})
 
 	t.Run("nothing comes", func(t *testing.T) {
