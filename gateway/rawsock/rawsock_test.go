@@ -154,10 +154,7 @@ func TestDeadlinesAndClose(t *testing.T) {
 // stay to be read; the peer's close is 0 bytes without wait.
 func TestPeek(t *testing.T) {
 	_, raw, b := pair(t)
-	peek := func(buf []byte) (n int, wait bool) {
-		require.NoError(t, raw.Control(func(fd uintptr) { n, wait = Peek(fd, buf) }))
-		return n, wait
-	}
+	peek := onSocket(t, raw, Peek)
 	buf := make([]byte, 8)
 	n, wait := peek(buf)
 	assert.True(t, wait)
@@ -173,12 +170,7 @@ func TestPeek(t *testing.T) {
 	n, err = Read(raw, got)
 	require.NoError(t, err)
 	assert.Equal(t, "abc", string(got[:n]), "peeked bytes are still there to read")
-
-	require.NoError(t, b.Close())
-	require.Eventually(t, func() bool { _, wait := peek(buf); return !wait }, 5*time.Second, time.Millisecond)
-	n, wait = peek(buf)
-	assert.False(t, wait)
-	assert.Zero(t, n, "EOF")
+	closedIsEOF(t, b, peek)
 }
 
 // TestTake: nothing pending reports wait; pending bytes are read (up to the
@@ -186,15 +178,12 @@ func TestPeek(t *testing.T) {
 // without wait.
 func TestTake(t *testing.T) {
 	_, raw, b := pair(t)
-	take := func(buf []byte) (n int, wait bool) {
-		require.NoError(t, raw.Control(func(fd uintptr) { n, wait = Take(fd, buf) }))
-		return n, wait
-	}
+	take := onSocket(t, raw, Take)
 	buf := make([]byte, 2)
-	n, wait := take(buf)
+	_, wait := take(buf)
 	assert.True(t, wait)
-	assert.Zero(t, n)
 
+	var n int
 	_, err := b.Write([]byte("abc"))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -207,10 +196,25 @@ func TestTake(t *testing.T) {
 	assert.Equal(t, "c", string(buf[:n]), "what did not fit is read next")
 	_, wait = take(buf)
 	assert.True(t, wait, "taken bytes are gone")
+	closedIsEOF(t, b, take)
+}
 
+// onSocket returns recv (Peek or Take) on raw's socket.
+func onSocket(t *testing.T, raw syscall.RawConn, recv func(uintptr, []byte) (int, bool)) func([]byte) (int, bool) {
+	return func(buf []byte) (n int, wait bool) {
+		require.NoError(t, raw.Control(func(fd uintptr) { n, wait = recv(fd, buf) }))
+		return n, wait
+	}
+}
+
+// closedIsEOF closes the peer b and checks that recv then reports the end
+// of the input: 0 bytes, without wait.
+func closedIsEOF(t *testing.T, b net.Conn, recv func([]byte) (int, bool)) {
+	t.Helper()
 	require.NoError(t, b.Close())
-	require.Eventually(t, func() bool { _, wait := take(buf); return !wait }, 5*time.Second, time.Millisecond)
-	n, wait = take(buf)
+	buf := make([]byte, 8)
+	require.Eventually(t, func() bool { _, wait := recv(buf); return !wait }, 5*time.Second, time.Millisecond)
+	n, wait := recv(buf)
 	assert.False(t, wait)
 	assert.Zero(t, n, "EOF")
 }

@@ -544,16 +544,27 @@ func TestOweEnd(t *testing.T) {
 		}
 	}
 
-	t.Run("the end comes later", func(t *testing.T) {
+	// serve starts a wire server whose POST answers are the result event,
+	// flushed, then what after does; it returns the transport, a session
+	// on it and the server's count of connections.
+	serve := func(t *testing.T, after func(w http.ResponseWriter, cc *connCounter)) (*HTTP, Session, *connCounter) {
+		t.Helper()
 		ws := newWireServer(t)
 		tr := newTransport(t, ws.URL, 5*time.Second)
 		s := connectSession(t, ws, tr)
-		var cc connCounter
-		ended := make(chan struct{})
+		cc := &connCounter{}
 		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
 			cc.saw(r)
 			w.Header().Set("Content-Type", "text/event-stream")
 			sseWrite(w, resultEvent)
+			after(w, cc)
+		})
+		return tr, s, cc
+	}
+
+	t.Run("the end comes later", func(t *testing.T) {
+		ended := make(chan struct{})
+		tr, s, cc := serve(t, func(w http.ResponseWriter, cc *connCounter) {
 			<-ended // the body's end ("0\r\n\r\n") follows in a write of its own
 		})
 		for i := 0; i < 3; i++ {
@@ -567,18 +578,11 @@ func TestOweEnd(t *testing.T) {
 	})
 
 	t.Run("the end comes after the next request's start", func(t *testing.T) {
-		ws := newWireServer(t)
-		tr := newTransport(t, ws.URL, 5*time.Second)
-		tr.late.wait = 5 * time.Second // a wait that cannot run out here
-		s := connectSession(t, ws, tr)
-		var cc connCounter
 		ended := make(chan struct{})
-		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
-			cc.saw(r)
-			w.Header().Set("Content-Type", "text/event-stream")
-			sseWrite(w, resultEvent)
+		tr, s, cc := serve(t, func(w http.ResponseWriter, cc *connCounter) {
 			<-ended
 		})
+		tr.late.wait = 5 * time.Second // a wait that cannot run out here
 		for i := 0; i < 3; i++ {
 			owed, _ := answered(t, s)
 			require.True(t, owed, "call %d", i)
@@ -592,15 +596,8 @@ func TestOweEnd(t *testing.T) {
 	})
 
 	t.Run("a late message instead", func(t *testing.T) {
-		ws := newWireServer(t)
-		tr := newTransport(t, ws.URL, 5*time.Second)
-		s := connectSession(t, ws, tr)
-		var cc connCounter
 		more := make(chan struct{})
-		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
-			cc.saw(r)
-			w.Header().Set("Content-Type", "text/event-stream")
-			sseWrite(w, resultEvent)
+		tr, s, cc := serve(t, func(w http.ResponseWriter, cc *connCounter) {
 			<-more
 			sseWrite(w, progressEvent) // after the response: dropped
 		})
@@ -616,17 +613,10 @@ func TestOweEnd(t *testing.T) {
 	})
 
 	t.Run("the upstream closes the connection instead", func(t *testing.T) {
-		ws := newWireServer(t)
-		tr := newTransport(t, ws.URL, 5*time.Second)
-		s := connectSession(t, ws, tr)
-		var cc connCounter
 		var first atomic.Bool
 		first.Store(true)
 		closed := make(chan struct{})
-		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
-			cc.saw(r)
-			w.Header().Set("Content-Type", "text/event-stream")
-			sseWrite(w, resultEvent)
+		tr, s, cc := serve(t, func(w http.ResponseWriter, cc *connCounter) {
 			if first.CompareAndSwap(true, false) {
 				<-closed
 				conn, _, err := w.(http.Hijacker).Hijack()
@@ -649,23 +639,16 @@ func TestOweEnd(t *testing.T) {
 	})
 
 	t.Run("nothing comes", func(t *testing.T) {
-		ws := newWireServer(t)
-		tr := newTransport(t, ws.URL, 5*time.Second)
-		s := connectSession(t, ws, tr)
-		var cc connCounter
 		held := make(chan struct{})
-		t.Cleanup(func() { close(held) }) // before the server's Close, which waits for its handlers
 		var calls sync.WaitGroup
 		calls.Add(1)
-		ws.setPost(func(w http.ResponseWriter, r *http.Request, _ string) {
-			cc.saw(r)
-			w.Header().Set("Content-Type", "text/event-stream")
-			sseWrite(w, resultEvent)
+		tr, s, cc := serve(t, func(w http.ResponseWriter, cc *connCounter) {
 			if cc.conns() == 1 {
 				calls.Done()
 				<-held // the first answer stays open
 			}
 		})
+		t.Cleanup(func() { close(held) }) // before the server's Close (registered earlier), which waits for its handlers
 		owed, _ := answered(t, s)
 		require.True(t, owed)
 		calls.Wait()
