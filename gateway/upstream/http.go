@@ -146,10 +146,15 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		tlsConf.MinVersion = max(tlsConf.MinVersion, tls.VersionTLS12)
 	}
 	t := &HTTP{
-		cfg: cfg,
-		uri: u.String(),
+		cfg:        cfg,
+		uri:        u.String(),
+		dialer:     dialer,
+		addr:       addr,
+		tls:        tlsConf,
+		hostHeader: u.Host,
+		requestURI: u.RequestURI(),
 	}
-	t.post = &fasthttp.HostClient{
+	t.post = &fasthttp.HostClient{ // after t: its dialer holds &t.late
 		Addr:                          addr,
 		IsTLS:                         isTLS,
 		Name:                          cfg.UserAgent,
@@ -164,8 +169,6 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		ReadBufferSize:                recordSize, // a response's start is recorded up to it (conn.go)
 		WriteBufferSize:               8 << 10,
 	}
-	t.dialer, t.addr, t.tls = dialer, addr, tlsConf
-	t.hostHeader, t.requestURI = u.Host, u.RequestURI()
 	return t, nil
 }
 
