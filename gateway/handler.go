@@ -120,6 +120,30 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte, who caller) *sessio
 	return sess
 }
 
+// parseBody parses a POSTed body (of /mcp or of the legacy message
+// endpoint) as JSON-RPC. A body that is empty, not UTF-8 (RFC 8259
+// section 8.1: JSON exchanged between systems is UTF-8) or not JSON-RPC is
+// answered with 400 here, and ok is false. Otherwise msgs point into p,
+// which the caller puts back into s.parsers once it is done with them.
+func (s *Server) parseBody(ctx *fasthttp.RequestCtx, body []byte) (p *jsonrpc.Parser, msgs []jsonrpc.Message, batch, ok bool) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
+		return nil, nil, false, false
+	}
+	if !utf8.Valid(body) {
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeParseError, "Parse error: the body is not valid UTF-8", nil)
+		return nil, nil, false, false
+	}
+	p = s.parsers.Get().(*jsonrpc.Parser)
+	msgs, batch, perr := p.Parse(body)
+	if perr != nil {
+		s.fail(ctx, fasthttp.StatusBadRequest, perr.ID, perr.Code, perr.Message, nil)
+		s.parsers.Put(p)
+		return nil, nil, false, false
+	}
+	return p, msgs, batch, true
+}
+
 // handlePost forwards a client message upstream and relays the answer.
 func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	start := s.metrics.now()
@@ -136,21 +160,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 		return
 	}
 	body := ctx.PostBody()
-	if len(bytes.TrimSpace(body)) == 0 {
-		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
+	p, msgs, batch, ok := s.parseBody(ctx, body)
+	if !ok {
 		return
 	}
-	if !utf8.Valid(body) { // RFC 8259 section 8.1: JSON exchanged between systems is UTF-8
-		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeParseError, "Parse error: the body is not valid UTF-8", nil)
-		return
-	}
-	p := s.parsers.Get().(*jsonrpc.Parser)
 	defer s.parsers.Put(p)
-	msgs, batch, perr := p.Parse(body)
-	if perr != nil {
-		s.fail(ctx, fasthttp.StatusBadRequest, perr.ID, perr.Code, perr.Message, nil)
-		return
-	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
 	if isStatelessRequest(ctx, &msgs[0]) {

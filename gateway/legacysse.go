@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -322,17 +321,11 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
 		return
 	}
 	body := ctx.PostBody()
-	if len(bytes.TrimSpace(body)) == 0 {
-		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
+	p, msgs, batch, ok := s.parseBody(ctx, body)
+	if !ok {
 		return
 	}
-	p := s.parsers.Get().(*jsonrpc.Parser)
 	defer s.parsers.Put(p)
-	msgs, batch, perr := p.Parse(body)
-	if perr != nil {
-		s.fail(ctx, fasthttp.StatusBadRequest, perr.ID, perr.Code, perr.Message, nil)
-		return
-	}
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
 	var firstID []byte

@@ -69,7 +69,8 @@ stream, the client POSTs its answer (202, forwarded upstream unchanged), then th
 	{
 		name: "legacy-sse-refusals",
 		about: `The legacy endpoints' refusals: a message without sessionId (400), with a malformed one (400), an unknown one
-(404), not JSON (415); a second initialize (400); POST on the SSE path and GET
+(404), not JSON (415); a second initialize (400); an empty body (400) and one that is not UTF-8 (400, -32700, as
+on /mcp; nothing forwarded); POST on the SSE path and GET
 on the message path (405); GET /sse with Accept not covering SSE (406) or a bad Origin (403). A legacy session is
 reached only through the legacy endpoints (404 on /mcp), a Streamable HTTP session only through /mcp (404 on the
 message path). Requests before initialize are answered on the stream (202): server/discover with -32601 (2026-07-28
@@ -91,6 +92,8 @@ clients probe with it, then initialize), a ping with {}, others with -32600.`,
 			a.continued().events(1)
 			h.waitListen(1)
 			h.do(legacyPost(sid, initializeBody("2025-06-18")))
+			h.do(legacyPost(sid, " \r\n"))
+			h.do(legacyPost(sid, `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{"x":"`+"\xff\xfe"+`"}}`))
 			h.do(request{method: "POST", target: "/sse", headers: []header{{"Host", "localhost"}, {"Content-Type", "application/json"}}, body: pingBody})
 			h.do(request{method: "GET", target: "/messages?sessionId=" + sid, headers: []header{{"Host", "localhost"}}})
 			h.do(legacyGet().with("Accept", "application/json"))
