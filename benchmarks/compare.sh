@@ -24,6 +24,7 @@
 #   LAT_RATE=2000          open-loop rate of the added-latency runs
 #   LAT_DURATION=10s       measured time per latency run (after 2 s warm-up)
 #   SSE_RATE=2000          fixed rate at which section sse compares SSE- and JSON-answered calls
+#   SSE_ROUNDS=5           rounds of that fixed-rate comparison
 #   CHURN_RATES="..."      ascending churn rates tried until one fails (per target)
 #   CHURN_ROUNDS=3         rounds per churn rate; a rate holds on the medians of its rounds
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
@@ -34,7 +35,9 @@
 #                          30 s of settling and the idle window) and the idle CPU measurement
 #                          window (2 m: it then holds the runtime's forced GC cycle, which marks
 #                          the whole heap every 2 minutes)
-#   EVERYTHING_ROUNDS=3    rounds of direct / mcpgate against the reference server
+#   EVERYTHING_ROUNDS=5    rounds of the targets against the reference server (the first
+#                          target rotating from round to round); 5, not 3: one run's figures
+#                          there spread by a third on this kind of machine
 #   RELAY=1                sections everything, stateless, sse, churn, events and bursty also run `loadtest
 #                          relay` (a byte relay: one read and one write per arrival, nothing
 #                          parsed), the floor any proxy in user space pays on this machine (0: not run)
@@ -69,11 +72,12 @@ SAT_DURATION=${SAT_DURATION:-5s}
 LAT_RATE=${LAT_RATE:-2000}
 LAT_DURATION=${LAT_DURATION:-10s}
 SSE_RATE=${SSE_RATE:-2000}
+SSE_ROUNDS=${SSE_ROUNDS:-5}
 CHURN_ROUNDS=${CHURN_ROUNDS:-3}
 CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 3500 4000 5000 6000 8000 10000 12000}
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
-EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-3}
+EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-5}
 RELAY=${RELAY:-1}
 MILLION_N=${MILLION_N:-1000000}
 MILLION_IDLE=${MILLION_IDLE:-6m}
@@ -232,6 +236,14 @@ rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUNS"; }
 med() {
 	awk -F'\t' -v s="$1" -v t="$2" -v p="$3" -v m="$4" '$1==s && $2==t && $4==p && $5==m {print $6}' "$RUNS" |
 		sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+# rotated K WORD...: the words, the first K of them moved to the end (K taken modulo
+# their count), so that from round to round another target goes first.
+rotated() {
+	local k=$1
+	shift
+	((k %= $#))
+	echo "${@:k+1}" "${@:1:k}"
 }
 # unrec SECTION TARGET ROUND PARAM: forget what was recorded of one run (before a retry).
 unrec() {
@@ -457,7 +469,7 @@ if ! skip sse; then
 	# The same two gateways at one fixed rate (open loop, bin/loadtest post): CPU per call
 	# compared where both do the same number of calls per second, so that the wake-ups a
 	# lower rate shares among fewer calls do not count against the SSE answers.
-	for round in $(seq "$ROUNDS"); do
+	for round in $(seq "$SSE_ROUNDS"); do
 		begin_lock
 		order="mcpgate mcpgate-sse"
 		((round % 2 == 0)) && order="mcpgate-sse mcpgate"
@@ -513,11 +525,10 @@ if ! skip churn; then
 	[[ $RELAY == 1 ]] && live="$live relay"
 	for rate in $CHURN_RATES; do
 		[[ -n $live ]] || break
-		read -r -a order <<<"$live"
 		for round in $(seq "$CHURN_ROUNDS"); do
 			begin_lock
-			for ((i = 0; i < ${#order[@]}; i++)); do
-				target=${order[$(((i + round - 1) % ${#order[@]}))]}
+			# shellcheck disable=SC2086 # live is words
+			for target in $(rotated $((round - 1)) $live); do
 				log "churn $rate/s round $round: $target"
 				measure churn "$target" "$round" "r$rate" bin/loadtest run -target "$(url_of "$target")" -scenario churn \
 					-conns 64 -rate "$rate" -duration 5s -warmup 1s -quiet -max-errors -1 -out -
@@ -703,14 +714,16 @@ reference_section() {
 	fi
 	begin_lock
 	for round in $(seq "$EVERYTHING_ROUNDS"); do
-		for target in $targets; do
+		# shellcheck disable=SC2086 # targets is words
+		for target in $(rotated $((round - 1)) $targets); do
 			# shellcheck disable=SC2086 # client_env is VAR=value words
 			ref_run "$section" "$target" "$round" c16 TestCompareClosedLoop $client_env CMP_CONC=16 CMP_DURATION=5s
 		done
 	done
 	if ((rate > 0)); then
 		for round in $(seq "$EVERYTHING_ROUNDS"); do
-			for target in $targets; do
+			# shellcheck disable=SC2086 # targets is words
+			for target in $(rotated $((round - 1)) $targets); do
 				# shellcheck disable=SC2086
 				ref_run "$section" "$target" "$round" "r$rate" TestCompareCalls $client_env CMP_RATE="$rate" CMP_CONC=64 \
 					CMP_SESSIONS=16 CMP_DURATION="$LAT_DURATION" CMP_WARMUP=2s
@@ -1033,7 +1046,7 @@ reference_summary() {
 		echo "| **mcpgate SSE / caddy SSE** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us sse mcpgate-sse c16)" "$(cpu_us sse caddy-sse c16)")")** | |"
 		echo "| **mcpgate SSE / direct SSE** (throughput) | **$(fmt "$(ratio "$(med sse mcpgate-sse c16 rps)" "$(med sse direct-sse c16 rps)")")** | | | | |"
 		echo
-		echo "At $SSE_RATE calls/s (open loop, 16 sessions, $LAT_DURATION, medians of $ROUNDS rounds):"
+		echo "At $SSE_RATE calls/s (open loop, 16 sessions, $LAT_DURATION, medians of $SSE_ROUNDS rounds):"
 		echo
 		echo "| target | achieved/s | p50 ms | p99 ms | gateway CPU us/call | errors |"
 		echo "|---|---|---|---|---|---|"
