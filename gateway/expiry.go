@@ -85,7 +85,10 @@ func (s *Server) expireDue(i int, now int64) {
 		if keep == nil {
 			keep = make(map[int64][]*session)
 		}
-		p := max(s.period(s.deadline(sess, now)), cur+1)
+		// Its own period, even the current one: passes need not fall on
+		// period boundaries, so the next pass may still be in this period
+		// and must look at it again (a period later could be two passes).
+		p := s.period(s.deadline(sess, now))
 		keep[p] = append(keep[p], sess)
 	}
 	if len(keep) == 0 {

@@ -76,3 +76,77 @@ func TestExpiryWheel(t *testing.T) {
 		assert.Equal(t, uint64(1), s.Metrics().SessionsClosed["max_age"], "the busy one")
 	})
 }
+
+// TestExpiryLateness, in synctest bubbles: with a check period that the
+// sweep interval does not divide (idle timeout 6 m: checks every 11.25 s,
+// full passes every 11 s), sessions whose deadlines fall at every moment of
+// two periods each end within one check period (and a sweep tick) of their
+// deadline, whatever the phase of the sweeper's passes against the periods
+// (the gateway started at 45 offsets a quarter second apart): a session
+// looked at before its deadline in its own period is looked at again at
+// the next pass, never a period later.
+func TestExpiryLateness(t *testing.T) {
+	const idle = 6 * time.Minute
+	check := expiryCheckPeriod(idle, 0)
+	require.Equal(t, 11250*time.Millisecond, check)
+	var worst time.Duration
+	for off := time.Duration(0); off < check; off += 250 * time.Millisecond {
+		late := expiryLateness(t, idle, off)
+		assert.LessOrEqual(t, late, check+time.Second, "the latest end after its deadline, the gateway started %v into a period", off)
+		worst = max(worst, late)
+	}
+	t.Logf("latest end: %v after its deadline (check period %v)", worst, check)
+}
+
+// expiryLateness starts a gateway off into a bubble, opens a session every
+// 250 ms for two check periods, and returns how long after its deadline
+// the last of them to end ended.
+func expiryLateness(t *testing.T, idle, off time.Duration) (worst time.Duration) {
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(off)
+		s, err := New(Config{Upstream: nopTransport{}, SessionIdleTimeout: idle,
+			SweepInterval: time.Second, Shards: 2, DrainWindow: -1})
+		require.NoError(t, err)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, s.Shutdown(ctx))
+		}()
+		check := expiryCheckPeriod(idle, 0)
+		type tracked struct {
+			sess     *session
+			deadline time.Time
+		}
+		var all []tracked
+		for time.Duration(len(all))*250*time.Millisecond < 2*check {
+			id := newSessionID()
+			sess := &session{id: id, withStreams: s.streamSet(id)}
+			t.Cleanup(sess.cancel)
+			sess.created = s.clock.Now()
+			sess.lastActive.Store(s.clock.Now())
+			require.NoError(t, s.storeSession(sess))
+			all = append(all, tracked{sess, time.Now().Add(idle)})
+			time.Sleep(250 * time.Millisecond)
+		}
+		time.Sleep(idle - 3*check)
+		for left := len(all); left > 0; {
+			time.Sleep(50 * time.Millisecond)
+			synctest.Wait()
+			left = 0
+			for i := range all {
+				if all[i].sess == nil {
+					continue
+				}
+				if _, ok := s.store.Get(all[i].sess.id); ok {
+					left++
+					continue
+				}
+				late := time.Since(all[i].deadline)
+				require.GreaterOrEqual(t, late, -time.Second, "ended before its idle timeout (less the coarse clock's tick)")
+				worst = max(worst, late)
+				all[i].sess = nil
+			}
+		}
+	})
+	return worst
+}
