@@ -18,23 +18,7 @@ import (
 func TestExpiryWheel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const idle = 64 * time.Second
-		s, err := New(Config{Upstream: nopTransport{}, SessionIdleTimeout: idle, SessionMaxAge: 10 * idle,
-			SweepInterval: time.Second, Shards: 4, DrainWindow: -1})
-		require.NoError(t, err)
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			require.NoError(t, s.Shutdown(ctx))
-		}()
-		mk := func() *session {
-			id := newSessionID()
-			sess := &session{id: id, withStreams: s.streamSet(id)}
-			t.Cleanup(sess.cancel)
-			sess.created = s.clock.Now()
-			sess.lastActive.Store(s.clock.Now())
-			require.NoError(t, s.storeSession(sess))
-			return sess
-		}
+		s, mk := expiryServer(t, Config{SessionIdleTimeout: idle, SessionMaxAge: 10 * idle, SweepInterval: time.Second, Shards: 4})
 		alive := func(sess *session) bool { _, ok := s.store.Get(sess.id); return ok }
 
 		const many = 1000
@@ -104,14 +88,7 @@ func TestExpiryLateness(t *testing.T) {
 func expiryLateness(t *testing.T, idle, off time.Duration) (worst time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
 		time.Sleep(off)
-		s, err := New(Config{Upstream: nopTransport{}, SessionIdleTimeout: idle,
-			SweepInterval: time.Second, Shards: 2, DrainWindow: -1})
-		require.NoError(t, err)
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			require.NoError(t, s.Shutdown(ctx))
-		}()
+		s, mk := expiryServer(t, Config{SessionIdleTimeout: idle, SweepInterval: time.Second, Shards: 2})
 		check := expiryCheckPeriod(idle, 0)
 		type tracked struct {
 			sess     *session
@@ -119,13 +96,7 @@ func expiryLateness(t *testing.T, idle, off time.Duration) (worst time.Duration)
 		}
 		var all []tracked
 		for time.Duration(len(all))*250*time.Millisecond < 2*check {
-			id := newSessionID()
-			sess := &session{id: id, withStreams: s.streamSet(id)}
-			t.Cleanup(sess.cancel)
-			sess.created = s.clock.Now()
-			sess.lastActive.Store(s.clock.Now())
-			require.NoError(t, s.storeSession(sess))
-			all = append(all, tracked{sess, time.Now().Add(idle)})
+			all = append(all, tracked{mk(), time.Now().Add(idle)})
 			time.Sleep(250 * time.Millisecond)
 		}
 		time.Sleep(idle - 3*check)
@@ -149,4 +120,19 @@ func expiryLateness(t *testing.T, idle, off time.Duration) (worst time.Duration)
 		}
 	})
 	return worst
+}
+
+// expiryServer starts a test gateway with cfg (newTestServer) and returns
+// it with a function that stores a new session, active now.
+func expiryServer(t *testing.T, cfg Config) (*Server, func() *session) {
+	s := newTestServer(t, cfg)
+	return s, func() *session {
+		id := newSessionID()
+		sess := &session{id: id, withStreams: s.streamSet(id)}
+		t.Cleanup(sess.cancel)
+		sess.created = s.clock.Now()
+		sess.lastActive.Store(s.clock.Now())
+		require.NoError(t, s.storeSession(sess))
+		return sess
+	}
 }
