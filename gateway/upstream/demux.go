@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 )
@@ -29,6 +30,33 @@ const (
 	// by the transport itself (ping answers, refusals) at any one time.
 	maxPendingAnswers = 8
 )
+
+// pendingAnswers sends the messages a transport answers itself (ping
+// answers, refusals) each on a goroutine counted by a wait group its
+// session waits for, so the reader that routed the request never waits for
+// the upstream; at most maxPendingAnswers at a time, the rest dropped with
+// a warning.
+type pendingAnswers struct {
+	n atomic.Int32
+}
+
+// send runs write(msg) on a goroutine counted by wg. The caller holds a
+// count of wg itself, so wg.Add never races with its Wait.
+func (a *pendingAnswers) send(wg *sync.WaitGroup, log *slog.Logger, msg []byte, write func([]byte) error) {
+	if a.n.Add(1) > maxPendingAnswers {
+		a.n.Add(-1)
+		log.Warn("upstream answer dropped: too many pending", "message", preview(msg))
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer a.n.Add(-1)
+		if err := write(msg); err != nil {
+			log.Debug("upstream answer not sent", "err", err)
+		}
+	}()
+}
 
 var (
 	// errReplaced ends a standalone stream that a newer Listen took over.

@@ -258,7 +258,7 @@ type legacySession struct {
 	cancel     context.CancelFunc
 	readerDone chan struct{}
 	endOnce    sync.Once
-	answers    atomic.Int32
+	answers    pendingAnswers
 	// cred is the last client credential forwarded (AuthHeader.Forward).
 	cred atomic.Pointer[string]
 }
@@ -513,19 +513,7 @@ func (s *legacySession) post(ctx context.Context, msg []byte) error {
 // refusal) on a goroutine counted by t.wg, so route never waits for the
 // network. Only route calls it, on the reader, which holds a t.wg count.
 func (s *legacySession) answer(msg []byte) {
-	if s.answers.Add(1) > maxPendingAnswers {
-		s.answers.Add(-1)
-		s.log.Warn("upstream answer dropped: too many pending", "message", preview(msg))
-		return
-	}
-	s.t.wg.Add(1)
-	go func() {
-		defer s.t.wg.Done()
-		defer s.answers.Add(-1)
-		if err := s.post(s.ctx, msg); err != nil {
-			s.log.Debug("upstream answer not sent", "err", err)
-		}
-	}()
+	s.answers.send(&s.t.wg, s.log, msg, func(m []byte) error { return s.post(s.ctx, m) })
 }
 
 // Listen returns the standalone stream: every message the routing rule

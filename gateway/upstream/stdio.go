@@ -333,7 +333,7 @@ type stdioSession struct {
 	// io counts the goroutines the supervisor waits for after the reap:
 	// the stdout and stderr readers and any answer writers.
 	io      sync.WaitGroup
-	answers atomic.Int32 // answer writers running
+	answers pendingAnswers // answer writers running
 	// reaped is closed when the process was reaped and every goroutine of
 	// the session ended.
 	reaped chan struct{}
@@ -497,19 +497,7 @@ func (s *stdioSession) write(ctx context.Context, msg []byte) error {
 // for stdin. Only route calls it, on the stdout reader, which holds an io
 // count (so io.Add never races with the supervisor's io.Wait).
 func (s *stdioSession) answer(msg []byte) {
-	if s.answers.Add(1) > maxPendingAnswers {
-		s.answers.Add(-1)
-		s.log.Warn("upstream answer dropped: too many pending", "message", preview(msg))
-		return
-	}
-	s.io.Add(1)
-	go func() {
-		defer s.io.Done()
-		defer s.answers.Add(-1)
-		if err := s.write(context.Background(), msg); err != nil {
-			s.log.Debug("upstream answer not written", "err", err)
-		}
-	}()
+	s.answers.send(&s.io, s.log, msg, func(m []byte) error { return s.write(context.Background(), m) })
 }
 
 // Listen returns the standalone stream: every message the routing rule
