@@ -72,20 +72,20 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxStreams, "max-streams-per-session", gateway.DefaultMaxStreamsPerSession, "open SSE streams per session; beyond it 429 with Retry-After")
 	fs.IntVar(&o.ringSize, "ring-size", gateway.DefaultRingSize, "events buffered per stream (rounded up to a power of two)")
 	o.ringBytes = byteSize(gateway.DefaultRingBytes)
-	fs.Var(&o.ringBytes, "ring-bytes", "bytes buffered per stream (e.g. 1MiB, 512KiB, 65536)")
+	fs.Var(&o.ringBytes, "ring-bytes", "bytes buffered per stream, a `size` (e.g. 1MiB, 512KiB, 65536)")
 	fs.StringVar(&o.dropPolicy, "drop-policy", "drop-oldest", "what a full stream does with droppable events: drop-oldest | drop-newest | disconnect")
-	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", gateway.DefaultHeartbeat, "SSE keep-alive comment interval on idle streams (0 = none, else at least 100ms)")
 	fs.DurationVar(&o.streamRetention, "stream-retention", gateway.DefaultStreamRetention, "keep finished POST answer streams resumable this long")
 	fs.DurationVar(&o.wholeAnswerWindow, "whole-answer-window", gateway.DefaultWholeAnswerWindow, "hold a call's answer this long so a short one goes out whole (an SSE answer as one body, a stdio or legacy upstream's response as JSON); a longer one is streamed after it (0 = always stream at once)")
 	fs.DurationVar(&o.retryHint, "retry-hint", gateway.DefaultRetryHint, "SSE retry hint sent to 2025-11-25 clients and on shutdown")
 	fs.DurationVar(&o.writeStall, "write-stall-timeout", gateway.DefaultWriteStallTimeout, "cut a client connection whose write made no progress this long (the stream stays resumable)")
 	o.sendBuf = byteSize(gateway.DefaultStreamSendBuffer)
-	fs.Var(&o.sendBuf, "stream-send-buffer", "kernel send buffer (SO_SNDBUF) of stream connections: a client that stops reading holds about this much (doubled by Linux) before the drop policy applies (0 = kernel autotuning, up to 4 MiB)")
+	fs.Var(&o.sendBuf, "stream-send-buffer", "kernel send buffer (SO_SNDBUF) of stream connections, a `size`: a client that stops reading holds about this much (doubled by Linux) before the drop policy applies (0 = kernel autotuning, up to 4 MiB)")
 	fs.DurationVar(&o.maxConnection, "stream-max-connection", 0, "close stream connections after this long with a retry hint so clients poll and resume (2025-11-25 POST answers and standalone streams; 0 = never)")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated allowed Origin values (scheme://host[:port], * = any); default: loopback origins when listening on loopback, else same-origin")
 	fs.StringVar(&o.allowedHosts, "allowed-hosts", "", "comma-separated allowed Host names (* = any); default: loopback names when listening on loopback, else any")
 	o.maxBody = byteSize(gateway.DefaultMaxBodyBytes)
-	fs.Var(&o.maxBody, "max-body", "maximum POST body (larger gets 413)")
+	fs.Var(&o.maxBody, "max-body", "maximum POST body, a `size` such as 4MiB (larger gets 413)")
 	fs.IntVar(&o.upstreamMaxConns, "upstream-max-conns", upstream.DefaultMaxConns, "pooled upstream connections for POSTs (a POST answered with SSE holds one until it ends)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
 	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
@@ -374,11 +374,18 @@ func caConfig(file string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
+// minHeartbeat is the shortest -heartbeat: the sweeper wakes every quarter
+// heartbeat, idle or not, so a shorter one keeps a core busy.
+const minHeartbeat = 100 * time.Millisecond
+
 // config turns the flags into a gateway.Config, naming the flag on errors.
 func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	var cfg gateway.Config
 	if o.upstreamURL == "" {
 		return cfg, errors.New("-upstream is required: " + upstreamKinds)
+	}
+	if o.listen == "" {
+		return cfg, errors.New("-listen must not be empty (it would listen on every interface, on a random port); give host:port")
 	}
 	checks := []struct {
 		name string
@@ -390,9 +397,9 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		{"-session-max-age must not be negative", o.maxAge < 0},
 		{"-max-streams-per-session must be at least 1", o.maxStreams < 1},
 		{"-ring-size must be between 1 and 16777216", o.ringSize < 1 || o.ringSize > ringbuf.MaxCapacity},
-		{"-ring-bytes must be at least 1", o.ringBytes < 1},
+		{"-ring-bytes must be at least 1KiB (an answer too large for the ring is replaced by an error, which must fit)", o.ringBytes < 1024},
 		{"-stream-send-buffer must not be negative", o.sendBuf < 0},
-		{"-heartbeat must not be negative", o.heartbeat < 0},
+		{"-heartbeat must be 0 (none) or at least 100ms (the sweeper runs every quarter heartbeat)", o.heartbeat < 0 || (o.heartbeat > 0 && o.heartbeat < minHeartbeat)},
 		{"-stream-retention must be positive", o.streamRetention <= 0},
 		{"-retry-hint must be positive", o.retryHint <= 0},
 		{"-write-stall-timeout must be positive", o.writeStall <= 0},
@@ -402,6 +409,7 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 		{"-upstream-timeout must be positive", o.upstreamTimeout <= 0},
 		{"-shutdown-timeout must be positive", o.shutdownTimeout <= 0},
 		{"-drain-window must not be negative", o.drainWindow < 0},
+		{"-whole-answer-window must not be negative", o.wholeAnswerWindow < 0},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -412,8 +420,8 @@ func (o *options) config(logger *slog.Logger) (gateway.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("-drop-policy %q: want drop-oldest, drop-newest or disconnect", o.dropPolicy)
 	}
-	if !strings.HasPrefix(o.path, "/") {
-		return cfg, fmt.Errorf("-path %q must start with /", o.path)
+	if !strings.HasPrefix(o.path, "/") || strings.ContainsAny(o.path, "?# \t\r\n") {
+		return cfg, fmt.Errorf("-path %q must start with / and hold no query, fragment or blank", o.path)
 	}
 	var tlsConf *tls.Config
 	if o.upstreamCA != "" {
@@ -527,6 +535,7 @@ func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
 
 func (b *byteSize) Set(s string) error {
 	s = strings.TrimSpace(s)
+	orig := s
 	mult := 1
 	for _, u := range []struct {
 		suffix string
@@ -539,7 +548,7 @@ func (b *byteSize) Set(s string) error {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > (1<<40)/mult {
-		return fmt.Errorf("invalid size %q (want e.g. 65536, 512KiB, 4MiB)", s)
+		return fmt.Errorf("invalid size %q (want e.g. 65536, 512KiB, 4MiB)", orig)
 	}
 	*b = byteSize(n * mult)
 	return nil

@@ -68,6 +68,25 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-read-header-timeout", "0s"}, up...), "-read-header-timeout"},
 		{append([]string{"-read-body-timeout", "0s"}, up...), "-read-body-timeout"},
 		{append([]string{"-jwt-clock-skew", "-1s"}, up...), "-jwt-clock-skew"},
+		// Values that would start a gateway that misbehaves: a sweeper
+		// waking every 250 ns (a core busy while idle), an endpoint no
+		// request path can match, a ring too small for the error that
+		// replaces an answer too large for it (the call went unanswered),
+		// a read buffer of a GiB per connection, the JWKS fetched back to
+		// back, every interface on a random port.
+		{append([]string{"-heartbeat", "1us"}, up...), "-heartbeat"},
+		{append([]string{"-heartbeat", "99ms"}, up...), "-heartbeat"},
+		{append([]string{"-path", "/mcp?x"}, up...), "-path"},
+		{append([]string{"-path", "/a#b"}, up...), "-path"},
+		{append([]string{"-path", "/m cp"}, up...), "-path"},
+		{append([]string{"-ring-bytes", "1B"}, up...), "-ring-bytes"},
+		{append([]string{"-ring-bytes", "1023"}, up...), "-ring-bytes"},
+		{append([]string{"-max-header-bytes", "1GiB"}, up...), "-max-header-bytes"},
+		{append([]string{"-jwt-jwks-url", "http://127.0.0.1:1/jwks", "-jwt-issuer", "https://i", "-jwt-audience", "a", "-jwt-jwks-refresh", "1ns"}, up...), "-jwt-jwks-refresh"},
+		{append([]string{"-listen", ""}, up...), "-listen"},
+		{append([]string{"-whole-answer-window", "-5s"}, up...), "-whole-answer-window"},
+		{append([]string{"-rate-limit", "NaN"}, up...), "-rate-limit"},
+		{append([]string{"-rate-limit", "+Inf"}, up...), "-rate-limit"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -114,9 +133,23 @@ func TestByteSize(t *testing.T) {
 		require.NoError(t, b.Set(in), in)
 		assert.Equal(t, want, int(b), in)
 	}
-	for _, in := range []string{"", "x", "-1", "1.5MiB", "99999999999GiB"} {
+	for _, in := range []string{"", "x", "-1", "1.5MiB", "99999999999GiB", "1TiB"} {
 		var b byteSize
-		assert.Error(t, b.Set(in), in)
+		err := b.Set(in)
+		if assert.Error(t, err, in) {
+			assert.Contains(t, err.Error(), `"`+in+`"`, "the error quotes the value as given")
+		}
+	}
+}
+
+// The size flags' help names their argument and says what it takes.
+func TestSizeFlagsHelp(t *testing.T) {
+	var o options
+	var help bytes.Buffer
+	fs := newFlagSet(&o, &help)
+	fs.PrintDefaults()
+	for _, name := range []string{"max-body", "ring-bytes", "max-message", "max-header-bytes", "stream-send-buffer"} {
+		assert.Contains(t, help.String(), "-"+name+" size\n", "-%s", name)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -64,7 +65,7 @@ func (o *securityOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.evictIdle, "evict-idle", false, "at -max-sessions, end the least recently active session without a call in flight or a connected stream to make room (it then gets 404) instead of answering 503")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (an IPv6 client's /64); beyond it 429 and the connection is closed (0 = no limit)")
 	o.maxHeaderBytes = byteSize(gateway.DefaultMaxHeaderBytes)
-	fs.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers); larger gets 431")
+	fs.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers), a `size`; larger gets 431")
 	fs.IntVar(&o.maxHeaders, "max-headers", gateway.DefaultMaxHeaders, "most header fields in a request; more gets 431")
 	fs.DurationVar(&o.readHeader, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "time a client has to send a request's head (from the connection's start for its first); then 408")
 	fs.DurationVar(&o.readBody, "read-body-timeout", gateway.DefaultReadBodyTimeout, "time a client has to send a request's body once its head is in; then 408")
@@ -107,16 +108,16 @@ func (o *securityOptions) apply(cfg *gateway.Config, logger *slog.Logger) error 
 		bad  bool
 	}{
 		{"-max-sessions-per-principal must not be negative", o.maxPerPrincipal < 0},
-		{"-rate-limit must not be negative", o.rateLimit < 0},
+		{"-rate-limit must be a non-negative number", !(o.rateLimit >= 0) || math.IsInf(o.rateLimit, 1)},
 		{"-rate-burst must not be negative", o.rateBurst < 0},
 		{"-rate-burst needs -rate-limit", o.rateBurst > 0 && o.rateLimit == 0},
 		{"-max-conns-per-ip must not be negative", o.maxConnsPerIP < 0},
-		{"-max-header-bytes must be at least 1KiB", o.maxHeaderBytes < 1024},
+		{"-max-header-bytes must be between 1KiB and 1MiB (every connection allocates a read buffer of this size)", o.maxHeaderBytes < 1024 || o.maxHeaderBytes > 1<<20},
 		{"-max-headers must be at least 1", o.maxHeaders < 1},
 		{"-read-header-timeout must be positive", o.readHeader <= 0},
 		{"-read-body-timeout must be positive", o.readBody <= 0},
 		{"-jwt-clock-skew must not be negative", o.jwtClockSkew < 0},
-		{"-jwt-jwks-refresh must be positive", o.jwksRefresh <= 0},
+		{"-jwt-jwks-refresh must be at least 1m (the JWKS is fetched that often)", o.jwksRefresh < auth.DefaultMinRefreshInterval},
 		{"-jwt-jwks-url and -jwt-key-file are exclusive", o.jwksURL != "" && o.jwtKeyFile != ""},
 	}
 	for _, c := range checks {

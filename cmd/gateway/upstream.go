@@ -34,7 +34,7 @@ func (o *upstreamOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.killGrace, "upstream-kill-grace", upstream.DefaultKillGrace, "stdio upstream: how long a session's process may take to exit after SIGTERM before SIGKILL (it first gets its stdin closed and up to 1s to exit)")
 	fs.IntVar(&o.maxProcesses, "max-processes", upstream.DefaultMaxProcesses, "stdio upstream: maximum live processes (one per session); initialize beyond it gets 503 with Retry-After")
 	o.maxMessage = byteSize(upstream.DefaultMaxMessage)
-	fs.Var(&o.maxMessage, "max-message", "largest message from the upstream: a stdio line or an SSE event, which ends its session beyond it, or a Streamable HTTP answer")
+	fs.Var(&o.maxMessage, "max-message", "largest message from the upstream, a `size`: a stdio line or an SSE event, which ends its session beyond it, or a Streamable HTTP answer")
 }
 
 // upstreamKinds is the -upstream syntax, for errors and help.
