@@ -148,7 +148,7 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 		p.mu.Unlock()
 		return nil, fmt.Errorf("session pool closed: %w", ErrUnavailable)
 	}
-	victims, expired := p.evictLocked()
+	victims, expired := p.evictLocked(key)
 	e := p.entries[key]
 	fresh := e == nil
 	if fresh {
@@ -186,9 +186,14 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 // subscriber), failed ones, and the least recently used beyond
 // maxPoolEntries, and the parked calls past their deadline; the caller
 // ends them after unlocking.
-func (p *sessionPool) evictLocked() (victims []*poolEntry, expired []*parkedCall) {
+func (p *sessionPool) evictLocked(key string) (victims []*poolEntry, expired []*parkedCall) {
 	now := time.Now()
-	var live []*poolEntry
+	// used is read under e.mu: requests update it without p.mu.
+	type liveEntry struct {
+		e    *poolEntry
+		used time.Time
+	}
+	var live []liveEntry
 	for k, e := range p.entries {
 		select {
 		case <-e.ready:
@@ -196,20 +201,22 @@ func (p *sessionPool) evictLocked() (victims []*poolEntry, expired []*parkedCall
 			continue // opening
 		}
 		e.mu.Lock()
-		idle := now.Sub(e.used) > poolIdle && (e.fan == nil || e.fan.idle())
+		used := e.used
+		idle := now.Sub(used) > poolIdle && (e.fan == nil || e.fan.idle())
 		e.mu.Unlock()
 		if idle || e.err != nil {
 			delete(p.entries, k)
 			victims = append(victims, e)
 			continue
 		}
-		live = append(live, e)
+		live = append(live, liveEntry{e, used})
 	}
-	if len(live) >= maxPoolEntries {
+	// Room is made only for a new entry (key not pooled yet).
+	if _, pooled := p.entries[key]; !pooled && len(live) >= maxPoolEntries {
 		sort.Slice(live, func(i, j int) bool { return live[i].used.Before(live[j].used) })
-		for _, e := range live[:len(live)-maxPoolEntries+1] {
-			delete(p.entries, e.key)
-			victims = append(victims, e)
+		for _, l := range live[:len(live)-maxPoolEntries+1] {
+			delete(p.entries, l.e.key)
+			victims = append(victims, l.e)
 		}
 	}
 	for k, pc := range p.parked {
@@ -854,6 +861,9 @@ type fanout struct {
 	uris map[string]bool // subscribed upstream
 	up   Stream
 	stop func()
+	// gone: the pooled session is gone (its standalone stream cannot be
+	// reopened): subscribers end, and new ones end at once.
+	gone bool
 }
 
 func newFanout(s Session, cfg BridgeConfig) *fanout {
@@ -890,8 +900,25 @@ func (f *fanout) idle() bool {
 
 func (f *fanout) add(sub *listenSub) {
 	f.mu.Lock()
+	if f.gone {
+		f.mu.Unlock()
+		sub.end()
+		return
+	}
 	f.subs[sub] = true
 	f.mu.Unlock()
+}
+
+// endAll ends every subscriber, now and to come: the session is gone.
+func (f *fanout) endAll() {
+	f.mu.Lock()
+	f.gone = true
+	subs := f.subs
+	f.subs = map[*listenSub]bool{}
+	f.mu.Unlock()
+	for sub := range subs {
+		sub.end()
+	}
 }
 
 func (f *fanout) remove(sub *listenSub) {
@@ -922,7 +949,11 @@ func (f *fanout) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		up, err := f.s.Listen(ctx)
 		if err != nil {
-			if errors.Is(err, ErrNotSupported) || errors.Is(err, ErrSessionGone) {
+			if errors.Is(err, ErrSessionGone) {
+				f.endAll()
+				return
+			}
+			if errors.Is(err, ErrNotSupported) {
 				return
 			}
 			t := time.NewTimer(backoff)
@@ -936,6 +967,13 @@ func (f *fanout) run(ctx context.Context) {
 			continue
 		}
 		f.mu.Lock()
+		if ctx.Err() != nil {
+			// stop ran meanwhile and did not see this stream: it waits for
+			// this goroutine, which must not go on reading it.
+			f.mu.Unlock()
+			_ = up.Close()
+			return
+		}
 		f.up = up
 		f.mu.Unlock()
 		for {

@@ -78,7 +78,7 @@ func (b *statelessBridge) Connect(ctx context.Context, initialize []byte) (Sessi
 		p.Capabilities = json.RawMessage(`{}`)
 	}
 	s := &bridgeSession{b: b, caps: p.Capabilities, info: p.ClientInfo,
-		waiting: map[string]chan []byte{}, calls: map[string]*bridgeCall{}, subs: map[string]bool{}}
+		waiting: map[string]*bridgeCall{}, calls: map[string]*bridgeCall{}, subs: map[string]bool{}}
 	disc := envelope{ID: json.RawMessage(`0`), Method: "server/discover", Params: withMeta(nil, s.meta())}
 	reply, err := b.do(ctx, "server/discover", nil, disc.encode())
 	if err != nil {
@@ -141,7 +141,7 @@ type bridgeSession struct {
 	logLevel string
 	subs     map[string]bool        // resource URIs subscribed to
 	listen   *bridgeListen          // the standalone stream, if open
-	waiting  map[string]chan []byte // server-to-client request id -> the call awaiting its answer
+	waiting  map[string]*bridgeCall // server-to-client request id -> the call awaiting its answer
 	calls    map[string]*bridgeCall // calls in flight by request id (as the gateway sent it)
 	nextIn   uint64                 // minted server-to-client request ids
 	closed   bool
@@ -214,11 +214,14 @@ func (s *bridgeSession) one(ctx context.Context, raw []byte) (*Reply, error) {
 	switch {
 	case e.isResponse():
 		s.mu.Lock()
-		ch := s.waiting[string(e.ID)]
+		c := s.waiting[string(e.ID)]
 		delete(s.waiting, string(e.ID))
 		s.mu.Unlock()
-		if ch != nil {
-			ch <- raw
+		if c != nil {
+			select {
+			case c.answers <- raw:
+			case <-c.done: // the call ended: nobody collects its answers
+			}
 		}
 		return &Reply{Accepted: true}, nil
 	case e.isNotification():
@@ -522,7 +525,7 @@ func (c *bridgeCall) startRound(result json.RawMessage) error {
 		c.s.mu.Lock()
 		c.s.nextIn++
 		id := counterID("mcpgate-input-", c.s.nextIn)
-		c.s.waiting[string(id)] = c.answers
+		c.s.waiting[string(id)] = c
 		c.s.mu.Unlock()
 		c.await[string(id)] = k
 		c.pending = append(c.pending, (&envelope{ID: id, Method: in.Method, Params: in.Params}).encode())
@@ -603,8 +606,8 @@ func (c *bridgeCall) Close() error {
 	if c.s.calls[string(c.req.ID)] == c {
 		delete(c.s.calls, string(c.req.ID))
 	}
-	for id, ch := range c.s.waiting {
-		if ch == c.answers {
+	for id, wc := range c.s.waiting {
+		if wc == c {
 			delete(c.s.waiting, id)
 		}
 	}
@@ -647,6 +650,11 @@ func (l *bridgeListen) filter() json.RawMessage {
 }
 
 func (l *bridgeListen) open(ctx context.Context) error {
+	// A reopen from now on (a subscription that the filter read below may
+	// miss) makes Next open again.
+	l.mu.Lock()
+	l.reopened = false
+	l.mu.Unlock()
 	params := withMeta(l.filter(), l.s.meta())
 	e := envelope{ID: json.RawMessage(`"mcpgate-listen"`), Method: "subscriptions/listen", Params: params}
 	// The stream lives long: only its start is bounded.
@@ -662,12 +670,17 @@ func (l *bridgeListen) open(ctx context.Context) error {
 		return fmt.Errorf("subscriptions/listen answered at once: %w", ErrNotSupported)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		_ = r.Stream.Close()
 		return io.ErrClosedPipe
 	}
-	l.cur, l.reopened = r.Stream, false
+	old := l.cur
+	l.cur = r.Stream
+	l.mu.Unlock()
+	if old != nil {
+		_ = old.Close() // closed by reopen already, unless it came in meanwhile
+	}
 	return nil
 }
 

@@ -162,20 +162,27 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 			g.raw, _ = tcp.SyscallConn()
 		}
 	}
-	if t.tls != nil {
-		tc := tls.Client(conn, t.tls)
-		g.conn = tc
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-	}
-
-	// The exchange up to the response headers is bounded; the body is not.
+	// The exchange up to the response headers (the TLS handshake included)
+	// is bounded; the body is not.
 	deadline := time.Now().Add(t.cfg.Timeout)
 	if d, has := ctx.Deadline(); has && d.Before(deadline) {
 		deadline = d
 	}
-	_ = g.conn.SetDeadline(deadline)
+	_ = conn.SetDeadline(deadline)
+	if t.tls != nil {
+		tc := tls.Client(conn, t.tls)
+		g.conn = tc
+		if err := tc.HandshakeContext(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, nil, fmt.Errorf("%w: tls handshake: %v", ErrTimeout, err)
+			}
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { _ = g.conn.SetDeadline(time.Unix(1, 0)) })
 	req := t.getRequest(headers)
 	_, err = g.conn.Write(req)
@@ -472,6 +479,8 @@ func (g *getConn) close() {
 // drain reads a little of a refused answer (so the upstream sees it read)
 // and closes the connection: GET connections are not reused.
 func (g *getConn) drain() {
+	// The body is the upstream's to end: bound the wait for it.
+	_ = g.conn.SetReadDeadline(time.Now().Add(min(g.t.cfg.Timeout, time.Second)))
 	_, _ = io.Copy(io.Discard, io.LimitReader(g, 64<<10))
 	g.close()
 }

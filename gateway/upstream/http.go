@@ -529,7 +529,7 @@ func (s *httpSession) Send(ctx context.Context, body []byte) (*Reply, error) {
 
 // Listen opens the standalone GET stream.
 func (s *httpSession) Listen(ctx context.Context) (Stream, error) {
-	return s.get(ctx, nil, false)
+	return asStream(s.get(ctx, nil, false))
 }
 
 func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse bool) (*httpStream, error) {
@@ -807,7 +807,8 @@ func (st *httpStream) message(ev *sse.Event) []byte {
 		st.tries = 0
 	}
 	if ev.Retry >= 0 {
-		st.retry = time.Duration(ev.Retry) * time.Millisecond
+		// Capped before the conversion, which overflows for huge hints.
+		st.retry = time.Duration(min(ev.Retry, maxResumeDelay.Milliseconds())) * time.Millisecond
 	}
 	if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
 		return nil // priming event or keep-alive

@@ -42,12 +42,21 @@ var (
 
 // ResumeStream resumes an answer stream with GET + Last-Event-ID.
 func (s *httpSession) ResumeStream(ctx context.Context, lastEventID string) (Stream, error) {
-	return s.get(ctx, []byte(lastEventID), true)
+	return asStream(s.get(ctx, []byte(lastEventID), true))
 }
 
 // ListenAfter reopens the standalone stream with GET + Last-Event-ID.
 func (s *httpSession) ListenAfter(ctx context.Context, lastEventID string) (Stream, error) {
-	return s.get(ctx, []byte(lastEventID), false)
+	return asStream(s.get(ctx, []byte(lastEventID), false))
+}
+
+// asStream returns st as a Stream, nil on error (never a nil *httpStream in
+// a non-nil interface, which callers comparing with nil would use).
+func asStream(st *httpStream, err error) (Stream, error) {
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // LastEventID is the upstream's id of the last event read.

@@ -469,9 +469,17 @@ func (s *stdioSession) write(ctx context.Context, msg []byte) error {
 	}
 	defer func() { <-s.wslot }()
 	_ = s.stdin.SetWriteDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = s.stdin.SetWriteDeadline(time.Unix(1, 0)) })
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = s.stdin.SetWriteDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
 	n, err := s.stdin.Write(frame)
-	stop()
+	if !stop() {
+		// The interruption started: let it finish before the slot goes to
+		// the next writer, or its past deadline would fail that write.
+		<-interrupted
+	}
 	if err == nil {
 		return nil
 	}
