@@ -15,6 +15,13 @@ import (
 type call struct {
 	clientID []byte // the client's id, raw JSON as sent
 	upID     uint64
+	// st is the POST answer stream relaying the call's answer (nil until
+	// openPostStream made it, and for other answers); solo says the call is
+	// the only one of its POST; cancelled that the client cancelled it
+	// (notifications/cancelled). All three are guarded by the session's mu.
+	st        *stream
+	solo      bool
+	cancelled bool
 }
 
 // oneCall is the call of a POST that carries one request (nearly all of
@@ -115,6 +122,60 @@ func (s *session) endCall(c *call) {
 
 func (s *session) endCallLocked(c *call) {
 	s.inflight.remove(c)
+}
+
+// relayedBy records that calls are answered on st (openPostStream). It
+// reports whether st's upstream stream must be closed at once: its one call
+// was cancelled before the stream was made.
+func (s *session) relayedBy(st *stream, calls []*call) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	solo := len(calls) == 1
+	for _, c := range calls {
+		c.st, c.solo = st, solo
+	}
+	return solo && calls[0].cancelled
+}
+
+// cancelledCall reports whether the client cancelled c.
+func (s *session) cancelledCall(c *call) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.cancelled
+}
+
+// cancelForwarded stops waiting for the answers of the calls that msgs
+// cancel (notifications/cancelled, forwarded upstream). The upstream need
+// not answer them (MCP: the receiver of a cancellation should not respond
+// to the request), and a Streamable HTTP server then leaves the request's
+// stream open: a POST answer stream that carries only a cancelled call has
+// its upstream stream closed, so its pump ends the stream, the call, its
+// place under the stream cap and its hold on the idle clock.
+func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
+	var stop []*stream
+	s.mu.Lock()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind != jsonrpc.KindNotification || string(m.Method) != "notifications/cancelled" {
+			continue
+		}
+		rid, ok := jsonrpc.Lookup(m.Raw, "params", "requestId")
+		if !ok {
+			continue
+		}
+		c := s.inflight.byClient(rid)
+		if c == nil {
+			continue
+		}
+		c.cancelled = true
+		if c.solo && c.st != nil {
+			stop = append(stop, c.st)
+		}
+	}
+	s.mu.Unlock()
+	for _, st := range stop {
+		st.closeUpstream()
+	}
 }
 
 // upIDOf returns the upstream id of the client's call id, if it is in flight.

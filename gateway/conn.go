@@ -407,7 +407,10 @@ type hijackWriter struct {
 	// state: hijackPending until start or abandonUnstarted decides.
 	state       atomic.Int32
 	headersSent bool
-	run         func()
+	// http10: the request was HTTP/1.0, which cannot take chunks (RFC
+	// 9112 section 6.1): the body goes out as it is, ended by the close.
+	http10 bool
+	run    func()
 }
 
 const (
@@ -517,6 +520,11 @@ const _ = uint(0xffff - (hijackBufSize - chunkHead - 2))
 var hijackedHeaders = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
 	"X-Accel-Buffering: no\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
 
+// hijackedHeaders10 start a GET stream for an HTTP/1.0 request: no
+// chunked coding, the body ends with the connection.
+var hijackedHeaders10 = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n")
+
 var lastChunk = []byte("0\r\n\r\n")
 
 // writeReady writes everything that is ready on the hijacked connection.
@@ -524,7 +532,11 @@ var lastChunk = []byte("0\r\n\r\n")
 func (w *hijackWriter) writeReady() bool {
 	if !w.headersSent {
 		w.headersSent = true
-		_, err := w.nc.Write(hijackedHeaders)
+		head := hijackedHeaders
+		if w.http10 {
+			head = hijackedHeaders10
+		}
+		_, err := w.nc.Write(head)
 		w.writeSince.Store(0)
 		if err != nil {
 			return false
@@ -543,7 +555,14 @@ func (w *hijackWriter) writeReady() bool {
 		bp := chunkBufs.Get().(*[]byte)
 		buf := *bp
 		n, err, ready := w.fill(buf[chunkHead : len(buf)-2])
-		if n > 0 {
+		if n > 0 && w.http10 {
+			_, werr := w.nc.Write(buf[chunkHead : chunkHead+n])
+			w.writeSince.Store(0)
+			if werr != nil {
+				chunkBufs.Put(bp)
+				return false
+			}
+		} else if n > 0 {
 			var size [8]byte
 			hex := strconv.AppendUint(size[:0], uint64(n), 16)
 			start := chunkHead - len(hex) - 2
@@ -559,7 +578,7 @@ func (w *hijackWriter) writeReady() bool {
 		}
 		chunkBufs.Put(bp)
 		if err != nil {
-			if !w.ended() {
+			if !w.ended() && !w.http10 {
 				_, _ = w.nc.Write(lastChunk)
 			}
 			return false

@@ -68,8 +68,9 @@ func (s *Server) earlyAnswer(p *jsonrpc.Parser, up upstream.Stream, c *call) ([]
 
 // answerEarly answers a POST's single call with JSON if its response comes
 // at once (earlyAnswer); it reports whether it did. Otherwise up is the
-// stream to open the SSE answer with.
-func (s *Server) answerEarly(ctx *fasthttp.RequestCtx, sess *session, up upstream.Stream, calls []*call) (bool, upstream.Stream) {
+// stream to open the SSE answer with. batch says the POST was a batch (of
+// one request): its answer is an array too (JSON-RPC 2.0 section 6).
+func (s *Server) answerEarly(ctx *fasthttp.RequestCtx, sess *session, up upstream.Stream, calls []*call, batch bool) (bool, upstream.Stream) {
 	if len(calls) != 1 {
 		return false, up
 	}
@@ -83,6 +84,9 @@ func (s *Server) answerEarly(ctx *fasthttp.RequestCtx, sess *session, up upstrea
 	}
 	s.releaseAnswer(sess)
 	sess.endCalls(calls)
+	if batch {
+		answer = append(append(append(make([]byte, 0, len(answer)+2), '['), answer...), ']')
+	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(answer)

@@ -151,7 +151,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
 		return
 	}
-	if json, ev := accepts(ctx.Request.Header.Peek("Accept")); !json || !ev {
+	if json, ev := acceptsAll(&ctx.Request.Header); !json || !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include application/json and text/event-stream", nil)
 		return
 	}
@@ -217,7 +217,7 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	case reply.Stream != nil:
 		up := reply.Stream
 		var done bool
-		if done, up = s.answerEarly(ctx, sess, up, calls); !done { // earlyanswer.go
+		if done, up = s.answerEarly(ctx, sess, up, calls, batch); !done { // earlyanswer.go
 			s.openPostStream(ctx, sess, up, calls, firstID)
 		}
 	case reply.JSON != nil:
@@ -476,6 +476,9 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	st.setUpstream(up)
+	if sess.relayedBy(st, calls) {
+		_ = up.Close() // cancelled meanwhile: the pump ends the stream
+	}
 	if sess.cluster != nil {
 		s.newClusterStream(st, calls, up)
 	}
@@ -612,6 +615,7 @@ func (s *Server) attachConn(c *clientConn) {
 // completes is cut by the sweeper instead of staying attached.
 func (s *Server) attachHijacked(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, deadline bool) {
 	w := newHijackWriter(s, st, ctx.Conn(), after, prefix)
+	w.http10 = !ctx.Request.Header.IsHTTP11()
 	w.writeSince.Store(s.clock.Now())
 	if deadline {
 		s.setConnDeadline(&w.clientConn)
@@ -653,7 +657,7 @@ func (s *Server) deadPeerTimeout() time.Duration {
 // Last-Event-ID. Either way the new connection takes the stream over from
 // an older one (see attachConn): never a 409.
 func (s *Server) handleGet(ctx *fasthttp.RequestCtx, who caller) {
-	if _, ev := accepts(ctx.Request.Header.Peek("Accept")); !ev {
+	if _, ev := acceptsAll(&ctx.Request.Header); !ev {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
 		return
 	}
@@ -789,6 +793,9 @@ func (s *Server) forwardCalls(ctx *fasthttp.RequestCtx, sess *session, body []by
 		s.upstreamSucceeded()
 		if sess.restart != nil {
 			sess.noteReplayable(msgs) // log level, subscriptions (reinit.go)
+		}
+		if hasCancel(msgs) {
+			sess.cancelForwarded(msgs) // calls.go
 		}
 	}
 	if len(calls) > 0 && (err != nil || reply.Stream == nil) {

@@ -217,7 +217,7 @@ func (s *Server) handleLegacy(ctx *fasthttp.RequestCtx, who caller) {
 // stream starts with the endpoint event.
 func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 	if a := ctx.Request.Header.Peek("Accept"); len(a) > 0 {
-		if _, ev := accepts(a); !ev {
+		if _, ev := acceptsAll(&ctx.Request.Header); !ev {
 			s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include text/event-stream", nil)
 			return
 		}
@@ -264,6 +264,7 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 	}
 	// No -stream-max-connection deadline: the stream cannot be resumed.
 	w := newHijackWriter(s, st, ctx.Conn(), 0, s.endpointEvent(sid))
+	w.http10 = !ctx.Request.Header.IsHTTP11()
 	w.encode = w.encodeLegacyEvent
 	w.writeSince.Store(now)
 	s.attachConn(&w.clientConn)

@@ -292,9 +292,22 @@ func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, er
 		}
 		return
 	}
+	owed := false
+	for c := range pending.all() {
+		if !sess.cancelledCall(c) {
+			owed = true
+			break
+		}
+	}
+	if !owed {
+		return // every call left was cancelled by the client: nothing is owed
+	}
 	s.metrics.upstreamErrors[upErrStreamEnded].Add(1)
 	s.log.Warn("upstream answer stream ended early", "session", shortID(sess.id), "stream", st.id, "err", err)
 	for c := range pending.all() {
+		if sess.cancelledCall(c) {
+			continue
+		}
 		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
 		if s.pushMust(st, e, true) != nil {
 			return

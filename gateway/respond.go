@@ -94,6 +94,17 @@ func mediaIs(v []byte, want string) bool {
 	return len(v) == len(want) && bytes.EqualFold(v, []byte(want))
 }
 
+// acceptsAll is accepts over every Accept field line of a request: Accept
+// is a list-based field, and two lines mean the same as one joined with a
+// comma (RFC 9110 section 5.3).
+func acceptsAll(h *fasthttp.RequestHeader) (json, sse bool) {
+	for _, v := range h.PeekAll("Accept") {
+		j, e := accepts(v)
+		json, sse = json || j, sse || e
+	}
+	return json, sse
+}
+
 // accepts reports which of JSON and SSE an Accept header covers. An absent
 // header covers nothing (MCP clients must send it).
 func accepts(h []byte) (json, sse bool) {

@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+)
+
+// heldStream is an upstream answer stream that sends nothing until it is
+// closed: a Streamable HTTP server whose request was cancelled (MCP:
+// "receivers ... SHOULD NOT send a response for the cancelled request";
+// the TypeScript SDK then leaves the request's SSE stream open).
+type heldStream struct {
+	once   sync.Once
+	done   chan struct{}
+	closed atomic.Bool
+}
+
+func newHeldStream() *heldStream { return &heldStream{done: make(chan struct{})} }
+
+func (h *heldStream) Next() ([]byte, error) {
+	<-h.done
+	return nil, io.EOF
+}
+
+func (h *heldStream) Close() error {
+	h.closed.Store(true)
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+// TestCancelledCallIsReleased: a client cancels a call whose answer
+// streams (notifications/cancelled). The upstream, as the spec allows,
+// never answers it. The gateway must stop waiting for that answer: the
+// call's upstream stream is closed, its place under the session's stream
+// cap is given back, so the session can go on making calls (instead of
+// 429 for ever once -max-streams-per-session calls were cancelled), and
+// the session is not kept busy (never idle, never expired) by it.
+func TestCancelledCallIsReleased(t *testing.T) {
+	var mu sync.Mutex
+	var streams []*heldStream
+	tr := &scriptTransport{version: "2025-06-18"}
+	tr.send = func(body []byte) (*upstream.Reply, error) {
+		var p jsonrpc.Parser
+		msgs, _, perr := p.Parse(body)
+		require.Nil(t, perr)
+		if msgs[0].Kind != jsonrpc.KindRequest {
+			return &upstream.Reply{Accepted: true}, nil
+		}
+		h := newHeldStream()
+		mu.Lock()
+		streams = append(streams, h)
+		mu.Unlock()
+		return &upstream.Reply{Stream: h}, nil
+	}
+	s := newScriptServer(t, tr, Config{MaxStreamsPerSession: 1, WholeAnswerWindow: -1})
+	sid := scriptInit(t, s, "2025-06-18")
+
+	ctx := scriptDo(s, fasthttp.MethodPost, sid, "2025-06-18", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}`)
+	require.Equal(t, 200, ctx.Response.StatusCode())
+	// The client gives up on the call: it cancels it and drops the stream.
+	c := scriptDo(s, fasthttp.MethodPost, sid, "2025-06-18", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"timeout"}}`)
+	require.Equal(t, 202, c.Response.StatusCode(), "%s", c.Response.Body())
+	_ = ctx.Response.CloseBodyStream()
+
+	sess, ok := s.store.Get(sid)
+	require.True(t, ok)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && (!streams[0].closed.Load() || sess.busy.Load() != 0) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.True(t, streams[0].closed.Load(), "the cancelled call's upstream stream is still held open")
+	assert.Zero(t, sess.busy.Load(), "the cancelled call keeps the session busy (it never expires)")
+
+	next := scriptDo(s, fasthttp.MethodPost, sid, "2025-06-18", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow"}}`)
+	code := next.Response.StatusCode()
+	if code == 200 {
+		_ = next.Response.CloseBodyStream()
+	}
+	assert.Equal(t, 200, code, "%s", next.Response.Body())
+}

@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcpgate/mcpgate/gateway/upstream"
+)
+
+// TestHTTP10GetStreamNotChunked: the gateway admits HTTP/1.0 requests,
+// but a server must not send Transfer-Encoding in answer to one (RFC 9112
+// section 6.1): an HTTP/1.0 client (or a proxy speaking HTTP/1.0 to its
+// upstream, nginx's default) cannot decode chunks and sees the chunk
+// sizes as part of the SSE data. The standalone GET stream, written on the
+// hijacked connection, must delimit its body by closing the connection.
+func TestHTTP10GetStreamNotChunked(t *testing.T) {
+	tr := &scriptTransport{version: "2025-06-18"}
+	tr.send = func([]byte) (*upstream.Reply, error) { return &upstream.Reply{Accepted: true}, nil }
+	tr2 := tr
+	cfg := Config{Upstream: tr2, DrainWindow: -1}
+	s, err := New(cfg)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-served
+	})
+	host := ln.Addr().String()
+
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	req, _ := http.NewRequest("POST", "http://"+host+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	require.NotEmpty(t, sid)
+	http.DefaultClient.CloseIdleConnections()
+
+	c, err := net.Dial("tcp", host)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "GET /mcp HTTP/1.0\r\nHost: "+host+"\r\nAccept: text/event-stream\r\nMcp-Session-Id: "+sid+"\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(3*time.Second)))
+	br := bufio.NewReader(c)
+	var head []string
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break
+		}
+		head = append(head, line)
+	}
+	t.Logf("head: %q", head)
+	require.NotEmpty(t, head)
+	assert.True(t, strings.Contains(head[0], " 200 "), head[0])
+	for _, h := range head[1:] {
+		assert.NotEqual(t, "transfer-encoding: chunked", strings.ToLower(h), "chunked answer to an HTTP/1.0 request")
+	}
+	first, _ := br.ReadString('\n')
+	assert.True(t, strings.HasPrefix(first, ":"), "the body must start with the SSE comment, got %q", first)
+}
