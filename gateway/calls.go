@@ -124,9 +124,11 @@ func (s *session) endCallLocked(c *call) {
 	s.inflight.remove(c)
 }
 
-// relayedBy records that calls are answered on st (openPostStream). It
-// reports whether st's upstream stream must be closed at once: its one call
-// was cancelled before the stream was made.
+// relayedBy records that calls are answered on st (openPostStream), after
+// st's upstream stream was set. It reports whether that stream must be
+// closed at once: its one call was cancelled before the stream was made, or
+// the session closed meanwhile (endSession closes the upstream streams of
+// the streams it found, and st's may not have been set yet).
 func (s *session) relayedBy(st *stream, calls []*call) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,7 +136,7 @@ func (s *session) relayedBy(st *stream, calls []*call) bool {
 	for _, c := range calls {
 		c.st, c.solo = st, solo
 	}
-	return solo && calls[0].cancelled
+	return s.closed || solo && calls[0].cancelled
 }
 
 // cancelledCall reports whether the client cancelled c.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -87,4 +88,29 @@ func TestCancelledCallIsReleased(t *testing.T) {
 		_ = next.Response.CloseBodyStream()
 	}
 	assert.Equal(t, 200, code, "%s", next.Response.Body())
+}
+
+// TestRelayedByClosedSession: a session that ends between a POST stream's
+// creation and the setting of its upstream stream (a DELETE or expiry in
+// that window) did not see that upstream stream, so relayedBy tells the
+// handler to close it; otherwise its pump waits for an upstream answer
+// nobody will read.
+func TestRelayedByClosedSession(t *testing.T) {
+	tr := &scriptTransport{version: "2025-06-18"}
+	tr.send = func([]byte) (*upstream.Reply, error) { return &upstream.Reply{Accepted: true}, nil }
+	s := newScriptServer(t, tr, Config{})
+	sess, ok := s.store.Get(scriptInit(t, s, "2025-06-18"))
+	require.True(t, ok)
+	c := &call{clientID: []byte("1"), upID: 1}
+
+	st, status := s.newStream(sess, false, false)
+	require.NotNil(t, st, "status %d", status)
+	require.False(t, sess.relayedBy(st, []*call{c}), "an open session's live call keeps its stream")
+
+	st, status = s.newStream(sess, false, false)
+	require.NotNil(t, st, "status %d", status)
+	s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
+	h := newHeldStream()
+	st.setUpstream(h)
+	assert.True(t, sess.relayedBy(st, []*call{c}), "the session closed before the upstream stream was set")
 }

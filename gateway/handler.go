@@ -477,7 +477,7 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	}
 	st.setUpstream(up)
 	if sess.relayedBy(st, calls) {
-		_ = up.Close() // cancelled meanwhile: the pump ends the stream
+		_ = up.Close() // cancelled or the session closed meanwhile: the pump ends the stream
 	}
 	if sess.cluster != nil {
 		s.newClusterStream(st, calls, up)
