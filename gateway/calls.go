@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
 // call is one client request in flight upstream. The gateway forwards it
@@ -16,10 +17,13 @@ type call struct {
 	clientID []byte // the client's id, raw JSON as sent
 	upID     uint64
 	// st is the POST answer stream relaying the call's answer (nil until
-	// openPostStream made it, and for other answers); solo says the call is
-	// the only one of its POST; cancelled that the client cancelled it
-	// (notifications/cancelled). All three are guarded by the session's mu.
+	// openPostStream made it, and for other answers); up is the upstream
+	// answer stream a legacy session's pump reads for it (the legacy stream
+	// is the session's, not the call's); solo says the call is the only one
+	// of its POST; cancelled that the client cancelled it
+	// (notifications/cancelled). All are guarded by the session's mu.
 	st        *stream
+	up        upstream.Stream
 	solo      bool
 	cancelled bool
 }
@@ -124,17 +128,22 @@ func (s *session) endCallLocked(c *call) {
 	s.inflight.remove(c)
 }
 
-// relayedBy records that calls are answered on st (openPostStream), after
-// st's upstream stream was set. It reports whether that stream must be
-// closed at once: its one call was cancelled before the stream was made, or
-// the session closed meanwhile (endSession closes the upstream streams of
-// the streams it found, and st's may not have been set yet).
-func (s *session) relayedBy(st *stream, calls []*call) bool {
+// relayedBy records that calls are answered from an upstream stream of
+// their own: on st (openPostStream, after st's upstream stream was set; a
+// cluster takeover may replace that, so it is closed through st) or, for a
+// legacy session, read from up by a pump of its own. It reports whether
+// that upstream stream must be closed at once: its one call was cancelled
+// before, or the session closed meanwhile (endSession closes the upstream
+// streams of the streams it found, and st's may not have been set yet).
+func (s *session) relayedBy(st *stream, up upstream.Stream, calls []*call) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	solo := len(calls) == 1
 	for _, c := range calls {
 		c.st, c.solo = st, solo
+		if st == nil {
+			c.up = up
+		}
 	}
 	return s.closed || solo && calls[0].cancelled
 }
@@ -152,9 +161,11 @@ func (s *session) cancelledCall(c *call) bool {
 // to the request), and a Streamable HTTP server then leaves the request's
 // stream open: a POST answer stream that carries only a cancelled call has
 // its upstream stream closed, so its pump ends the stream, the call, its
-// place under the stream cap and its hold on the idle clock.
+// place under the stream cap and its hold on the idle clock; so has a
+// legacy session's call pumped on its own.
 func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 	var stop []*stream
+	var ups []upstream.Stream
 	s.mu.Lock()
 	for i := range msgs {
 		m := &msgs[i]
@@ -170,13 +181,20 @@ func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 			continue
 		}
 		c.cancelled = true
-		if c.solo && c.st != nil {
+		switch {
+		case !c.solo:
+		case c.st != nil:
 			stop = append(stop, c.st)
+		case c.up != nil:
+			ups = append(ups, c.up)
 		}
 	}
 	s.mu.Unlock()
 	for _, st := range stop {
 		st.closeUpstream()
+	}
+	for _, up := range ups {
+		_ = up.Close()
 	}
 }
 

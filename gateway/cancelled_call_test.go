@@ -105,12 +105,12 @@ func TestRelayedByClosedSession(t *testing.T) {
 
 	st, status := s.newStream(sess, false, false)
 	require.NotNil(t, st, "status %d", status)
-	require.False(t, sess.relayedBy(st, []*call{c}), "an open session's live call keeps its stream")
+	require.False(t, sess.relayedBy(st, nil, []*call{c}), "an open session's live call keeps its stream")
 
 	st, status = s.newStream(sess, false, false)
 	require.NotNil(t, st, "status %d", status)
 	s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
 	h := newHeldStream()
 	st.setUpstream(h)
-	assert.True(t, sess.relayedBy(st, []*call{c}), "the session closed before the upstream stream was set")
+	assert.True(t, sess.relayedBy(st, nil, []*call{c}), "the session closed before the upstream stream was set")
 }

@@ -476,7 +476,7 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 		return
 	}
 	st.setUpstream(up)
-	if sess.relayedBy(st, calls) {
+	if sess.relayedBy(st, nil, calls) {
 		_ = up.Close() // cancelled or the session closed meanwhile: the pump ends the stream
 	}
 	if sess.cluster != nil {

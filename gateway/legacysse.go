@@ -373,6 +373,9 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
 			s.accepted(ctx)
 			return
 		}
+		if sess.relayedBy(nil, up, calls) {
+			_ = up.Close() // cancelled or the session closed meanwhile: the pump ends
+		}
 		sess.busy.Add(1) // a call in flight
 		if !s.goOwned(func(context.Context) { s.pumpLegacyAnswer(sess, st, up, calls) }) {
 			sess.busy.Add(-1)

@@ -45,6 +45,29 @@ the stream ends, the id answers 404.`,
 		},
 	},
 	{
+		name:     "legacy-sse-call-cancelled",
+		streamed: true,
+		about: `A legacy client cancels a call whose answer streams (its notifications/cancelled: 202, forwarded under the
+call's upstream id). The upstream does not answer the cancelled request: the gateway closes the call's upstream
+stream (no response follows on the session's stream) and the next call is answered.`,
+		run: func(h *harness) {
+			never := testenv.NewGate("never released")
+			h.up.On("tools/call", testenv.Stream(testenv.Notify("notifications/message", `{"level":"info","data":"working"}`),
+				testenv.Pause(never)), testenv.Result(callResult))
+			a, sid := h.legacyOpen()
+			h.do(legacyPost(sid, initializeBody("2025-06-18")))
+			a.continued().events(1)
+			h.waitListen(1)
+			h.do(legacyPost(sid, callBody(2)))
+			a.continued().events(1)
+			h.waitStreamsIdle()
+			h.do(legacyPost(sid, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"timeout"}}`))
+			h.up.WaitFor(h.t, "the cancelled call's upstream stream closed", func(v *testenv.FakeView) bool { return v.StreamsIdle() })
+			h.do(legacyPost(sid, callBody(3)))
+			a.continued().events(1)
+		},
+	},
+	{
 		name:     "legacy-sse-server-request",
 		streamed: true,
 		about: `The upstream asks the legacy client something (sampling) during a call: the request arrives on the session's

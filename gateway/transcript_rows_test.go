@@ -186,6 +186,27 @@ events stay resumable: a GET with the priming event's id replays them and the st
 		},
 	},
 	{
+		name:     "call-cancelled",
+		streamed: true,
+		about: `The client cancels a call whose answer streams (notifications/cancelled: 202, forwarded under the call's
+upstream id). The upstream need not answer a cancelled request, and this one does not: the gateway closes the call's
+upstream stream, so the client's stream ends without a response and the session's only stream place
+(Config.MaxStreamsPerSession = 1) is free again: the next call is answered.`,
+		cfg: func(c *gateway.Config) { c.MaxStreamsPerSession = 1 },
+		run: func(h *harness) {
+			never := testenv.NewGate("never released")
+			h.up.On("tools/call", testenv.Stream(testenv.Notify("notifications/message", `{"level":"info","data":"working"}`),
+				testenv.Pause(never)), testenv.Result(callResult))
+			s := h.initialize("2025-06-18")
+			a := h.open(post(s, callBody(2)))
+			a.events(1)
+			h.waitStreamsIdle()
+			h.do(post(s, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"timeout"}}`))
+			a.continued().body()
+			h.do(post(s, callBody(3)))
+		},
+	},
+	{
 		name:     "server-request-on-post-stream",
 		streamed: true,
 		about: `The upstream asks the client something (elicitation/create) on the call's stream; the client POSTs its answer (202,
