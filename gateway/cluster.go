@@ -761,7 +761,7 @@ func (s *Server) clusterGetStandalone(ctx *fasthttp.RequestCtx, rctx context.Con
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
 	}
-	s.attachHijacked(ctx, st, start, prefix, true)
+	s.attachHijacked(ctx, st, start, prefix, true, false)
 	return true
 }
 

@@ -507,6 +507,13 @@ func (s *Server) openPostStream(ctx *fasthttp.RequestCtx, sess *session, up upst
 	if s.answerWhole(ctx, st, prefix, sess.ephemeral, waited) {
 		return // finished at once: one body, one write (wholeanswer.go)
 	}
+	if !ctx.Request.Header.IsHTTP11() {
+		// fasthttp frames a body of unknown length in chunks, which an
+		// HTTP/1.0 client cannot read: the hijacked connection's writer
+		// sends it as it is, ended by the connection's close.
+		s.attachHijacked(ctx, st, 0, bytes.Clone(prefix), resumable, sess.ephemeral)
+		return
+	}
 	w := newBodyWriter(s, st, ctx.Conn(), bytes.Clone(prefix))
 	w.plain = sess.ephemeral // the stateless revision: no event ids
 	if resumable {
@@ -608,14 +615,16 @@ func (s *Server) attachConn(c *clientConn) {
 	s.cfg.Hooks.StreamOpened(c.st.info())
 }
 
-// attachHijacked attaches a GET stream's connection and takes it over from
+// attachHijacked attaches a GET stream's connection (or an HTTP/1.0 POST
+// answer's, see openPostStream) and takes it over from
 // fasthttp: its buffers are released, and the stream is written by the
 // hijackWriter (an idle stream holds no goroutine). Until fasthttp hands
 // the connection over, the stall clock runs, so a hijack that never
 // completes is cut by the sweeper instead of staying attached.
-func (s *Server) attachHijacked(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, deadline bool) {
+func (s *Server) attachHijacked(ctx *fasthttp.RequestCtx, st *stream, after uint64, prefix []byte, deadline, plain bool) {
 	w := newHijackWriter(s, st, ctx.Conn(), after, prefix)
 	w.http10 = !ctx.Request.Header.IsHTTP11()
+	w.plain = plain
 	w.writeSince.Store(s.clock.Now())
 	if deadline {
 		s.setConnDeadline(&w.clientConn)
@@ -693,7 +702,7 @@ func (s *Server) handleGet(ctx *fasthttp.RequestCtx, who caller) {
 	if versionAtLeast(sess.version, "2025-11-25") {
 		prefix = sse.AppendRetry(prefix, s.cfg.RetryHint.Milliseconds())
 	}
-	s.attachHijacked(ctx, st, st.plainStart(), prefix, true)
+	s.attachHijacked(ctx, st, st.plainStart(), prefix, true, false)
 }
 
 // resume attaches to the stream a Last-Event-ID names and replays it.
@@ -740,7 +749,7 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 			prefix = resumePriming(prefix, streamID, seq) // cluster.go
 		}
 	}
-	s.attachHijacked(ctx, st, seq, prefix, streamID == 0 || versionAtLeast(sess.version, "2025-11-25"))
+	s.attachHijacked(ctx, st, seq, prefix, streamID == 0 || versionAtLeast(sess.version, "2025-11-25"), false)
 }
 
 // handleDelete ends a session.
