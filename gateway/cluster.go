@@ -1268,11 +1268,12 @@ func cutString(s string) (string, string, bool) {
 	return s, "", false
 }
 
-// resumePriming starts a resumed connection of a cluster node with the
-// resume position as an event id (empty data, like the priming event of
-// 2025-11-25): a connection that ends before its first event (a node took
-// the stream over meanwhile) still gives the client an id to resume from,
-// where the Go SDK would otherwise give the call up.
+// resumePriming starts a resumed connection (of a call's stream, or any on a
+// cluster node) with the resume position as an event id (empty data, like
+// the priming event of 2025-11-25): a connection that ends before its first
+// event (cut, or a node took the stream over meanwhile) still gives the
+// client an id to resume from, where the Go SDK would otherwise give the
+// call up.
 func resumePriming(dst []byte, stream, seq uint64) []byte {
 	dst = append(dst, "id: "...)
 	dst = sse.AppendEventID(dst, stream, seq)

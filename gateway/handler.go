@@ -745,7 +745,10 @@ func (s *Server) resume(ctx *fasthttp.RequestCtx, sess *session, last []byte) {
 		// Every connection of a 2025-11-25 stream carries the retry hint:
 		// clients take their next reconnect delay from the stream they read.
 		prefix = sse.AppendRetry(nil, s.cfg.RetryHint.Milliseconds())
-		if sess.cluster != nil {
+		if streamID != 0 || sess.cluster != nil {
+			// A connection cut before its first event still leaves the
+			// client an id to resume from (a call's stream: the Go SDK
+			// gives the call up after a connection without one).
 			prefix = resumePriming(prefix, streamID, seq) // cluster.go
 		}
 	}
