@@ -232,34 +232,77 @@ func (s *Server) relayAnswers(sess *session, st *stream, up upstream.Stream, pen
 			s.answerOwed(sess, st, pending, err)
 			return relayEnded
 		}
-		class, key, respID := classify(p, msg)
-		if respID != nil && string(respID) != "null" {
-			up, ok := parseUpID(respID)
-			var c *call
-			if ok {
-				c = pending.take(up)
+		if elems := batchElems(s, msg); elems != nil {
+			// A batch (2025-03-26: "these responses MAY be batched"):
+			// each message goes on its own, answers under their client ids.
+			for _, e := range elems {
+				if !s.relayOne(p, sess, st, pending, e, &out) {
+					return relayEnded
+				}
 			}
-			if c == nil {
-				// Late, duplicate or for no call of this POST: a client
-				// must never see two answers to one request.
-				s.log.Debug("upstream answer for no pending call dropped", "session", shortID(sess.id), "stream", st.id, "id", string(respID))
-				continue
-			}
-			out = jsonrpc.AppendReplaced(out[:0], msg, respID, c.clientID)
-			if !s.deliver(sess, st, class, key, out, true) {
-				s.owedAtSuspend(sess, st, pending)
-				return relayEnded
-			}
-			// Answered: the client may reuse the id at once.
-			sess.endCall(c)
 			continue
 		}
-		if !s.deliver(sess, st, class, key, msg, true) {
-			s.owedAtSuspend(sess, st, pending)
+		if !s.relayOne(p, sess, st, pending, msg, &out) {
 			return relayEnded
 		}
 	}
 	return relayAnswered
+}
+
+// batchElems returns the messages of msg when it is a well-formed batch
+// (each element's raw bytes, aliasing msg), nil otherwise.
+func batchElems(s *Server, msg []byte) [][]byte {
+	i := 0
+	for i < len(msg) && (msg[i] == ' ' || msg[i] == '\t' || msg[i] == '\r' || msg[i] == '\n') {
+		i++
+	}
+	if i >= len(msg) || msg[i] != '[' {
+		return nil
+	}
+	q := s.parsers.Get().(*jsonrpc.Parser)
+	defer s.parsers.Put(q)
+	msgs, batch, perr := q.ParseEnvelope(msg)
+	if perr != nil || !batch {
+		return nil
+	}
+	elems := make([][]byte, len(msgs))
+	for i := range msgs {
+		elems[i] = msgs[i].Raw
+	}
+	return elems
+}
+
+// relayOne stores one upstream message of an answer stream in st's ring,
+// an answer under its client's id (out is the scratch for it); it reports
+// false when the stream or session ended.
+func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending *pendingCalls, msg []byte, out *[]byte) bool {
+	class, key, respID := classify(p, msg)
+	if respID != nil && string(respID) != "null" {
+		up, ok := parseUpID(respID)
+		var c *call
+		if ok {
+			c = pending.take(up)
+		}
+		if c == nil {
+			// Late, duplicate or for no call of this POST: a client
+			// must never see two answers to one request.
+			s.log.Debug("upstream answer for no pending call dropped", "session", shortID(sess.id), "stream", st.id, "id", string(respID))
+			return true
+		}
+		*out = jsonrpc.AppendReplaced((*out)[:0], msg, respID, c.clientID)
+		if !s.deliver(sess, st, class, key, *out, true) {
+			s.owedAtSuspend(sess, st, pending)
+			return false
+		}
+		// Answered: the client may reuse the id at once.
+		sess.endCall(c)
+		return true
+	}
+	if !s.deliver(sess, st, class, key, msg, true) {
+		s.owedAtSuspend(sess, st, pending)
+		return false
+	}
+	return true
 }
 
 // answerOwed answers the calls still pending on an answer stream that

@@ -98,16 +98,40 @@ func mediaIs(v []byte, want string) bool {
 // is a list-based field, and two lines mean the same as one joined with a
 // comma (RFC 9110 section 5.3).
 func acceptsAll(h *fasthttp.RequestHeader) (json, sse bool) {
+	var j, e acceptMatch
 	for _, v := range h.PeekAll("Accept") {
-		j, e := accepts(v)
-		json, sse = json || j, sse || e
+		acceptsInto(v, &j, &e)
 	}
-	return json, sse
+	return j.ok, e.ok
+}
+
+// acceptMatch is the most specific media range of an Accept header that
+// matches one media type (level 3: the type itself, 2: type/*, 1: */*, 0:
+// none) and whether it accepts it (a qvalue of 0 means "not acceptable",
+// RFC 9110 section 12.4.2; the most specific range decides, section 12.5.1).
+type acceptMatch struct {
+	level int8
+	ok    bool
+}
+
+func (m *acceptMatch) see(level int8, ok bool) {
+	switch {
+	case level > m.level:
+		m.level, m.ok = level, ok
+	case level == m.level && ok:
+		m.ok = true
+	}
 }
 
 // accepts reports which of JSON and SSE an Accept header covers. An absent
 // header covers nothing (MCP clients must send it).
 func accepts(h []byte) (json, sse bool) {
+	var j, e acceptMatch
+	acceptsInto(h, &j, &e)
+	return j.ok, e.ok
+}
+
+func acceptsInto(h []byte, j, e *acceptMatch) {
 	for len(h) > 0 {
 		var part []byte
 		if i := bytes.IndexByte(h, ','); i >= 0 {
@@ -115,14 +139,44 @@ func accepts(h []byte) (json, sse bool) {
 		} else {
 			part, h = h, nil
 		}
+		ok := !qualityZero(part)
 		switch mt := mediaType(part); {
 		case mediaIs(mt, "*/*"):
-			json, sse = true, true
-		case mediaIs(mt, "application/*"), mediaIs(mt, "application/json"):
-			json = true
-		case mediaIs(mt, "text/*"), mediaIs(mt, "text/event-stream"):
-			sse = true
+			j.see(1, ok)
+			e.see(1, ok)
+		case mediaIs(mt, "application/*"):
+			j.see(2, ok)
+		case mediaIs(mt, "application/json"):
+			j.see(3, ok)
+		case mediaIs(mt, "text/*"):
+			e.see(2, ok)
+		case mediaIs(mt, "text/event-stream"):
+			e.see(3, ok)
 		}
 	}
-	return json, sse
+}
+
+// qualityZero reports whether a media range's parameters give it the
+// qvalue 0 ("q=0", "q=0.0", ... : not acceptable).
+func qualityZero(part []byte) bool {
+	i := bytes.IndexByte(part, ';')
+	if i < 0 {
+		return false
+	}
+	for _, p := range bytes.Split(part[i+1:], []byte(";")) {
+		p = bytes.TrimSpace(p)
+		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
+			continue
+		}
+		v := bytes.TrimSpace(p[2:])
+		if len(v) == 0 || v[0] != '0' {
+			return false
+		}
+		v = v[1:]
+		if len(v) > 0 && v[0] == '.' {
+			v = v[1:]
+		}
+		return len(bytes.Trim(v, "0")) == 0 && len(v) <= 3
+	}
+	return false
 }
