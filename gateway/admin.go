@@ -29,7 +29,9 @@ import (
 // another site cannot read the metrics or the API through DNS rebinding.
 // Other methods than the ones listed get 405 with Allow.
 func (s *Server) AdminHandler(loopback bool) http.Handler {
-	hosts := s.cfg.AllowedHosts
+	// On loopback, the loopback names only: AllowedHosts is the MCP
+	// endpoint's (a public name, or "*"), never the admin listener's.
+	var hosts []string
 	if !loopback {
 		hosts = []string{"*"} // the admin listener is the operator's: any name it is reached by
 	}
@@ -135,7 +137,9 @@ func (s *Server) Ready(ctx context.Context) (bool, []string) {
 	if s.draining.Load() {
 		reasons = append(reasons, "draining")
 	}
-	if s.store.Len() >= s.cfg.MaxSessions {
+	if s.store.Len() >= s.cfg.MaxSessions && !s.cfg.EvictIdle {
+		// With EvictIdle the cap is the steady state: a new session
+		// still fits, in place of the least recently active idle one.
 		reasons = append(reasons, "session cap reached")
 	}
 	if err := s.upstreamReachable(ctx); err != nil {

@@ -203,7 +203,7 @@ func (s *Server) rctx() (context.Context, context.CancelFunc) {
 
 // clusterRecord is sess as a registry record (no streams).
 func (s *Server) clusterRecord(sess *session) *sessionrec.Record {
-	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Version: sess.version,
+	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Owner: sess.owner, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load()}
 	if rs := sess.restart; rs != nil {
 		rec.Initialize, rec.Capabilities = rs.init, rs.caps

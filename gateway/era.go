@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -202,8 +203,13 @@ func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration
 	}, body)
 	var se *upstream.StatusError
 	switch {
-	case errors.As(err, &se):
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 &&
+		se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests:
 		return nil, nil // refused: a session-era server
+	case errors.As(err, &se):
+		// A 5xx (a proxy while the upstream starts, an overload), a 408 or
+		// a 429 says nothing about the eras: ask again later.
+		return nil, err
 	case err != nil:
 		return nil, err
 	}

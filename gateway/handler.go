@@ -318,11 +318,11 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 		s.unsupportedVersion(ctx, id, v)
 		return
 	}
-	if !s.roomForSession(ctx, who, id) {
-		return
-	}
 	if m.Kind != jsonrpc.KindRequest {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeInvalidRequest, "Invalid Request: initialize must be a request (with an id)", nil)
+		return
+	}
+	if !s.roomForSession(ctx, who, id) {
 		return
 	}
 	up, answer, fwd, ok := s.connectUpstream(ctx, body, m)
@@ -451,11 +451,16 @@ func (s *Server) roomForSession(ctx *fasthttp.RequestCtx, who caller, id []byte)
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
 		return false
 	}
+	// The caller's own cap first: a refused initialize must not have
+	// evicted another session to make room.
+	if s.principalFull(ctx, who, id) {
+		return false
+	}
 	if s.store.Len() >= s.cfg.MaxSessions && !(s.cfg.EvictIdle && s.evictIdle()) {
 		s.rejectFull(ctx, id)
 		return false
 	}
-	return !s.principalFull(ctx, who, id)
+	return true
 }
 
 func (s *Server) rejectFull(ctx *fasthttp.RequestCtx, id []byte) {

@@ -42,8 +42,10 @@ func (s *Server) upstreamReachable(ctx context.Context) error {
 		return s.probeErr
 	}
 	err := p.Probe(ctx)
-	if err != nil && errors.Is(err, context.Canceled) {
-		return err // the caller went away: do not cache
+	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)) {
+		// The caller went away (transports wrap the dial or handshake
+		// error as text, so ctx says it): do not cache.
+		return err
 	}
 	s.probeAt, s.probeErr = s.clock.Now(), err
 	if err == nil {

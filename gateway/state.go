@@ -105,7 +105,7 @@ func (s *Server) SaveState(w io.Writer) error {
 // sessionRecord is sess as a session record.
 func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 	rec := &sessionrec.Record{
-		ID: sess.id, Principal: sess.principal, Version: sess.version,
+		ID: sess.id, Principal: sess.principal, Owner: sess.owner, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load(),
 	}
 	if rs := sess.restart; rs != nil {
@@ -216,7 +216,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 // and last activity, which the callers set.
 func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
 	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: rec.Principal, created: rec.Created,
+		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: recordOwner(rec), created: rec.Created,
 		streams:     streamTable{list: make([]streamEntry, 0, nstreams)},
 		withStreams: s.streamSet(rec.ID),
 		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
@@ -228,6 +228,20 @@ func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *sessio
 		sess.restart.subs[uri] = struct{}{}
 	}
 	return sess
+}
+
+// recordOwner is what a restored or loaded session counts under for
+// Config.MaxSessionsPerPrincipal: the owner the record names (an anonymous
+// client's address), else its principal. An anonymous session of a record
+// without an owner is counted alone, never with every other anonymous one.
+func recordOwner(rec *sessionrec.Record) string {
+	switch {
+	case rec.Owner != "":
+		return rec.Owner
+	case rec.Principal != "":
+		return rec.Principal
+	}
+	return "\x00" + rec.ID
 }
 
 // restoreSession builds a session from its record, without storing it.

@@ -13,8 +13,12 @@ const RecordVersion = 1
 
 // Record is one client session.
 type Record struct {
-	ID         string // the gateway's Mcp-Session-Id
-	Principal  string // the authenticated principal, "" when anonymous
+	ID        string // the gateway's Mcp-Session-Id
+	Principal string // the authenticated principal, "" when anonymous
+	// Owner is what the per-principal session cap counted the session
+	// under: the principal, or an anonymous client's address ("" if not
+	// counted, or in records written before this field).
+	Owner      string
 	Version    string // the protocol version negotiated with the client
 	Created    int64  // unix ns
 	LastActive int64  // unix ns
@@ -110,6 +114,7 @@ const (
 	fRecNextCall
 	fRecNextStream
 	fRecStream // repeated
+	fRecOwner
 )
 
 const (
@@ -210,6 +215,9 @@ func AppendRecord(dst []byte, r *Record) []byte {
 	e := enc{b: binary.AppendUvarint(dst, RecordVersion)}
 	e.str(fRecID, r.ID)
 	e.str(fRecPrincipal, r.Principal)
+	if r.Owner != r.Principal {
+		e.str(fRecOwner, r.Owner)
+	}
 	e.str(fRecVersion, r.Version)
 	e.int(fRecCreated, r.Created)
 	e.int(fRecLastActive, r.LastActive)
@@ -379,6 +387,10 @@ func DecodeRecord(b []byte) (*Record, error) {
 		case fRecPrincipal:
 			if d.want(wire, wireBytes, "principal") {
 				r.Principal = string(raw)
+			}
+		case fRecOwner:
+			if d.want(wire, wireBytes, "owner") {
+				r.Owner = string(raw)
 			}
 		case fRecVersion:
 			if d.want(wire, wireBytes, "version") {
