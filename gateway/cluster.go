@@ -111,7 +111,7 @@ type clusterNode struct {
 
 type clusterMetrics struct {
 	registryReads, registryWrites, registryErrors atomic.Uint64
-	forwards, forwardErrors, forwardedServed      atomic.Uint64
+	forwards, forwardErrors, forwardedServed      atomic.Uint64 // forwards: those that succeeded
 	takeovers, streamTakeovers                    atomic.Uint64
 	published, publishErrors                      atomic.Uint64
 	mirrors, mirrorGaps                           atomic.Uint64
@@ -253,6 +253,12 @@ func (s *Server) clusterCreated(sess *session) error {
 // clusterLoad builds a session that is not local from its registry entry
 // (one read). It returns nil, nil for a session the registry does not hold.
 func (s *Server) clusterLoad(sid string) (*session, error) {
+	return s.clusterLoadTries(sid, 3)
+}
+
+// clusterLoadTries is clusterLoad, claiming a session whose owner is gone
+// at most tries times.
+func (s *Server) clusterLoadTries(sid string, tries int) (*session, error) {
 	ctx, cancel := s.rctx()
 	defer cancel()
 	rec, owner, lastActive, rev, err := s.clu.c.LoadSession(ctx, sid)
@@ -281,11 +287,19 @@ func (s *Server) clusterLoad(sid string) (*session, error) {
 		sess.up = &forwardSession{srv: s, sess: sess, rec: rec.Upstream}
 	case len(rec.Initialize) > 0:
 		// The owner is gone: claim the session and re-initialize its
-		// upstream side from the cached initialize on first use.
+		// upstream side from the cached initialize on first use. A node
+		// that could not store the session leaves it to one that can:
+		// an owner that does not hold the session would make every node
+		// forwarding to it end the session.
+		if s.store.Len() >= s.cfg.MaxSessions ||
+			(s.cfg.MaxSessionsPerPrincipal > 0 && s.store.OwnerCount(sess.owner) >= s.cfg.MaxSessionsPerPrincipal) {
+			scancel()
+			return nil, errors.New("cluster: no room here for a session whose owner is gone")
+		}
 		sess.up = &reinitSession{srv: s, sess: sess, init: rec.Initialize, kind: rec.Upstream.Kind, version: rec.Upstream.Version}
 		if !s.claim(ctx, sess) {
 			scancel()
-			return s.clusterLoadAgain(sid)
+			return s.clusterLoadAgain(sid, tries-1)
 		}
 	default:
 		scancel()
@@ -301,20 +315,20 @@ func (s *Server) clusterLoad(sid string) (*session, error) {
 	return sess, nil
 }
 
-// clusterLoadAgain is clusterLoad after losing a claim: another node owns
-// the session now.
-func (s *Server) clusterLoadAgain(sid string) (*session, error) {
+// clusterLoadAgain is clusterLoad after losing a claim: another node may
+// own the session now, or the entry changed otherwise (another node's
+// activity write, a registry error) and the owner is still gone: the
+// entry is read again and, while tries remain, claimed again. A session
+// that still exists is never answered as unknown: without tries left,
+// the error makes the request a 503 the client retries.
+func (s *Server) clusterLoadAgain(sid string, tries int) (*session, error) {
 	if cur, ok := s.store.Get(sid); ok {
 		return cur, nil
 	}
-	ctx, cancel := s.rctx()
-	defer cancel()
-	rec, owner, _, _, err := s.clu.c.LoadSession(ctx, sid)
-	s.clu.m.registryReads.Add(1)
-	if err != nil || rec == nil || owner == s.clu.id || !s.clu.c.NodeAlive(ctx, owner) {
-		return nil, err
+	if tries <= 0 {
+		return nil, errors.New("cluster: the session's owner is gone and claiming it failed")
 	}
-	return s.clusterLoad(sid)
+	return s.clusterLoadTries(sid, tries)
 }
 
 // isOwner reports whether this node owns sess.
@@ -415,6 +429,9 @@ func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) 
 	if now != cur && now != gone && s.clu.c.NodeAlive(ctx, now) {
 		return false, false
 	}
+	// The owner's settings as it last wrote them: this node's copy saw
+	// only the messages sent through it, and the claim writes them.
+	sess.takeSettings(rec)
 	if !s.claim(ctx, sess) {
 		return false, false
 	}
@@ -423,6 +440,25 @@ func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) 
 		f.becomeOwner()
 	}
 	return true, true
+}
+
+// takeSettings replaces the settings a re-initialized upstream session
+// replays (log level, subscriptions) with a registry record's.
+func (sess *session) takeSettings(rec *sessionrec.Record) {
+	rs := sess.restart
+	if rs == nil {
+		return
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	rs.logLevel = rec.LogLevel
+	rs.subs = nil
+	for _, uri := range rec.Subscriptions {
+		if rs.subs == nil {
+			rs.subs = make(map[string]struct{}, len(rec.Subscriptions))
+		}
+		rs.subs[uri] = struct{}{}
+	}
 }
 
 // clusterEnded is endSession's hook: the registry entry and the stream
@@ -436,7 +472,9 @@ func (s *Server) clusterEnded(sess *session, reason CloseReason) {
 	switch reason {
 	case CloseElsewhere, CloseShutdown:
 		return
-	case CloseIdle, CloseMaxAge:
+	case CloseIdle, CloseMaxAge, CloseEvicted:
+		// A copy on a node that does not own the session leaves this
+		// node only (expired here, or evicted to make room here).
 		if !s.isOwner(sess) {
 			return
 		}
@@ -467,8 +505,15 @@ func (s *Server) clusterChanged(id string, lastActive int64, gone bool) {
 	}
 	if gone {
 		s.clu.m.remoteEnds.Add(1)
-		// Ended elsewhere: leave without ending the upstream side again.
-		s.endLater(sess, CloseElsewhere, upstreamGone)
+		// Ended elsewhere: leave without ending the upstream side again,
+		// unless it exists here only (this node owns a stdio child or a
+		// legacy stream): the node that ended the session cannot reach it
+		// once this node dropped the session.
+		how := upstreamGone
+		if s.isOwner(sess) && !s.clusterRecord(sess).Upstream.Resumable {
+			how = upstreamLater
+		}
+		s.endLater(sess, CloseElsewhere, how)
 		return
 	}
 	for {
@@ -529,7 +574,28 @@ func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
 		owner, rev := cs.owner, cs.rev
 		cs.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		newRev, ok, err := s.clu.c.SaveSession(rctx, s.clusterRecord(sess), owner, la, rev)
+		rec := s.clusterRecord(sess)
+		if owner != s.clu.id {
+			// A copy: the owner's record stays (the settings it keeps,
+			// log level and subscriptions, come through the owner, and a
+			// copy only sees the messages sent through its node); only
+			// the activity is this node's.
+			cur, curOwner, _, curRev, err := s.clu.c.LoadSession(rctx, sess.id)
+			s.clu.m.registryReads.Add(1)
+			if err != nil {
+				cancel()
+				s.clu.m.registryErrors.Add(1)
+				return
+			}
+			if cur == nil {
+				cancel()
+				s.endLater(sess, CloseElsewhere, upstreamGone)
+				return
+			}
+			cs.learn(curOwner, curRev)
+			rec, owner, rev = cur, curOwner, curRev
+		}
+		newRev, ok, err := s.clu.c.SaveSession(rctx, rec, owner, la, rev)
 		s.clu.m.registryWrites.Add(1)
 		if err != nil {
 			cancel()

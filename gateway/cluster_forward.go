@@ -52,19 +52,58 @@ func (f *forwardSession) becomeOwner() {
 // errOwnerGone: the owner node died during a forwarded exchange.
 var errOwnerGone = errors.New("the gateway node owning this session failed; the session's upstream side is re-initialized, the request may or may not have been carried out")
 
+// errNotOwner: a forwarded message reached a node that no longer owns the
+// session (it handed it over); the sender learns the owner and resends.
+var errNotOwner = errors.New("this node does not own the session (any more)")
+
 func (f *forwardSession) Send(ctx context.Context, body []byte) (*upstream.Reply, error) {
+	for relearned := false; ; relearned = true {
+		reply, err := f.send(ctx, body)
+		if err == nil || relearned || !strings.Contains(err.Error(), errNotOwner.Error()) || !f.relearnOwner(ctx) {
+			return reply, err
+		}
+	}
+}
+
+// relearnOwner reads the session's owner from the registry after the node
+// believed to own it said it does not; it reports whether the message is
+// worth sending again (to another owner, or here).
+func (f *forwardSession) relearnOwner(ctx context.Context) bool {
+	s := f.srv
+	was := s.ownerOf(f.sess)
+	rctx, cancel := s.rctx()
+	defer cancel()
+	rec, cur, _, rev, err := s.clu.c.LoadSession(rctx, f.sess.id)
+	s.clu.m.registryReads.Add(1)
+	if err != nil || rec == nil {
+		return false
+	}
+	f.sess.cluster.learn(cur, rev)
+	if cur == s.clu.id {
+		if len(f.sess.restart.init) == 0 {
+			return false
+		}
+		f.becomeOwner()
+		return true
+	}
+	return cur != was
+}
+
+func (f *forwardSession) send(ctx context.Context, body []byte) (*upstream.Reply, error) {
 	if l := f.local.Load(); l != nil {
 		return l.Send(ctx, body)
 	}
 	s := f.srv
 	owner := s.ownerOf(f.sess)
-	s.clu.m.forwards.Add(1)
 	msg := make([]byte, 0, len(f.sess.id)+1+len(body))
 	msg = append(append(append(msg, f.sess.id...), '\n'), body...)
 	out, err := s.clu.c.Request(ctx, owner, "send", msg)
 	if err != nil {
 		s.clu.m.forwardErrors.Add(1)
 		if strings.HasPrefix(err.Error(), "remote: ") {
+			if strings.Contains(err.Error(), errNotOwner.Error()) {
+				return nil, fmt.Errorf("forward to %s: %w: %w", owner, errNotOwner, upstream.ErrUnavailable)
+			}
 			if strings.Contains(err.Error(), upstream.ErrSessionGone.Error()) {
 				return nil, fmt.Errorf("forward: %w", upstream.ErrSessionGone)
 			}
@@ -78,6 +117,7 @@ func (f *forwardSession) Send(ctx context.Context, body []byte) (*upstream.Reply
 		}
 		return nil, fmt.Errorf("forward to %s: %v: %w", owner, err, upstream.ErrUnavailable)
 	}
+	s.clu.m.forwards.Add(1) // counted once it succeeded: a counter never goes down
 	if len(out) == 0 {
 		return nil, fmt.Errorf("forward: empty answer: %w", upstream.ErrUnavailable)
 	}
@@ -129,8 +169,13 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 		sid, msg = sid[:i], body[i+1:]
 	}
 	sess, ok := s.store.Get(sid)
-	if !ok || !s.isOwner(sess) {
+	if !ok {
 		return nil, upstream.ErrSessionGone
+	}
+	if !s.isOwner(sess) {
+		// Handed over (a drain): the session lives on with its new owner,
+		// which the sender learns from the registry.
+		return nil, errNotOwner
 	}
 	s.clu.m.forwardedServed.Add(1)
 	if op == "end" {
@@ -172,23 +217,47 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 }
 
 // relay publishes an upstream answer stream's messages for the node that
-// forwarded the request, then its end.
+// forwarded the request, then its end. The forwarding node waits for that
+// end while this node lives, so an event JetStream did not store ends the
+// relay (the follower answers the calls left with an error), and the end
+// marker is published again until it is stored or the session ends.
 func (s *Server) relay(sess *session, id uint64, up upstream.Stream) {
 	defer sess.busy.Add(-1)
 	defer up.Close()
 	stop := context.AfterFunc(sess.context(), func() { _ = up.Close() })
 	defer stop()
 	var seq uint64
-	for {
+	var lost atomic.Bool
+	noted := func(err error) {
+		if err != nil {
+			lost.Store(true)
+		}
+	}
+	for !lost.Load() {
 		msg, err := up.Next()
 		if err != nil {
-			if !sess.suspendedForHandover() {
-				s.clu.c.Publish(sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: seq}, Stream: id, End: true}, nil)
-			}
-			return
+			break
 		}
 		seq++
-		s.clu.c.Publish(sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: seq, MustDeliver: true, Data: append([]byte(nil), msg...)}, Stream: id}, nil)
+		s.clu.c.Publish(sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: seq, MustDeliver: true, Data: append([]byte(nil), msg...)}, Stream: id}, noted)
+	}
+	if sess.suspendedForHandover() {
+		return
+	}
+	for backoff := minBackoff; ; backoff = min(backoff*2, 5*time.Second) {
+		stored := make(chan error, 1)
+		s.clu.c.Publish(sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: seq}, Stream: id, End: true}, func(err error) { stored <- err })
+		select {
+		case err := <-stored:
+			if err == nil {
+				return
+			}
+		case <-sess.context().Done():
+			return
+		}
+		if !sleepCtx(sess.context(), backoff) {
+			return
+		}
 	}
 }
 

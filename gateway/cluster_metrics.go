@@ -38,7 +38,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descClusterRegistry, m.registryReads.Load(), "read")
 	counter(descClusterRegistry, m.registryWrites.Load(), "write")
 	counter(descClusterRegistry, m.registryErrors.Load(), "error")
-	counter(descClusterForwards, m.forwards.Load()-m.forwardErrors.Load(), "ok")
+	counter(descClusterForwards, m.forwards.Load(), "ok")
 	counter(descClusterForwards, m.forwardErrors.Load(), "error")
 	counter(descClusterForwards, m.forwardedServed.Load(), "served")
 	counter(descClusterTakeovers, m.takeovers.Load(), "session")

@@ -273,11 +273,17 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	ringCfg := ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	// drop gives the session up: the streams restored before the one that
+	// failed put it among the sessions with streams, which it leaves.
+	drop := func(err error) (*session, error) {
+		cancel()
+		sess.withStreams.Delete(sess)
+		return nil, err
+	}
 	for i := range rec.Streams {
 		r := &rec.Streams[i]
 		if sess.streams.get(r.ID) != nil {
-			cancel()
-			return nil, fmt.Errorf("stream %d saved twice", r.ID)
+			return drop(fmt.Errorf("stream %d saved twice", r.ID))
 		}
 		snap := ringbuf.Snapshot{Last: r.Ring.Last, Delivered: r.Ring.Delivered, Lost: r.Ring.Lost, SkipMark: r.Ring.SkipMark,
 			Closed: r.Ring.Closed, Events: make([]ringbuf.Event, len(r.Ring.Events)),
@@ -299,8 +305,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 		}
 		ring, err := ringbuf.Restore(ringCfg, snap)
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("stream %d: %w", r.ID, err)
+			return drop(fmt.Errorf("stream %d: %w", r.ID, err))
 		}
 		st := newStream(r.ID, sess, ring)
 		st.delivered.Store(r.Delivered)
