@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -59,32 +58,20 @@ func TestHTTP10PostStreamNotChunked(t *testing.T) {
 // opens a session; it returns the listener's address and the session id.
 func http10Server(t *testing.T, tr *scriptTransport, cfg Config) (host, sid string) {
 	t.Helper()
-	cfg.Upstream, cfg.DrainWindow = tr, -1
-	s, err := New(cfg)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-served
-	})
-	host = ln.Addr().String()
+	cfg.Upstream = tr
+	_, url := liveServer(t, cfg)
+	host = strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/mcp")
 	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	req, _ := http.NewRequest("POST", "http://"+host+"/mcp", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := liveClient.Do(req)
 	require.NoError(t, err)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
 	sid = resp.Header.Get("Mcp-Session-Id")
 	require.NotEmpty(t, sid)
-	http.DefaultClient.CloseIdleConnections()
 	return host, sid
 }
 
