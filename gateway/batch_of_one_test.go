@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 
-	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
@@ -18,13 +17,8 @@ import (
 func TestBatchOfOneAnsweredAsArray(t *testing.T) {
 	tr := &scriptTransport{version: "2025-03-26"}
 	tr.send = func(body []byte) (*upstream.Reply, error) {
-		var p jsonrpc.Parser
-		msgs, _, perr := p.Parse(body)
-		require.Nil(t, perr)
-		for _, m := range msgs {
-			if m.Kind == jsonrpc.KindRequest {
-				return &upstream.Reply{Stream: &scriptedStream{msgs: []string{`{"jsonrpc":"2.0","id":` + string(m.ID) + `,"result":{"tools":[]}}`}, wait: 9}}, nil
-			}
+		if ids := requestIDs(t, body); len(ids) > 0 {
+			return &upstream.Reply{Stream: &scriptedStream{msgs: []string{`{"jsonrpc":"2.0","id":` + ids[0] + `,"result":{"tools":[]}}`}, wait: 9}}, nil
 		}
 		return &upstream.Reply{Accepted: true}, nil
 	}

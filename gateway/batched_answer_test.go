@@ -24,14 +24,9 @@ import (
 func TestStreamedBatchOfResponsesGetsClientIDs(t *testing.T) {
 	tr := &scriptTransport{version: "2025-03-26"}
 	tr.send = func(body []byte) (*upstream.Reply, error) {
-		var p jsonrpc.Parser
-		msgs, _, perr := p.Parse(body)
-		require.Nil(t, perr)
 		var answers []string
-		for _, m := range msgs {
-			if m.Kind == jsonrpc.KindRequest {
-				answers = append(answers, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"tools":[]}}`)
-			}
+		for _, id := range requestIDs(t, body) {
+			answers = append(answers, `{"jsonrpc":"2.0","id":`+id+`,"result":{"tools":[]}}`)
 		}
 		if len(answers) == 0 {
 			return &upstream.Reply{Accepted: true}, nil

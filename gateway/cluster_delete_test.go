@@ -22,13 +22,7 @@ func TestClusterDeleteOnAnotherNodeEndsTheOwnersUpstream(t *testing.T) {
 	_, urlB := fakeClusterServer(t, fnet, "b", testenv.NewFakeUpstream(t), Config{})
 
 	sid := liveSession(t, urlA)
-	req, err := http.NewRequest(http.MethodDelete, urlB, nil)
-	require.NoError(t, err)
-	req.Header.Set("Mcp-Session-Id", sid)
-	resp, err := liveClient.Do(req)
-	require.NoError(t, err)
-	_ = resp.Body.Close()
-	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	require.Equal(t, http.StatusNoContent, liveDelete(t, urlB, sid).StatusCode)
 
 	code, _, _ := mcpPost(t, urlA, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`)
 	assert.Equal(t, http.StatusNotFound, code, "the session ended everywhere")

@@ -59,7 +59,7 @@ var errNotOwner = errors.New("this node does not own the session (any more)")
 func (f *forwardSession) Send(ctx context.Context, body []byte) (*upstream.Reply, error) {
 	for relearned := false; ; relearned = true {
 		reply, err := f.send(ctx, body)
-		if err == nil || relearned || !strings.Contains(err.Error(), errNotOwner.Error()) || !f.relearnOwner(ctx) {
+		if err == nil || relearned || !errors.Is(err, errNotOwner) || !f.relearnOwner(ctx) {
 			return reply, err
 		}
 	}

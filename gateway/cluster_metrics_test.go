@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"io"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -62,23 +59,4 @@ func TestClusterForwardsOKCounterNeverDecreases(t *testing.T) {
 	after := clusterCounter(t, b, "mcpgate_cluster_forwards_total", "result", "ok")
 	assert.GreaterOrEqual(t, after, during, "the ok counter went down")
 	assert.Equal(t, 1.0, clusterCounter(t, b, "mcpgate_cluster_forwards_total", "result", "error"))
-}
-
-// mcpPostNoFail is mcpPost for a goroutine other than the test's.
-func mcpPostNoFail(url, sid, body string) (int, string, string) {
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		return 0, "", err.Error()
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", sid)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(b)
 }

@@ -47,18 +47,52 @@ var liveClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transp
 // the session id answered and the body.
 func mcpPost(t *testing.T, url, sid, body string) (int, string, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	code, id, b, err := livePost(liveClient, url, sid, body)
 	require.NoError(t, err)
+	return code, id, b
+}
+
+// mcpPostNoFail is mcpPost for a goroutine other than the test's (with a
+// longer timeout): an error comes back as the body, with status 0.
+func mcpPostNoFail(url, sid, body string) (int, string, string) {
+	code, id, b, err := livePost(slowLiveClient, url, sid, body)
+	if err != nil {
+		return 0, "", err.Error()
+	}
+	return code, id, b
+}
+
+var slowLiveClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func livePost(c *http.Client, url, sid, body string) (int, string, string, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	if sid != "" {
 		req.Header.Set("Mcp-Session-Id", sid)
 	}
-	resp, err := liveClient.Do(req)
-	require.NoError(t, err)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(b)
+	return resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), string(b), nil
+}
+
+// liveDelete DELETEs session sid and returns the response (its body closed).
+func liveDelete(t *testing.T, url, sid string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	require.NoError(t, err)
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := liveClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	return resp
 }
 
 const liveInit = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
@@ -133,12 +167,7 @@ func TestAnonymousRateLimit(t *testing.T) {
 	sid := liveSession(t, url) // one request of the burst
 	code, _, _ := mcpPost(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`)
 	assert.Equal(t, http.StatusOK, code)
-	req, err := http.NewRequest(http.MethodDelete, url, nil)
-	require.NoError(t, err)
-	req.Header.Set("Mcp-Session-Id", sid)
-	resp, err := liveClient.Do(req)
-	require.NoError(t, err)
-	_ = resp.Body.Close()
+	resp := liveDelete(t, url, sid)
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	assert.Equal(t, "2", resp.Header.Get("Retry-After"), "one request every 2 s")
 	assert.Equal(t, uint64(1), s.Metrics().RateLimited)

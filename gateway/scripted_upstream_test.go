@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
@@ -99,4 +100,20 @@ func scriptInit(t *testing.T, s *Server, version string) string {
 	sid := string(ctx.Response.Header.Peek("Mcp-Session-Id"))
 	require.NotEmpty(t, sid)
 	return sid
+}
+
+// requestIDs returns the ids of the requests in a body the gateway sent
+// upstream (raw JSON, in order).
+func requestIDs(t *testing.T, body []byte) []string {
+	t.Helper()
+	var p jsonrpc.Parser
+	msgs, _, perr := p.Parse(body)
+	require.Nil(t, perr, "%s", body)
+	var ids []string
+	for _, m := range msgs {
+		if m.Kind == jsonrpc.KindRequest {
+			ids = append(ids, string(m.ID))
+		}
+	}
+	return ids
 }
