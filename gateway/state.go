@@ -244,6 +244,18 @@ func recordOwner(rec *sessionrec.Record) string {
 	return "\x00" + rec.ID
 }
 
+// expiredRecord is expiredReason for a saved session (never busy: its
+// calls and connections ended at the shutdown).
+func (s *Server) expiredRecord(rec *sessionrec.Record, now int64) int {
+	if s.cfg.SessionMaxAge > 0 && now-rec.Created >= int64(s.cfg.SessionMaxAge) {
+		return int(CloseMaxAge)
+	}
+	if now-rec.LastActive >= int64(s.cfg.SessionIdleTimeout) {
+		return int(CloseIdle)
+	}
+	return -1
+}
+
 // restoreSession builds a session from its record, without storing it.
 func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	switch {
@@ -251,6 +263,12 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 		return nil, errors.New("malformed session id")
 	case !versionSupported([]byte(rec.Version)):
 		return nil, fmt.Errorf("protocol version %q is not served", rec.Version)
+	}
+	// A session that expired while the gateway was down stays ended: the
+	// sweeper would end it only at its first expiry check, and a request
+	// before that would revive it.
+	if r := s.expiredRecord(rec, s.clock.Now()); r >= 0 {
+		return nil, fmt.Errorf("expired while the gateway was down (%s)", CloseReason(r))
 	}
 	sess := s.sessionFromRecord(rec, len(rec.Streams))
 	cancel := sess.cancel
