@@ -197,12 +197,11 @@ func closeAuth(cfg gateway.Config) {
 
 // reloadOnHUP reloads the verifier's tokens file and key file on every
 // SIGHUP until the returned stop function is called; stop waits for the
-// goroutine to end.
+// goroutine to end. SIGHUP is caught even with nothing to reload: its
+// default action would end the process at once, without the drain and
+// without saving the sessions.
 func reloadOnHUP(cfg gateway.Config, logger *slog.Logger) (stop func()) {
 	r, ok := cfg.Authenticator.(interface{ Reload() error })
-	if !ok {
-		return func() {}
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,6 +214,10 @@ func reloadOnHUP(cfg gateway.Config, logger *slog.Logger) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				if !ok {
+					logger.Info("SIGHUP: nothing to reload (no -auth-tokens-file or -jwt-key-file)")
+					continue
+				}
 				if err := r.Reload(); err != nil {
 					logger.Error("reload on SIGHUP failed: kept what could not be read", "err", err)
 					continue
