@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -162,7 +163,7 @@ func (j *JWT) startJWKS() error {
 	noFail := true
 	log := j.cfg.Logger
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{j.cfg.JWKSURL}, keyfunc.Override{
-		Client:                    &http.Client{Transport: j.transport, Timeout: j.cfg.FetchTimeout},
+		Client:                    &http.Client{Transport: jwksCheck{j.transport}, Timeout: j.cfg.FetchTimeout},
 		HTTPTimeout:               j.cfg.FetchTimeout,
 		NoErrorReturnFirstHTTPReq: &noFail,
 		RefreshInterval:           j.cfg.RefreshInterval,
@@ -186,6 +187,39 @@ func (j *JWT) startJWKS() error {
 	f := jwt.Keyfunc(kf.Keyfunc)
 	j.keys.Store(&f)
 	return nil
+}
+
+// maxJWKSBytes bounds a JWKS answer: a JWK Set holds a few keys of a few
+// KiB each, and one that does not end must not fill the gateway's memory.
+const maxJWKSBytes = 1 << 20
+
+// jwksCheck refuses a JWKS answer that is not a JWK Set (RFC 7517 section
+// 5: the "keys" array is required), so that keyfunc counts it as a failed
+// fetch and keeps the keys it holds: keyfunc replaces its keys with what a
+// 200 answer's JSON holds, and a body without "keys" would leave none.
+type jwksCheck struct{ next http.RoundTripper }
+
+func (c jwksCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("the answer is larger than %d bytes: the keys held are kept", maxJWKSBytes)
+	}
+	var set struct {
+		Keys json.RawMessage `json:"keys"`
+	}
+	if json.Unmarshal(body, &set) != nil || !bytes.HasPrefix(set.Keys, []byte("[")) {
+		return nil, errors.New(`the answer is not a JWK Set (no "keys" array): the keys held are kept`)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // Reload reads the key file again; the old keys stay on an error. It does
