@@ -21,7 +21,8 @@ import (
 // client gets 404, as it would have from a gateway that had kept running,
 // instead of reviving the session with its next request (which happens
 // when the request comes before the first expiry check, up to 30 s after
-// the start, and then resets the idle clock).
+// the start, and then resets the idle clock). Their upstream sessions,
+// which the shutdown kept for the restart, are ended.
 func TestRestoreDropsSessionsExpiredWhileDown(t *testing.T) {
 	fake := testenv.NewFakeUpstream(t)
 	fake.On("tools/list", testenv.Result(`{"tools":[]}`))
@@ -55,12 +56,26 @@ func TestRestoreDropsSessionsExpiredWhileDown(t *testing.T) {
 	require.NoError(t, w.Close())
 	require.NoError(t, os.WriteFile(cfg.StateFile, buf.Bytes(), 0o600))
 
+	closes := func() (n int) {
+		for _, r := range fake.Records() {
+			if r.Op == "close" {
+				n++
+			}
+		}
+		return n
+	}
+	require.Zero(t, closes(), "the shutdown kept the upstream sessions for the restart")
 	g2 := startLive(t, cfg)
 	assert.Equal(t, 1, g2.srv.Metrics().Sessions, "only the session that had not expired is restored")
+	// The shutdown left their upstream sessions open for the restart:
+	// they are ended, not left to the upstream's own timeout.
+	assert.Eventually(t, func() bool { return closes() == 2 }, 5*time.Second, 10*time.Millisecond,
+		"the expired sessions' upstream sessions are ended")
 	for name, sid := range map[string]string{"idle past its timeout": idle, "past its maximum age": old} {
 		code, body := g2.postJSON(sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 		assert.Equal(t, http.StatusNotFound, code, "%s: %s", name, body)
 	}
 	code, body := g2.postJSON(fresh, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 	assert.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, 2, closes(), "the restored session's upstream session is open")
 }

@@ -182,6 +182,10 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 			if errors.Is(err, shard.ErrFull) {
 				sess.cancel()
 				sess.withStreams.Delete(sess)
+				s.endDropped(sess)
+				for _, rest := range recs[restored+skipped+1:] {
+					s.endSavedUpstream(rest)
+				}
 				s.log.Warn("session cap reached while restoring: the remaining sessions are dropped",
 					"restored", restored, "dropped", len(recs)-restored-skipped)
 				break
@@ -191,6 +195,7 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 			if sess != nil {
 				sess.cancel()
 				sess.withStreams.Delete(sess)
+				s.endDropped(sess)
 			}
 			skipped++
 			s.log.Warn("a saved session is dropped", "session", shortID(rec.ID), "err", err)
@@ -256,18 +261,44 @@ func (s *Server) expiredRecord(rec *sessionrec.Record, now int64) int {
 	return -1
 }
 
+// endSavedUpstream ends, through the reaper, the upstream session of a
+// saved session that is not restored: the shutdown left it open for the
+// restart, and nothing else would end it before the upstream's own
+// timeout. Only a resumable (Streamable HTTP) upstream session outlives
+// the process; a stdio child died with it.
+func (s *Server) endSavedUpstream(rec *sessionrec.Record) {
+	if !rec.Upstream.Resumable || s.resumer == nil {
+		return
+	}
+	up, err := s.resumer.Resume(rec.Upstream.ID, rec.Upstream.Version)
+	if err != nil {
+		return
+	}
+	s.reapLater(&session{id: rec.ID, up: up})
+}
+
+// endDropped ends the upstream side of a restored session that is then
+// dropped (its streams did not fit, the session cap was reached).
+func (s *Server) endDropped(sess *session) {
+	if _, reinit := sess.up.(*reinitSession); sess.up != nil && !reinit {
+		s.reapLater(sess)
+	}
+}
+
 // restoreSession builds a session from its record, without storing it.
 func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	switch {
 	case !validSessionID([]byte(rec.ID)):
 		return nil, errors.New("malformed session id")
 	case !versionSupported([]byte(rec.Version)):
+		s.endSavedUpstream(rec)
 		return nil, fmt.Errorf("protocol version %q is not served", rec.Version)
 	}
 	// A session that expired while the gateway was down stays ended: the
 	// sweeper would end it only at its first expiry check, and a request
 	// before that would revive it.
 	if r := s.expiredRecord(rec, s.clock.Now()); r >= 0 {
+		s.endSavedUpstream(rec)
 		return nil, fmt.Errorf("expired while the gateway was down (%s)", CloseReason(r))
 	}
 	sess := s.sessionFromRecord(rec, len(rec.Streams))
@@ -296,6 +327,7 @@ func (s *Server) restoreSession(rec *sessionrec.Record) (*session, error) {
 	drop := func(err error) (*session, error) {
 		cancel()
 		sess.withStreams.Delete(sess)
+		s.endDropped(sess)
 		return nil, err
 	}
 	for i := range rec.Streams {
