@@ -225,7 +225,10 @@ type Config struct {
 	// ForwardAuthorization hands the client's Authorization header to the
 	// upstream transport with every message it forwards (see
 	// upstream.WithCredential; the transport sends it only when built to
-	// forward). false = the client's credentials never leave the gateway.
+	// forward). The sessions pooled for stateless clients are then pooled
+	// per credential as well as per principal: clients with different
+	// headers never share one. false = the client's credentials never
+	// leave the gateway.
 	ForwardAuthorization bool
 	// MaxSessionsPerPrincipal caps the live sessions of one principal (of
 	// one client address for anonymous clients); beyond it initialize gets

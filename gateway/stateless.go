@@ -136,8 +136,10 @@ func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []
 	if len(calls) > 0 {
 		fwd = upstreamBody(make([]byte, 0, len(body)+8), sess, body, msgs, calls, false)
 	}
-	// The client's credential (with -upstream-auth forward) and principal
-	// (the session pool never shares a session across principals).
+	// The client's credential (with -upstream-auth forward) and principal:
+	// the session pool never shares a session across principals, nor
+	// across forwarded credentials (a session opened with one client's
+	// token must never serve another client, anonymous ones included).
 	reqCtx, cancel := context.WithTimeout(s.upstreamCtx(ctx), s.cfg.UpstreamTimeout)
 	if sess.principal != "" {
 		reqCtx = upstream.WithPrincipal(reqCtx, sess.principal)

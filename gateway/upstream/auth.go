@@ -20,7 +20,9 @@ type AuthHeader struct {
 	// the call (the client's own Authorization header, handed over by the
 	// gateway) instead of Value. Requests the transport makes on its own
 	// (a resumed stream, a re-opened SSE stream, the DELETE at a session's
-	// end) carry the last credential the session forwarded.
+	// end) carry the last credential the session forwarded. The session
+	// pool (NewSessionPool) keys its sessions by the credential too, so a
+	// pooled session only ever carries the one it was opened with.
 	Forward bool
 }
 
@@ -53,7 +55,10 @@ func (a AuthHeader) Validate() error {
 type credentialKey struct{}
 
 // WithCredential returns ctx carrying a client's credential (the value of
-// its Authorization header), for a transport whose AuthHeader forwards.
+// its Authorization header, "" for none), for a transport whose AuthHeader
+// forwards. The session pool keeps requests with different credentials on
+// different upstream sessions, so it must be set (even to "") exactly when
+// the transport forwards.
 func WithCredential(ctx context.Context, credential string) context.Context {
 	return context.WithValue(ctx, credentialKey{}, credential)
 }

@@ -20,8 +20,13 @@ import (
 // sessionPool serves clients of the stateless revision over a session-era
 // upstream (HTTP or stdio; PROTOCOL.md section 3, rule 11): it is a
 // Stateless whose requests run on upstream sessions the gateway opens
-// itself, pooled by the client's capabilities and principal and reused
-// across requests.
+// itself, pooled by the client's capabilities and owner and reused across
+// requests. The owner is the client's principal and, when the gateway
+// forwards clients' credentials upstream (WithCredential), the credential
+// itself: an upstream session opened with one client's Authorization is
+// never used for a request carrying another (or none), even when both
+// clients have the same principal, as every client has when the gateway
+// authenticates nobody.
 //
 //   - server/discover is answered from the pooled session's initialize
 //     result; its supportedVersions are the session-era versions (the
@@ -52,6 +57,12 @@ type sessionPool struct {
 	entries map[string]*poolEntry
 	parked  map[string]*parkedCall // requestState -> upstream call waiting for input
 	closed  bool
+
+	// salt is mixed into every owner digest. A pool key is logged (at
+	// debug level) and may digest a forwarded credential: without a
+	// secret of the process's own, anyone reading the log could test
+	// guesses of a weak credential against it offline.
+	salt [16]byte
 }
 
 var _ Stateless = (*sessionPool)(nil)
@@ -66,7 +77,7 @@ const (
 )
 
 // principalKey carries the client's principal to the pool (its sessions
-// are never shared across principals).
+// are never shared across principals, nor across forwarded credentials).
 type principalKey struct{}
 
 // WithPrincipal returns ctx carrying the authenticated principal of a
@@ -78,12 +89,45 @@ func WithPrincipal(ctx context.Context, principal string) context.Context {
 // NewSessionPool returns a Stateless for stateless clients over t.
 func NewSessionPool(t Transport, cfg BridgeConfig) Stateless {
 	cfg.setDefaults()
-	return &sessionPool{t: t, cfg: cfg, entries: map[string]*poolEntry{}, parked: map[string]*parkedCall{}}
+	p := &sessionPool{t: t, cfg: cfg, entries: map[string]*poolEntry{}, parked: map[string]*parkedCall{}}
+	_, _ = rand.Read(p.salt[:])
+	return p
+}
+
+// owner is the digest of whom a pooled session, and the calls waiting on
+// it, belong to.
+type owner [sha256.Size]byte
+
+// ownerOf returns the owner of a request: its principal and, when the
+// request's context carries a credential to forward (WithCredential, set
+// only when the gateway forwards clients' Authorization headers), that
+// credential, so that clients sharing a principal (every client, when the
+// gateway authenticates nobody) but not a credential never share an
+// upstream session opened with the other's credential. A client without
+// the header (an empty credential) is an owner of its own too: it must not
+// be served by a session opened with someone's credential either. Only
+// digests are kept: the credential itself is neither stored nor logged.
+func (p *sessionPool) ownerOf(ctx context.Context) owner {
+	principal, _ := ctx.Value(principalKey{}).(string)
+	var buf [len(p.salt) + 2*sha256.Size + 1]byte
+	b := append(buf[:0], p.salt[:]...)
+	pd := sha256.Sum256([]byte(principal))
+	b = append(b, pd[:]...)
+	if cred, forwarded := ctx.Value(credentialKey{}).(string); forwarded {
+		// Hashed only when forwarding is on: without it the common case
+		// costs nothing more than the principal's digest.
+		cd := sha256.Sum256([]byte(cred))
+		b = append(append(b, 1), cd[:]...)
+	} else {
+		b = append(b, 0)
+	}
+	return sha256.Sum256(b)
 }
 
 // poolEntry is one pooled upstream session.
 type poolEntry struct {
 	key   string
+	owner owner         // whose requests the session serves (ownerOf)
 	ready chan struct{} // closed once s, init or err is set
 	s     Session
 	init  json.RawMessage // the initialize result
@@ -137,11 +181,11 @@ type statelessMeta struct {
 	LogLevel string          `json:"io.modelcontextprotocol/logLevel"`
 }
 
-// entry returns the pooled session for caps and principal, opening it if
-// needed.
+// entry returns the pooled session for caps and the request's owner
+// (ownerOf), opening it if needed.
 func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, error) {
-	principal, _ := ctx.Value(principalKey{}).(string)
-	sum := sha256.Sum256(append(append([]byte(principal), 0), canonical(m.Caps)...))
+	who := p.ownerOf(ctx)
+	sum := sha256.Sum256(append(who[:], canonical(m.Caps)...))
 	key := fmt.Sprintf("%x", sum[:16])
 	p.mu.Lock()
 	if p.closed {
@@ -152,7 +196,7 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 	e := p.entries[key]
 	fresh := e == nil
 	if fresh {
-		e = &poolEntry{key: key, ready: make(chan struct{}), used: time.Now()}
+		e = &poolEntry{key: key, owner: who, ready: make(chan struct{}), used: time.Now()}
 		p.entries[key] = e
 	}
 	p.mu.Unlock()
@@ -693,7 +737,7 @@ func (c *poolCall) handOff(ctx context.Context, first envelope) []byte {
 		break
 	}
 	state := randomToken()
-	pc := &parkedCall{call: c, serverIDs: map[string]json.RawMessage{}, deadline: time.Now().Add(parkTimeout)}
+	pc := &parkedCall{call: c, owner: c.entry.owner, serverIDs: map[string]json.RawMessage{}, deadline: time.Now().Add(parkTimeout)}
 	in := map[string]any{}
 	for i, r := range reqs {
 		key := fmt.Sprintf("r%d", i+1)
@@ -757,6 +801,7 @@ func (c *poolCall) Close() error {
 // parkedCall is an upstream call waiting for the client's input.
 type parkedCall struct {
 	call      *poolCall
+	owner     owner                      // the owner of the call's pooled session: only it may continue the call
 	serverIDs map[string]json.RawMessage // input key -> the server request's id
 	deadline  time.Time
 }
@@ -765,9 +810,19 @@ type parkedCall struct {
 // responses go upstream as answers to the server's requests, and the
 // client's new answer continues the upstream call.
 func (p *sessionPool) resume(ctx context.Context, e envelope, state string) (*Reply, bool) {
+	who := p.ownerOf(ctx)
 	p.mu.Lock()
 	pc := p.parked[state]
-	delete(p.parked, state)
+	if pc != nil && pc.owner != who {
+		// Another client's call (another principal or forwarded
+		// credential): its inputs must not reach that call, nor its
+		// answer this client. The state is unknown to this client, and
+		// the call keeps waiting for its own.
+		pc = nil
+	}
+	if pc != nil {
+		delete(p.parked, state)
+	}
 	p.mu.Unlock()
 	if pc == nil {
 		return &Reply{JSON: errorResponse(e.ID, jsonrpc.CodeInvalidParams, "Invalid params: unknown or expired requestState")}, true
