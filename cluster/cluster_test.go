@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -124,38 +125,44 @@ func TestRegistry(t *testing.T) {
 	a := openNode(t, url, cluster.Config{NodeID: "a"})
 	b := openNode(t, url, cluster.Config{NodeID: "b"})
 	type change struct {
-		id   string
-		la   int64
-		gone bool
+		id, owner string
+		la        int64
+		rev       uint64
+		gone      bool
 	}
-	var mu sync.Mutex
-	var seen []change
-	got := make(chan struct{}, 16)
-	require.NoError(t, b.Watch(func(id string, la int64, gone bool) {
-		mu.Lock()
-		seen = append(seen, change{id, la, gone})
-		mu.Unlock()
-		got <- struct{}{}
-	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	waitChange := func(n int) []change {
-		t.Helper()
-		for {
+	// watch records node's registry changes; the function it returns
+	// waits for the first n.
+	watch := func(node *cluster.Node) func(n int) []change {
+		var mu sync.Mutex
+		var seen []change
+		got := make(chan struct{}, 16)
+		require.NoError(t, node.Watch(func(id, owner string, la int64, rev uint64, gone bool) {
 			mu.Lock()
-			if len(seen) >= n {
-				out := append([]change(nil), seen...)
-				mu.Unlock()
-				return out
-			}
+			seen = append(seen, change{id, owner, la, rev, gone})
 			mu.Unlock()
-			select {
-			case <-got:
-			case <-ctx.Done():
-				t.Fatalf("waiting for %d registry changes: %v", n, seen)
+			got <- struct{}{}
+		}))
+		return func(n int) []change {
+			t.Helper()
+			for {
+				mu.Lock()
+				if len(seen) >= n {
+					out := append([]change(nil), seen...)
+					mu.Unlock()
+					return out
+				}
+				mu.Unlock()
+				select {
+				case <-got:
+				case <-ctx.Done():
+					t.Fatalf("waiting for %d registry changes", n)
+				}
 			}
 		}
 	}
+	waitChange, waitChangeA := watch(b), watch(a)
 
 	rec := &sessionrec.Record{ID: "0123456789abcdef0123456789abcdef", Version: "2025-11-25", Created: 1, LastActive: 2,
 		Upstream:   sessionrec.Upstream{Kind: "http", ID: "up-1", Version: "2025-11-25", Resumable: true},
@@ -177,7 +184,7 @@ func TestRegistry(t *testing.T) {
 	assert.Equal(t, rec.Upstream, got2.Upstream)
 	assert.Equal(t, rec.Initialize, got2.Initialize)
 	assert.Empty(t, got2.Streams, "stream events live in JetStream, not in the registry")
-	assert.Equal(t, []change{{rec.ID, 100, false}}, waitChange(1), "b sees a's write")
+	assert.Equal(t, []change{{rec.ID, "a", 100, rev, false}}, waitChange(1), "b sees a's write")
 
 	// A claim from the revision read wins once; a stale one loses.
 	rev3, ok, err := b.SaveSession(ctx, got2, "b", 200, rev2)
@@ -190,6 +197,7 @@ func TestRegistry(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "b", owner)
 	assert.Equal(t, rev3, rev4)
+	assert.Equal(t, []change{{rec.ID, "b", 200, rev3, false}}, waitChangeA(1), "a sees b's claim: the new owner and revision")
 
 	none, _, _, _, err := a.LoadSession(ctx, "ffffffffffffffffffffffffffffffff")
 	require.NoError(t, err)
@@ -200,7 +208,9 @@ func TestRegistry(t *testing.T) {
 
 	require.NoError(t, a.EndSession(ctx, rec.ID))
 	ch := waitChange(2)
-	assert.Equal(t, change{rec.ID, 0, true}, ch[len(ch)-1], "b sees the end (its own write is not echoed)")
+	assert.Equal(t, change{id: rec.ID, gone: true}, ch[len(ch)-1], "b sees the end (its own write is not echoed)")
+	ch = waitChangeA(2)
+	assert.Equal(t, change{id: rec.ID, gone: true}, ch[len(ch)-1], "a sees the end it made too")
 	none, _, _, _, err = b.LoadSession(ctx, rec.ID)
 	require.NoError(t, err)
 	assert.Nil(t, none)
@@ -343,4 +353,40 @@ func TestRequests(t *testing.T) {
 	assert.True(t, strings.HasPrefix(err.Error(), "remote: "), err.Error())
 	_, err = b.Request(ctx, "nobody", "echo", nil)
 	require.Error(t, err, "no such node")
+}
+
+// TestReleaseKeepsTheLeaseGone: a draining node hands its lease back
+// (Release) so that other nodes claim its sessions at once; its lease
+// loop must not put the lease back while the drain goes on (the node
+// would look alive again), but it keeps the tag, whose streams the node
+// still produces until it hands them over.
+func TestReleaseKeepsTheLeaseGone(t *testing.T) {
+	url := startNATS(t, true)
+	const lease = 1500 * time.Millisecond
+	a := openNode(t, url, cluster.Config{NodeID: "a", RingSize: 64, LeaseTTL: lease})
+	openNode(t, url, cluster.Config{NodeID: "b", RingSize: 64, LeaseTTL: lease})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	leases, err := js.KeyValue(ctx, "mcpgate-nodes")
+	require.NoError(t, err)
+	_, err = leases.Get(ctx, "a")
+	require.NoError(t, err, "a holds its lease")
+
+	require.NoError(t, a.Release(ctx))
+	// Longer than the lease: the loop refreshes every third of it.
+	for end := time.Now().Add(lease + lease/2); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		_, err := leases.Get(ctx, "a")
+		require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the released lease was put back")
+	}
+	tag, err := leases.Get(ctx, "tag-"+strconv.FormatUint(uint64(a.Tag()), 10))
+	require.NoError(t, err, "the tag outlives the lease while the node lives")
+	assert.Equal(t, "a", string(tag.Value()))
+	nodes, err := a.Nodes(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, nodes)
 }

@@ -46,7 +46,13 @@ type Node struct {
 
 	// watchFn receives other nodes' registry changes (Watch).
 	watchMu sync.Mutex
-	watchFn func(id string, lastActive int64, gone bool)
+	watchFn func(id, owner string, lastActive int64, rev uint64, gone bool)
+
+	// leaseMu orders the lease loop's refresh against Release: once
+	// released is set, the lease key is never put again (a draining node
+	// must not look alive again). A leaf.
+	leaseMu  sync.Mutex
+	released bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -228,7 +234,9 @@ func (n *Node) claimTag(ctx context.Context) error {
 	return errors.New("cluster: no free node tag")
 }
 
-// leaseLoop refreshes the node's lease and tag every third of the TTL.
+// leaseLoop refreshes the node's lease and tag every third of the TTL;
+// after Release, the tag only (the node still produces its streams until
+// its drain hands them over).
 func (n *Node) leaseLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.LeaseTTL / 3)
 	defer t.Stop()
@@ -239,7 +247,12 @@ func (n *Node) leaseLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		_, err1 := n.nodes.Put(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(n.tag), 10)))
+		var err1 error
+		n.leaseMu.Lock()
+		if !n.released {
+			_, err1 = n.nodes.Put(cctx, n.cfg.NodeID, []byte(strconv.FormatUint(uint64(n.tag), 10)))
+		}
+		n.leaseMu.Unlock()
 		_, err2 := n.nodes.Put(cctx, n.tagKey(), []byte(n.cfg.NodeID))
 		cancel()
 		if err := errors.Join(err1, err2); err != nil && ctx.Err() == nil {
@@ -327,8 +340,14 @@ func (n *Node) Close(ctx context.Context) error {
 
 // Release hands this node's lease back without closing: other nodes may
 // claim its sessions at once (a drain's hand-over). Requests to the node
-// keep being answered until Close.
+// keep being answered until Close. The lease loop no longer puts the
+// lease back; it keeps the node's tag.
 func (n *Node) Release(ctx context.Context) error {
+	// Set under leaseMu: a refresh under way ends before the delete, and
+	// none starts after it.
+	n.leaseMu.Lock()
+	n.released = true
+	n.leaseMu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	return n.nodes.Delete(cctx, n.cfg.NodeID)

@@ -143,10 +143,11 @@ func (n *Node) EndSession(ctx context.Context, id string) error {
 }
 
 // Watch calls fn for every registry change another node makes, until
-// Close: a session's newer last activity, or its end (gone). fn runs on
-// the watcher's goroutine and must not block. Call it once, before
-// serving.
-func (n *Node) Watch(fn func(id string, lastActive int64, gone bool)) error {
+// Close: a session's entry written (its owner, last activity and the
+// entry's revision: a node that owned the session learns that another
+// claimed it), or its end (gone). fn runs on the watcher's goroutine and
+// must not block. Call it once, before serving.
+func (n *Node) Watch(fn func(id, owner string, lastActive int64, rev uint64, gone bool)) error {
 	w, err := n.kv.WatchAll(n.ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("cluster: watch the registry: %w", err)
@@ -167,14 +168,14 @@ func (n *Node) Watch(fn func(id string, lastActive int64, gone bool)) error {
 				switch e.Operation() {
 				case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
 					if validKey(e.Key()) { // not a stream mark
-						fn(e.Key(), 0, true)
+						fn(e.Key(), "", 0, 0, true)
 					}
 				default:
-					_, writer, la, _, err := entryHead(e.Value())
+					owner, writer, la, _, err := entryHead(e.Value())
 					if err != nil || writer == n.cfg.NodeID {
 						continue
 					}
-					fn(e.Key(), la, false)
+					fn(e.Key(), owner, la, e.Revision(), false)
 				}
 			}
 		}

@@ -40,8 +40,9 @@ type Cluster interface {
 	// EndSession removes a session's entry and its stream events.
 	EndSession(ctx context.Context, id string) error
 	// Watch calls fn (which must not block) with other nodes' registry
-	// changes: newer activity of a session, or its end.
-	Watch(fn func(id string, lastActive int64, gone bool)) error
+	// changes: a session's entry written (its owner, newer activity, the
+	// entry's revision), or its end (gone).
+	Watch(fn func(id, owner string, lastActive int64, rev uint64, gone bool)) error
 	// NodeAlive reports whether a node holds its lease; TagAlive the same
 	// for the node holding a tag.
 	NodeAlive(ctx context.Context, node string) bool
@@ -134,13 +135,17 @@ type clusterSession struct {
 
 // learn takes an owner and revision read from the registry, unless the
 // session knows a newer revision already (concurrent reads and writes of
-// one node must not bring an older owner back).
-func (cs *clusterSession) learn(owner string, rev uint64) {
+// one node must not bring an older owner back). It returns the owner
+// before, and whether it took them.
+func (cs *clusterSession) learn(owner string, rev uint64) (was string, took bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	was = cs.owner
 	if rev >= cs.rev {
 		cs.owner, cs.rev = owner, rev
+		return was, true
 	}
+	return was, false
 }
 
 // clusterStream is a stream's cluster state (nil in single-node mode).
@@ -158,18 +163,24 @@ type clusterStream struct {
 	mirror bool
 	cancel context.CancelFunc
 	// handedOver marks a standalone stream this node produced until its
-	// drain handed the session over: its pump stopped and the new owner
-	// goes on with the stream in JetStream, so a mirror replaces it
-	// (installStream) as it would replace an older mirror.
+	// drain handed the session over, or another node claimed the session
+	// (demote): its pump stopped and the new owner goes on with the stream
+	// in JetStream, so a mirror replaces it (installStream) as it would
+	// replace an older mirror, and so does the stream rebuilt by this
+	// node's adoptStream should it own the session again.
 	handedOver atomic.Bool
 }
 
 // replaceable reports whether a local stream gives way to a mirror being
 // installed: it is a mirror itself, or this node's standalone stream that
-// its drain handed over. A stream this node produces otherwise stays.
+// it handed over. A stream this node produces otherwise stays.
 func (cs *clusterStream) replaceable() bool {
 	return cs != nil && (cs.mirror || cs.handedOver.Load())
 }
+
+// handedOver reports whether st is a standalone stream this node produced
+// until it handed the session over: its pump stops.
+func (st *stream) handedOver() bool { return st.cs != nil && st.cs.handedOver.Load() }
 
 // readLimit is the highest seq a reader of st may get now.
 func (st *stream) readLimit() uint64 {
@@ -366,7 +377,7 @@ func (s *Server) claim(ctx context.Context, sess *session) bool {
 		// Another node changed the entry first: learn who owns it now.
 		if rec, cur, _, curRev, err := s.clu.c.LoadSession(ctx, sess.id); err == nil && rec != nil {
 			s.clu.m.registryReads.Add(1)
-			cs.learn(cur, curRev)
+			s.learnOwner(sess, cur, curRev)
 		}
 		return false
 	}
@@ -421,8 +432,7 @@ func (s *Server) takeOwnership(ctx context.Context, sess *session, gone string) 
 	if err != nil || rec == nil {
 		return false, false
 	}
-	cs := sess.cluster
-	cs.learn(now, rev)
+	s.learnOwner(sess, now, rev)
 	if now == s.clu.id {
 		return true, false
 	}
@@ -498,7 +508,7 @@ func (s *Server) upstreamEndFor(sess *session, how upstreamEnd) upstreamEnd {
 }
 
 // clusterChanged applies another node's registry change (Watch).
-func (s *Server) clusterChanged(id string, lastActive int64, gone bool) {
+func (s *Server) clusterChanged(id, owner string, lastActive int64, rev uint64, gone bool) {
 	sess, ok := s.store.Get(id)
 	if !ok || sess.cluster == nil {
 		return
@@ -528,6 +538,53 @@ func (s *Server) clusterChanged(id string, lastActive int64, gone bool) {
 		cs.saved = lastActive // another node wrote it: nothing to write here
 	}
 	cs.mu.Unlock()
+	// The owner as the registry has it now: a node whose lease ran out
+	// while it lived learns here that another node claimed the session.
+	s.learnOwner(sess, owner, rev)
+}
+
+// learnOwner is clusterSession.learn on this node: a node that owned sess
+// and learns that another node owns it now is demoted.
+func (s *Server) learnOwner(sess *session, owner string, rev uint64) {
+	if was, took := sess.cluster.learn(owner, rev); took && was == s.clu.id && owner != s.clu.id {
+		s.demote(sess, owner)
+	}
+}
+
+// demote makes this node stop acting as the owner of sess, which another
+// node claimed: this node's lease ran out while it lived (a NATS partition
+// longer than the lease), and the node that claimed the session serves it
+// now, from an upstream session of its own where the upstream side cannot
+// be re-attached (a second stdio child). The standalone stream this node
+// pumped is handed over: its pump stops and its connection is cut, and
+// the client resumes it by Last-Event-ID from what JetStream holds, on any
+// node. An upstream side that exists on this node only is closed: the
+// copy is dropped (the settings stay in the registry, as the owner keeps
+// them), so the session's next request here reads the registry and is
+// forwarded to the owner, as on any node that does not own it. A copy
+// whose upstream session every node re-attaches stays, as on other nodes.
+// A draining node hands its sessions over itself. It never blocks.
+func (s *Server) demote(sess *session, owner string) {
+	if s.handingOver() {
+		return
+	}
+	s.log.Warn("cluster: another node claimed a session this node owned (this node's lease ran out): the session is served there", "session", sess.id, "owner", owner)
+	if st := sess.stream(0); st != nil && st.cs != nil && !st.cs.mirror {
+		st.cs.handedOver.Store(true)
+		st.closeUpstream()
+		st.cut(CloseElsewhere)
+	}
+	if s.clusterRecord(sess).Upstream.Resumable {
+		return
+	}
+	// Ended here at once (no upstream I/O, no registry write: the session
+	// lives on with its owner), so that no later request of this node
+	// reaches the upstream session of the copy; the reaper closes that.
+	how := upstreamOwn
+	if f, ok := sess.up.(*forwardSession); ok && f.local.Load() == nil {
+		how = upstreamGone // none of its own: its close would end the session on the owner
+	}
+	s.endSession(context.Background(), sess, CloseElsewhere, how)
 }
 
 // activityLoop writes the activity of local sessions that were active (or
@@ -592,7 +649,7 @@ func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
 				s.endLater(sess, CloseElsewhere, upstreamGone)
 				return
 			}
-			cs.learn(curOwner, curRev)
+			s.learnOwner(sess, curOwner, curRev)
 			rec, owner, rev = cur, curOwner, curRev
 		}
 		newRev, ok, err := s.clu.c.SaveSession(rctx, rec, owner, la, rev)
@@ -619,7 +676,7 @@ func (s *Server) saveActivity(ctx context.Context, sess *session, la int64) {
 			s.endLater(sess, CloseElsewhere, upstreamGone)
 			return
 		}
-		cs.learn(cur, curRev)
+		s.learnOwner(sess, cur, curRev)
 		cs.mu.Lock()
 		cs.saved = max(cs.saved, curLA)
 		cs.mu.Unlock()
@@ -1182,7 +1239,7 @@ func (s *Server) mirrorDetached(st *stream, c *clientConn) {
 // standalone pump; an answer resumed upstream by its last event id, or
 // answered with an error where the upstream cannot resume it).
 func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) error {
-	if st := sess.stream(id); st != nil && (st.cs == nil || !st.cs.mirror) {
+	if st := sess.stream(id); st != nil && !st.cs.replaceable() {
 		if id == 0 {
 			s.ensureStandalonePump(sess, st)
 		}

@@ -92,7 +92,7 @@ type fakeNode struct {
 	tag uint32
 
 	mu      sync.Mutex
-	watch   func(id string, lastActive int64, gone bool)
+	watch   func(id, owner string, lastActive int64, rev uint64, gone bool)
 	handler func(op string, body []byte) ([]byte, error)
 	// beforeUpdate, if set, runs before a revision-checked write.
 	beforeUpdate func(id string)
@@ -129,14 +129,14 @@ func (f *fakeNode) SaveSession(_ context.Context, rec *sessionrec.Record, owner 
 	watchers := n.watchersLocked(f.id)
 	n.mu.Unlock()
 	for _, w := range watchers {
-		w(rec.ID, lastActive, false)
+		w(rec.ID, owner, lastActive, newRev, false)
 	}
 	return newRev, true, nil
 }
 
 // watchersLocked returns the watch functions of every node but except.
-func (n *fakeNet) watchersLocked(except string) []func(string, int64, bool) {
-	var out []func(string, int64, bool)
+func (n *fakeNet) watchersLocked(except string) []func(string, string, int64, uint64, bool) {
+	var out []func(string, string, int64, uint64, bool)
 	for id, node := range n.nodes {
 		node.mu.Lock()
 		w := node.watch
@@ -189,12 +189,12 @@ func (f *fakeNode) EndSession(_ context.Context, id string) error {
 	watchers := n.watchersLocked("") // a purge reaches every node
 	n.mu.Unlock()
 	for _, w := range watchers {
-		w(id, 0, true)
+		w(id, "", 0, 0, true)
 	}
 	return nil
 }
 
-func (f *fakeNode) Watch(fn func(id string, lastActive int64, gone bool)) error {
+func (f *fakeNode) Watch(fn func(id, owner string, lastActive int64, rev uint64, gone bool)) error {
 	f.mu.Lock()
 	f.watch = fn
 	f.mu.Unlock()

@@ -78,7 +78,7 @@ func (f *forwardSession) relearnOwner(ctx context.Context) bool {
 	if err != nil || rec == nil {
 		return false
 	}
-	f.sess.cluster.learn(cur, rev)
+	s.learnOwner(f.sess, cur, rev)
 	if cur == s.clu.id {
 		if len(f.sess.restart.init) == 0 {
 			return false
@@ -170,6 +170,21 @@ func (s *Server) serveForwarded(op string, body []byte) ([]byte, error) {
 	}
 	sess, ok := s.store.Get(sid)
 	if !ok {
+		// This node may have dropped its copy when another node claimed
+		// the session (demote): a sender that did not learn that yet
+		// learns the owner and resends. The session is gone only if the
+		// registry says so.
+		rctx, cancel := s.rctx()
+		rec, owner, _, _, err := s.clu.c.LoadSession(rctx, sid)
+		cancel()
+		s.clu.m.registryReads.Add(1)
+		switch {
+		case err != nil:
+			s.clu.m.registryErrors.Add(1)
+			return nil, err
+		case rec != nil && owner != s.clu.id:
+			return nil, errNotOwner
+		}
 		return nil, upstream.ErrSessionGone
 	}
 	if !s.isOwner(sess) {

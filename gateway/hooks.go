@@ -32,8 +32,9 @@ const (
 	CloseReplaced
 	// CloseAdmin: an operator ended the session through the admin API.
 	CloseAdmin
-	// CloseElsewhere: another node of the cluster ended the session (this
-	// node drops its copy).
+	// CloseElsewhere: another node of the cluster ended the session, or
+	// claimed it from this node (this node drops its copy, or its
+	// standalone stream).
 	CloseElsewhere
 	// CloseEvicted: the session was the least recently active idle one
 	// when the session cap was reached, and made room (Config.EvictIdle).

@@ -17,6 +17,10 @@ const (
 	// upstreamLater: hand it to the reaper (expiry): the caller, the
 	// sweeper, never waits for upstream I/O.
 	upstreamLater
+	// upstreamOwn: upstreamLater on a cluster node that no longer owns the
+	// session but holds an upstream session of its own for it (demote):
+	// the owner does not use that one, so it ends whoever owns the session.
+	upstreamOwn
 )
 
 // upstreamCloseTimeout bounds ending one upstream session.
@@ -71,7 +75,7 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		switch how {
 		case upstreamNow:
 			s.closeUpstream(ctx, sess)
-		case upstreamLater:
+		case upstreamLater, upstreamOwn:
 			s.reapLater(sess)
 		}
 	}

@@ -488,7 +488,7 @@ const (
 // what it sent meanwhile; one that cannot from there gets a fresh stream.
 func (s *Server) connectStandalone(ctx context.Context, sess *session, st *stream, backoff time.Duration) {
 	for {
-		if sess.context().Err() != nil || ctx.Err() != nil || s.handingOver() {
+		if sess.context().Err() != nil || ctx.Err() != nil || s.handingOver() || st.handedOver() {
 			return
 		}
 		up, err := s.listenUpstream(sess, st.upstreamLastID())
@@ -507,7 +507,7 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 			continue
 		}
 		st.setUpstream(up)
-		if sess.context().Err() != nil { // closed while connecting
+		if sess.context().Err() != nil || st.handedOver() { // closed or handed over while connecting
 			_ = up.Close()
 			return
 		}
