@@ -55,6 +55,9 @@ func (s *Server) AdminHandler(loopback bool) http.Handler {
 	api.HandleFunc("POST /admin/v1/shards/{shard}/drain", s.apiDrainShard)
 	api.HandleFunc("GET /admin/v1/config", s.apiConfig)
 	api.HandleFunc("GET /admin/v1/stats", s.apiStats)
+	api.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
+		apiNoRoute(api, w, r)
+	})
 	mux.Handle("/admin/v1/", s.adminAuth(api))
 	mux.HandleFunc("GET /admin/{$}", servePage)
 	mux.HandleFunc("GET /admin", func(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +95,29 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
+// apiNoRoute answers an admin API request no route took, in JSON like
+// every other API error: 405 with Allow when another method has a route
+// for the path, else 404.
+func apiNoRoute(api *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		alt := *r
+		alt.Method = m
+		if _, p := api.Handler(&alt); p != "" && p != "/admin/v1/" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		apiError(w, http.StatusNotFound, "Not Found: no such admin API endpoint")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	apiError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+}
+
 func apiJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -106,7 +132,13 @@ func apiJSON(w http.ResponseWriter, v any) {
 func (s *Server) adminAuth(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(s.cfg.AdminToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		h := r.Header.Get("Authorization")
+		ok := len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ")
+		tok := ""
+		if ok {
+			tok = h[len("Bearer "):]
+		}
 		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 		if s.cfg.AdminToken == "" || !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate admin"`)
@@ -339,7 +371,7 @@ func (s *Server) apiDrainShard(w http.ResponseWriter, r *http.Request) {
 	})
 	for _, sess := range victims {
 		for _, c := range sess.conns() {
-			c.drainNow()
+			c.drainNow(CloseAdmin)
 		}
 		s.endSession(r.Context(), sess, CloseAdmin, upstreamLater)
 	}

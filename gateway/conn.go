@@ -52,8 +52,9 @@ type clientConn struct {
 	// hint, so the client polls (-stream-max-connection); 0 = never.
 	deadline atomic.Int64
 	// drain asks the writer to end the connection with a retry hint (a
-	// shutdown's paced drain).
-	drain atomic.Bool
+	// shutdown's paced drain, an admin shard drain): the close reason + 1,
+	// 0 while not asked.
+	drain atomic.Uint32
 
 	after     uint64 // seq of the last event handed out
 	pending   []byte // the rest of an event larger than one write buffer
@@ -233,8 +234,8 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		n, err = c.endWithRetry(p, CloseFinished)
 		return n, err, true
 	}
-	if c.drain.Load() {
-		n, err = c.endWithRetry(p, CloseShutdown)
+	if r := c.drain.Load(); r != 0 {
+		n, err = c.endWithRetry(p, CloseReason(r-1))
 		return n, err, true
 	}
 	c.p, c.n, c.limit = p, 0, c.st.readLimit()
@@ -298,7 +299,7 @@ func (c *clientConn) kickedNow() {
 // hasWork reports whether fill might send something now; false positives
 // only cost a wasted fill.
 func (c *clientConn) hasWork() bool {
-	if len(c.pending) > 0 || c.eof || c.beat || c.shutdown || c.reason.Load() != 0 || c.drain.Load() || c.st.ring.Closed() {
+	if len(c.pending) > 0 || c.eof || c.beat || c.shutdown || c.reason.Load() != 0 || c.drain.Load() != 0 || c.st.ring.Closed() {
 		return true
 	}
 	if d := c.deadline.Load(); d != 0 && c.srv.clock.Now() >= d {

@@ -75,7 +75,7 @@ func (s *Server) drainStreams(ctx context.Context) {
 				return
 			}
 		}
-		c.drainNow()
+		c.drainNow(CloseShutdown)
 	}
 }
 
@@ -110,8 +110,8 @@ func (s *Server) retryHintMs(r CloseReason) int64 {
 	return s.cfg.RetryHint.Milliseconds()
 }
 
-// drainNow ends c with a retry hint.
-func (c *clientConn) drainNow() {
-	c.drain.Store(true)
+// drainNow ends c with a retry hint, for reason r.
+func (c *clientConn) drainNow(r CloseReason) {
+	c.drain.CompareAndSwap(0, uint32(r)+1)
 	c.w.kick()
 }

@@ -120,6 +120,15 @@ func (l *lazyUpstream) ID() string {
 	return ""
 }
 
+// Kind is the real session's transport (upstream.KindHTTP, ...), for the
+// admin API; empty before initialize opened one.
+func (l *lazyUpstream) Kind() string {
+	if u := l.get(); u != nil {
+		return kindOf(u)
+	}
+	return ""
+}
+
 func (l *lazyUpstream) Version() string {
 	if u := l.get(); u != nil {
 		return u.Version()
