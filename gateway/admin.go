@@ -47,6 +47,7 @@ func (s *Server) AdminHandler(loopback bool) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol) // how pprof tools look addresses up
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /admin/v1/sessions", s.apiListSessions)
