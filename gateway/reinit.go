@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
@@ -128,6 +129,12 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	// Told after r.inner is set: pushing may wake the standalone pump,
 	// which calls Listen, which takes mu (held here: it waits).
 	srv.announceReinit(r.sess)
+	// From its first use on, the upstream's standalone stream feeds the
+	// session's, as for any restored session (its pump's Listen waits for
+	// mu). A cluster node adopts streams itself (cluster.go).
+	if st := r.sess.stream(0); st != nil && r.sess.cluster == nil {
+		srv.ensureStandalonePump(r.sess, st)
+	}
 	return in, nil
 }
 
@@ -169,9 +176,46 @@ func (r *reinitSession) replay(ctx context.Context, in upstream.Session) {
 			continue
 		}
 		if reply.Stream != nil {
-			upstream.Drain(reply.Stream)
+			r.relayReplayed(in, reply.Stream)
 			_ = reply.Stream.Close()
 		}
+	}
+}
+
+// relayReplayed reads the answer stream of a replayed request, bounded as
+// upstream.Drain is. Its response is dropped, but not what else a stdio or
+// legacy upstream's demux routed to it as the newest call in flight: a
+// server-to-client request (roots/list, which servers send once
+// initialized), a log message. Those go to the client's standalone stream
+// as they would have without the replay; a request no stream can take is
+// refused upstream, so the server does not wait for ever.
+func (r *reinitSession) relayReplayed(in upstream.Session, up upstream.Stream) {
+	guard := time.AfterFunc(time.Second, func() { _ = up.Close() })
+	defer guard.Stop()
+	srv, sess := r.srv, r.sess
+	var p jsonrpc.Parser
+	for n := 0; n < 64; n++ {
+		msg, err := up.Next()
+		if err != nil {
+			return
+		}
+		class, key, respID := classify(&p, msg)
+		if respID != nil {
+			continue // the replayed request's answer
+		}
+		if st := sess.stream(0); st != nil && srv.deliver(sess, st, class, key, msg, false) {
+			continue
+		}
+		msgs, _, perr := p.Parse(msg)
+		if perr != nil || len(msgs) != 1 || msgs[0].Kind != jsonrpc.KindRequest {
+			continue
+		}
+		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError, "the client has no stream open to take the request", nil)
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if reply, err := in.Send(sctx, e); err == nil && reply.Stream != nil {
+			_ = reply.Stream.Close()
+		}
+		cancel()
 	}
 }
 

@@ -204,7 +204,9 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 		restored++
 		s.metrics.sessionsRestored.Add(1)
 		s.cfg.Hooks.SessionCreated(sess.info())
-		if sess.stream(0) != nil {
+		// A session to re-initialize is left alone until its first use
+		// (reinit.go): listening would re-initialize it now.
+		if _, reinit := sess.up.(*reinitSession); sess.stream(0) != nil && !reinit {
 			standalone = append(standalone, sess)
 		}
 	}
