@@ -183,7 +183,9 @@ func envValue(env []string, name string) string {
 
 // findProgram resolves a stdio upstream's program as the child will run
 // it: a name without a slash through the child's PATH, a relative path
-// from its working directory. It must be an executable file.
+// from its working directory. It must be an executable file. The path
+// returned is absolute: the child is started in dir, where a relative one
+// (already joined with dir) would be resolved from dir a second time.
 func findProgram(name, dir, path string) (string, error) {
 	executable := func(p string) bool {
 		fi, err := os.Stat(p)
@@ -197,7 +199,7 @@ func findProgram(name, dir, path string) (string, error) {
 		if !executable(p) {
 			return "", fmt.Errorf("%q is not an executable file", p)
 		}
-		return p, nil
+		return filepath.Abs(p)
 	}
 	for _, d := range filepath.SplitList(path) {
 		if d == "" {
@@ -208,7 +210,7 @@ func findProgram(name, dir, path string) (string, error) {
 			p = filepath.Join(dir, p) // the child resolves it from its directory
 		}
 		if executable(p) {
-			return p, nil
+			return filepath.Abs(p)
 		}
 	}
 	return "", fmt.Errorf("program %q not found in PATH (%s)", name, path)

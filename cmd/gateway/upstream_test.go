@@ -126,3 +126,28 @@ func TestLegacyUpstreamFromFlags(t *testing.T) {
 	defer cfg.Upstream.Close()
 	assert.IsType(t, &upstream.LegacySSE{}, cfg.Upstream)
 }
+
+// TestStdioUpstreamRelativeDir: a relative -upstream-dir with a program
+// named relative to it (as findProgram checks it) starts: the child, which
+// runs in that directory, must not resolve the path from there once more.
+func TestStdioUpstreamRelativeDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	require.NoError(t, os.Mkdir("srv", 0o755))
+	script := "#!/bin/sh\nread -r line\nprintf '%s\\n' '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"serverInfo\":{\"name\":\"rel\",\"version\":\"1\"}}}'\ncat >/dev/null\n"
+	require.NoError(t, os.WriteFile(filepath.Join("srv", "server"), []byte(script), 0o755))
+	var o options
+	require.NoError(t, newFlagSet(&o, &bytes.Buffer{}).Parse([]string{
+		"-upstream", "stdio:./server",
+		"-upstream-dir", "srv",
+		"-upstream-kill-grace", "2s",
+	}))
+	cfg, err := o.config(nil)
+	require.NoError(t, err)
+	defer cfg.Upstream.Close()
+	s, answer, err := cfg.Upstream.Connect(context.Background(),
+		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	require.NoError(t, err, "the program config accepted must start")
+	require.NotNil(t, s, "%s", answer)
+	assert.Contains(t, string(answer), `"name":"rel"`)
+	require.NoError(t, s.Close(context.Background()))
+}

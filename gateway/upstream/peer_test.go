@@ -54,6 +54,7 @@ type peerMsg struct {
 
 // runPeer is a scripted stdio MCP server. Modes: "serve" (the default
 // behaviour below), "ignore-term" (also ignores SIGTERM and stdin EOF),
+// "leave-group" (moves to its parent's process group, then as "ignore-term"),
 // "sleep" (does nothing until killed), "no-read" (answers initialize, then
 // never reads stdin again), "silent" (never answers anything), "die-early"
 // (exits 7 before reading anything).
@@ -67,7 +68,8 @@ type peerMsg struct {
 // (the environment), "stderr" (arguments.n lines on stderr), "big"
 // (a line of arguments.n bytes), "exit" (exits with arguments.code),
 // "killself" (SIGKILLs itself), "fork" (starts a grandchild in its group,
-// result: its pid). Other requests get an empty result; notifications are
+// result: its pid), "answer-exit" (arguments.requests roots/list requests,
+// then the result, then exits 0 at once). Other requests get an empty result; notifications are
 // ignored.
 func runPeer(mode string) int {
 	switch mode {
@@ -79,6 +81,17 @@ func runPeer(mode string) int {
 		fmt.Fprintln(os.Stderr, "peer: dying early")
 		return 7
 	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+	case "leave-group":
+		// Joins its parent's process group, as job-control code may do,
+		// then behaves as "ignore-term".
+		pgid, err := syscall.Getpgid(os.Getppid())
+		if err == nil {
+			err = syscall.Setpgid(0, pgid)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peer: leave-group:", err)
+		}
 		signal.Ignore(syscall.SIGTERM)
 	}
 	var mu sync.Mutex
@@ -110,7 +123,7 @@ func runPeer(mode string) int {
 			}
 		}
 	}
-	if mode == "ignore-term" {
+	if mode == "ignore-term" || mode == "leave-group" {
 		for {
 			time.Sleep(time.Hour)
 		}
@@ -209,6 +222,12 @@ func (ps *peerState) handle(m peerMsg) (code int, exit bool) {
 		result(id, `{}`)
 	case "exit":
 		return int(args["code"].(float64)), true
+	case "answer-exit":
+		for i := 0; i < int(args["requests"].(float64)); i++ {
+			write(fmt.Sprintf(`{"jsonrpc":"2.0","id":"r%d","method":"roots/list"}`, i))
+		}
+		result(id, `{"last":true}`)
+		return 0, true
 	case "killself":
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	case "fork":

@@ -228,10 +228,14 @@ func readable(fd uintptr) bool {
 	return errno == 0 && n > 0
 }
 
-// signalGroup sends sig to the process's group. Only valid until reap.
+// signalGroup sends sig to the process's group, and to the process itself
+// when it left that group (setpgid to another one). Only valid until reap.
 func (pr *process) signalGroup(sig syscall.Signal) {
 	if pr.pgid > 0 {
 		_ = syscall.Kill(-pr.pgid, sig)
+		if g, err := syscall.Getpgid(pr.p.Pid); err == nil && g != pr.pgid {
+			_ = syscall.Kill(pr.p.Pid, sig)
+		}
 	}
 }
 

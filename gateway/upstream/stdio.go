@@ -270,6 +270,7 @@ func (t *Stdio) start() (*stdioSession, error) {
 		wslot:  make(chan struct{}, 1),
 		reaped: make(chan struct{}),
 	}
+	s.stdoutDone = make(chan struct{})
 	s.log = t.log.With("upstream_session", s.id, "pid", s.pid)
 	s.d = newDemux(&t.stats, s.log, t.cfg.StreamBuffer, s.answer)
 	t.mu.Lock()
@@ -334,6 +335,8 @@ type stdioSession struct {
 	// the stdout and stderr readers and any answer writers.
 	io      sync.WaitGroup
 	answers pendingAnswers // answer writers running
+	// stdoutDone is closed when the stdout reader has ended.
+	stdoutDone chan struct{}
 	// reaped is closed when the process was reaped and every goroutine of
 	// the session ended.
 	reaped chan struct{}
@@ -567,6 +570,7 @@ func (s *stdioSession) closeStdin() {
 // readStdout routes the child's stdout lines until it ends.
 func (s *stdioSession) readStdout() {
 	defer s.io.Done()
+	defer close(s.stdoutDone)
 	limit := s.t.cfg.MaxMessageBytes
 	lr := newLineReader(s.stdout, limit, false)
 	for {
@@ -583,7 +587,7 @@ func (s *stdioSession) readStdout() {
 			// Nobody reads its stdout any more, so it may be stuck writing
 			// and never see its stdin close: SIGTERM now.
 			s.requestStop(stopHurry)
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded): // the deadline: set after the exit
 			s.end(fmt.Errorf("%w: the upstream process closed its stdout (exited)", ErrSessionGone), true)
 		default:
 			s.end(fmt.Errorf("%w: reading the process's stdout: %v", ErrSessionGone, err), true)
@@ -652,12 +656,20 @@ func (s *stdioSession) supervise() {
 			s.log.Debug("upstream process ended", "status", state.String())
 		}
 	}
-	s.end(fmt.Errorf("%w: the upstream process exited", ErrSessionGone), true)
 	// Let the readers take what it wrote before it ended, but not wait for
-	// a descendant that left the group and holds the pipes.
+	// a descendant that left the group and holds the pipes, nor for a
+	// client that does not make room for it (route's backpressure): the
+	// routing ends only then, or it would drop those last messages.
 	dl := time.Now().Add(drainTimeout)
 	_ = s.stdout.SetReadDeadline(dl)
 	_ = s.stderr.SetReadDeadline(dl)
+	drain := time.NewTimer(drainTimeout)
+	select {
+	case <-s.stdoutDone:
+	case <-drain.C:
+	}
+	drain.Stop()
+	s.end(fmt.Errorf("%w: the upstream process exited", ErrSessionGone), true)
 	s.io.Wait()
 	s.closeStdin()
 	_ = s.stdout.Close()

@@ -588,3 +588,58 @@ func TestStdioCloseDuringConnects(t *testing.T) {
 	assert.Equal(t, st.ProcessesStarted, st.ProcessesReaped)
 	assert.Zero(t, st.ProcessesLive)
 }
+
+// TestStdioAnswerBeforeExitIsDelivered: what a child wrote to its stdout
+// before it exited reaches the client: the answer to a call it gave just
+// before exiting, even when the reader was waiting for the client to make
+// room (backpressure) when the exit was noticed.
+func TestStdioAnswerBeforeExitIsDelivered(t *testing.T) {
+	t.Run("right before exit", func(t *testing.T) {
+		for i := 0; i < 20; i++ {
+			tr, _ := newPeerTransport(t, "serve", nil)
+			s := connectPeer(t, tr)
+			msgs, err := drain(t, sendCall(t, s, toolCall(1, "answer-exit", `{"requests":0}`, "")))
+			require.ErrorIs(t, err, io.EOF, "round %d: the call is answered, not cut by the exit", i)
+			require.Equal(t, []string{`{"jsonrpc":"2.0","id":1,"result":{"last":true}}`}, msgs)
+			require.NoError(t, s.Close(context.Background()))
+			require.NoError(t, tr.Close())
+		}
+	})
+	t.Run("behind backpressure", func(t *testing.T) {
+		tr, _ := newPeerTransport(t, "serve", func(c *StdioConfig) { c.StreamBuffer = 4 })
+		s := connectPeer(t, tr)
+		pid := s.(*stdioSession).pid
+		st := sendCall(t, s, toolCall(1, "answer-exit", `{"requests":10}`, ""))
+		// The reader waits for room in the call stream while the child exits.
+		require.Eventually(t, func() bool { return !alive(pid) }, 10*time.Second, 5*time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
+		msgs, err := drain(t, st)
+		require.ErrorIs(t, err, io.EOF, "the call is answered, not cut by the exit")
+		require.Len(t, msgs, 11)
+		assert.Equal(t, `{"jsonrpc":"2.0","id":1,"result":{"last":true}}`, msgs[10])
+		require.Eventually(t, func() bool { return tr.Stats().ProcessesReaped == 1 }, 10*time.Second, 5*time.Millisecond)
+		assert.Equal(t, uint64(1), tr.Stats().SessionsLost)
+	})
+}
+
+// TestStdioCloseKillsAChildThatLeftItsGroup: a child that moved to another
+// process group and ignores stdin EOF and SIGTERM still gets SIGKILL a kill
+// grace later: Transport.Close does not wait for it forever.
+func TestStdioCloseKillsAChildThatLeftItsGroup(t *testing.T) {
+	tr, _ := newPeerTransport(t, "leave-group", func(c *StdioConfig) { c.KillGrace = 500 * time.Millisecond })
+	s := connectPeer(t, tr)
+	pid := s.(*stdioSession).pid
+	pgid, err := syscall.Getpgid(pid)
+	require.NoError(t, err)
+	require.NotEqual(t, pid, pgid, "the child left its process group")
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // if it was not killed
+	closed := make(chan struct{})
+	go func() { _ = tr.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Transport.Close still waits for the child 10s after SIGTERM: it never got SIGKILL")
+	}
+	assert.Empty(t, procState(pid), "killed and reaped")
+	assert.Equal(t, uint64(1), tr.Stats().ProcessesKilled)
+}
