@@ -204,11 +204,14 @@ func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration
 	var se *upstream.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 &&
-		se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests:
+		se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests &&
+		se.Status != http.StatusUnauthorized && se.Status != http.StatusForbidden:
 		return nil, nil // refused: a session-era server
 	case errors.As(err, &se):
-		// A 5xx (a proxy while the upstream starts, an overload), a 408 or
-		// a 429 says nothing about the eras: ask again later.
+		// A 5xx (a proxy while the upstream starts, an overload), a 408, a
+		// 429, or a 401/403 (the probe lacked a credential, e.g. one only
+		// clients have under -upstream-auth forward) says nothing about the
+		// eras: ask again later.
 		return nil, err
 	case err != nil:
 		return nil, err

@@ -401,8 +401,9 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 	var p jsonrpc.Parser
 	s.metrics.requests.Add(1)
 	upStart := s.metrics.now()
-	sessions, _, _ := s.Upstreams(context.Background())
-	up, answer, err := sessions.Connect(s.upstreamCtx(ctx), fwd)
+	upCtx := s.upstreamCtx(ctx)
+	sessions, _, _ := s.Upstreams(upCtx) // a detection carries the client's forwarded credential
+	up, answer, err := sessions.Connect(upCtx, fwd)
 	s.metrics.observe(&s.metrics.upstreamLatency[classInitialize], upStart)
 	if err == nil {
 		s.upstreamSucceeded()

@@ -125,7 +125,7 @@ func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []j
 // forwardStateless sends a validated stateless message upstream and relays
 // the answer.
 func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, hdr []upstream.Header, id []byte, class methodClass, who caller) {
-	_, st, _ := s.Upstreams(context.Background())
+	_, st, _ := s.Upstreams(s.upstreamCtx(ctx)) // a detection carries the client's forwarded credential
 	sess := s.newEphemeral()
 	sess.principal = who.principal
 	calls, _ := sess.beginCalls(msgs)

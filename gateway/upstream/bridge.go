@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -89,10 +90,11 @@ func NameOf(method string, params json.RawMessage) (string, bool) {
 }
 
 // HeaderValue encodes a header value of the stateless revision: as it is
-// when it is visible ASCII (spaces inside allowed), else as
-// =?base64?<base64 of the UTF-8 bytes>?=.
+// when it is visible ASCII (spaces inside allowed) and does not look
+// encoded itself, else as =?base64?<base64 of the UTF-8 bytes>?=.
 func HeaderValue(v string) string {
-	plain := utf8.ValidString(v) && len(v) > 0 && v[0] != ' ' && v[len(v)-1] != ' '
+	plain := utf8.ValidString(v) && len(v) > 0 && v[0] != ' ' && v[len(v)-1] != ' ' &&
+		!(strings.HasPrefix(v, "=?base64?") && strings.HasSuffix(v, "?="))
 	for i := 0; plain && i < len(v); i++ {
 		if c := v[i]; c < 0x20 || c > 0x7e {
 			plain = false

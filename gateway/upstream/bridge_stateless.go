@@ -260,15 +260,17 @@ func (s *bridgeSession) one(ctx context.Context, raw []byte) (*Reply, error) {
 		if err := json.Unmarshal(e.Params, &p); err != nil || p.URI == "" {
 			return &Reply{JSON: errorResponse(e.ID, jsonrpc.CodeInvalidParams, "Invalid params: uri required")}, nil
 		}
+		subscribe := e.Method == "resources/subscribe"
 		s.mu.Lock()
-		if e.Method == "resources/subscribe" {
+		changed := s.subs[p.URI] != subscribe
+		if subscribe {
 			s.subs[p.URI] = true
 		} else {
 			delete(s.subs, p.URI)
 		}
 		l := s.listen
 		s.mu.Unlock()
-		if l != nil {
+		if l != nil && changed {
 			l.reopen() // the standalone stream's filter changed
 		}
 		return &Reply{JSON: (&envelope{ID: e.ID, Result: json.RawMessage(`{}`)}).encode()}, nil
@@ -278,6 +280,13 @@ func (s *bridgeSession) one(ctx context.Context, raw []byte) (*Reply, error) {
 	c := &bridgeCall{s: s, req: e, answers: make(chan []byte, 16), done: make(chan struct{})}
 	first, err := c.send(ctx)
 	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Body != nil && se.Status >= 400 && se.Status < 500 && se.Status != 401 {
+			// The revision answers a JSON-RPC error with an HTTP status
+			// (404 for -32601, 400 for invalid params); the session era
+			// answers it like any response.
+			return &Reply{JSON: se.Body}, nil
+		}
 		return nil, err
 	}
 	if first.JSON != nil && resultType(resultOf(first.JSON)) != "input_required" {
@@ -314,15 +323,20 @@ func resultOf(msg []byte) json.RawMessage {
 // Listen opens the standalone stream: an upstream subscriptions/listen.
 func (s *bridgeSession) Listen(ctx context.Context) (Stream, error) {
 	l := &bridgeListen{s: s}
-	if err := l.open(ctx); err != nil {
-		return nil, err
-	}
+	// Registered before it opens: a subscription made while the upstream
+	// answers (after the filter was read) reopens it. The stream it
+	// replaces is closed outside s.mu, which its Close takes.
 	s.mu.Lock()
-	if old := s.listen; old != nil {
-		_ = old.Close()
-	}
+	old := s.listen
 	s.listen = l
 	s.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	if err := l.open(ctx); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
 	return l, nil
 }
 
