@@ -32,6 +32,14 @@ type BridgeConfig struct {
 	// MaxRounds bounds the input rounds (MRTR) of one request;
 	// 0 = DefaultMaxRounds.
 	MaxRounds int
+	// InputTimeout bounds how long a call waits for the client's answers
+	// to the server's requests of one input round (sampling, elicitation,
+	// roots) in both bridges: the stateless bridge ends the call with an
+	// error, the session pool forgets its parked call. Without a bound, a
+	// client that went away during an elicitation would hold the call, and
+	// with it its session, forever. People answer elicitations, so it is
+	// minutes; 0 = DefaultInputTimeout.
+	InputTimeout time.Duration
 	// AdvertiseStateless makes the session pool's server/discover list the
 	// stateless revision first, so clients use it over a session-era
 	// upstream (they then have no resumption); otherwise it lists only the
@@ -42,6 +50,10 @@ type BridgeConfig struct {
 
 // DefaultMaxRounds bounds the multi round-trip rounds of one request.
 const DefaultMaxRounds = 8
+
+// DefaultInputTimeout is how long a call waits for the client's answers to
+// one input round unless BridgeConfig.InputTimeout says otherwise.
+const DefaultInputTimeout = 5 * time.Minute
 
 func (c *BridgeConfig) setDefaults() {
 	if c.Timeout <= 0 {
@@ -55,6 +67,9 @@ func (c *BridgeConfig) setDefaults() {
 	}
 	if c.MaxRounds <= 0 {
 		c.MaxRounds = DefaultMaxRounds
+	}
+	if c.InputTimeout <= 0 {
+		c.InputTimeout = DefaultInputTimeout
 	}
 }
 

@@ -68,11 +68,11 @@ type sessionPool struct {
 var _ Stateless = (*sessionPool)(nil)
 
 // Pool limits: distinct pooled sessions, idle time before one is closed,
-// and how long an upstream call waits for the client's input.
+// and how many upstream calls may wait for the client's input (each for
+// BridgeConfig.InputTimeout).
 const (
 	maxPoolEntries = 64
 	poolIdle       = 5 * time.Minute
-	parkTimeout    = 5 * time.Minute
 	maxParked      = 1024
 )
 
@@ -737,7 +737,7 @@ func (c *poolCall) handOff(ctx context.Context, first envelope) []byte {
 		break
 	}
 	state := randomToken()
-	pc := &parkedCall{call: c, owner: c.entry.owner, serverIDs: map[string]json.RawMessage{}, deadline: time.Now().Add(parkTimeout)}
+	pc := &parkedCall{call: c, owner: c.entry.owner, serverIDs: map[string]json.RawMessage{}, deadline: time.Now().Add(c.p.cfg.InputTimeout)}
 	in := map[string]any{}
 	for i, r := range reqs {
 		key := fmt.Sprintf("r%d", i+1)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 )
@@ -30,7 +31,8 @@ import (
 //   - a result of type input_required becomes server-to-client requests
 //     (sampling, elicitation, roots) on the call's stream; the client's
 //     answers (Send of responses) complete the call with a retry carrying
-//     inputResponses and requestState, on the same stream;
+//     inputResponses and requestState, on the same stream; answers that do
+//     not come within BridgeConfig.InputTimeout end the call with an error;
 //   - notifications/cancelled closes the call's upstream stream, which is
 //     the revision's cancellation.
 type statelessBridge struct {
@@ -550,6 +552,12 @@ func (c *bridgeCall) startRound(result json.RawMessage) error {
 // collect waits for the client's answers of the current round, then
 // retries the request with them.
 func (c *bridgeCall) collect() error {
+	// The wait is bounded: the gateway counts a call in flight as activity
+	// of its session, so a client that went away during an elicitation
+	// would otherwise keep the session, this goroutine and its stream
+	// forever. The bound is the session pool's for a parked call.
+	wait := time.NewTimer(c.s.b.cfg.InputTimeout)
+	defer wait.Stop()
 	for len(c.got) < len(c.await) {
 		select {
 		case raw := <-c.answers:
@@ -568,6 +576,17 @@ func (c *bridgeCall) collect() error {
 			c.got[key] = e.Result
 		case <-c.done:
 			return io.ErrClosedPipe
+		case <-wait.C:
+			// The call ends with an error response, so the gateway sees
+			// it answered and the session's idle clock runs again. The
+			// upstream keeps nothing of the call (its answer stream was
+			// closed when the round began); a late answer of the client
+			// finds no call waiting and is dropped.
+			c.forgetInputs()
+			c.await, c.got, c.ended = nil, nil, true
+			c.pending = append(c.pending, errorResponse(c.req.ID, jsonrpc.CodeInternalError,
+				fmt.Sprintf("Request timeout: the client did not answer the server's requests (sampling, elicitation, roots) within %v", c.s.b.cfg.InputTimeout)))
+			return nil
 		}
 	}
 	responses, _ := json.Marshal(c.got)
@@ -589,6 +608,18 @@ func (c *bridgeCall) collect() error {
 	}
 	c.adopt(r)
 	return nil
+}
+
+// forgetInputs removes the call's server-to-client requests from those
+// the session routes the client's answers of.
+func (c *bridgeCall) forgetInputs() {
+	c.s.mu.Lock()
+	for id, wc := range c.s.waiting {
+		if wc == c {
+			delete(c.s.waiting, id)
+		}
+	}
+	c.s.mu.Unlock()
 }
 
 func (c *bridgeCall) closeCur() {
@@ -620,12 +651,8 @@ func (c *bridgeCall) Close() error {
 	if c.s.calls[string(c.req.ID)] == c {
 		delete(c.s.calls, string(c.req.ID))
 	}
-	for id, wc := range c.s.waiting {
-		if wc == c {
-			delete(c.s.waiting, id)
-		}
-	}
 	c.s.mu.Unlock()
+	c.forgetInputs()
 	return nil
 }
 
