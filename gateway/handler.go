@@ -267,6 +267,14 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls [
 		s.metrics.upstreamFailure(err)
 		s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found: the upstream server ended it", nil)
+	case errors.Is(err, upstream.ErrAtCapacity):
+		// A restored session's upstream session could not be opened again
+		// (reinit.go) because the upstream is at its cap (-max-processes).
+		// That is the gateway's limit, not an upstream failure: like an
+		// initialize at the cap, 503 with Retry-After. The session stays,
+		// and its next use tries again.
+		ctx.Response.Header.Set("Retry-After", "5")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the upstream is at capacity, retry later", nil)
 	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusNotFound && se.Status != fasthttp.StatusUnauthorized:
 		// The upstream refused the client's message: relay the refusal.
 		// (A 401 refuses the gateway's credentials, not the client's: the

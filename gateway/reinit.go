@@ -23,7 +23,8 @@ import (
 // standalone stream what the protocol lets a server say unprompted: the
 // lists it declared listChanged for may have changed, and so may the
 // resources it subscribed to. A failure to re-initialize is retried on the
-// next use; an upstream that now refuses the initialize, or negotiates
+// next use (an upstream at its process cap gives the client 503 with
+// Retry-After meanwhile, as an initialize at the cap does); an upstream that now refuses the initialize, or negotiates
 // another protocol version, ends the client's session (ErrSessionGone, so
 // the client gets 404 and starts over).
 //
@@ -107,6 +108,14 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	defer cancel()
 	sessions, _, _ := srv.Upstreams(rctx) // the era-chosen session side (era.go)
 	in, answer, err := sessions.Connect(rctx, r.init)
+	if errors.Is(err, upstream.ErrAtCapacity) {
+		// The gateway's own process cap, not an upstream failure (an
+		// initialize at the cap is not counted as one either): the client
+		// gets 503 with Retry-After (upstreamFailed) and its next use
+		// tries again.
+		srv.log.Info("re-initializing a restored session's upstream must wait: the upstream is at capacity", "session", shortID(r.sess.id), "err", err)
+		return nil, fmt.Errorf("re-initialize: %w", err)
+	}
 	if err != nil {
 		srv.metrics.upstreamFailure(err)
 		srv.log.Warn("re-initializing a restored session's upstream failed", "session", shortID(r.sess.id), "err", err)
