@@ -210,11 +210,17 @@ func appendStrings(b []byte, ss []string) []byte {
 // created a session may, and anyone else is told it does not exist. A
 // refusal is counted and logged (the session id shortened).
 func (s *Server) ownsSession(sess *session, c caller) bool {
-	if sess.principal == c.principal {
+	return s.principalOwns(sess.id, sess.principal, c)
+}
+
+// principalOwns is ownsSession for a session known by its id and
+// principal only (a cluster registry entry).
+func (s *Server) principalOwns(id, principal string, c caller) bool {
+	if principal == c.principal {
 		return true
 	}
 	s.metrics.principalMismatches.Add(1)
-	s.log.Warn("session used by another principal: answered as unknown", "session", shortID(sess.id), "principal", c.principal)
+	s.log.Warn("session used by another principal: answered as unknown", "session", shortID(id), "principal", c.principal)
 	return false
 }
 

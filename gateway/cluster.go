@@ -81,7 +81,10 @@ type Cluster interface {
 //     session here: a Streamable HTTP upstream session is re-attached by
 //     its id (upstream.Resumer) and served here; a stdio or legacy upstream
 //     session exists on its owner only, so its messages are forwarded to
-//     the owner over NATS request/reply (forwardSession).
+//     the owner over NATS request/reply (forwardSession). A legacy
+//     HTTP+SSE client's session is registered when its stream opens and
+//     never copied: each of its messages is forwarded whole to the node
+//     holding its stream (cluster_legacy.go).
 //   - activity is written at most once per activityEvery per session and
 //     node, and other nodes raise their copy's last activity from the
 //     registry watch, so a session is idle only if idle on every node.
@@ -214,6 +217,13 @@ func (s *Server) rctx() (context.Context, context.CancelFunc) {
 
 // clusterRecord is sess as a registry record (no streams).
 func (s *Server) clusterRecord(sess *session) *sessionrec.Record {
+	if sess.legacy != nil {
+		// A legacy HTTP+SSE session cannot move (its stream is on this
+		// node): its entry only names its owner and principal, so that
+		// another node forwards its messages here (cluster_legacy.go).
+		return &sessionrec.Record{ID: sess.id, Principal: sess.principal, Owner: sess.owner, Created: sess.created,
+			LastActive: sess.lastActive.Load(), LegacyClient: true}
+	}
 	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Owner: sess.owner, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load()}
 	if rs := sess.restart; rs != nil {
@@ -278,7 +288,10 @@ func (s *Server) clusterLoadTries(sid string, tries int) (*session, error) {
 		s.clu.m.registryErrors.Add(1)
 		return nil, err
 	}
-	if rec == nil || !versionSupported([]byte(rec.Version)) {
+	if rec == nil || rec.LegacyClient || !versionSupported([]byte(rec.Version)) {
+		// A legacy HTTP+SSE session has no copy on another node: its
+		// messages are forwarded to its owner (cluster_legacy.go), and on
+		// /mcp it does not exist, as on its own node.
 		return nil, nil
 	}
 	sess := s.sessionFromRecord(rec, 2)
@@ -480,8 +493,14 @@ func (s *Server) clusterEnded(sess *session, reason CloseReason) {
 		return
 	}
 	switch reason {
-	case CloseElsewhere, CloseShutdown:
+	case CloseElsewhere:
 		return
+	case CloseShutdown:
+		if sess.legacy == nil {
+			return
+		}
+		// A legacy HTTP+SSE session ends with its stream, which the
+		// shutdown ends: no node can serve it afterwards.
 	case CloseIdle, CloseMaxAge, CloseEvicted:
 		// A copy on a node that does not own the session leaves this
 		// node only (expired here, or evicted to make room here).
@@ -1334,7 +1353,7 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 
 // clusterRequest answers another node's request (Cluster.Handle).
 func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
-	if s.handingOver() && op != "send" && op != "end" {
+	if s.handingOver() && op != "send" && op != "end" && op != "legacy" {
 		return nil, errors.New("draining")
 	}
 	switch op {
@@ -1381,6 +1400,8 @@ func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
 		return nil, s.claimHandedOver(sid, from)
 	case "send", "end":
 		return s.serveForwarded(op, body)
+	case "legacy":
+		return s.serveLegacyMessage(body)
 	}
 	return nil, errors.New("unknown op " + op)
 }
@@ -1432,7 +1453,9 @@ func (s *Server) clusterDrainStart(ctx context.Context) {
 	}
 	var owned []*session
 	s.store.Range(func(_ string, sess *session) bool {
-		if sess.cluster != nil && s.isOwner(sess) {
+		// A legacy HTTP+SSE session cannot be handed over: it ends with
+		// its stream, which the drain ends.
+		if sess.cluster != nil && sess.legacy == nil && s.isOwner(sess) {
 			owned = append(owned, sess)
 		}
 		return true

@@ -51,6 +51,10 @@ import (
 // Versions: the session's protocol version is the one its initialize
 // settles on the client's hop (versions.go, legacyVersions); the client
 // sends no version header.
+//
+// On a cluster the session stays on the node that took the GET (its
+// stream is a connection to it); a POST that reaches another node is
+// forwarded to that node and answered as it answers (cluster_legacy.go).
 
 // Defaults of the legacy HTTP+SSE endpoints.
 const (
@@ -247,12 +251,23 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 		legacy:      l,
 	}
 	sess.lastActive.Store(now)
+	if s.clu != nil {
+		// Registered before the endpoint event names it: the client's
+		// POSTs may reach another node, which forwards them here
+		// (cluster_legacy.go).
+		if err := s.clusterCreated(sess); err != nil {
+			sess.cancel()
+			s.clusterUnavailable(ctx, err)
+			return
+		}
+	}
 	err := s.storeSession(sess)
 	if errors.Is(err, shard.ErrFull) && s.cfg.EvictIdle && s.evictIdle() {
 		err = s.storeSession(sess)
 	}
 	if err != nil {
 		sess.cancel()
+		s.clusterForget(sess)
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, nil)
 			return
@@ -305,6 +320,13 @@ func (s *Server) legacyStreamClosed(sess *session, reason CloseReason) {
 // handleLegacyMessage takes one message POSTed by a legacy client: 202,
 // its answer on the session's stream.
 func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
+	s.legacyMessage(ctx, who, false)
+}
+
+// legacyMessage is handleLegacyMessage; forwarded says another cluster
+// node forwarded the message here (cluster_legacy.go), which then does not
+// forward it again.
+func (s *Server) legacyMessage(ctx *fasthttp.RequestCtx, who caller, forwarded bool) {
 	start := s.metrics.now()
 	if !mediaIs(mediaType(ctx.Request.Header.ContentType()), "application/json") {
 		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, nil, jsonrpc.CodeServerError, "Unsupported Media Type: Content-Type must be application/json", nil)
@@ -320,6 +342,11 @@ func (s *Server) handleLegacyMessage(ctx *fasthttp.RequestCtx, who caller) {
 		return
 	}
 	sess, ok := s.store.GetBytes(sid)
+	if !ok && s.clu != nil && !forwarded {
+		// Its stream may be held by another node (cluster_legacy.go).
+		s.forwardLegacyMessage(ctx, string(sid), who)
+		return
+	}
 	if !ok || sess.legacy == nil || !s.ownsSession(sess, who) {
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 		return

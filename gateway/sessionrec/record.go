@@ -41,6 +41,13 @@ type Record struct {
 	NextCall   uint64
 	NextStream uint64
 	Streams    []Stream
+	// LegacyClient marks a session of a legacy HTTP+SSE client (the
+	// 2024-11-05 transport): it lives on its owner node only, with its one
+	// stream, and cannot be carried anywhere. A cluster registry entry of
+	// such a session only tells the other nodes where to forward its
+	// messages; such an entry has no Version, so a reader that does not
+	// know this field finds no session it could serve.
+	LegacyClient bool
 }
 
 // Upstream is a session's upstream binding.
@@ -115,6 +122,7 @@ const (
 	fRecNextStream
 	fRecStream // repeated
 	fRecOwner
+	fRecLegacyClient
 )
 
 const (
@@ -248,6 +256,7 @@ func AppendRecord(dst []byte, r *Record) []byte {
 			e.str(fStUpstreamLastEventID, st.UpstreamLastEventID)
 		})
 	}
+	e.bool(fRecLegacyClient, r.LegacyClient)
 	return e.b
 }
 
@@ -436,6 +445,10 @@ func DecodeRecord(b []byte) (*Record, error) {
 			if d.want(wire, wireBytes, "stream") {
 				r.Streams = append(r.Streams, Stream{})
 				d.stream(raw, &r.Streams[len(r.Streams)-1])
+			}
+		case fRecLegacyClient:
+			if d.want(wire, wireVarint, "legacy client") {
+				r.LegacyClient = u != 0
 			}
 		}
 	}

@@ -45,6 +45,12 @@ func TestRecordRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, r, got)
 
+	legacy := sampleRecord(1)
+	legacy.LegacyClient = true
+	got, err = DecodeRecord(AppendRecord(nil, legacy))
+	require.NoError(t, err)
+	assert.Equal(t, legacy, got)
+
 	empty, err := DecodeRecord(AppendRecord(nil, &Record{}))
 	require.NoError(t, err)
 	assert.Equal(t, &Record{}, empty)
