@@ -36,3 +36,29 @@ func TestClusterNodeAtCapDoesNotClaimWhatItCannotHold(t *testing.T) {
 	code, _, body = mcpPost(t, urlC, sid, list)
 	assert.Equal(t, http.StatusOK, code, "%s", body)
 }
+
+// TestClusterInitializeRefusedAtCapLeavesNoEntry: two initializes that both
+// pass the cap's first check reach the store together; the one the store
+// refuses (503) must not leave its registry entry behind, where every node
+// would take it for a live session until its TTL.
+func TestClusterInitializeRefusedAtCapLeavesNoEntry(t *testing.T) {
+	fnet := newFakeNet()
+	first, second := testenv.NewGate("first initialize"), testenv.NewGate("second initialize")
+	up := testenv.NewFakeUpstream(t).OnConnect(testenv.Negotiated().After(first), testenv.Negotiated().After(second))
+	_, url := fakeClusterServer(t, fnet, "a", up, Config{MaxSessions: 1})
+
+	codes := make(chan int, 2)
+	for range 2 {
+		go func() {
+			code, _, _ := mcpPostNoFail(url, "", liveInit)
+			codes <- code
+		}()
+	}
+	first.WaitReached(t)
+	second.WaitReached(t)
+	first.Release()
+	second.Release()
+	got := []int{<-codes, <-codes}
+	assert.ElementsMatch(t, []int{http.StatusOK, http.StatusServiceUnavailable}, got)
+	assert.Equal(t, 1, fnet.entryCount(), "the refused session's entry stayed in the registry")
+}

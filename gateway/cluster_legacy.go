@@ -154,7 +154,8 @@ func (s *Server) serveLegacyMessage(body []byte) (out []byte, err error) {
 }
 
 // clusterForget removes the registry entry of a session that never became
-// one (a legacy session registered, then refused by the store).
+// one (registered, then refused by the store). Without a cluster it does
+// nothing.
 func (s *Server) clusterForget(sess *session) {
 	if sess.cluster == nil {
 		return

@@ -375,6 +375,7 @@ func (s *Server) handleInitialize(ctx *fasthttp.RequestCtx, body []byte, m *json
 	if err != nil {
 		sess.cancel()
 		_ = up.Close(context.Background())
+		s.clusterForget(sess) // registered above: no node may take it for live
 		if errors.Is(err, shard.ErrFull) {
 			s.rejectFull(ctx, id)
 			return
