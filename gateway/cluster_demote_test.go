@@ -1,12 +1,7 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -76,9 +71,9 @@ func TestClusterDemotedOwnerHandsItsStandaloneStreamOver(t *testing.T) {
 	require.True(t, ok)
 	a.saveActivity(context.Background(), sessA, time.Now().UnixNano()) // the owner's activity write keeps the setting
 
-	get := dialSSE(t, urlA, sid, "")
+	get := testenv.DialStream(t, urlA, sid, "")
 	upA.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a"}}`)
-	last := get.eventID(t, "from a")
+	last := get.EventID(t, "from a")
 
 	fnet.mu.Lock()
 	fnet.dead["a"] = true // A's lease ran out
@@ -89,7 +84,7 @@ func TestClusterDemotedOwnerHandsItsStandaloneStreamOver(t *testing.T) {
 	fnet.dead["a"] = false // A is back
 	fnet.mu.Unlock()
 
-	get.ended(t)
+	get.Ended(t)
 	assert.Eventually(t, upA.Session(1).Closed, 5*time.Second, 10*time.Millisecond, "A's own upstream session was not closed")
 	var replayed bool
 	for _, r := range upC.Records() {
@@ -97,9 +92,9 @@ func TestClusterDemotedOwnerHandsItsStandaloneStreamOver(t *testing.T) {
 	}
 	assert.True(t, replayed, "the new owner's upstream session did not get the session's log level")
 
-	resumed := dialSSE(t, urlA, sid, last)
+	resumed := testenv.DialStream(t, urlA, sid, last)
 	upC.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from c"}}`)
-	got := resumed.until(t, "from c")
+	got := resumed.Until(t, "from c")
 	assert.NotContains(t, got, "from a", "the resume repeated what the client had")
 
 	rec, owner, _, _, err := fnet.nodes["c"].LoadSession(context.Background(), sid)
@@ -165,101 +160,26 @@ func TestClusterDemotedOwnerOfAResumableSessionKeepsItsCopy(t *testing.T) {
 	a, urlA := liveServer(t, Config{Cluster: fnet.node("a"), Upstream: up.Resumable()})
 	_, urlC := liveServer(t, Config{Cluster: fnet.node("c"), Upstream: up.Resumable()})
 	sid := liveSession(t, urlA)
-	get := dialSSE(t, urlA, sid, "")
+	get := testenv.DialStream(t, urlA, sid, "")
 	up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a"}}`)
-	last := get.eventID(t, "from a")
+	last := get.EventID(t, "from a")
 
 	fnet.mu.Lock()
 	fnet.dead["a"] = true // A's lease ran out
 	fnet.mu.Unlock()
-	onC := dialSSE(t, urlC, sid, last) // C claims the session, and pumps its standalone stream
+	onC := testenv.DialStream(t, urlC, sid, last) // C claims the session, and pumps its standalone stream
 	fnet.mu.Lock()
 	fnet.dead["a"] = false // A is back
 	fnet.mu.Unlock()
 
-	get.ended(t)
+	get.Ended(t)
 	sessA, ok := a.store.Get(sid)
 	require.True(t, ok, "A dropped a copy it can serve")
 	assert.False(t, sessA.isClosed())
 	assert.False(t, a.isOwner(sessA))
 	assert.False(t, up.Session(1).Closed(), "the upstream session the owner uses was ended")
 	up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from c"}}`)
-	onC.until(t, "from c")
+	onC.Until(t, "from c")
 	code, _, body := mcpPost(t, urlA, sid, clusterPingBody)
 	assert.Equal(t, http.StatusOK, code, body)
-}
-
-// sseClient is a raw connection reading a GET's SSE response.
-type sseClient struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-// dialSSE opens sid's standalone stream (resumed after last, if set) and
-// reads the response head, which must be 200.
-func dialSSE(t *testing.T, url, sid, last string) *sseClient {
-	t.Helper()
-	hostport := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/mcp")
-	c, err := net.Dial("tcp", hostport)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	req := fmt.Sprintf("GET /mcp HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nMcp-Session-Id: %s\r\nMCP-Protocol-Version: 2025-11-25\r\n", hostport, sid)
-	if last != "" {
-		req += "Last-Event-ID: " + last + "\r\n"
-	}
-	_, err = io.WriteString(c, req+"\r\n")
-	require.NoError(t, err)
-	s := &sseClient{c: c, br: bufio.NewReader(c)}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	status, err := s.br.ReadString('\n')
-	require.NoError(t, err)
-	require.Equal(t, "HTTP/1.1 200 OK\r\n", status)
-	for {
-		l, err := s.br.ReadString('\n')
-		require.NoError(t, err)
-		if l == "\r\n" {
-			return s
-		}
-	}
-}
-
-// until reads the body until it holds want and returns what it read.
-func (s *sseClient) until(t *testing.T, want string) string {
-	t.Helper()
-	var got strings.Builder
-	for !strings.Contains(got.String(), want) {
-		l, err := s.br.ReadString('\n')
-		require.NoError(t, err, "waiting for %q, got %.300q", want, got.String())
-		got.WriteString(l)
-	}
-	return got.String()
-}
-
-// eventID reads until the event holding want and returns its id.
-func (s *sseClient) eventID(t *testing.T, want string) string {
-	t.Helper()
-	var id string
-	for {
-		l, err := s.br.ReadString('\n')
-		require.NoError(t, err, "waiting for %q", want)
-		if v, ok := strings.CutPrefix(strings.TrimRight(l, "\r\n"), "id: "); ok {
-			id = v
-		}
-		if strings.Contains(l, want) {
-			require.NotEmpty(t, id, "an event without an id")
-			return id
-		}
-	}
-}
-
-// ended checks that the gateway closes the connection (EOF, not the read
-// deadline).
-func (s *sseClient) ended(t *testing.T) {
-	t.Helper()
-	_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err := io.Copy(io.Discard, s.br)
-	var ne net.Error
-	if err != nil && (errors.As(err, &ne) && ne.Timeout()) {
-		t.Fatal("the connection stayed open")
-	}
 }

@@ -460,11 +460,11 @@ func TestClusterRegistryChurn(t *testing.T) {
 // seqsUntil reads s's events until one whose notification carries
 // params._meta.seq >= last, and returns the seqs read, in order, and the
 // last event id seen.
-func (s *sseConn) seqsUntil(t *testing.T, last int) (seqs []int, lastID string) {
+func seqsUntil(t *testing.T, s *testenv.SSEConn, last int) (seqs []int, lastID string) {
 	t.Helper()
-	_ = s.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_ = s.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for len(seqs) == 0 || seqs[len(seqs)-1] < last {
-		l, err := s.br.ReadString('\n')
+		l, err := s.R.ReadString('\n')
 		require.NoError(t, err, "waiting for seq %d, read %v", last, seqs)
 		switch {
 		case strings.HasPrefix(l, "id: "):
@@ -493,8 +493,8 @@ func TestClusterStandaloneResumesUpstream(t *testing.T) {
 	s := startCluster(t, 3, up.URL, clusterFlags...)
 	owner := s.nodes[0]
 	sid := initSession(t, owner.URL)
-	a := dialStream(t, owner.URL, sid, "")
-	before, lastID := a.seqsUntil(t, 20)
+	a := testenv.DialStream(t, owner.URL, sid, "")
+	before, lastID := seqsUntil(t, a, 20)
 	require.NotEmpty(t, lastID)
 
 	// Stopped, the owner reads nothing more: the upstream's writes land in
@@ -502,11 +502,11 @@ func TestClusterStandaloneResumesUpstream(t *testing.T) {
 	require.NoError(t, owner.Signal(syscall.SIGSTOP))
 	time.Sleep(time.Second)
 	require.NoError(t, owner.Signal(syscall.SIGKILL))
-	_ = a.c.Close()
+	_ = a.Conn.Close()
 	time.Sleep(3 * time.Second) // past the owner's lease (clusterLease)
 
-	b := dialStream(t, s.nodes[1].URL, sid, lastID)
-	after, _ := b.seqsUntil(t, before[len(before)-1]+200)
+	b := testenv.DialStream(t, s.nodes[1].URL, sid, lastID)
+	after, _ := seqsUntil(t, b, before[len(before)-1]+200)
 	all := append(before, after...)
 	for i := 1; i < len(all); i++ {
 		require.Equal(t, all[i-1]+1, all[i], "event %d after %d: every pushed event once, in order (before the kill %v, after %v)", all[i], all[i-1], before, after)

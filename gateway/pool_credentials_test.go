@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway"
+	"github.com/mcpgate/mcpgate/gateway/auth"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -151,22 +152,56 @@ func TestPoolNeverSharesForwardedCredentials(t *testing.T) {
 		"one pooled upstream session per credential, each opened with its own, and reused by its own client")
 }
 
+// twoPrincipals authenticates the tokens "alice-token" and "bob-token".
+type twoPrincipals struct{}
+
+func (twoPrincipals) Authenticate(tok []byte) (auth.Identity, error) {
+	switch string(tok) {
+	case "alice-token":
+		return auth.Identity{Principal: "alice", AllScopes: true}, nil
+	case "bob-token":
+		return auth.Identity{Principal: "bob", AllScopes: true}, nil
+	}
+	return auth.Identity{}, auth.ErrInvalidToken
+}
+
 // TestPoolResumeStaysWithItsClient: the requestState of an upstream call
 // waiting for a client's input (input_required) continues that call for
-// the client that started it only. Another client (here: another forwarded
-// credential) presenting it is told the state is unknown, and the call
-// still waits for its own client, whose retry completes it.
+// the client that started it only. Another client (another principal, or
+// with -upstream-auth forward another forwarded credential or none)
+// presenting it is told the state is unknown, its input never reaches the
+// call nor the call's result it, and the call still waits for its own
+// client, whose retry completes it.
 func TestPoolResumeStaysWithItsClient(t *testing.T) {
+	const alice, bob = "Bearer alice-token", "Bearer bob-token"
+	for name, c := range map[string]struct {
+		cfg    gateway.Config
+		others []string
+	}{
+		"another principal":  {gateway.Config{Authenticator: twoPrincipals{}}, []string{bob}},
+		"another credential": {gateway.Config{UpstreamEra: gateway.UpstreamEraSession, ForwardAuthorization: true}, []string{bob, ""}},
+	} {
+		t.Run(name, func(t *testing.T) { poolResumeStaysWithItsClient(t, c.cfg, alice, c.others) })
+	}
+}
+
+func poolResumeStaysWithItsClient(t *testing.T, cfg gateway.Config, owner string, others []string) {
 	up := testenv.NewFakeUpstream(t)
 	up.On("tools/call", testenv.Stream(
 		testenv.Msg(`{"jsonrpc":"2.0","id":"srv-1","method":"elicitation/create","params":{"message":"name?"}}`),
-		testenv.Respond(`{"content":[{"type":"text","text":"alice's answer"}]}`),
+		testenv.Respond(`{"content":[{"type":"text","text":"the owner's answer"}]}`),
 	))
-	url := inProcess(t, up, gateway.Config{UpstreamEra: gateway.UpstreamEraSession, ForwardAuthorization: true})
-	const alice, bob = "Bearer alice-token", "Bearer bob-token"
+	url := inProcess(t, up, cfg)
+	as := func(who string) map[string]string {
+		hdr := mh("tools/call", "Mcp-Name", "ask")
+		if who != "" {
+			hdr["Authorization"] = who
+		}
+		return hdr
+	}
 
 	call := `{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"ask","arguments":{},` + meta + `}}`
-	status, body, _ := statelessPost(t, url, call, mh("tools/call", "Mcp-Name", "ask", "Authorization", alice))
+	status, body, _ := statelessPost(t, url, call, as(owner))
 	require.Equal(t, http.StatusOK, status, body)
 	var irr struct {
 		Result struct {
@@ -182,20 +217,16 @@ func TestPoolResumeStaysWithItsClient(t *testing.T) {
 			`"inputResponses":{"r1":{"action":"accept","content":{"name":"Mallory"}}},` +
 			`"requestState":"` + irr.Result.RequestState + `",` + meta + `}}`
 	}
-	for _, who := range []string{bob, ""} {
-		hdr := mh("tools/call", "Mcp-Name", "ask")
-		if who != "" {
-			hdr["Authorization"] = who
-		}
-		status, body, _ = statelessPost(t, url, retry("c2"), hdr)
+	for _, who := range others {
+		status, body, _ = statelessPost(t, url, retry("c2"), as(who))
 		assert.Equal(t, http.StatusBadRequest, status, body)
-		assert.Contains(t, body, "unknown or expired requestState", "another client continued alice's call")
-		assert.NotContains(t, body, "alice's answer")
+		assert.Contains(t, body, "unknown or expired requestState", "another client continued the owner's call")
+		assert.NotContains(t, body, "the owner's answer")
 	}
-	assert.NotContains(t, strings.Join(up.Sent(), "\n"), "Mallory", "another client's input reached alice's call")
+	assert.NotContains(t, strings.Join(up.Sent(), "\n"), "Mallory", "another client's input reached the owner's call")
 
-	status, body, _ = statelessPost(t, url, retry("c3"), mh("tools/call", "Mcp-Name", "ask", "Authorization", alice))
+	status, body, _ = statelessPost(t, url, retry("c3"), as(owner))
 	require.Equal(t, http.StatusOK, status, body)
-	assert.Contains(t, body, "alice's answer")
+	assert.Contains(t, body, "the owner's answer")
 	assert.Contains(t, body, `"id":"c3"`)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway"
+	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
@@ -138,9 +139,9 @@ func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
 	url := gatewayInFront(t, fake)
 	sid := initSession(t, url)
 	require.NotEmpty(t, sid)
-	stream := dialStream(t, url, sid, "")
+	stream := testenv.DialStream(t, url, sid, "")
 	for _, w := range want {
-		got := stream.until(t, fmt.Sprintf(`"data":%d}`, w))
+		got := stream.Until(t, fmt.Sprintf(`"data":%d}`, w))
 		assert.Equal(t, 1, strings.Count(got, `"notifications/message"`), "event %d, in order, once: %.300q", w, got)
 	}
 }
@@ -192,7 +193,7 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1)}
 	url := gatewayInFront(t, fake)
 	sid := initSession(t, url)
-	stream := dialStream(t, url, sid, "")
+	stream := testenv.DialStream(t, url, sid, "")
 	select {
 	case <-fake.opened:
 	case <-time.After(5 * time.Second):
@@ -203,14 +204,14 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 
 	for i := range 3 {
 		fake.events <- fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":%d}}`, i)
-		stream.until(t, fmt.Sprintf(`"data":%d}`, i))
+		stream.Until(t, fmt.Sprintf(`"data":%d}`, i))
 		require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond,
 			"the reader parks again after the idle period")
 	}
 	// Events in a row.
 	for i := 3; i < 6; i++ {
 		fake.events <- fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":%d}}`, i)
-		stream.until(t, fmt.Sprintf(`"data":%d}`, i))
+		stream.Until(t, fmt.Sprintf(`"data":%d}`, i))
 		assert.LessOrEqual(t, standaloneReaders(), 1, "one reader at a time")
 	}
 	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond,

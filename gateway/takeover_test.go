@@ -1,10 +1,7 @@
 package gateway_test
 
 import (
-	"bufio"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,62 +13,6 @@ import (
 	"github.com/mcpgate/mcpgate/gateway"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 )
-
-// sseConn is a raw client connection reading an SSE response.
-type sseConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-// dialStream sends a GET for the session's stream (with Last-Event-ID if
-// last is set) and reads the head, which must be 200.
-func dialStream(t *testing.T, url, sid, last string) *sseConn {
-	t.Helper()
-	hostport := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/mcp")
-	c, err := net.Dial("tcp", hostport)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	req := fmt.Sprintf("GET /mcp HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nMcp-Session-Id: %s\r\nMCP-Protocol-Version: 2025-11-25\r\n", hostport, sid)
-	if last != "" {
-		req += "Last-Event-ID: " + last + "\r\n"
-	}
-	_, err = io.WriteString(c, req+"\r\n")
-	require.NoError(t, err)
-	s := &sseConn{c: c, br: bufio.NewReader(c)}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	status, err := s.br.ReadString('\n')
-	require.NoError(t, err)
-	require.Equal(t, "HTTP/1.1 200 OK\r\n", status, "the new connection is served at once")
-	for {
-		l, err := s.br.ReadString('\n')
-		require.NoError(t, err)
-		if l == "\r\n" {
-			return s
-		}
-	}
-}
-
-// until reads the chunked SSE body until it contains want, and returns
-// what it read.
-func (s *sseConn) until(t *testing.T, want string) string {
-	t.Helper()
-	var got strings.Builder
-	for !strings.Contains(got.String(), want) {
-		l, err := s.br.ReadString('\n')
-		require.NoError(t, err, "waiting for %q, got %.300q", want, got.String())
-		got.WriteString(l)
-	}
-	return got.String()
-}
-
-// ended reports whether the gateway closed the connection (after any bytes
-// still buffered).
-func (s *sseConn) ended(t *testing.T) {
-	t.Helper()
-	_ = s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err := io.Copy(io.Discard, s.br)
-	assert.NoError(t, err, "the replaced connection ends (EOF), not a timeout")
-}
 
 // TestStandaloneTakeover: a GET for the standalone stream, plain or with
 // Last-Event-ID, takes the stream over at once from an older connection of
@@ -92,10 +33,10 @@ func TestStandaloneTakeover(t *testing.T) {
 				up := testenv.NewFakeUpstream(t)
 				srv, url := inProcessServer(t, up, gateway.Config{StreamSendBuffer: 4096})
 				sid := initSession(t, url)
-				a := dialStream(t, url, sid, "")
+				a := testenv.DialStream(t, url, sid, "")
 				up.WaitFor(t, "the upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
 				up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
-				a.until(t, "id: 0_1")
+				a.Until(t, "id: 0_1")
 				switch old {
 				case "half-open":
 					// The client stops reading; the gateway's writes still
@@ -104,17 +45,17 @@ func TestStandaloneTakeover(t *testing.T) {
 						up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"` + strings.Repeat("x", 1000) + `"}}`)
 					}
 				case "closed":
-					require.NoError(t, a.c.Close())
+					require.NoError(t, a.Conn.Close())
 				}
 				last := ""
 				if resume {
 					last = "0_1"
 				}
 				start := time.Now()
-				b := dialStream(t, url, sid, last)
+				b := testenv.DialStream(t, url, sid, last)
 				assert.Less(t, time.Since(start), 2*time.Second, "no waiting for the old connection to let go")
 				up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}`)
-				got := b.until(t, "prompts/list_changed")
+				got := b.Until(t, "prompts/list_changed")
 				if resume {
 					assert.False(t, strings.Contains(got, "tools/list_changed"), "resumed after 0_1: it is not replayed")
 				} else {
@@ -123,7 +64,7 @@ func TestStandaloneTakeover(t *testing.T) {
 					assert.True(t, strings.Contains(got, "id: 0_1\n"), "the plain GET replays from where the older connection started")
 				}
 				if old != "closed" {
-					a.ended(t)
+					a.Ended(t)
 				}
 				assert.Equal(t, uint64(1), srv.Metrics().Replacements)
 				require.Eventually(t, func() bool { return srv.Metrics().StreamsClosed["replaced"] == 1 }, 5*time.Second, 5*time.Millisecond)
