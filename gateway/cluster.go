@@ -508,12 +508,18 @@ func (s *Server) clusterEnded(sess *session, reason CloseReason) {
 			return
 		}
 	}
+	s.removeEntry(sess, "cluster: session end not recorded")
+}
+
+// removeEntry removes sess's registry entry (and its stream events), and
+// logs msg if that fails.
+func (s *Server) removeEntry(sess *session, msg string) {
 	ctx, cancel := s.rctx()
 	defer cancel()
 	s.clu.m.registryWrites.Add(1)
 	if err := s.clu.c.EndSession(ctx, sess.id); err != nil {
 		s.clu.m.registryErrors.Add(1)
-		s.log.Warn("cluster: session end not recorded", "session", sess.id, "err", err)
+		s.log.Warn(msg, "session", sess.id, "err", err)
 	}
 }
 

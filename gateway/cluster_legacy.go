@@ -160,13 +160,7 @@ func (s *Server) clusterForget(sess *session) {
 	if sess.cluster == nil {
 		return
 	}
-	ctx, cancel := s.rctx()
-	defer cancel()
-	s.clu.m.registryWrites.Add(1)
-	if err := s.clu.c.EndSession(ctx, sess.id); err != nil {
-		s.clu.m.registryErrors.Add(1)
-		s.log.Warn("cluster: the entry of a refused session not removed: it leaves by its TTL", "session", sess.id, "err", err)
-	}
+	s.removeEntry(sess, "cluster: the entry of a refused session not removed: it leaves by its TTL")
 }
 
 // The "legacy" request is the session id, the principal, the
