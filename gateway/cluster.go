@@ -154,8 +154,11 @@ func (cs *clusterSession) learn(owner string, rev uint64) (was string, took bool
 // clusterStream is a stream's cluster state (nil in single-node mode).
 type clusterStream struct {
 	// acked: events up to it are stored in JetStream and may be handed
-	// to a reader on this node.
+	// to a reader on this node. stored gets a signal (one slot, never
+	// blocks) when acked rises: a whole answer waits for it (wholeanswer.go),
+	// a connection's writer is kicked instead.
 	acked    atomic.Uint64
+	stored   chan struct{}
 	lastMust atomic.Uint64
 	calls    []sessionrec.Call
 	// upEvent reports the upstream's last event id (the pump's upstream
@@ -191,6 +194,19 @@ func (st *stream) readLimit() uint64 {
 		return math.MaxUint64
 	}
 	return st.cs.acked.Load()
+}
+
+// allReadable reports whether a reader of st may have every event its ring
+// holds now: on a cluster node, JetStream acknowledged them all.
+func (st *stream) allReadable() bool { return st.readLimit() >= st.ring.LastSeq() }
+
+// storedWait is signalled when more of st's events were stored in
+// JetStream; nil (never) outside a cluster.
+func (st *stream) storedWait() <-chan struct{} {
+	if st.cs == nil {
+		return nil
+	}
+	return st.cs.stored
 }
 
 func (s *Server) clustered() bool { return s.clu != nil }
@@ -752,6 +768,10 @@ func (s *Server) acked(st *stream, seq uint64, err error) {
 			break
 		}
 	}
+	select {
+	case cs.stored <- struct{}{}:
+	default:
+	}
 	if c := st.conn.Load(); c != nil {
 		c.w.kick()
 	}
@@ -786,7 +806,7 @@ func (s *Server) newClusterStream(st *stream, calls []*call, up upstream.Stream)
 	if s.clu == nil {
 		return
 	}
-	cs := &clusterStream{}
+	cs := &clusterStream{stored: make(chan struct{}, 1)}
 	cs.acked.Store(st.ring.LastSeq())
 	for _, c := range calls {
 		cs.calls = append(cs.calls, sessionrec.Call{UpID: c.upID, ClientID: c.clientID})

@@ -35,6 +35,12 @@ type fakeNet struct {
 	// refuse, if set, makes Publish fail for the events it returns true
 	// for: JetStream did not store them.
 	refuse func(ev *sessionrec.Published) bool
+	// ackDelay, if set, is how long after an event is stored its
+	// publisher learns so (JetStream's acknowledgement crosses the
+	// network); acknowledgements keep the publishing order. lastAck is
+	// closed once the last one was given.
+	ackDelay time.Duration
+	lastAck  chan struct{}
 }
 
 type fakeEntry struct {
@@ -239,6 +245,20 @@ func (f *fakeNode) Publish(id string, ev *sessionrec.Published, done func(error)
 	n.events[k] = append(n.events[k], &cp)
 	close(n.changed)
 	n.changed = make(chan struct{})
+	if d := n.ackDelay; d > 0 && done != nil {
+		prev, mine, due := n.lastAck, make(chan struct{}), time.Now().Add(d)
+		n.lastAck = mine
+		n.mu.Unlock()
+		go func() {
+			defer close(mine)
+			if prev != nil {
+				<-prev
+			}
+			time.Sleep(time.Until(due))
+			done(nil)
+		}()
+		return
+	}
 	n.mu.Unlock()
 	if done != nil {
 		done(nil)

@@ -42,11 +42,17 @@ const maxPooledBuf = 64 << 10
 var wholeConns = sync.Pool{New: func() any { return new(clientConn) }}
 
 // finishedWithin waits up to d for st's ring to close (every call of the
-// POST answered and the stream finished). It gives up at once when the
-// server starts shutting down: the streamed path tells the client when to
-// come back.
+// POST answered and the stream finished) and, on a cluster node, for
+// JetStream to acknowledge every event in it: a reader on this node gets
+// an event only once it is stored (stream.readLimit), so a whole answer
+// written before would lack it, and the response would be lost (a
+// forwarded call's relay brings the response and the stream's end
+// together, well before the store acknowledges them). It gives up at once
+// when the server starts shutting down: the streamed path tells the client
+// when to come back. Given up, the answer is streamed; its writer waits
+// for the acknowledgements.
 func (s *Server) finishedWithin(st *stream, d time.Duration) bool {
-	if st.ring.Closed() {
+	if st.finished() {
 		return true
 	}
 	if d <= 0 {
@@ -61,16 +67,21 @@ func (s *Server) finishedWithin(st *stream, d time.Duration) bool {
 	for {
 		select {
 		case <-st.ring.Wait():
-			if st.ring.Closed() {
-				return true
-			}
+		case <-st.storedWait():
 		case <-t.C:
-			return st.ring.Closed()
+			return st.finished()
 		case <-s.streamsDone:
 			return false
 		}
+		if st.finished() {
+			return true
+		}
 	}
 }
+
+// finished reports whether st's ring is closed and a reader on this node
+// may have every event in it.
+func (st *stream) finished() bool { return st.ring.Closed() && st.allReadable() }
 
 // answerWhole answers a POST with its whole SSE answer stream as one body
 // if the stream finishes within Config.WholeAnswerWindow (see above), less
