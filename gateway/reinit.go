@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
@@ -29,7 +30,8 @@ import (
 // the client gets 404 and starts over).
 //
 // mu is a leaf lock held across the re-initialization I/O: only the calls of
-// this one session wait for it.
+// this one session wait for it. Readers that only look (ID, the admin API)
+// read done instead and never wait.
 type reinitSession struct {
 	srv     *Server
 	sess    *session // set once, right after the session is built
@@ -40,15 +42,22 @@ type reinitSession struct {
 	mu     sync.Mutex
 	inner  upstream.Session
 	closed bool
+	// done holds inner once it is set, read without mu.
+	done atomic.Pointer[upstreamBox]
 }
+
+// upstreamBox holds an upstream session for an atomic.Pointer.
+type upstreamBox struct{ s upstream.Session }
 
 var _ upstream.Session = (*reinitSession)(nil)
 
-// current returns the upstream session once re-initialized, else nil.
+// current returns the upstream session once re-initialized, else nil,
+// without waiting for a re-initialization under way.
 func (r *reinitSession) current() upstream.Session {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.inner
+	if b := r.done.Load(); b != nil {
+		return b.s
+	}
+	return nil
 }
 
 // ID is the new upstream session's id once there is one.
@@ -134,6 +143,7 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	srv.upstreamSucceeded()
 	r.replay(rctx, in)
 	r.inner = in
+	r.done.Store(&upstreamBox{in})
 	srv.log.Info("re-initialized a restored session's upstream", "session", shortID(r.sess.id), "upstream_session", in.ID())
 	// Told after r.inner is set: pushing may wake the standalone pump,
 	// which calls Listen, which takes mu (held here: it waits).
