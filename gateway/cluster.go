@@ -579,12 +579,11 @@ func (s *Server) clusterChanged(id, owner string, lastActive int64, rev uint64, 
 		cs.saved = lastActive // another node wrote it: nothing to write here
 	}
 	cs.mu.Unlock()
-	// A node whose lease ran out while it lived learns here that another
-	// node claimed a session it owned. Other copies learn owners when they
-	// forward (relearnOwner) or write (saveActivity), as before.
-	if owner != s.clu.id && s.isOwner(sess) {
-		s.learnOwner(sess, owner, rev)
-	}
+	// The owner as the registry has it now: a copy forwards its next
+	// request to a node that claimed the session (not first to the dead
+	// owner, which cost the client a 502), and a node whose lease ran out
+	// while it lived learns that another node claimed a session it owned.
+	s.learnOwner(sess, owner, rev)
 }
 
 // learnOwner is clusterSession.learn on this node: a node that owned sess
