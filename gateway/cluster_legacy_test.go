@@ -13,22 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcpgate/mcpgate/gateway/auth"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 )
-
-// legacyPrincipals authenticates the tokens "alice-token" and "bob-token".
-type legacyPrincipals struct{}
-
-func (legacyPrincipals) Authenticate(tok []byte) (auth.Identity, error) {
-	switch string(tok) {
-	case "alice-token":
-		return auth.Identity{Principal: "alice", AllScopes: true}, nil
-	case "bob-token":
-		return auth.Identity{Principal: "bob", AllScopes: true}, nil
-	}
-	return auth.Identity{}, auth.ErrInvalidToken
-}
 
 var cluEndpointID = regexp.MustCompile(`sessionId=([0-9a-f]+)`)
 
@@ -128,7 +114,7 @@ func TestClusterLegacyMessagesOnAnyNode(t *testing.T) {
 	upA := testenv.NewFakeUpstream(t).On("tools/call", testenv.Result(`{"content":[{"type":"text","text":"from a's upstream"}]}`))
 	// Frequent heartbeats: a write finds the closed stream soon. A short
 	// idle timeout: activity is written every 250 ms.
-	cfg := Config{Authenticator: legacyPrincipals{}, Heartbeat: 50 * time.Millisecond, SessionIdleTimeout: 2 * time.Second}
+	cfg := Config{Authenticator: testenv.TwoPrincipals{}, Heartbeat: 50 * time.Millisecond, SessionIdleTimeout: 2 * time.Second}
 	_, urlA := fakeClusterServer(t, fnet, "a", upA, cfg)
 	_, urlB := fakeClusterServer(t, fnet, "b", testenv.NewFakeUpstream(t), cfg)
 	baseA, baseB := strings.TrimSuffix(urlA, "/mcp"), strings.TrimSuffix(urlB, "/mcp")

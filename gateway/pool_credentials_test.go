@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway"
-	"github.com/mcpgate/mcpgate/gateway/auth"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
@@ -152,19 +151,6 @@ func TestPoolNeverSharesForwardedCredentials(t *testing.T) {
 		"one pooled upstream session per credential, each opened with its own, and reused by its own client")
 }
 
-// twoPrincipals authenticates the tokens "alice-token" and "bob-token".
-type twoPrincipals struct{}
-
-func (twoPrincipals) Authenticate(tok []byte) (auth.Identity, error) {
-	switch string(tok) {
-	case "alice-token":
-		return auth.Identity{Principal: "alice", AllScopes: true}, nil
-	case "bob-token":
-		return auth.Identity{Principal: "bob", AllScopes: true}, nil
-	}
-	return auth.Identity{}, auth.ErrInvalidToken
-}
-
 // TestPoolResumeStaysWithItsClient: the requestState of an upstream call
 // waiting for a client's input (input_required) continues that call for
 // the client that started it only. Another client (another principal, or
@@ -178,7 +164,7 @@ func TestPoolResumeStaysWithItsClient(t *testing.T) {
 		cfg    gateway.Config
 		others []string
 	}{
-		"another principal":  {gateway.Config{Authenticator: twoPrincipals{}}, []string{bob}},
+		"another principal":  {gateway.Config{Authenticator: testenv.TwoPrincipals{}}, []string{bob}},
 		"another credential": {gateway.Config{UpstreamEra: gateway.UpstreamEraSession, ForwardAuthorization: true}, []string{bob, ""}},
 	} {
 		t.Run(name, func(t *testing.T) { poolResumeStaysWithItsClient(t, c.cfg, alice, c.others) })
