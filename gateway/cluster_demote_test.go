@@ -26,16 +26,12 @@ func TestClusterOwnerWhoseLeaseLapsedStopsActingAsOwner(t *testing.T) {
 	const list = `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
 	sid := liveSession(t, urlA)
 
-	fnet.mu.Lock()
-	fnet.dead["a"] = true // A's lease ran out
-	fnet.mu.Unlock()
-	code, _, body := mcpPost(t, urlC, sid, list) // C claims the session
-	require.Equal(t, http.StatusOK, code, body)
-	fnet.mu.Lock()
-	fnet.dead["a"] = false // A is back
-	fnet.mu.Unlock()
+	fnet.whileLapsed("a", func() { // A's lease runs out, then A is back
+		code, _, body := mcpPost(t, urlC, sid, list) // C claims the session
+		require.Equal(t, http.StatusOK, code, body)
+	})
 
-	code, _, body = mcpPost(t, urlA, sid, list)
+	code, _, body := mcpPost(t, urlA, sid, list)
 	require.Equal(t, http.StatusOK, code, body)
 	sentTo := func(up *testenv.FakeUpstream) (n int) {
 		for _, r := range up.Records() {
@@ -75,14 +71,10 @@ func TestClusterDemotedOwnerHandsItsStandaloneStreamOver(t *testing.T) {
 	upA.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a"}}`)
 	last := get.EventID(t, "from a")
 
-	fnet.mu.Lock()
-	fnet.dead["a"] = true // A's lease ran out
-	fnet.mu.Unlock()
-	code, _, body = mcpPost(t, urlC, sid, clusterPingBody) // C claims the session
-	require.Equal(t, http.StatusOK, code, body)
-	fnet.mu.Lock()
-	fnet.dead["a"] = false // A is back
-	fnet.mu.Unlock()
+	fnet.whileLapsed("a", func() { // A's lease runs out, then A is back
+		code, _, body = mcpPost(t, urlC, sid, clusterPingBody) // C claims the session
+		require.Equal(t, http.StatusOK, code, body)
+	})
 
 	get.Ended(t)
 	assert.Eventually(t, upA.Session(1).Closed, 5*time.Second, 10*time.Millisecond, "A's own upstream session was not closed")
@@ -124,14 +116,10 @@ func TestClusterForwardToDemotedOwnerReachesTheNewOwner(t *testing.T) {
 	watchB := nb.watch
 	nb.watch = nil // B's watch lags behind
 	nb.mu.Unlock()
-	fnet.mu.Lock()
-	fnet.dead["a"] = true // A's lease ran out
-	fnet.mu.Unlock()
-	code, _, body = mcpPost(t, urlC, sid, clusterPingBody) // C claims the session
-	require.Equal(t, http.StatusOK, code, body)
-	fnet.mu.Lock()
-	fnet.dead["a"] = false // A is back
-	fnet.mu.Unlock()
+	fnet.whileLapsed("a", func() { // A's lease runs out, then A is back
+		code, _, body = mcpPost(t, urlC, sid, clusterPingBody) // C claims the session
+		require.Equal(t, http.StatusOK, code, body)
+	})
 
 	code, _, body = mcpPost(t, urlB, sid, clusterPingBody)
 	assert.Equal(t, http.StatusOK, code, "B did not reach the new owner: %s", body)
@@ -164,13 +152,10 @@ func TestClusterDemotedOwnerOfAResumableSessionKeepsItsCopy(t *testing.T) {
 	up.Session(1).Push(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a"}}`)
 	last := get.EventID(t, "from a")
 
-	fnet.mu.Lock()
-	fnet.dead["a"] = true // A's lease ran out
-	fnet.mu.Unlock()
-	onC := testenv.DialStream(t, urlC, sid, last) // C claims the session, and pumps its standalone stream
-	fnet.mu.Lock()
-	fnet.dead["a"] = false // A is back
-	fnet.mu.Unlock()
+	var onC *testenv.SSEConn
+	fnet.whileLapsed("a", func() { // A's lease runs out, then A is back
+		onC = testenv.DialStream(t, urlC, sid, last) // C claims the session, and pumps its standalone stream
+	})
 
 	get.Ended(t)
 	sessA, ok := a.store.Get(sid)

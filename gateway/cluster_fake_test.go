@@ -78,6 +78,20 @@ func (n *fakeNet) crash(id string) {
 	node.mu.Unlock()
 }
 
+// whileLapsed runs f while node's lease has run out although the node
+// lives (a NATS partition longer than the lease), then gives it back.
+func (n *fakeNet) whileLapsed(node string, f func()) {
+	n.mu.Lock()
+	n.dead[node] = true
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.dead[node] = false
+		n.mu.Unlock()
+	}()
+	f()
+}
+
 // entryCount is the number of session entries in the registry.
 func (n *fakeNet) entryCount() int {
 	n.mu.Lock()
