@@ -237,10 +237,10 @@ func (s *Server) clusterRecord(sess *session) *sessionrec.Record {
 		// A legacy HTTP+SSE session cannot move (its stream is on this
 		// node): its entry only names its owner and principal, so that
 		// another node forwards its messages here (cluster_legacy.go).
-		return &sessionrec.Record{ID: sess.id, Principal: sess.principal, Owner: sess.owner, Created: sess.created,
+		return &sessionrec.Record{ID: sess.id, Principal: sess.principal, Namespaced: true, Owner: sess.owner, Created: sess.created,
 			LastActive: sess.lastActive.Load(), LegacyClient: true}
 	}
-	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Owner: sess.owner, Version: sess.version,
+	rec := &sessionrec.Record{ID: sess.id, Principal: sess.principal, Namespaced: true, Owner: sess.owner, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load()}
 	if rs := sess.restart; rs != nil {
 		rec.Initialize, rec.Capabilities = rs.init, rs.caps

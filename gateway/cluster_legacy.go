@@ -55,7 +55,7 @@ func (s *Server) forwardLegacyMessage(ctx *fasthttp.RequestCtx, sid string, who 
 	// An entry naming this node as the owner outlives the session's end
 	// here by a moment (or a crash of this node's previous process with
 	// the same id): the session is gone.
-	if rec == nil || !rec.LegacyClient || owner == s.clu.id || !s.principalOwns(sid, rec.Principal, who) {
+	if rec == nil || !rec.LegacyClient || owner == s.clu.id || !s.principalOwns(sid, s.recordPrincipal(rec), who) {
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 		return
 	}

@@ -207,6 +207,10 @@ type Config struct {
 	MaxConnsPerIP int
 	// Authenticator validates bearer tokens (see package gateway/auth);
 	// nil = no authentication: every request is anonymous (principal "").
+	// Sessions, session caps and rate limits are keyed by the principal it
+	// returns alone, so it must keep the principals of different token
+	// kinds apart (auth.Verifier names a JWT's "jwt:<sub>", which no static
+	// token's can be).
 	// With one, a request without a valid token gets 401 with
 	// WWW-Authenticate naming the protected resource metadata, served at
 	// /.well-known/oauth-protected-resource (RFC 9728).

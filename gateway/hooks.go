@@ -58,7 +58,7 @@ func (r CloseReason) String() string {
 type SessionInfo struct {
 	ID        string // the gateway-issued Mcp-Session-Id
 	Version   string // negotiated protocol version ("" for a legacy HTTP+SSE session until its initialize)
-	Principal string // authenticated principal, "" when anonymous
+	Principal string // authenticated principal (a JWT's is "jwt:" and its sub, see auth.Identity), "" when anonymous
 }
 
 // StreamInfo describes one SSE stream to hooks.

@@ -105,7 +105,7 @@ func (s *Server) SaveState(w io.Writer) error {
 // sessionRecord is sess as a session record.
 func (s *Server) sessionRecord(sess *session) *sessionrec.Record {
 	rec := &sessionrec.Record{
-		ID: sess.id, Principal: sess.principal, Owner: sess.owner, Version: sess.version,
+		ID: sess.id, Principal: sess.principal, Namespaced: true, Owner: sess.owner, Version: sess.version,
 		Created: sess.created, LastActive: sess.lastActive.Load(),
 	}
 	if rs := sess.restart; rs != nil {
@@ -222,8 +222,9 @@ func (s *Server) Restore(r io.Reader) (int, error) {
 // another cluster node's), without its upstream side, streams, counters
 // and last activity, which the callers set.
 func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *session {
+	principal := s.recordPrincipal(rec)
 	sess := &session{
-		id: rec.ID, version: rec.Version, principal: rec.Principal, owner: recordOwner(rec), created: rec.Created,
+		id: rec.ID, version: rec.Version, principal: principal, owner: recordOwner(rec, principal), created: rec.Created,
 		streams:     streamTable{list: make([]streamEntry, 0, nstreams)},
 		withStreams: s.streamSet(rec.ID),
 		restart:     &restartState{init: rec.Initialize, caps: rec.Capabilities, logLevel: rec.LogLevel},
@@ -239,16 +240,41 @@ func (s *Server) sessionFromRecord(rec *sessionrec.Record, nstreams int) *sessio
 
 // recordOwner is what a restored or loaded session counts under for
 // Config.MaxSessionsPerPrincipal: the owner the record names (an anonymous
-// client's address), else its principal. An anonymous session of a record
-// without an owner is counted alone, never with every other anonymous one.
-func recordOwner(rec *sessionrec.Record) string {
+// client's address), else its principal (recordPrincipal). An anonymous
+// session of a record without an owner is counted alone, never with every
+// other anonymous one.
+func recordOwner(rec *sessionrec.Record, principal string) string {
 	switch {
 	case rec.Owner != "":
 		return rec.Owner
-	case rec.Principal != "":
-		return rec.Principal
+	case principal != "":
+		return principal
 	}
 	return "\x00" + rec.ID
+}
+
+// legacyPrincipals is an Authenticator that can say what a principal
+// recorded before JWT subjects had a namespace of their own stands for
+// now (*auth.Verifier).
+type legacyPrincipals interface {
+	LegacyPrincipal(name string) string
+}
+
+// recordPrincipal is the principal of a record. A record written before
+// JWT principals had their own namespace (not Namespaced: a restart from
+// the previous version, or its nodes during a rolling upgrade) holds a
+// bare name, a static token's or a JWT's sub: the Authenticator maps it
+// (auth.Verifier.LegacyPrincipal: a static token's principal when the
+// tokens file names it, else the JWT subject's). Without such an
+// Authenticator the name is kept.
+func (s *Server) recordPrincipal(rec *sessionrec.Record) string {
+	if rec.Namespaced || rec.Principal == "" {
+		return rec.Principal
+	}
+	if m, ok := s.cfg.Authenticator.(legacyPrincipals); ok {
+		return m.LegacyPrincipal(rec.Principal)
+	}
+	return rec.Principal
 }
 
 // expiredRecord is expiredReason for a saved session (never busy: its

@@ -47,7 +47,7 @@ type securityOptions struct {
 }
 
 func (o *securityOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.tokensFile, "auth-tokens-file", "", "file of static bearer tokens, one \"token principal\" pair per line (# comments); reloaded on SIGHUP. With it or JWT validation, every request needs a valid Authorization: Bearer token")
+	fs.StringVar(&o.tokensFile, "auth-tokens-file", "", "file of static bearer tokens, one \"token principal\" pair per line (# comments; a principal must not start with jwt:, which names JWT subjects); reloaded on SIGHUP. With it or JWT validation, every request needs a valid Authorization: Bearer token")
 	fs.StringVar(&o.jwksURL, "jwt-jwks-url", "", "validate JWT access tokens against the authorization server's keys at this JWKS URL (fetched at start, every -jwt-jwks-refresh, and when a token names an unknown key, at most once a minute)")
 	fs.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "validate JWT access tokens against the public keys in this file (PEM or JWKS); reloaded on SIGHUP")
 	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "the iss a JWT must carry (required with -jwt-jwks-url or -jwt-key-file)")

@@ -151,7 +151,7 @@ func TestJWTRefusals(t *testing.T) {
 
 	id, err := v.Authenticate([]byte(good.sign(t, nil)))
 	require.NoError(t, err)
-	assert.Equal(t, "alice", id.Principal)
+	assert.Equal(t, "jwt:alice", id.Principal, "a subject's principal is in the JWT namespace")
 	assert.Equal(t, []string{"mcp:read", "mcp:write"}, id.Scopes)
 	assert.True(t, id.HasScopes([]string{"mcp:read"}))
 	assert.False(t, id.HasScopes([]string{"admin"}))
@@ -302,10 +302,30 @@ func TestStaticTokens(t *testing.T) {
 	_, err = v.Authenticate([]byte("tok-cccccccccccccccc"))
 	assert.NoError(t, err, "a failed reload keeps the tokens")
 
-	for _, bad := range []string{"onlyonefield0000000\n", "tok-aaaaaaaaaaaaaaaa a b\n", "tok-aaaaaaaaaaaaaaaa a\ntok-aaaaaaaaaaaaaaaa b\n", "tok-aaaaaaaa\x01aaaaaaa a\n"} {
+	for _, bad := range []string{"onlyonefield0000000\n", "tok-aaaaaaaaaaaaaaaa a b\n", "tok-aaaaaaaaaaaaaaaa a\ntok-aaaaaaaaaaaaaaaa b\n", "tok-aaaaaaaa\x01aaaaaaa a\n", "tok-aaaaaaaaaaaaaaaa jwt:alice\n"} {
 		_, err := ParseTokens([]byte(bad))
 		assert.ErrorIs(t, err, ErrConfig, "%q", bad)
 	}
+}
+
+// TestLegacyPrincipal: a bare name recorded before JWT subjects had their
+// own namespace is a static token's principal when the tokens file names
+// it, else a JWT subject's (with JWT validation on), else kept.
+func TestLegacyPrincipal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(path, []byte("tok-aaaaaaaaaaaaaaaa alice\n"), 0o600))
+	k := newRSA(t, "k1")
+	keys := filepath.Join(t.TempDir(), "k.json")
+	require.NoError(t, os.WriteFile(keys, jwksJSON(t, k), 0o600))
+	jwtCfg := &JWTConfig{KeyFile: keys, Issuer: testIssuer, Audience: []string{testAudience}}
+
+	both := newVerifier(t, VerifierConfig{TokensFile: path, JWT: jwtCfg})
+	assert.Equal(t, "alice", both.LegacyPrincipal("alice"))
+	assert.Equal(t, "jwt:bob", both.LegacyPrincipal("bob"))
+	static := newVerifier(t, VerifierConfig{TokensFile: path})
+	assert.Equal(t, "bob", static.LegacyPrincipal("bob"))
+	jwtOnly := newVerifier(t, VerifierConfig{JWT: jwtCfg})
+	assert.Equal(t, "jwt:alice", jwtOnly.LegacyPrincipal("alice"))
 }
 
 // TestCache: a validated JWT is served from the cache (no key needed any

@@ -5,10 +5,19 @@ import (
 	"time"
 )
 
+// JWTPrincipalPrefix starts the principal of every JWT: a JWT's principal
+// is "jwt:" and its sub claim. The issuer's subjects and the operator's
+// static token names are different namespaces, and a static token's
+// principal never starts with it (ParseTokens refuses one that does), so a
+// subject can never pass for a static token's principal, nor the other way
+// round.
+const JWTPrincipalPrefix = "jwt:"
+
 // Identity is who a valid token names.
 type Identity struct {
-	// Principal names the client: a static token's principal, or a JWT's
-	// sub claim. Sessions are bound to it.
+	// Principal names the client: a static token's principal as the
+	// tokens file spells it, or JWTPrincipalPrefix and a JWT's sub claim.
+	// Sessions, session caps and rate limits are keyed by it.
 	Principal string
 	// Scopes granted to the token (a JWT's scope or scp claim).
 	Scopes []string

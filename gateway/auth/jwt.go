@@ -315,7 +315,8 @@ func (s *scopeList) UnmarshalJSON(b []byte) error {
 
 // Verify validates a JWT access token: its signature (an accepted
 // algorithm, a known key), iss, aud, exp (required), nbf and iat (with the
-// clock skew), and a non-empty sub.
+// clock skew), and a non-empty sub. The identity's principal is
+// JWTPrincipalPrefix and the sub.
 func (j *JWT) Verify(token []byte) (Identity, error) {
 	kf := j.keys.Load()
 	if kf == nil {
@@ -331,7 +332,7 @@ func (j *JWT) Verify(token []byte) (Identity, error) {
 	if c.Subject == "" {
 		return Identity{}, invalid("token has no subject", nil)
 	}
-	id := Identity{Principal: c.Subject, Scopes: strings.Fields(c.Scope)}
+	id := Identity{Principal: JWTPrincipalPrefix + c.Subject, Scopes: strings.Fields(c.Scope)}
 	id.Scopes = append(id.Scopes, c.Scp...)
 	if c.ExpiresAt != nil {
 		id.Expiry = c.ExpiresAt.Time

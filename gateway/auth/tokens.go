@@ -17,7 +17,8 @@ const MinStaticTokenLen = 16
 // Tokens is a set of static bearer tokens, each naming a principal. Tokens
 // are held as SHA-256 digests only.
 type Tokens struct {
-	byDigest map[[32]byte]tokenEntry
+	byDigest   map[[32]byte]tokenEntry
+	principals map[string]struct{}
 }
 
 type tokenEntry struct {
@@ -28,9 +29,10 @@ type tokenEntry struct {
 // ParseTokens reads a tokens file: one "token principal" pair per line,
 // separated by spaces or tabs; blank lines and lines starting with # are
 // skipped. A token is at least MinStaticTokenLen bytes of visible ASCII; a
-// principal is any UTF-8 without spaces. A token may appear once.
+// principal is any UTF-8 without spaces that does not start with
+// JWTPrincipalPrefix (a JWT's). A token may appear once.
 func ParseTokens(data []byte) (*Tokens, error) {
-	t := &Tokens{byDigest: map[[32]byte]tokenEntry{}}
+	t := &Tokens{byDigest: map[[32]byte]tokenEntry{}, principals: map[string]struct{}{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	line := 0
@@ -56,11 +58,15 @@ func ParseTokens(data []byte) (*Tokens, error) {
 		if !utf8.ValidString(principal) {
 			return nil, fmt.Errorf("%w: tokens line %d: principal is not UTF-8", ErrConfig, line)
 		}
+		if strings.HasPrefix(principal, JWTPrincipalPrefix) {
+			return nil, fmt.Errorf("%w: tokens line %d: principal starts with %q, which names JWT subjects", ErrConfig, line, JWTPrincipalPrefix)
+		}
 		d := sha256.Sum256([]byte(tok))
 		if _, dup := t.byDigest[d]; dup {
 			return nil, fmt.Errorf("%w: tokens line %d: token appears twice", ErrConfig, line)
 		}
 		t.byDigest[d] = tokenEntry{digest: d, principal: principal}
+		t.principals[principal] = struct{}{}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: tokens: %v", ErrConfig, err)
@@ -83,6 +89,12 @@ func LoadTokens(path string) (*Tokens, error) {
 
 // Len returns the number of tokens.
 func (t *Tokens) Len() int { return len(t.byDigest) }
+
+// names reports whether a token of the set names principal.
+func (t *Tokens) names(principal string) bool {
+	_, ok := t.principals[principal]
+	return ok
+}
 
 // lookup finds the token whose digest is d. The map is keyed by the digest,
 // so how long the lookup takes depends on the digest, never on how much of

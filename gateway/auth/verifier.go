@@ -137,6 +137,24 @@ func (v *Verifier) StaticTokens() int {
 	return 0
 }
 
+// LegacyPrincipal is the principal that name, recorded before JWT
+// principals had their own namespace (when a JWT's principal was its bare
+// sub), stands for now: the static token principal name when the tokens
+// file names it, else, with JWT validation, the JWT subject name
+// (JWTPrincipalPrefix+name), else name. The record did not say which kind
+// of token opened the session: a name both could have is given to the
+// static token, whose holder could use the session before; a JWT client
+// of that name starts over (404).
+func (v *Verifier) LegacyPrincipal(name string) string {
+	if t := v.tokens.Load(); t != nil && t.names(name) {
+		return name
+	}
+	if v.jwt != nil {
+		return JWTPrincipalPrefix + name
+	}
+	return name
+}
+
 // Close stops the JWKS refresh, if any. Idempotent.
 func (v *Verifier) Close() {
 	if v.jwt != nil {

@@ -15,6 +15,11 @@ const RecordVersion = 1
 type Record struct {
 	ID        string // the gateway's Mcp-Session-Id
 	Principal string // the authenticated principal, "" when anonymous
+	// Namespaced: Principal is in the form that tells a JWT subject's
+	// principal from a static token's (package auth: "jwt:" and the sub).
+	// Records written before have a bare name for either; the gateway
+	// maps them when it reads them.
+	Namespaced bool
 	// Owner is what the per-principal session cap counted the session
 	// under: the principal, or an anonymous client's address ("" if not
 	// counted, or in records written before this field).
@@ -123,6 +128,7 @@ const (
 	fRecStream // repeated
 	fRecOwner
 	fRecLegacyClient
+	fRecNamespaced
 )
 
 const (
@@ -257,6 +263,7 @@ func AppendRecord(dst []byte, r *Record) []byte {
 		})
 	}
 	e.bool(fRecLegacyClient, r.LegacyClient)
+	e.bool(fRecNamespaced, r.Namespaced)
 	return e.b
 }
 
@@ -449,6 +456,10 @@ func DecodeRecord(b []byte) (*Record, error) {
 		case fRecLegacyClient:
 			if d.want(wire, wireVarint, "legacy client") {
 				r.LegacyClient = u != 0
+			}
+		case fRecNamespaced:
+			if d.want(wire, wireVarint, "namespaced") {
+				r.Namespaced = u != 0
 			}
 		}
 	}

@@ -15,7 +15,8 @@ import (
 func sampleRecord(i int) *Record {
 	return &Record{
 		ID:            strings.Repeat("ab", 16)[:30] + string(rune('a'+i%26)) + "0",
-		Principal:     "alice",
+		Principal:     "jwt:alice",
+		Namespaced:    true,
 		Version:       "2025-11-25",
 		Created:       1_700_000_000_000_000_000 + int64(i),
 		LastActive:    1_700_000_100_000_000_000,
