@@ -346,14 +346,18 @@ func (s *Server) apiSession(w http.ResponseWriter, r *http.Request) {
 	apiJSON(w, d)
 }
 
-// apiEndSession ends a session: its client then gets 404 for it.
+// apiEndSession ends a session: its client then gets 404 for it. Its
+// upstream side is ended before the answer, as for a client's DELETE, and
+// bounded only by upstreamCloseTimeout: not by the admin request, whose
+// client may go away (or time out) with the session ended here already and
+// its upstream close half done.
 func (s *Server) apiEndSession(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.store.Get(r.PathValue("id"))
 	if !ok {
 		apiError(w, http.StatusNotFound, "no such session")
 		return
 	}
-	s.endSession(r.Context(), sess, CloseAdmin, upstreamNow)
+	s.endSession(context.Background(), sess, CloseAdmin, upstreamNow)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -267,3 +267,63 @@ func TestMetricsExposition(t *testing.T) {
 	got := fams["odd_metric"].GetMetric()[0].GetLabel()[0].GetValue()
 	assert.Equal(t, odd, got, "escaped on the way out, intact on the way back")
 }
+
+// ctxClose is an upstream session whose Close waits until released and
+// reports whether its context ended first.
+type ctxClose struct {
+	stubSession
+	entered chan struct{}
+	release chan struct{}
+	cut     chan error
+}
+
+func (c *ctxClose) Close(ctx context.Context) error {
+	close(c.entered)
+	select {
+	case <-c.release:
+		c.cut <- nil
+	case <-ctx.Done():
+		c.cut <- ctx.Err()
+	}
+	return nil
+}
+
+// TestAdminEndSessionOutlivesTheRequest: the admin API's DELETE of a
+// session ends its upstream side even when the admin client goes away (its
+// request's context ends) while the upstream close runs.
+func TestAdminEndSessionOutlivesTheRequest(t *testing.T) {
+	s := newTestServer(t, Config{AdminToken: "s3cret"})
+	h := s.AdminHandler(true)
+	up := &ctxClose{entered: make(chan struct{}), release: make(chan struct{}), cut: make(chan error, 1)}
+	id := newSessionID()
+	sess := &session{id: id, version: "2025-11-25", up: up, withStreams: s.streamSet(id)}
+	sess.created = s.clock.Now()
+	sess.lastActive.Store(s.clock.Now())
+	require.NoError(t, s.storeSession(sess))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequest("DELETE", "http://127.0.0.1:9090/admin/v1/sessions/"+id, nil).WithContext(ctx)
+	r.Header.Set("Authorization", "Bearer s3cret")
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { defer close(done); h.ServeHTTP(w, r) }()
+	select {
+	case <-up.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream close never began")
+	}
+	cancel() // the admin client disconnects
+	time.Sleep(50 * time.Millisecond)
+	close(up.release)
+	select {
+	case err := <-up.cut:
+		assert.NoError(t, err, "the upstream close ran to its end, not cut by the admin client's going away")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream close never ended")
+	}
+	<-done
+	assert.Equal(t, http.StatusNoContent, w.Code)
+	_, ok := s.store.Get(id)
+	assert.False(t, ok, "the session ended")
+	assert.Equal(t, uint64(1), s.Metrics().SessionsClosed["admin"])
+}

@@ -164,6 +164,20 @@ func (l *lazyUpstream) Close(ctx context.Context) error {
 	return nil
 }
 
+// abort is Close for reapLater with its queue full (abortUpstream): a
+// later set refuses, and the real session, if any, is ended without
+// waiting. It reports false only for a real session left to expire
+// upstream by itself.
+func (l *lazyUpstream) abort() bool {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	if u := l.get(); u != nil {
+		return abortUpstream(u)
+	}
+	return true // none opened, and none will be
+}
+
 // protocolVersion is the protocol version of the session's client hop:
 // version, or for a legacy session the one its initialize settled ("" before).
 func (s *session) protocolVersion() string {

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"time"
+
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
 // upstreamEnd says how endSession ends a session's upstream side.
@@ -28,9 +30,12 @@ const upstreamCloseTimeout = 5 * time.Second
 
 // The reaper ends the upstream sessions of expired sessions: at most
 // reapWorkers at a time, on Server-owned goroutines that exist only while
-// there is work; at most reapQueue wait. Beyond that an upstream session is
-// left to expire on its own upstream (counted, logged), so a mass expiry
-// against a slow upstream never grows goroutines or memory without bound.
+// there is work; at most reapQueue wait. Beyond that an upstream session
+// that nothing else would end (a stdio process, a legacy HTTP+SSE stream:
+// upstream.Aborter) is ended at once without waiting for its end, and one
+// that expires upstream by itself (Streamable HTTP) is left to do so
+// (counted, logged), so a mass expiry against a slow upstream never grows
+// goroutines or memory without bound, nor leaks a process or a connection.
 const (
 	reapWorkers = 16
 	reapQueue   = 4096
@@ -94,11 +99,18 @@ func (s *Server) closeUpstream(ctx context.Context, sess *session) {
 }
 
 // reapLater queues sess's upstream side for the reaper and makes sure a
-// reaper runs. It never blocks.
+// reaper runs. It never blocks: with the queue full, it starts ending an
+// upstream side that would not end by itself (abortUpstream, no waiting,
+// no blocking I/O: its callers may hold evict.mu) and leaves the others to
+// expire upstream.
 func (s *Server) reapLater(sess *session) {
 	select {
 	case s.reapq <- sess:
 	default:
+		if abortUpstream(sess.up) {
+			s.log.Warn("too many upstream sessions waiting to be ended: this one is ended without waiting for its end", "session", shortID(sess.id))
+			return
+		}
 		s.metrics.upstreamSkipped.Add(1)
 		s.log.Warn("too many upstream sessions waiting to be ended: this one is left to expire upstream", "session", shortID(sess.id))
 		return
@@ -115,6 +127,28 @@ func (s *Server) reapLater(sess *session) {
 			return
 		}
 	}
+}
+
+// abortUpstream starts ending up, without waiting, if nothing else would
+// end it (upstream.Aborter, through the gateway's wrappers), and reports
+// whether up is taken care of: false means it was left as it is, to expire
+// upstream by itself (Streamable HTTP), or to its owner node.
+func abortUpstream(up upstream.Session) bool {
+	switch u := up.(type) {
+	case *lazyUpstream:
+		return u.abort()
+	case *reinitSession:
+		return u.abort()
+	case *forwardSession:
+		if l := u.local.Load(); l != nil {
+			return l.abort()
+		}
+		return false // the owner's: ending it is a request to the owner
+	case upstream.Aborter:
+		u.Abort()
+		return true
+	}
+	return false
 }
 
 // reapLoop ends queued upstream sessions until the queue is empty.

@@ -39,7 +39,7 @@ type metrics struct {
 	resumeMisses      atomic.Uint64
 	replacements      atomic.Uint64    // connections that took a stream over from an older one
 	backpressure      atomic.Uint64    // times a producer waited for its ring to make room
-	upstreamSkipped   atomic.Uint64    // expired sessions not ended upstream: the reaper's queue was full
+	upstreamSkipped   atomic.Uint64    // expired sessions whose self-expiring upstream session was not ended: the reaper's queue was full
 	statelessRequests atomic.Uint64    // POSTs of the stateless revision
 	statuses          [6]atomic.Uint64 // answers by status class: 1xx..5xx
 	// Hostile or over-limit clients (authn.go, limits.go, listener.go).
@@ -282,7 +282,7 @@ var (
 	descResumeMisses    = prometheus.NewDesc("mcpgate_resume_misses_total", "Last-Event-ID resumes refused.", nil, nil)
 	descReplacements    = prometheus.NewDesc("mcpgate_stream_replacements_total", "Client connections that took a stream over from an older connection of it (a reconnecting client).", nil, nil)
 	descStateless       = prometheus.NewDesc("mcpgate_stateless_requests_total", "POSTs of the stateless revision (2026-07-28), valid or not.", nil, nil)
-	descUpstreamSkipped = prometheus.NewDesc("mcpgate_upstream_close_skipped_total", "Expired sessions left to expire upstream because too many upstream closes were queued.", nil, nil)
+	descUpstreamSkipped = prometheus.NewDesc("mcpgate_upstream_close_skipped_total", "Expired or evicted sessions whose (Streamable HTTP) upstream session was left to expire upstream because too many upstream closes were queued.", nil, nil)
 	descResponses       = prometheus.NewDesc("mcpgate_http_responses_total", "Answers by status class.", []string{"class"}, nil)
 	descAuthFailures    = prometheus.NewDesc("mcpgate_auth_failures_total", "Requests refused by authentication (401: no or an invalid token; 403: a missing scope).", nil, nil)
 	descMismatches      = prometheus.NewDesc("mcpgate_session_principal_mismatches_total", "Requests naming a session of another principal (answered 404, as an unknown session).", nil, nil)

@@ -44,6 +44,9 @@ type reinitSession struct {
 	closed bool
 	// done holds inner once it is set, read without mu.
 	done atomic.Pointer[upstreamBox]
+	// aborted is set by abort, which never waits for mu: a
+	// re-initialization under way then ends the session it opened.
+	aborted atomic.Bool
 }
 
 // upstreamBox holds an upstream session for an atomic.Pointer.
@@ -102,11 +105,24 @@ func (r *reinitSession) Close(ctx context.Context) error {
 	return in.Close(ctx)
 }
 
+// abort is Close for reapLater with its queue full (abortUpstream),
+// without waiting for mu (held across a re-initialization): the new
+// upstream session, if there is one, is ended without waiting; one still
+// being opened is ended by get once it is. It reports false only for a
+// new session left to expire upstream by itself.
+func (r *reinitSession) abort() bool {
+	r.aborted.Store(true)
+	if in := r.current(); in != nil {
+		return abortUpstream(in)
+	}
+	return true
+}
+
 // get returns the upstream session, re-initializing it first if needed.
 func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.closed || r.aborted.Load() {
 		return nil, fmt.Errorf("re-initialize: %w", upstream.ErrSessionGone)
 	}
 	if r.inner != nil {
@@ -144,6 +160,12 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 	r.replay(rctx, in)
 	r.inner = in
 	r.done.Store(&upstreamBox{in})
+	if r.aborted.Load() {
+		// abort ran meanwhile and may not have seen done: the session
+		// ended, and so does the upstream session just opened.
+		_ = in.Close(rctx)
+		return nil, fmt.Errorf("re-initialize: %w", upstream.ErrSessionGone)
+	}
 	srv.log.Info("re-initialized a restored session's upstream", "session", shortID(r.sess.id), "upstream_session", in.ID())
 	// Told after r.inner is set: pushing may wake the standalone pump,
 	// which calls Listen, which takes mu (held here: it waits).

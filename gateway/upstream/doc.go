@@ -21,7 +21,9 @@
 // Concurrency: a Transport and its Sessions are safe for concurrent use. A
 // Stream has one reader; its Close may be called from any goroutine, at any
 // time and more than once, and interrupts a blocked Next. Session.Close and
-// Transport.Close are idempotent. Stdio and LegacySSE have a Stats method
+// Transport.Close are idempotent. Stdio and LegacySSE sessions, which
+// nothing but the gateway ends, also implement Aborter: Abort starts the
+// end without waiting for it, and never blocks. Stdio and LegacySSE have a Stats method
 // (their own counts, for the gateway's metrics), safe for concurrent use.
 //
 // The Streamable HTTP transport pools POST connections in a

@@ -263,7 +263,10 @@ type legacySession struct {
 	cred atomic.Pointer[string]
 }
 
-var _ Session = (*legacySession)(nil)
+var (
+	_ Session = (*legacySession)(nil)
+	_ Aborter = (*legacySession)(nil)
+)
 
 func (s *legacySession) ID() string      { return s.id }
 func (s *legacySession) Version() string { return s.version }
@@ -531,12 +534,18 @@ func (s *legacySession) Listen(context.Context) (Stream, error) {
 // for the stream's reader to stop (prompt: closing the connection
 // interrupts it), or for ctx. Idempotent.
 func (s *legacySession) Close(ctx context.Context) error {
-	s.end(errSessionClosed, false)
+	s.Abort()
 	select {
 	case <-s.readerDone:
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// Abort is Close without waiting for the stream's reader (a goroutine of
+// the transport's) to stop (upstream.Aborter).
+func (s *legacySession) Abort() {
+	s.end(errSessionClosed, false)
 }
 
 // end fails the session's routing with err and closes its stream.

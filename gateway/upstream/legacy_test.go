@@ -255,6 +255,23 @@ func TestLegacySSECalls(t *testing.T) {
 	assert.ErrorIs(t, err, ErrSessionGone)
 }
 
+// TestLegacySSEAbort: Abort closes the SSE stream (the upstream session
+// ends) without waiting for the reader; Close afterwards is harmless.
+func TestLegacySSEAbort(t *testing.T) {
+	ls := newLegacyServer(t)
+	tr, _ := newLegacyTransport(t, ls.sseURL(), nil)
+	s := connectLegacy(t, tr)
+	require.Implements(t, (*Aborter)(nil), s)
+	s.(Aborter).Abort()
+	require.Eventually(t, func() bool { return ls.newest.open.Load() == 0 }, 5*time.Second, 5*time.Millisecond,
+		"Abort closes the SSE stream")
+	_, err := s.Send(context.Background(), []byte(toolCall(1, "x", "", "")))
+	assert.ErrorIs(t, err, ErrSessionGone)
+	s.(Aborter).Abort()
+	require.NoError(t, s.Close(context.Background()))
+	assert.Zero(t, tr.Stats().SessionsLost, "the gateway ended it")
+}
+
 func TestLegacySSEPost404EndsSession(t *testing.T) {
 	ls := newLegacyServer(t)
 	tr, _ := newLegacyTransport(t, ls.sseURL(), nil)

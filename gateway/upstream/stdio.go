@@ -348,7 +348,10 @@ const (
 	stopHurry
 )
 
-var _ Session = (*stdioSession)(nil)
+var (
+	_ Session = (*stdioSession)(nil)
+	_ Aborter = (*stdioSession)(nil)
+)
 
 // ID is the session's short id, as its stderr lines are logged with.
 func (s *stdioSession) ID() string      { return s.id }
@@ -529,8 +532,7 @@ func (s *stdioSession) Listen(context.Context) (Stream, error) {
 // KillGrace later, then the reap. So Close never blocks for the kill
 // grace, and nothing is leaked. Idempotent.
 func (s *stdioSession) Close(ctx context.Context) error {
-	s.byUs.Store(true)
-	s.end(errSessionClosed, false)
+	s.Abort()
 	t := time.NewTimer(s.t.cfg.StdinGrace)
 	defer t.Stop()
 	select {
@@ -539,6 +541,13 @@ func (s *stdioSession) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// Abort is Close without the wait: the child's stdin is closed and the
+// supervisor goroutine ends the process as for Close (upstream.Aborter).
+func (s *stdioSession) Abort() {
+	s.byUs.Store(true)
+	s.end(errSessionClosed, false)
 }
 
 // end fails the session's routing with err (the first call wins) and asks

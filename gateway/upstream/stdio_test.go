@@ -348,6 +348,29 @@ func TestStdioCloseIsPolite(t *testing.T) {
 	require.NoError(t, s.Close(context.Background()), "Close twice")
 }
 
+// TestStdioAbortDoesNotWait: Abort returns at once, and the session's
+// supervisor ends the process as for Close: stdin closed, SIGTERM after
+// the stdin grace, SIGKILL a kill grace later, then the reap.
+func TestStdioAbortDoesNotWait(t *testing.T) {
+	tr, _ := newPeerTransport(t, "ignore-term", func(c *StdioConfig) {
+		c.StdinGrace = time.Second
+		c.KillGrace = 100 * time.Millisecond
+	})
+	s := connectPeer(t, tr)
+	pid := s.(*stdioSession).pid
+	start := time.Now()
+	s.(Aborter).Abort()
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "Abort does not wait for the stdin grace")
+	_, err := s.Send(context.Background(), []byte(toolCall(1, "env", "", "")))
+	assert.ErrorIs(t, err, ErrSessionGone)
+	require.Eventually(t, func() bool { return tr.Stats().ProcessesReaped == 1 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, uint64(1), tr.Stats().ProcessesKilled)
+	assert.Zero(t, tr.Stats().SessionsLost, "the gateway ended it")
+	assert.Empty(t, procState(pid), "reaped: no zombie")
+	s.(Aborter).Abort()
+	require.NoError(t, s.Close(context.Background()), "Close after Abort")
+}
+
 // TestStdioTransportCloseHurries: Transport.Close SIGTERMs at once.
 func TestStdioTransportCloseHurries(t *testing.T) {
 	tr, _ := newPeerTransport(t, "no-read", func(c *StdioConfig) {

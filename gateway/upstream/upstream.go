@@ -72,6 +72,19 @@ type Session interface {
 	Close(ctx context.Context) error
 }
 
+// Aborter is implemented by sessions that nothing but the gateway ends: a
+// stdio session's process, a legacy HTTP+SSE session's held-open stream.
+// (A Streamable HTTP session ends upstream by itself, at the upstream's idle
+// timeout, so its sessions do not implement it.)
+type Aborter interface {
+	// Abort starts ending the session as Close does and returns at once:
+	// it never waits and does no blocking I/O (it closes a pipe, cancels a
+	// request); the transport finishes the end on goroutines it owns
+	// (Transport.Close waits for them). Safe for concurrent use, with Close
+	// too; idempotent.
+	Abort()
+}
+
 // Stream yields the JSON-RPC messages of one upstream stream, in order.
 type Stream interface {
 	// Next returns the next message. The bytes are valid until the next
