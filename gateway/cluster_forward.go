@@ -276,7 +276,9 @@ func (s *Server) relay(sess *session, id uint64, up upstream.Stream) {
 	}
 }
 
-// relayStream reads a relay from JetStream as an upstream.Stream.
+// relayStream reads a relay from JetStream as an upstream.Stream. Like
+// every upstream stream it has one reader: Next and NextWithin are not
+// called concurrently.
 type relayStream struct {
 	msgs   chan []byte
 	errc   chan error
@@ -337,6 +339,8 @@ func (s *Server) followRelay(sess *session, owner string, id uint64) upstream.St
 	return r
 }
 
+var _ timedNexter = (*relayStream)(nil)
+
 func (r *relayStream) Next() ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -345,20 +349,46 @@ func (r *relayStream) Next() ([]byte, error) {
 	case m := <-r.msgs:
 		return m, nil
 	case err := <-r.errc:
-		// Messages may still be queued before the end.
-		select {
-		case m := <-r.msgs:
-			r.errc <- err
-			return m, nil
-		default:
-		}
-		if err == nil || errors.Is(err, io.EOF) {
-			r.err = io.EOF
-		} else {
-			r.err = fmt.Errorf("%s: %w", errOwnerGone.Error(), upstream.ErrUnavailable)
-		}
-		return nil, r.err
+		return r.ended(err)
 	}
+}
+
+// NextWithin is Next bounded by d, as the stdio and legacy HTTP+SSE call
+// streams have it (upstream.msgStream): a forwarded call whose response
+// comes at once is answered with JSON here too (earlyanswer.go). ok is
+// false when nothing arrived within d; the stream is then as it was.
+func (r *relayStream) NextWithin(d time.Duration) (msg []byte, ok bool, err error) {
+	if r.err != nil {
+		return nil, true, r.err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case m := <-r.msgs:
+		return m, true, nil
+	case err := <-r.errc:
+		msg, err = r.ended(err)
+		return msg, true, err
+	case <-t.C:
+		return nil, false, nil
+	}
+}
+
+// ended is Next once the follower ended with err: a message still queued
+// before the end, else the end (io.EOF, or the owner's death).
+func (r *relayStream) ended(err error) ([]byte, error) {
+	select {
+	case m := <-r.msgs:
+		r.errc <- err // the follower's one send was taken: room for it again
+		return m, nil
+	default:
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		r.err = io.EOF
+	} else {
+		r.err = fmt.Errorf("%s: %w", errOwnerGone.Error(), upstream.ErrUnavailable)
+	}
+	return nil, r.err
 }
 
 func (r *relayStream) Close() error {

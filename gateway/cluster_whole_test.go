@@ -19,12 +19,16 @@ import (
 // without an error. A forwarded call meets it at once: the owner's relay
 // brings the response and the stream's end together (a stdio session's
 // first request forwarded to the node that just re-initialized it, in
-// TestClusterStdioForwarding).
+// TestClusterStdioForwarding). A log message comes first: a response
+// alone that comes at once is answered as JSON (earlyanswer.go), on the
+// forwarding node too.
 func TestClusterWholeAnswerWaitsForTheStore(t *testing.T) {
 	for _, via := range []string{"owner", "forwarded"} {
 		t.Run(via, func(t *testing.T) {
 			fnet := newFakeNet()
-			upA := testenv.NewFakeUpstream(t).On("tools/list", testenv.Stream(testenv.Respond(`{"tools":[{"name":"answered"}]}`)))
+			upA := testenv.NewFakeUpstream(t).On("tools/list", testenv.Stream(
+				testenv.Notify("notifications/message", `{"level":"info","data":"listing"}`),
+				testenv.Respond(`{"tools":[{"name":"answered"}]}`)))
 			_, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
 			_, urlB := fakeClusterServer(t, fnet, "b", testenv.NewFakeUpstream(t), Config{})
 			sid := liveSession(t, urlA)
@@ -39,6 +43,7 @@ func TestClusterWholeAnswerWaitsForTheStore(t *testing.T) {
 			for i := range 3 {
 				code, _, body := mcpPost(t, url, sid, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
 				require.Equal(t, http.StatusOK, code, body)
+				assert.Contains(t, body, "data: ", "call %d: an SSE answer", i)
 				assert.Contains(t, body, `"answered"`, "call %d: the response is lost", i)
 				assert.Contains(t, body, `"id":7`, "call %d", i)
 			}
