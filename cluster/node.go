@@ -384,6 +384,10 @@ func (n *Node) Request(ctx context.Context, node, op string, body []byte) ([]byt
 	return msg.Data, nil
 }
 
+// RequestTimeout is how long Request waits for an answer at most
+// (Config.RequestTimeout).
+func (n *Node) RequestTimeout() time.Duration { return n.cfg.RequestTimeout }
+
 // serveRequest answers a request on a goroutine of its own (a forwarded
 // message may wait for its upstream), at most maxServing at a time.
 func (n *Node) serveRequest(m *nats.Msg) {

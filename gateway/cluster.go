@@ -63,9 +63,12 @@ type Cluster interface {
 	SetMark(ctx context.Context, id string, stream, seq uint64) error
 	Mark(ctx context.Context, id string, stream uint64) (uint64, error)
 	// Handle sets the function answering other nodes' requests; Request
-	// sends one to a node.
+	// sends one to a node and waits for its answer RequestTimeout at most
+	// (a handler that may take longer answers within it and hands the
+	// rest of its work off).
 	Handle(fn func(op string, body []byte) ([]byte, error))
 	Request(ctx context.Context, node, op string, body []byte) ([]byte, error)
+	RequestTimeout() time.Duration
 	// Release hands this node's lease back (a drain's hand-over); Nodes
 	// lists the live nodes; Flush waits for the outstanding publishes.
 	Release(ctx context.Context) error
@@ -109,6 +112,12 @@ type clusterNode struct {
 	// handingOver is set when a drain begins: standalone pumps stop, and
 	// the sessions go to other nodes.
 	handingOver atomic.Bool
+	// legacyHold is how long a request for a forwarded legacy message's
+	// answer is held while the message is being handled: half the
+	// request timeout (cluster_legacy.go).
+	legacyHold time.Duration
+	// legacy holds the forwarded legacy messages this node runs.
+	legacy legacyRuns
 
 	m clusterMetrics
 }
@@ -216,6 +225,10 @@ func (s *Server) clusterInit() error {
 	c := s.cfg.Cluster
 	s.clu = &clusterNode{c: c, id: c.NodeID(), tag: uint64(c.Tag()) << tagShift}
 	s.clu.activityEvery = min(max(s.cfg.SessionIdleTimeout/8, 100*time.Millisecond), 30*time.Second)
+	s.clu.legacyHold = c.RequestTimeout() / 2
+	if s.clu.legacyHold <= 0 {
+		s.clu.legacyHold = time.Second
+	}
 	if err := c.Watch(s.clusterChanged); err != nil {
 		return err
 	}
@@ -1378,7 +1391,7 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 
 // clusterRequest answers another node's request (Cluster.Handle).
 func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
-	if s.handingOver() && op != "send" && op != "end" && op != "legacy" {
+	if s.handingOver() && op != "send" && op != "end" && op != "legacy" && op != "legacywait" {
 		return nil, errors.New("draining")
 	}
 	switch op {
@@ -1427,6 +1440,8 @@ func (s *Server) clusterRequest(op string, body []byte) ([]byte, error) {
 		return s.serveForwarded(op, body)
 	case "legacy":
 		return s.serveLegacyMessage(body)
+	case "legacywait":
+		return s.serveLegacyWait(body)
 	}
 	return nil, errors.New("unknown op " + op)
 }

@@ -41,6 +41,9 @@ type fakeNet struct {
 	// closed once the last one was given.
 	ackDelay time.Duration
 	lastAck  chan struct{}
+	// timeout, if set, bounds each node-to-node request as package
+	// cluster's RequestTimeout does (else the gateway's own bound does).
+	timeout time.Duration
 }
 
 type fakeEntry struct {
@@ -339,7 +342,20 @@ func (f *fakeNode) Handle(fn func(op string, body []byte) ([]byte, error)) {
 	f.mu.Unlock()
 }
 
+// RequestTimeout is fakeNet.timeout, or the gateway's own bound on a
+// request (Server.rctx) when there is none.
+func (f *fakeNode) RequestTimeout() time.Duration {
+	f.net.mu.Lock()
+	defer f.net.mu.Unlock()
+	if f.net.timeout > 0 {
+		return f.net.timeout
+	}
+	return 10 * time.Second
+}
+
 func (f *fakeNode) Request(ctx context.Context, node, op string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.RequestTimeout())
+	defer cancel()
 	select { // a network's latency
 	case <-time.After(5 * time.Millisecond):
 	case <-ctx.Done():
@@ -358,7 +374,32 @@ func (f *fakeNode) Request(ctx context.Context, node, op string, body []byte) ([
 	if h == nil {
 		return nil, errors.New("fake cluster: no responders")
 	}
-	out, err := h(op, append([]byte(nil), body...))
+	n.mu.Lock()
+	bounded := n.timeout > 0
+	n.mu.Unlock()
+	if !bounded {
+		return remoteAnswer(h(op, append([]byte(nil), body...)))
+	}
+	// The requester gives up at the timeout; the handler, on "another
+	// node", runs on until it returns (its own server bounds it).
+	type answer struct {
+		out []byte
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		out, err := h(op, append([]byte(nil), body...))
+		got <- answer{out, err}
+	}()
+	select {
+	case a := <-got:
+		return remoteAnswer(a.out, a.err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("fake cluster: request %s to %s: %w", op, node, ctx.Err())
+	}
+}
+
+func remoteAnswer(out []byte, err error) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote: %s", err)
 	}

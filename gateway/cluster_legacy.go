@@ -6,6 +6,8 @@ import (
 	"errors"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -30,8 +32,16 @@ import (
 //     principal, the Content-Type, the Authorization header when it is
 //     forwarded upstream, and the body), which runs it exactly as a POST
 //     of its own (legacyMessage) and returns the status, Content-Type,
-//     Retry-After and body it answered. The answers to the message reach
-//     the client on its stream, on the owner, as always;
+//     Retry-After and body it answered, when it answered it: as on the
+//     owner, a message is answered once it was handled (an initialize
+//     once the upstream session is open, a call once the upstream took
+//     it), however long that takes. A node-to-node request is bounded
+//     (Cluster.RequestTimeout), so the owner runs the message on a
+//     goroutine of its own (legacyRun) and holds the request for half
+//     that time at most; a message not handled by then is answered
+//     "pending" with a ticket, and the sender asks again ("legacywait")
+//     until the answer comes, or the owner is gone. The answers to the
+//     message reach the client on its stream, on the owner, as always;
 //   - the session's end (its stream's end, whatever caused it, a shutdown
 //     included) removes the entry (clusterEnded). An owner that died
 //     leaves its entry to the registry's TTL; meanwhile a POST for the
@@ -67,6 +77,16 @@ func (s *Server) forwardLegacyMessage(ctx *fasthttp.RequestCtx, sid string, who 
 	}
 	out, err := s.clu.c.Request(rctx, owner, "legacy",
 		appendLegacyForward(nil, sid, who.principal, ctx.Request.Header.ContentType(), auth, ctx.PostBody()))
+	for err == nil {
+		ticket, pending := decodeLegacyPending(out)
+		if !pending {
+			break
+		}
+		// Still being handled on the owner: wait for it there again.
+		wctx, wcancel := s.rctx()
+		out, err = s.clu.c.Request(wctx, owner, "legacywait", appendLegacyWait(nil, ticket, sid))
+		wcancel()
+	}
 	if err != nil {
 		s.clu.m.forwardErrors.Add(1)
 		s.legacyForwardFailed(ctx, owner, err)
@@ -118,15 +138,121 @@ func (s *Server) legacyForwardFailed(ctx *fasthttp.RequestCtx, owner string, err
 	}
 }
 
+// legacyRun is a legacy message another node forwarded, run on this node
+// by a goroutine of its own; the sender waits for its answer through
+// requests each bounded by the request timeout (serveLegacyMessage,
+// then serveLegacyWait).
+type legacyRun struct {
+	ticket uint64
+	sid    string
+	// done is closed once answer is set.
+	done   chan struct{}
+	answer []byte
+	err    error
+	// taken is closed once the answer was handed out; an answer not
+	// taken for a while (its sender is gone) is dropped.
+	taken     chan struct{}
+	takenOnce sync.Once
+}
+
+func (r *legacyRun) take() { r.takenOnce.Do(func() { close(r.taken) }) }
+
 // serveLegacyMessage runs a legacy message another node forwarded
-// ("legacy") as a POST of this node's own, on a request context of its
-// own, and returns the answer.
-func (s *Server) serveLegacyMessage(body []byte) (out []byte, err error) {
+// ("legacy") as a POST of this node's own and returns the answer, or, if
+// the message is not handled within the request's hold
+// (clusterNode.legacyHold), a pending answer with the ticket under which
+// the sender asks for it again ("legacywait").
+func (s *Server) serveLegacyMessage(body []byte) ([]byte, error) {
 	f, ok := decodeLegacyForward(body)
 	if !ok {
 		return nil, errors.New("malformed legacy message forward")
 	}
 	s.clu.m.forwardedServed.Add(1)
+	run := &legacyRun{sid: f.sid, done: make(chan struct{}), taken: make(chan struct{})}
+	l := &s.clu.legacy
+	l.mu.Lock()
+	l.seq++
+	run.ticket = l.seq
+	if l.runs == nil {
+		l.runs = make(map[uint64]*legacyRun)
+	}
+	l.runs[run.ticket] = run
+	l.mu.Unlock()
+	if !s.goOwned(func(ctx context.Context) { s.runForwardedLegacy(ctx, run, f) }) {
+		l.forget(run)
+		return s.runLegacyMessage(f) // shutting down: refused at once
+	}
+	return s.awaitLegacyRun(run)
+}
+
+// serveLegacyWait answers a "legacywait" request: the answer of the
+// forwarded legacy message named by its ticket, or pending again.
+func (s *Server) serveLegacyWait(body []byte) ([]byte, error) {
+	ticket, sid, ok := decodeLegacyWait(body)
+	if !ok {
+		return nil, errors.New("malformed legacy message wait")
+	}
+	l := &s.clu.legacy
+	l.mu.Lock()
+	run := l.runs[ticket]
+	l.mu.Unlock()
+	if run == nil || run.sid != sid {
+		return nil, errors.New("no such forwarded legacy message (its answer was given, or given up)")
+	}
+	return s.awaitLegacyRun(run)
+}
+
+// awaitLegacyRun waits up to the hold for run's answer: the answer (handed
+// out once), or a pending answer.
+func (s *Server) awaitLegacyRun(run *legacyRun) ([]byte, error) {
+	t := time.NewTimer(s.clu.legacyHold)
+	defer t.Stop()
+	select {
+	case <-run.done:
+		run.take()
+		s.clu.legacy.forget(run)
+		return run.answer, run.err
+	case <-t.C:
+		return appendLegacyPending(nil, run.ticket), nil
+	}
+}
+
+// runForwardedLegacy runs a forwarded legacy message (serveLegacyMessage),
+// then keeps its answer until the sender took it, or for a while (the
+// sender is gone), or until the server's end.
+func (s *Server) runForwardedLegacy(ctx context.Context, run *legacyRun, f legacyForward) {
+	defer s.clu.legacy.forget(run)
+	run.answer, run.err = s.runLegacyMessage(f)
+	close(run.done)
+	t := time.NewTimer(4 * s.clu.legacyHold)
+	defer t.Stop()
+	select {
+	case <-run.taken:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// legacyRuns are the forwarded legacy messages this node runs or holds the
+// answers of, by ticket.
+type legacyRuns struct {
+	// mu guards runs and seq; a leaf.
+	mu   sync.Mutex
+	runs map[uint64]*legacyRun
+	seq  uint64
+}
+
+func (l *legacyRuns) forget(run *legacyRun) {
+	l.mu.Lock()
+	if l.runs[run.ticket] == run {
+		delete(l.runs, run.ticket)
+	}
+	l.mu.Unlock()
+}
+
+// runLegacyMessage runs a forwarded legacy message as a POST of this
+// node's own, on a request context of its own, and returns the answer.
+func (s *Server) runLegacyMessage(f legacyForward) (out []byte, err error) {
 	ctx := new(fasthttp.RequestCtx)
 	ctx.Init(new(fasthttp.Request), nil, nil)
 	defer func() {
@@ -190,6 +316,36 @@ func decodeLegacyForward(b []byte) (f legacyForward, ok bool) {
 	}
 	f.sid, f.principal, f.body = string(sid), string(principal), b
 	return f, true
+}
+
+// A pending answer (the message is still being handled) is a status of 0,
+// then the ticket (a uvarint); "legacywait" is the ticket (a uvarint),
+// then the session id.
+
+func appendLegacyPending(dst []byte, ticket uint64) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(dst, 0), ticket)
+}
+
+// decodeLegacyPending reads a pending answer; pending is false for any
+// other answer.
+func decodeLegacyPending(b []byte) (ticket uint64, pending bool) {
+	if st, n := binary.Uvarint(b); n != 1 || st != 0 {
+		return 0, false
+	}
+	ticket, n := binary.Uvarint(b[1:])
+	return ticket, n > 0 && n == len(b)-1
+}
+
+func appendLegacyWait(dst []byte, ticket uint64, sid string) []byte {
+	return append(binary.AppendUvarint(dst, ticket), sid...)
+}
+
+func decodeLegacyWait(b []byte) (ticket uint64, sid string, ok bool) {
+	ticket, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, "", false
+	}
+	return ticket, string(b[n:]), true
 }
 
 func appendLegacyAnswer(dst []byte, status int, retryAfter, contentType, body []byte) []byte {

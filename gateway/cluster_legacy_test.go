@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
+	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
 var cluEndpointID = regexp.MustCompile(`sessionId=([0-9a-f]+)`)
@@ -262,4 +264,126 @@ func TestLegacyForwardEncoding(t *testing.T) {
 	}
 	_, ok = decodeLegacyAnswer(appendLegacyAnswer(nil, 42, nil, nil, nil))
 	assert.False(t, ok, "not an HTTP status")
+
+	// A pending answer is no answer, and an answer is not pending.
+	p := appendLegacyPending(nil, 300)
+	ticket, pending := decodeLegacyPending(p)
+	assert.True(t, pending)
+	assert.Equal(t, uint64(300), ticket)
+	_, ok = decodeLegacyAnswer(p)
+	assert.False(t, ok, "a pending answer is not an answer")
+	for i := range len(p) {
+		_, pending := decodeLegacyPending(p[:i])
+		assert.False(t, pending, "cut at %d", i)
+	}
+	_, pending = decodeLegacyPending(a)
+	assert.False(t, pending, "an answer is not pending")
+	ticket, sid, ok := decodeLegacyWait(appendLegacyWait(nil, 300, "0123456789abcdef0123456789abcdef"))
+	require.True(t, ok)
+	assert.Equal(t, uint64(300), ticket)
+	assert.Equal(t, "0123456789abcdef0123456789abcdef", sid)
+	_, _, ok = decodeLegacyWait(nil)
+	assert.False(t, ok)
+}
+
+// TestClusterLegacySlowMessageForwarded: a legacy message whose handling
+// on the node holding the stream outlasts a node-to-node request (a slow
+// initialize, a slow call) is answered on the node the balancer sent it
+// to as on the owner: 202 once the owner handled it (not before, and not
+// 504 at the request timeout), its answer on the stream; an error the
+// owner answers after a slow handling comes back with the same status and
+// body as on the owner.
+func TestClusterLegacySlowMessageForwarded(t *testing.T) {
+	fnet := newFakeNet()
+	fnet.timeout = 400 * time.Millisecond
+	slow := 3 * fnet.timeout // well past the request timeout
+	localFail, fwdFail, initGate, callGate := testenv.NewGate("local failing initialize"), testenv.NewGate("forwarded failing initialize"),
+		testenv.NewGate("initialize"), testenv.NewGate("tools/call")
+	failed := fmt.Errorf("upstream refused: %w", upstream.ErrUnavailable)
+	upA := testenv.NewFakeUpstream(t).
+		OnConnect(testenv.Fail(failed).After(localFail), testenv.Fail(failed).After(fwdFail), testenv.Negotiated().After(initGate)).
+		On("tools/call", testenv.Result(`{"content":[{"type":"text","text":"slow"}]}`).After(callGate))
+	sA, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
+	_, urlB := fakeClusterServer(t, fnet, "b", testenv.NewFakeUpstream(t), Config{})
+	baseA, baseB := strings.TrimSuffix(urlA, "/mcp"), strings.TrimSuffix(urlB, "/mcp")
+
+	type answer struct {
+		code int
+		body string
+	}
+	// slowPost POSTs body to base while gate holds its handling on the
+	// owner past the request timeout, checks nothing was answered before
+	// the gate opened, and returns the answer.
+	slowPost := func(base, sid string, gate *testenv.Gate, body string) answer {
+		t.Helper()
+		got := make(chan answer, 1)
+		go func() {
+			req, err := http.NewRequest(http.MethodPost, base+"/messages?sessionId="+sid, strings.NewReader(body))
+			if err != nil {
+				got <- answer{0, err.Error()}
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := slowLiveClient.Do(req)
+			if err != nil {
+				got <- answer{0, err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			got <- answer{resp.StatusCode, string(b)}
+		}()
+		gate.WaitReached(t)
+		select {
+		case a := <-got:
+			t.Fatalf("answered %d before the owner handled the message: %s", a.code, a.body)
+		case <-time.After(slow):
+		}
+		gate.Release()
+		select {
+		case a := <-got:
+			return a
+		case <-time.After(10 * time.Second):
+			t.Fatal("no answer 10 s after the owner handled the message")
+			return answer{}
+		}
+	}
+	const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+	// A slow initialize that fails: the owner's error, whichever node
+	// took the POST.
+	localSid, _, _ := cluLegacyOpen(t, baseA, "")
+	local := slowPost(baseA, localSid, localFail, initialize)
+	require.GreaterOrEqual(t, local.code, 400, local.body)
+	sid, msgs, _ := cluLegacyOpen(t, baseA, "")
+	fwd := slowPost(baseB, sid, fwdFail, initialize)
+	assert.Equal(t, local, fwd, "the forwarded answer is the owner's")
+
+	// A slow initialize that succeeds, then a slow call: 202 once done,
+	// the answers on the stream.
+	a := slowPost(baseB, sid, initGate, initialize)
+	require.Equal(t, http.StatusAccepted, a.code, a.body)
+	m := nextLegacyMessage(t, msgs)
+	assert.Contains(t, m, `"id":1`)
+	assert.Contains(t, m, `"result"`)
+	code, body := cluLegacyPost(t, baseB, sid, "", "application/json", `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	a = slowPost(baseB, sid, callGate, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{}}}`)
+	require.Equal(t, http.StatusAccepted, a.code, a.body)
+	m = nextLegacyMessage(t, msgs)
+	assert.Contains(t, m, `"id":2`)
+	assert.Contains(t, m, `"slow"`)
+
+	// Quick messages and refusals are still answered at once, as before.
+	code, body = cluLegacyPost(t, baseB, sid, "", "application/json", `{"jsonrpc":"2.0","id":3,"method":"ping"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	assert.JSONEq(t, `{"jsonrpc":"2.0","id":3,"result":{}}`, nextLegacyMessage(t, msgs))
+	code, body = cluLegacyPost(t, baseB, sid, "", "application/json", `{"jsonrpc":"2.0","id":4,`)
+	assert.Equal(t, http.StatusBadRequest, code, body)
+	assert.Contains(t, body, "-32700")
+
+	// Every answer was taken: the owner keeps none.
+	l := &sA.clu.legacy
+	assert.Eventually(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.runs) == 0 },
+		time.Second, 10*time.Millisecond, "forwarded legacy messages left on the owner")
 }
