@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,10 +130,23 @@ func apiJSON(w http.ResponseWriter, v any) {
 
 // adminAuth requires the admin bearer token, compared in constant time
 // (of hashes, so the length does not leak either). Without a configured
-// token the API refuses every request.
+// token the API refuses every request. Failures count against the client
+// address as on the endpoint (limits.go), in a budget of their own: past
+// it, 429 with Retry-After before the token is compared.
 func (s *Server) adminAuth(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(s.cfg.AdminToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var addr netip.Addr
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err == nil {
+			addr = addrKey(ap.Addr())
+		}
+		if blocked, wait := s.authBlocked(adminFailures, addr, err == nil); blocked {
+			s.authRefused("admin", addr, wait)
+			retryAfter(w.Header(), wait)
+			apiError(w, http.StatusTooManyRequests, "Too Many Requests: too many failed authentications from this address")
+			return
+		}
 		// The scheme is case-insensitive (RFC 9110 section 11.1).
 		h := r.Header.Get("Authorization")
 		ok := len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ")
@@ -147,6 +161,7 @@ func (s *Server) adminAuth(next http.Handler) http.Handler {
 			if s.cfg.AdminToken == "" {
 				msg = "Unauthorized: no admin token is configured (-admin-token-file)"
 			}
+			s.authFailed(adminFailures, addr, err == nil)
 			apiError(w, http.StatusUnauthorized, msg)
 			return
 		}
@@ -450,6 +465,8 @@ func (s *Server) EffectiveConfig() map[string]any {
 		"max_sessions_per_principal": c.MaxSessionsPerPrincipal,
 		"rate_limit":                 c.RateLimit,
 		"rate_burst":                 c.RateBurst,
+		"auth_failure_burst":         max(0, c.AuthFailureBurst), // 0: no limit
+		"auth_failure_rate":          c.AuthFailureRate,
 		"evict_idle":                 c.EvictIdle,
 		"max_conns_per_ip":           c.MaxConnsPerIP,
 		"max_header_bytes":           c.MaxHeaderBytes,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,6 +23,16 @@ type Authenticator interface {
 	// client may see). It runs on the request path: safe for concurrent
 	// use, and it must not block for long.
 	Authenticate(token []byte) (auth.Identity, error)
+}
+
+// cachedTokens is implemented by an Authenticator that can tell a JWT it
+// validated before without checking its signature again (auth.Verifier's
+// cache). An address over its failed authentications' budget is still
+// served with such a token: a guesser behind the same proxy or NAT does
+// not lock out the users of the issuer's tokens, and gains nothing (a
+// cached JWT cannot be guessed without the issuer's key).
+type cachedTokens interface {
+	Cached(token []byte) (auth.Identity, bool)
 }
 
 // caller is who sent a request: the principal its token names ("" when
@@ -56,14 +67,28 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (caller, bool) {
 		return c, s.allowRate(ctx, c)
 	}
 	tok, ok := bearerToken(ctx.Request.Header.Peek("Authorization"))
-	if !ok {
-		s.metrics.authFailures.Add(1)
+	var id auth.Identity
+	var err error
+	if wait, throttled := s.authThrottled(ctx); throttled {
+		// Only a JWT validated before is looked at (cachedTokens).
+		ct, _ := s.cfg.Authenticator.(cachedTokens)
+		if !ok || ct == nil {
+			s.refuseThrottled(ctx, wait)
+			return c, false
+		}
+		if id, ok = ct.Cached(tok); !ok {
+			s.refuseThrottled(ctx, wait)
+			return c, false
+		}
+	} else if !ok {
+		s.authFailure(ctx)
 		s.unauthorized(ctx, "", "")
 		return c, false
+	} else {
+		id, err = s.cfg.Authenticator.Authenticate(tok)
 	}
-	id, err := s.cfg.Authenticator.Authenticate(tok)
 	if err != nil {
-		s.metrics.authFailures.Add(1)
+		s.authFailure(ctx)
 		reason := "invalid token"
 		if te := (*auth.TokenError)(nil); errors.As(err, &te) {
 			reason = te.Reason
@@ -81,6 +106,37 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (caller, bool) {
 	}
 	c.principal = id.Principal
 	return c, s.allowRate(ctx, c)
+}
+
+// authThrottled reports whether the client's address has spent its failed
+// authentications (limits.go), and how long until it may fail again.
+func (s *Server) authThrottled(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
+	if s.authFails == nil || s.authFails.n.Load() == 0 {
+		return 0, false // no address over budget lately: not even the address is looked up
+	}
+	addr, ok := clientKey(ctx.RemoteAddr())
+	blocked, wait := s.authBlocked("", addr, ok)
+	return wait, blocked
+}
+
+// refuseThrottled answers 429 to a request from an address over its failed
+// authentications' budget whose token was not judged (no signature
+// checked): there is no challenge, the token may be valid.
+func (s *Server) refuseThrottled(ctx *fasthttp.RequestCtx, wait time.Duration) {
+	addr, _ := clientKey(ctx.RemoteAddr())
+	s.authRefused("endpoint", addr, wait)
+	retryAfter(&ctx.Response.Header, wait)
+	s.fail(ctx, fasthttp.StatusTooManyRequests, nil, jsonrpc.CodeServerError,
+		"Too Many Requests: too many failed authentications from this address", nil)
+}
+
+// authFailure counts a 401 and charges it to the client's address.
+func (s *Server) authFailure(ctx *fasthttp.RequestCtx) {
+	s.metrics.authFailures.Add(1)
+	if s.authFails != nil {
+		addr, ok := clientKey(ctx.RemoteAddr())
+		s.authFailed("", addr, ok)
+	}
 }
 
 // bearerToken returns the token of an Authorization header using the

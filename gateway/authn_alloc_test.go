@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func requestCtx(t *testing.T, raw string) *fasthttp.RequestCtx {
 
 // TestRequestChecksAllocs: what every request passes before it reaches a
 // session (admit, authenticate with a static token or a cached JWT, the
-// rate limit) allocates nothing.
+// failed-authentication limit, the rate limit) allocates nothing.
 func TestRequestChecksAllocs(t *testing.T) {
 	dir := t.TempDir()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -55,6 +56,9 @@ func TestRequestChecksAllocs(t *testing.T) {
 	require.NoError(t, err)
 
 	s := newTestServer(t, Config{Authenticator: v, RequiredScopes: []string{"mcp"}, RateLimit: 1e9, RateBurst: 1 << 30})
+	// Another address has failed lately: the failure limit looks this
+	// request's address up (limits.go).
+	s.authFailed("", netip.MustParseAddr("192.0.2.1"), true)
 	for name, token := range map[string]string{"static": "static-token-0123456789", "cached JWT": jwtTok} {
 		ctx := requestCtx(t, "POST /mcp HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:5173\r\n"+
 			"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+

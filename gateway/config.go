@@ -38,6 +38,8 @@ const (
 	DefaultReadBodyTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes       = 8 << 10
 	DefaultMaxHeaders           = 64
+	DefaultAuthFailureBurst     = 20
+	DefaultAuthFailureRate      = 1.0
 	// MaxSessionIDLen bounds the Mcp-Session-Id header a client may send.
 	MaxSessionIDLen = 128
 )
@@ -245,6 +247,18 @@ type Config struct {
 	// RateBurst is how many requests a principal may make at once before
 	// RateLimit applies. 0 = RateLimit rounded up (at least 1).
 	RateBurst int
+	// AuthFailureBurst is how many failed authentications (401: no token
+	// or an invalid one, on the endpoint or the admin API) one client
+	// address (an IPv6 client's /64) may have in a row; past them, every
+	// request from that address is refused with 429 and Retry-After before
+	// its token is looked at, until AuthFailureRate has given one back.
+	// Successes neither spend nor give back. 0 = DefaultAuthFailureBurst,
+	// <0 = no limit.
+	AuthFailureBurst int
+	// AuthFailureRate is how many failed authentications per second come
+	// back to an address's budget. 0 = DefaultAuthFailureRate; <0 is an
+	// error.
+	AuthFailureRate float64
 	// EvictIdle makes room at the session cap (MaxSessions): the least
 	// recently active session without a call in flight or a connected
 	// stream is ended (CloseEvicted; its id then gets 404) instead of the

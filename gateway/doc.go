@@ -33,7 +33,8 @@
 //     on a new goroutine, see pump.go), a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
 //     expired or evicted sessions' upstream sides are being ended, the
-//     rate limiters' sweeper when Config.RateLimit is set; on a cluster
+//     rate limiters' sweeper when Config.RateLimit or Config.AuthFailureBurst
+//     is set (the failed-authentication limit is on by default); on a cluster
 //     node, cluster.go's activity writer, a follower and a watchdog per
 //     stream read from another node, and a relay per forwarded streamed
 //     answer) through Server.goOwned; Shutdown cancels them and waits. No
@@ -62,7 +63,8 @@
 //
 // Hostile clients: every request passes admit (requestcheck.go: framing,
 // repeated single-value headers, Host and Origin) before it is routed, then
-// authenticate (authn.go: bearer token, scopes, rate limit) before it
+// authenticate (authn.go: failed authentications per address, bearer
+// token, scopes, rate limit) before it
 // reaches a session, and a session answers only the principal that created
 // it (anyone else gets 404, as for an unknown session). See limits.go for
 // sessions per principal and eviction at the cap.

@@ -42,6 +42,15 @@ func (c *Config) securityDefaults() error {
 	if c.RateLimit > 0 && c.RateBurst == 0 {
 		c.RateBurst = max(1, int(math.Ceil(c.RateLimit)))
 	}
+	if c.AuthFailureRate < 0 || math.IsNaN(c.AuthFailureRate) || math.IsInf(c.AuthFailureRate, 0) {
+		return errors.New("gateway: auth failure rate must be a non-negative number")
+	}
+	if c.AuthFailureRate == 0 {
+		c.AuthFailureRate = DefaultAuthFailureRate
+	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = DefaultAuthFailureBurst
+	}
 	for _, sc := range c.RequiredScopes {
 		if sc == "" || strings.ContainsAny(sc, " \"\\\t\r\n") {
 			return fmt.Errorf("gateway: required scope %q: scopes are non-empty tokens without spaces or quotes", sc)
@@ -65,18 +74,21 @@ func (c *Config) securityDefaults() error {
 
 // ---- per-principal rate limit ----
 
-// rateLimits holds a token bucket (golang.org/x/time/rate) per principal,
-// or per client address for anonymous callers. Memory stays bounded: a
-// limiter idle long enough to be full again is dropped by the sweep (a new
-// one would behave the same), and beyond maxLimiters callers share one
-// overflow limiter.
+// rateLimits holds a token bucket (golang.org/x/time/rate) per key: per
+// principal, or per client address for anonymous callers (Server.limits),
+// and per client address for failed authentications (Server.authFails).
+// Memory stays bounded: a limiter idle long enough to be full again is
+// dropped by the sweep (a new one would behave the same), and beyond max
+// keys callers share the overflow limiter, or, without one, are not
+// limited at all.
 type rateLimits struct {
 	limit    rate.Limit
 	burst    int
 	idle     int64 // ns after which an untouched limiter is full again
+	max      int64 // limiters kept at once
 	m        *xsync.MapOf[limitKey, *limiterEntry]
 	n        atomic.Int64
-	overflow *rate.Limiter
+	overflow *rate.Limiter // nil: keys beyond max are not limited
 }
 
 type limitKey struct {
@@ -95,14 +107,23 @@ const maxLimiters = 1 << 17
 // limiterSweepEvery is how often idle limiters are dropped.
 const limiterSweepEvery = 30 * time.Second
 
+// newRateLimits is the per-principal rate limit: beyond maxLimiters keys,
+// callers share one overflow limiter.
 func newRateLimits(limit float64, burst int) *rateLimits {
+	r := newLimiters(limit, burst)
+	r.overflow = rate.NewLimiter(rate.Limit(limit), burst)
+	return r
+}
+
+// newLimiters is a set of limiters without an overflow limiter.
+func newLimiters(limit float64, burst int) *rateLimits {
 	refill := time.Duration(float64(burst) / limit * float64(time.Second))
 	return &rateLimits{
-		limit:    rate.Limit(limit),
-		burst:    burst,
-		idle:     int64(max(refill, time.Second)),
-		m:        xsync.NewMapOf[limitKey, *limiterEntry](),
-		overflow: rate.NewLimiter(rate.Limit(limit), burst),
+		limit: rate.Limit(limit),
+		burst: burst,
+		idle:  int64(max(refill, time.Second)),
+		max:   maxLimiters,
+		m:     xsync.NewMapOf[limitKey, *limiterEntry](),
 	}
 }
 
@@ -111,7 +132,10 @@ func newRateLimits(limit float64, burst int) *rateLimits {
 func (r *rateLimits) allow(k limitKey, coarse int64, now time.Time) (bool, time.Duration) {
 	e, ok := r.m.Load(k)
 	if !ok {
-		if r.n.Load() >= maxLimiters {
+		if r.n.Load() >= r.max {
+			if r.overflow == nil {
+				return true, 0
+			}
 			return r.take(r.overflow, now)
 		}
 		var created bool
@@ -129,6 +153,24 @@ func (r *rateLimits) allow(k limitKey, coarse int64, now time.Time) (bool, time.
 	return r.take(e.lim, now)
 }
 
+// empty reports, without taking anything, whether k's own bucket is empty,
+// and if so how long until it holds one again. A key without a limiter
+// (none yet, dropped, or beyond max) is never empty: with no key kept this
+// is one atomic load.
+func (r *rateLimits) empty(k limitKey, now time.Time) (bool, time.Duration) {
+	if r.n.Load() == 0 {
+		return false, 0
+	}
+	e, ok := r.m.Load(k)
+	if !ok {
+		return false, 0
+	}
+	if tokens := e.lim.TokensAt(now); tokens < 1 {
+		return true, time.Duration((1 - tokens) / float64(r.limit) * float64(time.Second))
+	}
+	return false, 0
+}
+
 func (r *rateLimits) take(l *rate.Limiter, now time.Time) (bool, time.Duration) {
 	if l.AllowN(now, 1) {
 		return true, 0
@@ -139,6 +181,9 @@ func (r *rateLimits) take(l *rate.Limiter, now time.Time) (bool, time.Duration) 
 
 // sweep drops the limiters untouched for longer than their refill time.
 func (r *rateLimits) sweep(now int64) {
+	if r == nil {
+		return
+	}
 	r.m.Range(func(k limitKey, e *limiterEntry) bool {
 		if now-e.last.Load() > r.idle {
 			if _, deleted := r.m.LoadAndDelete(k); deleted {
@@ -149,7 +194,8 @@ func (r *rateLimits) sweep(now int64) {
 	})
 }
 
-// limiterSweepLoop runs the sweep until ctx ends (a Server-owned goroutine).
+// limiterSweepLoop runs the sweeps until ctx ends (a Server-owned
+// goroutine).
 func (s *Server) limiterSweepLoop(ctx context.Context) {
 	t := time.NewTicker(limiterSweepEvery)
 	defer t.Stop()
@@ -158,9 +204,16 @@ func (s *Server) limiterSweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.limits.sweep(s.clock.Now())
+			now := s.clock.Now()
+			s.limits.sweep(now)
+			s.authFails.sweep(now)
 		}
 	}
+}
+
+// retryAfter sets Retry-After to wait in whole seconds, at least 1.
+func retryAfter(h interface{ Set(string, string) }, wait time.Duration) {
+	h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 }
 
 // allowRate charges a request to its caller's rate limit, and answers 429
@@ -174,9 +227,86 @@ func (s *Server) allowRate(ctx *fasthttp.RequestCtx, c caller) bool {
 		return true
 	}
 	s.metrics.rateLimited.Add(1)
-	ctx.Response.Header.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	retryAfter(&ctx.Response.Header, wait)
 	s.fail(ctx, fasthttp.StatusTooManyRequests, nil, jsonrpc.CodeServerError, "Too Many Requests: rate limit exceeded", nil)
 	return false
+}
+
+// ---- failed authentications per client address ----
+
+// Failed authentications (401: no token, or one that is not valid, on the
+// endpoint or the admin API) are counted per client address (clientKey:
+// an IPv6 client's /64) in a token bucket of Config.AuthFailureBurst
+// failures, refilled at Config.AuthFailureRate a second. While an
+// address's bucket is empty, its requests are answered 429 before their
+// token is checked: a client with a valid static token behind the same
+// address as a guesser waits for the bucket too; only a JWT validated
+// before, still cached (no signature to check, nothing a guess could hit),
+// is served (authn.go, cachedTokens).
+// A success costs nothing: with no address over its budget lately, one
+// atomic load (rateLimits.empty), else one map lookup. The limiters are
+// the rate limit's (idle ones swept, at most maxLimiters) without an
+// overflow limiter: one would let whoever fills the map with addresses
+// lock every new address out; beyond the cap, failures are not limited.
+
+// adminFailures keys the admin API's failures apart from the endpoint's:
+// guesses at one never lock an address out of the other.
+const adminFailures = "admin"
+
+// authFailLogEvery is how often at most the refusals are logged.
+const authFailLogEvery = 10 * time.Second
+
+// authThrottle holds what the refusals log needs.
+type authThrottle struct {
+	lastLog    atomic.Int64  // coarse unix ns of the last log line
+	lastCount  atomic.Uint64 // refusals counted at that line
+	logPending atomic.Bool   // a line is being written
+}
+
+// authBlocked reports whether the address's failures are over budget; then
+// wait is how long until one is available again.
+func (s *Server) authBlocked(scope string, addr netip.Addr, ok bool) (bool, time.Duration) {
+	if s.authFails == nil || !ok {
+		return false, 0
+	}
+	return s.authFails.empty(limitKey{principal: scope, addr: addr}, time.Now())
+}
+
+// authFailed charges a failed authentication to the address.
+func (s *Server) authFailed(scope string, addr netip.Addr, ok bool) {
+	if s.authFails == nil || !ok {
+		return
+	}
+	s.authFails.allow(limitKey{principal: scope, addr: addr}, s.clock.Now(), time.Now())
+}
+
+// authRefused counts a request refused for its address's failures and logs
+// it, at most once every authFailLogEvery with the refusals since the last
+// line (a guesser must not flood the log either).
+func (s *Server) authRefused(where string, addr netip.Addr, wait time.Duration) {
+	n := s.metrics.authThrottled.Add(1)
+	t := &s.authThrottle
+	now := s.clock.Now()
+	if now-t.lastLog.Load() < int64(authFailLogEvery) || !t.logPending.CompareAndSwap(false, true) {
+		return
+	}
+	defer t.logPending.Store(false)
+	if now-t.lastLog.Load() < int64(authFailLogEvery) {
+		return
+	}
+	t.lastLog.Store(now)
+	prev := t.lastCount.Swap(n)
+	s.log.Warn("too many failed authentications: requests refused 429 before their token is checked",
+		"on", where, "address", addrString(addr), "retry_after", wait.Round(time.Millisecond).String(),
+		"refused_since_last_line", n-prev)
+}
+
+// addrString names a client key: an IPv6 key as its /64.
+func addrString(a netip.Addr) string {
+	if a.Is6() {
+		return a.String() + "/64"
+	}
+	return a.String()
 }
 
 // ---- sessions per principal ----

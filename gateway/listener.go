@@ -106,12 +106,18 @@ func clientKey(a net.Addr) (netip.Addr, bool) {
 	if !ok {
 		return netip.Addr{}, false
 	}
+	return addrKey(ip), true
+}
+
+// addrKey is clientKey of an address: itself for IPv4 (an IPv4-mapped IPv6
+// address unmapped), its /64 for IPv6.
+func addrKey(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		ip = p.Addr()
 	}
-	return ip, true
+	return ip
 }
 
 // errBareLineEnd: a request head used a bare LF or CR as a line end. The

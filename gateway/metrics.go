@@ -46,6 +46,7 @@ type metrics struct {
 	authFailures        atomic.Uint64 // requests refused 401 or 403 by authentication
 	principalMismatches atomic.Uint64 // a session used by another principal (answered 404)
 	rateLimited         atomic.Uint64 // requests refused 429 by the rate limit
+	authThrottled       atomic.Uint64 // requests refused 429 for their address's failed authentications
 	connsRefused        atomic.Uint64 // connections refused at the per-IP cap
 	evictions           atomic.Uint64 // idle sessions ended to make room at the cap
 
@@ -166,6 +167,7 @@ type MetricsSnapshot struct {
 	AuthFailures        uint64
 	PrincipalMismatches uint64
 	RateLimited         uint64
+	AuthThrottled       uint64
 	ConnsRefused        uint64
 	Evictions           uint64
 }
@@ -201,6 +203,7 @@ func (m *metrics) snapshot(sessions int) MetricsSnapshot {
 		AuthFailures:        m.authFailures.Load(),
 		PrincipalMismatches: m.principalMismatches.Load(),
 		RateLimited:         m.rateLimited.Load(),
+		AuthThrottled:       m.authThrottled.Load(),
 		ConnsRefused:        m.connsRefused.Load(),
 		Evictions:           m.evictions.Load(),
 	}
@@ -287,6 +290,7 @@ var (
 	descAuthFailures    = prometheus.NewDesc("mcpgate_auth_failures_total", "Requests refused by authentication (401: no or an invalid token; 403: a missing scope).", nil, nil)
 	descMismatches      = prometheus.NewDesc("mcpgate_session_principal_mismatches_total", "Requests naming a session of another principal (answered 404, as an unknown session).", nil, nil)
 	descRateLimited     = prometheus.NewDesc("mcpgate_rate_limited_total", "Requests refused with 429 by the per-principal rate limit.", nil, nil)
+	descAuthThrottled   = prometheus.NewDesc("mcpgate_auth_throttled_total", "Requests (on the endpoint or the admin API) refused with 429 before their token was checked: their client address had too many failed authentications.", nil, nil)
 	descConnsRefused    = prometheus.NewDesc("mcpgate_connections_refused_total", "Connections refused at the per-client-address cap.", nil, nil)
 	descEvictions       = prometheus.NewDesc("mcpgate_sessions_evicted_total", "Idle sessions ended to make room at the session cap.", nil, nil)
 	descShardSessions   = prometheus.NewDesc("mcpgate_shard_sessions", "Sessions per shard: the least, the most and the standard deviation across shards.", []string{"stat"}, nil)
@@ -306,7 +310,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.describeUpstream(ch)
-	for _, d := range []*prometheus.Desc{descAuthFailures, descMismatches, descRateLimited, descConnsRefused, descEvictions} {
+	for _, d := range []*prometheus.Desc{descAuthFailures, descMismatches, descRateLimited, descAuthThrottled, descConnsRefused, descEvictions} {
 		ch <- d
 	}
 }
@@ -353,6 +357,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAuthFailures, m.authFailures.Load())
 	counter(descMismatches, m.principalMismatches.Load())
 	counter(descRateLimited, m.rateLimited.Load())
+	counter(descAuthThrottled, m.authThrottled.Load())
 	counter(descConnsRefused, m.connsRefused.Load())
 	counter(descEvictions, m.evictions.Load())
 

@@ -111,9 +111,13 @@ type Server struct {
 	clu *clusterNode
 
 	// limits is the per-principal rate limit, nil without one; evict
-	// keeps the candidates of Config.EvictIdle (limits.go).
-	limits *rateLimits
-	evict  evictor
+	// keeps the candidates of Config.EvictIdle (limits.go). authFails
+	// counts failed authentications per client address, nil when
+	// Config.AuthFailureBurst is off; authThrottle is its log's.
+	limits       *rateLimits
+	evict        evictor
+	authFails    *rateLimits
+	authThrottle authThrottle
 }
 
 // New validates cfg, fills in defaults and returns a Server. With
@@ -195,6 +199,11 @@ func New(cfg Config) (*Server, error) {
 	s.goOwned(s.sweepLoop)
 	if cfg.RateLimit > 0 {
 		s.limits = newRateLimits(cfg.RateLimit, cfg.RateBurst)
+	}
+	if cfg.AuthFailureBurst > 0 {
+		s.authFails = newLimiters(cfg.AuthFailureRate, cfg.AuthFailureBurst)
+	}
+	if s.limits != nil || s.authFails != nil {
 		s.goOwned(s.limiterSweepLoop)
 	}
 	if cfg.Cluster != nil {

@@ -63,6 +63,9 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{append([]string{"-rate-burst", "5"}, up...), "-rate-burst"},
 		{append([]string{"-max-sessions-per-principal", "-1"}, up...), "-max-sessions-per-principal"},
 		{append([]string{"-max-conns-per-ip", "-1"}, up...), "-max-conns-per-ip"},
+		{append([]string{"-auth-failure-burst", "-1"}, up...), "-auth-failure-burst"},
+		{append([]string{"-auth-failure-rate", "0"}, up...), "-auth-failure-rate"},
+		{append([]string{"-auth-failure-rate", "NaN"}, up...), "-auth-failure-rate"},
 		{append([]string{"-max-header-bytes", "100"}, up...), "-max-header-bytes"},
 		{append([]string{"-max-headers", "0"}, up...), "-max-headers"},
 		{append([]string{"-read-header-timeout", "0s"}, up...), "-read-header-timeout"},
@@ -165,7 +168,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-auth-tokens-file", "-jwt-jwks-url", "-jwt-key-file", "-jwt-issuer", "-jwt-audience", "-jwt-algorithms",
 		"-jwt-clock-skew", "-jwt-jwks-refresh", "-auth-server", "-required-scopes", "-resource-url", "-upstream-auth",
 		"-max-sessions-per-principal", "-rate-limit", "-rate-burst", "-evict-idle", "-max-conns-per-ip",
-		"-max-header-bytes", "-max-headers", "-read-header-timeout", "-read-body-timeout", "SIGHUP"} {
+		"-auth-failure-burst", "-auth-failure-rate", "-max-header-bytes", "-max-headers", "-read-header-timeout", "-read-body-timeout", "SIGHUP"} {
 		assert.Contains(t, errb.String(), f)
 	}
 }
@@ -301,7 +304,8 @@ func TestSecurityFlags(t *testing.T) {
 	require.NoError(t, applyEnv(fs))
 	require.NoError(t, fs.Parse([]string{"-upstream", "http://127.0.0.1:1/mcp", "-auth-tokens-file", tokens,
 		"-required-scopes", "mcp tools", "-auth-server", "https://auth.example", "-upstream-auth", "static:Authorization=" + cred,
-		"-max-sessions-per-principal", "3", "-evict-idle", "-max-conns-per-ip", "50", "-read-header-timeout", "2s"}))
+		"-max-sessions-per-principal", "3", "-evict-idle", "-max-conns-per-ip", "50", "-read-header-timeout", "2s",
+		"-auth-failure-burst", "5", "-auth-failure-rate", "0.5"}))
 	cfg, err := o.config(nil)
 	require.NoError(t, err)
 	defer closeAuth(cfg)
@@ -315,6 +319,8 @@ func TestSecurityFlags(t *testing.T) {
 	assert.Equal(t, 3, cfg.MaxSessionsPerPrincipal)
 	assert.True(t, cfg.EvictIdle)
 	assert.Equal(t, 50, cfg.MaxConnsPerIP)
+	assert.Equal(t, 5, cfg.AuthFailureBurst)
+	assert.Equal(t, 0.5, cfg.AuthFailureRate)
 	assert.Equal(t, 2*time.Second, cfg.ReadHeaderTimeout)
 	assert.False(t, cfg.ForwardAuthorization)
 	h, err := o.upstreamAuthHeader()
@@ -328,6 +334,14 @@ func TestSecurityFlags(t *testing.T) {
 	cfg2, err := o2.config(nil)
 	require.NoError(t, err)
 	assert.Nil(t, cfg2.Authenticator, "authentication is off by default")
+	assert.Equal(t, 20, cfg2.AuthFailureBurst, "failed authentications are limited by default")
+	assert.Equal(t, 1.0, cfg2.AuthFailureRate)
+	var o3 options
+	require.NoError(t, newFlagSet(&o3, &bytes.Buffer{}).Parse([]string{"-upstream", "http://127.0.0.1:1/mcp", "-auth-failure-burst", "0"}))
+	cfg3, err := o3.config(nil)
+	require.NoError(t, err)
+	assert.Negative(t, cfg3.AuthFailureBurst, "the flag's 0 is no limit")
+	_ = cfg3.Upstream.Close()
 	h, err = o2.upstreamAuthHeader()
 	require.NoError(t, err)
 	assert.Empty(t, h.Name, "no upstream credential by default")

@@ -40,6 +40,8 @@ type securityOptions struct {
 	rateBurst       int
 	evictIdle       bool
 	maxConnsPerIP   int
+	authFailBurst   int
+	authFailRate    float64
 	maxHeaderBytes  byteSize
 	maxHeaders      int
 	readHeader      time.Duration
@@ -63,6 +65,8 @@ func (o *securityOptions) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second one principal (one client address without authentication) may make, on average; beyond it 429 with Retry-After (0 = no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, "requests a principal may make at once before -rate-limit applies (default: -rate-limit rounded up)")
 	fs.BoolVar(&o.evictIdle, "evict-idle", false, "at -max-sessions, end the least recently active session without a call in flight or a connected stream to make room (it then gets 404) instead of answering 503")
+	fs.IntVar(&o.authFailBurst, "auth-failure-burst", gateway.DefaultAuthFailureBurst, "failed authentications (401, on the endpoint or the admin API) one client address (an IPv6 client's /64) may have in a row; past them its requests get 429 + Retry-After before any token check, even a valid token, until -auth-failure-rate gives one back (0 = no limit)")
+	fs.Float64Var(&o.authFailRate, "auth-failure-rate", gateway.DefaultAuthFailureRate, "failed authentications per second given back to an address's -auth-failure-burst")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (an IPv6 client's /64); beyond it 429 and the connection is closed (0 = no limit)")
 	o.maxHeaderBytes = byteSize(gateway.DefaultMaxHeaderBytes)
 	fs.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request head (request line and headers), a `size`; larger gets 431")
@@ -112,6 +116,8 @@ func (o *securityOptions) apply(cfg *gateway.Config, logger *slog.Logger) error 
 		{"-rate-burst must not be negative", o.rateBurst < 0},
 		{"-rate-burst needs -rate-limit", o.rateBurst > 0 && o.rateLimit == 0},
 		{"-max-conns-per-ip must not be negative", o.maxConnsPerIP < 0},
+		{"-auth-failure-burst must not be negative", o.authFailBurst < 0},
+		{"-auth-failure-rate must be a positive number", !(o.authFailRate > 0) || math.IsInf(o.authFailRate, 1)},
 		{"-max-header-bytes must be between 1KiB and 1MiB (every connection allocates a read buffer of this size)", o.maxHeaderBytes < 1024 || o.maxHeaderBytes > 1<<20},
 		{"-max-headers must be at least 1", o.maxHeaders < 1},
 		{"-read-header-timeout must be positive", o.readHeader <= 0},
@@ -141,6 +147,11 @@ func (o *securityOptions) apply(cfg *gateway.Config, logger *slog.Logger) error 
 	cfg.RateBurst = o.rateBurst
 	cfg.EvictIdle = o.evictIdle
 	cfg.MaxConnsPerIP = o.maxConnsPerIP
+	cfg.AuthFailureBurst = o.authFailBurst
+	if o.authFailBurst == 0 {
+		cfg.AuthFailureBurst = -1 // the flag's 0 means no limit
+	}
+	cfg.AuthFailureRate = o.authFailRate
 	cfg.MaxHeaderBytes = int(o.maxHeaderBytes)
 	cfg.MaxHeaders = o.maxHeaders
 	cfg.ReadHeaderTimeout = o.readHeader
@@ -257,5 +268,6 @@ func logSecurity(logger *slog.Logger, cfg gateway.Config, o *securityOptions) {
 		mode = mode[:i] + "=<file>"
 	}
 	logger.Info("limits", "upstream_auth", mode, "max_sessions_per_principal", cfg.MaxSessionsPerPrincipal,
-		"rate_limit", cfg.RateLimit, "evict_idle", cfg.EvictIdle, "max_conns_per_ip", cfg.MaxConnsPerIP)
+		"rate_limit", cfg.RateLimit, "evict_idle", cfg.EvictIdle, "max_conns_per_ip", cfg.MaxConnsPerIP,
+		"auth_failure_burst", max(0, cfg.AuthFailureBurst), "auth_failure_rate", cfg.AuthFailureRate)
 }

@@ -361,6 +361,41 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// TestCached: Cached accepts a JWT validated before and not expired, and
+// nothing else, not even a static token.
+func TestCached(t *testing.T) {
+	k := newRSA(t, "k1")
+	keys := filepath.Join(t.TempDir(), "k.json")
+	require.NoError(t, os.WriteFile(keys, jwksJSON(t, k), 0o600))
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte("tok-aaaaaaaaaaaaaaaa alice\n"), 0o600))
+	v := newVerifier(t, VerifierConfig{TokensFile: tokens,
+		JWT: &JWTConfig{KeyFile: keys, Issuer: testIssuer, Audience: []string{testAudience}}, CacheTTL: time.Hour})
+	now := time.Now()
+	v.now = func() time.Time { return now }
+
+	_, ok := v.Cached([]byte("tok-aaaaaaaaaaaaaaaa"))
+	assert.False(t, ok, "a static token")
+	tok := k.sign(t, func(c jwt.MapClaims) { c["exp"] = now.Add(10 * time.Second).Unix() })
+	_, ok = v.Cached([]byte(tok))
+	assert.False(t, ok, "a valid JWT not validated yet")
+	_, err := v.Authenticate([]byte(tok))
+	require.NoError(t, err)
+	id, ok := v.Cached([]byte(tok))
+	assert.True(t, ok, "validated before")
+	assert.Equal(t, "jwt:alice", id.Principal)
+	now = now.Add(11 * time.Second)
+	_, ok = v.Cached([]byte(tok))
+	assert.False(t, ok, "expired")
+
+	nocache := newVerifier(t, VerifierConfig{JWT: &JWTConfig{KeyFile: keys, Issuer: testIssuer, Audience: []string{testAudience}}, CacheSize: -1})
+	tok = k.sign(t, nil)
+	_, err = nocache.Authenticate([]byte(tok))
+	require.NoError(t, err)
+	_, ok = nocache.Cached([]byte(tok))
+	assert.False(t, ok, "without a cache")
+}
+
 // TestConfigRefusals: configurations that would accept tokens not meant for
 // this resource, or symmetric algorithms, are refused.
 func TestConfigRefusals(t *testing.T) {
