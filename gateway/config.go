@@ -95,7 +95,8 @@ type Config struct {
 	// stream at once.
 	WholeAnswerWindow time.Duration
 	// WriteStallTimeout cuts a client connection whose write has made no
-	// progress for this long (the stream stays resumable);
+	// progress for this long (the stream stays resumable): a stream's, or,
+	// on the listener given to Serve, any answer's;
 	// 0 = DefaultWriteStallTimeout.
 	WriteStallTimeout time.Duration
 	// StreamMaxConnection closes a stream's client connection after this

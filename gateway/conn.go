@@ -315,6 +315,7 @@ func (c *clientConn) detach() {
 	st := c.st
 	st.detach(c)
 	c.writeSince.Store(0)
+	setStreaming(c.nc, false) // a POST answer's connection serves the next request
 	st.sess.busy.Add(-1)
 	if st.sess.ephemeral {
 		// A stateless answer's connection ended: its request is over (a

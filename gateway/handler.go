@@ -618,6 +618,7 @@ func (s *Server) releaseAnswer(sess *session) { sess.livePost.Add(-1) }
 // once, so a reconnecting client always gets its stream back.
 func (s *Server) attachConn(c *clientConn) {
 	tuneStreamConn(c.nc, s.cfg.StreamSendBuffer, s.deadPeerTimeout())
+	setStreaming(c.nc, true)
 	now := s.clock.Now()
 	c.lastWrite.Store(now)
 	c.st.sess.busy.Add(1)

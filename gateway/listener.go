@@ -28,7 +28,8 @@ import (
 type guardListener struct {
 	net.Listener
 	s        *Server
-	maxPerIP int // 0: no cap
+	maxPerIP int           // 0: no cap
+	stall    time.Duration // Config.WriteStallTimeout: a response write's deadline
 
 	// mu guards perIP, the open connections per client key (clientKey).
 	mu    sync.Mutex
@@ -36,7 +37,7 @@ type guardListener struct {
 }
 
 func newGuardListener(ln net.Listener, s *Server) *guardListener {
-	return &guardListener{Listener: ln, s: s, maxPerIP: s.cfg.MaxConnsPerIP, perIP: map[netip.Addr]int{}}
+	return &guardListener{Listener: ln, s: s, maxPerIP: s.cfg.MaxConnsPerIP, stall: s.cfg.WriteStallTimeout, perIP: map[netip.Addr]int{}}
 }
 
 // tooManyConns is the whole answer to a connection beyond the per-IP cap,
@@ -76,7 +77,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		} else {
 			counted = false
 		}
-		gc := &guardConn{Conn: c, l: l, key: key, counted: counted, state: headMethod}
+		gc := &guardConn{Conn: c, l: l, key: key, counted: counted, stall: l.stall, state: headMethod}
 		if tcp, ok := c.(*net.TCPConn); ok && rawsock.Supported {
 			gc.raw, _ = tcp.SyscallConn()
 		}
@@ -140,8 +141,13 @@ type guardConn struct {
 	l       *guardListener
 	key     netip.Addr
 	counted bool
+	stall   time.Duration // a response write's deadline per stallChunk; 0: none
 	closed  atomic.Bool
 	wrote   atomic.Bool // a response was written since the last Read
+	// streaming: a stream's writer (attachConn) writes the connection, and
+	// the sweeper cuts its stalled writes; otherwise fasthttp writes a
+	// response, bounded by a write deadline (Write).
+	streaming atomic.Bool
 
 	state headState
 	n     int   // bytes of the current token (method, target) or line so far, CR excluded
@@ -281,14 +287,54 @@ func indexLineEnd(b []byte) int {
 	return n
 }
 
+// stallChunk is how much of a response one write deadline covers: a
+// response write is cut when a chunk makes no progress for
+// Config.WriteStallTimeout.
+const stallChunk = 64 << 10
+
+// Write writes a response fasthttp sends (an answer, an error, a whole SSE
+// answer) under a write deadline of Config.WriteStallTimeout per
+// stallChunk, so a client that stops reading cannot hold the connection,
+// its goroutine and the answer forever; a stream's writer writes without
+// one (the sweeper cuts its stalls: sweep.go).
 func (c *guardConn) Write(p []byte) (int, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
+	if c.stall <= 0 || c.streaming.Load() {
+		return c.write(p)
+	}
+	n := 0
+	for n < len(p) {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+		k, err := c.write(p[n:min(len(p), n+stallChunk)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (c *guardConn) write(p []byte) (int, error) {
 	if c.raw != nil {
 		return rawsock.Write(c.raw, p)
 	}
 	return c.Conn.Write(p)
+}
+
+// setStreaming marks nc (a connection accepted by Serve) as written by a
+// stream's writer, or again by fasthttp: a stream's writes carry no
+// deadline, so the last response's is cleared.
+func setStreaming(nc net.Conn, on bool) {
+	c, ok := nc.(*guardConn)
+	if !ok || c.streaming.Load() == on {
+		return
+	}
+	c.streaming.Store(on)
+	if on {
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
 }
 
 // Close closes the connection and returns its place under the per-IP cap,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,15 @@ const (
 	poolIdle       = 5 * time.Minute
 	maxParked      = 1024
 )
+
+// maxSubscribedURIs bounds the resources a pooled session subscribes to
+// upstream for its listen streams (each stays subscribed while the session
+// lives): a subscriptions/listen that would pass it is refused with
+// -32602, so one request cannot make the pool send thousands of
+// resources/subscribe upstream, nor grow the set without end. It bounds a
+// bridged session's resources/subscribe too (bridge_stateless.go), whose
+// every URI goes into each subscriptions/listen filter.
+const maxSubscribedURIs = 1024
 
 // principalKey carries the client's principal to the pool (its sessions
 // are never shared across principals, nor across forwarded credentials).
@@ -880,12 +890,20 @@ func (p *sessionPool) listen(ctx context.Context, e envelope, entry *poolEntry) 
 	}
 	f := entry.fan
 	entry.mu.Unlock()
-	for _, u := range n.URIs {
-		f.subscribe(ctx, u)
-	}
 	sub := &listenSub{id: e.ID, tools: n.Tools, prompts: n.Prompts, resources: n.Resources, uris: map[string]bool{}, ch: make(chan []byte, 64), done: make(chan struct{}), fan: f}
 	for _, u := range n.URIs {
 		sub.uris[u] = true
+	}
+	fresh, dropped, ok := f.reserve(sub.uris)
+	if !ok {
+		return &Reply{JSON: errorResponse(e.ID, jsonrpc.CodeInvalidParams,
+			"Invalid params: resourceSubscriptions would pass the gateway's limit of "+strconv.Itoa(maxSubscribedURIs)+" resources")}, nil
+	}
+	for _, u := range dropped {
+		f.request(ctx, "resources/unsubscribe", "mcpgate-unsub-", u)
+	}
+	for _, u := range fresh {
+		f.request(ctx, "resources/subscribe", "mcpgate-sub-", u)
 	}
 	ack := map[string]any{}
 	if n.Tools {
@@ -913,7 +931,10 @@ type fanout struct {
 	cfg  BridgeConfig
 	mu   sync.Mutex
 	subs map[*listenSub]bool
-	uris map[string]bool // subscribed upstream
+	// uris are the resources subscribed to upstream, each with the number
+	// of listens (added or being added) that name it; one at 0 stays
+	// subscribed until room is needed (reserve).
+	uris map[string]int
 	up   Stream
 	stop func()
 	// gone: the pooled session is gone (its standalone stream cannot be
@@ -923,7 +944,7 @@ type fanout struct {
 
 func newFanout(s Session, cfg BridgeConfig) *fanout {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fanout{s: s, cfg: cfg, subs: map[*listenSub]bool{}, uris: map[string]bool{}}
+	f := &fanout{s: s, cfg: cfg, subs: map[*listenSub]bool{}, uris: map[string]int{}}
 	done := make(chan struct{})
 	f.stop = func() {
 		cancel()
@@ -978,21 +999,53 @@ func (f *fanout) endAll() {
 
 func (f *fanout) remove(sub *listenSub) {
 	f.mu.Lock()
-	delete(f.subs, sub)
+	if f.subs[sub] {
+		delete(f.subs, sub)
+		for u := range sub.uris {
+			f.uris[u]--
+		}
+	}
 	f.mu.Unlock()
 }
 
-// subscribe asks the pooled session for updates of uri, once.
-func (f *fanout) subscribe(ctx context.Context, uri string) {
+// reserve counts a listen naming uris among the holders of each and
+// returns those not subscribed to upstream yet, to subscribe to. Past
+// maxSubscribedURIs, resources no listen names any more make room: they
+// are returned in dropped, to unsubscribe from. ok is false, nothing
+// recorded, when even that leaves no room: one client's listens cannot
+// hold the pooled session's subscriptions for good.
+func (f *fanout) reserve(uris map[string]bool) (fresh, dropped []string, ok bool) {
 	f.mu.Lock()
-	if f.uris[uri] {
-		f.mu.Unlock()
-		return
+	defer f.mu.Unlock()
+	for u := range uris {
+		if _, held := f.uris[u]; !held {
+			fresh = append(fresh, u)
+		}
 	}
-	f.uris[uri] = true
-	f.mu.Unlock()
+	if over := len(f.uris) + len(fresh) - maxSubscribedURIs; over > 0 {
+		for u, n := range f.uris {
+			if n == 0 && len(dropped) < over {
+				dropped = append(dropped, u)
+			}
+		}
+		if len(dropped) < over {
+			return nil, nil, false
+		}
+		for _, u := range dropped {
+			delete(f.uris, u)
+		}
+	}
+	for u := range uris {
+		f.uris[u]++
+	}
+	return fresh, dropped, true
+}
+
+// request sends the pooled session a resources/subscribe or unsubscribe
+// for uri, under an id of its own.
+func (f *fanout) request(ctx context.Context, method, idPrefix, uri string) {
 	params, _ := json.Marshal(map[string]string{"uri": uri})
-	req := (&envelope{ID: quoteJSON("mcpgate-sub-" + uri), Method: "resources/subscribe", Params: params}).encode()
+	req := (&envelope{ID: quoteJSON(idPrefix + uri), Method: method, Params: params}).encode()
 	if r, err := f.s.Send(ctx, req); err == nil && r.Stream != nil {
 		_ = r.Stream.Close()
 	}

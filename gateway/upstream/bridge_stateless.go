@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -264,6 +265,13 @@ func (s *bridgeSession) one(ctx context.Context, raw []byte) (*Reply, error) {
 		}
 		subscribe := e.Method == "resources/subscribe"
 		s.mu.Lock()
+		if subscribe && !s.subs[p.URI] && len(s.subs) >= maxSubscribedURIs {
+			// Every subscription goes into the filter of each upstream
+			// subscriptions/listen: bounded like the pool's (bridge_pool.go).
+			s.mu.Unlock()
+			return &Reply{JSON: errorResponse(e.ID, jsonrpc.CodeInvalidParams,
+				"Invalid params: the session is subscribed to the gateway's limit of "+strconv.Itoa(maxSubscribedURIs)+" resources")}, nil
+		}
 		changed := s.subs[p.URI] != subscribe
 		if subscribe {
 			s.subs[p.URI] = true
