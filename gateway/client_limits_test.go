@@ -107,6 +107,7 @@ func upstreamSubscribes(up *testenv.FakeUpstream) int {
 // nothing is sent; a request within it is served.
 func TestStatelessListenSubscriptionsBounded(t *testing.T) {
 	up := testenv.NewFakeUpstream(t)
+	up.OnConnect(testenv.Result(`{"protocolVersion":"2025-11-25","capabilities":{"resources":{"subscribe":true}},"serverInfo":{"name":"fake","version":"1"}}`))
 	_, url := liveServer(t, Config{Upstream: up, Heartbeat: 50 * time.Millisecond}) // a closed listen is noticed at its next write
 
 	many := make([]string, 5000)

@@ -28,6 +28,7 @@ const statelessVersion = upstream.StatelessVersion
 const (
 	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
 	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaSubscriptionID     = "io.modelcontextprotocol/subscriptionId"
 )
 
 // UpstreamEra says which eras the gateway assumes its upstream serves.

@@ -155,10 +155,6 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 		s.fail(ctx, fasthttp.StatusNotAcceptable, nil, jsonrpc.CodeServerError, "Not Acceptable: Accept must include application/json and text/event-stream", nil)
 		return
 	}
-	if len(ctx.Request.Header.Peek("Last-Event-ID")) > 0 {
-		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: Last-Event-ID is only valid on GET", nil)
-		return
-	}
 	body := ctx.PostBody()
 	p, msgs, batch, ok := s.parseBody(ctx, body)
 	if !ok {
@@ -168,7 +164,11 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 	class := classOf(msgs[0].Method, msgs[0].Kind == jsonrpc.KindRequest)
 	defer s.metrics.observe(&s.metrics.latency[class], start)
 	if isStatelessRequest(ctx, &msgs[0]) {
-		s.handleStateless(ctx, body, msgs, batch, class, who)
+		s.handleStateless(ctx, body, msgs, batch, class, who) // Last-Event-ID ignored (rule 31)
+		return
+	}
+	if len(ctx.Request.Header.Peek("Last-Event-ID")) > 0 {
+		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: Last-Event-ID is only valid on GET", nil)
 		return
 	}
 	var firstID []byte

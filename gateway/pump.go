@@ -298,11 +298,36 @@ func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending 
 		sess.endCall(c)
 		return true
 	}
+	if sess.ephemeral && respID == nil {
+		msg = subscriptionTagged(msg, pending, out)
+	}
 	if !s.deliver(sess, st, class, key, msg, true) {
 		s.owedAtSuspend(sess, st, pending)
 		return false
 	}
 	return true
+}
+
+// subscriptionTagged returns a stateless request's notification with its
+// subscriptionId (rule 45: the subscriptions/listen request's id, which the
+// upstream saw as the gateway's) put back to the client's id, in out; other
+// messages unchanged.
+func subscriptionTagged(msg []byte, pending *pendingCalls, out *[]byte) []byte {
+	raw, ok := jsonrpc.Lookup(msg, "params", "_meta", metaSubscriptionID)
+	if !ok {
+		return msg
+	}
+	up, ok := parseUpID(raw)
+	if !ok {
+		return msg
+	}
+	for c := range pending.all() {
+		if c.upID == up {
+			*out = jsonrpc.AppendReplaced((*out)[:0], msg, raw, c.clientID)
+			return *out
+		}
+	}
+	return msg
 }
 
 // answerOwed answers the calls still pending on an answer stream that

@@ -35,10 +35,10 @@ type BridgeConfig struct {
 	// InputTimeout bounds how long a call waits for the client's answers
 	// to the server's requests of one input round (sampling, elicitation,
 	// roots) in both bridges: the stateless bridge ends the call with an
-	// error, the session pool forgets its parked call. Without a bound, a
-	// client that went away during an elicitation would hold the call, and
-	// with it its session, forever. People answer elicitations, so it is
-	// minutes; 0 = DefaultInputTimeout.
+	// error, the session pool forgets its parked call and cancels it
+	// upstream. Without a bound, a client that went away during an
+	// elicitation would hold the call, and with it its session, forever.
+	// People answer elicitations, so it is minutes; 0 = DefaultInputTimeout.
 	InputTimeout time.Duration
 	// AdvertiseStateless makes the session pool's server/discover list the
 	// stateless revision first, so clients use it over a session-era

@@ -158,7 +158,8 @@ func (p *sessionPool) Close() error {
 	p.entries, p.parked = map[string]*poolEntry{}, map[string]*parkedCall{}
 	p.mu.Unlock()
 	for _, pc := range parked {
-		_ = pc.call.rd.stop()
+		pc.timer.Stop()
+		_ = pc.call.rd.stop() // its session closes next, ending the call upstream
 	}
 	for _, e := range entries {
 		p.retire(e)
@@ -202,7 +203,7 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 		p.mu.Unlock()
 		return nil, fmt.Errorf("session pool closed: %w", ErrUnavailable)
 	}
-	victims, expired := p.evictLocked(key)
+	victims := p.evictLocked(key)
 	e := p.entries[key]
 	fresh := e == nil
 	if fresh {
@@ -210,13 +211,10 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 		p.entries[key] = e
 	}
 	p.mu.Unlock()
-	// Idle sessions and expired waits end here, outside the lock, on the
-	// caller's goroutine: the pool starts none of its own for it.
+	// Idle sessions end here, outside the lock, on the caller's
+	// goroutine: the pool starts none of its own for it.
 	for _, v := range victims {
 		p.retire(v)
-	}
-	for _, pc := range expired {
-		_ = pc.call.rd.stop()
 	}
 	if fresh {
 		p.open(ctx, e, m)
@@ -238,9 +236,8 @@ func (p *sessionPool) entry(ctx context.Context, m statelessMeta) (*poolEntry, e
 
 // evictLocked removes pooled sessions idle for poolIdle (with no listen
 // subscriber), failed ones, and the least recently used beyond
-// maxPoolEntries, and the parked calls past their deadline; the caller
-// ends them after unlocking.
-func (p *sessionPool) evictLocked(key string) (victims []*poolEntry, expired []*parkedCall) {
+// maxPoolEntries; the caller ends them after unlocking.
+func (p *sessionPool) evictLocked(key string) (victims []*poolEntry) {
 	now := time.Now()
 	// used is read under e.mu: requests update it without p.mu.
 	type liveEntry struct {
@@ -273,13 +270,7 @@ func (p *sessionPool) evictLocked(key string) (victims []*poolEntry, expired []*
 			victims = append(victims, l.e)
 		}
 	}
-	for k, pc := range p.parked {
-		if now.After(pc.deadline) {
-			delete(p.parked, k)
-			expired = append(expired, pc)
-		}
-	}
-	return victims, expired
+	return victims
 }
 
 // open initializes a pooled session with the client's capabilities.
@@ -433,7 +424,16 @@ func (p *sessionPool) call(ctx context.Context, e envelope, m statelessMeta, ent
 	entry.next++
 	up := counterID("s", entry.next)
 	entry.mu.Unlock()
-	fwd := envelope{ID: up, Method: e.Method, Params: withoutStatelessMeta(e.Params)}
+	params := withoutStatelessMeta(e.Params)
+	token, hasToken := jsonrpc.Lookup(e.Params, "_meta", "progressToken")
+	if hasToken {
+		// The pooled session is shared: the client's token (often its
+		// request id, which every stateless client numbers alike) goes
+		// upstream as the upstream id, unique in the session (PROTOCOL.md
+		// section 3, rule 3), and comes back as the client's.
+		params = withMeta(params, map[string]json.RawMessage{"progressToken": up})
+	}
+	fwd := envelope{ID: up, Method: e.Method, Params: params}
 	r, err := entry.s.Send(ctx, fwd.encode())
 	if errors.Is(err, ErrSessionGone) && retryGone {
 		// The upstream lost the pooled session: open another, once.
@@ -458,6 +458,9 @@ func (p *sessionPool) call(ctx context.Context, e envelope, m statelessMeta, ent
 		return nil, err
 	}
 	pc := &poolCall{p: p, entry: entry, clientID: e.ID, upID: up, logLevel: m.LogLevel, req: e}
+	if hasToken {
+		pc.token = token
+	}
 	switch {
 	case r.JSON != nil:
 		return &Reply{JSON: completeResult(mapID(r.JSON, up, e.ID))}, nil
@@ -639,7 +642,8 @@ type poolCall struct {
 	entry    *poolEntry
 	req      envelope
 	clientID json.RawMessage
-	upID     json.RawMessage
+	upID     json.RawMessage // also the progress token upstream, if the client sent one
+	token    json.RawMessage // the client's progress token (nil: none)
 	logLevel string
 	rd       *upReader
 
@@ -689,6 +693,13 @@ func (c *poolCall) handle(ctx context.Context, msg []byte) (out []byte, final, k
 		return completeResult(e.encode()), true, false
 	case e.isRequest():
 		return c.handOff(ctx, e), true, false
+	case e.Method == "notifications/progress":
+		tok, _ := jsonrpc.Lookup(e.Params, "progressToken")
+		if c.token == nil || string(tok) != string(c.upID) {
+			return nil, false, false // not this request's progress (or it asked for none)
+		}
+		e.Params = setParam(e.Params, "progressToken", c.token)
+		return e.encode(), false, true
 	case e.Method == "notifications/message":
 		var lp struct {
 			Level string `json:"level"`
@@ -747,7 +758,7 @@ func (c *poolCall) handOff(ctx context.Context, first envelope) []byte {
 		break
 	}
 	state := randomToken()
-	pc := &parkedCall{call: c, owner: c.entry.owner, serverIDs: map[string]json.RawMessage{}, deadline: time.Now().Add(c.p.cfg.InputTimeout)}
+	pc := &parkedCall{call: c, owner: c.entry.owner, serverIDs: map[string]json.RawMessage{}}
 	in := map[string]any{}
 	for i, r := range reqs {
 		key := fmt.Sprintf("r%d", i+1)
@@ -761,6 +772,7 @@ func (c *poolCall) handOff(ctx context.Context, first envelope) []byte {
 		return errorResponse(c.clientID, jsonrpc.CodeInternalError, "too many requests are waiting for input")
 	}
 	c.p.parked[state] = pc
+	pc.timer = time.AfterFunc(c.p.cfg.InputTimeout, func() { c.p.expire(state, pc) })
 	c.p.mu.Unlock()
 	c.mu.Lock()
 	c.done, c.parked = true, true
@@ -796,16 +808,39 @@ func (c *poolCall) Close() error {
 		return nil
 	}
 	if !done {
-		n := fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%s,"reason":"the client closed its stream"}}`, c.upID)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if r, err := c.entry.s.Send(ctx, []byte(n)); err == nil && r.Stream != nil {
-			_ = r.Stream.Close()
-		}
-		cancel()
-		return c.rd.stop()
+		return c.cancelUpstream("the client closed its stream")
 	}
 	c.rd.finish()
 	return nil
+}
+
+// cancelUpstream ends an unanswered upstream call: notifications/cancelled
+// goes upstream (closing its stream is no cancellation to a session-era
+// server) and the reader stops.
+func (c *poolCall) cancelUpstream(reason string) error {
+	n := fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%s,"reason":%s}}`, c.upID, quoteJSON(reason))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if r, err := c.entry.s.Send(ctx, []byte(n)); err == nil && r.Stream != nil {
+		_ = r.Stream.Close()
+	}
+	cancel()
+	return c.rd.stop()
+}
+
+// expire forgets a parked call whose client did not retry within
+// InputTimeout and cancels it upstream: the server's call, waiting for
+// answers that will never come, must not hold its pooled session (and the
+// stream the gateway reads) for good.
+func (p *sessionPool) expire(state string, pc *parkedCall) {
+	p.mu.Lock()
+	mine := p.parked[state] == pc
+	if mine {
+		delete(p.parked, state)
+	}
+	p.mu.Unlock()
+	if mine {
+		_ = pc.call.cancelUpstream("the client did not answer the server's requests in time")
+	}
 }
 
 // parkedCall is an upstream call waiting for the client's input.
@@ -813,7 +848,7 @@ type parkedCall struct {
 	call      *poolCall
 	owner     owner                      // the owner of the call's pooled session: only it may continue the call
 	serverIDs map[string]json.RawMessage // input key -> the server request's id
-	deadline  time.Time
+	timer     *time.Timer                // expires the call after InputTimeout (expire)
 }
 
 // resume continues a parked call with the client's retry: the input
@@ -832,6 +867,7 @@ func (p *sessionPool) resume(ctx context.Context, e envelope, state string) (*Re
 	}
 	if pc != nil {
 		delete(p.parked, state)
+		pc.timer.Stop()
 	}
 	p.mu.Unlock()
 	if pc == nil {
@@ -858,6 +894,11 @@ func (p *sessionPool) resume(ctx context.Context, e envelope, state string) (*Re
 		_ = json.Unmarshal(raw, &m)
 	}
 	next := &poolCall{p: p, entry: pc.call.entry, req: e, clientID: e.ID, upID: pc.call.upID, logLevel: m.LogLevel, rd: pc.call.rd}
+	if pc.call.token != nil {
+		// The upstream call goes on under its first token: its progress
+		// reaches the retry under the retry's own token, if it has one.
+		next.token, _ = jsonrpc.Lookup(e.Params, "_meta", "progressToken")
+	}
 	r, err := next.start(ctx)
 	if err != nil {
 		return &Reply{JSON: errorResponse(e.ID, jsonrpc.CodeInternalError, err.Error())}, true
@@ -884,6 +925,18 @@ func (p *sessionPool) listen(ctx context.Context, e envelope, entry *poolEntry) 
 	}
 	_ = json.Unmarshal(e.Params, &params)
 	n := params.Notifications
+	// Only what the pooled session can deliver is honoured, and the
+	// acknowledgement says so (PROTOCOL.md section 2, rule 45).
+	offers := func(kind, feature string) bool {
+		raw, ok := jsonrpc.Lookup(entry.init, "capabilities", kind, feature)
+		return ok && string(raw) == "true"
+	}
+	n.Tools = n.Tools && offers("tools", "listChanged")
+	n.Prompts = n.Prompts && offers("prompts", "listChanged")
+	n.Resources = n.Resources && offers("resources", "listChanged")
+	if !offers("resources", "subscribe") {
+		n.URIs = nil
+	}
 	entry.mu.Lock()
 	if entry.fan == nil {
 		entry.fan = newFanout(entry.s, p.cfg)
