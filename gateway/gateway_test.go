@@ -151,6 +151,7 @@ func TestClassify(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"x"}}`, ringbuf.MustDeliver, false, `"a"`},
 		{`{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}`, ringbuf.MustDeliver, false, ""},
 		{`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`, ringbuf.MustDeliver, false, ""},
+		{`{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":{}}}`, ringbuf.MustDeliver, false, ""},
 		{`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}`, ringbuf.Droppable, true, ""},
 		{`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`, ringbuf.Droppable, true, ""},
 		{`{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b"}}`, ringbuf.Droppable, true, ""},

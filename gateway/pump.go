@@ -755,7 +755,8 @@ var coalesceSeed = maphash.MakeSeed()
 
 // classify decides a message's ring class and coalescing key, and returns
 // the id of a response (nil otherwise). Responses, server-to-client
-// requests and cancellations must be delivered; other notifications may be
+// requests, cancellations and subscription acknowledgements must be
+// delivered (PROTOCOL.md section 3, rule 9); other notifications may be
 // dropped; progress coalesces per token, list_changed per kind. Where a
 // syntax error is does not matter here, so params are only looked into
 // when a token is needed (ParseEnvelope).
@@ -775,7 +776,7 @@ func classify(p *jsonrpc.Parser, msg []byte) (ringbuf.Class, uint64, []byte) {
 	switch {
 	case method == "notifications/progress" && m.ProgressToken != nil:
 		return ringbuf.Droppable, coalesceKey('p', m.ProgressToken), nil
-	case method == "notifications/cancelled":
+	case method == "notifications/cancelled", method == "notifications/subscriptions/acknowledged":
 		return ringbuf.MustDeliver, 0, nil
 	case len(method) > len("/list_changed") && method[len(method)-len("/list_changed"):] == "/list_changed":
 		return ringbuf.Droppable, coalesceKey('l', m.Method), nil

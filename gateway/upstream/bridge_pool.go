@@ -661,7 +661,14 @@ func (c *poolCall) start(ctx context.Context) (*Reply, error) {
 	for {
 		msg, err := c.rd.next(ctx, -1)
 		if err != nil {
-			_ = c.rd.stop()
+			if ctx.Err() != nil {
+				// The request ended first (its client gone, or the
+				// upstream timeout): a session-era server takes a closed
+				// stream for no cancellation.
+				_ = c.cancelUpstream("the request ended before the upstream answered")
+			} else {
+				_ = c.rd.stop()
+			}
 			return nil, fmt.Errorf("%w: upstream answer ended before its response: %v", ErrUnavailable, err)
 		}
 		out, final, keep := c.handle(ctx, msg)

@@ -19,6 +19,8 @@ import (
 type askingTransport struct {
 	mu   sync.Mutex
 	sent []string
+	// silent: the stream carries nothing at all (a slow call).
+	silent bool
 }
 
 func (t *askingTransport) Close() error { return nil }
@@ -45,6 +47,9 @@ func (s *askingSession) Send(_ context.Context, body []byte) (*Reply, error) {
 	e, _ := decodeEnvelope(body)
 	if e.Method != "tools/call" {
 		return &Reply{Accepted: true}, nil
+	}
+	if s.t.silent {
+		return &Reply{Stream: &sliceStream{block: make(chan struct{})}}, nil
 	}
 	return &Reply{Stream: &sliceStream{block: make(chan struct{}),
 		msgs: []string{`{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"name?"}}`}}}, nil
@@ -82,4 +87,26 @@ func TestPoolParkedCallExpires(t *testing.T) {
 		`"inputResponses":{"r1":{"action":"accept","content":{}}},"requestState":`+string(state)+`,`+meta+`}}`))
 	require.NoError(t, err)
 	assert.Contains(t, string(r.JSON), "unknown or expired requestState")
+}
+
+// TestPoolCallCancelledWhenItsRequestEnds: a pooled call whose request
+// ends (its client gone, or the upstream timeout passed) before the
+// upstream's first message is cancelled upstream: a session-era server
+// takes a closed stream for no cancellation and would go on working.
+func TestPoolCallCancelledWhenItsRequestEnds(t *testing.T) {
+	tr := &askingTransport{silent: true}
+	p := NewSessionPool(tr, BridgeConfig{}).(*sessionPool)
+	defer p.Close()
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Do(ctx, nil, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{},`+meta+`}}`))
+	require.Error(t, err)
+	cancelled := false
+	for _, m := range tr.sentLines() {
+		if strings.Contains(m, `"method":"notifications/cancelled"`) && strings.Contains(m, `"requestId":"s1"`) {
+			cancelled = true
+		}
+	}
+	assert.True(t, cancelled, "the upstream call was left running: %q", tr.sentLines())
 }
