@@ -1198,6 +1198,8 @@ type listenSub struct {
 	done                      chan struct{}
 	once                      sync.Once
 	fan                       *fanout
+	closed                    atomic.Bool // Close was called: the reader is done
+	completed                 bool        // the complete response was read (the reader's)
 }
 
 func (s *listenSub) wants(method, uri string) bool {
@@ -1226,11 +1228,19 @@ func (s *listenSub) Next() ([]byte, error) {
 	case m := <-s.ch:
 		return m, nil
 	case <-s.done:
-		return nil, io.EOF
+		if s.closed.Load() || s.completed {
+			return nil, io.EOF
+		}
+		// The gateway ended the subscription (its pooled session retired
+		// or lost): a graceful end, the listen request's response (rule
+		// 45); the client may listen again.
+		s.completed = true
+		return (&envelope{ID: s.id, Result: json.RawMessage(`{"resultType":"complete"}`)}).encode(), nil
 	}
 }
 
 func (s *listenSub) Close() error {
+	s.closed.Store(true)
 	s.end()
 	s.fan.remove(s)
 	return nil

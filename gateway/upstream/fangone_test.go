@@ -40,13 +40,21 @@ func TestListenSubEndsWhenPooledSessionGone(t *testing.T) {
 	sub := &listenSub{id: json.RawMessage(`1`), tools: true, uris: map[string]bool{}, ch: make(chan []byte, 64), done: make(chan struct{}), fan: f}
 	f.add(sub)
 	ended := make(chan error, 1)
+	var last []byte
 	go func() {
-		_, err := sub.Next()
-		ended <- err
+		for {
+			m, err := sub.Next()
+			if err != nil {
+				ended <- err
+				return
+			}
+			last = m
+		}
 	}()
 	select {
 	case err := <-ended:
 		assert.ErrorIs(t, err, io.EOF)
+		assert.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}`, string(last), "ended gracefully: the listen's response")
 	case <-time.After(2 * time.Second):
 		sub.end()
 		<-ended

@@ -6,6 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // blockingStream is an upstream standalone stream with nothing to say: Next
@@ -58,4 +61,47 @@ func TestFanoutStopDuringListen(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("fanout.stop hangs: its reader went on reading a stream opened as it was stopped")
 	}
+}
+
+// listeningTransport's sessions offer tool list changes and hold a quiet
+// standalone stream.
+type listeningTransport struct{}
+
+func (listeningTransport) Close() error { return nil }
+func (listeningTransport) Connect(context.Context, []byte) (Session, []byte, error) {
+	return listeningSession{}, []byte(`{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true}}}}`), nil
+}
+
+type listeningSession struct{}
+
+func (listeningSession) ID() string                  { return "" }
+func (listeningSession) Version() string             { return "2025-11-25" }
+func (listeningSession) Close(context.Context) error { return nil }
+func (listeningSession) Send(context.Context, []byte) (*Reply, error) {
+	return &Reply{Accepted: true}, nil
+}
+func (listeningSession) Listen(context.Context) (Stream, error) {
+	return &blockingStream{done: make(chan struct{})}, nil
+}
+
+// TestPoolListenEndsComplete: a subscriptions/listen the gateway ends (its
+// pooled session retired: evicted, or the pool closed) ends gracefully, with
+// a resultType "complete" response to the listen request (PROTOCOL.md
+// section 2, rule 45), not as an answer cut before its response.
+func TestPoolListenEndsComplete(t *testing.T) {
+	p := NewSessionPool(listeningTransport{}, BridgeConfig{}).(*sessionPool)
+	r, err := p.Do(context.Background(), nil, []byte(`{"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},`+
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
+	require.NoError(t, err)
+	require.NotNil(t, r.Stream)
+	ack, err := r.Stream.Next()
+	require.NoError(t, err)
+	require.Contains(t, string(ack), "notifications/subscriptions/acknowledged")
+	require.NoError(t, p.Close())
+	end, err := r.Stream.Next()
+	require.NoError(t, err, "a graceful end is a response, not an error")
+	assert.JSONEq(t, `{"jsonrpc":"2.0","id":"L","result":{"resultType":"complete"}}`, string(end))
+	_, err = r.Stream.Next()
+	assert.ErrorIs(t, err, io.EOF)
+	require.NoError(t, r.Stream.Close())
 }
