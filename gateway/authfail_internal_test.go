@@ -62,7 +62,7 @@ func TestAuthRefusalsLogSparingly(t *testing.T) {
 	}
 	assert.Equal(t, 1, strings.Count(buf.String(), "too many failed authentications"), buf.String())
 	assert.Contains(t, buf.String(), "address=2001:db8::/64")
-	s.authThrottle.lastLog.Add(-int64(authFailLogEvery)) // as if the interval were over
+	s.authRefusals.lastLog.Add(-int64(authFailLogEvery)) // as if the interval were over
 	s.authRefused("endpoint", a, time.Second)
 	assert.Equal(t, 2, strings.Count(buf.String(), "too many failed authentications"))
 	assert.Contains(t, buf.String(), "refused_since_last_line=1000")

@@ -98,6 +98,10 @@ func (s *Server) closeUpstream(ctx context.Context, sess *session) {
 	}
 }
 
+// reapLogEvery is how often at most the upstream closes past the reaper's
+// queue are logged (a mass expiry must not flood the log).
+const reapLogEvery = 10 * time.Second
+
 // reapLater queues sess's upstream side for the reaper and makes sure a
 // reaper runs. It never blocks: with the queue full, it starts ending an
 // upstream side that would not end by itself (abortUpstream, no waiting,
@@ -107,12 +111,19 @@ func (s *Server) reapLater(sess *session) {
 	select {
 	case s.reapq <- sess:
 	default:
+		now := s.clock.Now()
 		if abortUpstream(sess.up) {
-			s.log.Warn("too many upstream sessions waiting to be ended: this one is ended without waiting for its end", "session", shortID(sess.id))
+			if n, ok := s.reapAborted.event(now); ok {
+				s.log.Warn("too many upstream sessions waiting to be ended: ended without waiting for their end",
+					"session", shortID(sess.id), "since_last_line", n)
+			}
 			return
 		}
 		s.metrics.upstreamSkipped.Add(1)
-		s.log.Warn("too many upstream sessions waiting to be ended: this one is left to expire upstream", "session", shortID(sess.id))
+		if n, ok := s.reapSkipped.event(now); ok {
+			s.log.Warn("too many upstream sessions waiting to be ended: left to expire upstream",
+				"session", shortID(sess.id), "since_last_line", n)
+		}
 		return
 	}
 	for {

@@ -256,13 +256,6 @@ const adminFailures = "admin"
 // authFailLogEvery is how often at most the refusals are logged.
 const authFailLogEvery = 10 * time.Second
 
-// authThrottle holds what the refusals log needs.
-type authThrottle struct {
-	lastLog    atomic.Int64  // coarse unix ns of the last log line
-	lastCount  atomic.Uint64 // refusals counted at that line
-	logPending atomic.Bool   // a line is being written
-}
-
 // authBlocked reports whether the address's failures are over budget; then
 // wait is how long until one is available again.
 func (s *Server) authBlocked(scope string, addr netip.Addr, ok bool) (bool, time.Duration) {
@@ -284,21 +277,12 @@ func (s *Server) authFailed(scope string, addr netip.Addr, ok bool) {
 // it, at most once every authFailLogEvery with the refusals since the last
 // line (a guesser must not flood the log either).
 func (s *Server) authRefused(where string, addr netip.Addr, wait time.Duration) {
-	n := s.metrics.authThrottled.Add(1)
-	t := &s.authThrottle
-	now := s.clock.Now()
-	if now-t.lastLog.Load() < int64(authFailLogEvery) || !t.logPending.CompareAndSwap(false, true) {
-		return
+	s.metrics.authThrottled.Add(1)
+	if since, ok := s.authRefusals.event(s.clock.Now()); ok {
+		s.log.Warn("too many failed authentications: requests refused 429 before their token is checked",
+			"on", where, "address", addrString(addr), "retry_after", wait.Round(time.Millisecond).String(),
+			"refused_since_last_line", since)
 	}
-	defer t.logPending.Store(false)
-	if now-t.lastLog.Load() < int64(authFailLogEvery) {
-		return
-	}
-	t.lastLog.Store(now)
-	prev := t.lastCount.Swap(n)
-	s.log.Warn("too many failed authentications: requests refused 429 before their token is checked",
-		"on", where, "address", addrString(addr), "retry_after", wait.Round(time.Millisecond).String(),
-		"refused_since_last_line", n-prev)
 }
 
 // addrString names a client key: an IPv6 key as its /64.

@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -157,4 +158,24 @@ func TestReapQueueFullSkipsSelfExpiring(t *testing.T) {
 	expireNow(t, s, sess)
 	assert.Equal(t, uint64(1), s.Metrics().UpstreamSkipped)
 	assert.Zero(t, up.closed.Load())
+}
+
+// TestReapQueueFullLogsSparingly: a mass expiry past the reaper's queue
+// logs one line per reapLogEvery with the number of sessions since, not one
+// line per session.
+func TestReapQueueFullLogsSparingly(t *testing.T) {
+	var buf bytes.Buffer
+	s := newTestServer(t, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	fillReapQueue(s)
+	for range 500 {
+		id := newSessionID()
+		s.reapLater(&session{id: id, withStreams: s.streamSet(id), up: &stubSession{}})
+	}
+	assert.Equal(t, 1, strings.Count(buf.String(), "left to expire upstream"), buf.String())
+	assert.Equal(t, uint64(500), s.Metrics().UpstreamSkipped)
+	s.reapSkipped.lastLog.Add(-int64(reapLogEvery)) // as if the interval were over
+	id := newSessionID()
+	s.reapLater(&session{id: id, withStreams: s.streamSet(id), up: &stubSession{}})
+	assert.Equal(t, 2, strings.Count(buf.String(), "left to expire upstream"))
+	assert.Contains(t, buf.String(), "since_last_line=500")
 }

@@ -113,11 +113,14 @@ type Server struct {
 	// limits is the per-principal rate limit, nil without one; evict
 	// keeps the candidates of Config.EvictIdle (limits.go). authFails
 	// counts failed authentications per client address, nil when
-	// Config.AuthFailureBurst is off; authThrottle is its log's.
+	// Config.AuthFailureBurst is off; authRefusals logs its refusals.
 	limits       *rateLimits
 	evict        evictor
 	authFails    *rateLimits
-	authThrottle authThrottle
+	authRefusals sparseLog
+	// reapAborted and reapSkipped log the upstream closes past the
+	// reaper's queue (lifecycle.go).
+	reapAborted, reapSkipped sparseLog
 }
 
 // New validates cfg, fills in defaults and returns a Server. With
@@ -155,6 +158,8 @@ func New(cfg Config) (*Server, error) {
 		cutDrain:    make(chan struct{}),
 		reapq:       make(chan *session, reapQueue),
 	}
+	s.authRefusals.every = authFailLogEvery
+	s.reapAborted.every, s.reapSkipped.every = reapLogEvery, reapLogEvery
 	s.setOrigin(true)
 	s.ephemeral = xsync.NewMapOf[*session, struct{}]()
 	s.withStreams = make([]*xsync.MapOf[*session, struct{}], store.NumShards())
