@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/sse"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 	"github.com/mcpgate/mcpgate/ringbuf"
@@ -329,6 +331,48 @@ func (s *Server) legacyStreamClosed(sess *session, reason CloseReason) {
 		how = upstreamNow
 	}
 	s.endSession(context.Background(), sess, reason, how)
+}
+
+// legacyClientLeft reports whether the client of a legacy stream's
+// connection nc has closed it (or it failed). Nothing else would notice
+// before a write to it fails, which for an idle stream is the second
+// heartbeat after the close, or never without heartbeats: the session, its
+// upstream side (a stdio process) and its message endpoint would outlive
+// the stream for that long. The sweeper asks at every visit; a look is one
+// system call that never waits. A legacy client sends nothing after its
+// GET, so whatever it sent is read and dropped. Where the socket cannot be
+// looked at (not Linux; a connection that is no socket of its own, such
+// as a TLS one, whose bytes must not be taken) it reports false, and a
+// failed write still ends the stream.
+func legacyClientLeft(nc net.Conn) bool {
+	if !rawsock.Supported {
+		return false
+	}
+	var raw syscall.RawConn
+	if gc, ok := nc.(*guardConn); ok {
+		raw, nc = gc.raw, gc.Conn
+	}
+	if sc, ok := nc.(syscall.Conn); ok && raw == nil {
+		raw, _ = sc.SyscallConn()
+	}
+	if raw == nil {
+		return false
+	}
+	left := false
+	err := raw.Control(func(fd uintptr) {
+		var buf [512]byte
+		for range 8 { // a client that keeps sending cannot hold the sweeper
+			n, wait := rawsock.Take(fd, buf[:])
+			if wait {
+				return // open, nothing (more) pending
+			}
+			if n <= 0 {
+				left = true // 0: the end of its input; <0: the socket failed
+				return
+			}
+		}
+	})
+	return err == nil && left
 }
 
 // handleLegacyMessage takes one message POSTed by a legacy client: 202,

@@ -104,9 +104,11 @@ func (s *Server) expiredReason(sess *session, now int64) int {
 	return -1
 }
 
-// maintainStreams kicks heartbeats, cuts stalled writes and drops finished
-// streams whose retention has passed. Kicks and cuts happen after
-// session.mu is released: they may start a writer or close a connection.
+// maintainStreams kicks heartbeats, cuts stalled writes, ends a legacy
+// stream whose client closed it (legacyClientLeft) and drops finished
+// streams whose retention has passed. Kicks, cuts and the look at a legacy
+// client's socket happen after session.mu is released: they may start a
+// writer or close a connection.
 func (s *Server) maintainStreams(sess *session, now int64) {
 	if sess.nstreams.Load() == 0 {
 		return // most idle sessions: no lock, no map walk (a stream added meanwhile waits for the next sweep)
@@ -114,12 +116,16 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 	retention := int64(s.cfg.StreamRetention)
 	var wakeBuf, cutBuf [4]*clientConn
 	wake, cut := wakeBuf[:0], cutBuf[:0]
+	var legacy *clientConn
 	sess.mu.Lock()
 	for id, st := range sess.streams.all() {
 		if c := st.conn.Load(); c != nil {
 			if ws := c.writeSince.Load(); ws != 0 && now-ws >= int64(s.cfg.WriteStallTimeout) {
 				cut = append(cut, c)
 				continue
+			}
+			if sess.legacy != nil {
+				legacy = c
 			}
 			if d := c.deadline.Load(); s.quietFor(c, now) || (d != 0 && now >= d) {
 				wake = append(wake, c)
@@ -135,6 +141,9 @@ func (s *Server) maintainStreams(sess *session, now int64) {
 	for _, c := range cut {
 		s.log.Info("write stalled: cutting the connection", "session", shortID(sess.id), "stream", c.st.id)
 		c.end(CloseWriteStall)
+	}
+	if legacy != nil && legacyClientLeft(legacy.nc) {
+		legacy.end(CloseClientGone) // the session ends with it (legacyStreamClosed)
 	}
 	for _, c := range wake {
 		c.w.kick()
