@@ -37,7 +37,9 @@ func parseEndpoint(base *url.URL, data []byte) (*url.URL, error) {
 	if !sameOrigin(base, u) {
 		return nil, fmt.Errorf("endpoint %q is not on the SSE URL's origin %s://%s", s, base.Scheme, base.Host)
 	}
-	if u.User != nil {
+	if u.User != nil && (base.User == nil || u.User.String() != base.User.String()) {
+		// The SSE URL's own (the operator's Basic authentication) goes on
+		// to a relative endpoint; the upstream cannot name other.
 		return nil, fmt.Errorf("endpoint %q carries user information", s)
 	}
 	u.Fragment, u.RawFragment = "", ""

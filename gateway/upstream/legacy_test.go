@@ -186,6 +186,23 @@ func TestParseEndpoint(t *testing.T) {
 			assert.Equal(t, tc.want, u.String(), "%q", tc.in)
 		}
 	}
+	// User information of the SSE URL (the operator's, sent as Basic
+	// authentication) goes on to the endpoint; the endpoint cannot name
+	// other.
+	base, _ = url.Parse("http://u:p@example.com:8080/sse")
+	for in, want := range map[string]string{
+		"/messages?s=1":                 "http://u:p@example.com:8080/messages?s=1",
+		"http://u:p@example.com:8080/m": "http://u:p@example.com:8080/m",
+		"http://x@example.com:8080/m":   "",
+		"http://example.com:8080/m":     "http://example.com:8080/m",
+	} {
+		u, err := parseEndpoint(base, []byte(in))
+		if want == "" {
+			assert.Error(t, err, "%q", in)
+		} else if assert.NoError(t, err, "%q", in) {
+			assert.Equal(t, want, u.String(), "%q", in)
+		}
+	}
 	// Default ports count as the same origin.
 	base, _ = url.Parse("https://example.com/sse")
 	u, err := parseEndpoint(base, []byte("https://example.com:443/m"))
