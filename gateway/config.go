@@ -274,8 +274,8 @@ func (c *Config) setDefaults() error {
 	if c.Path == "" {
 		c.Path = DefaultPath
 	}
-	if !strings.HasPrefix(c.Path, "/") {
-		return fmt.Errorf("gateway: path %q must start with /", c.Path)
+	if err := servedPath("path", c.Path); err != nil {
+		return err
 	}
 	type intField struct {
 		name string
@@ -354,6 +354,20 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Hooks == nil {
 		c.Hooks = NopHooks{}
+	}
+	return nil
+}
+
+// servedPath checks a path the gateway serves: it starts with /, holds no
+// query, fragment or space, and is in the form fasthttp gives a request's
+// path (ctx.Path: percent escapes decoded, // collapsed, dot segments
+// resolved), or no request would ever match it.
+func servedPath(what, p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# \t\r\n"):
+		return fmt.Errorf("gateway: %s %q must start with / and hold no query", what, p)
+	case strings.ContainsAny(p, "%\\") || strings.Contains(p, "//") || strings.Contains(p+"/", "/./") || strings.Contains(p+"/", "/../"):
+		return fmt.Errorf("gateway: %s %q must be in normal form: no percent escapes, backslashes, // or dot segments (a request's path is matched decoded and normalized)", what, p)
 	}
 	return nil
 }

@@ -182,6 +182,12 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 	assert.Error(t, (&Config{}).setDefaults(), "upstream required")
 	assert.Error(t, (&Config{Upstream: nopTransport{}, MaxSessions: -1}).setDefaults())
 	assert.Error(t, (&Config{Upstream: nopTransport{}, Path: "mcp"}).setDefaults())
+	for _, p := range []string{"/a%2Fb", "//mcp", "/x/../mcp", "/mcp?x", "/m cp"} {
+		assert.Error(t, (&Config{Upstream: nopTransport{}, Path: p}).setDefaults(), "%q never matches a request's normalized path", p)
+	}
+	for _, p := range []string{"/", "/mcp/", "/v1/mcp", "/a.b/..c"} {
+		assert.NoError(t, (&Config{Upstream: nopTransport{}, Path: p}).setDefaults(), p)
+	}
 	assert.Error(t, (&Config{Upstream: nopTransport{}, SessionIdleTimeout: -time.Second}).setDefaults())
 	_, err := New(Config{Upstream: nopTransport{}, RingSize: 1 << 30})
 	assert.Error(t, err, "ring size above the ring's maximum")

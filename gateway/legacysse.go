@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -204,8 +203,8 @@ func (c *Config) legacyDefaults() error {
 		c.LegacyMessagePath = DefaultLegacyMessagePath
 	}
 	for _, p := range []string{c.LegacySSEPath, c.LegacyMessagePath} {
-		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# \t\r\n") {
-			return fmt.Errorf("gateway: legacy HTTP+SSE path %q must start with / and hold no query", p)
+		if err := servedPath("legacy HTTP+SSE path", p); err != nil {
+			return err
 		}
 		if p == c.Path {
 			return fmt.Errorf("gateway: legacy HTTP+SSE path %q must differ from the endpoint path", p)

@@ -85,6 +85,13 @@ func TestLegacyConfigPaths(t *testing.T) {
 		{LegacyMessagePath: "/m?x=1"},
 		{LegacySSEPath: "/mcp"},
 		{LegacySSEPath: "/x", LegacyMessagePath: "/x"},
+		// fasthttp matches a request's decoded, normalized path: these
+		// would never match.
+		{LegacyMessagePath: "/a%20b"},
+		{LegacyMessagePath: "/a//b"},
+		{LegacySSEPath: "/a/./sse"},
+		{LegacySSEPath: "/a/.."},
+		{LegacySSEPath: "/a\\b"},
 	} {
 		bad.Upstream = nopTransport{}
 		assert.Error(t, bad.setDefaults(), "%+v", bad)
