@@ -416,12 +416,32 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		return nil, fmt.Errorf("%s: %w", op, ErrSessionGone)
 	default:
 		body, _ := readBody(resp, 64<<10)
+		if status == fasthttp.StatusBadRequest && s.id != "" && sessionRefused(body) {
+			// The TypeScript SDK's examples and server-everything answer
+			// an unknown session with 400 instead of 404 (PROTOCOL.md
+			// section 3, rule 5): the session is gone all the same.
+			return nil, fmt.Errorf("%s: HTTP 400 refusing the session: %w", op, ErrSessionGone)
+		}
 		se := &StatusError{Op: op, Status: status}
 		if len(body) > 0 && isJSONRPCError(body) {
 			se.Body = body
 		}
 		return nil, se
 	}
+}
+
+// sessionRefused reports whether body, an upstream's 400 to a session
+// request, refuses the session rather than the message: a JSON-RPC error
+// about no request (id null) whose message names the session ("Bad
+// Request: No valid session ID provided").
+func sessionRefused(body []byte) bool {
+	var p jsonrpc.Parser
+	msgs, batch, err := p.Parse(body)
+	if err != nil || batch || len(msgs) != 1 || msgs[0].Kind != jsonrpc.KindError || string(msgs[0].ID) != "null" {
+		return false
+	}
+	msg, ok := jsonrpc.Lookup(body, "error", "message")
+	return ok && bytes.Contains(bytes.ToLower(msg), []byte("session"))
 }
 
 func isJSONRPCError(body []byte) bool {
