@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"iter"
 	"strconv"
 
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
@@ -16,6 +17,17 @@ import (
 type call struct {
 	clientID []byte // the client's id, raw JSON as sent
 	upID     uint64
+	// token is the client's progress token (params._meta.progressToken,
+	// raw JSON as sent), nil if it asked for none or the session is a
+	// stateless request's. It goes upstream unchanged unless it equals, by
+	// value, the upstream token of another call in flight in the session
+	// (1 and "1" are two tokens to the client, one to an upstream that
+	// matches them by value, as stdio and legacy upstreams are routed):
+	// then upToken, a token of the gateway's, goes instead, and progress
+	// comes back under token (PROTOCOL.md section 3, rule 3). upKey is
+	// the value of the token upstream (tokenKey).
+	token, upToken []byte
+	upKey          string
 	// st is the POST answer stream relaying the call's answer (nil until
 	// openPostStream made it, and for other answers); up is the upstream
 	// answer stream a legacy session's pump reads for it (the legacy stream
@@ -94,14 +106,55 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 		} else {
 			c = &call{clientID: bytes.Clone(msgs[i].ID)}
 		}
+		if msgs[i].ProgressToken != nil && !s.ephemeral {
+			c.token = bytes.Clone(msgs[i].ProgressToken)
+		}
 		calls = append(calls, c)
 	}
 	for _, c := range calls {
 		s.nextUp++
 		c.upID = s.nextUp
+		if c.token != nil {
+			c.upKey = tokenKey(c.token)
+			if s.progressCallLocked(c.upKey) != nil {
+				c.upToken = strconv.AppendQuote([]byte(nil), "mcpgate-progress-"+strconv.FormatUint(c.upID, 10))
+				c.upKey = tokenKey(c.upToken)
+			}
+		}
 		s.inflight.add(c)
 	}
 	return calls, true
+}
+
+// progressCallLocked returns the call in flight whose progress token
+// upstream has the value key, or nil.
+func (s *session) progressCallLocked(key string) *call {
+	for c := range s.inflight.all() {
+		if c.token != nil && c.upKey == key {
+			return c
+		}
+	}
+	return nil
+}
+
+// tokenKey is the value of a progress token (raw JSON) as an upstream that
+// matches tokens by value sees it (upstream/demux.go, idKey): an integer in
+// any JSON spelling, or a string of its digits, keys as the integer; any
+// other string by its value; anything else by its bytes.
+func tokenKey(raw []byte) string {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		if v, err := strconv.ParseUint(string(raw[1:len(raw)-1]), 10, 64); err == nil {
+			return "#" + strconv.FormatUint(v, 10)
+		}
+		if u, ok := jsonrpc.Unquote(raw); ok {
+			return "s" + u
+		}
+		return "r" + string(raw)
+	}
+	if v, ok := parseUpID(raw); ok {
+		return "#" + strconv.FormatUint(v, 10)
+	}
+	return "r" + string(raw)
 }
 
 // endCalls removes calls from the session's calls in flight; calls ended
@@ -208,6 +261,22 @@ func (s *session) upIDOf(clientID []byte) (uint64, bool) {
 	return 0, false
 }
 
+// progressOf returns msg, a notifications/progress whose raw token is
+// tok, under the client's token of the call in flight whose token upstream
+// tok is (out holds a rewritten one); a token no call in flight carries
+// upstream passes unchanged.
+func (s *session) progressOf(msg, tok []byte, out *[]byte) []byte {
+	key := tokenKey(tok)
+	s.mu.Lock()
+	c := s.progressCallLocked(key)
+	s.mu.Unlock()
+	if c == nil || c.upToken == nil {
+		return msg
+	}
+	*out = jsonrpc.AppendReplaced((*out)[:0], msg, tok, c.token)
+	return *out
+}
+
 // callOf returns the call in flight with upstream id raw (JSON), or nil.
 func (s *session) callOf(raw []byte) *call {
 	up, ok := parseUpID(raw)
@@ -278,6 +347,25 @@ func (t *callTable) remove(c *call) {
 			t.few[last] = nil
 			t.few = t.few[:last]
 			return
+		}
+	}
+}
+
+// all yields the calls in the table.
+func (t *callTable) all() iter.Seq[*call] {
+	return func(yield func(*call) bool) {
+		if t.byUpID != nil {
+			for _, c := range t.byUpID {
+				if !yield(c) {
+					return
+				}
+			}
+			return
+		}
+		for _, c := range t.few {
+			if !yield(c) {
+				return
+			}
 		}
 	}
 }
@@ -391,7 +479,11 @@ func upstreamMessage(dst []byte, sess *session, m jsonrpc.Message, calls []*call
 	case jsonrpc.KindRequest:
 		for _, c := range calls {
 			if bytes.Equal(c.clientID, m.ID) {
-				return jsonrpc.AppendReplaced(dst, m.Raw, m.ID, strconv.AppendUint(num[:0], c.upID, 10)), true
+				up := strconv.AppendUint(num[:0], c.upID, 10)
+				if c.upToken != nil { // its token collides upstream: the gateway's instead
+					return appendReplacedTwo(dst, m.Raw, m.ID, up, m.ProgressToken, c.upToken), true
+				}
+				return jsonrpc.AppendReplaced(dst, m.Raw, m.ID, up), true
 			}
 		}
 	case jsonrpc.KindNotification:
@@ -408,6 +500,18 @@ func upstreamMessage(dst []byte, sess *session, m jsonrpc.Message, calls []*call
 		}
 	}
 	return append(dst, m.Raw...), true
+}
+
+// appendReplacedTwo is jsonrpc.AppendReplaced for two parts of msg that do
+// not overlap (a request's id and its progress token, in either order).
+func appendReplacedTwo(dst, msg, a, ra, b, rb []byte) []byte {
+	if cap(a) < cap(b) { // a comes after b in msg
+		a, ra, b, rb = b, rb, a, ra
+	}
+	offB := cap(msg) - cap(b)
+	dst = jsonrpc.AppendReplaced(dst, msg[:offB], a, ra) // panics unless a ends before b
+	dst = append(dst, rb...)
+	return append(dst, msg[offB+len(b):]...)
 }
 
 // clientAnswer appends to dst an upstream answer (a response, or a batch of

@@ -276,7 +276,10 @@ func batchElems(s *Server, msg []byte) [][]byte {
 // an answer under its client's id (out is the scratch for it); it reports
 // false when the stream or session ended.
 func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending *pendingCalls, msg []byte, out *[]byte) bool {
-	class, key, respID := classify(p, msg)
+	class, key, respID, tok := classifyMessage(p, msg)
+	if tok != nil && !sess.ephemeral {
+		msg = sess.progressOf(msg, tok, out) // under the client's token
+	}
 	if respID != nil && string(respID) != "null" {
 		up, ok := parseUpID(respID)
 		var c *call
@@ -658,7 +661,7 @@ func (s *Server) parkStandalone(sess *session, st *stream, up upstream.Stream, b
 // if it answers no call in flight.
 func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 	p := s.parsers.Get().(*jsonrpc.Parser)
-	class, key, respID := classify(p, msg)
+	class, key, respID, tok := classifyMessage(p, msg)
 	if respID != nil && string(respID) != "null" {
 		c := st.sess.callOf(respID)
 		if c == nil {
@@ -666,6 +669,10 @@ func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 			return true
 		}
 		msg = jsonrpc.AppendReplaced(nil, msg, respID, c.clientID)
+	}
+	if tok != nil {
+		var out []byte
+		msg = st.sess.progressOf(msg, tok, &out) // a call's progress, under the client's token
 	}
 	s.parsers.Put(p)
 	return s.deliver(st.sess, st, class, key, msg, false)
@@ -761,31 +768,38 @@ var coalesceSeed = maphash.MakeSeed()
 // syntax error is does not matter here, so params are only looked into
 // when a token is needed (ParseEnvelope).
 func classify(p *jsonrpc.Parser, msg []byte) (ringbuf.Class, uint64, []byte) {
+	class, key, respID, _ := classifyMessage(p, msg)
+	return class, key, respID
+}
+
+// classifyMessage is classify that also returns the progress token of a
+// notifications/progress (raw JSON aliasing msg; nil otherwise).
+func classifyMessage(p *jsonrpc.Parser, msg []byte) (class ringbuf.Class, key uint64, respID, token []byte) {
 	msgs, batch, perr := p.ParseEnvelope(msg)
 	if perr != nil || batch || len(msgs) != 1 {
-		return ringbuf.MustDeliver, 0, nil // unknown shape: never drop it
+		return ringbuf.MustDeliver, 0, nil, nil // unknown shape: never drop it
 	}
 	m := &msgs[0]
 	switch m.Kind {
 	case jsonrpc.KindResponse, jsonrpc.KindError:
-		return ringbuf.MustDeliver, 0, m.ID
+		return ringbuf.MustDeliver, 0, m.ID, nil
 	case jsonrpc.KindRequest:
-		return ringbuf.MustDeliver, 0, nil
+		return ringbuf.MustDeliver, 0, nil, nil
 	}
 	method := string(m.Method)
 	switch {
 	case method == "notifications/progress" && m.ProgressToken != nil:
-		return ringbuf.Droppable, coalesceKey('p', m.ProgressToken), nil
+		return ringbuf.Droppable, coalesceKey('p', m.ProgressToken), nil, m.ProgressToken
 	case method == "notifications/cancelled", method == "notifications/subscriptions/acknowledged":
-		return ringbuf.MustDeliver, 0, nil
+		return ringbuf.MustDeliver, 0, nil, nil
 	case len(method) > len("/list_changed") && method[len(method)-len("/list_changed"):] == "/list_changed":
-		return ringbuf.Droppable, coalesceKey('l', m.Method), nil
+		return ringbuf.Droppable, coalesceKey('l', m.Method), nil, nil
 	case method == "notifications/resources/updated":
 		if uri, ok := jsonrpc.Lookup(m.Raw, "params", "uri"); ok {
-			return ringbuf.Droppable, coalesceKey('u', uri), nil
+			return ringbuf.Droppable, coalesceKey('u', uri), nil, nil
 		}
 	}
-	return ringbuf.Droppable, 0, nil
+	return ringbuf.Droppable, 0, nil, nil
 }
 
 func coalesceKey(kind byte, b []byte) uint64 {
