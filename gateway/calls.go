@@ -25,7 +25,7 @@ type call struct {
 	// matches them by value, as stdio and legacy upstreams are routed):
 	// then upToken, a token of the gateway's, goes instead, and progress
 	// comes back under token (PROTOCOL.md section 3, rule 3). upKey is
-	// the value of the token upstream (tokenKey).
+	// the value of the token upstream (upstream.IDKey).
 	token, upToken []byte
 	upKey          string
 	// st is the POST answer stream relaying the call's answer (nil until
@@ -115,10 +115,10 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 		s.nextUp++
 		c.upID = s.nextUp
 		if c.token != nil {
-			c.upKey = tokenKey(c.token)
+			c.upKey = upstream.IDKey(c.token)
 			if s.progressCallLocked(c.upKey) != nil {
 				c.upToken = strconv.AppendQuote([]byte(nil), "mcpgate-progress-"+strconv.FormatUint(c.upID, 10))
-				c.upKey = tokenKey(c.upToken)
+				c.upKey = upstream.IDKey(c.upToken)
 			}
 		}
 		s.inflight.add(c)
@@ -135,26 +135,6 @@ func (s *session) progressCallLocked(key string) *call {
 		}
 	}
 	return nil
-}
-
-// tokenKey is the value of a progress token (raw JSON) as an upstream that
-// matches tokens by value sees it (upstream/demux.go, idKey): an integer in
-// any JSON spelling, or a string of its digits, keys as the integer; any
-// other string by its value; anything else by its bytes.
-func tokenKey(raw []byte) string {
-	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		if v, err := strconv.ParseUint(string(raw[1:len(raw)-1]), 10, 64); err == nil {
-			return "#" + strconv.FormatUint(v, 10)
-		}
-		if u, ok := jsonrpc.Unquote(raw); ok {
-			return "s" + u
-		}
-		return "r" + string(raw)
-	}
-	if v, ok := parseUpID(raw); ok {
-		return "#" + strconv.FormatUint(v, 10)
-	}
-	return "r" + string(raw)
 }
 
 // endCalls removes calls from the session's calls in flight; calls ended
@@ -266,7 +246,7 @@ func (s *session) upIDOf(clientID []byte) (uint64, bool) {
 // tok is (out holds a rewritten one); a token no call in flight carries
 // upstream passes unchanged.
 func (s *session) progressOf(msg, tok []byte, out *[]byte) []byte {
-	key := tokenKey(tok)
+	key := upstream.IDKey(tok)
 	s.mu.Lock()
 	c := s.progressCallLocked(key)
 	s.mu.Unlock()

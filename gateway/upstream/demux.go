@@ -320,11 +320,11 @@ func (s *msgStream) Close() error {
 	return nil
 }
 
-// idKey is the routing key of a JSON-RPC id or progress token (raw JSON):
+// IDKey is the routing key of a JSON-RPC id or progress token (raw JSON):
 // an integer in any JSON spelling, or a string of its digits, keys as the
 // integer, the way the gateway reads the ids it gave (parseUpID); any other
 // string keys by its value, anything else by its bytes.
-func idKey(raw []byte) string {
+func IDKey(raw []byte) string {
 	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
 		if v, err := strconv.ParseUint(string(raw[1:len(raw)-1]), 10, 64); err == nil {
 			return "#" + strconv.FormatUint(v, 10)
@@ -355,7 +355,7 @@ func (d *demux) openCall(ids, tokens [][]byte) (*msgStream, error) {
 		return nil, d.err
 	}
 	for _, id := range ids {
-		k := idKey(id)
+		k := IDKey(id)
 		if _, dup := d.calls[k]; dup || slices.Contains(s.ids, k) {
 			return nil, fmt.Errorf("upstream: request id %s already in flight", id)
 		}
@@ -366,7 +366,7 @@ func (d *demux) openCall(ids, tokens [][]byte) (*msgStream, error) {
 	}
 	for _, tok := range tokens {
 		if tok != nil {
-			k := idKey(tok)
+			k := IDKey(tok)
 			s.tokens = append(s.tokens, k)
 			d.tokens[k] = s
 		}
@@ -404,7 +404,7 @@ func (d *demux) dropTokensLocked(s *msgStream) {
 // nothing else is owed, so its reader is not left waiting forever. A
 // response that still comes is dropped as late.
 func (d *demux) cancelCall(id []byte) {
-	key := idKey(id)
+	key := IDKey(id)
 	d.mu.Lock()
 	s := d.calls[key]
 	if s == nil {
@@ -580,13 +580,13 @@ func (d *demux) routeOne(m *jsonrpc.Message) {
 		d.answer(pong)
 		return
 	case toCall:
-		key = idKey(m.ID)
+		key = IDKey(m.ID)
 	case toProgress:
 		if m.ProgressToken == nil {
 			d.stats.unroutable.Add(1)
 			return
 		}
-		key = idKey(m.ProgressToken)
+		key = IDKey(m.ProgressToken)
 	}
 	for {
 		d.mu.Lock()

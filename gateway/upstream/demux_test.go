@@ -374,7 +374,7 @@ func TestIDKey(t *testing.T) {
 		{"1.5", "15e-1", false}, // non-integers match only byte for byte
 		{"-1", "-1", true},
 	} {
-		assert.Equal(t, tc.same, idKey([]byte(tc.a)) == idKey([]byte(tc.b)), "%s vs %s", tc.a, tc.b)
+		assert.Equal(t, tc.same, IDKey([]byte(tc.a)) == IDKey([]byte(tc.b)), "%s vs %s", tc.a, tc.b)
 	}
 }
 
