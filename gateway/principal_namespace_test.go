@@ -1,13 +1,11 @@
 package gateway_test
 
 import (
-	"bytes"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -119,22 +117,11 @@ func TestRestoreMapsPrincipalsOfOldRecords(t *testing.T) {
 
 	// Rewrite the file as the previous version wrote it: bare names, no
 	// namespace marker.
-	f, err := os.Open(cfg.StateFile)
-	require.NoError(t, err)
-	_, recs, err := sessionrec.ReadFile(f)
-	require.NoError(t, f.Close())
-	require.NoError(t, err)
-	require.Len(t, recs, 4)
-	var buf bytes.Buffer
-	w, err := sessionrec.NewWriter(&buf, time.Now().UnixNano())
-	require.NoError(t, err)
-	for _, rec := range recs {
+	n := rewriteState(t, cfg.StateFile, func(rec *sessionrec.Record) {
 		assert.True(t, rec.Namespaced)
 		rec.Namespaced, rec.Principal = false, strings.TrimPrefix(rec.Principal, auth.JWTPrincipalPrefix)
-		require.NoError(t, w.Write(rec))
-	}
-	require.NoError(t, w.Close())
-	require.NoError(t, os.WriteFile(cfg.StateFile, buf.Bytes(), 0o600))
+	})
+	require.Equal(t, 4, n)
 
 	const list = `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
 	check := func(base string, cases []struct {

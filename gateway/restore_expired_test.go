@@ -34,27 +34,16 @@ func TestRestoreDropsSessionsExpiredWhileDown(t *testing.T) {
 
 	// The gateway was down for a while: rewrite the saved times as they
 	// would be after two hours (idle) and after 25 hours (max age).
-	f, err := os.Open(cfg.StateFile)
-	require.NoError(t, err)
-	_, recs, err := sessionrec.ReadFile(f)
-	require.NoError(t, f.Close())
-	require.NoError(t, err)
-	require.Len(t, recs, 3)
 	now := time.Now()
-	var buf bytes.Buffer
-	w, err := sessionrec.NewWriter(&buf, now.UnixNano())
-	require.NoError(t, err)
-	for _, rec := range recs {
+	n := rewriteState(t, cfg.StateFile, func(rec *sessionrec.Record) {
 		switch rec.ID {
 		case idle:
 			rec.LastActive = now.Add(-2 * time.Hour).UnixNano()
 		case old:
 			rec.Created = now.Add(-25 * time.Hour).UnixNano()
 		}
-		require.NoError(t, w.Write(rec))
-	}
-	require.NoError(t, w.Close())
-	require.NoError(t, os.WriteFile(cfg.StateFile, buf.Bytes(), 0o600))
+	})
+	require.Equal(t, 3, n)
 
 	closes := func() (n int) {
 		for _, r := range fake.Records() {
@@ -78,4 +67,26 @@ func TestRestoreDropsSessionsExpiredWhileDown(t *testing.T) {
 	code, body := g2.postJSON(fresh, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, 2, closes(), "the restored session's upstream session is open")
+}
+
+// rewriteState rewrites the records of a saved state file with edit, as
+// another version or a gateway that was down for a while would have
+// written them, and returns how many there are.
+func rewriteState(t *testing.T, path string, edit func(*sessionrec.Record)) int {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	_, recs, err := sessionrec.ReadFile(f)
+	require.NoError(t, f.Close())
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	w, err := sessionrec.NewWriter(&buf, time.Now().UnixNano())
+	require.NoError(t, err)
+	for _, rec := range recs {
+		edit(rec)
+		require.NoError(t, w.Write(rec))
+	}
+	require.NoError(t, w.Close())
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+	return len(recs)
 }
