@@ -254,6 +254,7 @@ func (s *Server) relay(sess *session, id uint64, up upstream.Stream) {
 			break
 		}
 		seq++
+		msg = tagServerRequests(msg, sess.incarnationTag()) // incarnation.go
 		s.clu.c.Publish(sess.id, &sessionrec.Published{Event: sessionrec.Event{Seq: seq, MustDeliver: true, Data: append([]byte(nil), msg...)}, Stream: id}, noted)
 	}
 	if sess.suspendedForHandover() {

@@ -407,6 +407,9 @@ func (s *Server) owedAtSuspend(sess *session, st *stream, pending *pendingCalls)
 // busy says whether the caller holds one of the session's busy counts
 // (a call in flight), which it gives up while it waits.
 func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uint64, msg []byte, busy bool) bool {
+	if class == ringbuf.MustDeliver {
+		msg = tagServerRequests(msg, sess.incarnationTag()) // incarnation.go
+	}
 	if class == ringbuf.Droppable {
 		s.push(st, class, key, msg)
 		return true
@@ -576,9 +579,10 @@ func (s *Server) listenUpstream(sess *session, lastID string) (upstream.Stream, 
 const standaloneIdle = time.Second
 
 // readStandalone copies the upstream's standalone stream into stream 0
-// until it ends, then reconnects after a backoff. It runs on an owned
-// goroutine counted by addOwned; while the stream is parked (idle) the
-// count stays, and the reader resumes on a new goroutine.
+// until it ends, then reconnects after a backoff, or after the upstream's
+// retry hint if that is longer. It runs on an owned goroutine counted by
+// addOwned; while the stream is parked (idle) the count stays, and the
+// reader resumes on a new goroutine.
 func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, backoff time.Duration) {
 	for {
 		got, idle := s.pumpStandalone(st, up)
@@ -594,8 +598,15 @@ func (s *Server) readStandalone(sess *session, st *stream, up upstream.Stream, b
 	}
 	defer s.wg.Done()
 	noteLastID(st, up)
+	wait := backoff
+	if h, ok := up.(upstream.RetryHinter); ok {
+		// The upstream's reconnection time (its SSE retry field, bounded
+		// by the transport), never less than the backoff: PROTOCOL.md
+		// section 3, rule 4.
+		wait = max(wait, h.RetryDelay())
+	}
 	_ = up.Close()
-	if !sleepCtx(sess.context(), backoff) || s.ctx.Err() != nil {
+	if !sleepCtx(sess.context(), wait) || s.ctx.Err() != nil {
 		return
 	}
 	next := min(backoff*2, maxBackoff)

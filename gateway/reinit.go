@@ -47,6 +47,9 @@ type reinitSession struct {
 	// aborted is set by abort, which never waits for mu: a
 	// re-initialization under way then ends the session it opened.
 	aborted atomic.Bool
+	// tag marks the ids of this upstream incarnation's server-to-client
+	// requests (incarnation.go), set before the first can be relayed.
+	tag atomic.Pointer[string]
 }
 
 // upstreamBox holds an upstream session for an atomic.Pointer.
@@ -81,7 +84,20 @@ func (r *reinitSession) Send(ctx context.Context, body []byte) (*upstream.Reply,
 	if err != nil {
 		return nil, err
 	}
+	// The client's answers to server-to-client requests go back under the
+	// upstream's ids; those to an earlier incarnation's are dropped.
+	if body = untagAnswers(body, r.tagged()); body == nil {
+		return &upstream.Reply{Accepted: true}, nil
+	}
 	return in.Send(ctx, body)
+}
+
+// tagged is the incarnation's tag, "" before the upstream session exists.
+func (r *reinitSession) tagged() string {
+	if t := r.tag.Load(); t != nil {
+		return *t
+	}
+	return ""
 }
 
 func (r *reinitSession) Listen(ctx context.Context) (upstream.Stream, error) {
@@ -157,6 +173,10 @@ func (r *reinitSession) get(ctx context.Context) (upstream.Session, error) {
 		return nil, fmt.Errorf("re-initialize: version %s instead of %s: %w", in.Version(), r.version, upstream.ErrSessionGone)
 	}
 	srv.upstreamSucceeded()
+	if r.tag.Load() == nil {
+		tag := newIncarnationTag()
+		r.tag.Store(&tag)
+	}
 	r.replay(rctx, in)
 	r.inner = in
 	r.done.Store(&upstreamBox{in})

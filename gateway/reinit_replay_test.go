@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/gateway"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
+	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
 )
 
 // TestStateReinitRelaysServerRequests: while a restored session's upstream
@@ -60,7 +61,12 @@ func TestStateReinitRelaysServerRequests(t *testing.T) {
 		case data, ok := <-got:
 			require.True(t, ok, "the stream ended; events: %v", seen)
 			if strings.Contains(data, `"roots/list"`) {
-				require.JSONEq(t, rootsList, data)
+				// Under an id of the new upstream incarnation
+				// (incarnation.go), which maps back to the upstream's.
+				id, ok := jsonrpc.Lookup([]byte(data), "id")
+				require.True(t, ok, data)
+				require.JSONEq(t, strings.Replace(rootsList, `"srv-roots"`, string(id), 1), data)
+				require.Contains(t, string(id), `srv-roots`)
 				return
 			}
 			seen = append(seen, data)

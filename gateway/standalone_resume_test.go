@@ -231,3 +231,72 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond)
 }
+
+// retryingUpstream is a Streamable HTTP server whose standalone stream
+// sends one event with a retry hint of retry milliseconds, then breaks. It
+// records when each GET came and when the first one ended.
+type retryingUpstream struct {
+	retry int
+	mu    sync.Mutex
+	gets  []time.Time
+	ended time.Time
+}
+
+func (u *retryingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		answerPost(w, r, "retrying")
+	case http.MethodGet:
+		u.mu.Lock()
+		u.gets = append(u.gets, time.Now())
+		n := len(u.gets)
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		if n > 1 {
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		fmt.Fprintf(w, "id: s_1\nretry: %d\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":1}}\n\n", u.retry)
+		w.(http.Flusher).Flush()
+		u.mu.Lock()
+		u.ended = time.Now()
+		u.mu.Unlock()
+	case http.MethodDelete:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// TestStandaloneReconnectHonoursRetry: the gateway reopens a broken
+// upstream standalone stream after the reconnection time the upstream's
+// SSE retry field set (PROTOCOL.md section 3, rule 4), not after its own
+// shorter backoff; a hint of 0 does not make it spin.
+func TestStandaloneReconnectHonoursRetry(t *testing.T) {
+	for _, tc := range []struct {
+		retry    int
+		min, max time.Duration
+	}{
+		{retry: 1500, min: 1400 * time.Millisecond, max: 5 * time.Second},
+		{retry: 0, min: 90 * time.Millisecond, max: time.Second},
+	} {
+		t.Run(fmt.Sprint(tc.retry), func(t *testing.T) {
+			fake := &retryingUpstream{retry: tc.retry}
+			url := gatewayInFront(t, fake)
+			sid := initSession(t, url)
+			require.NotEmpty(t, sid)
+			stream := testenv.DialStream(t, url, sid, "")
+			stream.Until(t, `"data":1}`)
+			require.Eventually(t, func() bool {
+				fake.mu.Lock()
+				defer fake.mu.Unlock()
+				return len(fake.gets) >= 2
+			}, 10*time.Second, 10*time.Millisecond)
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			gap := fake.gets[1].Sub(fake.ended)
+			assert.GreaterOrEqual(t, gap, tc.min, "reconnected before the upstream's retry time")
+			assert.Less(t, gap, tc.max)
+		})
+	}
+}

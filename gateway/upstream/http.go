@@ -30,7 +30,10 @@ const (
 	DefaultMaxMessageBytes  = 16 << 20
 	DefaultResumeAttempts   = 5
 	defaultResumeRetryDelay = 500 * time.Millisecond
-	// maxResumeDelay caps the upstream's retry hint before a resume.
+	// minResumeDelay and maxResumeDelay bound the upstream's retry hint
+	// before a resume: a hostile upstream makes the gateway neither spin
+	// nor wait for hours.
+	minResumeDelay = 10 * time.Millisecond
 	maxResumeDelay = 30 * time.Second
 )
 
@@ -628,6 +631,7 @@ type httpStream struct {
 	closed       bool
 	wantResponse bool
 	gotResp      bool
+	hinted       bool // the upstream sent a retry hint
 	// gated: the gate knows what arrived with the headers (inhand.go).
 	gated bool
 	body  streamBody
@@ -828,7 +832,8 @@ func (st *httpStream) message(ev *sse.Event) []byte {
 	}
 	if ev.Retry >= 0 {
 		// Capped before the conversion, which overflows for huge hints.
-		st.retry = time.Duration(min(ev.Retry, maxResumeDelay.Milliseconds())) * time.Millisecond
+		st.retry = max(time.Duration(min(ev.Retry, maxResumeDelay.Milliseconds()))*time.Millisecond, minResumeDelay)
+		st.hinted = true
 	}
 	if !ev.HasData || len(bytes.TrimSpace(ev.Data)) == 0 {
 		return nil // priming event or keep-alive

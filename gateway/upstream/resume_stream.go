@@ -1,6 +1,9 @@
 package upstream
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // StreamResumer is implemented by upstream sessions whose POST answer
 // streams can be picked up again by another process from the upstream's
@@ -34,7 +37,18 @@ type EventIDer interface {
 	LastEventID() string
 }
 
+// RetryHinter is implemented by streams that carry the upstream's SSE
+// reconnection time (the retry field), which the gateway waits before it
+// reopens a stream that ended (PROTOCOL.md section 3, rule 4).
+type RetryHinter interface {
+	// RetryDelay is the upstream's last retry hint, clamped to
+	// [minResumeDelay, maxResumeDelay]; 0 if it sent none. Only the
+	// goroutine calling Next may call it.
+	RetryDelay() time.Duration
+}
+
 var (
+	_ RetryHinter   = (*httpStream)(nil)
 	_ StreamResumer = (*httpSession)(nil)
 	_ ListenResumer = (*httpSession)(nil)
 	_ EventIDer     = (*httpStream)(nil)
@@ -61,3 +75,11 @@ func asStream(st *httpStream, err error) (Stream, error) {
 
 // LastEventID is the upstream's id of the last event read.
 func (st *httpStream) LastEventID() string { return string(st.lastID) }
+
+// RetryDelay is the upstream's retry hint, 0 if it sent none.
+func (st *httpStream) RetryDelay() time.Duration {
+	if !st.hinted {
+		return 0
+	}
+	return st.retry
+}
