@@ -335,8 +335,15 @@ func subscriptionTagged(msg []byte, pending *pendingCalls, out *[]byte) []byte {
 
 // answerOwed answers the calls still pending on an answer stream that
 // ended early, so no call is left hanging: with -32603 and why (the
-// upstream stream broke, or the session ended).
+// upstream stream broke, or the session ended). A stream that ended because
+// the upstream lost the session (a stdio child exited, a legacy upstream's
+// stream could not be reopened, a resume got 404) then ends the session, as
+// a request finding it gone does: its streams end, so a client holding only
+// its standalone stream learns it at once (its next GET gets 404).
 func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, err error) {
+	if errors.Is(err, upstream.ErrSessionGone) && !sess.ephemeral && sess.context().Err() == nil {
+		defer s.upstreamLost(sess, st, err) // after the calls got their errors (a legacy stream ends with the session)
+	}
 	if sess.context().Err() != nil {
 		sess.mu.Lock()
 		why := "the session ended (" + sess.closeReason.String() + ") before the response"
@@ -384,6 +391,17 @@ func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, er
 			return
 		}
 	}
+}
+
+// upstreamLost ends sess because its upstream side is gone (err wraps
+// upstream.ErrSessionGone), found so by the answer stream of st (counted
+// there as the stream's early end).
+func (s *Server) upstreamLost(sess *session, st *stream, err error) {
+	if sess.context().Err() != nil {
+		return // ended meanwhile, or suspended by a shutdown keeping it for a restart
+	}
+	s.log.Warn("upstream lost the session during a call: session ended", "session", shortID(sess.id), "stream", st.id, "err", err)
+	s.endSession(context.Background(), sess, CloseUpstreamGone, upstreamGone)
 }
 
 // owedAtSuspend answers the calls still pending on an answer stream whose
