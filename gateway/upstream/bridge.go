@@ -145,9 +145,22 @@ func (e *envelope) isRequest() bool      { return e.Method != "" && len(e.ID) > 
 func (e *envelope) isNotification() bool { return e.Method != "" && len(e.ID) == 0 }
 func (e *envelope) isResponse() bool     { return e.Method == "" && (e.Result != nil || e.Error != nil) }
 
+// decodeEnvelope reads a message's members by their exact names, as
+// jsonrpc.Parser and Lookup do: decoded into the struct, encoding/json
+// would take "ID" or "Method" for them too, and a message could name one
+// request to the gateway and another to the bridge (answered, forwarded or
+// matched under an id the gateway never saw).
 func decodeEnvelope(b []byte) (envelope, bool) {
 	var e envelope
-	if err := json.Unmarshal(b, &e); err != nil {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return e, false
+	}
+	e.ID, e.Params, e.Result, e.Error = m["id"], m["params"], m["result"], m["error"]
+	if raw, ok := m["jsonrpc"]; ok && json.Unmarshal(raw, &e.JSONRPC) != nil {
+		return e, false
+	}
+	if raw, ok := m["method"]; ok && json.Unmarshal(raw, &e.Method) != nil {
 		return e, false
 	}
 	return e, true
@@ -215,6 +228,19 @@ func resultType(result json.RawMessage) string {
 	}
 	s, _ := jsonrpc.Unquote(raw)
 	return s
+}
+
+// sameID reports whether two raw JSON ids are one id: a string however it
+// is escaped (encoding/json, which forwards the bridges' messages, sends
+// "<" as "\u003c", and an upstream may re-encode what it got), anything
+// else byte for byte.
+func sameID(a, b json.RawMessage) bool {
+	if string(a) == string(b) {
+		return true
+	}
+	sa, okA := jsonrpc.Unquote(a)
+	sb, okB := jsonrpc.Unquote(b)
+	return okA && okB && sa == sb
 }
 
 // counterID is a server-to-client request id the bridges mint.

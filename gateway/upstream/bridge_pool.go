@@ -537,6 +537,7 @@ type upReader struct {
 	done   chan struct{}
 	once   sync.Once
 	back   []byte // a message put back by the consumer (its one goroutine)
+	failed error  // the stream's end, read and kept by the consumer (its one goroutine)
 	// finished: done was closed by finish (the call was answered), so
 	// the reader reads the stream to its end and closes it itself.
 	finished atomic.Bool
@@ -596,6 +597,9 @@ func (r *upReader) next(ctx context.Context, wait time.Duration) ([]byte, error)
 		m := r.back
 		r.back = nil
 		return m, nil
+	}
+	if r.failed != nil {
+		return nil, r.failed
 	}
 	var timeout <-chan time.Time
 	if wait >= 0 {
@@ -754,6 +758,11 @@ func (c *poolCall) handOff(ctx context.Context, first envelope) []byte {
 	reqs := []envelope{first}
 	for {
 		msg, err := c.rd.next(ctx, gatherWindow)
+		if err != nil && ctx.Err() == nil {
+			// The stream ended (or broke) after the round: the retry
+			// learns it at once instead of waiting out its request.
+			c.rd.failed = err
+		}
 		if err != nil || msg == nil {
 			break
 		}

@@ -500,7 +500,7 @@ func (c *bridgeCall) handle(msg []byte) ([]byte, bool) {
 		}
 		return msg, true
 	}
-	if !e.isResponse() || string(e.ID) != string(c.req.ID) {
+	if !e.isResponse() || !sameID(e.ID, c.req.ID) {
 		return msg, true
 	}
 	if e.Result != nil && resultType(e.Result) == "input_required" {
@@ -540,7 +540,12 @@ func (c *bridgeCall) startRound(result json.RawMessage) error {
 	c.await = make(map[string]string, len(r.InputRequests))
 	c.got = make(map[string]json.RawMessage, len(r.InputRequests))
 	keys := make([]string, 0, len(r.InputRequests))
-	for k := range r.InputRequests {
+	for k, in := range r.InputRequests {
+		if in.Method == "" {
+			// It would reach the client as neither request nor response,
+			// unanswerable: the call would wait out InputTimeout.
+			return fmt.Errorf("input request %q of the upstream has no method", k)
+		}
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
