@@ -178,7 +178,7 @@ func (s *session) relayedBy(st *stream, up upstream.Stream, calls []*call) bool 
 			c.up = up
 		}
 	}
-	return s.closed || solo && calls[0].cancelled
+	return s.closed || s.listenEnded.Load() || solo && calls[0].cancelled
 }
 
 // cancelledCall reports whether the client cancelled c.

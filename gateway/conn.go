@@ -258,8 +258,11 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		n, err = c.handed(c.n)
 		return n, err, true
 	}
+	// A listen the gateway ended waits for its response and its stream's
+	// end (endListen): no retry hint, nothing to resume.
+	listenEnded := c.st.sess.listenEnded.Load()
 	if nerr != nil {
-		if c.shutdown || c.srv.shutting.Load() {
+		if (c.shutdown || c.srv.shutting.Load()) && !listenEnded {
 			// Shutdown closed the ring before this writer saw the signal:
 			// still tell the client when to come back.
 			n, err = c.endWithRetry(p, CloseShutdown)
@@ -276,7 +279,7 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		c.eof = true
 		return 0, io.EOF, true
 	}
-	if c.shutdown {
+	if c.shutdown && !listenEnded {
 		n, err = c.endWithRetry(p, CloseShutdown)
 		return n, err, true
 	}
@@ -368,11 +371,15 @@ func (w *bodyWriter) Read(p []byte) (int, error) {
 		if n, err, ready := w.fill(p); ready {
 			return n, err
 		}
+		done := w.srv.streamsDone
+		if w.shutdown {
+			done = nil // seen already: an ended listen waits for its response
+		}
 		select {
 		case <-w.st.ring.Wait():
 		case <-w.kickc:
 			w.kickedNow()
-		case <-w.srv.streamsDone:
+		case <-done:
 			w.shutdown = true
 		}
 	}

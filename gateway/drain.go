@@ -12,6 +12,8 @@ import (
 // over Config.DrainWindow with jitter, so that clients do not all reconnect
 // in the same instant (to another node, or to this one after a restart with
 // its state). Requests on existing sessions are still served meanwhile.
+// A stateless subscriptions/listen ends instead with its graceful end, the
+// listen's complete response (endListen); a new one is refused.
 // POST answers of sessions older than 2025-11-25 are not cut (those clients
 // cannot resume an answer before its response); they finish, or end when
 // the shutdown does.
@@ -80,9 +82,23 @@ func (s *Server) drainStreams(ctx context.Context) {
 }
 
 // drainableConns lists the attached connections a drain may end: every
-// standalone and resumed stream, and POST answers of 2025-11-25 sessions.
+// standalone and resumed stream, POST answers of 2025-11-25 sessions, and
+// stateless subscriptions/listen streams.
 func (s *Server) drainableConns() []*clientConn {
 	var conns []*clientConn
+	s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+		if !sess.listen {
+			return true // a stateless request in flight finishes
+		}
+		sess.mu.Lock()
+		for _, st := range sess.streams.all() {
+			if c := st.conn.Load(); c != nil {
+				conns = append(conns, c)
+			}
+		}
+		sess.mu.Unlock()
+		return true
+	})
 	s.store.Range(func(_ string, sess *session) bool {
 		sess.mu.Lock()
 		for _, st := range sess.streams.all() {
@@ -110,8 +126,44 @@ func (s *Server) retryHintMs(r CloseReason) int64 {
 	return s.cfg.RetryHint.Milliseconds()
 }
 
-// drainNow ends c with a retry hint, for reason r.
+// drainNow ends c with a retry hint, for reason r; a stateless listen's
+// connection with the listen's complete response instead (endListen).
 func (c *clientConn) drainNow(r CloseReason) {
+	if c.st.sess.listen {
+		c.srv.endListen(c.st.sess)
+		return
+	}
 	c.drain.CompareAndSwap(0, uint32(r)+1)
 	c.w.kick()
+}
+
+// endListen ends a stateless subscriptions/listen gracefully (PROTOCOL.md
+// section 2, rule 45): its upstream stream is closed, and its pump answers
+// the listen with resultType "complete" (answerOwed) and finishes the
+// stream, which its connection sends before it ends. The stateless
+// revision has no retry hint and no resumption: the client listens again,
+// on another node or after the restart. Idempotent.
+func (s *Server) endListen(sess *session) {
+	if !sess.listenEnded.CompareAndSwap(false, true) {
+		return
+	}
+	sess.mu.Lock()
+	streams := sess.streams.snapshot()
+	sess.mu.Unlock()
+	for _, st := range streams {
+		// A stream whose upstream is not set yet closes it itself
+		// (relayedBy sees listenEnded).
+		st.closeUpstream()
+	}
+}
+
+// endListens ends every stateless listen still open (endListen): the
+// drain's end, before the remaining connections are cut.
+func (s *Server) endListens() {
+	s.ephemeral.Range(func(sess *session, _ struct{}) bool {
+		if sess.listen {
+			s.endListen(sess)
+		}
+		return true
+	})
 }

@@ -341,6 +341,18 @@ func subscriptionTagged(msg []byte, pending *pendingCalls, out *[]byte) []byte {
 // a request finding it gone does: its streams end, so a client holding only
 // its standalone stream learns it at once (its next GET gets 404).
 func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, err error) {
+	if sess.listenEnded.Load() {
+		// The gateway ended the listen (a drain): its graceful end is the
+		// request's response, resultType "complete" (PROTOCOL.md section
+		// 2, rule 45); the client listens again.
+		for c := range pending.all() {
+			e := append(append([]byte(`{"jsonrpc":"2.0","id":`), c.clientID...), `,"result":{"resultType":"complete"}}`...)
+			if s.pushMust(st, e, true) != nil {
+				return
+			}
+		}
+		return
+	}
 	if errors.Is(err, upstream.ErrSessionGone) && !sess.ephemeral && sess.context().Err() == nil {
 		defer s.upstreamLost(sess, st, err) // after the calls got their errors (a legacy stream ends with the session)
 	}

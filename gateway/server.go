@@ -304,6 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.lnMu.Unlock()
 		s.clusterDrainStart(ctx) // a cluster node hands its sessions over (cluster.go)
 		s.drainStreams(ctx)
+		s.endListens() // cut short or no window: they still end with their response
 		s.shutting.Store(true)
 		close(s.streamsDone)
 		s.wakeHijacked()

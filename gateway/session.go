@@ -65,6 +65,11 @@ type session struct {
 	// ephemeral marks the one-request session of a stateless request: in
 	// no shard, never counted as a session, ended with its answer.
 	ephemeral bool
+	// listen marks the ephemeral session of a subscriptions/listen, which
+	// a drain ends; listenEnded is set once the gateway ended it (drain.go):
+	// its end is then the listen's complete response, not an error.
+	listen      bool
+	listenEnded atomic.Bool
 
 	// restart is what re-initializing the upstream side after a restart
 	// takes (state.go, reinit.go); nil without Config.StateFile, so other

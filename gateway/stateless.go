@@ -119,6 +119,13 @@ func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []j
 		s.fail(ctx, fasthttp.StatusNotFound, id, jsonrpc.CodeMethodNotFound, "Method not found: "+method+" is not part of protocol version "+statelessVersion, nil)
 		return
 	}
+	if method == "subscriptions/listen" && s.draining.Load() {
+		// A new stream connection: the drain would only end it again
+		// (no listen outlives the process, state file or not).
+		ctx.Response.Header.Set("Retry-After", "1")
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, id, jsonrpc.CodeServerError, "Service Unavailable: the gateway is draining", nil)
+		return
+	}
 	s.forwardStateless(ctx, body, msgs, hdr, id, class, who)
 }
 
@@ -126,7 +133,7 @@ func (s *Server) handleStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []j
 // the answer.
 func (s *Server) forwardStateless(ctx *fasthttp.RequestCtx, body []byte, msgs []jsonrpc.Message, hdr []upstream.Header, id []byte, class methodClass, who caller) {
 	_, st, _ := s.Upstreams(s.upstreamCtx(ctx)) // a detection carries the client's forwarded credential
-	sess := s.newEphemeral()
+	sess := s.newEphemeral(string(msgs[0].Method) == "subscriptions/listen")
 	sess.principal = who.principal
 	calls, _ := sess.beginCalls(msgs)
 	if len(calls) > 0 {
@@ -219,11 +226,12 @@ func statelessStatus(answer []byte) int {
 	return fasthttp.StatusOK
 }
 
-// newEphemeral returns a one-request session for a stateless request.
-func (s *Server) newEphemeral() *session {
+// newEphemeral returns a one-request session for a stateless request
+// (listen: a subscriptions/listen).
+func (s *Server) newEphemeral(listen bool) *session {
 	now := s.clock.Now()
 	sess := &session{id: "stateless", version: statelessVersion,
-		ephemeral: true, created: now}
+		ephemeral: true, listen: listen, created: now}
 	sess.lastActive.Store(now)
 	s.ephemeral.Store(sess, struct{}{})
 	return sess
