@@ -119,6 +119,7 @@ func (s *session) beginCalls(msgs []jsonrpc.Message) ([]*call, bool) {
 			if s.progressCallLocked(c.upKey) != nil {
 				c.upToken = strconv.AppendQuote([]byte(nil), "mcpgate-progress-"+strconv.FormatUint(c.upID, 10))
 				c.upKey = upstream.IDKey(c.upToken)
+				s.upTokens.Add(1)
 			}
 		}
 		s.inflight.add(c)
@@ -158,6 +159,9 @@ func (s *session) endCall(c *call) {
 }
 
 func (s *session) endCallLocked(c *call) {
+	if c.upToken != nil && s.inflight.byUp(c.upID) == c {
+		s.upTokens.Add(-1)
+	}
 	s.inflight.remove(c)
 }
 
@@ -246,6 +250,9 @@ func (s *session) upIDOf(clientID []byte) (uint64, bool) {
 // tok is (out holds a rewritten one); a token no call in flight carries
 // upstream passes unchanged.
 func (s *session) progressOf(msg, tok []byte, out *[]byte) []byte {
+	if s.upTokens.Load() == 0 {
+		return msg // no call's token was rewritten: nothing to look up
+	}
 	key := upstream.IDKey(tok)
 	s.mu.Lock()
 	c := s.progressCallLocked(key)

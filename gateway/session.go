@@ -54,7 +54,11 @@ type session struct {
 	// the first finished stream (a pointer: idle sessions stay small).
 	finished *[]uint64
 	inflight callTable // calls in flight, by the client's raw id and by upstream id
-	nextUp   uint64    // the last upstream id given to a call
+	// upTokens counts the calls in flight whose progress token went
+	// upstream rewritten (call.upToken): without one, progress passes
+	// with no lookup (progressOf).
+	upTokens atomic.Int32
+	nextUp   uint64 // the last upstream id given to a call
 	closed   bool
 	// suspended is set when a shutdown keeps the session for a restart
 	// (Config.StateFile): its calls cut short are told so, and its upstream
