@@ -206,10 +206,15 @@ func (c *clientConn) handed(n int) (int, error) {
 }
 
 // endWithRetry sends a retry hint and then ends the connection; the client
-// reconnects after the hint and resumes by Last-Event-ID.
+// reconnects after the hint and resumes by Last-Event-ID. A stateless
+// revision's stream (plain: no ids, no resumption) ends without one
+// (PROTOCOL.md section 3, rule 7).
 func (c *clientConn) endWithRetry(p []byte, r CloseReason) (int, error) {
 	c.setReason(r)
 	c.eof = true
+	if c.plain {
+		return 0, io.EOF
+	}
 	hint := sse.AppendRetry(c.frame[:0], c.srv.retryHintMs(r))
 	n := copy(p, hint)
 	c.pending = hint[n:]

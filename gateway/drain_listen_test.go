@@ -160,3 +160,51 @@ func TestDrainEndsStatelessListen(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownSendsNoRetryToStatelessRequests: a stateless request's answer
+// stream cut by a shutdown ends without a retry hint (PROTOCOL.md section 3,
+// rule 7: priming and retry only toward session-era clients of 2025-11-25;
+// the revision has no resumption).
+func TestShutdownSendsNoRetryToStatelessRequests(t *testing.T) {
+	fake := testenv.NewFakeUpstream(t)
+	gate := testenv.NewGate("never")
+	fake.On("tools/call", testenv.Stream(testenv.Progress(1), testenv.Pause(gate), testenv.Respond(`{"content":[]}`)))
+	t.Cleanup(gate.Release)
+	srv, err := gateway.New(gateway.Config{Upstream: fake, DrainWindow: -1})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String() + "/mcp"
+
+	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"progressToken":"p",` +
+		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range mh("tools/call", "Mcp-Name", "t") {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if strings.Contains(line, "notifications/progress") {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+	require.NoError(t, <-done)
+	_, other, _ := restOf(br)
+	for _, l := range other {
+		assert.False(t, strings.HasPrefix(l, "retry:"), "a retry hint toward a stateless client: %q", other)
+	}
+}
