@@ -65,8 +65,10 @@ func restOf(br *bufio.Reader) (data, other []string, err error) {
 }
 
 // statelessListenUpstream is a stateless (2026-07-28) upstream whose
-// subscriptions/listen streams stay open until the client goes.
-func statelessListenUpstream(t *testing.T) upstream.Transport {
+// subscriptions/listen streams send their acknowledgement, then a
+// notification of each method in then, all tagged with the listen's id, and
+// stay open until the client goes.
+func statelessListenUpstream(t *testing.T, then ...string) upstream.Transport {
 	us := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
 			ID     json.RawMessage `json:"id"`
@@ -82,7 +84,11 @@ func statelessListenUpstream(t *testing.T) upstream.Transport {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{\"toolsListChanged\":true},\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":%s}}}\n\n", m.ID)
+		tag := `"_meta":{"io.modelcontextprotocol/subscriptionId":` + string(m.ID) + `}`
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{\"toolsListChanged\":true},%s}}\n\n", tag)
+		for _, method := range then {
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":%q,\"params\":{%s}}\n\n", method, tag)
+		}
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))

@@ -2,10 +2,8 @@ package gateway_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/mcpgate/mcpgate/gateway"
 	"github.com/mcpgate/mcpgate/gateway/internal/testenv"
 	"github.com/mcpgate/mcpgate/gateway/jsonrpc"
-	"github.com/mcpgate/mcpgate/gateway/upstream"
 )
 
 // TestStatelessIgnoresLastEventID: the stateless revision has no
@@ -128,30 +125,7 @@ func listenEvents(t *testing.T, url, body string, n int) []string {
 // must see its own, passed through (a stateless upstream) or bridged (the
 // session pool).
 func TestStatelessListenTaggedWithClientID(t *testing.T) {
-	us := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if m.Method != "subscriptions/listen" {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}}`, m.ID)
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		tag := `"_meta":{"io.modelcontextprotocol/subscriptionId":` + string(m.ID) + `}`
-		fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{\"toolsListChanged\":true},%s}}\n\n", tag)
-		fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\",\"params\":{%s}}\n\n", tag)
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	t.Cleanup(us.Close)
-	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: us.URL + "/mcp", Timeout: 5 * time.Second})
-	require.NoError(t, err)
+	tr := statelessListenUpstream(t, "notifications/tools/list_changed")
 	_, url := serveInProcess(t, gateway.Config{Upstream: tr, UpstreamEra: gateway.UpstreamEraStateless})
 	body := `{"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},` + meta + `}}`
 	for _, ev := range listenEvents(t, url, body, 2) {
