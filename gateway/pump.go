@@ -737,14 +737,19 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 	if err != nil {
 		return // closed
 	}
-	if st.cs != nil {
-		s.published(st, seq, class, key, msg)
+	if seq != 0 { // stored or coalesced; a refused event changed nothing
+		if st.cs != nil {
+			s.published(st, seq, class, key, msg)
+		}
+		st.notify()
+		s.metrics.eventsPushed.Add(1)
 	}
-	st.notify()
-	s.metrics.eventsPushed.Add(1)
 	switch out {
 	case ringbuf.Coalesced:
 		s.metrics.eventsCoalesced.Add(1)
+		// Making byte room for the larger update may have dropped older
+		// undelivered events (drop-oldest).
+		s.accountDroppedOldest(st)
 	case ringbuf.DroppedOldest:
 		s.accountDroppedOldest(st)
 	case ringbuf.DroppedNewest:
