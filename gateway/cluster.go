@@ -922,8 +922,13 @@ func (s *Server) clusterGetStandalone(ctx *fasthttp.RequestCtx, rctx context.Con
 		return false // the session ended meanwhile: the local path answers
 	}
 	if !plain {
-		if err := s.clu.c.SetMark(rctx, sess.id, 0, after); err != nil {
-			s.log.Debug("cluster: stream mark not saved", "session", sess.id, "err", err)
+		// Only a resume that will be served moves the mark: one refused
+		// (resume: ahead of the stream, or needed events gone) attaches
+		// no connection, as a single node's connStart stays.
+		if st.servable(after) {
+			if err := s.clu.c.SetMark(rctx, sess.id, 0, after); err != nil {
+				s.log.Debug("cluster: stream mark not saved", "session", sess.id, "err", err)
+			}
 		}
 		if st.cs != nil && st.cs.mirror {
 			s.resume(ctx, sess, last)
@@ -932,8 +937,13 @@ func (s *Server) clusterGetStandalone(ctx *fasthttp.RequestCtx, rctx context.Con
 		return false
 	}
 	start := min(from, st.ring.LastSeq())
-	if _, _, err := st.ring.Next(start, func(uint64, []byte) bool { return false }); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
-		start = st.ring.LastSeq() // needed events are gone: go on from here
+	if !st.servable(start) {
+		// Needed events are gone: go on after what was delivered, as
+		// plainStart does, so events no connection was handed are not
+		// skipped; from the end if that is gone too (a mirror's gap).
+		if start = min(st.delivered.Load(), st.ring.LastSeq()); !st.servable(start) {
+			start = st.ring.LastSeq()
+		}
 	}
 	if start != from {
 		if err := s.clu.c.SetMark(rctx, sess.id, 0, start); err != nil {

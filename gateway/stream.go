@@ -87,10 +87,17 @@ func (st *stream) attach(c *clientConn) *clientConn {
 // the stream continues after what was delivered.
 func (st *stream) plainStart() uint64 {
 	after := st.connStart.Load()
-	if _, _, err := st.ring.Next(after, func(uint64, []byte) bool { return false }); err != nil && !errors.Is(err, ringbuf.ErrClosed) {
+	if !st.servable(after) {
 		return st.delivered.Load()
 	}
 	return after
+}
+
+// servable reports whether a reader may start after seq: seq is not ahead
+// of the stream and no event the reader needs is gone.
+func (st *stream) servable(after uint64) bool {
+	_, _, err := st.ring.Next(after, func(uint64, []byte) bool { return false })
+	return err == nil || errors.Is(err, ringbuf.ErrClosed)
 }
 
 // detach forgets c unless a newer connection replaced it already.
