@@ -220,23 +220,23 @@ func (s *Server) handlePost(ctx *fasthttp.RequestCtx, who caller) {
 		if done, up = s.answerEarly(ctx, sess, up, calls, batch); !done { // earlyanswer.go
 			s.openPostStream(ctx, sess, up, calls, firstID)
 		}
-	case reply.JSON != nil:
+	case reply.JSON != nil && len(calls) > 0:
 		sess.endCalls(calls)
-		answer := reply.JSON
-		if len(calls) > 0 {
-			var ok bool
-			if answer, ok = clientAnswer(make([]byte, 0, len(answer)+16), p, answer, calls); !ok {
-				s.metrics.upstreamErrors[upErrProtocol].Add(1)
-				s.log.Warn("upstream answered with no response to the request", "session", shortID(sess.id))
-				s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
-				return
-			}
+		answer, ok := clientAnswer(make([]byte, 0, len(reply.JSON)+16), p, reply.JSON, calls)
+		if !ok {
+			s.metrics.upstreamErrors[upErrProtocol].Add(1)
+			s.log.Warn("upstream answered with no response to the request", "session", shortID(sess.id))
+			s.fail(ctx, fasthttp.StatusBadGateway, firstID, jsonrpc.CodeInternalError, "Bad Gateway: upstream answered no request of the message", nil)
+			return
 		}
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType("application/json")
 		ctx.Response.SetBodyRaw(answer)
 		s.metrics.status(fasthttp.StatusOK)
 	default:
+		// Accepted, or JSON to notifications or responses only (some
+		// servers answer them 200 with an empty body): 202, unless a
+		// request is owed its answer.
 		sess.endCalls(calls)
 		if len(calls) > 0 {
 			s.metrics.upstreamErrors[upErrProtocol].Add(1)
@@ -422,8 +422,13 @@ func (s *Server) connectUpstream(ctx *fasthttp.RequestCtx, body []byte, m *jsonr
 		return nil, nil, nil, false
 	}
 	if err != nil {
+		// A 4xx refuses the client's initialize and is relayed, but a 401
+		// (the gateway's credentials) and a 404 (no MCP endpoint at the
+		// -upstream URL; relayed, it would read as an unknown session) are
+		// upstream trouble.
 		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != fasthttp.StatusUnauthorized {
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 &&
+			se.Status != fasthttp.StatusUnauthorized && se.Status != fasthttp.StatusNotFound {
 			s.relayRefusal(ctx, se, init, id)
 			return nil, nil, nil, false
 		}

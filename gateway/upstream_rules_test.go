@@ -262,3 +262,62 @@ func TestUpstream400RefusalRelayed(t *testing.T) {
 		assert.Contains(t, msgs[0], `"id":"x"`)
 	}
 }
+
+// TestUpstream404ToInitializeIs502: an upstream that answers the opening
+// initialize with 404 (an -upstream URL whose path is wrong: no MCP
+// endpoint there, or no SSE endpoint for a legacy upstream) is upstream
+// trouble, 502 with -32603 (PROTOCOL.md section 3, rule 10; README: 4xx
+// other than 401 and 404 are relayed). Relayed, the 404 told the client
+// its session was not found (section 2, rule 19: never 404 otherwise).
+func TestUpstream404ToInitializeIs502(t *testing.T) {
+	up := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(up.Close)
+	httpUp, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL + "/mcp"})
+	require.NoError(t, err)
+	legacyUp, err := upstream.NewLegacySSE(upstream.LegacySSEConfig{URL: up.URL + "/sse"})
+	require.NoError(t, err)
+	for name, tr := range map[string]upstream.Transport{"streamable HTTP": httpUp, "legacy HTTP+SSE": legacyUp} {
+		t.Run(name, func(t *testing.T) {
+			_, url := serveInProcess(t, gateway.Config{Upstream: tr})
+			status, msgs := sessionPost(t, url, "",
+				`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+			assert.Equal(t, http.StatusBadGateway, status)
+			require.Len(t, msgs, 1)
+			assert.Contains(t, msgs[0], `"code":-32603`)
+			assert.Contains(t, msgs[0], `"id":1`)
+		})
+	}
+}
+
+// TestJSONAnswerToNotificationIs202: some servers answer a notification
+// (or a client's response) with 200 and an empty JSON body instead of 202
+// (the Go SDK's client notes it). Nothing is owed to the client for such
+// a POST: it gets 202 with no body (PROTOCOL.md section 2, rule 7), as when
+// the upstream answers it with an SSE stream, and as the stateless path
+// does; relayed, the 200 makes the Go SDK's client warn, or fail in its
+// strict mode.
+func TestJSONAnswerToNotificationIs202(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(string(b), `"method":"initialize"`) {
+			w.Header().Set("Mcp-Session-Id", "up-1")
+			fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
+			return
+		}
+		w.WriteHeader(http.StatusOK) // no body
+	}))
+	t.Cleanup(up.Close)
+	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL})
+	require.NoError(t, err)
+	_, url := serveInProcess(t, gateway.Config{Upstream: tr})
+	sid := sessionInit(t, url)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":"s1","result":{}}`, // an answer to a server request
+	} {
+		status, msgs := sessionPost(t, url, sid, body)
+		assert.Equal(t, http.StatusAccepted, status, body)
+		assert.Empty(t, msgs, body)
+	}
+}
