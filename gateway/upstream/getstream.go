@@ -20,9 +20,19 @@ import (
 )
 
 // getReadBuffer is the read buffer of a GET stream's connection. Response
-// headers of any size still parse (net/textproto joins long lines); the SSE
-// decoder keeps its own buffer for events.
+// headers larger than it still parse (net/textproto joins long lines), up
+// to maxGetHead; the SSE decoder keeps its own buffer for events.
 const getReadBuffer = 1024
+
+// maxGetHead bounds a GET stream's response head (status line and
+// headers): net/textproto sets no limit of its own, and an upstream could
+// otherwise make the gateway hold a head of any size, for as long as the
+// Timeout lets it send. (A POST answer's head must fit fasthttp's read
+// buffer, recordSize.)
+const maxGetHead = 64 << 10
+
+// errHeadTooLarge: a GET stream's response head went past maxGetHead.
+var errHeadTooLarge = fmt.Errorf("response head larger than %d bytes", maxGetHead)
 
 // While a stream's input comes in bursts (the SSE decoder asks for at least
 // burstThreshold bytes at once, which it does only after a read filled its
@@ -74,6 +84,7 @@ type getConn struct {
 	// Read needs the socket.
 	chunked     bool
 	toEOF       bool  // no length: the body ends when the connection does
+	head        bool  // openGet reads the response head: left is its budget
 	left        int64 // bytes left in the current chunk or the sized body
 	crlfPending bool  // a chunk's data was read, its CRLF not yet
 	err         error // sticky end of the body
@@ -113,12 +124,27 @@ type connSrc getConn
 
 func (c *connSrc) Read(p []byte) (int, error) {
 	g := (*getConn)(c)
+	if g.head {
+		return g.readHead(p)
+	}
 	n, err := g.read(p)
 	if n == 0 && !g.idleAt.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
 		g.idleAt = time.Time{}
 		_ = g.conn.SetReadDeadline(time.Time{})
 		return g.read(p)
 	}
+	return n, err
+}
+
+// readHead reads while openGet parses the response head: at most left
+// bytes more (maxGetHead in all, what of the body came with the head's end
+// included), then errHeadTooLarge.
+func (g *getConn) readHead(p []byte) (int, error) {
+	if g.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	n, err := g.read(p[:min(int64(len(p)), g.left)])
+	g.left -= int64(n)
 	return n, err
 }
 
@@ -191,7 +217,9 @@ func (t *HTTP) openGet(ctx context.Context, headers [][2]string) (*getConn, *htt
 		g.br = smallReaders.Get().(*bufio.Reader)
 		g.src = (*connSrc)(g)
 		g.br.Reset(g.src)
+		g.head, g.left = true, maxGetHead
 		resp, err = http.ReadResponse(g.br, nil)
+		g.head, g.left = false, 0
 	}
 	if !stop() || ctx.Err() != nil {
 		return nil, nil, ctx.Err()

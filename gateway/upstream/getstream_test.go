@@ -478,6 +478,38 @@ func inWaitIdle() bool {
 	return false
 }
 
+// TestGetStreamHeadBounded: a GET stream's response head is read up to
+// maxGetHead: a larger one (here 4 MiB of headers, which net/textproto
+// would take whole) fails the GET and frees its slot; one just under the
+// bound opens.
+func TestGetStreamHeadBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header string
+		opens  bool
+	}{
+		{"4 MiB", "X-Big: " + strings.Repeat("b", 4<<20) + "\r\n", false},
+		{"just under the bound", strings.Repeat("X-Many: "+strings.Repeat("m", 1000)+"\r\n", 60), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, _ := feedServer(t, tc.header)
+			tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = tr.Close() })
+			s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+			st, err := s.get(context.Background(), nil, false)
+			if tc.opens {
+				require.NoError(t, err)
+				require.NoError(t, st.Close())
+			} else {
+				require.ErrorIs(t, err, ErrUnavailable)
+				assert.ErrorContains(t, err, "response head larger than")
+			}
+			assert.Zero(t, tr.getConns.Load(), "the stream slot is given back")
+		})
+	}
+}
+
 // TestGetStreamRefusals: non-2xx answers map to the transport's errors and
 // free their slot.
 func TestGetStreamRefusals(t *testing.T) {
