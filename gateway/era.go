@@ -217,7 +217,7 @@ func probeEras(ctx context.Context, st upstream.Stateless, timeout time.Duration
 	case err != nil:
 		return nil, err
 	}
-	answer, err := upstream.FirstAnswer(reply)
+	answer, err := upstream.FirstAnswer(ctx, reply)
 	if err != nil {
 		return nil, err
 	}

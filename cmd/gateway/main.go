@@ -88,7 +88,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&o.maxBody, "max-body", "maximum POST body, a `size` such as 4MiB (larger gets 413)")
 	fs.IntVar(&o.upstreamMaxConns, "upstream-max-conns", upstream.DefaultMaxConns, "pooled upstream connections for POSTs (a POST answered with SSE holds one until it ends)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for an https upstream, in addition to the system roots")
-	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts (then 504); stdio: time for the initialize answer and for each write to the process")
+	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "time an upstream POST may take until its answer starts, and an initialize until its answer (then 504); stdio: time for the initialize answer and for each write to the process")
 	o.upstreamOptions.addFlags(fs)
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "address of the admin listener: /metrics, /healthz, /readyz, /debug/pprof, the admin API (/admin/v1/) and page (/admin/); empty = off")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin API requires (without it the API answers 401)")

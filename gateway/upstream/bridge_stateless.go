@@ -83,11 +83,13 @@ func (b *statelessBridge) Connect(ctx context.Context, initialize []byte) (Sessi
 	s := &bridgeSession{b: b, caps: p.Capabilities, info: p.ClientInfo,
 		waiting: map[string]*bridgeCall{}, calls: map[string]*bridgeCall{}, subs: map[string]bool{}}
 	disc := envelope{ID: json.RawMessage(`0`), Method: "server/discover", Params: withMeta(nil, s.meta())}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout) // the answer is awaited whole
+	defer cancel()
 	reply, err := b.do(ctx, "server/discover", nil, disc.encode())
 	if err != nil {
 		return nil, nil, fmt.Errorf("server/discover: %w", err)
 	}
-	answer, err := FirstAnswer(reply)
+	answer, err := FirstAnswer(ctx, reply)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server/discover: %w", err)
 	}

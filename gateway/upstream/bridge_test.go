@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -220,4 +221,27 @@ func TestStatelessBridgeSession(t *testing.T) {
 	second.mu.Lock()
 	assert.True(t, second.closed)
 	second.mu.Unlock()
+}
+
+// TestStatelessBridgeConnectBoundedByTimeout: a stateless upstream that
+// opens an SSE answer to server/discover and sends nothing fails the
+// bridged initialize within BridgeConfig.Timeout (ErrTimeout), closing the
+// stream; the client's initialize no longer waits for as long as the
+// upstream keeps it open.
+func TestStatelessBridgeConnectBoundedByTimeout(t *testing.T) {
+	held := &sliceStream{block: make(chan struct{})}
+	up := &scriptedStateless{handler: func(string, []byte) *Reply { return &Reply{Stream: held} }}
+	b := NewStatelessBridge(up, BridgeConfig{Timeout: 200 * time.Millisecond, Versions: []string{"2025-06-18"}})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := b.Connect(context.Background(), []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrTimeout)
+	case <-time.After(5 * time.Second):
+		_ = held.Close()
+		t.Fatal("the bridged initialize still waits for a server/discover answer that never comes")
+	}
 }

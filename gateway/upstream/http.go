@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,7 +50,9 @@ type HTTPConfig struct {
 	// StreamMaxConns bounds standalone GET streams; 0 = DefaultStreamMaxConns.
 	StreamMaxConns int
 	// Timeout bounds each POST until the upstream's response headers
-	// arrive; 0 = DefaultTimeout. Streams have no timeout.
+	// arrive (a JSON answer's body too), and Connect's initialize until its
+	// answer, an SSE one included; 0 = DefaultTimeout. Other streams have
+	// no timeout.
 	Timeout time.Duration
 	// ConnWaitTimeout is how long a POST waits for a free pooled connection
 	// when all MaxConns are busy; 0 = DefaultConnWaitTimeout.
@@ -82,6 +87,7 @@ type HTTP struct {
 	tls        *tls.Config // nil for http
 	hostHeader string
 	requestURI string       // path and query
+	basicAuth  string       // Authorization from the URL's user information, "" if none (get)
 	getConns   atomic.Int64 // open GET stream connections
 
 	// pollMu guards poll, the poller of parked GET streams (see
@@ -156,6 +162,10 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		tls:        tlsConf,
 		hostHeader: u.Host,
 		requestURI: u.RequestURI(),
+	}
+	if u.User != nil && u.User.Username() != "" {
+		pw, _ := u.User.Password()
+		t.basicAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw))
 	}
 	t.post = &fasthttp.HostClient{ // after t: its dialer holds &t.late
 		Addr:                          addr,
@@ -263,12 +273,16 @@ func (t *HTTP) Resume(id, version string) (Session, error) {
 	return &httpSession{t: t, id: id, version: version}, nil
 }
 
-// Connect forwards initialize and opens an upstream session.
+// Connect forwards initialize and opens an upstream session. Timeout
+// bounds the whole exchange, an answer that comes as an SSE stream too:
+// the session is not made until the answer is in.
 func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte, error) {
 	s := &httpSession{t: t}
-	req, resp := t.newPost(ctx, s, initialize)
+	actx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	req, resp := t.newPost(actx, s, initialize)
 	defer fasthttp.ReleaseRequest(req)
-	if err := t.do(ctx, req, resp); err != nil {
+	if err := t.do(actx, req, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
@@ -277,7 +291,7 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	answer, err := FirstAnswer(reply)
+	answer, err := FirstAnswer(actx, reply)
 	if err != nil {
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
@@ -320,17 +334,27 @@ func VersionOf(raw []byte) (string, bool) {
 
 // FirstAnswer reduces a reply to its response message (the first response
 // or error on an answer stream, which is then read to its end so its
-// connection is pooled).
-func FirstAnswer(r *Reply) ([]byte, error) {
+// connection is pooled). An answer stream is read within ctx: when ctx
+// ends first, the stream is closed and the error wraps ErrTimeout (ctx's
+// deadline passed) or ctx's error.
+func FirstAnswer(ctx context.Context, r *Reply) ([]byte, error) {
 	switch {
 	case r.JSON != nil:
 		return r.JSON, nil
 	case r.Stream != nil:
 		defer r.Stream.Close()
+		stop := context.AfterFunc(ctx, func() { _ = r.Stream.Close() })
+		defer stop()
 		var p jsonrpc.Parser
 		for {
 			msg, err := r.Stream.Next()
 			if err != nil {
+				if cerr := ctx.Err(); cerr != nil {
+					if errors.Is(cerr, context.DeadlineExceeded) {
+						return nil, fmt.Errorf("%w: no answer in time", ErrTimeout)
+					}
+					return nil, cerr
+				}
 				if errors.Is(err, io.EOF) {
 					return nil, fmt.Errorf("stream ended without a response: %w", ErrUnavailable)
 				}
@@ -486,6 +510,9 @@ func readBody(resp *fasthttp.Response, limit int) ([]byte, error) {
 		}
 		if err != nil {
 			_ = resp.CloseBodyStream()
+			if errors.Is(err, os.ErrDeadlineExceeded) { // the exchange's Timeout, set by do
+				return nil, fmt.Errorf("%w: reading body: %v", ErrTimeout, err)
+			}
 			return nil, fmt.Errorf("%w: reading body: %v", ErrUnavailable, err)
 		}
 	}
@@ -556,9 +583,15 @@ func (s *httpSession) Listen(ctx context.Context) (Stream, error) {
 }
 
 func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse bool) (*httpStream, error) {
-	headers := make([][2]string, 0, 4)
-	if v, ok := s.t.cfg.Auth.valueFor(ctx, &s.cred); ok {
+	headers := make([][2]string, 0, 5)
+	v, ok := s.t.cfg.Auth.valueFor(ctx, &s.cred)
+	if ok {
 		headers = append(headers, [2]string{s.t.cfg.Auth.Name, v})
+	}
+	if s.t.basicAuth != "" && !(ok && strings.EqualFold(s.t.cfg.Auth.Name, "Authorization")) {
+		// As fasthttp does for POSTs and DELETEs: the URL's user
+		// information, unless the request carries another Authorization.
+		headers = append(headers, [2]string{"Authorization", s.t.basicAuth})
 	}
 	if s.id != "" {
 		headers = append(headers, [2]string{"Mcp-Session-Id", s.id})

@@ -191,6 +191,102 @@ func TestTimeoutAndTooLarge(t *testing.T) {
 	assert.ErrorIs(t, err, ErrTooLarge)
 }
 
+// TestJSONAnswerStalledMidBody: a JSON answer whose body stops coming
+// (the headers and part of it are in) is cut at the Timeout as a timeout
+// (the client's 504), not as an unreachable upstream (502).
+func TestJSONAnswerStalledMidBody(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 300*time.Millisecond)
+	s := connectSession(t, ws, tr)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":2,`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	_, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/call"}`))
+	assert.ErrorIs(t, err, ErrTimeout)
+}
+
+// TestURLUserinfoOnEveryRequest: user information in the upstream URL
+// (the operator's Basic authentication, as the legacy transport takes it
+// too) goes with the GET stream as with the POSTs, where fasthttp sends
+// it; the standalone stream of an upstream that requires it was refused
+// (401) for ever. An Authorization of AuthHeader's replaces it on both.
+func TestURLUserinfoOnEveryRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auth AuthHeader
+		want string
+	}{
+		{"URL only", AuthHeader{}, "Basic dTpw"}, // u:p
+		{"static Authorization", AuthHeader{Name: "Authorization", Value: "Bearer tok"}, "Bearer tok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := newWireServer(t)
+			tr, err := NewHTTP(HTTPConfig{URL: strings.Replace(ws.URL, "http://", "http://u:p@", 1) + "/mcp", Timeout: time.Second, Auth: tc.auth})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = tr.Close() })
+			var post, get atomic.Value
+			ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+				post.Store(r.Header.Values("Authorization"))
+				w.Header().Set("Mcp-Session-Id", "up-1")
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, initResp)
+			})
+			ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+				get.Store(r.Header.Values("Authorization"))
+				w.WriteHeader(http.StatusMethodNotAllowed)
+			})
+			s, _, err := tr.Connect(context.Background(), []byte(initReq))
+			require.NoError(t, err)
+			_, err = s.Listen(context.Background())
+			require.ErrorIs(t, err, ErrNotSupported)
+			assert.Equal(t, []string{tc.want}, post.Load(), "POST")
+			assert.Equal(t, []string{tc.want}, get.Load(), "GET")
+		})
+	}
+}
+
+// TestConnectSSEAnswerBoundedByTimeout: an upstream that answers
+// initialize with SSE headers (and a priming event) and then stalls fails
+// the Connect with ErrTimeout after the Timeout, like the other transports'
+// initialize; it held the caller (the client's initialize POST, the
+// pooled connection) for as long as the upstream kept the stream open.
+func TestConnectSSEAnswerBoundedByTimeout(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, 300*time.Millisecond)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Mcp-Session-Id", "up-1")
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "id: 1\ndata: \n\n")
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := tr.Connect(context.Background(), []byte(initReq))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrTimeout)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Connect still waits for an initialize answer the upstream never sends")
+	}
+}
+
 // TestSSEAnswerOutlivesPostTimeout: the POST timeout bounds the wait for
 // the answer's headers only; an SSE answer may run far longer.
 func TestSSEAnswerOutlivesPostTimeout(t *testing.T) {
