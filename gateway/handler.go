@@ -296,6 +296,9 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, sess *session, calls [
 // relayed under the client's ids; any other body becomes a JSON-RPC error
 // naming the upstream's status.
 func (s *Server) relayRefusal(ctx *fasthttp.RequestCtx, se *upstream.StatusError, calls []*call, id []byte) {
+	if se.RetryAfter != "" { // a 429 or 503's advice is the client's to follow
+		ctx.Response.Header.Set("Retry-After", se.RetryAfter)
+	}
 	if se.Body != nil {
 		var p jsonrpc.Parser
 		if body, ok := clientAnswer(nil, &p, se.Body, calls); ok {

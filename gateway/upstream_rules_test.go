@@ -321,3 +321,45 @@ func TestJSONAnswerToNotificationIs202(t *testing.T) {
 		assert.Empty(t, msgs, body)
 	}
 }
+
+// TestUpstreamRetryAfterRelayed: an upstream's 429 is the client's to
+// follow, with the upstream's advice on when (RFC 9110 section 10.2.3);
+// relayed without it, clients retry at once. A malformed value is not
+// relayed.
+func TestUpstreamRetryAfterRelayed(t *testing.T) {
+	for _, tc := range []struct{ upstream, relayed string }{
+		{"7", "7"},
+		{"Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"},
+		{"soon", ""},
+	} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(b), `"method":"initialize"`) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Mcp-Session-Id", "up-1")
+				fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
+				return
+			}
+			w.Header().Set("Retry-After", tc.upstream)
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		}))
+		tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL})
+		require.NoError(t, err)
+		_, url := serveInProcess(t, gateway.Config{Upstream: tr})
+		sid := sessionInit(t, url)
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "%s", body)
+		assert.Contains(t, string(body), `"id":1`)
+		assert.Equal(t, tc.relayed, resp.Header.Get("Retry-After"), "upstream's %q", tc.upstream)
+		up.Close()
+	}
+}

@@ -442,6 +442,7 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 		drainAndRelease(resp)
 		return nil, fmt.Errorf("%s: %w", op, ErrSessionGone)
 	default:
+		retryAfter := RetryAfterOf(resp.Header.Peek("Retry-After"))
 		body, _ := readBody(resp, 64<<10)
 		if status == fasthttp.StatusBadRequest && s.id != "" && sessionRefused(body) {
 			// The TypeScript SDK's examples and server-everything answer
@@ -449,7 +450,7 @@ func (t *HTTP) reply(s *httpSession, op string, resp *fasthttp.Response) (*Reply
 			// section 3, rule 5): the session is gone all the same.
 			return nil, fmt.Errorf("%s: HTTP 400 refusing the session: %w", op, ErrSessionGone)
 		}
-		se := &StatusError{Op: op, Status: status}
+		se := &StatusError{Op: op, Status: status, RetryAfter: retryAfter}
 		if len(body) > 0 && isJSONRPCError(body) {
 			se.Body = body
 		}

@@ -534,3 +534,13 @@ func TestHTTPResume(t *testing.T) {
 	_, err = again.Resume("up-1", "")
 	assert.Error(t, err, "a version is required")
 }
+
+func TestRetryAfterOf(t *testing.T) {
+	for v, want := range map[string]string{
+		"0": "0", "120": "120", "Fri, 31 Dec 1999 23:59:59 GMT": "Fri, 31 Dec 1999 23:59:59 GMT",
+		"": "", "-1": "", "1.5": "", "soon": "", "12345678901234567890123456789012345": "",
+		"Fri, 31 Dec 1999 23:59:59 GMT\r\nX-Injected: 1": "",
+	} {
+		assert.Equal(t, want, RetryAfterOf([]byte(v)), "%q", v)
+	}
+}

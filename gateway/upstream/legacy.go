@@ -504,7 +504,7 @@ func (s *legacySession) post(ctx context.Context, msg []byte) error {
 		return gone
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		se := &StatusError{Op: "post", Status: status}
+		se := &StatusError{Op: "post", Status: status, RetryAfter: RetryAfterOf([]byte(resp.Header.Get("Retry-After")))}
 		if len(b) > 0 && isJSONRPCError(b) {
 			se.Body = b
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -150,11 +151,39 @@ var (
 
 // StatusError is an upstream HTTP answer with an unexpected status. Body
 // holds the upstream's body when it was a JSON-RPC error message, so the
-// gateway can relay it; otherwise it is nil.
+// gateway can relay it; otherwise it is nil. RetryAfter is the answer's
+// Retry-After when it was a well-formed one (RetryAfterOf), else "".
 type StatusError struct {
-	Op     string
-	Status int
-	Body   []byte
+	Op         string
+	Status     int
+	Body       []byte
+	RetryAfter string
+}
+
+// maxRetryAfter bounds a relayed Retry-After value: an HTTP-date is 29
+// bytes, delay-seconds fewer.
+const maxRetryAfter = 32
+
+// RetryAfterOf returns v if it is a Retry-After value fit to relay (delay
+// seconds or an HTTP-date: RFC 9110 section 10.2.3), else "".
+func RetryAfterOf(v []byte) string {
+	if len(v) == 0 || len(v) > maxRetryAfter {
+		return ""
+	}
+	digits := true
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			digits = false
+			break
+		}
+	}
+	if digits {
+		return string(v)
+	}
+	if _, err := http.ParseTime(string(v)); err != nil {
+		return ""
+	}
+	return string(v)
 }
 
 func (e *StatusError) Error() string {
