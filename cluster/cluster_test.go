@@ -390,3 +390,20 @@ func TestReleaseKeepsTheLeaseGone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, nodes)
 }
+
+// TestRedactURLs: the credentials a NATS URL may carry (user:password@,
+// token@) never reach a log line or an error message; the servers still
+// show.
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                           "nats://127.0.0.1:4222",
+		"nats://gw:s3cret@h:4222":                         "nats://xxxxx@h:4222",
+		"nats://t0ken@h:4222,tls://u:p@[::1]:4222":        "nats://xxxxx@h:4222,tls://xxxxx@[::1]:4222",
+		"nats://u:p%40ss@h:4222/x@y":                      "nats://xxxxx@h:4222/x@y",
+		"http://a:b@h/mcp?next=http://c@d":                "http://xxxxx@h/mcp?next=http://c@d",
+		"h:4222, nats://u:p@h2:4222":                      "h:4222, nats://xxxxx@h2:4222",
+		"stdio:/bin/server --url https://key@api.example": "stdio:/bin/server --url https://xxxxx@api.example",
+	} {
+		assert.Equal(t, want, cluster.RedactURLs(in), in)
+	}
+}

@@ -211,3 +211,25 @@ func (c *Config) natsOptions() ([]nats.Option, error) {
 	}
 	return opts, nil
 }
+
+// RedactURLs is urls (one URL, or a comma-separated list such as
+// Config.URLs) fit for a log line or an error message: the credentials a
+// URL carries in its authority (user:password@, or a NATS token@) are
+// replaced by xxxxx. Anything else is kept as written.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			continue
+		}
+		authority := rest
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			authority = rest[:j]
+		}
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			parts[i] = scheme + "://xxxxx" + rest[at:]
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nc, err := nats.Connect(cfg.URLs, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: connect to %s: %w", cfg.URLs, err)
+		return nil, fmt.Errorf("cluster: connect to %s: %w", RedactURLs(cfg.URLs), err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nc: nc,
 		evPrefix: cfg.Prefix + ".ev.", streamName: strings.ToUpper(cfg.Prefix) + "_EVENTS",
@@ -141,7 +141,7 @@ func (n *Node) setup(ctx context.Context) error {
 	defer cancel()
 	if _, err := js.AccountInfo(actx); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return fmt.Errorf("cluster: JetStream is not enabled on %s (start nats-server with -js): %w", n.cfg.URLs, err)
+			return fmt.Errorf("cluster: JetStream is not enabled on %s (start nats-server with -js): %w", RedactURLs(n.cfg.URLs), err)
 		}
 		return fmt.Errorf("cluster: JetStream account info: %w", err)
 	}

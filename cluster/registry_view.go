@@ -28,7 +28,7 @@ func OpenRegistry(ctx context.Context, urls, prefix string, opts ...nats.Option)
 	}
 	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: connect to %s: %w", urls, err)
+		return nil, fmt.Errorf("cluster: connect to %s: %w", RedactURLs(urls), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

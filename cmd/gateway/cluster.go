@@ -92,7 +92,7 @@ func (o *options) openCluster(cfg *gateway.Config, logger *slog.Logger) (*cluste
 		return nil, fmt.Errorf("-cluster: %w", err)
 	}
 	cfg.Cluster = node
-	logger.Info("cluster node joined", "node", node.NodeID(), "nats", c.clusterURLs, "replicas", c.clusterReplicas)
+	logger.Info("cluster node joined", "node", node.NodeID(), "nats", cluster.RedactURLs(c.clusterURLs), "replicas", c.clusterReplicas)
 	return node, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpgate/mcpgate/cluster"
 	"github.com/mcpgate/mcpgate/gateway"
 	"github.com/mcpgate/mcpgate/gateway/upstream"
 	"github.com/mcpgate/mcpgate/ringbuf"
@@ -124,6 +125,10 @@ func envName(flagName string) string {
 	return "MCPGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// secretFlags are the flags whose values an error never repeats: the
+// environment is where their secrets are meant to be given.
+var secretFlags = map[string]bool{"upstream-env": true, "cluster-password": true, "cluster-token": true}
+
 // applyEnv sets flags from their environment twins; the command line,
 // parsed afterwards, overrides them.
 func applyEnv(fs *flag.FlagSet) error {
@@ -134,7 +139,11 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("invalid %s=%q (flag -%s): %v", envName(f.Name), v, f.Name, e)
+				shown := fmt.Sprintf("=%q", v)
+				if secretFlags[f.Name] {
+					shown = ""
+				}
+				err = fmt.Errorf("invalid %s%s (flag -%s): %v", envName(f.Name), shown, f.Name, e)
 			}
 		}
 	})
@@ -211,7 +220,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if admin != nil {
 		fmt.Fprintf(stdout, "admin on http://%s\n", admin.addr)
 	}
-	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", o.upstreamURL,
+	logger.Info("gateway started", "listen", ln.Addr().String(), "path", cfg.Path, "upstream", cluster.RedactURLs(o.upstreamURL),
 		"admin", o.adminListen, "shards", cfg.Shards, "ring_size", cfg.RingSize, "ring_bytes", cfg.RingBytes,
 		"drop_policy", cfg.DropPolicy.String())
 	logSecurity(logger, cfg, &o.securityOptions)

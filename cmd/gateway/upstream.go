@@ -282,9 +282,14 @@ func (e *envList) Set(s string) error {
 		if kv = strings.TrimRight(kv, "\r"); kv == "" {
 			continue
 		}
+		// The error names the entry by its KEY only: its VALUE (or a
+		// line without =) may be a secret.
 		name, _, ok := strings.Cut(kv, "=")
-		if !ok || !validEnvName(name) || strings.IndexByte(kv, 0) >= 0 {
-			return fmt.Errorf("%q: want KEY=VALUE with KEY of letters, digits and _", kv)
+		switch {
+		case !ok:
+			return errors.New("an entry without =: want KEY=VALUE")
+		case !validEnvName(name) || strings.IndexByte(kv, 0) >= 0:
+			return fmt.Errorf("%q=...: want KEY=VALUE with KEY of letters, digits and _", name)
 		}
 		*e = append(*e, kv)
 	}
