@@ -180,8 +180,10 @@ type Config struct {
 	// corrupt or not a state file is refused whole, renamed to
 	// <StateFile>.refused, and the gateway starts empty), and Shutdown
 	// keeps the upstream sessions (no DELETE) and writes every session to
-	// it atomically. Its directory must exist. "" = sessions end at
-	// shutdown.
+	// it atomically. Its directory must exist and be writable (New tries).
+	// One gateway at a time: New locks <StateFile>.lock (flock, on Unix)
+	// until Shutdown, and fails if another gateway holds it. "" = sessions
+	// end at shutdown.
 	StateFile string
 	// Cluster, when set, makes the gateway one node of several sharing
 	// sessions and streams through a scale-out backend (cluster.go;
@@ -336,6 +338,14 @@ func (c *Config) setDefaults() error {
 		if fi, err := os.Stat(filepath.Dir(c.StateFile)); err != nil || !fi.IsDir() {
 			return fmt.Errorf("gateway: state file %q: its directory does not exist", c.StateFile)
 		}
+		// Shutdown writes a temporary file there (state.go): found out
+		// only then, every session would be lost with it.
+		probe, err := os.CreateTemp(filepath.Dir(c.StateFile), "."+filepath.Base(c.StateFile)+".probe-*")
+		if err != nil {
+			return fmt.Errorf("gateway: state file %q: its directory is not writable: %w", c.StateFile, err)
+		}
+		_ = probe.Close()
+		_ = os.Remove(probe.Name())
 	}
 	if _, ok := c.Upstream.(upstream.Stateless); c.UpstreamEra == UpstreamEraStateless && !ok {
 		return errors.New("gateway: upstream era stateless needs an upstream that speaks the stateless revision (an http:// or https:// URL)")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,11 @@ type Server struct {
 	// ephemeral holds the one-request sessions of stateless requests whose
 	// answers stream (stateless.go): the sweeper keeps their streams up.
 	ephemeral *xsync.MapOf[*session, struct{}]
+
+	// stateLock holds Config.StateFile for this process, so that no other
+	// gateway restores or overwrites it (statelock_unix.go); Shutdown
+	// releases it once the file is written. nil without a state file.
+	stateLock *os.File
 
 	// resumer re-attaches upstream sessions of restored sessions; nil when
 	// the transport cannot (state.go). restartHint is the retry hint (ms)
@@ -199,6 +205,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.resumer, _ = cfg.Upstream.(upstream.Resumer)
 	if cfg.StateFile != "" {
+		if s.stateLock, err = lockStateFile(cfg.StateFile); err != nil {
+			cancel()
+			return nil, err
+		}
 		s.loadStateFile() // sessions of the previous run (state.go)
 	}
 	s.goOwned(s.sweepLoop)
@@ -293,7 +303,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // POSTs finish, end every session (and its upstream session), stop owned
 // goroutines. With Config.StateFile the sessions are kept instead: their
 // pumps stop, their upstream sessions are not ended, and once the owned
-// goroutines have stopped they are written to the file (state.go). It
+// goroutines have stopped they are written to the file (state.go; if that
+// fails, their upstream sessions are ended after all). It
 // returns ctx's error if ctx ends first; the remaining work is then cut
 // short. CutDrain ends the drain early.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -353,11 +364,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.cfg.StateFile != "" {
 			// Every pump has stopped (or ctx ended): the copy is exact.
 			if e := s.writeStateFile(); e != nil {
-				s.log.Error("sessions not saved: they are lost at this restart", "err", e)
+				s.log.Error("sessions not saved: they are lost at this restart; their upstream sessions are ended", "err", e)
 				if err == nil {
 					err = e
 				}
+				// Nothing will re-attach the upstream sessions kept for
+				// the restart: end them, as without a state file.
+				s.closeSessions(ctx, func(*session) bool { return true })
 			}
+			_ = s.stateLock.Close() // another gateway may have it now
 		}
 		if c, ok := s.pool.(io.Closer); ok {
 			_ = c.Close()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -399,3 +400,68 @@ func TestRestoreAfterServeRefused(t *testing.T) {
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// TestStateFileDirectoryNotWritable: a state file the gateway could not
+// write is refused at start, saying so, rather than found out at the
+// shutdown, when every session is lost with it.
+func TestStateFileDirectoryNotWritable(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc, where nobody can create a file, root included, is Linux's")
+	}
+	fake := testenv.NewFakeUpstream(t)
+	srv, err := gateway.New(gateway.Config{Upstream: fake, StateFile: "/proc/mcpgate-state", DrainWindow: -1})
+	if err == nil {
+		_ = srv.Shutdown(context.Background())
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `state file "/proc/mcpgate-state": its directory is not writable`)
+}
+
+// TestStateFileOneGateway: a second gateway given the state file of one
+// that runs is refused at start. Sharing it, each would restore the
+// other's sessions, and at shutdown the last one to write would silently
+// replace the sessions the other saved.
+func TestStateFileOneGateway(t *testing.T) {
+	fake := testenv.NewFakeUpstream(t)
+	cfg := gateway.Config{Upstream: fake.Resumable(), StateFile: filepath.Join(t.TempDir(), "state"), DrainWindow: -1}
+	first, err := gateway.New(cfg)
+	require.NoError(t, err)
+	second, err := gateway.New(cfg)
+	if err == nil {
+		_ = second.Shutdown(context.Background())
+	}
+	require.Error(t, err, "the state file is in use")
+	assert.Contains(t, err.Error(), "in use by another gateway")
+	require.NoError(t, first.Shutdown(context.Background()))
+	third, err := gateway.New(cfg)
+	require.NoError(t, err, "free again once the first one stopped")
+	require.NoError(t, third.Shutdown(context.Background()))
+}
+
+// TestStateFileNotWrittenEndsUpstream: when the state file cannot be
+// written at shutdown (a full disk, a volume gone), nothing will re-attach
+// the upstream sessions the shutdown kept for it: they are ended, as
+// without a state file, not left open on the upstream.
+func TestStateFileNotWrittenEndsUpstream(t *testing.T) {
+	fake := testenv.NewFakeUpstream(t)
+	dir := filepath.Join(t.TempDir(), "volume")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	cfg := gateway.Config{Upstream: fake.Resumable(), StateFile: filepath.Join(dir, "state"), DrainWindow: -1}
+	g := startLive(t, cfg)
+	g.initialize()
+	require.NoError(t, os.RemoveAll(dir))
+
+	g.down = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := g.srv.Shutdown(ctx)
+	require.Error(t, err, "the sessions were not saved")
+	assert.Contains(t, err.Error(), "state file")
+	require.NoError(t, <-g.served)
+	var closed bool
+	for _, r := range fake.Records() {
+		closed = closed || r.Op == "close"
+	}
+	assert.True(t, closed, "the upstream session was ended")
+	assert.Contains(t, g.logs.String(), "sessions not saved")
+}
