@@ -986,10 +986,21 @@ func (f *FakeUpstream) Transcript() string {
 				line(r, "  ")
 			}
 		}
+		// Standalone streams first, then the answers in the order of their
+		// requests: a standalone stream opened in the background may be
+		// made before or after the first call's answer.
+		streams := make([]*FakeStream, 0, len(f.streams))
 		for _, st := range f.streams {
-			if st.sess != s {
-				continue
+			if st.sess == s && st.req == nil {
+				streams = append(streams, st)
 			}
+		}
+		for _, st := range f.streams {
+			if st.sess == s && st.req != nil {
+				streams = append(streams, st)
+			}
+		}
+		for _, st := range streams {
 			end := st.end
 			switch {
 			case end == "":
