@@ -206,7 +206,21 @@ func TestRegistry(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, none)
 
+	// A stream's high-water mark: read by any node, replaced by a later
+	// write, gone with the session; no registry change for the watchers.
+	hi, must, err := b.High(ctx, rec.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, [2]uint64{0, 0}, [2]uint64{hi, must}, "none set")
+	require.NoError(t, a.SetHigh(ctx, rec.ID, 0, 7, 5))
+	require.NoError(t, a.SetHigh(ctx, rec.ID, 0, 9, 5))
+	hi, must, err = b.High(ctx, rec.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, [2]uint64{9, 5}, [2]uint64{hi, must})
+
 	require.NoError(t, a.EndSession(ctx, rec.ID))
+	hi, must, err = b.High(ctx, rec.ID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, [2]uint64{0, 0}, [2]uint64{hi, must}, "the high-water mark outlived its session")
 	ch := waitChange(2)
 	assert.Equal(t, change{id: rec.ID, gone: true}, ch[len(ch)-1], "b sees the end (its own write is not echoed)")
 	ch = waitChangeA(2)

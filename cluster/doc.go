@@ -13,7 +13,11 @@
 //     the restart work (package gateway/sessionrec, without stream
 //     events). The bucket's TTL is the session idle timeout plus slack, so
 //     a session idle on every node (or whose nodes all died) leaves the
-//     bucket on its own.
+//     bucket on its own. Beside each entry, keys <session>.m0 (where the
+//     standalone stream's newest connection started: SetMark) and
+//     <session>.h0 (the highest seq given out in the standalone stream and
+//     its highest must-deliver seq: SetHigh, written by the owner, so that
+//     the stream's numbering outlives its events' MaxAge).
 //   - node leases, a key-value bucket <prefix>-nodes with a TTL of
 //     Config.LeaseTTL: each node refreshes its key (and the 20-bit tag it
 //     claimed, which makes its stream and call numbers unique in a

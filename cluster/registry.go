@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -132,7 +133,7 @@ func (n *Node) EndSession(ctx context.Context, id string) error {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	n.stats.RegistryWrites.Add(1)
-	err := errors.Join(n.kv.Purge(cctx, id), n.kv.Purge(cctx, markKey(id, 0)))
+	err := errors.Join(n.kv.Purge(cctx, id), n.kv.Purge(cctx, markKey(id, 0)), n.kv.Purge(cctx, highKey(id, 0)))
 	if perr := n.events.Purge(cctx, jetstream.WithPurgeSubject(n.evPrefix+id+".>")); perr != nil {
 		err = errors.Join(err, perr)
 	}
@@ -232,4 +233,54 @@ func (n *Node) Mark(ctx context.Context, id string, stream uint64) (uint64, erro
 		return 0, fmt.Errorf("cluster: mark: %w", err)
 	}
 	return strconv.ParseUint(string(e.Value()), 10, 64)
+}
+
+// highKey is the registry key of a stream's high-water mark.
+func highKey(id string, stream uint64) string { return id + ".h" + strconv.FormatUint(stream, 10) }
+
+// SetHigh records the highest seq given out in a session's stream and the
+// highest must-deliver seq among them (the value: both in decimal, a
+// space between), for the node that produces the stream next: the events
+// stream keeps events for the stream retention only (MaxAge), so a quiet
+// stream's stored events, its tail among them, are gone after that. One
+// put, which a later one replaces; like every registry key it lives for
+// the bucket's TTL after its last write.
+func (n *Node) SetHigh(ctx context.Context, id string, stream, seq, lastMust uint64) error {
+	if !validKey(id) {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	n.stats.RegistryWrites.Add(1)
+	val := strconv.AppendUint(nil, seq, 10)
+	val = append(val, ' ')
+	val = strconv.AppendUint(val, lastMust, 10)
+	if _, err := n.kv.Put(cctx, highKey(id, stream), val); err != nil {
+		return fmt.Errorf("cluster: set high-water mark: %w", err)
+	}
+	return nil
+}
+
+// High reads a stream's high-water mark (SetHigh); 0, 0 if none was set.
+func (n *Node) High(ctx context.Context, id string, stream uint64) (seq, lastMust uint64, err error) {
+	if !validKey(id) {
+		return 0, 0, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	n.stats.RegistryReads.Add(1)
+	e, err := n.kv.Get(cctx, highKey(id, stream))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("cluster: high-water mark: %w", err)
+	}
+	a, b, ok := strings.Cut(string(e.Value()), " ")
+	seq, err1 := strconv.ParseUint(a, 10, 64)
+	lastMust, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || lastMust > seq {
+		return 0, 0, fmt.Errorf("cluster: malformed high-water mark %q", e.Value())
+	}
+	return seq, lastMust, nil
 }

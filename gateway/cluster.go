@@ -62,6 +62,11 @@ type Cluster interface {
 	// started; Mark reads it (0 if none).
 	SetMark(ctx context.Context, id string, stream, seq uint64) error
 	Mark(ctx context.Context, id string, stream uint64) (uint64, error)
+	// SetHigh records the highest seq given out in a session's stream and
+	// the highest must-deliver seq among them (the stored events age out
+	// after the stream retention); High reads them (0, 0 if none).
+	SetHigh(ctx context.Context, id string, stream, seq, lastMust uint64) error
+	High(ctx context.Context, id string, stream uint64) (seq, lastMust uint64, err error)
 	// Handle sets the function answering other nodes' requests; Request
 	// sends one to a node and waits for its answer RequestTimeout at most
 	// (a handler that may take longer answers within it and hands the
@@ -184,6 +189,12 @@ type clusterStream struct {
 	// replace an older mirror, and so does the stream rebuilt by this
 	// node's adoptStream should it own the session again.
 	handedOver atomic.Bool
+	// highSeq and highMust are the high-water mark of a standalone stream
+	// this node produces as this node last wrote it to the registry,
+	// highAt when (unix ns; 0: never); only the activity loop writes them
+	// (saveHighWater).
+	highSeq, highMust atomic.Uint64
+	highAt            atomic.Int64
 }
 
 // replaceable reports whether a local stream gives way to a mirror being
@@ -647,7 +658,9 @@ func (s *Server) demote(sess *session, owner string) {
 // are in use) since it was last written, at most once per activityEvery
 // each, so that other nodes do not expire them.
 func (s *Server) activityLoop(ctx context.Context) {
-	t := time.NewTicker(s.clu.activityEvery)
+	// It ticks at least twice per stream retention, so that a standalone
+	// stream's high-water mark is written before its events age out.
+	t := time.NewTicker(min(s.clu.activityEvery, max(s.cfg.StreamRetention/2, 10*time.Millisecond)))
 	defer t.Stop()
 	for {
 		select {
@@ -673,9 +686,47 @@ func (s *Server) activityLoop(ctx context.Context) {
 			if due && !sess.isClosed() {
 				s.saveActivity(ctx, sess, la)
 			}
+			s.saveHighWater(ctx, sess, now)
 			return true
 		})
 	}
+}
+
+// saveHighWater writes the high-water mark of the standalone stream this
+// node produces for sess (the owner's) when it rose since last written,
+// or when its last write is half an idle timeout old (a registry key
+// lives for the bucket's TTL after its last write, as the session's
+// entry does). The events stream keeps a stream's events for the stream
+// retention only: once a quiet stream's events aged out, the node that
+// produces the stream next (a takeover, a drain's hand-over) or mirrors
+// it goes on from this mark (adoptStream, raise), never giving out again
+// an id this node gave out. The activity loop calls it, one tick (at most
+// half the stream retention) after the stream moved at the latest.
+func (s *Server) saveHighWater(ctx context.Context, sess *session, now int64) {
+	if sess.legacy != nil || sess.isClosed() || !s.isOwner(sess) {
+		return
+	}
+	st := sess.stream(0)
+	if st == nil || st.cs == nil || st.cs.mirror || st.cs.handedOver.Load() {
+		return
+	}
+	cs := st.cs
+	last, must := st.ring.LastSeq(), cs.lastMust.Load()
+	refresh := max(int64(s.cfg.SessionIdleTimeout/2), int64(s.clu.activityEvery))
+	if last == 0 || (last <= cs.highSeq.Load() && must <= cs.highMust.Load() && now-cs.highAt.Load() < refresh) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s.clu.m.registryWrites.Add(1)
+	if err := s.clu.c.SetHigh(rctx, sess.id, 0, last, min(must, last)); err != nil {
+		s.clu.m.registryErrors.Add(1)
+		s.log.Debug("cluster: standalone stream's high-water mark not saved", "session", sess.id, "err", err)
+		return
+	}
+	cs.highSeq.Store(last)
+	cs.highMust.Store(min(must, last))
+	cs.highAt.Store(now)
 }
 
 // saveActivity writes sess's entry with its activity; on a conflict it
@@ -876,7 +927,7 @@ func (s *Server) clusterGet(ctx *fasthttp.RequestCtx, sess *session, last []byte
 			s.log.Debug("cluster: the owner did not adopt an orphaned stream", "session", sess.id, "stream", streamID, "err", err)
 		}
 	}
-	if _, err := s.mirrorStream(rctx, sess, streamID, tail, after); err != nil {
+	if _, err := s.mirrorStream(rctx, sess, streamID, tail, after, highWater{}); err != nil {
 		s.clusterUnavailable(ctx, err)
 		return true
 	}
@@ -913,7 +964,17 @@ func (s *Server) clusterGetStandalone(ctx *fasthttp.RequestCtx, rctx context.Con
 			s.clusterUnavailable(ctx, err)
 			return true
 		}
-		if st, err = s.mirrorStream(rctx, sess, 0, tail, min(from, tailSeq(tail))); err != nil {
+		var high highWater
+		if tail == nil || tail.Seq < from {
+			// JetStream holds less than the client had (a quiet stream's
+			// events aged out): the mirror goes on after what the owner
+			// gave out.
+			if high, err = s.readHigh(rctx, sess); err != nil {
+				s.clusterUnavailable(ctx, err)
+				return true
+			}
+		}
+		if st, err = s.mirrorStream(rctx, sess, 0, tail, min(from, tailSeq(tail)), high); err != nil {
 			s.clusterUnavailable(ctx, err)
 			return true
 		}
@@ -986,6 +1047,50 @@ type ringBuilder struct {
 	calls    []sessionrec.Call
 	upEvent  string
 	lastMust uint64
+	// high is the stream's high-water mark (Cluster.High), if read: the
+	// ring goes on after it (raise).
+	high highWater
+}
+
+// highWater is a stream's high-water mark: the highest seq given out in
+// it and the highest must-deliver seq among them (Cluster.SetHigh).
+type highWater struct{ seq, lastMust uint64 }
+
+// readHigh reads stream 0's high-water mark of sess.
+func (s *Server) readHigh(ctx context.Context, sess *session) (highWater, error) {
+	s.clu.m.registryReads.Add(1)
+	seq, must, err := s.clu.c.High(ctx, sess.id, 0)
+	if err != nil {
+		s.clu.m.registryErrors.Add(1)
+	}
+	return highWater{seq, min(must, seq)}, err
+}
+
+// raise makes the ring go on after the high-water mark when JetStream
+// holds no event that high (a quiet stream's events aged out after the
+// stream retention; the newest were not stored), so that no id given out
+// is given out again (rule 26): the ring then holds no event, and a
+// resume from before the mark is served as a single node serves one from
+// before events its ring evicted: the gone droppable events are skipped,
+// and it is refused (400, rule 28) when a must-deliver one is gone (the
+// highest known: the mark's, or one of the events dropped here).
+func (b *ringBuilder) raise() {
+	hi := b.high.seq
+	if hi <= b.snap.Last {
+		return
+	}
+	lost := max(b.snap.Lost, b.lastMust, b.high.lastMust)
+	for _, e := range b.snap.Events {
+		if e.Class == ringbuf.MustDeliver {
+			lost = max(lost, e.Seq)
+		}
+	}
+	if t := b.tail; t != nil && t.MustDeliver && !t.End {
+		lost = max(lost, t.Seq)
+	}
+	b.snap.Events = nil
+	b.snap.Last, b.snap.Lost = hi, lost
+	b.lastMust, b.prev = lost, max(b.prev, hi)
 }
 
 func newRingBuilder(tail *sessionrec.Published, from uint64) *ringBuilder {
@@ -1031,6 +1136,7 @@ func (b *ringBuilder) add(p *sessionrec.Published) bool {
 // ring builds the ring: everything in it counts as delivered (the
 // producer's own readers are served by the producer).
 func (s *Server) builtRing(b *ringBuilder) (*ringbuf.Ring, error) {
+	b.raise()
 	b.snap.Delivered = b.snap.Last
 	return ringbuf.Restore(ringbuf.Config{Capacity: s.cfg.RingSize, MaxBytes: s.cfg.RingBytes, Policy: s.cfg.DropPolicy}, b.snap)
 }
@@ -1038,9 +1144,11 @@ func (s *Server) builtRing(b *ringBuilder) (*ringbuf.Ring, error) {
 // errStop ends a Follow on purpose.
 var errStop = errors.New("stop")
 
-// loadRing rebuilds a stream's ring from JetStream (ringBuilder).
-func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64) (*ringbuf.Ring, *ringBuilder, error) {
+// loadRing rebuilds a stream's ring from JetStream (ringBuilder), going
+// on after its high-water mark high if that is higher.
+func (s *Server) loadRing(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64, high highWater) (*ringbuf.Ring, *ringBuilder, error) {
 	b := newRingBuilder(tail, from)
+	b.high = high
 	if tail != nil && (tail.Seq > from || tail.End) {
 		err := s.clu.c.Follow(ctx, sess.id, id, from, func(p *sessionrec.Published) error {
 			if b.add(p) {
@@ -1081,10 +1189,11 @@ func (sess *session) installStream(st *stream) (*stream, bool) {
 }
 
 // mirrorStream builds a mirror of a stream produced elsewhere, holding its
-// events above from, and keeps following it: one JetStream consumer reads
-// the stored events (the ring is built and installed once the tail is
-// reached) and then the new ones as they are stored.
-func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64) (*stream, error) {
+// events above from (after high, if that is higher: raise), and keeps
+// following it: one JetStream consumer reads the stored events (the ring
+// is built and installed once the tail is reached) and then the new ones
+// as they are stored.
+func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tail *sessionrec.Published, from uint64, high highWater) (*stream, error) {
 	fctx, cancel := context.WithCancel(sess.context())
 	type built struct {
 		st  *stream
@@ -1092,6 +1201,7 @@ func (s *Server) mirrorStream(ctx context.Context, sess *session, id uint64, tai
 	}
 	ready := make(chan built, 1)
 	b := newRingBuilder(tail, from)
+	b.high = high
 	var stp atomic.Pointer[stream] // the mirror once installed
 	// install builds the ring and installs the mirror; errStop with a
 	// stream: another local stream won.
@@ -1322,7 +1432,15 @@ func (s *Server) adoptStream(ctx context.Context, sess *session, id uint64) erro
 	if id != 0 && (tail == nil || tail.End) {
 		return nil // nothing to continue: readers mirror it
 	}
-	ring, b, err := s.loadRing(ctx, sess, id, tail, 0)
+	var high highWater
+	if id == 0 {
+		// The ids go on after those given out, whatever aged out of
+		// JetStream (saveHighWater).
+		if high, err = s.readHigh(ctx, sess); err != nil {
+			return err
+		}
+	}
+	ring, b, err := s.loadRing(ctx, sess, id, tail, 0, high)
 	if err != nil {
 		return err
 	}

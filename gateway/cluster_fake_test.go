@@ -28,6 +28,7 @@ type fakeNet struct {
 	rev     uint64
 	entries map[string]*fakeEntry
 	marks   map[string]uint64
+	highs   map[string]highWater
 	events  map[string][]*sessionrec.Published
 	nodes   map[string]*fakeNode
 	dead    map[string]bool
@@ -55,7 +56,7 @@ type fakeEntry struct {
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{entries: map[string]*fakeEntry{}, marks: map[string]uint64{},
+	return &fakeNet{entries: map[string]*fakeEntry{}, marks: map[string]uint64{}, highs: map[string]highWater{},
 		events: map[string][]*sessionrec.Published{}, nodes: map[string]*fakeNode{}, dead: map[string]bool{},
 		changed: make(chan struct{})}
 }
@@ -93,6 +94,14 @@ func (n *fakeNet) whileLapsed(node string, f func()) {
 		n.mu.Unlock()
 	}()
 	f()
+}
+
+// ageOut removes a stream's stored events, as the events stream's MaxAge
+// (the stream retention) removes those of a stream quiet for longer.
+func (n *fakeNet) ageOut(id string, stream uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.events, evKey(id, stream))
 }
 
 // entryCount is the number of session entries in the registry.
@@ -204,6 +213,7 @@ func (f *fakeNode) EndSession(_ context.Context, id string) error {
 	n.mu.Lock()
 	delete(n.entries, id)
 	delete(n.marks, id)
+	delete(n.highs, evKey(id, 0))
 	for k := range n.events {
 		if len(k) > len(id) && k[:len(id)] == id {
 			delete(n.events, k)
@@ -334,6 +344,27 @@ func (f *fakeNode) Mark(_ context.Context, id string, stream uint64) (uint64, er
 	f.net.mu.Lock()
 	defer f.net.mu.Unlock()
 	return f.net.marks[id], nil
+}
+
+func (f *fakeNode) SetHigh(_ context.Context, id string, stream, seq, lastMust uint64) error {
+	f.net.mu.Lock()
+	defer f.net.mu.Unlock()
+	f.net.highs[evKey(id, stream)] = highWater{seq, lastMust}
+	return nil
+}
+
+func (f *fakeNode) High(_ context.Context, id string, stream uint64) (uint64, uint64, error) {
+	f.net.mu.Lock()
+	defer f.net.mu.Unlock()
+	h := f.net.highs[evKey(id, stream)]
+	return h.seq, h.lastMust, nil
+}
+
+// high is a stream's high-water mark as the registry holds it.
+func (n *fakeNet) high(id string, stream uint64) highWater {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.highs[evKey(id, stream)]
 }
 
 func (f *fakeNode) Handle(fn func(op string, body []byte) ([]byte, error)) {
