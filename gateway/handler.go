@@ -120,11 +120,21 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, id []byte, who caller) *sessio
 	return sess
 }
 
+// clientMaxDepth is the deepest nesting of a client's body (the message
+// object is at depth 1): the official Go SDK's limit (go-sdk
+// internal/json, 1000). Such an upstream decodes nothing deeper, and its
+// stdio transport ends the connection, calls in flight and all, on a
+// message it cannot decode; over the session pool (stateless clients, a
+// session-era stdio upstream) that connection serves every client of the
+// principal. No MCP message nests anywhere near it.
+const clientMaxDepth = 1000
+
 // parseBody parses a POSTed body (of /mcp or of the legacy message
 // endpoint) as JSON-RPC. A body that is empty, not UTF-8 (RFC 8259
-// section 8.1: JSON exchanged between systems is UTF-8) or not JSON-RPC is
-// answered with 400 here, and ok is false. Otherwise msgs point into p,
-// which the caller puts back into s.parsers once it is done with them.
+// section 8.1: JSON exchanged between systems is UTF-8), nested deeper than
+// clientMaxDepth or not JSON-RPC is answered with 400 here, and ok is
+// false. Otherwise msgs point into p, which the caller puts back into
+// s.parsers once it is done with them.
 func (s *Server) parseBody(ctx *fasthttp.RequestCtx, body []byte) (p *jsonrpc.Parser, msgs []jsonrpc.Message, batch, ok bool) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		s.fail(ctx, fasthttp.StatusBadRequest, nil, jsonrpc.CodeServerError, "Bad Request: empty body", nil)
@@ -135,7 +145,7 @@ func (s *Server) parseBody(ctx *fasthttp.RequestCtx, body []byte) (p *jsonrpc.Pa
 		return nil, nil, false, false
 	}
 	p = s.parsers.Get().(*jsonrpc.Parser)
-	msgs, batch, perr := p.Parse(body)
+	msgs, batch, perr := p.ParseLimited(body, clientMaxDepth)
 	if perr != nil {
 		s.fail(ctx, fasthttp.StatusBadRequest, perr.ID, perr.Code, perr.Message, nil)
 		s.parsers.Put(p)

@@ -30,6 +30,12 @@ func TestParseAlloc(t *testing.T) {
 				}
 			})
 			assert.Zero(t, allocs)
+			allocs = testing.AllocsPerRun(1000, func() {
+				if msgs, _, err := p.ParseLimited(data, 1000); err != nil || len(msgs) == 0 {
+					t.Fatal(err)
+				}
+			})
+			assert.Zero(t, allocs, "ParseLimited")
 		})
 	}
 }

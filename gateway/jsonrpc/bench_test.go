@@ -329,6 +329,31 @@ func BenchmarkParseParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkParseLimited compares Parse with ParseLimited (what the gateway
+// parses clients' bodies with) on a request: the limit costs nothing per value.
+// Run: go test -run '^$' -bench BenchmarkParseLimited ./gateway/jsonrpc/
+func BenchmarkParseLimited(b *testing.B) {
+	data := []byte(benchToolsCall)
+	for _, c := range []struct {
+		name  string
+		parse func(*Parser) ([]Message, bool, *Error)
+	}{
+		{"Parse", func(p *Parser) ([]Message, bool, *Error) { return p.Parse(data) }},
+		{"ParseLimited", func(p *Parser) ([]Message, bool, *Error) { return p.ParseLimited(data, 1000) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			var p Parser
+			for b.Loop() {
+				if _, _, err := c.parse(&p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // benchLog is an upstream's notifications/message event as the load harness's
 // mock pushes it (its payload, padding and _meta).
 const benchLog = `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"loadtest","data":{"pad":""},"_meta":{"seq":123456,"sent":1733380000123456789}}}`

@@ -4,9 +4,10 @@
 //
 // Parsing is done by a hand-written scanner that fully validates the JSON syntax of the
 // input (with the same acceptance as encoding/json.Valid, including its nesting limit of
-// 10000) while extracting only the top-level envelope fields. It was chosen over
-// github.com/valyala/fastjson with a reused parser and over encoding/json by measurement;
-// the comparison is BenchmarkParse in bench_test.go, where the losing candidates live.
+// 10000, or a lower one with ParseLimited) while extracting only the top-level envelope
+// fields. It was chosen over github.com/valyala/fastjson with a reused parser and over
+// encoding/json by measurement; the comparison is BenchmarkParse in bench_test.go, where
+// the losing candidates live.
 // On the 2-core reference machine (go1.26, -benchtime 0.5s -count 2, a shared and noisy
 // host), best of two runs, ns/op / allocs/op:
 //

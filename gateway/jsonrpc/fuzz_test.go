@@ -30,6 +30,19 @@ func FuzzParse(f *testing.F) {
 		if valid && err != nil && err.Code != CodeInvalidRequest {
 			t.Fatalf("valid JSON %q got code %d: %s", data, err.Code, err.Message)
 		}
+		// ParseLimited refuses what Parse does and, as a parse error, exactly the nesting past its limit.
+		var lp Parser
+		lmsgs, _, lerr := lp.ParseLimited(data, 3)
+		switch {
+		case err != nil && lerr == nil:
+			t.Fatalf("ParseLimited accepted %q, which Parse refused", data)
+		case err == nil && lerr != nil && (lerr.Code != CodeParseError || depthOf(data) <= 3):
+			t.Fatalf("ParseLimited refused %q (depth %d): %s", data, depthOf(data), lerr.Message)
+		case err == nil && lerr == nil && depthOf(data) > 3:
+			t.Fatalf("ParseLimited accepted %q, nested %d deep", data, depthOf(data))
+		case err == nil && lerr == nil && len(lmsgs) != len(msgs):
+			t.Fatalf("ParseLimited read %d messages from %q, Parse %d", len(lmsgs), data, len(msgs))
+		}
 		if err != nil {
 			return
 		}
@@ -122,4 +135,28 @@ func TestParseEnvelope(t *testing.T) {
 	if err != nil || len(msgs) != 1 || string(msgs[0].ProgressToken) != `{"a":1}` {
 		t.Fatalf("a request's token behind its params: %+v %v", msgs, err)
 	}
+}
+
+// depthOf returns the deepest nesting of arrays and objects in valid JSON.
+func depthOf(data []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range data {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }

@@ -210,6 +210,49 @@ func TestParseDepth(t *testing.T) {
 	assert.Equal(t, []bool{true, false, false, false}, validity, "the cases straddle encoding/json's limit")
 }
 
+// TestParseLimited: ParseLimited refuses exactly the nesting past its limit
+// (the message object at depth 1, a batch's array around it too), as a
+// parse error that says so, where Parse accepts it.
+func TestParseLimited(t *testing.T) {
+	const limit = 1000
+	msg := func(depth int) string { // the message object and params are 2 levels
+		return `{"jsonrpc":"2.0","id":1,"method":"m","params":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + `}`
+	}
+	for _, c := range []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"at the limit", msg(limit), true},
+		{"past the limit", msg(limit + 1), false},
+		{"batch at the limit", "[" + msg(limit-1) + "]", true},
+		{"batch past the limit", "[" + msg(limit) + "]", false},
+		{"deep in a string", `{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":"` + strings.Repeat("[", 2*limit) + `"}}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var p Parser
+			_, _, err := p.Parse([]byte(c.in))
+			require.Nil(t, err, "Parse accepts it")
+			msgs, _, err := p.ParseLimited([]byte(c.in), limit)
+			if c.ok {
+				require.Nil(t, err)
+				assert.NotEmpty(t, msgs)
+				return
+			}
+			require.NotNil(t, err)
+			assert.Equal(t, CodeParseError, err.Code)
+			assert.Contains(t, err.Message, "nesting deeper than 1000")
+			assert.Nil(t, msgs)
+			_, _, err = p.Parse([]byte(c.in))
+			assert.Nil(t, err, "the limit does not stay with the Parser")
+		})
+	}
+	var p Parser
+	_, _, err := p.ParseLimited([]byte(`{"jsonrpc":"2.0","id":1,"method":"m","params":[}`), limit)
+	require.NotNil(t, err)
+	assert.Contains(t, err.Message, "invalid JSON", "a syntax error is not called too deep")
+}
+
 func TestParserReuse(t *testing.T) {
 	var p Parser
 	msgs, _, err := p.Parse([]byte(`[{"jsonrpc":"2.0","id":1,"method":"\u0061"},{"jsonrpc":"2.0","id":2,"method":"b"}]`))

@@ -11,6 +11,9 @@ type Parser struct {
 	arena   []byte // unescaped method names of the current Parse
 	scratch []byte // unescaped keys
 	lazy    bool   // ParseEnvelope: params looked into only when needed
+	// base is the depth the top-level value starts at: 0, or more for
+	// ParseLimited, whose limit is then maxDepth-base at no cost per value.
+	base int
 }
 
 // fieldState collects one message's envelope while its object is scanned.
@@ -63,8 +66,26 @@ const (
 // The returned slice and the messages' slices are valid until the next Parse on p and
 // alias data.
 func (p *Parser) Parse(data []byte) (msgs []Message, batch bool, err *Error) {
-	p.lazy = false
+	p.lazy, p.base = false, 0
 	return p.parse(data)
+}
+
+// ParseLimited is Parse with nesting deeper than limit (1 to 10000; the
+// top-level value is at depth 1) refused as invalid JSON, CodeParseError. The
+// gateway parses clients' bodies with the limit of the official Go SDK,
+// which decodes nothing deeper and ends a stdio connection on a message it
+// cannot decode.
+func (p *Parser) ParseLimited(data []byte, limit int) (msgs []Message, batch bool, err *Error) {
+	limit = min(max(limit, 1), maxDepth)
+	p.lazy, p.base = false, maxDepth-limit
+	if msgs, batch, err = p.parse(data); err == nil || err.Code != CodeParseError || p.base == 0 {
+		return msgs, batch, err
+	}
+	if _, _, e := p.Parse(data); e == nil || e.Code != CodeParseError {
+		// Valid JSON, only too deep: say so (a refusal is rare, the second look cheap).
+		err = &Error{Code: CodeParseError, Message: fmt.Sprintf("Parse error: nesting deeper than %d", limit)}
+	}
+	return nil, batch, err
 }
 
 // ParseEnvelope is Parse for a caller that needs a message's kind, id, method and
@@ -74,7 +95,7 @@ func (p *Parser) Parse(data []byte) (msgs []Message, batch bool, err *Error) {
 // parsing a notification. Its messages are Parse's; an *Error's code is too, its offset
 // may differ.
 func (p *Parser) ParseEnvelope(data []byte) (msgs []Message, batch bool, err *Error) {
-	p.lazy = true
+	p.lazy, p.base = true, 0
 	return p.parse(data)
 }
 
@@ -96,7 +117,7 @@ func (p *Parser) parse(data []byte) (msgs []Message, batch bool, err *Error) {
 			for {
 				var bad *Error
 				var ok bool
-				i, bad, ok = p.parseOne(data, i, 1)
+				i, bad, ok = p.parseOne(data, i, p.base+1)
 				if !ok {
 					return nil, true, parseError(i, "invalid JSON")
 				}
@@ -119,7 +140,7 @@ func (p *Parser) parse(data []byte) (msgs []Message, batch bool, err *Error) {
 		}
 	} else {
 		var ok bool
-		i, invalid, ok = p.parseOne(data, i, 0)
+		i, invalid, ok = p.parseOne(data, i, p.base)
 		if !ok {
 			return nil, false, parseError(i, "invalid JSON")
 		}
