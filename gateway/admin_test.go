@@ -38,7 +38,7 @@ func (s *stubSession) Listen(context.Context) (upstream.Stream, error) {
 func (s *stubSession) Close(context.Context) error { s.closed.Add(1); return nil }
 
 // addSession stores a session with a stub upstream session.
-func addSession(t *testing.T, s *Server, principal, version string) (*session, *stubSession) {
+func addSession(t testing.TB, s *Server, principal, version string) (*session, *stubSession) {
 	t.Helper()
 	id := newSessionID()
 	up := &stubSession{id: "up-" + id[:6]}
@@ -51,7 +51,7 @@ func addSession(t *testing.T, s *Server, principal, version string) (*session, *
 	return sess, up
 }
 
-func adminGet(t *testing.T, h http.Handler, method, path, token string) *httptest.ResponseRecorder {
+func adminGet(t testing.TB, h http.Handler, method, path, token string) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://127.0.0.1:9090"+path, nil)
 	if token != "" {
