@@ -12,19 +12,43 @@ import (
 	"github.com/mcpgate/mcpgate/gateway/sse"
 )
 
-// quietStandalone opens sid's standalone stream on url, has up's session 1
-// send the given notifications on it and returns the connection and the
-// id of the last one. The stream then stays quiet: its stored events are
-// aged out by the test (fakeNet.ageOut), as the events stream's MaxAge
+// quietCluster is two nodes, a and b, each with a fake upstream, and a
+// session owned by a whose standalone stream got msgs (the last one's
+// data "three" unless said otherwise: last is its id) and then stayed
+// quiet: a wrote the stream's high-water mark, and its stored events were
+// aged out (fakeNet.ageOut) as the events stream's MaxAge
 // (-stream-retention) removes them.
-func quietStandalone(t *testing.T, url, sid string, up *testenv.FakeUpstream, msgs ...string) (*testenv.SSEConn, string) {
+type quietCluster struct {
+	fnet       *fakeNet
+	a, b       *Server
+	urlA, urlB string
+	upA, upB   *testenv.FakeUpstream
+	sid, last  string
+	get        *testenv.SSEConn // the standalone stream's connection on a
+}
+
+func newQuietCluster(t *testing.T, lastData string, msgs ...string) *quietCluster {
 	t.Helper()
-	get := testenv.DialStream(t, url, sid, "")
-	up.WaitFor(t, "the upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
+	q := &quietCluster{fnet: newFakeNet(), upA: testenv.NewFakeUpstream(t), upB: testenv.NewFakeUpstream(t)}
+	q.a, q.urlA = fakeClusterServer(t, q.fnet, "a", q.upA, Config{})
+	q.b, q.urlB = fakeClusterServer(t, q.fnet, "b", q.upB, Config{})
+	q.sid = liveSession(t, q.urlA)
+	q.get = testenv.DialStream(t, q.urlA, q.sid, "")
+	q.upA.WaitFor(t, "the upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
 	for _, m := range msgs {
-		up.Session(1).Push(m)
+		q.upA.Session(1).Push(m)
 	}
-	return get, get.EventID(t, `"data":"three"`)
+	q.last = q.get.EventID(t, `"data":"`+lastData+`"`)
+	saveHighWater(t, q.a, q.sid)
+	q.fnet.ageOut(q.sid, 0)
+	return q
+}
+
+// bPumps waits until b, now the owner, opened its upstream's standalone
+// stream.
+func (q *quietCluster) bPumps(t *testing.T) {
+	t.Helper()
+	q.upB.WaitFor(t, "the new owner's upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
 }
 
 func logNote(data string) string {
@@ -39,21 +63,13 @@ func logNote(data string) string {
 // numbered after it, never refused as "ahead of the stream" (the official
 // SDKs then give the stream up) nor given reused ids (rule 26).
 func TestClusterTakeoverOfAQuietStandaloneStreamKeepsItsNumbering(t *testing.T) {
-	fnet := newFakeNet()
-	upA, upB := testenv.NewFakeUpstream(t), testenv.NewFakeUpstream(t)
-	a, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
-	_, urlB := fakeClusterServer(t, fnet, "b", upB, Config{})
-	sid := liveSession(t, urlA)
-	_, last := quietStandalone(t, urlA, sid, upA, logNote("one"), logNote("two"), logNote("three"))
-	require.Equal(t, "0_3", last)
-	saveHighWater(t, a, sid)
+	q := newQuietCluster(t, "three", logNote("one"), logNote("two"), logNote("three"))
+	require.Equal(t, "0_3", q.last)
+	q.fnet.crash("a")
 
-	fnet.ageOut(sid, 0)
-	fnet.crash("a")
-
-	resumed := testenv.DialStream(t, urlB, sid, last) // B claims the session and pumps its stream
-	upB.WaitFor(t, "the new owner's upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
-	upB.Session(1).Push(logNote("after"))
+	resumed := testenv.DialStream(t, q.urlB, q.sid, q.last) // B claims the session and pumps its stream
+	q.bPumps(t)
+	q.upB.Session(1).Push(logNote("after"))
 	assert.Greater(t, eventSeq(t, resumed, `"data":"after"`), uint64(3), "the stream's numbering restarted after the takeover")
 }
 
@@ -61,20 +77,12 @@ func TestClusterTakeoverOfAQuietStandaloneStreamKeepsItsNumbering(t *testing.T) 
 // after a drain's hand-over: the node that claims the session pumps the
 // standalone stream on from the ids the draining node gave out.
 func TestClusterHandOverOfAQuietStandaloneStreamKeepsItsNumbering(t *testing.T) {
-	fnet := newFakeNet()
-	upA, upB := testenv.NewFakeUpstream(t), testenv.NewFakeUpstream(t)
-	a, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
-	_, urlB := fakeClusterServer(t, fnet, "b", upB, Config{})
-	sid := liveSession(t, urlA)
-	_, last := quietStandalone(t, urlA, sid, upA, logNote("one"), logNote("two"), logNote("three"))
-	saveHighWater(t, a, sid)
+	q := newQuietCluster(t, "three", logNote("one"), logNote("two"), logNote("three"))
+	q.a.clusterDrainStart(context.Background()) // B claims the session and pumps its stream
+	q.bPumps(t)
+	q.upB.Session(1).Push(logNote("after"))
 
-	fnet.ageOut(sid, 0)
-	a.clusterDrainStart(context.Background()) // B claims the session and pumps its stream
-	upB.WaitFor(t, "the new owner's upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
-	upB.Session(1).Push(logNote("after"))
-
-	resumed := testenv.DialStream(t, urlB, sid, last)
+	resumed := testenv.DialStream(t, q.urlB, q.sid, q.last)
 	assert.Greater(t, eventSeq(t, resumed, `"data":"after"`), uint64(3), "the stream's numbering restarted after the hand-over")
 }
 
@@ -85,21 +93,14 @@ func TestClusterHandOverOfAQuietStandaloneStreamKeepsItsNumbering(t *testing.T) 
 // one that misses a must-deliver event that is gone is refused (400); an
 // id ahead of anything given out is refused.
 func TestClusterResumeOfAQuietStandaloneStreamAfterTakeover(t *testing.T) {
-	fnet := newFakeNet()
-	upA, upB := testenv.NewFakeUpstream(t), testenv.NewFakeUpstream(t)
-	a, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
-	b, urlB := fakeClusterServer(t, fnet, "b", upB, Config{})
-	sid := liveSession(t, urlA)
 	// 0_1 a droppable note, 0_2 a server-to-client request (must-deliver),
 	// 0_3 and 0_4 droppable notes.
-	get, _ := quietStandalone(t, urlA, sid, upA, logNote("one"), `{"jsonrpc":"2.0","id":"r1","method":"roots/list"}`, logNote("three"), logNote("four"))
-	get.Until(t, `"data":"four"`)
-	saveHighWater(t, a, sid)
-	fnet.ageOut(sid, 0)
-	fnet.crash("a")
+	q := newQuietCluster(t, "four", logNote("one"), `{"jsonrpc":"2.0","id":"r1","method":"roots/list"}`, logNote("three"), logNote("four"))
+	require.Equal(t, "0_4", q.last)
+	q.fnet.crash("a")
 
-	testenv.DialStream(t, urlB, sid, "0_4") // B claims the session and pumps its stream
-	upB.WaitFor(t, "the new owner's upstream standalone stream", func(v *testenv.FakeView) bool { return v.Count("listen") == 1 })
+	testenv.DialStream(t, q.urlB, q.sid, q.last) // B claims the session and pumps its stream
+	q.bPumps(t)
 
 	for _, c := range []struct {
 		last string
@@ -109,13 +110,13 @@ func TestClusterResumeOfAQuietStandaloneStreamAfterTakeover(t *testing.T) {
 		{"0_1", http.StatusBadRequest, "no longer buffered"}, // the request 0_2 is gone
 		{"0_99", http.StatusBadRequest, "ahead of the stream"},
 	} {
-		ctx := getWithLastEventID(b, sid, c.last)
+		ctx := getWithLastEventID(q.b, q.sid, c.last)
 		assert.Equal(t, c.code, ctx.Response.StatusCode(), "Last-Event-ID %s: %s", c.last, ctx.Response.Body())
 		assert.Contains(t, string(ctx.Response.Body()), c.body, "Last-Event-ID %s", c.last)
 	}
 	// 0_2: only droppable notes are gone after it: skipped, as on one node.
-	resumed := testenv.DialStream(t, urlB, sid, "0_2")
-	upB.Session(1).Push(logNote("five"))
+	resumed := testenv.DialStream(t, q.urlB, q.sid, "0_2")
+	q.upB.Session(1).Push(logNote("five"))
 	assert.Greater(t, eventSeq(t, resumed, `"data":"five"`), uint64(4))
 }
 
@@ -123,17 +124,9 @@ func TestClusterResumeOfAQuietStandaloneStreamAfterTakeover(t *testing.T) {
 // standalone stream (its stored events aged out) on a node that does not
 // own the session is served there too, live from its id.
 func TestClusterMirrorOfAQuietStandaloneStream(t *testing.T) {
-	fnet := newFakeNet()
-	upA := testenv.NewFakeUpstream(t)
-	a, urlA := fakeClusterServer(t, fnet, "a", upA, Config{})
-	_, urlB := fakeClusterServer(t, fnet, "b", testenv.NewFakeUpstream(t), Config{})
-	sid := liveSession(t, urlA)
-	_, last := quietStandalone(t, urlA, sid, upA, logNote("one"), logNote("two"), logNote("three"))
-	saveHighWater(t, a, sid)
-	fnet.ageOut(sid, 0)
-
-	resumed := testenv.DialStream(t, urlB, sid, last)
-	upA.Session(1).Push(logNote("after"))
+	q := newQuietCluster(t, "three", logNote("one"), logNote("two"), logNote("three"))
+	resumed := testenv.DialStream(t, q.urlB, q.sid, q.last)
+	q.upA.Session(1).Push(logNote("after"))
 	assert.Greater(t, eventSeq(t, resumed, `"data":"after"`), uint64(3))
 }
 

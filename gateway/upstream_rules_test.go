@@ -239,18 +239,10 @@ func TestUpstreamSessionRefused400EndsSession(t *testing.T) {
 // TestUpstream400RefusalRelayed: a 400 that refuses the message (an error
 // about the request, or one not naming the session) is still relayed.
 func TestUpstream400RefusalRelayed(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		if strings.Contains(string(b), `"method":"initialize"`) {
-			w.Header().Set("Mcp-Session-Id", "up-1")
-			fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
-			return
-		}
+	up := initializedUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, `{"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params"},"id":1}`)
-	}))
-	t.Cleanup(up.Close)
+	})
 	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL})
 	require.NoError(t, err)
 	_, url := serveInProcess(t, gateway.Config{Upstream: tr})
@@ -297,17 +289,9 @@ func TestUpstream404ToInitializeIs502(t *testing.T) {
 // does; relayed, the 200 makes the Go SDK's client warn, or fail in its
 // strict mode.
 func TestJSONAnswerToNotificationIs202(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		if strings.Contains(string(b), `"method":"initialize"`) {
-			w.Header().Set("Mcp-Session-Id", "up-1")
-			fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
-			return
-		}
+	up := initializedUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK) // no body
-	}))
-	t.Cleanup(up.Close)
+	})
 	tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL})
 	require.NoError(t, err)
 	_, url := serveInProcess(t, gateway.Config{Upstream: tr})
@@ -332,17 +316,10 @@ func TestUpstreamRetryAfterRelayed(t *testing.T) {
 		{"Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"},
 		{"soon", ""},
 	} {
-		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
-			if strings.Contains(string(b), `"method":"initialize"`) {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Mcp-Session-Id", "up-1")
-				fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
-				return
-			}
+		up := initializedUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", tc.upstream)
 			http.Error(w, "slow down", http.StatusTooManyRequests)
-		}))
+		})
 		tr, err := upstream.NewHTTP(upstream.HTTPConfig{URL: up.URL})
 		require.NoError(t, err)
 		_, url := serveInProcess(t, gateway.Config{Upstream: tr})
@@ -360,6 +337,25 @@ func TestUpstreamRetryAfterRelayed(t *testing.T) {
 		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "%s", body)
 		assert.Contains(t, string(body), `"id":1`)
 		assert.Equal(t, tc.relayed, resp.Header.Get("Retry-After"), "upstream's %q", tc.upstream)
-		up.Close()
 	}
+}
+
+// initializedUpstream is a Streamable HTTP upstream that answers
+// initialize (session up-1, version 2025-06-18) with JSON and every other
+// POST with then.
+func initializedUpstream(t *testing.T, then http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"method":"initialize"`) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Mcp-Session-Id", "up-1")
+			fmt.Fprint(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		then(w, r)
+	}))
+	t.Cleanup(up.Close)
+	return up
 }
