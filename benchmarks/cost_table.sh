@@ -40,9 +40,19 @@ jq --arg run "$RUN" '
 	# round -> proxy CPU per request (µs)
 	def cpu($s; $t; $p): v($s; $t; $p; "proxy_cpu_s") as $c | v($s; $t; $p; "requests") as $q
 		| [$c | keys[] as $r | select(($q[$r] // 0) > 0) | {key: $r, value: ($c[$r] / $q[$r] * 1e6)}] | from_entries;
+	# round -> CPU seconds $m of target $t per event: per delivered event (pushed - lost)
+	# when $delivered, else per pushed event (events sections; a round without the
+	# counts keeps the CPU seconds, so that a ratio of two is the ratio of the CPU times)
+	def perev($s; $t; $p; $m; $delivered): v($s; $t; $p; $m) as $c | v($s; $t; $p; "pushed") as $n
+		| v($s; $t; $p; "lost") as $l
+		| [$c | keys[] as $r | (if $n[$r] == null then 1 else $n[$r] - (if $delivered then $l[$r] // 0 else 0 end) end) as $e
+			| select($e > 0) | {key: $r, value: ($c[$r] / $e)}] | from_entries;
 	# median over rounds of f applied to [a, b] of the same round
 	def paired(a; b; f): a as $a | b as $b | [$a | keys[] as $r | select($b[$r] != null) | [$a[$r], $b[$r]] | f] | med;
 	def vals(a): [a[]] | med;
+	# the highest churn rate target $t held; 0 when it was measured and held none
+	def held($t): [.[] | select(.section == "churn" and .target == $t and .metric == "holds")] as $h
+		| if $h == [] then null else [0, ($h[] | select(.value == 1) | .param[1:] | tonumber)] | max end;
 	def param($s; $prefix): [.[] | select(.section == $s and (.param | startswith($prefix))) | .param] | unique | .[0];
 	def f($n; $d): if $n == null then "?" else ($n * pow(10; $d) | round) / pow(10; $d) | tostring end;
 	def ms($x): f($x; 2);
@@ -99,11 +109,11 @@ jq --arg run "$RUN" '
 		| if $x == null then null else ["SSE / JSON \(f($x; 2)) (\(f(vals(cpu("ssefix"; "relay-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "relay"; $sserate)); 1)) µs)", $x <= 1.3] end end)),
 	# 5-6: events across live streams, gateway and direct alternating
 	(if $evrate == null then null else
-		paired(v("events"; "mcpgate"; $evrate; "proxy_cpu_s"); v("events"; "mcpgate"; $evrate; "upstream_cpu_s"); .[0] / .[1]) end) as $r
+		paired(perev("events"; "mcpgate"; $evrate; "proxy_cpu_s"; true); perev("events"; "mcpgate"; $evrate; "upstream_cpu_s"; false); .[0] / .[1]) end) as $r
 	 | (row("gateway CPU per delivered event / the mock'"'"'s CPU per pushed event, 1,000 streams at 10k ev/s"; "≤ 1.0";
 		(if $r == null then null else "\(f($r; 2)) (\(streams("events"; $evrate)))" end); ($r // 1e9) <= 1.0; "ONLY=events make bench-compare")
 	 | relay_floor(if $evrate == null then null else
-		paired(v("events"; "relay"; $evrate; "proxy_cpu_s"); v("events"; "relay"; $evrate; "upstream_cpu_s"); .[0] / .[1]) as $x
+		paired(perev("events"; "relay"; $evrate; "proxy_cpu_s"; true); perev("events"; "relay"; $evrate; "upstream_cpu_s"; false); .[0] / .[1]) as $x
 		| if $x == null then null else [f($x; 2), $x <= 1.0] end end)),
 	(if $evrate == null then null else
 		paired(v("events"; "mcpgate"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) end) as $d
@@ -127,12 +137,11 @@ jq --arg run "$RUN" '
 		| [$d | keys[] as $k | select(($c[$k] // 0) > 0) | $d[$k] * $s[$k] / $c[$k]] | med
 		| if . == null then null else [f(.; 0), . >= 500000] end end)),
 	# 8: churn, the highest rate that holds
-	([.[] | select(.section == "churn" and .target == "mcpgate" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max) as $m
-	 | ([.[] | select(.section == "churn" and .target == "direct" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max) as $d
+	held("mcpgate") as $m | held("direct") as $d | (if $d == 0 then null else $d end) as $d
 	 | (row("session churn (initialize + call + DELETE) through mcpgate / direct, highest rate that holds"; "≥ 0.8";
 		(if $m == null or $d == null then null else "\(f($m / $d; 2)) (\($m)/s vs \($d)/s)" end);
 		($m // 0) / ($d // 1) >= 0.8; "ONLY=churn make bench-compare")
-	 | relay_floor([.[] | select(.section == "churn" and .target == "relay" and .metric == "holds" and .value == 1) | .param[1:] | tonumber] | max
+	 | relay_floor(held("relay")
 		| if . == null or $d == null then null else ["\(f(. / $d; 2)) (\(.)/s)", . / $d >= 0.8] end)),
 	# 9: RSS per idle connected stream
 	(vals(v("streammem"; "mcpgate"; "slope"; "rss_per_stream_bytes")) as $s
