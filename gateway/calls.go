@@ -169,20 +169,52 @@ func (s *session) endCallLocked(c *call) {
 // their own: on st (openPostStream, after st's upstream stream was set; a
 // cluster takeover may replace that, so it is closed through st) or, for a
 // legacy session, read from up by a pump of its own. It reports whether
-// that upstream stream must be closed at once: its one call was cancelled
+// that upstream stream must be closed at once: its calls were all cancelled
 // before, or the session closed meanwhile (endSession closes the upstream
 // streams of the streams it found, and st's may not have been set yet).
 func (s *session) relayedBy(st *stream, up upstream.Stream, calls []*call) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	solo := len(calls) == 1
+	cancelled := len(calls) > 0
 	for _, c := range calls {
 		c.st, c.solo = st, solo
 		if st == nil {
 			c.up = up
 		}
+		cancelled = cancelled && c.cancelled
 	}
-	return s.closed || s.listenEnded.Load() || solo && calls[0].cancelled
+	return s.closed || s.listenEnded.Load() || cancelled
+}
+
+// allCancelled reports whether the client cancelled every one of calls
+// (none owed an answer any more). The caller holds the session's mu.
+func allCancelled(calls iter.Seq[*call]) bool {
+	for c := range calls {
+		if !c.cancelled {
+			return false
+		}
+	}
+	return true
+}
+
+// pendingCancelled reports whether the client cancelled every call still
+// pending on an answer stream: nothing is owed on it any more.
+func (s *session) pendingCancelled(pending *pendingCalls) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return allCancelled(pending.all())
+}
+
+// streamCallsLocked yields the calls in flight answered on st.
+func (s *session) streamCallsLocked(st *stream) iter.Seq[*call] {
+	return func(yield func(*call) bool) {
+		for c := range s.inflight.all() {
+			if c.st == st && !yield(c) {
+				return
+			}
+		}
+	}
 }
 
 // cancelledCall reports whether the client cancelled c.
@@ -196,8 +228,9 @@ func (s *session) cancelledCall(c *call) bool {
 // cancel (notifications/cancelled, forwarded upstream). The upstream need
 // not answer them (MCP: the receiver of a cancellation should not respond
 // to the request), and a Streamable HTTP server then leaves the request's
-// stream open: a POST answer stream that carries only a cancelled call has
-// its upstream stream closed, so its pump ends the stream, the call, its
+// stream open: a POST answer stream whose calls still in flight were all
+// cancelled (its one call, or what of a batch is not answered yet) has
+// its upstream stream closed, so its pump ends the stream, the calls, its
 // place under the stream cap and its hold on the idle clock; so has a
 // legacy session's call pumped on its own.
 func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
@@ -219,9 +252,9 @@ func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 		}
 		c.cancelled = true
 		switch {
-		case !c.solo:
-		case c.st != nil:
+		case c.st != nil && (c.solo || allCancelled(s.streamCallsLocked(c.st))):
 			stop = append(stop, c.st)
+		case !c.solo:
 		case c.up != nil:
 			ups = append(ups, c.up)
 		}
@@ -262,6 +295,31 @@ func (s *session) progressOf(msg, tok []byte, out *[]byte) []byte {
 	}
 	*out = jsonrpc.AppendReplaced((*out)[:0], msg, tok, c.token)
 	return *out
+}
+
+// sentToken reports whether c's progress token upstream is tok, byte for
+// byte.
+func (c *call) sentToken(tok []byte) bool {
+	up := c.upToken
+	if up == nil {
+		up = c.token
+	}
+	return up != nil && bytes.Equal(up, tok)
+}
+
+// liveToken reports whether a call in flight carries the progress token
+// tok (raw JSON) upstream. It is always true for a stateless request's
+// session, which keeps no tokens, and on a cluster node: the calls another
+// node forwarded, or whose answer stream this node took over, are in
+// flight there, not here.
+func (s *session) liveToken(tok []byte) bool {
+	if s.ephemeral || s.cluster != nil {
+		return true
+	}
+	key := upstream.IDKey(tok)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.progressCallLocked(key) != nil
 }
 
 // callOf returns the call in flight with upstream id raw (JSON), or nil.

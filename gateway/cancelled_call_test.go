@@ -110,3 +110,104 @@ func TestRelayedByClosedSession(t *testing.T) {
 	st.setUpstream(h)
 	assert.True(t, sess.relayedBy(st, nil, []*call{c}), "the session closed before the upstream stream was set")
 }
+
+// gatedFirst is a batch's upstream answer stream: it yields first once
+// open is closed, then sends nothing more until it is closed (heldStream).
+type gatedFirst struct {
+	*heldStream
+	open  chan struct{}
+	first []byte
+}
+
+func (g *gatedFirst) Next() ([]byte, error) {
+	if m := g.first; m != nil {
+		select {
+		case <-g.open:
+		case <-g.done:
+			return nil, io.EOF
+		}
+		g.first = nil
+		return m, nil
+	}
+	return g.heldStream.Next()
+}
+
+// TestCancelledBatchCallIsReleased: a batch (2025-03-26) of two calls
+// answered by one stream; the upstream answers the first, the client
+// cancels the second (after that answer, or before it), which the
+// upstream then never answers (as the spec allows). Nothing more is owed
+// on the stream: the gateway must stop waiting, so the stream's place
+// under the stream cap is given back and the session's idle clock runs
+// again, as for a cancelled single call.
+func TestCancelledBatchCallIsReleased(t *testing.T) {
+	for _, cancelFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "cancelled after the other's answer", true: "cancelled before the other's answer"}[cancelFirst], func(t *testing.T) {
+			var mu sync.Mutex
+			var streams []*gatedFirst
+			open := make(chan struct{})
+			tr := &scriptTransport{version: "2025-03-26"}
+			tr.send = func(body []byte) (*upstream.Reply, error) {
+				ids := requestIDs(t, body)
+				if len(ids) == 0 {
+					return &upstream.Reply{Accepted: true}, nil
+				}
+				if len(ids) == 1 {
+					return &upstream.Reply{Stream: newHeldStream()}, nil
+				}
+				g := &gatedFirst{heldStream: newHeldStream(), open: open, first: []byte(`{"jsonrpc":"2.0","id":` + ids[0] + `,"result":{}}`)}
+				mu.Lock()
+				streams = append(streams, g)
+				mu.Unlock()
+				return &upstream.Reply{Stream: g}, nil
+			}
+			s := newScriptServer(t, tr, Config{MaxStreamsPerSession: 1, WholeAnswerWindow: -1})
+			t.Cleanup(func() { // before the shutdown: a pump left waiting would hold it
+				mu.Lock()
+				defer mu.Unlock()
+				for _, g := range streams {
+					_ = g.Close()
+				}
+			})
+			sid := scriptInit(t, s, "2025-03-26")
+			sess, ok := s.store.Get(sid)
+			require.True(t, ok)
+
+			ctx := scriptDo(s, fasthttp.MethodPost, sid, "", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"fast"}},`+
+				`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow"}}]`)
+			require.Equal(t, 200, ctx.Response.StatusCode()) // (Body would read the stream to its end)
+			cancel := func() {
+				c := scriptDo(s, fasthttp.MethodPost, sid, "", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"timeout"}}`)
+				require.Equal(t, 202, c.Response.StatusCode(), "%s", c.Response.Body())
+			}
+			if cancelFirst {
+				cancel()
+			}
+			close(open)
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, in := sess.upIDOf([]byte("1")); !in {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !cancelFirst {
+				cancel()
+			}
+			_ = ctx.Response.CloseBodyStream()
+
+			deadline = time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) && (!streams[0].closed.Load() || sess.busy.Load() != 0) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			assert.True(t, streams[0].closed.Load(), "the batch's upstream stream is held open for a cancelled call")
+			assert.Zero(t, sess.busy.Load(), "the cancelled call keeps the session busy (it never expires)")
+
+			next := scriptDo(s, fasthttp.MethodPost, sid, "", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow"}}`)
+			code := next.Response.StatusCode()
+			if code == 200 {
+				_ = next.Response.CloseBodyStream()
+			}
+			assert.Equal(t, 200, code, "%s", next.Response.Body())
+		})
+	}
+}

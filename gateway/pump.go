@@ -97,6 +97,25 @@ func (p *pendingCalls) take(up uint64) *call {
 	return nil
 }
 
+// lateProgress reports whether the progress token tok (byte for byte) is
+// that of a call of the POST answered already and of none still pending
+// (a batch of more than pendingInline calls is not looked at).
+func (p *pendingCalls) lateProgress(tok []byte) bool {
+	if p.answered == 0 {
+		return false
+	}
+	late := false
+	for i, c := range p.calls {
+		if c.sentToken(tok) {
+			if p.answered&(1<<i) == 0 {
+				return false
+			}
+			late = true
+		}
+	}
+	return late
+}
+
 // all yields the calls not answered yet.
 func (p *pendingCalls) all() iter.Seq[*call] {
 	return func(yield func(*call) bool) {
@@ -274,10 +293,16 @@ func batchElems(s *Server, msg []byte) [][]byte {
 
 // relayOne stores one upstream message of an answer stream in st's ring,
 // an answer under its client's id (out is the scratch for it); it reports
-// false when the stream or session ended.
+// false when the stream or session ended, or when the calls left were all
+// cancelled by the client (nothing is owed any more).
 func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending *pendingCalls, msg []byte, out *[]byte) bool {
 	class, key, respID, tok := classifyMessage(p, msg)
 	if tok != nil && !sess.ephemeral {
+		if pending.lateProgress(tok) && !sess.liveToken(tok) {
+			// Progress of a batch's call answered already: none after
+			// the response (PROTOCOL.md section 2, rule 36).
+			return true
+		}
 		msg = sess.progressOf(msg, tok, out) // under the client's token
 	}
 	if respID != nil && string(respID) != "null" {
@@ -299,7 +324,9 @@ func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending 
 		}
 		// Answered: the client may reuse the id at once.
 		sess.endCall(c)
-		return true
+		// A batch's calls left may all have been cancelled meanwhile: the
+		// upstream need not answer them, so nothing is owed any more.
+		return pending.left == 0 || !sess.pendingCancelled(pending)
 	}
 	if sess.ephemeral && respID == nil {
 		msg = subscriptionTagged(msg, pending, out)
@@ -699,7 +726,8 @@ func (s *Server) parkStandalone(sess *session, st *stream, up upstream.Stream, b
 // pushStandalone classifies and stores one message of the upstream's
 // standalone stream; false when the session ended. An answer there (not
 // where the spec puts it) still gets its client's id back, or is dropped
-// if it answers no call in flight.
+// if it answers no call in flight; so is progress whose token no call in
+// flight carries (PROTOCOL.md section 2, rule 36: none after the response).
 func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 	p := s.parsers.Get().(*jsonrpc.Parser)
 	class, key, respID, tok := classifyMessage(p, msg)
@@ -712,6 +740,10 @@ func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 		msg = jsonrpc.AppendReplaced(nil, msg, respID, c.clientID)
 	}
 	if tok != nil {
+		if !st.sess.liveToken(tok) {
+			s.parsers.Put(p)
+			return true
+		}
 		var out []byte
 		msg = st.sess.progressOf(msg, tok, &out) // a call's progress, under the client's token
 	}
