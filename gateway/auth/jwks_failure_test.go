@@ -1,13 +1,16 @@
 package auth
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,4 +55,48 @@ func jwksBadRefresh(t *testing.T, bad []byte) {
 	require.Eventually(t, func() bool { return fetches.Load() >= after+3 }, 10*time.Second, 5*time.Millisecond)
 	_, err = v.Authenticate(tok)
 	require.NoError(t, err, "a failed refresh must not drop the keys held")
+}
+
+// TestJWKSURLCredentialsNotLogged: a password in the JWKS URL (basic
+// authentication at the authorization server) appears in no log line or
+// error: a failed fetch is logged with the URL redacted.
+func TestJWKSURLCredentialsNotLogged(t *testing.T) {
+	js := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(js.Close)
+	var logs testLog
+	cfg := jwtConfig(strings.Replace(js.URL, "http://", "http://gw:jwks-s3cret@", 1))
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	j, err := NewJWT(*cfg)
+	if err == nil {
+		t.Cleanup(j.Close)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "JWKS fetch failed") }, 10*time.Second, 5*time.Millisecond)
+	assert.NotContains(t, logs.String(), "jwks-s3cret")
+	assert.Contains(t, logs.String(), "gw:xxxxx@", "the URL is still recognizable")
+	if err != nil {
+		assert.NotContains(t, err.Error(), "jwks-s3cret")
+	}
+	_, err = NewJWT(JWTConfig{JWKSURL: "ftp://gw:jwks-s3cret@host/jwks", Issuer: testIssuer, Audience: []string{testAudience}})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "jwks-s3cret")
+}
+
+// testLog is a log buffer safe for the JWKS refresher's goroutine.
+type testLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -154,7 +155,7 @@ func isAsymmetric(alg string) bool {
 // startJWKS fetches the JWKS and starts keyfunc's refresh goroutine.
 func (j *JWT) startJWKS() error {
 	if !strings.HasPrefix(j.cfg.JWKSURL, "https://") && !strings.HasPrefix(j.cfg.JWKSURL, "http://") {
-		return fmt.Errorf("%w: JWKS URL %q: want http(s)://...", ErrConfig, j.cfg.JWKSURL)
+		return fmt.Errorf("%w: JWKS URL %q: want http(s)://...", ErrConfig, redacted(j.cfg.JWKSURL))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
@@ -175,18 +176,29 @@ func (j *JWT) startJWKS() error {
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
 				if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
-					log.Warn("JWKS fetch failed", "url", u, "err", err)
+					log.Warn("JWKS fetch failed", "url", redacted(u), "err", err)
 				}
 			}
 		},
 	})
 	if err != nil {
 		j.Close()
-		return fmt.Errorf("%w: JWKS %s: %v", ErrConfig, j.cfg.JWKSURL, err)
+		return fmt.Errorf("%w: JWKS %s: %v", ErrConfig, redacted(j.cfg.JWKSURL), err)
 	}
 	f := jwt.Keyfunc(kf.Keyfunc)
 	j.keys.Store(&f)
 	return nil
+}
+
+// redacted is a URL fit for a log line or an error: a password in it is
+// replaced by xxxxx (url.URL.Redacted); one that does not parse is not
+// shown.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // maxJWKSBytes bounds a JWKS answer: a JWK Set holds a few keys of a few
