@@ -293,24 +293,43 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	}
 	answer, err := FirstAnswer(actx, reply)
 	if err != nil {
+		s.abandon(ctx)
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
 	if _, isErr := jsonrpc.Lookup(answer, "error"); isErr {
-		_ = s.Close(ctx)
+		s.abandon(ctx)
 		return nil, answer, nil
 	}
 	raw, ok := jsonrpc.Lookup(answer, "result", "protocolVersion")
 	if !ok {
-		_ = s.Close(ctx)
+		s.abandon(ctx)
 		return nil, nil, fmt.Errorf("initialize: result without protocolVersion: %w", ErrUnavailable)
 	}
 	v, ok := VersionOf(raw)
 	if !ok || v == "" {
-		_ = s.Close(ctx)
+		s.abandon(ctx)
 		return nil, nil, fmt.Errorf("initialize: bad protocolVersion %s: %w", raw, ErrUnavailable)
 	}
 	s.version = v
 	return s, answer, nil
+}
+
+// abandonTimeout bounds the DELETE of an upstream session whose initialize
+// failed: the client already waited for the failure.
+const abandonTimeout = 2 * time.Second
+
+// abandon ends the upstream session of a failed Connect, if the upstream
+// named one (an answer that never came, or did not open a session the
+// gateway can use): nothing else would, and the upstream would keep it
+// until its own expiry. It is sent even when ctx was cancelled (the client
+// left), within abandonTimeout.
+func (s *httpSession) abandon(ctx context.Context) {
+	if s.id == "" {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	_ = s.Close(dctx)
 }
 
 // knownVersions are the protocol revisions upstreams answer with: a session

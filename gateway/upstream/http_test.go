@@ -544,3 +544,27 @@ func TestRetryAfterOf(t *testing.T) {
 		assert.Equal(t, want, RetryAfterOf([]byte(v)), "%q", v)
 	}
 }
+
+// TestFailedConnectEndsTheNamedSession: an upstream that named a session
+// (Mcp-Session-Id) in its answer to initialize and then never answered it
+// (the stream ended without a response, or the Timeout passed) gets that
+// session DELETEd: nothing else would end it.
+func TestFailedConnectEndsTheNamedSession(t *testing.T) {
+	for name, stall := range map[string]bool{"stream ended": false, "timeout": true} {
+		t.Run(name, func(t *testing.T) {
+			ws := newWireServer(t)
+			tr := newTransport(t, ws.URL, 300*time.Millisecond)
+			ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+				w.Header().Set("Mcp-Session-Id", "up-1")
+				w.Header().Set("Content-Type", "text/event-stream")
+				sseWrite(w, "id: 1\ndata: \n\n")
+				if stall {
+					<-r.Context().Done()
+				}
+			})
+			_, _, err := tr.Connect(context.Background(), []byte(initReq))
+			require.Error(t, err)
+			assert.Equal(t, int32(1), ws.del.Load(), "the session the upstream named was not ended")
+		})
+	}
+}
