@@ -206,15 +206,29 @@ func (s *session) pendingCancelled(pending *pendingCalls) bool {
 	return allCancelled(pending.all())
 }
 
-// streamCallsLocked yields the calls in flight answered on st.
-func (s *session) streamCallsLocked(st *stream) iter.Seq[*call] {
+// answeredWithLocked yields the calls in flight answered from the same
+// upstream stream as c: its POST's (c.st's, or a legacy pump's c.up).
+func (s *session) answeredWithLocked(c *call) iter.Seq[*call] {
 	return func(yield func(*call) bool) {
-		for c := range s.inflight.all() {
-			if c.st == st && !yield(c) {
+		for o := range s.inflight.all() {
+			if o.st == c.st && o.up == c.up && !yield(o) {
 				return
 			}
 		}
 	}
+}
+
+// pumpedLocked returns the upstream answer streams that legacy sessions'
+// pumps read for the calls in flight (call.up): no stream of the session
+// holds them, so its end closes them itself. The caller holds mu.
+func (s *session) pumpedLocked() []upstream.Stream {
+	var ups []upstream.Stream
+	for c := range s.inflight.all() {
+		if c.up != nil {
+			ups = append(ups, c.up) // a batch's more than once: Close is idempotent
+		}
+	}
+	return ups
 }
 
 // cancelledCall reports whether the client cancelled c.
@@ -231,8 +245,8 @@ func (s *session) cancelledCall(c *call) bool {
 // stream open: a POST answer stream whose calls still in flight were all
 // cancelled (its one call, or what of a batch is not answered yet) has
 // its upstream stream closed, so its pump ends the stream, the calls, its
-// place under the stream cap and its hold on the idle clock; so has a
-// legacy session's call pumped on its own.
+// place under the stream cap and its hold on the idle clock; so has the
+// upstream answer stream a legacy session's pump reads for its POST.
 func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 	var stop []*stream
 	var ups []upstream.Stream
@@ -252,10 +266,13 @@ func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 		}
 		c.cancelled = true
 		switch {
-		case c.st != nil && (c.solo || allCancelled(s.streamCallsLocked(c.st))):
+		case c.st == nil && c.up == nil:
+			// Not relayed yet: relayedBy sees the cancellation.
+		case !c.solo && !allCancelled(s.answeredWithLocked(c)):
+			// Its POST's other calls are still owed their answers.
+		case c.st != nil:
 			stop = append(stop, c.st)
-		case !c.solo:
-		case c.up != nil:
+		default:
 			ups = append(ups, c.up)
 		}
 	}

@@ -57,12 +57,16 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
 	}
 	streams := sess.streams.snapshot()
+	pumped := sess.pumpedLocked() // a legacy session's calls (calls.go)
 	sess.mu.Unlock()
 
 	if cur, ok := s.store.Get(sess.id); ok && cur == sess {
 		s.store.Delete(sess.id)
 	}
 	sess.cancel()
+	for _, up := range pumped {
+		_ = up.Close() // its pump ends, as an answer stream's does below
+	}
 	for _, st := range streams {
 		st.closeUpstream()
 		if st.id != 0 && st.finishedAt.Load() == 0 {
