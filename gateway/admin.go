@@ -438,17 +438,7 @@ func (s *Server) apiDrainShard(w http.ResponseWriter, r *http.Request) {
 }
 
 // conns returns the session's attached connections.
-func (s *session) conns() []*clientConn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*clientConn
-	for _, st := range s.streams.all() {
-		if c := st.conn.Load(); c != nil {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+func (s *session) conns() []*clientConn { return s.appendConns(nil, nil) }
 
 // apiConfig returns the effective configuration, secrets redacted.
 func (s *Server) apiConfig(w http.ResponseWriter, _ *http.Request) {

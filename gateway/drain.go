@@ -87,33 +87,31 @@ func (s *Server) drainStreams(ctx context.Context) {
 func (s *Server) drainableConns() []*clientConn {
 	var conns []*clientConn
 	s.ephemeral.Range(func(sess *session, _ struct{}) bool {
-		if !sess.listen {
-			return true // a stateless request in flight finishes
+		if sess.listen { // a stateless request in flight finishes
+			conns = sess.appendConns(conns, nil)
 		}
-		sess.mu.Lock()
-		for _, st := range sess.streams.all() {
-			if c := st.conn.Load(); c != nil {
-				conns = append(conns, c)
-			}
-		}
-		sess.mu.Unlock()
 		return true
 	})
 	s.store.Range(func(_ string, sess *session) bool {
-		sess.mu.Lock()
-		for _, st := range sess.streams.all() {
-			c := st.conn.Load()
-			if c == nil {
-				continue
-			}
-			if _, answer := c.w.(*bodyWriter); answer && !versionAtLeast(sess.version, "2025-11-25") {
-				continue
-			}
-			conns = append(conns, c)
-		}
-		sess.mu.Unlock()
+		conns = sess.appendConns(conns, func(c *clientConn) bool {
+			_, answer := c.w.(*bodyWriter)
+			return !answer || versionAtLeast(sess.version, "2025-11-25")
+		})
 		return true
 	})
+	return conns
+}
+
+// appendConns appends to conns the connections attached to sess's streams
+// that keep accepts (nil: all).
+func (sess *session) appendConns(conns []*clientConn, keep func(*clientConn) bool) []*clientConn {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	for _, st := range sess.streams.all() {
+		if c := st.conn.Load(); c != nil && (keep == nil || keep(c)) {
+			conns = append(conns, c)
+		}
+	}
 	return conns
 }
 

@@ -425,13 +425,7 @@ func (s *Server) closeSessions(ctx context.Context, which func(*session) bool) {
 func (s *Server) wakeHijacked() {
 	var conns []*clientConn
 	s.store.Range(func(_ string, sess *session) bool {
-		sess.mu.Lock()
-		for _, st := range sess.streams.all() {
-			if c := st.conn.Load(); c != nil {
-				conns = append(conns, c)
-			}
-		}
-		sess.mu.Unlock()
+		conns = sess.appendConns(conns, nil)
 		return true
 	})
 	for _, c := range conns {
