@@ -152,16 +152,7 @@ func TestSmallRingCountsEveryLoss(t *testing.T) {
 // rawSession initializes a session by hand and returns its id.
 func rawSession(t *testing.T, url, version string) string {
 	t.Helper()
-	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, version)
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	sid := resp.Header.Get("Mcp-Session-Id")
+	sid := initializeAt(t, url, version)
 	st, b := rawPost(t, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"MCP-Protocol-Version": version})
 	require.Equal(t, http.StatusAccepted, st, "%s", b)
 	return sid

@@ -114,8 +114,15 @@ func sessionPost(t *testing.T, url, sid, body string) (int, []string) {
 
 func sessionInit(t *testing.T, url string) string {
 	t.Helper()
+	return initializeAt(t, url, "2025-06-18")
+}
+
+// initializeAt POSTs an initialize asking for version and returns the
+// session id of its 200 answer.
+func initializeAt(t *testing.T, url, version string) string {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+version+`","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
