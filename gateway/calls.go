@@ -159,8 +159,13 @@ func (s *session) endCall(c *call) {
 }
 
 func (s *session) endCallLocked(c *call) {
-	if c.upToken != nil && s.inflight.byUp(c.upID) == c {
-		s.upTokens.Add(-1)
+	if (c.upToken != nil || c.cancelled) && s.inflight.byUp(c.upID) == c {
+		if c.upToken != nil {
+			s.upTokens.Add(-1)
+		}
+		if c.cancelled {
+			s.cancelledCalls.Add(-1)
+		}
 	}
 	s.inflight.remove(c)
 }
@@ -264,7 +269,10 @@ func (s *session) cancelForwarded(msgs []jsonrpc.Message) {
 		if c == nil {
 			continue
 		}
-		c.cancelled = true
+		if !c.cancelled {
+			c.cancelled = true
+			s.cancelledCalls.Add(1)
+		}
 		switch {
 		case c.st == nil && c.up == nil:
 			// Not relayed yet: relayedBy sees the cancellation.
@@ -324,11 +332,13 @@ func (c *call) sentToken(tok []byte) bool {
 	return up != nil && bytes.Equal(up, tok)
 }
 
-// liveToken reports whether a call in flight carries the progress token
-// tok (raw JSON) upstream. It is always true for a stateless request's
-// session, which keeps no tokens, and on a cluster node: the calls another
-// node forwarded, or whose answer stream this node took over, are in
-// flight there, not here.
+// liveToken reports whether a call in flight that the client has not
+// cancelled carries the progress token tok (raw JSON) upstream: the client
+// forgets a call's token when it cancels the call, and progress for it is
+// then an error to it (the TypeScript SDK reports one). It is always true
+// for a stateless request's session, which keeps no tokens, and on a
+// cluster node: the calls another node forwarded, or whose answer stream
+// this node took over, are in flight there, not here.
 func (s *session) liveToken(tok []byte) bool {
 	if s.ephemeral || s.cluster != nil {
 		return true
@@ -336,7 +346,21 @@ func (s *session) liveToken(tok []byte) bool {
 	key := upstream.IDKey(tok)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.progressCallLocked(key) != nil
+	c := s.progressCallLocked(key)
+	return c != nil && !c.cancelled
+}
+
+// cancelledToken reports whether tok (raw JSON) is the progress token
+// upstream of a call in flight that the client cancelled (liveToken).
+func (s *session) cancelledToken(tok []byte) bool {
+	if s.cancelledCalls.Load() == 0 {
+		return false // no lookup while nothing is cancelled
+	}
+	key := upstream.IDKey(tok)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.progressCallLocked(key)
+	return c != nil && c.cancelled
 }
 
 // callOf returns the call in flight with upstream id raw (JSON), or nil.

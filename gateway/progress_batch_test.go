@@ -3,8 +3,10 @@ package gateway
 import (
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,16 +62,94 @@ func TestBatchProgressAfterResponseDropped(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"a"}}},`+
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b","_meta":{"progressToken":"b"}}}]`)
 	require.Equal(t, 200, ctx.Response.StatusCode())
-	var data []string
-	for _, line := range strings.Split(string(ctx.Response.Body()), "\n") {
-		if d, ok := strings.CutPrefix(line, "data: "); ok && d != "" {
-			data = append(data, d)
-		}
-	}
 	assert.Equal(t, []string{
 		progress("a"),
 		`{"jsonrpc":"2.0","id":1,"result":{}}`,
 		progress("b"),
 		`{"jsonrpc":"2.0","id":2,"result":{}}`,
-	}, data)
+	}, eventData(ctx.Response.Body()))
+}
+
+// eventData returns the data of an SSE body's events that carry any, in
+// order.
+func eventData(body []byte) []string {
+	var data []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if d, ok := strings.CutPrefix(line, "data: "); ok && d != "" {
+			data = append(data, d)
+		}
+	}
+	return data
+}
+
+// gatedList is a listStream that yields nothing until open is closed;
+// Close ends it at once.
+type gatedList struct {
+	listStream
+	open <-chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (g *gatedList) Next() ([]byte, error) {
+	select {
+	case <-g.open:
+	case <-g.done:
+		return nil, io.EOF
+	}
+	return g.listStream.Next()
+}
+
+func (g *gatedList) Close() error {
+	g.once.Do(func() { close(g.done) })
+	return g.listStream.Close()
+}
+
+// TestCancelledCallProgressDropped (PROTOCOL.md section 2, rule 36):
+// progress only for live tokens. A client that cancels a call forgets its
+// progress token (the TypeScript SDK reports progress for an unknown token
+// as an error). In a batch (2025-03-26) of two calls answered on one
+// stream the client cancels the first, and the upstream goes on sending
+// that call's progress: the client must not get it, on the batch's stream
+// or on the standalone stream; the other call's progress and answer pass.
+func TestCancelledCallProgressDropped(t *testing.T) {
+	progress := func(tok string) string {
+		return `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"` + tok + `","progress":1}}`
+	}
+	open := make(chan struct{})
+	tr := &scriptTransport{version: "2025-03-26"}
+	tr.send = func(body []byte) (*upstream.Reply, error) {
+		ids := requestIDs(t, body)
+		if len(ids) != 2 {
+			return &upstream.Reply{Accepted: true}, nil
+		}
+		return &upstream.Reply{Stream: &gatedList{listStream: listStream{msgs: []string{
+			progress("a"), // the cancelled call's
+			progress("b"),
+			`{"jsonrpc":"2.0","id":` + ids[1] + `,"result":{}}`,
+		}}, open: open, done: make(chan struct{})}}, nil
+	}
+	s := newScriptServer(t, tr, Config{WholeAnswerWindow: -1})
+	sid := scriptInit(t, s, "2025-03-26")
+	sess, ok := s.store.Get(sid)
+	require.True(t, ok)
+	ctx := scriptDo(s, fasthttp.MethodPost, sid, "", `[`+
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":"a"}}},`+
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b","_meta":{"progressToken":"b"}}}]`)
+	require.Equal(t, 200, ctx.Response.StatusCode()) // (Body would read the stream to its end)
+	c := scriptDo(s, fasthttp.MethodPost, sid, "", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"user"}}`)
+	require.Equal(t, 202, c.Response.StatusCode(), "%s", c.Response.Body())
+
+	// The standalone stream's test (pushStandalone): the cancelled call
+	// is still in flight, its token is not live.
+	assert.False(t, sess.liveToken([]byte(`"a"`)), "the cancelled call's progress would pass on the standalone stream")
+	assert.True(t, sess.liveToken([]byte(`"b"`)), "the other call's progress is live")
+
+	close(open)
+	assert.Equal(t, []string{
+		progress("b"),
+		`{"jsonrpc":"2.0","id":2,"result":{}}`,
+	}, eventData(ctx.Response.Body()))
+	assert.Eventually(t, func() bool { return sess.cancelledCalls.Load() == 0 }, 2*time.Second, 5*time.Millisecond,
+		"the cancelled call is still counted after the batch's stream ended")
 }

@@ -298,9 +298,10 @@ func batchElems(s *Server, msg []byte) [][]byte {
 func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending *pendingCalls, msg []byte, out *[]byte) bool {
 	class, key, respID, tok := classifyMessage(p, msg)
 	if tok != nil && !sess.ephemeral {
-		if pending.lateProgress(tok) && !sess.liveToken(tok) {
-			// Progress of a batch's call answered already: none after
-			// the response (PROTOCOL.md section 2, rule 36).
+		if pending.lateProgress(tok) && !sess.liveToken(tok) || sess.cancelledToken(tok) {
+			// Progress of a batch's call answered already, or of a call
+			// the client cancelled: progress only for live tokens, none
+			// after the response (PROTOCOL.md section 2, rule 36).
 			return true
 		}
 		msg = sess.progressOf(msg, tok, out) // under the client's token

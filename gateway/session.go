@@ -58,8 +58,11 @@ type session struct {
 	// upstream rewritten (call.upToken): without one, progress passes
 	// with no lookup (progressOf).
 	upTokens atomic.Int32
-	nextUp   uint64 // the last upstream id given to a call
-	closed   bool
+	// cancelledCalls counts the calls in flight the client cancelled:
+	// without one, a call stream's progress needs no liveToken lookup.
+	cancelledCalls atomic.Int32
+	nextUp         uint64 // the last upstream id given to a call
+	closed         bool
 	// suspended is set when a shutdown keeps the session for a restart
 	// (Config.StateFile): its calls cut short are told so, and its upstream
 	// side is not ended.
