@@ -3,7 +3,6 @@ package gateway
 import (
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,29 +81,6 @@ func eventData(body []byte) []string {
 	return data
 }
 
-// gatedList is a listStream that yields nothing until open is closed;
-// Close ends it at once.
-type gatedList struct {
-	listStream
-	open <-chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func (g *gatedList) Next() ([]byte, error) {
-	select {
-	case <-g.open:
-	case <-g.done:
-		return nil, io.EOF
-	}
-	return g.listStream.Next()
-}
-
-func (g *gatedList) Close() error {
-	g.once.Do(func() { close(g.done) })
-	return g.listStream.Close()
-}
-
 // TestCancelledCallProgressDropped (PROTOCOL.md section 2, rule 36):
 // progress only for live tokens. A client that cancels a call forgets its
 // progress token (the TypeScript SDK reports progress for an unknown token
@@ -123,11 +99,11 @@ func TestCancelledCallProgressDropped(t *testing.T) {
 		if len(ids) != 2 {
 			return &upstream.Reply{Accepted: true}, nil
 		}
-		return &upstream.Reply{Stream: &gatedList{listStream: listStream{msgs: []string{
+		return &upstream.Reply{Stream: &gatedStream{open: open, closed: make(chan struct{}), msgs: []string{
 			progress("a"), // the cancelled call's
 			progress("b"),
 			`{"jsonrpc":"2.0","id":` + ids[1] + `,"result":{}}`,
-		}}, open: open, done: make(chan struct{})}}, nil
+		}}}, nil
 	}
 	s := newScriptServer(t, tr, Config{WholeAnswerWindow: -1})
 	sid := scriptInit(t, s, "2025-03-26")
