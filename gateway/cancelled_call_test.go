@@ -38,6 +38,38 @@ func (h *heldStream) Close() error {
 	return nil
 }
 
+// heldStreams hands out heldStreams and keeps them, for a test's upstream
+// to answer with and its cleanup to close. Safe for concurrent use.
+type heldStreams struct {
+	mu sync.Mutex
+	s  []*heldStream
+}
+
+// add makes, keeps and returns a new heldStream.
+func (hs *heldStreams) add() *heldStream {
+	h := newHeldStream()
+	hs.mu.Lock()
+	hs.s = append(hs.s, h)
+	hs.mu.Unlock()
+	return h
+}
+
+// at returns the i-th stream handed out.
+func (hs *heldStreams) at(i int) *heldStream {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.s[i]
+}
+
+// closeAll closes every stream handed out.
+func (hs *heldStreams) closeAll() {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, h := range hs.s {
+		_ = h.Close()
+	}
+}
+
 // TestCancelledCallIsReleased: a client cancels a call whose answer
 // streams (notifications/cancelled). The upstream, as the spec allows,
 // never answers it. The gateway must stop waiting for that answer: the
@@ -46,18 +78,13 @@ func (h *heldStream) Close() error {
 // 429 for ever once -max-streams-per-session calls were cancelled), and
 // the session is not kept busy (never idle, never expired) by it.
 func TestCancelledCallIsReleased(t *testing.T) {
-	var mu sync.Mutex
-	var streams []*heldStream
+	var held heldStreams
 	tr := &scriptTransport{version: "2025-06-18"}
 	tr.send = func(body []byte) (*upstream.Reply, error) {
 		if len(requestIDs(t, body)) == 0 {
 			return &upstream.Reply{Accepted: true}, nil
 		}
-		h := newHeldStream()
-		mu.Lock()
-		streams = append(streams, h)
-		mu.Unlock()
-		return &upstream.Reply{Stream: h}, nil
+		return &upstream.Reply{Stream: held.add()}, nil
 	}
 	s := newScriptServer(t, tr, Config{MaxStreamsPerSession: 1, WholeAnswerWindow: -1})
 	sid := scriptInit(t, s, "2025-06-18")
@@ -71,10 +98,7 @@ func TestCancelledCallIsReleased(t *testing.T) {
 
 	sess, ok := s.store.Get(sid)
 	require.True(t, ok)
-	mu.Lock()
-	held := streams[0]
-	mu.Unlock()
-	assertCallReleased(t, s, sess, &held.closed, "2025-06-18", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow"}}`)
+	assertCallReleased(t, s, sess, &held.at(0).closed, "2025-06-18", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow"}}`)
 }
 
 // assertCallReleased checks, within 2 s, that a cancelled call's upstream

@@ -55,7 +55,7 @@ func legacyAwait(t *testing.T, br *bufio.Reader, want string) {
 func TestCancelledLegacyBatchCallIsReleased(t *testing.T) {
 	var mu sync.Mutex
 	var batches []*gatedFirst
-	var held []*heldStream
+	var held heldStreams
 	open := make(chan struct{})
 	tr := &scriptTransport{version: "2025-03-26"}
 	tr.send = func(body []byte) (*upstream.Reply, error) {
@@ -66,9 +66,7 @@ func TestCancelledLegacyBatchCallIsReleased(t *testing.T) {
 		case 0:
 			return &upstream.Reply{Accepted: true}, nil
 		case 1:
-			h := newHeldStream()
-			held = append(held, h)
-			return &upstream.Reply{Stream: h}, nil
+			return &upstream.Reply{Stream: held.add()}, nil
 		}
 		g := &gatedFirst{heldStream: newHeldStream(), open: open, first: []byte(`{"jsonrpc":"2.0","id":` + ids[0] + `,"result":{}}`)}
 		batches = append(batches, g)
@@ -82,9 +80,7 @@ func TestCancelledLegacyBatchCallIsReleased(t *testing.T) {
 		for _, g := range batches {
 			_ = g.Close()
 		}
-		for _, h := range held {
-			_ = h.Close()
-		}
+		held.closeAll()
 	})
 	_, br, msgURL, sess := legacyInit(t, s, strings.TrimSuffix(url, "/mcp"), "2025-03-26")
 	idle := sess.busy.Load() // the attached stream's
@@ -115,27 +111,16 @@ func TestCancelledLegacyBatchCallIsReleased(t *testing.T) {
 // stream is closed, so neither its goroutine nor its upstream connection
 // outlives the session (nor holds up a shutdown until its deadline).
 func TestLegacySessionEndStopsCallPumps(t *testing.T) {
-	var mu sync.Mutex
-	var held []*heldStream
+	var held heldStreams
 	tr := &scriptTransport{version: "2024-11-05"}
 	tr.send = func(body []byte) (*upstream.Reply, error) {
 		if len(requestIDs(t, body)) == 0 {
 			return &upstream.Reply{Accepted: true}, nil
 		}
-		h := newHeldStream()
-		mu.Lock()
-		held = append(held, h)
-		mu.Unlock()
-		return &upstream.Reply{Stream: h}, nil
+		return &upstream.Reply{Stream: held.add()}, nil
 	}
 	s, url := liveServer(t, Config{Upstream: tr, WholeAnswerWindow: -1, SweepInterval: 50 * time.Millisecond})
-	t.Cleanup(func() { // before the shutdown, which the pump would hold
-		mu.Lock()
-		defer mu.Unlock()
-		for _, h := range held {
-			_ = h.Close()
-		}
-	})
+	t.Cleanup(held.closeAll) // before the shutdown, which the pump would hold
 	conn, _, msgURL, sess := legacyInit(t, s, strings.TrimSuffix(url, "/mcp"), "2024-11-05")
 	idle := sess.busy.Load()
 
@@ -146,9 +131,6 @@ func TestLegacySessionEndStopsCallPumps(t *testing.T) {
 	require.NoError(t, conn.Close()) // the client goes away
 	require.Eventually(t, func() bool { return sess.context().Err() != nil }, 3*time.Second, 10*time.Millisecond, "the session ends with its stream")
 
-	mu.Lock()
-	h := held[0]
-	mu.Unlock()
-	assert.Eventually(t, h.closed.Load, 2*time.Second, 10*time.Millisecond,
+	assert.Eventually(t, held.at(0).closed.Load, 2*time.Second, 10*time.Millisecond,
 		"the ended session's call pump still waits on its upstream stream")
 }
