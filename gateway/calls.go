@@ -343,11 +343,8 @@ func (s *session) liveToken(tok []byte) bool {
 	if s.ephemeral || s.cluster != nil {
 		return true
 	}
-	key := upstream.IDKey(tok)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.progressCallLocked(key)
-	return c != nil && !c.cancelled
+	inFlight, cancelled := s.tokenCall(tok)
+	return inFlight && !cancelled
 }
 
 // cancelledToken reports whether tok (raw JSON) is the progress token
@@ -356,11 +353,18 @@ func (s *session) cancelledToken(tok []byte) bool {
 	if s.cancelledCalls.Load() == 0 {
 		return false // no lookup while nothing is cancelled
 	}
+	_, cancelled := s.tokenCall(tok)
+	return cancelled
+}
+
+// tokenCall reports whether a call in flight carries the progress token
+// tok (raw JSON) upstream, and whether the client cancelled that call.
+func (s *session) tokenCall(tok []byte) (inFlight, cancelled bool) {
 	key := upstream.IDKey(tok)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.progressCallLocked(key)
-	return c != nil && c.cancelled
+	return c != nil, c != nil && c.cancelled
 }
 
 // callOf returns the call in flight with upstream id raw (JSON), or nil.
