@@ -101,9 +101,10 @@ type getConn struct {
 	idleAt time.Time // the read deadline armed; zero when none
 	// parkedAt: when the stream last parked, until the first wait after
 	// it (which has the input that woke the reader); lone: it had been
-	// parked for a whole idle period, so the next wait that finds nothing
-	// gives up at once (a keep-alive or a lone event does not hold a
-	// goroutine for another idle period).
+	// parked for a whole idle period, or is new (SetIdle), so the next
+	// wait that finds nothing gives up at once (a keep-alive, a lone event
+	// or a new stream's greeting does not hold a goroutine for another
+	// idle period).
 	parkedAt time.Time
 	lone     bool
 	// inEpoll: the socket is registered with the transport's poller
@@ -433,7 +434,7 @@ func (g *getConn) armIdle() bool {
 	now := time.Now()
 	switch {
 	case !g.parkedAt.IsZero():
-		g.lone = now.Sub(g.parkedAt) >= g.idle
+		g.lone = g.lone || now.Sub(g.parkedAt) >= g.idle
 		g.parkedAt = time.Time{}
 	case g.lone:
 		g.lone = false

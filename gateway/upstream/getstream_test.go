@@ -318,8 +318,22 @@ func TestGetStreamParks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, string(m))
 
-	// Nothing more comes: Next gives up after the idle period.
+	// A new stream's first input (a greeting) read, nothing more: Next
+	// gives up at once, not after an idle period.
 	start := time.Now()
+	_, err = st.Next()
+	require.ErrorIs(t, err, ErrIdle)
+	assert.Less(t, time.Since(start), idle/2, "a new stream's greeting: no idle period")
+
+	// Woken soon after it parked (a busy stream): once the input is read,
+	// Next waits out the idle period before it gives up.
+	require.True(t, st.Park(resume))
+	next <- chunkedEvent("1b", `{"jsonrpc":"2.0","method":"a2"}`)
+	awaitResume("input came soon after parking")
+	m, err = st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"a2"}`, string(m))
+	start = time.Now()
 	_, err = st.Next()
 	require.ErrorIs(t, err, ErrIdle)
 	assert.GreaterOrEqual(t, time.Since(start), idle/2)

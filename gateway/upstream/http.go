@@ -965,12 +965,17 @@ func (st *httpStream) resume(cause error) error {
 var _ Parker = (*httpStream)(nil)
 
 // SetIdle makes Next return ErrIdle after d without input (0: never). Only
-// a GET stream without TLS can tell; other bodies ignore it.
+// a GET stream without TLS can tell; other bodies ignore it. The stream
+// counts as new: once what it has sent so far (a server's greeting, a
+// priming event) is read, the first wait that finds nothing gives up at
+// once rather than after d, so opening many streams does not hold a
+// goroutine each for d.
 func (st *httpStream) SetIdle(d time.Duration) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if g, ok := st.body.(*getConn); ok {
 		g.idle = d
+		g.lone = d > 0
 	}
 }
 
