@@ -29,8 +29,9 @@
 //     pump per upstream answer stream still arriving after its headers, a
 //     drainer per answer relayed by its handler whose end has not come, a reader per upstream standalone
 //     stream while it has input (an idle one is parked
-//     in the upstream transport's poller after standaloneIdle and resumes
-//     on a new goroutine, see pump.go), a writer per GET stream
+//     in the upstream transport's poller after standaloneIdle, a new one as
+//     soon as its first input is read, and resumes on a new goroutine, see
+//     pump.go), a writer per GET stream
 //     while it has something to write, up to reapWorkers reapers while
 //     expired or evicted sessions' upstream sides are being ended, the
 //     rate limiters' sweeper when Config.RateLimit or Config.AuthFailureBurst

@@ -633,7 +633,9 @@ func (s *Server) listenUpstream(sess *session, lastID string) (upstream.Stream, 
 // standaloneIdle is how long a standalone stream's reader waits for input
 // on a goroutine before it parks the stream in the upstream transport's
 // poller (upstream.Parker) and exits: an idle stream holds no goroutine,
-// and a stream with events at least every half second never parks.
+// and a stream with events at least every half second never parks. A new
+// stream parks as soon as what it sent first (a greeting, a priming event)
+// is read (SetIdle), so opening many does not hold a goroutine each.
 const standaloneIdle = time.Second
 
 // readStandalone copies the upstream's standalone stream into stream 0
