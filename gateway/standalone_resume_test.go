@@ -149,7 +149,10 @@ func readStandalone(t *testing.T, fake *resumingUpstream, want ...int) {
 // pushingUpstream is a Streamable HTTP server whose standalone stream stays
 // open and sends what is put on events; opened and ended get a value when
 // a standalone stream starts and ends.
-type pushingUpstream struct{ events, opened, ended chan string }
+type pushingUpstream struct {
+	events, opened, ended chan string
+	greeting              string // written with the GET's headers, if set
+}
 
 func (u *pushingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
@@ -158,6 +161,7 @@ func (u *pushingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, u.greeting)
 		w.(http.Flusher).Flush()
 		u.opened <- "GET"
 		defer func() { u.ended <- "GET" }()
@@ -230,6 +234,38 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 		t.Fatal("the session's end did not end its parked upstream stream")
 	}
 	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 20*time.Millisecond)
+}
+
+// TestNewStandaloneStreamParksAfterGreeting: an upstream that greets a new
+// standalone stream (a comment here; SDK servers send a priming event)
+// wakes the gateway's reader at once; once the greeting is read the reader
+// parks without waiting out the idle period (a second), so opening many
+// streams does not hold a goroutine each. Events still arrive afterwards.
+func TestNewStandaloneStreamParksAfterGreeting(t *testing.T) {
+	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1),
+		greeting: ": ok\n\n"}
+	url := gatewayInFront(t, fake)
+	sid := initSession(t, url)
+	stream := testenv.DialStream(t, url, sid, "")
+	select {
+	case <-fake.opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the gateway opened no standalone stream upstream")
+	}
+	// Watch for longer than the idle period: a reader that waited it out
+	// is still there after 700 ms.
+	start := time.Now()
+	var lastSeen time.Duration
+	for time.Since(start) < 1300*time.Millisecond {
+		if standaloneReaders() > 0 {
+			lastSeen = time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	assert.Less(t, lastSeen, 700*time.Millisecond, "the reader waited out the idle period after the greeting")
+
+	fake.events <- `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":1}}`
+	stream.Until(t, `"data":1}`)
 }
 
 // retryingUpstream is a Streamable HTTP server whose standalone stream
