@@ -179,6 +179,24 @@ func (u *pushingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pushingStandalone starts the gateway in front of a pushingUpstream that
+// greets its standalone stream with greeting, opens a session and its GET
+// stream, and returns once the gateway has opened the upstream's.
+func pushingStandalone(t *testing.T, greeting string) (*pushingUpstream, string, string, *testenv.SSEConn) {
+	t.Helper()
+	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1),
+		greeting: greeting}
+	url := gatewayInFront(t, fake)
+	sid := initSession(t, url)
+	stream := testenv.DialStream(t, url, sid, "")
+	select {
+	case <-fake.opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the gateway opened no standalone stream upstream")
+	}
+	return fake, url, sid, stream
+}
+
 // standaloneReaders counts the goroutines reading an upstream standalone
 // stream (in process: this test's gateway only).
 func standaloneReaders() int {
@@ -194,15 +212,7 @@ func standaloneReaders() int {
 // long idle stretch events still arrive, and closing the session ends the
 // parked stream (goleak in TestMain checks nothing is left).
 func TestIdleStandaloneStreamParks(t *testing.T) {
-	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1)}
-	url := gatewayInFront(t, fake)
-	sid := initSession(t, url)
-	stream := testenv.DialStream(t, url, sid, "")
-	select {
-	case <-fake.opened:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the gateway opened no standalone stream upstream")
-	}
+	fake, url, sid, stream := pushingStandalone(t, "")
 	require.Eventually(t, func() bool { return standaloneReaders() == 0 }, 5*time.Second, 5*time.Millisecond,
 		"a fresh stream with no input is parked at once")
 
@@ -242,16 +252,7 @@ func TestIdleStandaloneStreamParks(t *testing.T) {
 // parks without waiting out the idle period (a second), so opening many
 // streams does not hold a goroutine each. Events still arrive afterwards.
 func TestNewStandaloneStreamParksAfterGreeting(t *testing.T) {
-	fake := &pushingUpstream{events: make(chan string), opened: make(chan string, 1), ended: make(chan string, 1),
-		greeting: ": ok\n\n"}
-	url := gatewayInFront(t, fake)
-	sid := initSession(t, url)
-	stream := testenv.DialStream(t, url, sid, "")
-	select {
-	case <-fake.opened:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the gateway opened no standalone stream upstream")
-	}
+	fake, _, _, stream := pushingStandalone(t, ": ok\n\n")
 	// Watch for longer than the idle period: a reader that waited it out
 	// is still there after 700 ms.
 	start := time.Now()

@@ -307,6 +307,22 @@ func TestGetStreamParks(t *testing.T) {
 		return len(p.parked)
 	}
 
+	// readOne reads the next message, which must be want; untilIdle reads
+	// on until Next gives up and returns how long that took.
+	readOne := func(want string) {
+		t.Helper()
+		m, err := st.Next()
+		require.NoError(t, err)
+		assert.Equal(t, want, string(m))
+	}
+	untilIdle := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		_, err := st.Next()
+		require.ErrorIs(t, err, ErrIdle)
+		return time.Since(start)
+	}
+
 	// Parked before any input: nobody waits on the socket until it sends.
 	require.True(t, st.Park(resume))
 	assert.Equal(t, 1, parkedCount())
@@ -314,29 +330,19 @@ func TestGetStreamParks(t *testing.T) {
 	next <- chunkedEvent("1", `{"jsonrpc":"2.0","method":"a"}`)
 	awaitResume("input came")
 	assert.Zero(t, parkedCount())
-	m, err := st.Next()
-	require.NoError(t, err)
-	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, string(m))
+	readOne(`{"jsonrpc":"2.0","method":"a"}`)
 
 	// A new stream's first input (a greeting) read, nothing more: Next
 	// gives up at once, not after an idle period.
-	start := time.Now()
-	_, err = st.Next()
-	require.ErrorIs(t, err, ErrIdle)
-	assert.Less(t, time.Since(start), idle/2, "a new stream's greeting: no idle period")
+	assert.Less(t, untilIdle(), idle/2, "a new stream's greeting: no idle period")
 
 	// Woken soon after it parked (a busy stream): once the input is read,
 	// Next waits out the idle period before it gives up.
 	require.True(t, st.Park(resume))
 	next <- chunkedEvent("1b", `{"jsonrpc":"2.0","method":"a2"}`)
 	awaitResume("input came soon after parking")
-	m, err = st.Next()
-	require.NoError(t, err)
-	assert.Equal(t, `{"jsonrpc":"2.0","method":"a2"}`, string(m))
-	start = time.Now()
-	_, err = st.Next()
-	require.ErrorIs(t, err, ErrIdle)
-	assert.GreaterOrEqual(t, time.Since(start), idle/2)
+	readOne(`{"jsonrpc":"2.0","method":"a2"}`)
+	assert.GreaterOrEqual(t, untilIdle(), idle/2)
 
 	// Parked again (the socket re-armed in the poller) for longer than the
 	// idle period, then woken by one event: once it is read, the reader
@@ -345,13 +351,8 @@ func TestGetStreamParks(t *testing.T) {
 	time.Sleep(idle + idle/2)
 	next <- chunkedEvent("2", `{"jsonrpc":"2.0","method":"b"}`)
 	awaitResume("input came after a second park")
-	m, err = st.Next()
-	require.NoError(t, err)
-	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, string(m))
-	start = time.Now()
-	_, err = st.Next()
-	require.ErrorIs(t, err, ErrIdle)
-	assert.Less(t, time.Since(start), idle/2, "a lone event after a long park: no second idle period")
+	readOne(`{"jsonrpc":"2.0","method":"b"}`)
+	assert.Less(t, untilIdle(), idle/2, "a lone event after a long park: no second idle period")
 
 	// An event that pauses in its middle for longer than the idle period.
 	ev := chunkedEvent("3", `{"jsonrpc":"2.0","method":"c"}`)
@@ -375,12 +376,11 @@ func TestGetStreamParks(t *testing.T) {
 	}
 
 	// Close resumes a parked reader, which sees the end.
-	_, err = st.Next()
-	require.ErrorIs(t, err, ErrIdle)
+	untilIdle()
 	require.True(t, st.Park(resume))
 	require.NoError(t, st.Close())
 	awaitResume("Close")
-	_, err = st.Next()
+	_, err := st.Next()
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrIdle)
 	assert.False(t, st.Park(resume), "a closed stream does not park")
