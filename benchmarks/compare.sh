@@ -40,7 +40,10 @@
 #                          there spread by a third on this kind of machine
 #   RELAY=1                sections everything, stateless, sse, churn, events and bursty also run `loadtest
 #                          relay` (a byte relay: one read and one write per arrival, nothing
-#                          parsed), the floor any proxy in user space pays on this machine (0: not run)
+#                          parsed), the floor any proxy in user space pays on this machine, and
+#                          `loadtest httpproxy` (a plain HTTP proxy on fasthttp, mcpgate's HTTP
+#                          library: requests parsed and forwarded, nothing else), what parsing
+#                          and writing HTTP costs (0: neither is run)
 #   JWT_ROUNDS=6 JWT_CONCS="16" JWT_DURATION=5s   rounds of mcpgate without authentication
 #                          and validating an RS256 JWT on every request (alternating which
 #                          goes first), closed loop at each concurrency
@@ -309,10 +312,13 @@ start_caddy() {
 	wait_http "http://127.0.0.1:$port/"
 }
 
-# The byte relay (the floor of a proxy) on the same mock, for sections churn and sse.
+# The byte relay (the floor of a proxy) and the plain HTTP proxy on the same mock, for
+# sections churn and sse.
 if [[ $RELAY == 1 ]] && { ! skip churn || ! skip sse; }; then
 	start relay "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "$UP_HOSTPORT"
 	RELAY_PID=$STARTED_PID RELAY_URL=$STARTED_URL
+	start httpproxy "$GW_PROCS" bin/loadtest httpproxy -listen 127.0.0.1:0 -to "$UP_HOSTPORT"
+	HPROXY_PID=$STARTED_PID HPROXY_URL=$STARTED_URL
 fi
 
 if [[ $CADDY == 1 ]]; then
@@ -334,8 +340,8 @@ if ! skip jwt; then
 	log "mcpgate with JWT validation $JWTGW_URL (pid $JWTGW_PID)"
 fi
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; relay) echo "$RELAY_URL" ;; relay-sse) echo "$SSERELAY_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; direct-sse) echo "$SSEUP_URL" ;; mcpgate-sse) echo "$SSEGW_URL" ;; caddy-sse) echo "$SSECADDY_URL" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; relay) echo "$RELAY_PID" ;; relay-sse) echo "$SSERELAY_PID" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; direct-sse) echo "" ;; mcpgate-sse) echo "$SSEGW_PID" ;; caddy-sse) echo "$SSECADDY_PID" ;; esac; }
+url_of() { case $1 in direct) echo "$UP_URL" ;; relay) echo "$RELAY_URL" ;; relay-sse) echo "$SSERELAY_URL" ;; httpproxy) echo "$HPROXY_URL" ;; httpproxy-sse) echo "$SSEHPROXY_URL" ;; mcpgate) echo "$GW_URL" ;; mcpgate-nometrics) echo "$NM_URL" ;; caddy) echo "$CADDY_URL" ;; mcpgate-jwt) echo "$JWTGW_URL" ;; direct-sse) echo "$SSEUP_URL" ;; mcpgate-sse) echo "$SSEGW_URL" ;; caddy-sse) echo "$SSECADDY_URL" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; relay) echo "$RELAY_PID" ;; relay-sse) echo "$SSERELAY_PID" ;; httpproxy) echo "$HPROXY_PID" ;; httpproxy-sse) echo "$SSEHPROXY_PID" ;; mcpgate) echo "$GW_PID" ;; mcpgate-nometrics) echo "$NM_PID" ;; caddy) echo "$CADDY_PID" ;; mcpgate-jwt) echo "$JWTGW_PID" ;; direct-sse) echo "" ;; mcpgate-sse) echo "$SSEGW_PID" ;; caddy-sse) echo "$SSECADDY_PID" ;; esac; }
 
 # cpu_busy: percent of both cores busy over the last second (anyone's work).
 cpu_busy() {
@@ -435,6 +441,8 @@ if ! skip sse; then
 	if [[ $RELAY == 1 ]]; then
 		start sse-relay "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "$SSEUP_HOSTPORT"
 		SSERELAY_PID=$STARTED_PID SSERELAY_URL=$STARTED_URL
+		start sse-httpproxy "$GW_PROCS" bin/loadtest httpproxy -listen 127.0.0.1:0 -to "$SSEUP_HOSTPORT"
+		SSEHPROXY_PID=$STARTED_PID SSEHPROXY_URL=$STARTED_URL
 	fi
 	for round in $(seq "$ROUNDS"); do
 		begin_lock
@@ -474,7 +482,7 @@ if ! skip sse; then
 		order="mcpgate mcpgate-sse"
 		((round % 2 == 0)) && order="mcpgate-sse mcpgate"
 		if [[ $RELAY == 1 ]]; then
-			if ((round % 2 == 0)); then order="$order relay-sse relay"; else order="$order relay relay-sse"; fi
+			if ((round % 2 == 0)); then order="$order relay-sse relay httpproxy-sse httpproxy"; else order="$order relay relay-sse httpproxy httpproxy-sse"; fi
 		fi
 		for target in $order; do
 			log "sse at $SSE_RATE/s round $round: $target"
@@ -522,7 +530,7 @@ fi
 # fails that run's p99) no longer decides the row alone.
 if ! skip churn; then
 	live="mcpgate direct"
-	[[ $RELAY == 1 ]] && live="$live relay"
+	[[ $RELAY == 1 ]] && live="$live relay httpproxy"
 	for rate in $CHURN_RATES; do
 		[[ -n $live ]] || break
 		for round in $(seq "$CHURN_ROUNDS"); do
@@ -711,6 +719,8 @@ reference_section() {
 	if [[ $RELAY == 1 ]]; then
 		start "$section-relay" "$GW_PROCS" bin/loadtest relay -listen 127.0.0.1:0 -to "127.0.0.1:$port"
 		REF_URL_relay=$STARTED_URL REF_PID_relay=$STARTED_PID targets="$targets relay"
+		start "$section-httpproxy" "$GW_PROCS" bin/loadtest httpproxy -listen 127.0.0.1:0 -to "127.0.0.1:$port"
+		REF_URL_httpproxy=$STARTED_URL REF_PID_httpproxy=$STARTED_PID targets="$targets httpproxy"
 	fi
 	begin_lock
 	for round in $(seq "$EVERYTHING_ROUNDS"); do
@@ -827,7 +837,7 @@ streams_rate() {
 		benchmarks/streams.sh >"$OUT/$section.md" 2>"$TMP/$section.err" 9>&- ||
 		{ tail -n 30 "$TMP/$section.err" >&2; die "$section: streams.sh failed"; }
 	while IFS=$'\t' read -r where _ rep _ achieved p50 _ p99 _ _ lost pushed errs gw up _ la; do
-		case $where in direct | relay) t=$where ;; *) t=mcpgate ;; esac
+		case $where in direct | relay | httpproxy) t=$where ;; *) t=mcpgate ;; esac
 		rec "$section" "$t" "$rep" "r$rate" delivered_per_s "$achieved"
 		rec "$section" "$t" "$rep" "r$rate" p50_ms "$p50"
 		rec "$section" "$t" "$rep" "r$rate" p99_ms "$p99"
@@ -904,7 +914,7 @@ reference_summary() {
 	local section=$1 t cu
 	echo "| target | rps | p50 ms | p99 ms | proxy CPU us/req (system) | everything-server CPU s | load avg / busy % before each run |"
 	echo "|---|---|---|---|---|---|---|"
-	for t in direct mcpgate caddy relay; do
+	for t in direct mcpgate caddy relay httpproxy; do
 		[[ $(med "$section" "$t" c16 rps) == nan ]] && continue
 		cu="-"; [[ $t != direct ]] && cu="$(fmt "$(cpu_us "$section" "$t" c16)" 1f) ($(fmt "$(cpu_us "$section" "$t" c16 proxy_sys_s)" 1f))"
 		echo "| $t | $(fmt "$(med "$section" "$t" c16 rps)" 0f) | $(med "$section" "$t" c16 p50_ms) | $(med "$section" "$t" c16 p99_ms) | $cu | $(fmt "$(med "$section" "$t" c16 upstream_cpu_s)" 2f) | $(loadavgs "$section" "$t" c16)|"
@@ -918,6 +928,12 @@ reference_summary() {
 		echo "| **mcpgate / relay** | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" relay c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" relay c16)")")** | | |"
 		if [[ $(med "$section" caddy c16 rps) != nan ]]; then
 			echo "| **relay / caddy** (the floor) | | | | **$(fmt "$(ratio "$(cpu_us "$section" relay c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
+		fi
+	fi
+	if [[ $(med "$section" httpproxy c16 rps) != nan ]]; then
+		echo "| **mcpgate / httpproxy** (the HTTP library's share) | **$(fmt "$(ratio "$(med "$section" mcpgate c16 rps)" "$(med "$section" httpproxy c16 rps)")")** | | | **$(fmt "$(ratio "$(cpu_us "$section" mcpgate c16)" "$(cpu_us "$section" httpproxy c16)")")** | | |"
+		if [[ $(med "$section" caddy c16 rps) != nan ]]; then
+			echo "| **httpproxy / caddy** | | | | **$(fmt "$(ratio "$(cpu_us "$section" httpproxy c16)" "$(cpu_us "$section" caddy c16)")")** | | |"
 		fi
 	fi
 	echo
@@ -964,7 +980,7 @@ reference_summary() {
 		echo
 		echo "| target | offered/s | completed/s (median second) | p50 ms | p99 ms | error rate | holds | proxy CPU us/lifecycle (system) | upstream CPU us/lifecycle | load avg / busy % |"
 		echo "|---|---|---|---|---|---|---|---|---|---|"
-		for t in mcpgate direct relay; do
+		for t in mcpgate direct relay httpproxy; do
 			for p in $(awk -F'\t' -v t="$t" '$1=="churn" && $2==t && $5=="holds" {print $4}' "$RUNS"); do
 				cu="-"
 				[[ $t != direct ]] && cu="$(fmt "$(cpu_us churn "$t" "$p" proxy_cpu_s lifecycles)" 1f) ($(fmt "$(cpu_us churn "$t" "$p" proxy_sys_s lifecycles)" 1f))"
@@ -1050,13 +1066,16 @@ reference_summary() {
 		echo
 		echo "| target | achieved/s | p50 ms | p99 ms | gateway CPU us/call | errors |"
 		echo "|---|---|---|---|---|---|"
-		for t in mcpgate mcpgate-sse relay relay-sse; do
+		for t in mcpgate mcpgate-sse relay relay-sse httpproxy httpproxy-sse; do
 			[[ $(med ssefix "$t" "r$SSE_RATE" achieved) == nan ]] && continue
 			echo "| $t | $(fmt "$(med ssefix "$t" "r$SSE_RATE" achieved)" 0f) | $(med ssefix "$t" "r$SSE_RATE" p50_ms) | $(med ssefix "$t" "r$SSE_RATE" p99_ms) | $(fmt "$(cpu_us ssefix "$t" "r$SSE_RATE")" 1f) | $(med ssefix "$t" "r$SSE_RATE" errors) |"
 		done
 		echo "| **SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix mcpgate-sse "r$SSE_RATE")" "$(cpu_us ssefix mcpgate "r$SSE_RATE")")")** | |"
 		if [[ $(med ssefix relay "r$SSE_RATE" achieved) != nan ]]; then
 			echo "| **byte relay: SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix relay-sse "r$SSE_RATE")" "$(cpu_us ssefix relay "r$SSE_RATE")")")** | |"
+		fi
+		if [[ $(med ssefix httpproxy "r$SSE_RATE" achieved) != nan ]]; then
+			echo "| **plain HTTP proxy: SSE / JSON** (CPU per call) | | | | **$(fmt "$(ratio "$(cpu_us ssefix httpproxy-sse "r$SSE_RATE")" "$(cpu_us ssefix httpproxy "r$SSE_RATE")")")** | |"
 		fi
 		echo
 	fi

@@ -9,7 +9,10 @@
 # round run back to back; see compare.sh). A row whose section did not run says
 # "not measured". Where the run measured the byte relay (compare.sh's RELAY=1), a row
 # also gives the relay's figure: the floor any proxy in user space pays on the machine;
-# a missed row whose floor misses too reads "missed (a byte relay misses too)".
+# a missed row whose floor misses too reads "missed (a byte relay misses too)". So for
+# the plain HTTP proxy on fasthttp (loadtest httpproxy, run with the relay): what parsing
+# and writing HTTP with mcpgate's library costs; a missed row it misses too (and the
+# relay meets) reads "missed (a plain HTTP proxy on fasthttp misses too)".
 #
 # With --readme, the rows that were measured replace the rows of the same figure in
 # README.md's cost table (between the cost-table markers); the others are kept, each
@@ -65,13 +68,17 @@ jq --arg run "$RUN" '
 		 verdict: (if $measured == null then "not measured" elif $ok then "met" else "missed" end),
 		 run: (if $measured == null then "" else $run end), command: $cmd};
 	. as $all |
-	# relay_floor(fl): the row (input) with the byte relay'"'"'s figure of the same run (loadtest
-	# relay: the floor of any proxy in user space here); fl is evaluated on the results
-	# and gives [text, met] or null; a missed row whose floor misses too says so
-	def relay_floor(fl): . as $row | ($all | fl) as $fl |
+	# floor($who; $one; fl): the row (input) with the figure of a floor measured in the same
+	# run; fl is evaluated on the results and gives [text, met] or null; a missed row whose
+	# floor misses too says so (the first floor applied that misses names itself)
+	def floor($who; $one; fl): . as $row | ($all | fl) as $fl |
 		if $fl == null or $fl[0] == null or $row.verdict == "not measured" then $row else
-			$row | .measured += "; byte relay: \($fl[0])"
-			| if .verdict == "missed" and ($fl[1] | not) then .verdict = "missed (a byte relay misses too)" else . end end;
+			$row | .measured += "; \($who): \($fl[0])"
+			| if .verdict == "missed" and ($fl[1] | not) then .verdict = "missed (\($one) misses too)" else . end end;
+	# the byte relay (loadtest relay): the floor of any proxy in user space here
+	def relay_floor(fl): floor("byte relay"; "a byte relay"; fl);
+	# the plain HTTP proxy (loadtest httpproxy): HTTP parsed and written with fasthttp
+	def http_floor(fl): floor("plain HTTP proxy"; "a plain HTTP proxy on fasthttp"; fl);
 	param("everything"; "r") as $refrate |
 	param("ssefix"; "r") as $sserate |
 	param("events"; "r") as $evrate |
@@ -83,13 +90,17 @@ jq --arg run "$RUN" '
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(cpu("everything"; "mcpgate"; "c16")); 1)) vs \(f(vals(cpu("everything"; "caddy"; "c16")); 1)) µs)" end);
 		($r // 1e9) <= 0.25; "ONLY=everything make bench-compare")
 	 | relay_floor(paired(cpu("everything"; "relay"; "c16"); cpu("everything"; "caddy"; "c16"); .[0] / .[1]) as $x
-		| if $x == null then null else ["\(f($x; 2)) (\(f(vals(cpu("everything"; "relay"; "c16")); 1)) µs)", $x <= 0.25] end)),
+		| if $x == null then null else ["\(f($x; 2)) (\(f(vals(cpu("everything"; "relay"; "c16")); 1)) µs)", $x <= 0.25] end)
+	 | http_floor(paired(cpu("everything"; "httpproxy"; "c16"); cpu("everything"; "caddy"; "c16"); .[0] / .[1]) as $x
+		| if $x == null then null else ["\(f($x; 2)) (\(f(vals(cpu("everything"; "httpproxy"; "c16")); 1)) µs)", $x <= 0.25] end)),
 	(paired(v("everything"; "mcpgate"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $r
 	 | paired(v("everything"; "caddy"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $c
 	 | row("same, saturation throughput / direct"; "≥ 0.85";
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(v("everything"; "mcpgate"; "c16"; "rps")); 0)) vs \(f(vals(v("everything"; "direct"; "c16"; "rps")); 0)) calls/s; Caddy \(f($c; 2)))" end);
 		($r // 0) >= 0.85; "ONLY=everything make bench-compare")
 	 | relay_floor(paired(v("everything"; "relay"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $x
+		| if $x == null then null else [f($x; 2), $x >= 0.85] end)
+	 | http_floor(paired(v("everything"; "httpproxy"; "c16"; "rps"); v("everything"; "direct"; "c16"; "rps"); .[0] / .[1]) as $x
 		| if $x == null then null else [f($x; 2), $x >= 0.85] end)),
 	(if $refrate == null then row("same, added latency over direct at 1,000 calls/s, p50 / p99"; "≤ +0.3 / +1.0 ms"; null; false; "ONLY=everything make bench-compare") else
 	 paired(v("everything"; "mcpgate"; $refrate; "p50_ms"); v("everything"; "direct"; $refrate; "p50_ms"); .[0] - .[1]) as $a50
@@ -99,6 +110,9 @@ jq --arg run "$RUN" '
 		$a50 <= 0.3 and $a99 <= 1.0; "ONLY=everything make bench-compare")
 	 | relay_floor(paired(v("everything"; "relay"; $refrate; "p50_ms"); v("everything"; "direct"; $refrate; "p50_ms"); .[0] - .[1]) as $x50
 		| paired(v("everything"; "relay"; $refrate; "p99_ms"); v("everything"; "direct"; $refrate; "p99_ms"); .[0] - .[1]) as $x99
+		| if $x50 == null then null else ["\(sms($x50)) / \(sms($x99)) ms", $x50 <= 0.3 and $x99 <= 1.0] end)
+	 | http_floor(paired(v("everything"; "httpproxy"; $refrate; "p50_ms"); v("everything"; "direct"; $refrate; "p50_ms"); .[0] - .[1]) as $x50
+		| paired(v("everything"; "httpproxy"; $refrate; "p99_ms"); v("everything"; "direct"; $refrate; "p99_ms"); .[0] - .[1]) as $x99
 		| if $x50 == null then null else ["\(sms($x50)) / \(sms($x99)) ms", $x50 <= 0.3 and $x99 <= 1.0] end) end),
 	# 4: SSE- vs JSON-answered calls on the mock at one fixed rate
 	(if $sserate == null then null else paired(cpu("ssefix"; "mcpgate-sse"; $sserate); cpu("ssefix"; "mcpgate"; $sserate); .[0] / .[1]) end) as $r
@@ -106,7 +120,9 @@ jq --arg run "$RUN" '
 		(if $r == null then null else "\(f($r; 2)) (\(f(vals(cpu("ssefix"; "mcpgate-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "mcpgate"; $sserate)); 1)) µs at \($sserate[1:]) calls/s)" end);
 		($r // 1e9) <= 1.3; "ONLY=sse make bench-compare")
 	 | relay_floor(if $sserate == null then null else paired(cpu("ssefix"; "relay-sse"; $sserate); cpu("ssefix"; "relay"; $sserate); .[0] / .[1]) as $x
-		| if $x == null then null else ["SSE / JSON \(f($x; 2)) (\(f(vals(cpu("ssefix"; "relay-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "relay"; $sserate)); 1)) µs)", $x <= 1.3] end end)),
+		| if $x == null then null else ["SSE / JSON \(f($x; 2)) (\(f(vals(cpu("ssefix"; "relay-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "relay"; $sserate)); 1)) µs)", $x <= 1.3] end end)
+	 | http_floor(if $sserate == null then null else paired(cpu("ssefix"; "httpproxy-sse"; $sserate); cpu("ssefix"; "httpproxy"; $sserate); .[0] / .[1]) as $x
+		| if $x == null then null else ["SSE / JSON \(f($x; 2)) (\(f(vals(cpu("ssefix"; "httpproxy-sse"; $sserate)); 1)) vs \(f(vals(cpu("ssefix"; "httpproxy"; $sserate)); 1)) µs)", $x <= 1.3] end end)),
 	# 5-6: events across live streams, gateway and direct alternating
 	(if $evrate == null then null else
 		paired(perev("events"; "mcpgate"; $evrate; "proxy_cpu_s"; true); perev("events"; "mcpgate"; $evrate; "upstream_cpu_s"; false); .[0] / .[1]) end) as $r
@@ -114,6 +130,9 @@ jq --arg run "$RUN" '
 		(if $r == null then null else "\(f($r; 2)) (\(streams("events"; $evrate)))" end); ($r // 1e9) <= 1.0; "ONLY=events make bench-compare")
 	 | relay_floor(if $evrate == null then null else
 		paired(perev("events"; "relay"; $evrate; "proxy_cpu_s"; true); perev("events"; "relay"; $evrate; "upstream_cpu_s"; false); .[0] / .[1]) as $x
+		| if $x == null then null else [f($x; 2), $x <= 1.0] end end)
+	 | http_floor(if $evrate == null then null else
+		paired(perev("events"; "httpproxy"; $evrate; "proxy_cpu_s"; true); perev("events"; "httpproxy"; $evrate; "upstream_cpu_s"; false); .[0] / .[1]) as $x
 		| if $x == null then null else [f($x; 2), $x <= 1.0] end end)),
 	(if $evrate == null then null else
 		paired(v("events"; "mcpgate"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) end) as $d
@@ -122,6 +141,9 @@ jq --arg run "$RUN" '
 		($d // 1e9) <= 2; "ONLY=events make bench-compare")
 	 | relay_floor(if $evrate == null then null else
 		paired(v("events"; "relay"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) as $x
+		| if $x == null then null else ["\(sms($x)) ms", $x <= 2] end end)
+	 | http_floor(if $evrate == null then null else
+		paired(v("events"; "httpproxy"; $evrate; "p99_ms"); v("events"; "direct"; $evrate; "p99_ms"); .[0] - .[1]) as $x
 		| if $x == null then null else ["\(sms($x)) ms", $x <= 2] end end)),
 	# 7: bursty streams
 	(if $burate == null then null else
@@ -135,6 +157,11 @@ jq --arg run "$RUN" '
 		v("bursty"; "relay"; $burate; "delivered_per_s") as $d | v("bursty"; "relay"; $burate; "measured_s") as $s
 		| v("bursty"; "relay"; $burate; "proxy_cpu_s") as $c
 		| [$d | keys[] as $k | select(($c[$k] // 0) > 0) | $d[$k] * $s[$k] / $c[$k]] | med
+		| if . == null then null else [f(.; 0), . >= 500000] end end)
+	 | http_floor(if $burate == null then null else
+		v("bursty"; "httpproxy"; $burate; "delivered_per_s") as $d | v("bursty"; "httpproxy"; $burate; "measured_s") as $s
+		| v("bursty"; "httpproxy"; $burate; "proxy_cpu_s") as $c
+		| [$d | keys[] as $k | select(($c[$k] // 0) > 0) | $d[$k] * $s[$k] / $c[$k]] | med
 		| if . == null then null else [f(.; 0), . >= 500000] end end)),
 	# 8: churn, the highest rate that holds
 	held("mcpgate") as $m | held("direct") as $d | (if $d == 0 then null else $d end) as $d
@@ -142,6 +169,8 @@ jq --arg run "$RUN" '
 		(if $m == null or $d == null then null else "\(f($m / $d; 2)) (\($m)/s vs \($d)/s)" end);
 		($m // 0) / ($d // 1) >= 0.8; "ONLY=churn make bench-compare")
 	 | relay_floor(held("relay")
+		| if . == null or $d == null then null else ["\(f(. / $d; 2)) (\(.)/s)", . / $d >= 0.8] end)
+	 | http_floor(held("httpproxy")
 		| if . == null or $d == null then null else ["\(f(. / $d; 2)) (\(.)/s)", . / $d >= 0.8] end)),
 	# 9: RSS per idle connected stream
 	(vals(v("streammem"; "mcpgate"; "slope"; "rss_per_stream_bytes")) as $s

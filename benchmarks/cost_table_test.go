@@ -100,3 +100,34 @@ func TestCostTableEventsPerDelivered(t *testing.T) {
 		t.Errorf("row %q, verdict %q; want 1.13, missed", row["measured"], row["verdict"])
 	}
 }
+
+// TestCostTableFloors: a row gives the byte relay's and the plain HTTP proxy's figures
+// of the same run; a missed row that the relay meets but the HTTP proxy misses says
+// that the HTTP proxy misses too, and one the relay misses too names the relay.
+func TestCostTableFloors(t *testing.T) {
+	churn := func(relayHolds string) []string {
+		var runs []string
+		for _, p := range []string{"r1000", "r2000"} {
+			hp := "1"
+			if p == "r2000" {
+				hp = "0"
+			}
+			runs = append(runs,
+				tsv("churn", "mcpgate", "median", p, "holds", map[string]string{"r1000": "1", "r2000": "0"}[p]),
+				tsv("churn", "relay", "median", p, "holds", relayHolds),
+				tsv("churn", "httpproxy", "median", p, "holds", hp),
+				tsv("churn", "direct", "median", p, "holds", "1"))
+		}
+		return runs
+	}
+	const fig = "session churn (initialize + call + DELETE) through mcpgate / direct"
+	row := costTable(t, churn("1"))[fig]
+	if row["measured"] != "0.5 (1000/s vs 2000/s); byte relay: 1 (2000/s); plain HTTP proxy: 0.5 (1000/s)" ||
+		row["verdict"] != "missed (a plain HTTP proxy on fasthttp misses too)" {
+		t.Errorf("row %q, verdict %q", row["measured"], row["verdict"])
+	}
+	row = costTable(t, churn("0"))[fig]
+	if row["verdict"] != "missed (a byte relay misses too)" {
+		t.Errorf("relay missing too: verdict %q", row["verdict"])
+	}
+}

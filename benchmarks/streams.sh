@@ -33,7 +33,9 @@
 #   BURST=1                     rate: events the mock upstream writes at once (bursty streams)
 #   RATE_PATHS=gateway          rate: skip the direct runs (A/B of gateway builds)
 #   RATE_RELAY=1                rate: also run each rep through `loadtest relay` (a byte relay,
-#                               nothing parsed: the floor of a proxy), recorded as path "relay"
+#                               nothing parsed: the floor of a proxy), recorded as path "relay",
+#                               and through `loadtest httpproxy` (a plain HTTP proxy on fasthttp,
+#                               mcpgate's HTTP library), recorded as path "httpproxy"
 #   DURATION=20s  WARMUP=3s     measured time and warm-up of the rate runs
 #   SLOW_SESSIONS=500  SLOW_FRACTION=0.002  SLOW_RATE=25000  SLOW_PAYLOAD=512
 #   SLOW_DURATION=15s  SLOW_WARMUP=3s  SLOW_REPS=3
@@ -190,6 +192,12 @@ servers() {
 		start relay "$gw_procs" "$loadtest" relay -listen 127.0.0.1:0 -to "${hostport%%/*}"
 		gw_pid="$pid"
 		target="$url"
+	elif [[ "${HPROXY_PATH:-}" == 1 ]]; then
+		# the plain HTTP proxy on fasthttp (loadtest httpproxy) in the gateway's place
+		local hostport="${up#http://}"
+		start httpproxy "$gw_procs" "$loadtest" httpproxy -listen 127.0.0.1:0 -to "${hostport%%/*}"
+		gw_pid="$pid"
+		target="$url"
 	elif [[ "${DIRECT:-}" != 1 ]]; then
 		# shellcheck disable=SC2086
 		start gateway "$gw_procs" env ${GATEWAY_ENV:-} "$gateway" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -upstream "$up" -log-level warn "$@" ${GATEWAY_ARGS:-}
@@ -329,9 +337,10 @@ rate_point() {
 	local la
 	la="$(loadavg)"
 	case "$where" in
-	direct) DIRECT=1 RELAY_PATH= servers ;;
-	relay) DIRECT= RELAY_PATH=1 servers ;;
-	*) DIRECT= RELAY_PATH= servers ;;
+	direct) DIRECT=1 RELAY_PATH= HPROXY_PATH= servers ;;
+	relay) DIRECT= RELAY_PATH=1 HPROXY_PATH= servers ;;
+	httpproxy) DIRECT= RELAY_PATH= HPROXY_PATH=1 servers ;;
+	*) DIRECT= RELAY_PATH= HPROXY_PATH= servers ;;
 	esac
 	local up0 gw0=0 up1 gw1=0 lt
 	up0="$(cpu_s "$up_pid")"
@@ -369,7 +378,7 @@ rate_part() {
 			# Alternate which target goes first.
 			if ((i % 2 == 0)); then order="gateway direct"; else order="direct gateway"; fi
 			[[ "${RATE_PATHS:-}" == gateway ]] && order=gateway
-			[[ "${RATE_RELAY:-}" == 1 ]] && order="$order relay"
+			[[ "${RATE_RELAY:-}" == 1 ]] && order="$order relay httpproxy"
 			i=$((i + 1))
 			for w in $order; do
 				rate_point "$w" "$rate" "$rep"
@@ -383,7 +392,7 @@ rate_part() {
 	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	sort -t$'\t' -k2,2n -k3,3n -k1,1r "$out/rate.tsv" | awk -F'\t' '{
 		printf "| %d | %s | %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %s of %s | %s | %s / %s / %s | %s |\n",
-			$2, ($1 == "direct" ? "direct to upstream" : $1 == "relay" ? "through the byte relay" : "through gateway"), $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, ($1 == "direct" ? "-" : $14), $15, $16, $17 }'
+			$2, ($1 == "direct" ? "direct to upstream" : $1 == "relay" ? "through the byte relay" : $1 == "httpproxy" ? "through the plain HTTP proxy" : "through gateway"), $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, ($1 == "direct" ? "-" : $14), $15, $16, $17 }'
 	# Per rate: what the gateway spends per event against what the upstream spends
 	# pushing it (both over the same gateway run, so the ratio needs no event count),
 	# and the p99 it adds over the direct runs (medians over the reps).
@@ -395,14 +404,14 @@ rate_part() {
 	local path
 	for rate in $rates; do
 		p99d="$(awk -F'\t' -v r="$rate" '$1 == "direct" && $2 == r { print $8 }' "$out/rate.tsv" | median)"
-		for path in gateway relay; do
+		for path in gateway relay httpproxy; do
 			grep -q "^$path"$'\t'"$rate"$'\t' "$out/rate.tsv" || continue
 			gr="$(awk -F'\t' -v p="$path" -v r="$rate" '$1 == p && $2 == r && $15 > 0 { print $14 / $15 }' "$out/rate.tsv" | median)"
 			gw_us="$(awk -F'\t' -v p="$path" -v r="$rate" -v s="$secs" '$1 == p && $2 == r && $5 > 0 { print $14 / ($5 * s) * 1e6 }' "$out/rate.tsv" | median)"
 			up_us="$(awk -F'\t' -v p="$path" -v r="$rate" -v s="$secs" '$1 == p && $2 == r && $5 > 0 { print $15 / ($5 * s) * 1e6 }' "$out/rate.tsv" | median)"
 			p99g="$(awk -F'\t' -v p="$path" -v r="$rate" '$1 == p && $2 == r { print $8 }' "$out/rate.tsv" | median)"
 			awk -v r="$rate" -v p="$path" -v gr="$gr" -v g="$gw_us" -v u="$up_us" -v a="$p99g" -v b="$p99d" \
-				'BEGIN { printf "| %d | %s | %.2f | %.1f | %.1f | %.0f | %.2f / %.2f | %+.2f |\n", r, (p == "relay" ? "byte relay" : "gateway"), gr, g, u, (g > 0 ? 1e6 / g : 0), a, b, a - b }'
+				'BEGIN { printf "| %d | %s | %.2f | %.1f | %.1f | %.0f | %.2f / %.2f | %+.2f |\n", r, (p == "relay" ? "byte relay" : p == "httpproxy" ? "plain HTTP proxy" : "gateway"), gr, g, u, (g > 0 ? 1e6 / g : 0), a, b, a - b }'
 		done
 	done
 	echo

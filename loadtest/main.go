@@ -3,6 +3,7 @@
 //	loadtest upstream -listen 127.0.0.1:0        # the mock MCP server
 //	loadtest run -target URL -scenario post ...  # drive load at an MCP endpoint
 //	loadtest relay -to HOST:PORT                 # a byte relay: the floor of a proxy
+//	loadtest httpproxy -to HOST:PORT             # a plain HTTP proxy on fasthttp
 //
 // Run "loadtest <subcommand> -h" for every flag.
 package main
@@ -23,6 +24,7 @@ Subcommands:
   upstream   run the mock MCP upstream server
   run        run a load scenario against an MCP endpoint
   relay      relay TCP bytes to an address (a benchmark's floor for a proxy)
+  httpproxy  forward HTTP requests to an address (what the HTTP library costs)
 
 Run "loadtest <subcommand> -h" for the flags of each.
 `
@@ -39,6 +41,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return runMain(args[1:], stdout, stderr)
 	case "relay":
 		return relayMain(args[1:], stdout, stderr)
+	case "httpproxy":
+		return httpProxyMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

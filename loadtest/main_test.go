@@ -15,7 +15,7 @@ func TestUsage(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{"no subcommand", nil, 2, []string{"Usage: loadtest <subcommand>", "relay"}},
+		{"no subcommand", nil, 2, []string{"Usage: loadtest <subcommand>", "relay", "httpproxy"}},
 		{"unknown", []string{"nope"}, 2, []string{`unknown subcommand "nope"`}},
 		{"run help", []string{"run", "-h"}, 0, []string{"-target", "-scenario", "-sessions", "-streams", "-rate", "-duration",
 			"-warmup", "-source-addrs", "-out", "-report", "-max-errors", "-max-loss", "resume:", "soak:"}},
@@ -23,6 +23,8 @@ func TestUsage(t *testing.T) {
 		{"run without target", []string{"run"}, 2, []string{"-target is required"}},
 		{"relay help", []string{"relay", "-h"}, 0, []string{"-to", "-listen", "-buffer", "no splice", "listening on http://<host:port><path>"}},
 		{"relay without to", []string{"relay"}, 2, []string{"-to is required"}},
+		{"httpproxy help", []string{"httpproxy", "-h"}, 0, []string{"-to", "-listen", "fasthttp", "listening on http://<host:port><path>"}},
+		{"httpproxy without to", []string{"httpproxy"}, 2, []string{"-to is required"}},
 		{"relay small buffer", []string{"relay", "-to", "127.0.0.1:1", "-buffer", "10"}, 2, []string{"between 512 and 1048576"}},
 		{"relay huge buffer", []string{"relay", "-to", "127.0.0.1:1", "-buffer", "1073741824"}, 2, []string{"between 512 and 1048576"}},
 		{"bad chart format", []string{"run", "-target", "http://127.0.0.1:1/mcp", "-chart-format", "gif"}, 2, []string{"svg or png"}},

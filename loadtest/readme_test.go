@@ -18,7 +18,7 @@ import (
 func TestREADMEFlagsExist(t *testing.T) {
 	have := map[string]bool{}
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
-	for _, sub := range []string{"run", "upstream", "relay"} {
+	for _, sub := range []string{"run", "upstream", "relay", "httpproxy"} {
 		var out bytes.Buffer
 		require.Equal(t, 0, realMain([]string{sub, "-h"}, &out, &out), sub)
 		for _, m := range flagLine.FindAllStringSubmatch(out.String(), -1) {
