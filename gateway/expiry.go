@@ -13,13 +13,32 @@ import (
 // store a timestamp and never touch the wheel). So a session costs the
 // sweeper about one look per idle timeout, not one per check: a million
 // idle sessions need no pass over all of them.
+//
+// A session that ends otherwise (DELETE, its upstream gone, eviction) is
+// not looked for on the wheel: it is counted, and once the ended ones are
+// at least half of what the wheel holds, the shard's next check takes
+// every period at once and drops them (compaction: its cost, a look at
+// each session held, is paid for by as many ends as half of them). Without
+// it each ended session stayed referenced until its period came, a whole
+// idle timeout: under churn at 4,000 sessions a second, 470 bytes each,
+// the live heap grew by ~2 MB a second and the collector's marking with it.
 type expiryWheel struct {
-	// mu guards due. A leaf: held only to add or take sessions.
-	mu  sync.Mutex
-	due map[int64][]*session // period number -> sessions due then
+	// mu guards due and held. A leaf: held only to add or take sessions.
+	mu   sync.Mutex
+	due  map[int64][]*session // period number -> sessions due then
+	held int                  // sessions in due, ended or not
+	// ended counts sessions that ended, other than by expiry, since the
+	// last compaction: an estimate of the ended ones in due (a session
+	// ended twice over or never on the wheel only brings a compaction
+	// forward).
+	ended atomic.Int64
 	// looks counts the sessions examined (the sweeper's cost).
 	looks atomic.Uint64
 }
+
+// wheelCompactMin is the fewest ended sessions a wheel compacts for: a
+// wheel holding few sessions is not compacted at every check.
+const wheelCompactMin = 64
 
 func newExpiryWheel() *expiryWheel { return &expiryWheel{due: make(map[int64][]*session)} }
 
@@ -54,23 +73,54 @@ func (s *Server) watch(sess *session) {
 	p := s.period(s.deadline(sess, s.clock.Now()))
 	w.mu.Lock()
 	w.due[p] = append(w.due[p], sess)
+	w.held++
 	w.mu.Unlock()
 }
 
+// compactable reports whether the sessions ended since w's last
+// compaction are at least half of what it holds: a check of its shard
+// (expireDue) is due now, at any sweep of the shard, not only at the next
+// expiry check.
+func (w *expiryWheel) compactable() bool {
+	if w.ended.Load() < wheelCompactMin {
+		return false // most sweeps: one atomic load
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.compactableLocked()
+}
+
+func (w *expiryWheel) compactableLocked() bool {
+	e := w.ended.Load()
+	return e >= wheelCompactMin && 2*e >= int64(w.held)
+}
+
+// unwatched notes that sess ended other than by expiry: it stays on its
+// wheel until the wheel's next compaction (or its period).
+func (s *Server) unwatched(sess *session) {
+	s.wheels[s.store.ShardOf(sess.id)].ended.Add(1)
+}
+
 // expireDue ends the sessions of shard i that expired by now and moves the
-// others on the wheel. Ending a session's upstream side is I/O: the reaper
-// does it, never the sweeper.
+// others on the wheel; when ended sessions are half of what the wheel
+// holds, it takes every period, to drop them. Ending a session's upstream
+// side is I/O: the reaper does it, never the sweeper.
 func (s *Server) expireDue(i int, now int64) {
 	w := s.wheels[i]
 	cur := s.period(now)
 	w.mu.Lock()
+	compact := w.compactableLocked()
+	if compact {
+		w.ended.Store(0) // those ending from now on count for the next one
+	}
 	var due []*session
 	for p, list := range w.due {
-		if p <= cur {
+		if compact || p <= cur {
 			due = append(due, list...)
 			delete(w.due, p)
 		}
 	}
+	w.held -= len(due)
 	w.mu.Unlock()
 	w.looks.Add(uint64(len(due)))
 	var keep map[int64][]*session
@@ -97,6 +147,7 @@ func (s *Server) expireDue(i int, now int64) {
 	w.mu.Lock()
 	for p, list := range keep {
 		w.due[p] = append(w.due[p], list...)
+		w.held += len(list)
 	}
 	w.mu.Unlock()
 }

@@ -136,3 +136,64 @@ func expiryServer(t *testing.T, cfg Config) (*Server, func() *session) {
 		return sess
 	}
 }
+
+// TestExpiryWheelDropsEnded, in a synctest bubble: sessions that end other
+// than by expiry (DELETE here) leave their wheels at the next checks once
+// they are half of what the wheels hold, instead of staying referenced for
+// a whole idle timeout; the live ones stay on the wheels and still expire.
+func TestExpiryWheelDropsEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const idle = 30 * time.Minute // the default: expiry checks far apart
+		s, mk := expiryServer(t, Config{SessionIdleTimeout: idle, SweepInterval: time.Second, Shards: 2})
+		onWheels := func() (live, ended int) {
+			for _, w := range s.wheels {
+				w.mu.Lock()
+				for _, list := range w.due {
+					for _, sess := range list {
+						if sess.isClosed() {
+							ended++
+						} else {
+							live++
+						}
+					}
+				}
+				w.mu.Unlock()
+			}
+			return live, ended
+		}
+		const n, keep = 2000, 100
+		all := make([]*session, n)
+		for i := range all {
+			all[i] = mk()
+		}
+		for _, sess := range all[keep:] {
+			s.endSession(context.Background(), sess, CloseClientDelete, upstreamNow)
+		}
+		live, ended := onWheels()
+		require.Equal(t, keep, live)
+		require.Equal(t, n-keep, ended, "not looked for at the end")
+
+		time.Sleep(2 * time.Second) // every shard swept at least once, no expiry check due
+		synctest.Wait()
+		live, ended = onWheels()
+		assert.Equal(t, keep, live, "the live ones stay")
+		assert.Zero(t, ended, "the ended ones are gone before their period")
+		held := 0
+		for _, w := range s.wheels {
+			w.mu.Lock()
+			held += w.held
+			w.mu.Unlock()
+		}
+		assert.Equal(t, keep, held)
+
+		time.Sleep(idle + idle/32 + 2*time.Second)
+		synctest.Wait()
+		for _, sess := range all[:keep] {
+			_, ok := s.store.Get(sess.id)
+			assert.False(t, ok, "a live session still expires after a compaction")
+		}
+		assert.Equal(t, uint64(keep), s.Metrics().SessionsClosed["idle"])
+		live, ended = onWheels()
+		assert.Zero(t, live+ended)
+	})
+}

@@ -63,6 +63,9 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 	if cur, ok := s.store.Get(sess.id); ok && cur == sess {
 		s.store.Delete(sess.id)
 	}
+	if reason != CloseIdle && reason != CloseMaxAge {
+		s.unwatched(sess) // expiry takes its sessions off the wheel itself
+	}
 	sess.cancel()
 	for _, up := range pumped {
 		_ = up.Close() // its pump ends, as an answer stream's does below

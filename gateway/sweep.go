@@ -82,6 +82,9 @@ func (s *Server) sweepShard(i int) {
 			s.maintainStreams(sess, now)
 			return true
 		})
+		if s.wheels[i].compactable() {
+			s.expireDue(i, now) // ended sessions leave the wheel (expiry.go)
+		}
 		return
 	}
 	// An expiry check: stream upkeep, then the sessions due on the wheel.
