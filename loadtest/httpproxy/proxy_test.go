@@ -39,6 +39,21 @@ func serve(t *testing.T, h fasthttp.RequestHandler) string {
 	return ln.Addr().String()
 }
 
+// streaming runs an upstream whose every answer is an SSE stream: first,
+// flushed, then whatever rest writes (flushed after it).
+func streaming(t *testing.T, first string, rest func(w *bufio.Writer)) string {
+	t.Helper()
+	return serve(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			_, _ = w.WriteString(first)
+			_ = w.Flush()
+			rest(w)
+			_ = w.Flush()
+		})
+	})
+}
+
 // startProxy runs a Proxy to `to` on a loopback port; the test's cleanup
 // closes it and checks that Serve returned ErrClosed.
 func startProxy(t *testing.T, to string) (*Proxy, string) {
@@ -92,15 +107,9 @@ func TestForwardsAWholeAnswer(t *testing.T) {
 // read through the proxy while the upstream still holds back the second.
 func TestRelaysAStreamAsItArrives(t *testing.T) {
 	release := make(chan struct{})
-	up := serve(t, func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("text/event-stream")
-		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-			_, _ = w.WriteString("id: 1\ndata: one\n\n")
-			_ = w.Flush()
-			<-release
-			_, _ = w.WriteString("id: 2\ndata: two\n\n")
-			_ = w.Flush()
-		})
+	up := streaming(t, "id: 1\ndata: one\n\n", func(w *bufio.Writer) {
+		<-release
+		_, _ = w.WriteString("id: 2\ndata: two\n\n")
 	})
 	_, addr := startProxy(t, up)
 	resp, err := client(t).Get("http://" + addr + "/mcp")
@@ -140,16 +149,11 @@ func TestUpstreamDownIsBadGateway(t *testing.T) {
 // and returns once every connection is gone.
 func TestCloseEndsOpenStreams(t *testing.T) {
 	stop := make(chan struct{})
-	up := serve(t, func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("text/event-stream")
-		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-			_, _ = w.WriteString(": ok\n\n")
-			_ = w.Flush()
-			select {
-			case <-stop:
-			case <-time.After(10 * time.Second):
-			}
-		})
+	up := streaming(t, ": ok\n\n", func(*bufio.Writer) {
+		select {
+		case <-stop:
+		case <-time.After(10 * time.Second):
+		}
 	})
 	t.Cleanup(func() { close(stop) }) // before the upstream's shutdown, which waits for it
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
