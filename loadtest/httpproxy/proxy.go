@@ -130,10 +130,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		ctx.Error("upstream: "+err.Error(), fasthttp.StatusBadGateway)
 		return
 	}
+	resp.Header.CopyTo(&ctx.Response.Header)
 	body := resp.BodyStream()
 	if body == nil || resp.Header.ContentLength() >= 0 {
 		// A whole answer: read it and send it as it came.
-		resp.Header.CopyTo(&ctx.Response.Header)
 		ctx.Response.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)
 		return
@@ -141,7 +141,6 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	// A streamed answer: each chunk read from the upstream is written and
 	// flushed to the client at once, until the upstream ends it or the
 	// client goes away.
-	resp.Header.CopyTo(&ctx.Response.Header)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		bp := p.bufs.Get().(*[]byte)
 		defer p.bufs.Put(bp)
