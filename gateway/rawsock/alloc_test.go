@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// TestNoAllocations: a Read and a Write allocate nothing (their state is
+// TestNoAllocations: a Read, a Write and a TryWrite allocate nothing (their state is
 // pooled).
 func TestNoAllocations(t *testing.T) {
 	_, raw, b := pair(t)
@@ -19,6 +19,12 @@ func TestNoAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, func() {
 		if _, err := Write(raw, msg); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, sink[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := TryWrite(raw, msg); err != nil || n != len(msg) {
+			t.Fatal(n, err)
 		}
 		if _, err := io.ReadFull(b, sink[:len(msg)]); err != nil {
 			t.Fatal(err)

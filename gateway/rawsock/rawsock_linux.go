@@ -23,6 +23,7 @@ type op struct {
 var (
 	readOps  = sync.Pool{New: func() any { o := new(op); o.fn = o.read; return o }}
 	writeOps = sync.Pool{New: func() any { o := new(op); o.fn = o.write; return o }}
+	tryOps   = sync.Pool{New: func() any { o := new(op); o.fn = o.tryWrite; return o }}
 )
 
 // Read reads up to len(p) bytes from the socket behind raw, waiting in the
@@ -34,6 +35,26 @@ func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, false)
 // poller while its send buffer is full. It returns how much was written
 // and the first error. One goroutine writes a socket at a time.
 func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, true) }
+
+// TryWrite writes as much of p as the socket's send buffer takes now and
+// never waits: how much it wrote (less than len(p) when the buffer filled,
+// 0 when it was full) and the first error other than EAGAIN. One goroutine
+// writes a socket at a time, as for Write.
+func TryWrite(raw syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := tryOps.Get().(*op)
+	o.p = p
+	err := raw.Write(o.fn)
+	n, oerr := o.n, o.err
+	o.p, o.n, o.err = nil, 0, nil
+	tryOps.Put(o)
+	if err != nil {
+		return n, err
+	}
+	return n, oerr
+}
 
 // do runs one Read or Write with a pooled op. A read that failed in the
 // poller's wait read nothing (its callback had found nothing to read).
@@ -65,6 +86,12 @@ func do(raw syscall.RawConn, p []byte, write bool) (int, error) {
 // read and write are the RawConn callbacks of Read and Write.
 func (o *op) read(fd uintptr) bool  { return o.call(fd, false) }
 func (o *op) write(fd uintptr) bool { return o.call(fd, true) }
+
+// tryWrite is TryWrite's callback: done after one attempt, EAGAIN or not.
+func (o *op) tryWrite(fd uintptr) bool {
+	o.call(fd, true)
+	return true
+}
 
 // call makes the system call until it is done: one read, or a write of all
 // of p. It returns false (wait in the poller) on EAGAIN, true when done or

@@ -17,6 +17,9 @@ func Read(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupporte
 // Write is not available here.
 func Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
+// TryWrite is not available here.
+func TryWrite(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
 // Peek cannot look here: it reports a failed peek.
 func Peek(uintptr, []byte) (int, bool) { return -1, false }
 
