@@ -30,7 +30,7 @@ func TestEventPathAllocs(t *testing.T) {
 	step := func() {
 		for _, m := range msgs {
 			class, key, _ := classify(&p, m)
-			s.deliver(st.sess, st, class, key, m, false)
+			s.deliver(st.sess, st, class, key, m, false, nil)
 		}
 		n, err := r.Read(buf)
 		if err != nil || n == 0 {
@@ -56,7 +56,7 @@ func BenchmarkEventPath(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		class, key, _ := classify(&p, msg)
-		s.push(st, class, key, msg)
+		s.push(st, class, key, msg, nil)
 		if _, err := r.Read(buf); err != nil {
 			b.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestHijackedWakeAllocs(t *testing.T) {
 	}
 	step := func() {
 		class, key, _ := classify(&p, msg)
-		s.push(st, class, key, msg)
+		s.push(st, class, key, msg, nil)
 		if n, err := c.Read(buf); err != nil || n == 0 {
 			t.Fatalf("Read: %d, %v", n, err)
 		}
@@ -95,6 +95,29 @@ func TestHijackedWakeAllocs(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(1000, step)
 	require.Zero(t, allocs, "allocations per event that wakes an idle hijacked stream")
+}
+
+// TestHeldWriterAllocs: an event a standalone stream's pump pushes with
+// its writer hold and writes itself (flush) allocates nothing.
+func TestHeldWriterAllocs(t *testing.T) {
+	s, st, _, c, _, _ := heldFixture(t, ringbuf.Config{Capacity: 1024})
+	var p jsonrpc.Parser
+	var h writerHold
+	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":7,"total":100}}`)
+	buf := make([]byte, 4096)
+	step := func() {
+		class, key, _ := classify(&p, msg)
+		s.push(st, class, key, msg, &h)
+		h.flush()
+		if n, err := c.Read(buf); err != nil || n == 0 {
+			t.Fatalf("Read: %d, %v", n, err)
+		}
+	}
+	for i := 0; i < 4*1024; i++ {
+		step()
+	}
+	allocs := testing.AllocsPerRun(1000, step)
+	require.Zero(t, allocs, "allocations per event a pump writes itself")
 }
 
 // TestSessionHeldBytes: what a session with one stream holds for its life,

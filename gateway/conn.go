@@ -26,7 +26,9 @@ import (
 //     so the connection stays reusable for the next request;
 //   - hijackWriter: a GET stream on a connection taken over from fasthttp,
 //     written by a Server-owned goroutine started on demand, so an idle
-//     connected stream holds no goroutine and no I/O buffers.
+//     connected stream holds no goroutine and no I/O buffers; or, for the
+//     standalone stream's own upstream events, by its pump's goroutine
+//     while the socket takes the bytes at once (writerHold, runInline).
 //
 // The drain state (after, pending, frame, ...) belongs to the connection's
 // one writer at a time; the atomics may be read and ended from anywhere.
@@ -424,8 +426,26 @@ type hijackWriter struct {
 	// http10: the request was HTTP/1.0, which cannot take chunks (RFC
 	// 9112 section 6.1): the body goes out as it is, ended by the close.
 	http10 bool
-	run    func()
+	// gc is the connection when the writer may also run on a producer's
+	// goroutine (runInline: it can write without waiting); nil otherwise.
+	gc *guardConn
+	// rest is what a run on a producer's goroutine left of a chunk when
+	// the socket's buffer filled, in the pooled buffer restBuf; ending is
+	// how such a run left a connection that is done. The writer's own
+	// goroutine, which it then started, writes the rest first and ends
+	// the connection.
+	rest    []byte
+	restBuf *[]byte
+	ending  uint8
+	run     func()
 }
+
+// Values of hijackWriter.ending.
+const (
+	endNot    uint8 = iota
+	endLast         // send the last chunk, then close
+	endFailed       // a write failed: close
+)
 
 const (
 	hijackPending int32 = iota
@@ -436,6 +456,9 @@ const (
 func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix []byte) *hijackWriter {
 	w := &hijackWriter{}
 	w.init(srv, st, nc, w, after, prefix)
+	if gc, ok := nc.(*guardConn); ok && gc.canTry() {
+		w.gc = gc
+	}
 	w.work.Store(1)
 	// Made once: starting it with a go statement then allocates nothing.
 	w.run = func() {
@@ -448,16 +471,9 @@ func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix 
 // start runs the writer for the first time, once fasthttp has handed the
 // connection over. A connection ended before that was detached already.
 func (w *hijackWriter) start() {
-	if !w.state.CompareAndSwap(hijackPending, hijackStarted) {
-		return
+	if w.state.CompareAndSwap(hijackPending, hijackStarted) {
+		w.spawn()
 	}
-	if w.srv.addOwned() {
-		go w.run()
-		return
-	}
-	_ = w.nc.Close()
-	w.setReason(CloseShutdown)
-	w.closeOnce.Do(w.detach)
 }
 
 // abandonUnstarted detaches a connection whose writer never started (an
@@ -481,17 +497,48 @@ func (w *hijackWriter) kick() {
 // which case the writer sees the increment and loops once more before
 // going idle.
 func (w *hijackWriter) schedule() {
-	if w.work.Add(1) != 1 {
-		return
+	if w.work.Add(1) == 1 {
+		w.spawn()
 	}
+}
+
+// spawn runs the writer on a Server-owned goroutine; its caller holds the
+// writer (work is nonzero).
+func (w *hijackWriter) spawn() {
 	if w.srv.addOwned() {
 		go w.run()
-	} else {
-		// Shutdown has cancelled the owned goroutines (every session has
-		// ended by then): no new writer; end the connection here.
-		_ = w.nc.Close()
-		w.setReason(CloseShutdown)
-		w.closeOnce.Do(w.detach)
+		return
+	}
+	// Shutdown has cancelled the owned goroutines (every session has
+	// ended by then): no new writer; end the connection here.
+	_ = w.nc.Close()
+	w.setReason(CloseShutdown)
+	w.closeOnce.Do(w.detach)
+}
+
+// runInline runs the writer on the calling producer's goroutine, which
+// holds it (its notification found the writer idle: writerHold). It
+// writes what is ready without waiting; when the socket's buffer fills or
+// the connection is done it hands the writer to a goroutine of its own
+// (spawn), which waits for the socket, ends the connection and detaches:
+// none of that runs under a producer's frame. A live stream's event then
+// goes out from the goroutine that read it, with no goroutine started.
+func (w *hijackWriter) runInline() {
+	for {
+		seen := w.work.Load()
+		for {
+			out := w.pass(true)
+			if out == passHandOff {
+				w.spawn()
+				return
+			}
+			if out == passIdle {
+				break
+			}
+		}
+		if w.work.CompareAndSwap(seen, 0) {
+			return
+		}
 	}
 }
 
@@ -556,50 +603,113 @@ func (w *hijackWriter) writeReady() bool {
 			return false
 		}
 	}
+	if w.rest != nil { // left by a run on a producer's goroutine
+		_, err := w.nc.Write(w.rest)
+		w.writeSince.Store(0)
+		chunkBufs.Put(w.restBuf)
+		w.rest, w.restBuf = nil, nil
+		if err != nil {
+			return false
+		}
+	}
+	switch w.ending {
+	case endLast:
+		w.writeLast()
+		return false
+	case endFailed:
+		return false
+	}
 	for {
-		if w.kicked.Swap(false) {
-			w.kickedNow()
-		}
-		if w.srv.shutting.Load() {
-			w.shutdown = true
-		}
-		if !w.hasWork() {
+		switch w.pass(false) {
+		case passIdle:
 			return true
+		case passDone:
+			return false
 		}
-		bp := chunkBufs.Get().(*[]byte)
-		buf := *bp
-		n, err, ready := w.fill(buf[chunkHead : len(buf)-2])
-		if n > 0 && w.http10 {
-			_, werr := w.nc.Write(buf[chunkHead : chunkHead+n])
-			w.writeSince.Store(0)
-			if werr != nil {
-				chunkBufs.Put(bp)
-				return false
-			}
-		} else if n > 0 {
+	}
+}
+
+// passOutcome is what one writer pass did.
+type passOutcome uint8
+
+const (
+	passMore    passOutcome = iota // a chunk went out; more may be ready
+	passIdle                       // nothing is ready
+	passDone                       // the connection is done (ended, failed or finished)
+	passHandOff                    // (try) the socket is full or the connection done: spawn
+)
+
+// pass fills one chunk from the ring and writes it. With try (runInline)
+// it never waits: what the socket does not take is kept in rest, and a
+// connection that is done is left to the writer's goroutine (ending).
+func (w *hijackWriter) pass(try bool) passOutcome {
+	if w.kicked.Swap(false) {
+		w.kickedNow()
+	}
+	if w.srv.shutting.Load() {
+		w.shutdown = true
+	}
+	if !w.hasWork() {
+		return passIdle
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	buf := *bp
+	n, err, ready := w.fill(buf[chunkHead : len(buf)-2])
+	if n > 0 {
+		out := buf[chunkHead : chunkHead+n]
+		if !w.http10 {
 			var size [8]byte
 			hex := strconv.AppendUint(size[:0], uint64(n), 16)
 			start := chunkHead - len(hex) - 2
 			copy(buf[start:], hex)
 			buf[chunkHead-2], buf[chunkHead-1] = '\r', '\n'
 			buf[chunkHead+n], buf[chunkHead+n+1] = '\r', '\n'
-			_, werr := w.nc.Write(buf[start : chunkHead+n+2])
-			w.writeSince.Store(0)
-			if werr != nil {
-				chunkBufs.Put(bp)
-				return false
+			out = buf[start : chunkHead+n+2]
+		}
+		var k int
+		var werr error
+		if try {
+			k, werr = w.gc.tryWrite(out)
+		} else {
+			k, werr = w.nc.Write(out)
+		}
+		switch {
+		case werr != nil:
+			chunkBufs.Put(bp)
+			if try {
+				w.ending = endFailed
+				return passHandOff
 			}
-		}
-		chunkBufs.Put(bp)
-		if err != nil {
-			if !w.ended() && !w.http10 {
-				_, _ = w.nc.Write(lastChunk)
+			return passDone
+		case k < len(out): // a try: the socket's buffer is full
+			w.rest, w.restBuf = out[k:], bp
+			if err != nil {
+				w.ending = endLast
 			}
-			return false
+			return passHandOff // writeSince stays: a write is in flight
 		}
-		if !ready {
-			return true
+		w.writeSince.Store(0)
+	}
+	chunkBufs.Put(bp)
+	if err != nil {
+		if try {
+			w.ending = endLast
+			return passHandOff
 		}
+		w.writeLast()
+		return passDone
+	}
+	if !ready {
+		return passIdle
+	}
+	return passMore
+}
+
+// writeLast ends the body of a connection that finished: the last chunk,
+// unless it was cut from outside or takes no chunks (HTTP/1.0).
+func (w *hijackWriter) writeLast() {
+	if !w.ended() && !w.http10 {
+		_, _ = w.nc.Write(lastChunk)
 	}
 }
 

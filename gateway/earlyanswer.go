@@ -107,7 +107,7 @@ func (s *Server) legacyAnswerEarly(sess *session, st *stream, up upstream.Stream
 		return false, rest
 	}
 	s.releaseAnswer(sess)
-	s.deliver(sess, st, ringbuf.MustDeliver, 0, answer, false)
+	s.deliver(sess, st, ringbuf.MustDeliver, 0, answer, false, nil)
 	sess.endCalls(calls)
 	return true, nil
 }

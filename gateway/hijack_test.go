@@ -122,7 +122,7 @@ func TestHijackedStreamsHoldNoGoroutineWhileIdle(t *testing.T) {
 
 	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x"}}`)
 	for _, cn := range conns {
-		s.push(cn.st, ringbuf.Droppable, 0, msg)
+		s.push(cn.st, ringbuf.Droppable, 0, msg, nil)
 	}
 	for _, cn := range conns {
 		assert.Equal(t, "id: 3_1\ndata: "+string(msg)+"\n\n", readChunk(t, cn.br))
@@ -180,7 +180,7 @@ func TestHijackedBurstOneWrite(t *testing.T) {
 	for i := range burst {
 		msg := fmt.Appendf(nil, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"seq":%d,"pad":"%s"}}}`, i, strings.Repeat("x", 100))
 		total += len(msg)
-		s.push(st, ringbuf.Droppable, 0, msg)
+		s.push(st, ringbuf.Droppable, 0, msg, nil)
 	}
 	require.Greater(t, total, 3*chunkBufSize, "the burst is larger than three 4 KiB buffers")
 	close(gc.gate)

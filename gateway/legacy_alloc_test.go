@@ -26,7 +26,7 @@ func TestLegacyEventPathAllocs(t *testing.T) {
 	step := func() {
 		for _, m := range msgs {
 			class, key, _ := classify(&p, m)
-			s.deliver(st.sess, st, class, key, m, false)
+			s.deliver(st.sess, st, class, key, m, false, nil)
 		}
 		n, err := r.Read(buf)
 		if err != nil || n == 0 {

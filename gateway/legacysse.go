@@ -494,7 +494,7 @@ func (s *Server) legacyMessage(ctx *fasthttp.RequestCtx, who caller, forwarded b
 			return
 		}
 		for _, a := range answers {
-			if !s.deliver(sess, st, ringbuf.MustDeliver, 0, a, false) {
+			if !s.deliver(sess, st, ringbuf.MustDeliver, 0, a, false, nil) {
 				s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 				return
 			}
@@ -577,7 +577,7 @@ func (s *Server) legacyBeforeInitialize(ctx *fasthttp.RequestCtx, sess *session,
 		default:
 			answer = jsonrpc.AppendError(nil, m.ID, jsonrpc.CodeInvalidRequest, "Invalid Request: the session is not initialized", nil)
 		}
-		if !s.deliver(sess, st, ringbuf.MustDeliver, 0, answer, false) {
+		if !s.deliver(sess, st, ringbuf.MustDeliver, 0, answer, false, nil) {
 			s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 			return
 		}
@@ -588,7 +588,7 @@ func (s *Server) legacyBeforeInitialize(ctx *fasthttp.RequestCtx, sess *session,
 // legacyPush stores one must-deliver message in the session's stream and
 // answers the POST: 202, or 404 when the session ended.
 func (s *Server) legacyPush(ctx *fasthttp.RequestCtx, sess *session, st *stream, msg []byte) bool {
-	if !s.deliver(sess, st, ringbuf.MustDeliver, 0, msg, false) {
+	if !s.deliver(sess, st, ringbuf.MustDeliver, 0, msg, false, nil) {
 		s.fail(ctx, fasthttp.StatusNotFound, nil, jsonrpc.CodeSessionNotFound, "Session not found", nil)
 		return false
 	}

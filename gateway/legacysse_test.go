@@ -120,7 +120,7 @@ func TestLegacyStreamManyProducers(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				msg := []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":"%d-%d","result":{}}`, p, i))
-				if !s.deliver(sess, st, ringbuf.MustDeliver, 0, msg, false) {
+				if !s.deliver(sess, st, ringbuf.MustDeliver, 0, msg, false, nil) {
 					t.Errorf("producer %d: deliver failed at %d", p, i)
 					return
 				}

@@ -323,6 +323,19 @@ func (c *guardConn) write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// canTry reports whether tryWrite can write without waiting.
+func (c *guardConn) canTry() bool { return c.raw != nil && rawsock.Supported }
+
+// tryWrite writes what the socket takes of p now, without waiting (a
+// stream's writer running on its producer's goroutine: conn.go); only
+// where canTry.
+func (c *guardConn) tryWrite(p []byte) (int, error) {
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
+	return rawsock.TryWrite(c.raw, p)
+}
+
 // setStreaming marks nc (a connection accepted by Serve) as written by a
 // stream's writer, or again by fasthttp: a stream's writes carry no
 // deadline, so the last response's is cleared.

@@ -319,7 +319,7 @@ func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending 
 			return true
 		}
 		*out = jsonrpc.AppendReplaced((*out)[:0], msg, respID, c.clientID)
-		if !s.deliver(sess, st, class, key, *out, true) {
+		if !s.deliver(sess, st, class, key, *out, true, nil) {
 			s.owedAtSuspend(sess, st, pending)
 			return false
 		}
@@ -332,7 +332,7 @@ func (s *Server) relayOne(p *jsonrpc.Parser, sess *session, st *stream, pending 
 	if sess.ephemeral && respID == nil {
 		msg = subscriptionTagged(msg, pending, out)
 	}
-	if !s.deliver(sess, st, class, key, msg, true) {
+	if !s.deliver(sess, st, class, key, msg, true, nil) {
 		s.owedAtSuspend(sess, st, pending)
 		return false
 	}
@@ -375,7 +375,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, er
 		// 2, rule 45); the client listens again.
 		for c := range pending.all() {
 			e := append(append([]byte(`{"jsonrpc":"2.0","id":`), c.clientID...), `,"result":{"resultType":"complete"}}`...)
-			if s.pushMust(st, e, true) != nil {
+			if s.pushMust(st, e, true, nil) != nil {
 				return
 			}
 		}
@@ -427,7 +427,7 @@ func (s *Server) answerOwed(sess *session, st *stream, pending *pendingCalls, er
 			continue
 		}
 		e := jsonrpc.AppendError(nil, c.clientID, jsonrpc.CodeInternalError, "upstream stream ended before the response", nil)
-		if s.pushMust(st, e, true) != nil {
+		if s.pushMust(st, e, true, nil) != nil {
 			return
 		}
 	}
@@ -463,19 +463,21 @@ func (s *Server) owedAtSuspend(sess *session, st *stream, pending *pendingCalls)
 // server-to-client request that large is refused upstream, so nothing
 // vanishes silently. It returns false when the stream or session ended.
 // busy says whether the caller holds one of the session's busy counts
-// (a call in flight), which it gives up while it waits.
-func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uint64, msg []byte, busy bool) bool {
+// (a call in flight), which it gives up while it waits. h is the standalone
+// stream pump's writer hold (writerHold), nil elsewhere.
+func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uint64, msg []byte, busy bool, h *writerHold) bool {
 	if class == ringbuf.MustDeliver {
 		msg = tagServerRequests(msg, sess.incarnationTag()) // incarnation.go
 	}
 	if class == ringbuf.Droppable {
-		s.push(st, class, key, msg)
+		s.push(st, class, key, msg, h)
 		return true
 	}
-	err := s.pushMust(st, msg, busy)
+	err := s.pushMust(st, msg, busy, h)
 	if !errors.Is(err, ringbuf.ErrOverflow) {
 		return err == nil
 	}
+	h.flush() // what follows may wait on the upstream
 	s.metrics.overflows.Add(1)
 	limit := st.ring.Limits().HardMaxBytes
 	var p jsonrpc.Parser
@@ -490,7 +492,7 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
 		e := jsonrpc.AppendError(nil, msgs[0].ID, jsonrpc.CodeInternalError,
 			"the answer ("+strconv.Itoa(len(msg))+" bytes) exceeds the gateway's stream limit ("+strconv.Itoa(limit)+" bytes, -ring-bytes)", nil)
-		return s.pushMust(st, e, busy) == nil
+		return s.pushMust(st, e, busy, nil) == nil
 	case msgs[0].Kind == jsonrpc.KindRequest:
 		s.log.Warn("server-to-client request larger than the stream's byte limit: refused upstream",
 			"session", shortID(sess.id), "stream", st.id, "bytes", len(msg), "limit", limit)
@@ -514,7 +516,7 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 // server) until room appears or the stream or session ends. A waiting call
 // does not keep an abandoned session alive: with busy set, the caller's
 // busy count is given up while it waits, so only an attached reader does.
-func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
+func (s *Server) pushMust(st *stream, msg []byte, busy bool, h *writerHold) error {
 	if l := st.sess.legacy; l != nil {
 		// A legacy session's one stream has several producers, and a ring
 		// wakes one waiting producer at a time: they take turns.
@@ -530,13 +532,14 @@ func (s *Server) pushMust(st *stream, msg []byte, busy bool) error {
 			if st.cs != nil {
 				s.published(st, seq, ringbuf.MustDeliver, 0, msg)
 			}
-			st.notify()
+			st.notifyHeld(h)
 			s.metrics.eventsPushed.Add(1)
 			return nil
 		}
 		if !errors.Is(err, ringbuf.ErrNoRoom) {
 			return err
 		}
+		h.flush() // the writer makes the room
 		s.metrics.backpressure.Add(1)
 		if busy {
 			st.sess.busy.Add(-1)
@@ -607,6 +610,8 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 		if p, ok := up.(upstream.Parker); ok {
 			p.SetIdle(standaloneIdle)
 		}
+		h, ok := up.(upstream.WaitHooker)
+		st.holdOK = ok && h.OnWait(st)
 		if !s.parkStandalone(sess, st, up, backoff) {
 			// A plain go statement: no closure frames above the reader,
 			// which parks for most of its life (see pumpStandalone).
@@ -704,6 +709,7 @@ func (s *Server) pumpStandalone(st *stream, up upstream.Stream) (got, idle bool)
 	for {
 		msg, err := up.Next()
 		if err != nil {
+			st.hold.flush()
 			return got, err == upstream.ErrIdle
 		}
 		got = true
@@ -713,6 +719,7 @@ func (s *Server) pumpStandalone(st *stream, up upstream.Stream) (got, idle bool)
 			noteLastID(st, up)
 		}
 		if !s.pushStandalone(st, msg) {
+			st.hold.flush()
 			return got, false
 		}
 	}
@@ -751,7 +758,7 @@ func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 		msg = st.sess.progressOf(msg, tok, &out) // a call's progress, under the client's token
 	}
 	s.parsers.Put(p)
-	return s.deliver(st.sess, st, class, key, msg, false)
+	return s.deliver(st.sess, st, class, key, msg, false, st.heldBy())
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -767,7 +774,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // push stores one droppable upstream message in st's ring and applies the
 // drop policy's outcome.
-func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
+func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte, h *writerHold) {
 	seq, out, err := st.ring.Push(class, key, msg)
 	if err != nil {
 		return // closed
@@ -776,7 +783,7 @@ func (s *Server) push(st *stream, class ringbuf.Class, key uint64, msg []byte) {
 		if st.cs != nil {
 			s.published(st, seq, class, key, msg)
 		}
-		st.notify()
+		st.notifyHeld(h)
 		s.metrics.eventsPushed.Add(1)
 	}
 	switch out {

@@ -23,11 +23,11 @@ func TestPushCountsWhatTheRingDid(t *testing.T) {
 	// nearly used up. A coalescing update that grows its event must drop
 	// the oldest undelivered one to make byte room.
 	st := streamFixture(t, s, ringbuf.Config{Capacity: 4, MaxBytes: 195, Policy: ringbuf.DropOldest})
-	s.push(st, ringbuf.Droppable, 0, msg(50))
-	s.push(st, ringbuf.Droppable, 7, msg(50))
-	s.push(st, ringbuf.Droppable, 0, msg(50))
-	s.push(st, ringbuf.Droppable, 0, msg(40))
-	s.push(st, ringbuf.Droppable, 7, msg(60))
+	s.push(st, ringbuf.Droppable, 0, msg(50), nil)
+	s.push(st, ringbuf.Droppable, 7, msg(50), nil)
+	s.push(st, ringbuf.Droppable, 0, msg(50), nil)
+	s.push(st, ringbuf.Droppable, 0, msg(40), nil)
+	s.push(st, ringbuf.Droppable, 7, msg(60), nil)
 	rs := st.ring.Stats()
 	require.Equal(t, uint64(1), rs.Coalesced, "the precondition: a coalescing push")
 	require.Equal(t, uint64(1), rs.DroppedOldest, "the precondition: it dropped the oldest event")
@@ -39,8 +39,8 @@ func TestPushCountsWhatTheRingDid(t *testing.T) {
 	for _, policy := range []ringbuf.Policy{ringbuf.DropNewest, ringbuf.Disconnect} {
 		st := streamFixture(t, s, ringbuf.Config{Capacity: 1, Policy: policy})
 		before := s.Metrics().EventsPushed
-		s.push(st, ringbuf.Droppable, 0, msg(10))
-		s.push(st, ringbuf.Droppable, 0, msg(10)) // the ring holds one undelivered event: refused
+		s.push(st, ringbuf.Droppable, 0, msg(10), nil)
+		s.push(st, ringbuf.Droppable, 0, msg(10), nil) // the ring holds one undelivered event: refused
 		assert.Equal(t, uint64(1), st.ring.Stats().Pushed, policy.String())
 		assert.Equal(t, before+1, s.Metrics().EventsPushed, "%s: only the stored event counts as pushed", policy)
 	}

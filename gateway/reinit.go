@@ -264,7 +264,7 @@ func (r *reinitSession) relayReplayed(in upstream.Session, up upstream.Stream) {
 		if respID != nil {
 			continue // the replayed request's answer
 		}
-		if st := sess.stream(0); st != nil && srv.deliver(sess, st, class, key, msg, false) {
+		if st := sess.stream(0); st != nil && srv.deliver(sess, st, class, key, msg, false, nil) {
 			continue
 		}
 		msgs, _, perr := p.Parse(msg)
@@ -309,7 +309,7 @@ func (s *Server) announceReinit(sess *session) {
 	var p jsonrpc.Parser
 	for _, m := range msgs {
 		class, key, _ := classify(&p, m)
-		s.push(st, class, key, m)
+		s.push(st, class, key, m, nil)
 	}
 }
 

@@ -42,6 +42,10 @@ type stream struct {
 	skippedSeen       atomic.Uint64
 	// pumping is set once a pump feeds the standalone stream.
 	pumping atomic.Bool
+	// holdOK: the standalone stream's upstream stream calls BeforeWait
+	// (upstream.WaitHooker), so its pump may hold the writer (writerHold);
+	// only the pump's goroutine touches it (next to pumping: no padding).
+	holdOK bool
 
 	// mu guards up.
 	mu sync.Mutex
@@ -50,6 +54,10 @@ type stream struct {
 	// cs is the stream's cluster state (cluster.go): set before the
 	// stream is fed or read, nil on a single node.
 	cs *clusterStream
+
+	// hold: the standalone stream's pump runs its connection's writer
+	// itself (writerHold); only the pump's goroutine touches it.
+	hold writerHold
 }
 
 func newStream(id uint64, sess *session, ring *ringbuf.Ring) *stream {
@@ -111,6 +119,64 @@ func (st *stream) notify() {
 	if c := st.conn.Load(); c != nil {
 		c.w.notify()
 	}
+}
+
+// writerHold lets a standalone stream's pump write its events itself. A
+// notification that finds the connection's writer idle takes it (its
+// work count goes 0 → 1, so no other notifier starts it) instead of
+// starting it on a goroutine; the pump runs it (runInline) once it has
+// pushed what input it has, before it waits for more (the upstream
+// stream's BeforeWait) or for anything else. Events that arrive together
+// still leave in one write, and a live stream's event costs no goroutine
+// start. Only where the pump never waits on another producer: not for a
+// legacy session's one stream (its producers take turns) nor a clustered
+// one (publishing may wait); those use notify.
+type writerHold struct {
+	w *hijackWriter // the writer held, nil if none
+}
+
+// notifyHeld is notify from the stream's pump: h nil is plain notify.
+func (st *stream) notifyHeld(h *writerHold) {
+	c := st.conn.Load()
+	if c == nil {
+		return
+	}
+	w, ok := c.w.(*hijackWriter)
+	if h == nil || !ok || w.gc == nil {
+		c.w.notify()
+		return
+	}
+	if h.w == w {
+		return // held: its run sends this event too
+	}
+	h.flush() // a replaced connection's writer, if held
+	if w.work.Add(1) == 1 {
+		h.w = w
+	}
+}
+
+// flush runs the held writer, if any, and lets it go. A nil h holds none.
+func (h *writerHold) flush() {
+	if h == nil {
+		return
+	}
+	if w := h.w; w != nil {
+		h.w = nil
+		w.runInline()
+	}
+}
+
+// BeforeWait implements upstream.WaitHook: the pump's upstream stream is
+// about to wait for input, so what it pushed goes out now.
+func (st *stream) BeforeWait() { st.hold.flush() }
+
+// heldBy is the writer hold the stream's pump passes to deliver: nil
+// where it must notify (writerHold).
+func (st *stream) heldBy() *writerHold {
+	if !st.holdOK || st.cs != nil || st.sess.legacy != nil {
+		return nil
+	}
+	return &st.hold
 }
 
 // cut ends the attached connection, if any, for reason; the stream stays

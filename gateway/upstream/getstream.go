@@ -115,6 +115,10 @@ type getConn struct {
 	parkTok uint64
 	resume  func()
 
+	// hook is told before a read that may wait (httpStream.OnWait); set
+	// by the reader, which alone calls it.
+	hook WaitHook
+
 	closeOnce sync.Once
 }
 
@@ -127,6 +131,9 @@ func (c *connSrc) Read(p []byte) (int, error) {
 	g := (*getConn)(c)
 	if g.head {
 		return g.readHead(p)
+	}
+	if g.hook != nil {
+		g.hook.BeforeWait()
 	}
 	n, err := g.read(p)
 	if n == 0 && !g.idleAt.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -413,6 +420,9 @@ var errBadChunk = errors.New("upstream: malformed chunked encoding")
 func (g *getConn) WaitReadable() error {
 	if g.raw == nil || g.buffered() {
 		return nil
+	}
+	if g.hook != nil {
+		g.hook.BeforeWait()
 	}
 	g.releaseBuffers()
 	g.polled = false

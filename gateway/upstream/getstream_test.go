@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -588,4 +589,47 @@ func TestHTTPSUpstream(t *testing.T) {
 	_, err = us.get(context.Background(), nil, false)
 	assert.ErrorIs(t, err, ErrUnavailable, "an unknown CA fails the handshake")
 	assert.Zero(t, untrusted.getConns.Load())
+}
+
+// hookCount counts BeforeWait calls.
+type hookCount struct{ n atomic.Int32 }
+
+func (h *hookCount) BeforeWait() { h.n.Add(1) }
+
+// TestGetStreamWaitHook: a GET stream tells its hook before a read that
+// may wait, including one inside a half-arrived event, and not between
+// events that arrived together.
+func TestGetStreamWaitHook(t *testing.T) {
+	st, _, next := idleStream(t, 0)
+	defer st.Close()
+	var h hookCount
+	require.True(t, st.OnWait(&h))
+
+	third := chunkedEvent("3", `{"jsonrpc":"2.0","method":"c"}`)
+	next <- chunkedEvent("1", `{"jsonrpc":"2.0","method":"a"}`) + chunkedEvent("2", `{"jsonrpc":"2.0","method":"b"}`) + third[:len(third)/2]
+	time.Sleep(100 * time.Millisecond) // all in the socket before the first read
+	m, err := st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"a"}`, string(m))
+	before := h.n.Load()
+	require.Positive(t, before, "told before the first read")
+	m, err = st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"b"}`, string(m))
+	assert.Equal(t, before, h.n.Load(), "not told between events that arrived together")
+
+	got := make(chan []byte, 1)
+	go func() {
+		m, _ := st.Next()
+		got <- append([]byte(nil), m...)
+	}()
+	require.Eventually(t, func() bool { return h.n.Load() > before }, 5*time.Second, time.Millisecond,
+		"told before waiting for the rest of a half-arrived event")
+	select {
+	case m := <-got:
+		t.Fatalf("Next returned %q before the event's rest arrived", m)
+	default:
+	}
+	next <- third[len(third)/2:]
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"c"}`, string(<-got))
 }

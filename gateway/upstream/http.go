@@ -955,6 +955,11 @@ func (st *httpStream) resume(cause error) error {
 		return io.ErrClosedPipe
 	}
 	old := st.body
+	if og, ok := old.(*getConn); ok && og.hook != nil {
+		if ng, ok := next.body.(*getConn); ok {
+			ng.hook = og.hook
+		}
+	}
 	st.body, st.dec = next.body, next.dec
 	st.gated = false // the new body's input is not known
 	st.await.tc = nil
@@ -978,6 +983,19 @@ func (st *httpStream) SetIdle(d time.Duration) {
 		g.lone = d > 0
 	}
 }
+
+// OnWait implements WaitHooker for a GET stream's body (getConn).
+func (st *httpStream) OnWait(h WaitHook) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g, ok := st.body.(*getConn)
+	if ok {
+		g.hook = h
+	}
+	return ok
+}
+
+var _ WaitHooker = (*httpStream)(nil)
 
 // Park implements Parker: a GET stream without TLS whose reader has nothing
 // buffered waits in the transport's poller.

@@ -114,6 +114,24 @@ type Parker interface {
 	Park(resume func()) bool
 }
 
+// WaitHook is told when a stream's reader is about to wait for input.
+type WaitHook interface {
+	// BeforeWait runs on the goroutine calling Next, before a read that
+	// may wait: what Next returned so far is all the input in hand.
+	BeforeWait()
+}
+
+// WaitHooker is implemented by streams that can call a WaitHook. Its
+// caller batches work per burst of input: whatever Next returns before
+// BeforeWait arrived together.
+type WaitHooker interface {
+	// OnWait makes the stream call h.BeforeWait before every read of its
+	// input that may wait, for the rest of its life (resumed connections
+	// included). It reports false, and never calls h, when the stream
+	// cannot tell.
+	OnWait(h WaitHook) bool
+}
+
 // ErrIdle is returned by Next of a stream with an idle period (Parker) that
 // had no input for that long. It does not end the stream.
 var ErrIdle = errors.New("upstream: stream idle")
