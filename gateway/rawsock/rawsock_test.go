@@ -78,15 +78,21 @@ func TestReadWrite(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 }
 
+// pattern is n bytes that do not repeat every few bytes.
+func pattern(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	return p
+}
+
 // TestWriteWaitsForRoom: a write larger than the socket buffers goes out
 // whole, in order, waiting in the poller while the peer is slow to read.
 func TestWriteWaitsForRoom(t *testing.T) {
 	a, raw, b := pair(t)
 	require.NoError(t, a.SetWriteBuffer(16<<10))
-	want := make([]byte, 4<<20)
-	for i := range want {
-		want[i] = byte(i * 7)
-	}
+	want := pattern(4 << 20)
 	got := make(chan []byte, 1)
 	go func() {
 		var buf bytes.Buffer
@@ -115,10 +121,7 @@ func TestWriteWaitsForRoom(t *testing.T) {
 func TestTryWriteNeverWaits(t *testing.T) {
 	a, raw, b := pair(t)
 	require.NoError(t, a.SetWriteBuffer(16<<10))
-	want := make([]byte, 4<<20)
-	for i := range want {
-		want[i] = byte(i * 7)
-	}
+	want := pattern(4 << 20)
 	n, err := TryWrite(raw, want)
 	require.NoError(t, err)
 	require.Positive(t, n)
