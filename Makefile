@@ -173,7 +173,7 @@ soak: build
 
 ## bench-compare: every side-by-side figure in one run (benchmarks/compare.sh; sections
 ## selectable with ONLY="..." or SKIP="..."), raw results and the cost table in
-## results/compare-<time>/, and the README's cost table updated from it (~35 min).
+## results/compare-<time>/, and the README's cost table updated from it (~70 min on two cores).
 bench-compare: build $(EVERYTHING)
 	README_UPDATE=1 benchmarks/compare.sh
 
