@@ -29,42 +29,25 @@ var (
 // Read reads up to len(p) bytes from the socket behind raw, waiting in the
 // runtime's poller while nothing is pending. One goroutine reads a socket
 // at a time.
-func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, false) }
+func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &readOps, false) }
 
 // Write writes all of p to the socket behind raw, waiting in the runtime's
 // poller while its send buffer is full. It returns how much was written
 // and the first error. One goroutine writes a socket at a time.
-func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, true) }
+func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &writeOps, true) }
 
 // TryWrite writes as much of p as the socket's send buffer takes now and
 // never waits: how much it wrote (less than len(p) when the buffer filled,
 // 0 when it was full) and the first error other than EAGAIN. One goroutine
 // writes a socket at a time, as for Write.
-func TryWrite(raw syscall.RawConn, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	o := tryOps.Get().(*op)
-	o.p = p
-	err := raw.Write(o.fn)
-	n, oerr := o.n, o.err
-	o.p, o.n, o.err = nil, 0, nil
-	tryOps.Put(o)
-	if err != nil {
-		return n, err
-	}
-	return n, oerr
-}
+func TryWrite(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &tryOps, true) }
 
-// do runs one Read or Write with a pooled op. A read that failed in the
-// poller's wait read nothing (its callback had found nothing to read).
-func do(raw syscall.RawConn, p []byte, write bool) (int, error) {
+// do runs one Read, Write or TryWrite with an op from pool (whose callback
+// decides whether to wait). A read that failed in the poller's wait read
+// nothing (its callback had found nothing to read).
+func do(raw syscall.RawConn, p []byte, pool *sync.Pool, write bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
-	}
-	pool := &readOps
-	if write {
-		pool = &writeOps
 	}
 	o := pool.Get().(*op)
 	o.p = p
