@@ -45,8 +45,11 @@ type Ring struct {
 	room      chan struct{} // one slot, made by the first Room call
 	bytes     int           // bytes of retained event data
 	keyed     int           // retained events with a coalescing key
-	closed    bool
-	stats     Stats // counters; Len and Bytes are filled in by Stats()
+	// spare is the unused rest of the block small events' buffers are
+	// carved from (carveLocked); nil until the first small event.
+	spare  []byte
+	closed bool
+	stats  Stats // counters; Len and Bytes are filled in by Stats()
 }
 
 // New returns an empty ring configured by cfg (see Config for defaults).
@@ -344,7 +347,7 @@ func (r *Ring) coalesceLocked(seq uint64, data []byte) (uint64, Outcome) {
 	if cap(s.data) > ReleaseBufferAbove && len(data) <= ReleaseBufferAbove {
 		s.data = nil
 	}
-	s.data = append(s.data[:0], data...)
+	r.setDataLocked(s, data)
 	r.bytes += grow
 	r.stats.Coalesced++
 	return seq, Coalesced
@@ -467,13 +470,7 @@ func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
 	}
 	seq := r.last + 1
 	s := &r.slots[seq&r.mask]
-	if cap(s.data) >= len(data) {
-		// Reuse the slot's buffer without storing its pointer again.
-		s.data = s.data[:len(data)]
-		copy(s.data, data)
-	} else {
-		s.data = append(s.data[:0], data...)
-	}
+	r.setDataLocked(s, data)
 	s.class = class
 	s.key = key
 	if key != 0 {
@@ -483,6 +480,51 @@ func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
 	r.last = seq
 	r.stats.Pushed++
 	return seq
+}
+
+// setDataLocked copies data into s: into the slot's own buffer when it is
+// large enough, else into a new one (carveLocked).
+func (r *Ring) setDataLocked(s *slot, data []byte) {
+	if cap(s.data) >= len(data) {
+		// Reuse the slot's buffer without storing its pointer again.
+		s.data = s.data[:len(data)]
+		copy(s.data, data)
+		return
+	}
+	if len(data) > carveMax {
+		s.data = append(s.data[:0], data...)
+		return
+	}
+	s.data = r.carveLocked(len(data))
+	copy(s.data, data)
+}
+
+// Slot buffers for events of up to carveMax bytes are carved, carveAlign
+// bytes apart, from blocks of at most carveBlock bytes rather than
+// allocated one by one: a new stream's ring, which fills a fresh slot with
+// every event until it holds Capacity of them, then allocates about once
+// per carveBlock bytes instead of once per event (less for the allocator
+// and the collector, and events pushed together lie together). A block is
+// twice the data the ring retains, up to carveBlock (one event's buffer for
+// the first event, so a ring that only ever holds an answer costs what it
+// did). A buffer's capacity ends at its own window, so no slot
+// writes into another's; a block lives while any slot's buffer is in it.
+const (
+	carveMax   = 1 << 10
+	carveAlign = 16
+	carveBlock = 4 << 10
+)
+
+// carveLocked returns a new buffer of length n <= carveMax, carved from the
+// ring's current block (a new one when the rest of it is too short).
+func (r *Ring) carveLocked(n int) []byte {
+	c := (n + carveAlign - 1) &^ (carveAlign - 1)
+	if len(r.spare) < c {
+		r.spare = make([]byte, min(max(2*r.bytes, c), carveBlock))
+	}
+	b := r.spare[:n:c]
+	r.spare = r.spare[c:]
+	return b
 }
 
 // growLocked doubles the slot array (or allocates the first one), keeping

@@ -2,12 +2,15 @@ package ringbuf
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -814,5 +817,45 @@ func signalled(r *Ring) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestCarvedBuffersDoNotOverlap: whatever the sizes pushed, coalesced into
+// and evicted, no two retained slots' buffers share a byte of capacity, so
+// a slot reusing its buffer never writes into another event.
+func TestCarvedBuffersDoNotOverlap(t *testing.T) {
+	r, err := New(Config{Capacity: 64, MaxBytes: 32 << 10})
+	require.NoError(t, err)
+	sizes := []int{1, 150, 17, 16, 900, 1024, 1025, 3000, 0, 64, 200, 33}
+	var after uint64
+	for i := range 2000 {
+		n := sizes[i%len(sizes)] + i%7
+		data := bytes.Repeat([]byte{byte(i)}, n)
+		key := uint64(0)
+		if i%5 == 0 {
+			key = uint64(i%3 + 1) // coalesced into a retained event's slot
+		}
+		_, _, err := r.Push(Droppable, key, data)
+		require.NoError(t, err)
+		if i%3 == 0 {
+			after, _, err = r.Next(after, func(uint64, []byte) bool { return true })
+			require.NoError(t, err)
+		}
+		type span struct{ lo, hi uintptr }
+		var spans []span
+		r.mu.Lock()
+		for seq := r.first; seq <= r.last; seq++ {
+			d := r.slots[seq&r.mask].data
+			if cap(d) == 0 {
+				continue
+			}
+			lo := uintptr(unsafe.Pointer(unsafe.SliceData(d)))
+			spans = append(spans, span{lo, lo + uintptr(cap(d))})
+		}
+		r.mu.Unlock()
+		slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+		for j := 1; j < len(spans); j++ {
+			require.LessOrEqual(t, spans[j-1].hi, spans[j].lo, "push %d: two slots share buffer space", i)
+		}
 	}
 }
