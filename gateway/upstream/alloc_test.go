@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -143,4 +144,38 @@ func TestStreamSizeClass(t *testing.T) {
 	assert.GreaterOrEqual(t, classOf(&after, 896)-classOf(&before, 896), uint64(n),
 		"httpStream (%d bytes) is not in the 896-byte size class", unsafe.Sizeof(httpStream{}))
 	runtime.KeepAlive(keep)
+}
+
+// TestGetStreamWaitAllocs: reading a standalone stream event by event, each
+// read preceded by a wait for the socket (WaitReadable), allocates nothing
+// per event (taking the readiness callback as a method value at every wait
+// allocated one).
+func TestGetStreamWaitAllocs(t *testing.T) {
+	conns := make(chan net.Conn, 1)
+	url := rawServer(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		conns <- c
+		<-t.Context().Done()
+	})
+	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
+	st, err := s.get(context.Background(), nil, false)
+	require.NoError(t, err)
+	defer st.Close()
+	up := <-conns
+	event := []byte(chunkedEvent("1", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`))
+	step := func() {
+		if _, err := up.Write(event); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 {
+		step()
+	}
+	assert.Zero(t, testing.AllocsPerRun(500, step), "allocations per event read after a wait")
 }

@@ -91,6 +91,9 @@ type getConn struct {
 
 	peek   [1]byte
 	polled bool // readable looked at the socket in this WaitReadable
+	// readableFn is g.readable, made once: a method value passed to
+	// RawConn.Read escapes, so taking it at every wait would allocate.
+	readableFn func(uintptr) bool
 
 	// With idle set (httpStream.SetIdle), WaitReadable gives up with
 	// ErrIdle once no input came for between idle/2 and idle: the read
@@ -429,7 +432,10 @@ func (g *getConn) WaitReadable() error {
 	if g.idle > 0 && g.armIdle() {
 		return ErrIdle
 	}
-	err := g.raw.Read(g.readable)
+	if g.readableFn == nil {
+		g.readableFn = g.readable
+	}
+	err := g.raw.Read(g.readableFn)
 	if g.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		return ErrIdle
 	}
