@@ -98,9 +98,15 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 // closeUpstream ends sess's upstream session, bounded by ctx and
 // upstreamCloseTimeout.
 func (s *Server) closeUpstream(ctx context.Context, sess *session) {
-	dctx, cancel := context.WithTimeout(ctx, upstreamCloseTimeout)
-	defer cancel()
-	if err := sess.up.Close(dctx); err != nil {
+	var err error
+	if c, ok := sess.up.(upstream.WithinCloser); ok {
+		err = c.CloseWithin(ctx, upstreamCloseTimeout) // no context and timer per session end
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, upstreamCloseTimeout)
+		err = sess.up.Close(dctx)
+		cancel()
+	}
+	if err != nil {
 		s.log.Debug("upstream session close failed", "session", shortID(sess.id), "err", err)
 	}
 }

@@ -278,11 +278,10 @@ func (t *HTTP) Resume(id, version string) (Session, error) {
 // the session is not made until the answer is in.
 func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte, error) {
 	s := &httpSession{t: t}
-	actx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
-	defer cancel()
-	req, resp := t.newPost(actx, s, initialize)
+	deadline := time.Now().Add(t.cfg.Timeout)
+	req, resp := t.newPost(ctx, s, initialize)
 	defer fasthttp.ReleaseRequest(req)
-	if err := t.do(actx, req, resp); err != nil {
+	if err := t.do(ctx, req, resp); err != nil { // bounded by Timeout too
 		fasthttp.ReleaseResponse(resp)
 		return nil, nil, fmt.Errorf("initialize: %w", err)
 	}
@@ -290,6 +289,14 @@ func (t *HTTP) Connect(ctx context.Context, initialize []byte) (Session, []byte,
 	reply, err := t.reply(s, "initialize", resp)
 	if err != nil {
 		return nil, nil, err
+	}
+	actx := ctx
+	if reply.Stream != nil {
+		// Only an answer that streams needs a context with the deadline (and
+		// its timer): a JSON answer is in already.
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	answer, err := FirstAnswer(actx, reply)
 	if err != nil {
@@ -409,10 +416,18 @@ func (t *HTTP) newPost(ctx context.Context, s *httpSession, body []byte) (*fasth
 // do runs one exchange on the pooled POST client, bounded by the POST
 // timeout and ctx's deadline.
 func (t *HTTP) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	return t.doWithin(ctx, req, resp, 0)
+}
+
+// doWithin is do bounded by limit too, when it is not 0.
+func (t *HTTP) doWithin(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, limit time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	timeout := t.cfg.Timeout
+	if limit > 0 && limit < timeout {
+		timeout = limit
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < timeout {
 			timeout = d
@@ -546,10 +561,31 @@ func readBody(resp *fasthttp.Response, limit int) ([]byte, error) {
 
 func drainAndRelease(resp *fasthttp.Response) {
 	if r := resp.BodyStream(); r != nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+		discardUpTo(r, 64<<10)
 		_ = resp.CloseBodyStream()
 	}
 	fasthttp.ReleaseResponse(resp)
+}
+
+// drainBufs are discardUpTo's read buffers.
+var drainBufs = sync.Pool{New: func() any { return new([4 << 10]byte) }}
+
+// discardUpTo reads and discards r until its end, an error or limit bytes,
+// without an allocation (io.LimitReader makes one: a 202's empty body is
+// drained twice in every session's life, after initialized and DELETE).
+func discardUpTo(r io.Reader, limit int) {
+	buf := drainBufs.Get().(*[4 << 10]byte)
+	defer drainBufs.Put(buf)
+	for empty := 0; limit > 0 && empty < 100; {
+		n, err := r.Read(buf[:min(len(buf), limit)])
+		if err != nil {
+			return
+		}
+		limit -= n
+		if n == 0 {
+			empty++ // a reader that makes no progress is given up on, as io.Copy does
+		}
+	}
 }
 
 // httpSession is one upstream Streamable HTTP session.
@@ -643,7 +679,13 @@ func (s *httpSession) get(ctx context.Context, lastEventID []byte, wantResponse 
 }
 
 // Close sends DELETE for the upstream session, once.
-func (s *httpSession) Close(ctx context.Context) error {
+func (s *httpSession) Close(ctx context.Context) error { return s.CloseWithin(ctx, 0) }
+
+var _ WithinCloser = (*httpSession)(nil)
+
+// CloseWithin is Close bounded by d too (0: by the transport's timeout
+// alone), without a context of its own.
+func (s *httpSession) CloseWithin(ctx context.Context, d time.Duration) error {
 	var err error
 	s.closeOnce.Do(func() {
 		if s.id == "" {
@@ -655,7 +697,7 @@ func (s *httpSession) Close(ctx context.Context) error {
 		req.SetRequestURI(s.t.uri)
 		req.Header.SetMethod(fasthttp.MethodDelete)
 		s.setHeaders(ctx, req)
-		if err = s.t.do(ctx, req, resp); err != nil {
+		if err = s.t.doWithin(ctx, req, resp, d); err != nil {
 			fasthttp.ReleaseResponse(resp)
 			err = fmt.Errorf("delete: %w", err)
 			return

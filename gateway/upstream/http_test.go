@@ -1,10 +1,12 @@
 package upstream
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -567,4 +569,22 @@ func TestFailedConnectEndsTheNamedSession(t *testing.T) {
 			assert.Equal(t, int32(1), ws.del.Load(), "the session the upstream named was not ended")
 		})
 	}
+}
+
+// TestCloseWithinBoundsTheDelete: an upstream that never answers DELETE
+// holds CloseWithin no longer than its bound (shorter than the transport's
+// timeout), and the failure says it timed out.
+func TestCloseWithinBoundsTheDelete(t *testing.T) {
+	url := acceptLoop(t, func(c net.Conn) {
+		_, _ = http.ReadRequest(bufio.NewReader(c))
+		<-t.Context().Done() // never answers
+	})
+	tr := newTransport(t, "http://"+url, 10*time.Second)
+	s, err := tr.Resume("up-1", "2025-11-25")
+	require.NoError(t, err)
+	start := time.Now()
+	err = s.(WithinCloser).CloseWithin(context.Background(), 200*time.Millisecond)
+	require.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.NoError(t, s.Close(context.Background()), "ended once: a second Close sends nothing")
 }

@@ -73,6 +73,14 @@ type Session interface {
 	Close(ctx context.Context) error
 }
 
+// WithinCloser is implemented by sessions whose Close a duration can bound
+// without a context deadline (and the timer one costs): the Streamable HTTP
+// transport's, whose DELETE is one exchange with a timeout.
+type WithinCloser interface {
+	// CloseWithin is Close, bounded by d as well as by ctx.
+	CloseWithin(ctx context.Context, d time.Duration) error
+}
+
 // Aborter is implemented by sessions that nothing but the gateway ends: a
 // stdio session's process, a legacy HTTP+SSE session's held-open stream.
 // (A Streamable HTTP session ends upstream by itself, at the upstream's idle
