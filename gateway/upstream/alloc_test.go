@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -220,12 +219,7 @@ func TestGetStreamWaitAllocs(t *testing.T) {
 		conns <- c
 		<-t.Context().Done()
 	})
-	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tr.Close() })
-	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
-	st, err := s.get(context.Background(), nil, false)
-	require.NoError(t, err)
+	st, _ := openStream(t, url)
 	defer st.Close()
 	up := <-conns
 	event := []byte(chunkedEvent("1", `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}`))

@@ -439,14 +439,22 @@ func TestGetStreamIdleAfterStaleReadiness(t *testing.T) {
 func idleStream(t *testing.T, idle time.Duration) (*httpStream, *httpSession, chan<- string) {
 	t.Helper()
 	url, next := feedServer(t, "")
+	st, s := openStream(t, url)
+	st.SetIdle(idle)
+	return st, s, next
+}
+
+// openStream opens a standalone GET stream of a session on the upstream at
+// url (its transport is closed when the test ends).
+func openStream(t *testing.T, url string) (*httpStream, *httpSession) {
+	t.Helper()
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })
 	s := &httpSession{t: tr, id: "up-1", version: "2025-06-18"}
 	st, err := s.get(context.Background(), nil, false)
 	require.NoError(t, err)
-	st.SetIdle(idle)
-	return st, s, next
+	return st, s
 }
 
 // feedServer is an upstream whose GET answer is a chunked SSE body (with
