@@ -526,6 +526,6 @@ func (g *getConn) close() {
 func (g *getConn) drain() {
 	// The body is the upstream's to end: bound the wait for it.
 	_ = g.conn.SetReadDeadline(time.Now().Add(min(g.t.cfg.Timeout, time.Second)))
-	_, _ = io.Copy(io.Discard, io.LimitReader(g, 64<<10))
+	discardUpTo(g, 64<<10)
 	g.close()
 }

@@ -572,7 +572,8 @@ var drainBufs = sync.Pool{New: func() any { return new([4 << 10]byte) }}
 
 // discardUpTo reads and discards r until its end, an error or limit bytes,
 // without an allocation (io.LimitReader makes one: a 202's empty body is
-// drained twice in every session's life, after initialized and DELETE).
+// drained twice in every session's life, after initialized and DELETE, and
+// a legacy upstream's answer to every POST).
 func discardUpTo(r io.Reader, limit int) {
 	buf := drainBufs.Get().(*[4 << 10]byte)
 	defer drainBufs.Put(buf)

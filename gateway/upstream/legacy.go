@@ -328,7 +328,7 @@ func (s *legacySession) open(ctx context.Context) (*sseStream, *url.URL, error) 
 		return fail(fmt.Errorf("%w: sse: %v", ErrUnavailable, err))
 	}
 	if resp.StatusCode != http.StatusOK || !isEventStream([]byte(resp.Header.Get("Content-Type"))) {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		discardUpTo(resp.Body, 64<<10)
 		return fail(&StatusError{Op: "sse", Status: resp.StatusCode})
 	}
 	dec := sse.NewDecoder(resp.Body, t.cfg.MaxMessageBytes)
@@ -496,7 +496,7 @@ func (s *legacySession) post(ctx context.Context, msg []byte) error {
 	status := resp.StatusCode
 	switch {
 	case status >= 200 && status < 300:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		discardUpTo(resp.Body, 64<<10)
 		return nil
 	case status == http.StatusNotFound:
 		gone := fmt.Errorf("%w: post: HTTP 404", ErrSessionGone)
