@@ -81,6 +81,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if tcp, ok := c.(*net.TCPConn); ok && rawsock.Supported {
 			gc.raw, _ = tcp.SyscallConn()
 		}
+		gc.dl.Init(c, gc.raw)
 		return gc, nil
 	}
 }
@@ -158,6 +159,10 @@ type guardConn struct {
 	// hijackWriter, then does not wake the runtime's monitor thread);
 	// nil: through Conn.
 	raw syscall.RawConn
+	// dl holds the connection's deadlines until a read or write waits:
+	// fasthttp sets three per request, which a request whose bytes are
+	// there and whose answer fits the socket's buffer never needs.
+	dl rawsock.Deadlines
 }
 
 type headState uint8
@@ -183,7 +188,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	var n int
 	var err error
 	if c.raw != nil {
-		n, err = rawsock.Read(c.raw, p)
+		n, err = c.dl.Read(c.raw, p)
 	} else {
 		n, err = c.Conn.Read(p)
 	}
@@ -306,7 +311,7 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+		_ = c.dl.SetWrite(time.Now().Add(c.stall))
 		k, err := c.write(p[n:min(len(p), n+stallChunk)])
 		n += k
 		if err != nil {
@@ -318,7 +323,7 @@ func (c *guardConn) Write(p []byte) (int, error) {
 
 func (c *guardConn) write(p []byte) (int, error) {
 	if c.raw != nil {
-		return rawsock.Write(c.raw, p)
+		return c.dl.Write(c.raw, p)
 	}
 	return c.Conn.Write(p)
 }
@@ -333,7 +338,7 @@ func (c *guardConn) tryWrite(p []byte) (int, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
-	return rawsock.TryWrite(c.raw, p)
+	return c.dl.TryWrite(c.raw, p)
 }
 
 // setStreaming marks nc (a connection accepted by Serve) as written by a
@@ -346,9 +351,15 @@ func setStreaming(nc net.Conn, on bool) {
 	}
 	c.streaming.Store(on)
 	if on {
-		_ = c.Conn.SetWriteDeadline(time.Time{})
+		_ = c.dl.SetWrite(time.Time{})
 	}
 }
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline set the connection's
+// deadlines through dl: on the socket once a read or write waits.
+func (c *guardConn) SetDeadline(t time.Time) error      { return c.dl.Set(t) }
+func (c *guardConn) SetReadDeadline(t time.Time) error  { return c.dl.SetRead(t) }
+func (c *guardConn) SetWriteDeadline(t time.Time) error { return c.dl.SetWrite(t) }
 
 // Close closes the connection and returns its place under the per-IP cap,
 // once.

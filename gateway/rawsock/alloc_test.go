@@ -5,6 +5,7 @@ package rawsock
 import (
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -33,6 +34,34 @@ func TestNoAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := Read(raw, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// TestDeadlinesNoAllocations: a Read and a Write through Deadlines with
+// deadlines set allocate nothing.
+func TestDeadlinesNoAllocations(t *testing.T) {
+	a, raw, b := pair(t)
+	var d Deadlines
+	d.Init(a, raw)
+	msg := []byte("0123456789")
+	buf := make([]byte, 64)
+	sink := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		_ = d.SetWrite(time.Now().Add(time.Minute))
+		if _, err := d.Write(raw, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, sink[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.SetRead(time.Now().Add(time.Minute))
+		if _, err := d.Read(raw, buf); err != nil {
 			t.Fatal(err)
 		}
 	})

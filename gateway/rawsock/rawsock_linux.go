@@ -18,6 +18,11 @@ type op struct {
 	n   int
 	err error
 	fn  func(uintptr) bool
+	// dl: the connection's Deadlines, nil without; armed: the callback
+	// set side's deadline before a wait (Deadlines.arm).
+	dl    *Deadlines
+	side  int
+	armed bool
 }
 
 var (
@@ -29,36 +34,65 @@ var (
 // Read reads up to len(p) bytes from the socket behind raw, waiting in the
 // runtime's poller while nothing is pending. One goroutine reads a socket
 // at a time.
-func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &readOps, false) }
+func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &readOps, false, nil) }
 
 // Write writes all of p to the socket behind raw, waiting in the runtime's
 // poller while its send buffer is full. It returns how much was written
 // and the first error. One goroutine writes a socket at a time.
-func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &writeOps, true) }
+func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &writeOps, true, nil) }
 
 // TryWrite writes as much of p as the socket's send buffer takes now and
 // never waits: how much it wrote (less than len(p) when the buffer filled,
 // 0 when it was full) and the first error other than EAGAIN. One goroutine
 // writes a socket at a time, as for Write.
-func TryWrite(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &tryOps, true) }
+func TryWrite(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &tryOps, true, nil) }
+
+// Read is rawsock's Read under d's read deadline (set before it waits).
+func (d *Deadlines) Read(raw syscall.RawConn, p []byte) (int, error) {
+	return do(raw, p, &readOps, false, d)
+}
+
+// Write is rawsock's Write under d's write deadline (set before it waits).
+func (d *Deadlines) Write(raw syscall.RawConn, p []byte) (int, error) {
+	return do(raw, p, &writeOps, true, d)
+}
+
+// TryWrite is rawsock's TryWrite on a connection whose deadlines d holds
+// (it never waits, but an expired deadline on the connection fails it).
+func (d *Deadlines) TryWrite(raw syscall.RawConn, p []byte) (int, error) {
+	return do(raw, p, &tryOps, true, d)
+}
 
 // do runs one Read, Write or TryWrite with an op from pool (whose callback
-// decides whether to wait). A read that failed in the poller's wait read
-// nothing (its callback had found nothing to read).
-func do(raw syscall.RawConn, p []byte, pool *sync.Pool, write bool) (int, error) {
+// decides whether to wait), under dl's deadlines if not nil. A read that
+// failed in the poller's wait read nothing (its callback had found nothing
+// to read).
+func do(raw syscall.RawConn, p []byte, pool *sync.Pool, write bool, dl *Deadlines) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	o := pool.Get().(*op)
-	o.p = p
-	var err error
+	o.p, o.dl, o.side = p, dl, readSide
 	if write {
-		err = raw.Write(o.fn)
-	} else {
-		err = raw.Read(o.fn)
+		o.side = writeSide
+	}
+	var err error
+	for {
+		if write {
+			err = raw.Write(o.fn)
+		} else {
+			err = raw.Read(o.fn)
+		}
+		if o.armed {
+			o.armed = false
+			dl.disarm(o.side)
+		}
+		if err == nil || dl == nil || !dl.stale(o.side, err) {
+			break
+		}
 	}
 	n, oerr := o.n, o.err
-	o.p, o.n, o.err = nil, 0, nil
+	o.p, o.n, o.err, o.dl = nil, 0, nil, nil
 	pool.Put(o)
 	if err != nil {
 		return n, err
@@ -71,8 +105,12 @@ func (o *op) read(fd uintptr) bool  { return o.call(fd, false) }
 func (o *op) write(fd uintptr) bool { return o.call(fd, true) }
 
 // tryWrite is TryWrite's callback: done after one attempt, EAGAIN or not.
+// It never waits, so it sets no deadline.
 func (o *op) tryWrite(fd uintptr) bool {
+	dl := o.dl
+	o.dl = nil
 	o.call(fd, true)
+	o.dl = dl
 	return true
 }
 
@@ -103,6 +141,10 @@ func (o *op) call(fd uintptr, write bool) bool {
 			o.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if o.dl != nil && !o.armed {
+				o.armed = true
+				o.dl.arm(o.side)
+			}
 			return false
 		default:
 			o.err = errno

@@ -20,6 +20,15 @@ func Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupport
 // TryWrite is not available here.
 func TryWrite(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
+// Read is not available here.
+func (*Deadlines) Read(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+// Write is not available here.
+func (*Deadlines) Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+// TryWrite is not available here.
+func (*Deadlines) TryWrite(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
 // Peek cannot look here: it reports a failed peek.
 func Peek(uintptr, []byte) (int, bool) { return -1, false }
 

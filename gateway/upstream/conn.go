@@ -31,7 +31,11 @@ type trackedConn struct {
 	net.Conn
 	addr connAddr
 
-	raw        syscall.RawConn  // for peeks, reads and writes; nil when not a TCP connection
+	raw syscall.RawConn // for peeks, reads and writes; nil when not a TCP connection
+	// dl holds the deadlines fasthttp sets for each exchange (the
+	// request's write, the answer's read) until a read or write waits: a
+	// request that fits the socket's buffer needs none on the socket.
+	dl         rawsock.Deadlines
 	peekFn     func(fd uintptr) // peekFd, bound once
 	peekBuf    [8]byte
 	peekN      int
@@ -77,7 +81,7 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.recording, c.truncated, c.n = true, false, 0
 	}
 	if c.raw != nil && rawsock.Supported {
-		return rawsock.Write(c.raw, p)
+		return c.dl.Write(c.raw, p)
 	}
 	return c.Conn.Write(p)
 }
@@ -95,7 +99,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	var n int
 	var err error
 	if c.raw != nil && rawsock.Supported {
-		n, err = rawsock.Read(c.raw, p)
+		n, err = c.dl.Read(c.raw, p)
 	} else {
 		n, err = c.Conn.Read(p)
 	}
@@ -175,7 +179,7 @@ func (c *trackedConn) takeOwedEnd() error {
 	c.took, c.takeFailed, c.takeClosed = 0, false, false
 	err := c.raw.Control(c.takeFd)
 	if err == nil && c.took < len(lastChunk) && !c.takeFailed && !c.takeClosed {
-		if err = c.Conn.SetReadDeadline(time.Now().Add(c.lateEnds.waitFor())); err == nil {
+		if err = c.dl.ApplyRead(time.Now().Add(c.lateEnds.waitFor())); err == nil {
 			err = c.raw.Read(c.takeWaitFn)
 			c.clearDeadlines()
 		}
@@ -258,6 +262,7 @@ func newTrackedConn(c net.Conn, recordable bool, late *lateEnds) *trackedConn {
 			tc.lateEnds = late
 		}
 	}
+	tc.dl.Init(c, tc.raw)
 	tc.addr = connAddr{Addr: c.LocalAddr(), conn: tc}
 	return tc
 }
@@ -271,7 +276,13 @@ func trackedOf(addr net.Addr) *trackedConn {
 }
 
 // clearDeadlines removes the connection's read deadline.
-func (c *trackedConn) clearDeadlines() { _ = c.Conn.SetReadDeadline(time.Time{}) }
+func (c *trackedConn) clearDeadlines() { _ = c.dl.SetRead(time.Time{}) }
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline set the connection's
+// deadlines through dl: on the socket once a read or write waits.
+func (c *trackedConn) SetDeadline(t time.Time) error      { return c.dl.Set(t) }
+func (c *trackedConn) SetReadDeadline(t time.Time) error  { return c.dl.SetRead(t) }
+func (c *trackedConn) SetWriteDeadline(t time.Time) error { return c.dl.SetWrite(t) }
 
 // dialTracked dials trackedConns; recordable is false under TLS (fasthttp
 // encrypts above the dialed connection, so its bytes are not the answer's).

@@ -216,7 +216,7 @@ func (st *httpStream) AwaitBuffered(d time.Duration) bool {
 // body that follows pre (the body's bytes already read, not yet counted),
 // framed as contentLength says, and gates st on it.
 func (st *httpStream) awaitBody(tc *trackedConn, pre []byte, contentLength int, d time.Duration) bool {
-	if tc.Conn.SetReadDeadline(time.Now().Add(d)) != nil {
+	if tc.dl.ApplyRead(time.Now().Add(d)) != nil {
 		return false
 	}
 	buf := records.Get().(*[recordSize]byte)
