@@ -47,6 +47,10 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 //
 // The size of a block is the number of bytes of its field and comment lines, each counted
 // with one line-terminator byte, not counting the blank line that ends it.
+//
+// The fields an event touches come first, together (a stream's decoder is cold again by
+// its next event, and each cache line it touches is a miss); the inline read buffer,
+// which a woken decoder does not read into (InputWaiter), is last.
 type Decoder struct {
 	r      io.Reader
 	waiter ReadWaiter // r, if it implements ReadWaiter
@@ -60,32 +64,34 @@ type Decoder struct {
 	pooled     *[pooledBufSize]byte
 	burst      *[burstBufSize]byte
 	short      bool // the last read returned less than asked: the input may be idle
-	idle       [idleBufSize]byte
-	readErr    error // sticky error from r (io.EOF included)
-	fatal      error // sticky error returned by every later Next
-	skipLF     bool  // the previous line ended in '\r': skip one '\n' that follows
+	wakes      bool // r is an InputWaiter whose WaitReadable waits for input
+	skipLF     bool // the previous line ended in '\r': skip one '\n' that follows
 	bomChecked bool
 
 	// State of the block being read.
-	blockBytes int
-	data       []byte // data field values, each followed by '\n'
-	evType     []byte
-	blockID    []byte
 	hasID      bool
 	hasEvent   bool
 	hasData    bool
-	retry      int64
 	sawComment bool
+	blockBytes int
+	readErr    error  // sticky error from r (io.EOF included)
+	fatal      error  // sticky error returned by every later Next
+	data       []byte // data field values, each followed by '\n'
+	evType     []byte
+	blockID    []byte
+	retry      int64
 
-	lastID   []byte // id of the last dispatched block that had one
-	comments int
-	ev       Event
+	lastID []byte // id of the last dispatched block that had one
+	ev     Event
 
 	// Inline backing for the short fields most events carry (an id, the
 	// event type), so a new Decoder reads its first events without
 	// allocating; a longer value moves to the heap as append does.
 	idA, idB [inlineIDBytes]byte
 	evTypeA  [inlineTypeBytes]byte
+
+	comments int
+	idle     [idleBufSize]byte
 }
 
 const (
@@ -112,6 +118,7 @@ func (d *Decoder) Init(r io.Reader, maxEventBytes int) {
 	d.blockID, d.lastID, d.evType = d.idA[:0], d.idB[:0], d.evTypeA[:0]
 	d.waiter, _ = r.(ReadWaiter)
 	d.gate, _ = r.(ReadGate)
+	d.wakes = waitsForInput(r)
 }
 
 // ReadWaiter is implemented by readers that can wait until a Read will not block. The
@@ -125,6 +132,22 @@ func (d *Decoder) Init(r io.Reader, maxEventBytes int) {
 // would rather wait for it without a goroutine).
 type ReadWaiter interface {
 	WaitReadable() error
+}
+
+// InputWaiter is a ReadWaiter that tells whether its WaitReadable waits for input:
+// WaitsForInput true means that WaitReadable returns nil only once a Read finds input
+// (or the end of it); false, that it may return at once (the reader cannot await
+// input, and its Read blocks instead). Woken from such a wait, the decoder reads
+// into a pooled buffer at once rather than into its inline one, which an event
+// rarely fits: one read and no copy for an event that came alone.
+type InputWaiter interface {
+	ReadWaiter
+	WaitsForInput() bool
+}
+
+func waitsForInput(r io.Reader) bool {
+	w, ok := r.(InputWaiter)
+	return ok && w.WaitsForInput()
 }
 
 // ReadGate is implemented by readers that may decline a read for now: the
@@ -151,6 +174,7 @@ func (d *Decoder) Reset(r io.Reader) {
 	}
 	d.waiter, _ = r.(ReadWaiter)
 	d.gate, _ = r.(ReadGate)
+	d.wakes = waitsForInput(r)
 	d.useIdleBuf()
 }
 
@@ -231,8 +255,7 @@ func (d *Decoder) Next() (*Event, error) {
 		}
 		if d.readErr != nil {
 			// An unterminated trailing block (or line) is discarded.
-			d.fatal = d.readErr
-			return nil, d.fatal
+			return nil, d.fail(d.readErr)
 		}
 		if err := d.fill(); err != nil {
 			return nil, d.fillFailed(err)
@@ -246,7 +269,15 @@ func (d *Decoder) fillFailed(err error) error {
 	if we, ok := err.(waitError); ok {
 		return we.err
 	}
+	return d.fail(err)
+}
+
+// fail makes err sticky: Next returns it from now on, and the input read
+// but not consumed is dropped with its buffer (a pooled one goes back).
+func (d *Decoder) fail(err error) error {
 	d.fatal = err
+	d.start, d.end = 0, 0
+	d.useIdleBuf()
 	return err
 }
 
@@ -257,8 +288,7 @@ func (d *Decoder) Pending() bool {
 }
 
 func (d *Decoder) tooLarge() error {
-	d.fatal = fmt.Errorf("sse.Decoder.Next: block over %d bytes: %w", d.max, ErrEventTooLarge)
-	return d.fatal
+	return d.fail(fmt.Errorf("sse.Decoder.Next: block over %d bytes: %w", d.max, ErrEventTooLarge))
 }
 
 // checkBOM skips a UTF-8 byte order mark at the very start of the stream.
@@ -312,6 +342,9 @@ func (d *Decoder) fill() error {
 	if d.end == 0 && d.waiter != nil {
 		if err := d.waiter.WaitReadable(); err != nil {
 			return waitError{err}
+		}
+		if idle && d.wakes && d.max+1 >= pooledBufSize {
+			d.grow(pooledBufSize) // input is there (InputWaiter); nothing to move
 		}
 	}
 	if d.gate != nil {

@@ -102,5 +102,31 @@ func FuzzDecoderReference(f *testing.F) {
 		if d.Comments() != comments {
 			t.Fatalf("comments %d, reference %d", d.Comments(), comments)
 		}
+		// The same input in small reads, each after a wait for input (an
+		// InputWaiter: the decoder reads into a pooled buffer when woken).
+		step := 1 + len(in)%7
+		got, _, err = decodeAll(&wakingBytes{r: bytes.NewReader(in), step: step}, 0)
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("error (waking reader): %v", err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("waking reader: got %d events, reference %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("waking reader, event %d:\ngot       %+v\nreference %+v", i, got[i], want[i])
+			}
+		}
 	})
 }
+
+// wakingBytes reads r at most step bytes at a time, as an InputWaiter
+// whose input is always there.
+type wakingBytes struct {
+	r    *bytes.Reader
+	step int
+}
+
+func (w *wakingBytes) Read(p []byte) (int, error) { return w.r.Read(p[:min(len(p), w.step)]) }
+func (w *wakingBytes) WaitReadable() error        { return nil }
+func (w *wakingBytes) WaitsForInput() bool        { return true }

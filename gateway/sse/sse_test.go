@@ -520,6 +520,49 @@ func TestDecoderWaitError(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 }
 
+// wakingReader is a waitingReader whose WaitReadable waits for input
+// (sse.InputWaiter) when wakes is set; it records the size of every read.
+type wakingReader struct {
+	waitingReader
+	wakes   bool
+	offered []int
+}
+
+func (w *wakingReader) WaitsForInput() bool { return w.wakes }
+
+func (w *wakingReader) Read(p []byte) (int, error) {
+	w.offered = append(w.offered, len(p))
+	return w.waitingReader.Read(p)
+}
+
+// TestDecoderWokenReadsPooled: woken from a wait that waits for input, the
+// decoder reads into a pooled buffer at once (an event larger than the
+// inline buffer takes one read) and gives it back before the next wait; a
+// ReadWaiter that cannot wait for input gets the inline buffer as before.
+func TestDecoderWokenReadsPooled(t *testing.T) {
+	event := AppendStreamEvent(nil, 0, 1, bytes.Repeat([]byte("x"), 200))
+	for _, wakes := range []bool{true, false} {
+		r := &wakingReader{waitingReader: waitingReader{chunks: [][]byte{event, event}}, wakes: wakes}
+		d := NewDecoder(r, 0)
+		for range 2 {
+			ev, err := d.Next()
+			require.NoError(t, err)
+			assert.Len(t, ev.Data, 200)
+		}
+		_, err := d.Next()
+		require.ErrorIs(t, err, io.EOF)
+		if wakes {
+			assert.Equal(t, []int{pooledBufSize, pooledBufSize, pooledBufSize}, r.offered, "one read per event (and one for the end), each woken, into a pooled buffer")
+		} else {
+			idLine := len("id: 0_1\n") // consumed before the move
+			assert.Equal(t, []int{idleBufSize, pooledBufSize - (idleBufSize - idLine)}, r.offered[:2], "the inline buffer, then a pooled one")
+			assert.Len(t, r.offered, 5, "two reads per event")
+		}
+		assert.True(t, d.pooled == nil, "no pooled buffer held at the end")
+		assert.Equal(t, 3, r.waits)
+	}
+}
+
 // gatedReader serves its chunks one per Read, as many reads as allow
 // says; then MayRead declines with errGated.
 type gatedReader struct {
