@@ -610,8 +610,11 @@ func (s *Server) connectStandalone(ctx context.Context, sess *session, st *strea
 		if p, ok := up.(upstream.Parker); ok {
 			p.SetIdle(standaloneIdle)
 		}
+		// Legacy sessions' streams are fed by more than the pump
+		// (legacysse.go): no hold there. Decided here once, rather than
+		// looking at the session (a cache miss) at every event.
 		h, ok := up.(upstream.WaitHooker)
-		st.holdOK = ok && h.OnWait(st)
+		st.holdOK = ok && sess.legacy == nil && h.OnWait(st)
 		if !s.parkStandalone(sess, st, up, backoff) {
 			// A plain go statement: no closure frames above the reader,
 			// which parks for most of its life (see pumpStandalone).

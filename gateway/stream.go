@@ -43,8 +43,9 @@ type stream struct {
 	// pumping is set once a pump feeds the standalone stream.
 	pumping atomic.Bool
 	// holdOK: the standalone stream's upstream stream calls BeforeWait
-	// (upstream.WaitHooker), so its pump may hold the writer (writerHold);
-	// only the pump's goroutine touches it (next to pumping: no padding).
+	// (upstream.WaitHooker) and the session is no legacy one, so its pump
+	// may hold the writer (writerHold); only the pump's goroutine touches
+	// it (next to pumping: no padding).
 	holdOK bool
 
 	// mu guards up.
@@ -173,7 +174,7 @@ func (st *stream) BeforeWait() { st.hold.flush() }
 // heldBy is the writer hold the stream's pump passes to deliver: nil
 // where it must notify (writerHold).
 func (st *stream) heldBy() *writerHold {
-	if !st.holdOK || st.cs != nil || st.sess.legacy != nil {
+	if !st.holdOK || st.cs != nil {
 		return nil
 	}
 	return &st.hold

@@ -63,67 +63,81 @@ var smallReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, g
 // (WaitReadable gives it back to a pool while it waits for the socket), and a
 // reader that WaitReadable parks at a shallow stack depth, which lets the
 // runtime shrink its stack to the minimum.
+//
+// The fields an event reads come first, in two cache lines (a stream's
+// state is cold again by its next event, and each line it touches is a
+// miss): the rest is read when the stream opens, parks or ends.
 type getConn struct {
-	t    *HTTP
-	conn net.Conn
 	// br is the read buffer: a small one, or a pooled burst buffer (big)
 	// while input comes in bursts (sizeBuffer) or since a wake from
 	// WaitReadable; nil while the reader waits in WaitReadable with
 	// nothing buffered (Read takes a burst buffer then).
 	br  *bufio.Reader
-	big bool
 	raw syscall.RawConn // nil when readiness cannot be awaited (TLS)
 	// src is what br reads (the conn, through connSrc); small is the
 	// small buffer put aside while br is a burst buffer that sizeBuffer
 	// took, nil otherwise.
-	src   io.Reader
-	small *bufio.Reader
+	src io.Reader
+	// hook is told before a read that may wait (httpStream.OnWait); set
+	// by the reader, which alone calls it.
+	hook WaitHook
+	// readableFn is g.readable, made once: a method value passed to
+	// RawConn.Read escapes, so taking it at every wait would allocate.
+	readableFn func(uintptr) bool
 
 	// The body is read straight from br: chunked, with a length, or to EOF.
 	// Nothing is read ahead of what Read asks for, so an empty br means a
 	// Read needs the socket.
-	chunked     bool
-	toEOF       bool  // no length: the body ends when the connection does
-	head        bool  // openGet reads the response head: left is its budget
-	left        int64 // bytes left in the current chunk or the sized body
-	crlfPending bool  // a chunk's data was read, its CRLF not yet
-	err         error // sticky end of the body
-
-	peek   [1]byte
-	polled bool // readable looked at the socket in this WaitReadable
-	// readableFn is g.readable, made once: a method value passed to
-	// RawConn.Read escapes, so taking it at every wait would allocate.
-	readableFn func(uintptr) bool
+	left  int64 // bytes left in the current chunk or the sized body
+	err   error // sticky end of the body
+	small *bufio.Reader
 
 	// With idle set (httpStream.SetIdle), WaitReadable gives up with
 	// ErrIdle once no input came for between idle/2 and idle: the read
 	// deadline it arms (idleAt) is moved on only when less than idle/2 of
 	// it is left, so a flowing stream rarely touches it. A read that meets
 	// the deadline inside the body takes it off and goes on (connSrc).
+	// Times are monoNow's.
 	idle   time.Duration
-	idleAt time.Time // the read deadline armed; zero when none
+	idleAt int64 // the read deadline armed; 0 when none
 	// parkedAt: when the stream last parked, until the first wait after
 	// it (which has the input that woke the reader); lone: it had been
 	// parked for a whole idle period, or is new (SetIdle), so the next
 	// wait that finds nothing gives up at once (a keep-alive, a lone event
 	// or a new stream's greeting does not hold a goroutine for another
 	// idle period).
-	parkedAt time.Time
-	lone     bool
+	parkedAt int64
+
+	big         bool
+	chunked     bool
+	toEOF       bool // no length: the body ends when the connection does
+	head        bool // openGet reads the response head: left is its budget
+	crlfPending bool // a chunk's data was read, its CRLF not yet
+	polled      bool // readable looked at the socket in this WaitReadable
+	lone        bool
 	// inEpoll: the socket is registered with the transport's poller
 	// (parked before); the reader's own.
 	inEpoll bool
+
+	peek [1]byte
+	t    *HTTP
+	conn net.Conn
 	// parkTok and resume: the parking in the transport's poller, if any;
 	// guarded by the poller's mutex.
 	parkTok uint64
 	resume  func()
 
-	// hook is told before a read that may wait (httpStream.OnWait); set
-	// by the reader, which alone calls it.
-	hook WaitHook
-
 	closeOnce sync.Once
 }
+
+// monoBase and monoNow: a monotonic clock in nanoseconds, never 0 (which
+// getConn's times use for none), cheaper to read than time.Now.
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
+
+// monoTime is the time.Time of a monoNow reading.
+func monoTime(n int64) time.Time { return monoBase.Add(time.Duration(n - 1)) }
 
 // connSrc is what the read buffers read: the connection, with WaitReadable's
 // idle deadline taken off and the read retried when it expires inside a
@@ -139,8 +153,8 @@ func (c *connSrc) Read(p []byte) (int, error) {
 		g.hook.BeforeWait()
 	}
 	n, err := g.read(p)
-	if n == 0 && !g.idleAt.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
-		g.idleAt = time.Time{}
+	if n == 0 && g.idleAt != 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		g.idleAt = 0
 		_ = g.conn.SetReadDeadline(time.Time{})
 		return g.read(p)
 	}
@@ -442,16 +456,20 @@ func (g *getConn) WaitReadable() error {
 	return nil // a closed socket: the Read that follows reports it
 }
 
+// WaitsForInput implements sse.InputWaiter: WaitReadable waits for input
+// unless readiness cannot be awaited (TLS).
+func (g *getConn) WaitsForInput() bool { return g.raw != nil }
+
 // armIdle prepares a wait of a stream with an idle period: it moves the
 // idle deadline on when less than half of it is left, or reports true
 // (give up now) when the stream, woken after a long park, has consumed the
 // input that woke it and the socket has nothing more.
 func (g *getConn) armIdle() bool {
-	now := time.Now()
+	now := monoNow()
 	switch {
-	case !g.parkedAt.IsZero():
-		g.lone = g.lone || now.Sub(g.parkedAt) >= g.idle
-		g.parkedAt = time.Time{}
+	case g.parkedAt != 0:
+		g.lone = g.lone || time.Duration(now-g.parkedAt) >= g.idle
+		g.parkedAt = 0
 	case g.lone:
 		g.lone = false
 		wouldBlock := false
@@ -462,9 +480,9 @@ func (g *getConn) armIdle() bool {
 			g.polled = true // input is there: the wait need not look again
 		}
 	}
-	if g.idleAt.Sub(now) < g.idle/2 {
-		g.idleAt = now.Add(g.idle)
-		_ = g.conn.SetReadDeadline(g.idleAt)
+	if time.Duration(g.idleAt-now) < g.idle/2 {
+		g.idleAt = now + int64(g.idle)
+		_ = g.conn.SetReadDeadline(monoTime(g.idleAt))
 	}
 	return false
 }

@@ -732,18 +732,10 @@ type httpStream struct {
 	gated bool
 	body  streamBody
 	dec   *sse.Decoder // firstDec, or a resumed body's
-	// ctx ends when Close is called: it interrupts a resume's wait and its
-	// GET. Made by the first resume (resumeContext), under mu.
-	ctx    context.Context
-	cancel context.CancelFunc
 
 	lastID []byte // in lastIDA while it fits
 	retry  time.Duration
 	tries  int
-
-	// gate is what the decoder of a POST answer reads (inhand.go).
-	gate  bufferedGate
-	await awaitBody
 
 	// Inline room for what every stream has, so a stream is one
 	// allocation (for a POST answer with its body and Reply: postAnswer).
@@ -751,9 +743,20 @@ type httpStream struct {
 	// for the stream's life: it must stay within the 896-byte size class
 	// with the 8-byte header the runtime puts before objects over 512
 	// bytes that hold pointers (TestStreamSizeClass); the next class is
-	// 1024 bytes.
-	firstDec sse.Decoder
+	// 1024 bytes. What an event touches (the fields above, lastIDA and
+	// the decoder's first fields) is kept together, ahead of what only
+	// a POST answer or a resume uses.
 	lastIDA  [32]byte
+	firstDec sse.Decoder
+
+	// ctx ends when Close is called: it interrupts a resume's wait and its
+	// GET. Made by the first resume (resumeContext), under mu.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// gate is what the decoder of a POST answer reads (inhand.go).
+	gate  bufferedGate
+	await awaitBody
 }
 
 // postAnswer is a POST's SSE answer: its stream, its body and the Reply
@@ -1054,7 +1057,7 @@ func (st *httpStream) Park(resume func()) bool {
 	if p == nil {
 		return false
 	}
-	g.parkedAt = time.Now()
+	g.parkedAt = monoNow()
 	return p.park(g, resume)
 }
 
