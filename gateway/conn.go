@@ -458,6 +458,7 @@ func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix 
 	w.init(srv, st, nc, w, after, prefix)
 	if gc, ok := nc.(*guardConn); ok && gc.canTry() {
 		w.gc = gc
+		gc.wrote.Store(true) // for all its tryWrites
 	}
 	w.work.Store(1)
 	// Made once: starting it with a go statement then allocates nothing.

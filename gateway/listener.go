@@ -332,12 +332,11 @@ func (c *guardConn) write(p []byte) (int, error) {
 func (c *guardConn) canTry() bool { return c.raw != nil && rawsock.Supported }
 
 // tryWrite writes what the socket takes of p now, without waiting (a
-// stream's writer running on its producer's goroutine: conn.go); only
-// where canTry.
+// hijacked stream's writer running on its producer's goroutine: conn.go);
+// only where canTry. It leaves wrote alone: the writer set it once
+// (hijacked: fasthttp reads the connection no more), so an event does not
+// touch the cache line.
 func (c *guardConn) tryWrite(p []byte) (int, error) {
-	if !c.wrote.Load() {
-		c.wrote.Store(true)
-	}
 	return c.dl.TryWrite(c.raw, p)
 }
 

@@ -16,15 +16,36 @@ import (
 // clientConn (conn.go). The ring outlives connections, so a client can
 // resume with Last-Event-ID, and the newest connection of a stream always
 // wins: attaching one ends the one it replaces.
+//
+// What an event touches (its pump and its writer) is in the first cache
+// line: a stream is cold again by its next event.
 type stream struct {
 	id   uint64
-	sess *session
 	ring *ringbuf.Ring
 
 	// conn is the client connection attached to the stream, nil if none.
 	conn atomic.Pointer[clientConn]
 	// delivered is the highest seq handed to any connection of the stream.
 	delivered atomic.Uint64
+
+	// cs is the stream's cluster state (cluster.go): set before the
+	// stream is fed or read, nil on a single node.
+	cs *clusterStream
+
+	// hold: the standalone stream's pump runs its connection's writer
+	// itself (writerHold); only the pump's goroutine touches it.
+	hold writerHold
+
+	// pumping is set once a pump feeds the standalone stream.
+	pumping atomic.Bool
+	// holdOK: the standalone stream's upstream stream calls BeforeWait
+	// (upstream.WaitHooker) and the session is no legacy one, so its pump
+	// may hold the writer (writerHold); only the pump's goroutine touches
+	// it (next to pumping: no padding).
+	holdOK bool
+
+	sess *session
+
 	// connStart is the position the newest connection started after: a
 	// plain standalone GET (no Last-Event-ID) replays from there.
 	connStart atomic.Uint64
@@ -40,25 +61,10 @@ type stream struct {
 	// added to the gateway's metrics.
 	droppedOldestSeen atomic.Uint64
 	skippedSeen       atomic.Uint64
-	// pumping is set once a pump feeds the standalone stream.
-	pumping atomic.Bool
-	// holdOK: the standalone stream's upstream stream calls BeforeWait
-	// (upstream.WaitHooker) and the session is no legacy one, so its pump
-	// may hold the writer (writerHold); only the pump's goroutine touches
-	// it (next to pumping: no padding).
-	holdOK bool
 
 	// mu guards up.
 	mu sync.Mutex
 	up upstream.Stream // the upstream stream feeding the ring, if any
-
-	// cs is the stream's cluster state (cluster.go): set before the
-	// stream is fed or read, nil on a single node.
-	cs *clusterStream
-
-	// hold: the standalone stream's pump runs its connection's writer
-	// itself (writerHold); only the pump's goroutine touches it.
-	hold writerHold
 }
 
 func newStream(id uint64, sess *session, ring *ringbuf.Ring) *stream {

@@ -14,42 +14,49 @@ type slot struct {
 
 // Ring is a bounded ring of events for one stream. See the package
 // documentation for the concurrency contract. A Ring must not be copied.
+//
+// The fields a push or a read touches come first, in three cache lines: a
+// stream's ring is cold again by its next event, and each line it touches
+// is a miss. mu guards every field but the read-only ones (set by New) and
+// the atomics.
 type Ring struct {
 	_ noCopy
 
-	// Set by New, read-only afterwards.
-	lim    Limits
-	policy Policy
-	strict bool
-	noFast bool // tests only: every Push takes the general path
+	mu sync.Mutex
+	// isClosed mirrors closed (written under mu) so Closed needs no lock.
+	isClosed atomic.Bool
+	closed   bool
+	wantRoom bool   // a producer waits on room: Next signals it when delivered advances
+	policy   Policy // read-only
+	strict   bool   // read-only
+	noFast   bool   // read-only; tests only: every Push takes the general path
+	slots    []slot // nil until the first Push; length a power of two
+	first    uint64 // seq of the oldest retained event; last+1 when empty
+	last     uint64 // highest seq assigned, 0 if none
 
+	mask      uint64 // len(slots) - 1
+	delivered uint64 // highest seq delivered to a reader
+	lost      uint64 // highest evicted seq whose loss fails a replay
+	bytes     int    // bytes of retained event data
+	keyed     int    // retained events with a coalescing key
 	// wake is the reader's one-slot wake-up channel, signalled without
 	// blocking; made by the first Wait (a ring read whole before its
 	// reader ever waits, as most answer streams are, never pays for it).
 	// (An atomic.Value: a channel is stored in it without an allocation.)
 	wake atomic.Value // chan struct{}
+	// pushed and evicted are Stats.Pushed and Stats.Evicted, counted here
+	// rather than in stats, which an event would touch one more line for.
+	pushed uint64
 
-	// isClosed mirrors closed (written under mu) so Closed needs no lock.
-	isClosed atomic.Bool
-
-	// mu guards every field below it.
-	mu        sync.Mutex
-	slots     []slot        // nil until the first Push; length a power of two
-	mask      uint64        // len(slots) - 1
-	first     uint64        // seq of the oldest retained event; last+1 when empty
-	last      uint64        // highest seq assigned, 0 if none
-	delivered uint64        // highest seq delivered to a reader
-	lost      uint64        // highest evicted seq whose loss fails a replay
-	skipMark  uint64        // highest seq already counted in stats.Skipped
-	wantRoom  bool          // a producer waits on room: Next signals it when delivered advances
-	room      chan struct{} // one slot, made by the first Room call
-	bytes     int           // bytes of retained event data
-	keyed     int           // retained events with a coalescing key
+	lim     Limits // read-only
+	evicted uint64
 	// spare is the unused rest of the block small events' buffers are
 	// carved from (carveLocked); nil until the first small event.
-	spare  []byte
-	closed bool
-	stats  Stats // counters; Len and Bytes are filled in by Stats()
+	spare []byte
+
+	skipMark uint64        // highest seq already counted in stats.Skipped
+	room     chan struct{} // one slot, made by the first Room call
+	stats    Stats         // the other counters; statsLocked fills in the rest
 }
 
 // New returns an empty ring configured by cfg (see Config for defaults).
@@ -160,10 +167,17 @@ func (r *Ring) LastSeq() uint64 {
 // Stats returns a snapshot of the ring's counters and current size.
 func (r *Ring) Stats() Stats {
 	r.mu.Lock()
+	s := r.statsLocked()
+	r.mu.Unlock()
+	return s
+}
+
+// statsLocked returns the ring's counters, Len and Bytes included.
+func (r *Ring) statsLocked() Stats {
 	s := r.stats
+	s.Pushed, s.Evicted = r.pushed, r.evicted
 	s.Len = int(r.last + 1 - r.first)
 	s.Bytes = r.bytes
-	r.mu.Unlock()
 	return s
 }
 
@@ -285,7 +299,7 @@ func (r *Ring) pushFastLocked(class Class, key uint64, data []byte) uint64 {
 	}
 	if evict {
 		r.evictHeadLocked()
-		r.stats.Evicted++
+		r.evicted++
 	}
 	if class == MustDeliver {
 		key = 0 // a must-deliver event is never merged
@@ -390,7 +404,7 @@ func (r *Ring) makeRoomLocked(addEvents, addBytes int, stop uint64) bool {
 			return false
 		}
 		r.evictHeadLocked()
-		r.stats.Evicted++
+		r.evicted++
 	}
 	return true
 }
@@ -415,7 +429,7 @@ func (r *Ring) dropOldestLocked(addEvents, addBytes int, stop uint64) bool {
 	}
 	for ; k > 0; k-- {
 		if r.first <= r.delivered {
-			r.stats.Evicted++
+			r.evicted++
 		} else {
 			r.stats.DroppedOldest++
 		}
@@ -478,7 +492,7 @@ func (r *Ring) storeLocked(class Class, key uint64, data []byte) uint64 {
 	}
 	r.bytes += len(data)
 	r.last = seq
-	r.stats.Pushed++
+	r.pushed++
 	return seq
 }
 

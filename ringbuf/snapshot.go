@@ -49,9 +49,8 @@ type Snapshot struct {
 func (r *Ring) Snapshot() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Snapshot{Last: r.last, Delivered: r.delivered, Lost: r.lost, SkipMark: r.skipMark, Closed: r.closed, Stats: r.stats}
-	n := int(r.last + 1 - r.first)
-	s.Stats.Len, s.Stats.Bytes = n, r.bytes
+	s := Snapshot{Last: r.last, Delivered: r.delivered, Lost: r.lost, SkipMark: r.skipMark, Closed: r.closed, Stats: r.statsLocked()}
+	n := s.Stats.Len
 	if n == 0 {
 		return s
 	}
@@ -114,8 +113,8 @@ func Restore(cfg Config, s Snapshot) (*Ring, error) {
 	}
 	r.delivered, r.lost, r.skipMark = s.Delivered, lost, s.SkipMark
 	r.stats = s.Stats
-	r.stats.Len, r.stats.Bytes = 0, 0
-	r.stats.Evicted += evicted
+	r.pushed, r.evicted = s.Stats.Pushed, s.Stats.Evicted+evicted
+	r.stats.Pushed, r.stats.Evicted, r.stats.Len, r.stats.Bytes = 0, 0, 0, 0
 	if s.Closed {
 		r.closed = true
 		r.isClosed.Store(true)
