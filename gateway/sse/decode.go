@@ -73,6 +73,7 @@ type Decoder struct {
 	hasEvent   bool
 	hasData    bool
 	sawComment bool
+	sawID      bool // a block with an id field was dispatched: lastID is its id
 	blockBytes int
 	readErr    error  // sticky error from r (io.EOF included)
 	fatal      error  // sticky error returned by every later Next
@@ -461,6 +462,7 @@ func (d *Decoder) dispatch() *Event {
 	if d.hasID {
 		d.lastID, d.blockID = d.blockID, d.lastID
 		ev.ID = d.lastID
+		d.sawID = true
 	}
 	if d.hasEvent {
 		ev.Event = d.evType
@@ -485,6 +487,12 @@ func (d *Decoder) resetBlock() {
 // event that carried one (an empty id field resets it to empty). It is empty before any id
 // was seen. The slice is valid until the next call to Next.
 func (d *Decoder) LastEventID() []byte { return d.lastID }
+
+// SawEventID reports whether a block with an id field was dispatched since the decoder
+// was made (or Reset): LastEventID is then that block's id, an empty one included (which
+// resets it). A reader that moves to a new decoder keeps the old one's id while this is
+// false.
+func (d *Decoder) SawEventID() bool { return d.sawID }
 
 // Comments returns how many comment-only blocks Next has skipped.
 func (d *Decoder) Comments() int { return d.comments }

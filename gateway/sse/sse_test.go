@@ -618,3 +618,22 @@ func TestDecoderReadGate(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 	assert.Equal(t, 8, r.asks, "asked before every read (four) and at every refusal (four)")
 }
+
+// TestDecoderSawEventID: SawEventID tells an empty id field (which resets
+// the last event id) from none since the decoder began; Reset clears it.
+func TestDecoderSawEventID(t *testing.T) {
+	d := NewDecoder(strings.NewReader("data: a\n\nid: 5\ndata: b\n\nid:\ndata: c\n\n"), 0)
+	_, err := d.Next()
+	require.NoError(t, err)
+	assert.False(t, d.SawEventID())
+	_, err = d.Next()
+	require.NoError(t, err)
+	assert.True(t, d.SawEventID())
+	assert.Equal(t, "5", string(d.LastEventID()))
+	_, err = d.Next()
+	require.NoError(t, err)
+	assert.True(t, d.SawEventID())
+	assert.Empty(t, d.LastEventID(), "an empty id resets it")
+	d.Reset(strings.NewReader("data: d\n\n"))
+	assert.False(t, d.SawEventID())
+}

@@ -730,12 +730,15 @@ type httpStream struct {
 	hinted       bool // the upstream sent a retry hint
 	// gated: the gate knows what arrived with the headers (inhand.go).
 	gated bool
-	body  streamBody
 	dec   *sse.Decoder // firstDec, or a resumed body's
+	tries int
+	body  streamBody
 
-	lastID []byte // in lastIDA while it fits
+	// lastID is the last event id read from an earlier body (in lastIDA
+	// while it fits): the current decoder's is lastEventID's once it saw
+	// one, so an event's id is not copied again.
+	lastID []byte
 	retry  time.Duration
-	tries  int
 
 	// Inline room for what every stream has, so a stream is one
 	// allocation (for a POST answer with its body and Reply: postAnswer).
@@ -926,7 +929,6 @@ func (st *httpStream) ended(err error) error {
 //go:noinline
 func (st *httpStream) message(ev *sse.Event) []byte {
 	if ev.HasID {
-		st.lastID = append(st.lastID[:0], ev.ID...)
 		st.tries = 0
 	}
 	if ev.Retry >= 0 {
@@ -966,6 +968,16 @@ func (st *httpStream) resumeContext() context.Context {
 	return st.ctx
 }
 
+// lastEventID is the id of the last event read: the current decoder's once
+// it saw one, else the one an earlier body ended with. Only the goroutine
+// calling Next may call it (it alone swaps dec).
+func (st *httpStream) lastEventID() []byte {
+	if st.dec.SawEventID() {
+		return st.dec.LastEventID()
+	}
+	return st.lastID
+}
+
 // resume handles the end of the current body: io.EOF when nothing more is
 // owed, or a reconnect with Last-Event-ID when a POST answer was cut short.
 func (st *httpStream) resume(cause error) error {
@@ -975,7 +987,8 @@ func (st *httpStream) resume(cause error) error {
 		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, cause)
 	}
-	if len(st.lastID) == 0 || st.t.cfg.ResumeAttempts < 0 || st.tries >= st.t.cfg.ResumeAttempts {
+	lastID := st.lastEventID()
+	if len(lastID) == 0 || st.t.cfg.ResumeAttempts < 0 || st.tries >= st.t.cfg.ResumeAttempts {
 		return fmt.Errorf("%w: stream ended before its response: %v", ErrUnavailable, cause)
 	}
 	st.tries++
@@ -987,7 +1000,7 @@ func (st *httpStream) resume(cause error) error {
 		wait.Stop()
 		return io.ErrClosedPipe
 	}
-	next, err := st.s.get(ctx, st.lastID, true)
+	next, err := st.s.get(ctx, lastID, true)
 	if err != nil {
 		if ctx.Err() != nil {
 			return io.ErrClosedPipe
@@ -1006,6 +1019,7 @@ func (st *httpStream) resume(cause error) error {
 			ng.hook = og.hook
 		}
 	}
+	st.lastID = append(st.lastID[:0], lastID...) // the new decoder has none yet
 	st.body, st.dec = next.body, next.dec
 	st.gated = false // the new body's input is not known
 	st.await.tc = nil

@@ -353,6 +353,54 @@ func TestPostStreamResumesWithLastEventID(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 }
 
+// TestResumeKeepsLastIDAcrossBodies: a resumed body that ends before the
+// response without sending an id resumes again after the id the earlier
+// body ended with; an id a resumed body sends is the next one's.
+func TestResumeKeepsLastIDAcrossBodies(t *testing.T) {
+	ws := newWireServer(t)
+	tr := newTransport(t, ws.URL, time.Second)
+	s := connectSession(t, ws, tr)
+	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		sseWrite(w, "id: p1\nretry: 10\ndata: \n\n", "id: p2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
+	})
+	var mu sync.Mutex
+	var asked []string
+	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Header.Get("Last-Event-ID"))
+		n := len(asked)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch n {
+		case 1: // no id: the next resume still starts after p2
+			sseWrite(w, "retry: 10\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"n\":1}}\n\n")
+		case 2:
+			sseWrite(w, "id: q1\nretry: 10\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"n\":2}}\n\n")
+		default:
+			sseWrite(w, "id: q2\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n")
+		}
+	})
+	r, err := s.Send(context.Background(), []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`))
+	require.NoError(t, err)
+	defer r.Stream.Close()
+	var got []string
+	for {
+		m, err := r.Stream.Next()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		got = append(got, string(m))
+	}
+	require.Len(t, got, 4)
+	assert.Contains(t, got[3], `"id":7`)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"p2", "p2", "q1"}, asked)
+	assert.Equal(t, "q2", r.Stream.(EventIDer).LastEventID())
+}
+
 // TestStreamCloseInterruptsNext: Close from another goroutine ends a Next
 // blocked on a quiet upstream.
 func TestStreamCloseInterruptsNext(t *testing.T) {

@@ -74,7 +74,7 @@ func asStream(st *httpStream, err error) (Stream, error) {
 }
 
 // LastEventID is the upstream's id of the last event read.
-func (st *httpStream) LastEventID() string { return string(st.lastID) }
+func (st *httpStream) LastEventID() string { return string(st.lastEventID()) }
 
 // RetryDelay is the upstream's retry hint, 0 if it sent none.
 func (st *httpStream) RetryDelay() time.Duration {
