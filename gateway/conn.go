@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
+	"github.com/mcpgate/mcpgate/gateway/rawsock"
 	"github.com/mcpgate/mcpgate/gateway/sse"
 	"github.com/mcpgate/mcpgate/ringbuf"
 )
@@ -428,7 +430,11 @@ type hijackWriter struct {
 	http10 bool
 	// gc is the connection when the writer may also run on a producer's
 	// goroutine (runInline: it can write without waiting); nil otherwise.
-	gc *guardConn
+	// raw and dl are its socket and deadlines, kept here so that an
+	// event's non-blocking write (rawsock) does not touch gc's cache lines.
+	gc  *guardConn
+	raw syscall.RawConn
+	dl  *rawsock.Deadlines
 	// rest is what a run on a producer's goroutine left of a chunk when
 	// the socket's buffer filled, in the pooled buffer restBuf; ending is
 	// how such a run left a connection that is done. The writer's own
@@ -457,8 +463,8 @@ func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix 
 	w := &hijackWriter{}
 	w.init(srv, st, nc, w, after, prefix)
 	if gc, ok := nc.(*guardConn); ok && gc.canTry() {
-		w.gc = gc
-		gc.wrote.Store(true) // for all its tryWrites
+		w.gc, w.raw, w.dl = gc, gc.raw, &gc.dl
+		gc.wrote.Store(true) // for all its writes: fasthttp reads it no more
 	}
 	w.work.Store(1)
 	// Made once: starting it with a go statement then allocates nothing.
@@ -670,7 +676,7 @@ func (w *hijackWriter) pass(try bool) passOutcome {
 		var k int
 		var werr error
 		if try {
-			k, werr = w.gc.tryWrite(out)
+			k, werr = w.dl.TryWrite(w.raw, out)
 		} else {
 			k, werr = w.nc.Write(out)
 		}

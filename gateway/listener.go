@@ -328,17 +328,9 @@ func (c *guardConn) write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// canTry reports whether tryWrite can write without waiting.
+// canTry reports whether a hijacked stream's writer can write the socket
+// without waiting (rawsock's TryWrite through dl: conn.go).
 func (c *guardConn) canTry() bool { return c.raw != nil && rawsock.Supported }
-
-// tryWrite writes what the socket takes of p now, without waiting (a
-// hijacked stream's writer running on its producer's goroutine: conn.go);
-// only where canTry. It leaves wrote alone: the writer set it once
-// (hijacked: fasthttp reads the connection no more), so an event does not
-// touch the cache line.
-func (c *guardConn) tryWrite(p []byte) (int, error) {
-	return c.dl.TryWrite(c.raw, p)
-}
 
 // setStreaming marks nc (a connection accepted by Serve) as written by a
 // stream's writer, or again by fasthttp: a stream's writes carry no
