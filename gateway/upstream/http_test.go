@@ -323,9 +323,11 @@ func TestSSEAnswerOutlivesPostTimeout(t *testing.T) {
 	assert.Equal(t, 9, n, "8 notifications over 800 ms, then the response")
 }
 
-// TestPostStreamResumesWithLastEventID: an upstream that closes a POST
-// answer before the response is resumed by GET with Last-Event-ID.
-func TestPostStreamResumesWithLastEventID(t *testing.T) {
+// cutPostAnswer is a session whose upstream answers every POST with a
+// priming event (id p1, retry 10 ms) and a notification (id p2), then ends
+// the answer before its response: the stream resumes with a GET after p2.
+func cutPostAnswer(t *testing.T) (*wireServer, Session) {
+	t.Helper()
 	ws := newWireServer(t)
 	tr := newTransport(t, ws.URL, time.Second)
 	s := connectSession(t, ws, tr)
@@ -333,6 +335,13 @@ func TestPostStreamResumesWithLastEventID(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		sseWrite(w, "id: p1\nretry: 10\ndata: \n\n", "id: p2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
 	})
+	return ws, s
+}
+
+// TestPostStreamResumesWithLastEventID: an upstream that closes a POST
+// answer before the response is resumed by GET with Last-Event-ID.
+func TestPostStreamResumesWithLastEventID(t *testing.T) {
+	ws, s := cutPostAnswer(t)
 	var lastID atomic.Value
 	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
 		lastID.Store(r.Header.Get("Last-Event-ID"))
@@ -357,13 +366,7 @@ func TestPostStreamResumesWithLastEventID(t *testing.T) {
 // response without sending an id resumes again after the id the earlier
 // body ended with; an id a resumed body sends is the next one's.
 func TestResumeKeepsLastIDAcrossBodies(t *testing.T) {
-	ws := newWireServer(t)
-	tr := newTransport(t, ws.URL, time.Second)
-	s := connectSession(t, ws, tr)
-	ws.setPost(func(w http.ResponseWriter, r *http.Request, body string) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		sseWrite(w, "id: p1\nretry: 10\ndata: \n\n", "id: p2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
-	})
+	ws, s := cutPostAnswer(t)
 	var mu sync.Mutex
 	var asked []string
 	ws.setGet(func(w http.ResponseWriter, r *http.Request) {
