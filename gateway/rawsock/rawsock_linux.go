@@ -153,6 +153,32 @@ func (o *op) call(fd uintptr, write bool) bool {
 	}
 }
 
+// ReadNow reads up to len(p) bytes from the socket fd once, without
+// waiting, from inside one of the socket's RawConn callbacks (which keeps
+// fd open while it runs): their count, wait true when nothing at all is
+// pending (EAGAIN), or the error (io.EOF at the end of the stream, else the
+// system call's errno).
+func ReadNow(fd uintptr, p []byte) (n int, wait bool, err error) {
+	if len(p) == 0 {
+		return 0, false, nil
+	}
+	for {
+		n, errno := sysRead(fd, p)
+		switch errno {
+		case 0:
+			if n == 0 {
+				return 0, false, io.EOF
+			}
+			return n, false, nil
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return 0, true, nil
+		default:
+			return 0, false, errno
+		}
+	}
+}
+
 // Take reads up to len(buf) pending bytes of the socket fd into buf
 // without waiting (MSG_DONTWAIT): their count (0 at EOF), wait true when
 // nothing at all is pending (EAGAIN), or -1 when the read failed.

@@ -34,3 +34,6 @@ func Peek(uintptr, []byte) (int, bool) { return -1, false }
 
 // Take cannot read here: it reports a failed read.
 func Take(uintptr, []byte) (int, bool) { return -1, false }
+
+// ReadNow cannot read here: it reports errors.ErrUnsupported.
+func ReadNow(uintptr, []byte) (int, bool, error) { return 0, false, errors.ErrUnsupported }

@@ -78,12 +78,15 @@ type getConn struct {
 	// small buffer put aside while br is a burst buffer that sizeBuffer
 	// took, nil otherwise.
 	src io.Reader
-	// hook is told before a read that may wait (httpStream.OnWait); set
-	// by the reader, which alone calls it.
-	hook WaitHook
+	// hook is run before a read that may wait (the BeforeWait of
+	// httpStream.OnWait's WaitHook); set by the reader, which alone
+	// calls it.
+	hook func()
 	// readableFn is g.readable, made once: a method value passed to
 	// RawConn.Read escapes, so taking it at every wait would allocate.
 	readableFn func(uintptr) bool
+	// fd is the socket while readable reads it (inWait).
+	fd uintptr
 
 	// The body is read straight from br: chunked, with a length, or to EOF.
 	// Nothing is read ahead of what Read asks for, so an empty br means a
@@ -113,15 +116,18 @@ type getConn struct {
 	toEOF       bool // no length: the body ends when the connection does
 	head        bool // openGet reads the response head: left is its budget
 	crlfPending bool // a chunk's data was read, its CRLF not yet
-	polled      bool // readable looked at the socket in this WaitReadable
+	inWait      bool // readable is reading the socket (fd) into br
 	lone        bool
 	// inEpoll: the socket is registered with the transport's poller
 	// (parked before); the reader's own.
 	inEpoll bool
 
 	peek [1]byte
-	t    *HTTP
-	conn net.Conn
+	// waitErr is what readable's read of the socket failed with, for the
+	// next read through br (which took it from the read).
+	waitErr error
+	t       *HTTP
+	conn    net.Conn
 	// parkTok and resume: the parking in the transport's poller, if any;
 	// guarded by the poller's mutex.
 	parkTok uint64
@@ -146,11 +152,22 @@ type connSrc getConn
 
 func (c *connSrc) Read(p []byte) (int, error) {
 	g := (*getConn)(c)
+	if g.inWait {
+		n, wait, err := rawsock.ReadNow(g.fd, p)
+		if wait {
+			return 0, errNothingPending
+		}
+		return n, err
+	}
 	if g.head {
 		return g.readHead(p)
 	}
+	if err := g.waitErr; err != nil {
+		g.waitErr = nil
+		return 0, err
+	}
 	if g.hook != nil {
-		g.hook.BeforeWait()
+		g.hook()
 	}
 	n, err := g.read(p)
 	if n == 0 && g.idleAt != 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -439,10 +456,9 @@ func (g *getConn) WaitReadable() error {
 		return nil
 	}
 	if g.hook != nil {
-		g.hook.BeforeWait()
+		g.hook()
 	}
 	g.releaseBuffers()
-	g.polled = false
 	if g.idle > 0 && g.armIdle() {
 		return ErrIdle
 	}
@@ -477,7 +493,6 @@ func (g *getConn) armIdle() bool {
 			if wouldBlock {
 				return true
 			}
-			g.polled = true // input is there: the wait need not look again
 		}
 	}
 	if time.Duration(g.idleAt-now) < g.idle/2 {
@@ -511,19 +526,39 @@ func (g *getConn) releaseBuffers() {
 	g.br = nil
 }
 
-// readable is the RawConn.Read callback: true when a read would not block.
-// It looks at the socket once (a peek is needed then: the poller's earlier
-// readiness was reset); called again, the poller woke the reader because
-// the socket became readable (bytes, EOF or an error), which it trusts
-// rather than peek again: one system call less per event on a quiet stream.
-// Were the guess wrong, the Read that follows would wait in the poller.
+// readable is WaitReadable's RawConn.Read callback: it reads what the
+// socket has into a burst buffer (taken for the read), true when it read
+// something, the end of the stream or an error (which the next read through
+// br returns: waitErr), false when nothing was pending, after giving the
+// buffer back. The poller calls it before the wait and again when it woke
+// the reader: the input that woke it is read here, under the RawConn call
+// that waited, rather than by a second one from Read (per event on a quiet
+// stream: one read of the socket before the wait, one after).
 func (g *getConn) readable(fd uintptr) bool {
-	if g.polled {
-		return true
+	if !rawsock.Supported {
+		return !peekWouldBlock(fd, g.peek[:]) // cannot look: read (and wait) in Read
 	}
-	g.polled = true
-	return !peekWouldBlock(fd, g.peek[:])
+	if g.br == nil {
+		g.br = burstReaders.Get().(*bufio.Reader)
+		g.br.Reset(g.src)
+		g.big = true
+	}
+	g.fd, g.inWait = fd, true
+	_, err := g.br.Peek(1) // one read of the socket (connSrc.Read)
+	g.inWait = false
+	switch err {
+	case nil:
+		return true
+	case errNothingPending:
+		g.releaseBuffers()
+		return false
+	}
+	g.waitErr = err
+	return true
 }
+
+// errNothingPending is connSrc's read in readable finding the socket empty.
+var errNothingPending = errors.New("nothing pending")
 
 // close ends the stream and frees its connection slot; it interrupts a
 // blocked Read or WaitReadable. Idempotent.

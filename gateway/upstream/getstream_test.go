@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,10 +156,11 @@ func TestGetConnBurstBuffer(t *testing.T) {
 // TestGetConnIdleHoldsNoBuffer: a reader waiting for the upstream's next
 // bytes (WaitReadable with nothing buffered) has given its read buffers
 // back to their pools, the small one and, after a burst, the burst buffer
-// too. Woken, it reads through a burst buffer: whatever woke it, one event
-// or a burst of 64 (~15 KB), comes in one read of the socket with the
-// reads the SSE decoder makes (128 bytes, 896, 1 KiB, then 16 KiB), where
-// a small buffer first took three; nothing is lost.
+// too. Woken, it reads through a burst buffer, inside the wait: whatever
+// woke it, one event or a burst of 64 (~15 KB), comes in one read of the
+// socket after the one before the wait that found nothing, with the reads
+// the SSE decoder makes (128 bytes, 896, 1 KiB, then 16 KiB), where a
+// small buffer first took three; nothing is lost.
 func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 	url, next := feedServer(t, "")
 	tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
@@ -181,9 +183,9 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 			}
 			next <- part
 		}()
-		require.NoError(t, g.WaitReadable())
-		assert.True(t, g.br == nil && g.small == nil, "no read buffer held while waiting")
 		reads := src.reads
+		require.NoError(t, g.WaitReadable())
+		assert.True(t, g.br != nil && g.br.Buffered() > 0 && g.small == nil, "the input that woke the reader was read in the wait")
 		var got []byte
 		for i := 0; len(got) < n; i++ {
 			size := 16 << 10
@@ -200,7 +202,7 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 	ev := "id: 1\ndata: a\n\n"
 	got, reads := wait(chunkedEvent("1", "a"), len(ev))
 	assert.Equal(t, ev, got)
-	assert.Equal(t, 1, reads, "reads of the socket for one event")
+	assert.Equal(t, 2, reads, "reads of the socket for one event (one before the wait)")
 	assert.Equal(t, burstReadBuffer, g.br.Size(), "a woken reader reads through a burst buffer")
 
 	var burst, want strings.Builder
@@ -211,10 +213,20 @@ func TestGetConnIdleHoldsNoBuffer(t *testing.T) {
 	}
 	got, reads = wait(burst.String(), want.Len())
 	assert.Equal(t, want.String(), got)
-	assert.Equal(t, 1, reads, "reads of the socket for a burst of %d bytes written at once", burst.Len())
+	assert.Equal(t, 2, reads, "reads of the socket for a burst of %d bytes written at once", burst.Len())
 	ev = "id: 66\ndata: b\n\n"
 	got, _ = wait(chunkedEvent("66", "b"), len(ev))
 	assert.Equal(t, ev, got)
+
+	// A wait that finds nothing, ended by the close, holds no buffer.
+	go func() {
+		assert.Eventually(t, inWaitIdle, 5*time.Second, 5*time.Millisecond, "the reader parks in WaitReadable")
+		g.close()
+	}()
+	require.NoError(t, g.WaitReadable())
+	assert.True(t, g.br == nil && g.small == nil, "no read buffer held while waiting")
+	_, err = g.Read(make([]byte, 128))
+	assert.Error(t, err, "the closed connection")
 }
 
 // TestGetStreamWaitsShallow: a GET stream with response headers far larger
@@ -640,4 +652,42 @@ func TestGetStreamWaitHook(t *testing.T) {
 	}
 	next <- third[len(third)/2:]
 	assert.Equal(t, `{"jsonrpc":"2.0","method":"c"}`, string(<-got))
+}
+
+// TestGetConnWaitReadsError: the end of the connection that wakes a waiting
+// reader is read in the wait and reported by the Read that follows, as the
+// read itself would have: a reset as the reset, a close inside the body as
+// an unexpected EOF.
+func TestGetConnWaitReadsError(t *testing.T) {
+	for _, reset := range []bool{true, false} {
+		t.Run(fmt.Sprint("reset=", reset), func(t *testing.T) {
+			cut := make(chan struct{})
+			url := rawServer(t, func(c net.Conn) {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				<-cut
+				if reset {
+					_ = c.(*net.TCPConn).SetLinger(0) // the close sends RST
+				}
+				_ = c.Close()
+			})
+			tr, err := NewHTTP(HTTPConfig{URL: url, Timeout: 5 * time.Second, StreamMaxConns: 1})
+			require.NoError(t, err)
+			g, _, err := tr.openGet(context.Background(), nil)
+			require.NoError(t, err)
+			defer g.close()
+			go func() {
+				assert.Eventually(t, inWaitIdle, 5*time.Second, 5*time.Millisecond, "the reader parks in WaitReadable")
+				close(cut)
+			}()
+			require.NoError(t, g.WaitReadable())
+			_, err = g.Read(make([]byte, 128))
+			if reset {
+				assert.ErrorIs(t, err, syscall.ECONNRESET)
+			} else {
+				assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+			}
+			_, again := g.Read(make([]byte, 128))
+			assert.Equal(t, err, again, "the end is sticky")
+		})
+	}
 }

@@ -1050,7 +1050,7 @@ func (st *httpStream) OnWait(h WaitHook) bool {
 	defer st.mu.Unlock()
 	g, ok := st.body.(*getConn)
 	if ok {
-		g.hook = h
+		g.hook = h.BeforeWait
 	}
 	return ok
 }
