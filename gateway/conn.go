@@ -66,11 +66,11 @@ type clientConn struct {
 	p         []byte // the write buffer while Next runs
 	n         int    // bytes of p filled while Next runs
 	limit     uint64 // the highest seq Next may hand out (stream.readLimit)
-	encode    func(seq uint64, data []byte) bool
-	plain     bool // events without ids (the stateless revision: no resumption)
-	eof       bool // the writer decided to end after what is pending
-	beat      bool // a heartbeat is due
-	shutdown  bool // the server is shutting down
+	legacy    bool   // the legacy framing (encodeLegacyEvent)
+	plain     bool   // events without ids (the stateless revision: no resumption)
+	eof       bool   // the writer decided to end after what is pending
+	beat      bool   // a heartbeat is due
+	shutdown  bool   // the server is shutting down
 	closeOnce sync.Once
 }
 
@@ -90,9 +90,15 @@ func (c *clientConn) init(srv *Server, st *stream, nc net.Conn, w connWriter, af
 	c.srv, c.st, c.nc, c.w = srv, st, nc, w
 	c.after = after
 	c.pending = prefix
-	if c.encode == nil { // bound once: a reused clientConn keeps it
-		c.encode = c.encodeEvent
+}
+
+// Encode implements ringbuf.Encoder for Next: one event into the write
+// buffer, in the connection's framing.
+func (c *clientConn) Encode(seq uint64, data []byte) bool {
+	if c.legacy {
+		return c.encodeLegacyEvent(seq, data)
 	}
+	return c.encodeEvent(seq, data)
 }
 
 // setReason records why the connection ends, if nothing did before; it
@@ -248,7 +254,7 @@ func (c *clientConn) fill(p []byte) (n int, err error, ready bool) {
 		return n, err, true
 	}
 	c.p, c.n, c.limit = p, 0, c.st.readLimit()
-	last, skipped, nerr := c.st.ring.Next(c.after, c.encode)
+	last, skipped, nerr := c.st.ring.NextTo(c.after, c)
 	c.p = nil
 	if last != c.after {
 		c.after = last

@@ -16,7 +16,7 @@ import (
 func TestLegacyEventPathAllocs(t *testing.T) {
 	s := newTestServer(t, Config{})
 	st, r := readerFixture(t, s, ringbuf.Config{Capacity: 1024})
-	r.encode = r.encodeLegacyEvent
+	r.legacy = true
 	var p jsonrpc.Parser
 	msgs := [][]byte{
 		[]byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":7,"total":100}}`),

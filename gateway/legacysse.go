@@ -304,7 +304,7 @@ func (s *Server) openLegacySession(ctx *fasthttp.RequestCtx, who caller) {
 	// No -stream-max-connection deadline: the stream cannot be resumed.
 	w := newHijackWriter(s, st, ctx.Conn(), 0, s.endpointEvent(sid))
 	w.http10 = !ctx.Request.Header.IsHTTP11()
-	w.encode = w.encodeLegacyEvent
+	w.legacy = true
 	w.writeSince.Store(now)
 	s.attachConn(&w.clientConn)
 	ctx.HijackSetNoResponse(true)

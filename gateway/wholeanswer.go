@@ -94,7 +94,7 @@ func (s *Server) answerWhole(ctx *fasthttp.RequestCtx, st *stream, prefix []byte
 	}
 	c := wholeConns.Get().(*clientConn)
 	defer func() {
-		*c = clientConn{encode: c.encode}
+		*c = clientConn{}
 		wholeConns.Put(c)
 	}()
 	c.init(s, st, ctx.Conn(), nil, 0, nil)
