@@ -149,7 +149,7 @@ func (st *stream) notifyHeld(h *writerHold) {
 		return
 	}
 	w, ok := c.w.(*hijackWriter)
-	if h == nil || !ok || w.gc == nil {
+	if h == nil || !ok || w.raw == nil { // raw: w.gc can write without waiting
 		c.w.notify()
 		return
 	}
