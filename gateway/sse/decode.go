@@ -78,9 +78,14 @@ type Decoder struct {
 	readErr    error  // sticky error from r (io.EOF included)
 	fatal      error  // sticky error returned by every later Next
 	data       []byte // data field values, each followed by '\n'
-	evType     []byte
-	blockID    []byte
-	retry      int64
+	// dataIn is the block's one data value while it is still in buf
+	// (inBuf): an event of one data line is handed out from the input,
+	// not copied, unless buf changes before the block ends (keepData).
+	dataIn  []byte
+	inBuf   bool
+	evType  []byte
+	blockID []byte
+	retry   int64
 
 	lastID []byte // id of the last dispatched block that had one
 	ev     Event
@@ -315,6 +320,7 @@ func (d *Decoder) checkBOM() error {
 // or to a larger buffer when buf is full or input is flowing, and reads once from r. It returns a non-nil
 // error only when r makes no progress, or a waitError when the ReadWaiter gave up.
 func (d *Decoder) fill() error {
+	d.keepData()
 	if d.start > 0 {
 		d.end = copy(d.buf, d.buf[d.start:d.end])
 		d.start = 0
@@ -409,9 +415,13 @@ func (d *Decoder) processLine(line []byte) {
 	}
 	switch string(name) {
 	case "data":
+		if !d.hasData {
+			d.dataIn, d.inBuf, d.hasData = value, true, true
+			return
+		}
+		d.keepData()
 		d.data = append(slices.Grow(d.data, len(value)+1), value...)
 		d.data = append(d.data, '\n')
-		d.hasData = true
 	case "event":
 		d.evType = append(d.evType[:0], value...)
 		d.hasEvent = true
@@ -424,6 +434,14 @@ func (d *Decoder) processLine(line []byte) {
 		if ms, ok := parseRetry(value); ok {
 			d.retry = ms
 		}
+	}
+}
+
+// keepData copies a data value still in buf into data, before buf changes.
+func (d *Decoder) keepData() {
+	if d.inBuf {
+		d.data = append(append(d.data[:0], d.dataIn...), '\n')
+		d.dataIn, d.inBuf = nil, false
 	}
 }
 
@@ -467,7 +485,10 @@ func (d *Decoder) dispatch() *Event {
 	if d.hasEvent {
 		ev.Event = d.evType
 	}
-	if d.hasData {
+	switch {
+	case d.inBuf:
+		ev.Data = d.dataIn
+	case d.hasData:
 		ev.Data = d.data[:len(d.data)-1]
 	}
 	d.resetBlock()
@@ -477,6 +498,7 @@ func (d *Decoder) dispatch() *Event {
 func (d *Decoder) resetBlock() {
 	d.blockBytes = 0
 	d.data = d.data[:0]
+	d.dataIn, d.inBuf = nil, false
 	d.evType = d.evType[:0]
 	d.blockID = d.blockID[:0]
 	d.hasID, d.hasEvent, d.hasData, d.sawComment = false, false, false, false
