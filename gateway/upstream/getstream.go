@@ -155,7 +155,7 @@ func (c *connSrc) Read(p []byte) (int, error) {
 	if g.inWait {
 		n, wait, err := rawsock.ReadNow(g.fd, p)
 		if wait {
-			return 0, errNothingPending
+			return 0, nothingPending{}
 		}
 		return n, err
 	}
@@ -546,10 +546,10 @@ func (g *getConn) readable(fd uintptr) bool {
 	g.fd, g.inWait = fd, true
 	_, err := g.br.Peek(1) // one read of the socket (connSrc.Read)
 	g.inWait = false
-	switch err {
-	case nil:
+	if err == nil {
 		return true
-	case errNothingPending:
+	}
+	if _, empty := err.(nothingPending); empty { // a type check: no call to compare
 		g.releaseBuffers()
 		return false
 	}
@@ -557,8 +557,10 @@ func (g *getConn) readable(fd uintptr) bool {
 	return true
 }
 
-// errNothingPending is connSrc's read in readable finding the socket empty.
-var errNothingPending = errors.New("nothing pending")
+// nothingPending is connSrc's read in readable finding the socket empty.
+type nothingPending struct{}
+
+func (nothingPending) Error() string { return "nothing pending" }
 
 // close ends the stream and frees its connection slot; it interrupts a
 // blocked Read or WaitReadable. Idempotent.
