@@ -439,11 +439,10 @@ type hijackWriter struct {
 	// http10: the request was HTTP/1.0, which cannot take chunks (RFC
 	// 9112 section 6.1): the body goes out as it is, ended by the close.
 	http10 bool
-	// raw and dl are the socket and deadlines of gc, kept here so that an
-	// event's non-blocking write (rawsock) does not touch gc's cache
-	// lines; raw is nil when gc is.
+	// raw is gc's socket, kept here so that an event's non-blocking write
+	// (rawsock.WriteNow: a stream's writes carry no deadline, and only
+	// its writer writes) does not touch gc's cache lines; nil when gc is.
 	raw syscall.RawConn
-	dl  *rawsock.Deadlines
 
 	clientConn
 
@@ -481,7 +480,7 @@ func newHijackWriter(srv *Server, st *stream, nc net.Conn, after uint64, prefix 
 	w := &hijackWriter{}
 	w.init(srv, st, nc, w, after, prefix)
 	if gc, ok := nc.(*guardConn); ok && gc.canTry() {
-		w.gc, w.raw, w.dl = gc, gc.raw, &gc.dl
+		w.gc, w.raw = gc, gc.raw
 		gc.wrote.Store(true) // for all its writes: fasthttp reads it no more
 	}
 	w.work.Store(1)
@@ -694,7 +693,7 @@ func (w *hijackWriter) pass(try bool) passOutcome {
 		var k int
 		var werr error
 		if try {
-			k, werr = w.dl.TryWrite(w.raw, out)
+			k, werr = rawsock.WriteNow(w.raw, out)
 		} else {
 			k, werr = w.nc.Write(out)
 		}

@@ -16,7 +16,7 @@ func TestHijackWriterLayout(t *testing.T) {
 	var w hijackWriter
 	size := unsafe.Sizeof(w)
 	assert.True(t, size <= 256 || (size > 288 && size <= 320), "hijackWriter is %d bytes", size)
-	assert.Less(t, unsafe.Offsetof(w.dl), unsafe.Offsetof(w.clientConn), "the writer's event fields come first")
+	assert.Less(t, unsafe.Offsetof(w.raw), unsafe.Offsetof(w.clientConn), "the writer's event fields come first")
 	end := unsafe.Offsetof(w.clientConn) + unsafe.Offsetof(w.clientConn.shutdown)
 	assert.Less(t, end, uintptr(3*64), "clientConn's event fields end at byte %d", end)
 	assert.Greater(t, unsafe.Offsetof(w.clientConn.nc), unsafe.Offsetof(w.clientConn.shutdown), "nc is not an event's")

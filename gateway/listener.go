@@ -329,7 +329,7 @@ func (c *guardConn) write(p []byte) (int, error) {
 }
 
 // canTry reports whether a hijacked stream's writer can write the socket
-// without waiting (rawsock's TryWrite through dl: conn.go).
+// without waiting (rawsock.WriteNow: conn.go).
 func (c *guardConn) canTry() bool { return c.raw != nil && rawsock.Supported }
 
 // setStreaming marks nc (a connection accepted by Serve) as written by a

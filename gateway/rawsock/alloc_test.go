@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// TestNoAllocations: a Read, a Write and a TryWrite allocate nothing (their state is
+// TestNoAllocations: a Read, a Write and a WriteNow allocate nothing (their state is
 // pooled).
 func TestNoAllocations(t *testing.T) {
 	_, raw, b := pair(t)
@@ -24,7 +24,7 @@ func TestNoAllocations(t *testing.T) {
 		if _, err := io.ReadFull(b, sink[:len(msg)]); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := TryWrite(raw, msg); err != nil || n != len(msg) {
+		if n, err := WriteNow(raw, msg); err != nil || n != len(msg) {
 			t.Fatal(n, err)
 		}
 		if _, err := io.ReadFull(b, sink[:len(msg)]); err != nil {

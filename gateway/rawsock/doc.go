@@ -17,8 +17,10 @@
 // carries the receiver's TCP work), which the monitor's hand-off would
 // not have given to other goroutines sooner than a 20 µs tick anyway.
 //
-// Deadlines set on the connection apply (the poller's wait honours them),
-// and a Close during a wait ends it, as for net.Conn. Errors are the
+// Deadlines set on the connection apply to Read and Write (the poller's
+// wait honours them), and a Close during a wait ends it, as for net.Conn.
+// ReadNow (inside a RawConn callback) and WriteNow never wait and do not
+// look at deadlines. Errors are the
 // poller's (wrapped by the net package as for RawConn) or the system
 // call's errno; a read of 0 bytes at the end of the stream is io.EOF.
 //

@@ -18,6 +18,7 @@ type op struct {
 	n   int
 	err error
 	fn  func(uintptr) bool
+	now func(uintptr) // WriteNow's Control callback
 	// dl: the connection's Deadlines, nil without; armed: the callback
 	// set side's deadline before a wait (Deadlines.arm).
 	dl    *Deadlines
@@ -28,7 +29,7 @@ type op struct {
 var (
 	readOps  = sync.Pool{New: func() any { o := new(op); o.fn = o.read; return o }}
 	writeOps = sync.Pool{New: func() any { o := new(op); o.fn = o.write; return o }}
-	tryOps   = sync.Pool{New: func() any { o := new(op); o.fn = o.tryWrite; return o }}
+	nowOps   = sync.Pool{New: func() any { o := new(op); o.now = o.writeNow; return o }}
 )
 
 // Read reads up to len(p) bytes from the socket behind raw, waiting in the
@@ -41,11 +42,33 @@ func Read(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &readO
 // and the first error. One goroutine writes a socket at a time.
 func Write(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &writeOps, true, nil) }
 
-// TryWrite writes as much of p as the socket's send buffer takes now and
+// WriteNow writes as much of p as the socket's send buffer takes now and
 // never waits: how much it wrote (less than len(p) when the buffer filled,
-// 0 when it was full) and the first error other than EAGAIN. One goroutine
-// writes a socket at a time, as for Write.
-func TryWrite(raw syscall.RawConn, p []byte) (int, error) { return do(raw, p, &tryOps, true, nil) }
+// 0 when it was full) and the first error other than EAGAIN (a closed
+// connection, or the system call's errno). It is for a socket's only
+// writer at the time, on a connection without a write deadline: the
+// system calls run in one RawConn.Control call, which keeps the socket
+// open, rather than in RawConn.Write, which also takes the socket's write
+// lock and prepares the poller (and checks the deadline) for a wait that
+// a write that never waits does not make.
+func WriteNow(raw syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := nowOps.Get().(*op)
+	o.p = p
+	err := raw.Control(o.now)
+	n, oerr := o.n, o.err
+	o.p, o.n, o.err = nil, 0, nil
+	nowOps.Put(o)
+	if err != nil {
+		return n, err
+	}
+	return n, oerr
+}
+
+// writeNow is WriteNow's callback: writes until done, EAGAIN or an error.
+func (o *op) writeNow(fd uintptr) { o.call(fd, true) }
 
 // Read is rawsock's Read under d's read deadline (set before it waits).
 func (d *Deadlines) Read(raw syscall.RawConn, p []byte) (int, error) {
@@ -57,13 +80,7 @@ func (d *Deadlines) Write(raw syscall.RawConn, p []byte) (int, error) {
 	return do(raw, p, &writeOps, true, d)
 }
 
-// TryWrite is rawsock's TryWrite on a connection whose deadlines d holds
-// (it never waits, but an expired deadline on the connection fails it).
-func (d *Deadlines) TryWrite(raw syscall.RawConn, p []byte) (int, error) {
-	return do(raw, p, &tryOps, true, d)
-}
-
-// do runs one Read, Write or TryWrite with an op from pool (whose callback
+// do runs one Read or Write with an op from pool (whose callback
 // decides whether to wait), under dl's deadlines if not nil. A read that
 // failed in the poller's wait read nothing (its callback had found nothing
 // to read).
@@ -103,16 +120,6 @@ func do(raw syscall.RawConn, p []byte, pool *sync.Pool, write bool, dl *Deadline
 // read and write are the RawConn callbacks of Read and Write.
 func (o *op) read(fd uintptr) bool  { return o.call(fd, false) }
 func (o *op) write(fd uintptr) bool { return o.call(fd, true) }
-
-// tryWrite is TryWrite's callback: done after one attempt, EAGAIN or not.
-// It never waits, so it sets no deadline.
-func (o *op) tryWrite(fd uintptr) bool {
-	dl := o.dl
-	o.dl = nil
-	o.call(fd, true)
-	o.dl = dl
-	return true
-}
 
 // call makes the system call until it is done: one read, or a write of all
 // of p. It returns false (wait in the poller) on EAGAIN, true when done or

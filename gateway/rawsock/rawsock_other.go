@@ -17,17 +17,11 @@ func Read(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupporte
 // Write is not available here.
 func Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
-// TryWrite is not available here.
-func TryWrite(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
-
 // Read is not available here.
 func (*Deadlines) Read(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
 // Write is not available here.
 func (*Deadlines) Write(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
-
-// TryWrite is not available here.
-func (*Deadlines) TryWrite(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
 // Peek cannot look here: it reports a failed peek.
 func Peek(uintptr, []byte) (int, bool) { return -1, false }
@@ -37,3 +31,6 @@ func Take(uintptr, []byte) (int, bool) { return -1, false }
 
 // ReadNow cannot read here: it reports errors.ErrUnsupported.
 func ReadNow(uintptr, []byte) (int, bool, error) { return 0, false, errors.ErrUnsupported }
+
+// WriteNow is not available here.
+func WriteNow(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }

@@ -115,18 +115,18 @@ func TestWriteWaitsForRoom(t *testing.T) {
 	assert.True(t, bytes.Equal(want, <-got), "every byte arrives, in order")
 }
 
-// TestTryWriteNeverWaits: TryWrite takes what the send buffer holds and
+// TestWriteNowNeverWaits: WriteNow takes what the send buffer holds and
 // returns at once when it is full (0 bytes, no error); what it took
 // arrives whole and in order, and a closed connection is an error.
-func TestTryWriteNeverWaits(t *testing.T) {
+func TestWriteNowNeverWaits(t *testing.T) {
 	a, raw, b := pair(t)
 	require.NoError(t, a.SetWriteBuffer(16<<10))
 	want := pattern(4 << 20)
-	n, err := TryWrite(raw, want)
+	n, err := WriteNow(raw, want)
 	require.NoError(t, err)
 	require.Positive(t, n)
 	require.Less(t, n, len(want), "a 16 KiB send buffer cannot take 4 MiB")
-	more, err := TryWrite(raw, want[n:])
+	more, err := WriteNow(raw, want[n:])
 	require.NoError(t, err)
 	assert.Zero(t, more, "the buffer is still full: nothing more, and no wait")
 
@@ -136,7 +136,7 @@ func TestTryWriteNeverWaits(t *testing.T) {
 	assert.True(t, bytes.Equal(want[:n], got), "what it took arrives, in order")
 
 	require.NoError(t, a.Close())
-	_, err = TryWrite(raw, want)
+	_, err = WriteNow(raw, want)
 	assert.Error(t, err, "a closed connection")
 }
 
