@@ -640,8 +640,10 @@ func (s *Server) listenUpstream(sess *session, lastID string) (upstream.Stream, 
 
 // standaloneIdle is how long a standalone stream's reader waits for input
 // on a goroutine before it parks the stream in the upstream transport's
-// poller (upstream.Parker) and exits: an idle stream holds no goroutine,
-// and a stream with events at least every half second never parks. A new
+// poller (upstream.Parker) and exits (after between 1 and 1.25 s: the
+// transport's idle watch looks every quarter period): an idle stream holds
+// no goroutine, and a stream with events at least every second never
+// parks. A new
 // stream parks as soon as what it sent first (a greeting, a priming event)
 // is read (SetIdle), so opening many does not hold a goroutine each.
 const standaloneIdle = time.Second

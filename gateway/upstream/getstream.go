@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,13 +97,12 @@ type getConn struct {
 	small *bufio.Reader
 
 	// With idle set (httpStream.SetIdle), WaitReadable gives up with
-	// ErrIdle once no input came for between idle/2 and idle: the read
-	// deadline it arms (idleAt) is moved on only when less than idle/2 of
-	// it is left, so a flowing stream rarely touches it. A read that meets
-	// the deadline inside the body takes it off and goes on (connSrc).
-	// Times are monoNow's.
-	idle   time.Duration
-	idleAt int64 // the read deadline armed; 0 when none
+	// ErrIdle once a wait lasted between idle and idle*5/4: waitSince is
+	// when the current wait began (0 when none; -1 once the transport's
+	// idleWatch ended it with a read deadline in the past). Times are
+	// monoNow's.
+	idle      time.Duration
+	waitSince atomic.Int64
 	// parkedAt: when the stream last parked, until the first wait after
 	// it (which has the input that woke the reader); lone: it had been
 	// parked for a whole idle period, or is new (SetIdle), so the next
@@ -118,11 +118,17 @@ type getConn struct {
 	crlfPending bool // a chunk's data was read, its CRLF not yet
 	inWait      bool // readable is reading the socket (fd) into br
 	lone        bool
+	watched     bool // in the transport's idleWatch (the reader's own)
+
 	// inEpoll: the socket is registered with the transport's poller
 	// (parked before); the reader's own.
 	inEpoll bool
-
-	peek [1]byte
+	peek    [1]byte
+	// dead is set by close (before it leaves the idleWatch, which then
+	// takes g no more); fireMu orders the idleWatch's deadline that ends a
+	// wait before the reader's that takes it off.
+	dead   atomic.Bool
+	fireMu sync.Mutex
 	// waitErr is what readable's read of the socket failed with, for the
 	// next read through br (which took it from the read).
 	waitErr error
@@ -141,9 +147,6 @@ type getConn struct {
 var monoBase = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
-
-// monoTime is the time.Time of a monoNow reading.
-func monoTime(n int64) time.Time { return monoBase.Add(time.Duration(n - 1)) }
 
 // connSrc is what the read buffers read: the connection, with WaitReadable's
 // idle deadline taken off and the read retried when it expires inside a
@@ -169,13 +172,7 @@ func (c *connSrc) Read(p []byte) (int, error) {
 	if g.hook != nil {
 		g.hook()
 	}
-	n, err := g.read(p)
-	if n == 0 && g.idleAt != 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-		g.idleAt = 0
-		_ = g.conn.SetReadDeadline(time.Time{})
-		return g.read(p)
-	}
-	return n, err
+	return g.read(p)
 }
 
 // readHead reads while openGet parses the response head: at most left
@@ -459,29 +456,66 @@ func (g *getConn) WaitReadable() error {
 		g.hook()
 	}
 	g.releaseBuffers()
-	if g.idle > 0 && g.armIdle() {
-		return ErrIdle
+	if g.idle > 0 {
+		now, giveUp := g.idleStart()
+		if giveUp {
+			return ErrIdle
+		}
+		if !g.watched {
+			if w := g.t.idleWatch(); w != nil {
+				g.watched = true
+				w.watch(g)
+			}
+		}
+		g.waitSince.Store(now)
 	}
 	if g.readableFn == nil {
 		g.readableFn = g.readable
 	}
 	err := g.raw.Read(g.readableFn)
-	if g.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-		return ErrIdle
+	if g.idle > 0 && g.waitSince.Swap(0) < 0 {
+		// The idleWatch ended the wait, or was ending it as input came:
+		// its deadline goes (after it was set: fireMu).
+		g.fireMu.Lock()
+		_ = g.conn.SetReadDeadline(time.Time{})
+		g.fireMu.Unlock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return ErrIdle
+		}
 	}
 	return nil // a closed socket: the Read that follows reports it
+}
+
+// endWait is the idleWatch's: it ends the reader's wait that began at
+// since, if that wait still goes on, with a read deadline in the past.
+func (g *getConn) endWait(since int64) {
+	g.fireMu.Lock()
+	if g.waitSince.CompareAndSwap(since, -1) {
+		_ = g.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	g.fireMu.Unlock()
+}
+
+// unwatch takes g out of the idleWatch (it parks); the reader's own.
+func (g *getConn) unwatch() {
+	if g.watched {
+		g.watched = false
+		if w := g.t.idleWatchIfAny(); w != nil {
+			w.forget(g)
+		}
+	}
 }
 
 // WaitsForInput implements sse.InputWaiter: WaitReadable waits for input
 // unless readiness cannot be awaited (TLS).
 func (g *getConn) WaitsForInput() bool { return g.raw != nil }
 
-// armIdle prepares a wait of a stream with an idle period: it moves the
-// idle deadline on when less than half of it is left, or reports true
-// (give up now) when the stream, woken after a long park, has consumed the
-// input that woke it and the socket has nothing more.
-func (g *getConn) armIdle() bool {
-	now := monoNow()
+// idleStart prepares a wait of a stream with an idle period: it returns
+// the wait's start, and true (give up now) when the stream, woken after a
+// long park, has consumed the input that woke it and the socket has
+// nothing more.
+func (g *getConn) idleStart() (now int64, giveUp bool) {
+	now = monoNow()
 	switch {
 	case g.parkedAt != 0:
 		g.lone = g.lone || time.Duration(now-g.parkedAt) >= g.idle
@@ -491,15 +525,11 @@ func (g *getConn) armIdle() bool {
 		wouldBlock := false
 		if g.raw.Control(func(fd uintptr) { wouldBlock = peekWouldBlock(fd, g.peek[:]) }) == nil {
 			if wouldBlock {
-				return true
+				return now, true
 			}
 		}
 	}
-	if time.Duration(g.idleAt-now) < g.idle/2 {
-		g.idleAt = now + int64(g.idle)
-		_ = g.conn.SetReadDeadline(monoTime(g.idleAt))
-	}
-	return false
+	return now, false
 }
 
 // buffered reports whether a Read returns without the socket: input is
@@ -566,6 +596,10 @@ func (nothingPending) Error() string { return "nothing pending" }
 // blocked Read or WaitReadable. Idempotent.
 func (g *getConn) close() {
 	g.closeOnce.Do(func() {
+		g.dead.Store(true)
+		if w := g.t.idleWatchIfAny(); w != nil {
+			w.forget(g)
+		}
 		if g.conn != nil {
 			_ = g.conn.Close()
 		}

@@ -691,3 +691,71 @@ func TestGetConnWaitReadsError(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleWatch: a waiting reader is watched by its transport from its
+// first wait; a wait that lasts the idle period ends with ErrIdle (after
+// between idle and idle*5/4, plus scheduling), while input at shorter
+// intervals keeps the stream going; a stream that parks or closes leaves
+// the watch, and the transport's Close stops the watcher.
+func TestIdleWatch(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	st, s, next := idleStream(t, idle)
+	tr := s.t
+	watched := func() int {
+		w := tr.idleWatchIfAny()
+		if w == nil {
+			return 0
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.streams)
+	}
+
+	// Input every idle/3 for three idle periods: no ErrIdle.
+	go func() {
+		for i := range 9 {
+			time.Sleep(idle / 3)
+			next <- chunkedEvent(fmt.Sprint(i), `{"jsonrpc":"2.0","method":"m"}`)
+		}
+	}()
+	st.body.(*getConn).lone = false // not new: a wait that finds nothing waits out the period
+	for range 9 {
+		m, err := st.Next()
+		require.NoError(t, err, "a stream with input every idle/3 is not idle")
+		assert.Equal(t, `{"jsonrpc":"2.0","method":"m"}`, string(m))
+	}
+	assert.Equal(t, 1, watched(), "the waiting reader is watched")
+
+	start := time.Now()
+	_, err := st.Next()
+	require.ErrorIs(t, err, ErrIdle)
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, idle, "a wait ends after the idle period")
+	assert.Less(t, took, 3*idle, "and soon after it")
+
+	resumed := make(chan struct{}, 1)
+	require.True(t, st.Park(func() { resumed <- struct{}{} }))
+	assert.Zero(t, watched(), "a parked stream is not watched")
+	next <- chunkedEvent("x", `{"jsonrpc":"2.0","method":"x"}`)
+	<-resumed
+	m, err := st.Next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"jsonrpc":"2.0","method":"x"}`, string(m))
+
+	go func() {
+		assert.Eventually(t, inWaitIdle, 5*time.Second, 5*time.Millisecond)
+		assert.Equal(t, 1, watched(), "watched again once it waits")
+		_ = st.Close()
+	}()
+	_, err = st.Next()
+	require.Error(t, err)
+	assert.Zero(t, watched(), "a closed stream is not watched")
+
+	w := tr.idleWatchIfAny()
+	require.NoError(t, tr.Close())
+	select {
+	case <-w.done:
+	default:
+		t.Fatal("the transport's Close left the watcher running")
+	}
+}

@@ -95,6 +95,9 @@ type HTTP struct {
 	pollMu     sync.Mutex
 	poll       *poller
 	pollClosed bool
+	// idle watches the waits of GET streams with an idle period (see
+	// idleWatch), made on first use; guarded by pollMu.
+	idle *idleWatch
 }
 
 var _ Transport = (*HTTP)(nil)
@@ -226,13 +229,37 @@ func (t *HTTP) Probe(ctx context.Context) error {
 func (t *HTTP) Close() error {
 	t.post.CloseIdleConnections()
 	t.pollMu.Lock()
-	p := t.poll
-	t.pollClosed = true
+	p, w := t.poll, t.idle
+	t.pollClosed, t.idle = true, nil
 	t.pollMu.Unlock()
 	if p != nil {
 		p.close()
 	}
+	if w != nil {
+		w.close()
+	}
 	return nil
+}
+
+// idleWatch returns the transport's watcher of idle GET streams, made on
+// first use; nil once the transport is closed.
+func (t *HTTP) idleWatch() *idleWatch {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	if t.pollClosed {
+		return nil
+	}
+	if t.idle == nil {
+		t.idle = newIdleWatch()
+	}
+	return t.idle
+}
+
+// idleWatchIfAny returns the watcher if one was made.
+func (t *HTTP) idleWatchIfAny() *idleWatch {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	return t.idle
 }
 
 // poller returns the transport's poller of parked GET streams, made on
@@ -1072,6 +1099,7 @@ func (st *httpStream) Park(resume func()) bool {
 		return false
 	}
 	g.parkedAt = monoNow()
+	g.unwatch() // a parked stream has no wait to end
 	return p.park(g, resume)
 }
 
