@@ -148,9 +148,12 @@ var monoBase = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 
-// connSrc is what the read buffers read: the connection, with WaitReadable's
-// idle deadline taken off and the read retried when it expires inside a
-// read (input that paused mid-event is not an idle stream).
+// connSrc is what the read buffers read: the connection, read without
+// waiting while readable reads it inside WaitReadable's wait (inWait), else
+// after the reader's BeforeWait hook, and after any error that wait read
+// (waitErr). A read inside the body has no deadline: only WaitReadable's
+// waits are watched for idleness (idleWatch), so input that paused
+// mid-event is not an idle stream.
 type connSrc getConn
 
 func (c *connSrc) Read(p []byte) (int, error) {

@@ -10,10 +10,10 @@ import (
 // the wait began (getConn.waitSince); a goroutine of the transport looks at
 // the watched streams every quarter of the shortest idle period and ends a
 // wait that has lasted a stream's idle period with a read deadline in the
-// past. A flowing stream's reader so arms no timer of its own: a read
-// deadline moved on every idle/2 of input, as before, moved a runtime timer
-// each time (getConn.armIdle, ~1 % of the gateway's CPU on 1,000 streams at
-// 10 events a second each, with the runtime's timer upkeep ~0.3 % more).
+// past. A flowing stream's reader so arms no timer of its own: the read
+// deadline each reader used to move on every idle/2 of input moved a
+// runtime timer each time (~1 % of the gateway's CPU on 1,000 streams at 10
+// events a second each, with the runtime's timer upkeep ~0.3 % more).
 //
 // A stream is watched from its reader's first wait until it parks in the
 // transport's poller or closes: parked streams, which may be many, cost
