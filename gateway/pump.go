@@ -477,6 +477,17 @@ func (s *Server) deliver(sess *session, st *stream, class ringbuf.Class, key uin
 	if !errors.Is(err, ringbuf.ErrOverflow) {
 		return err == nil
 	}
+	return s.overflowed(sess, st, msg, busy, h)
+}
+
+// overflowed handles a must-deliver message larger than st's byte limit
+// (ringbuf.ErrOverflow): an answer becomes an error, a request is refused
+// upstream, anything else is dropped; false when the session ended. Out of
+// deliver, whose frame an event's stack then does not carry (a parser and
+// the log calls' arguments took 864 bytes of it).
+//
+//go:noinline
+func (s *Server) overflowed(sess *session, st *stream, msg []byte, busy bool, h *writerHold) bool {
 	h.flush() // what follows may wait on the upstream
 	s.metrics.overflows.Add(1)
 	limit := st.ring.Limits().HardMaxBytes
@@ -746,24 +757,39 @@ func (s *Server) parkStandalone(sess *session, st *stream, up upstream.Stream, b
 func (s *Server) pushStandalone(st *stream, msg []byte) bool {
 	p := s.parsers.Get().(*jsonrpc.Parser)
 	class, key, respID, tok := classifyMessage(p, msg)
-	if respID != nil && string(respID) != "null" {
-		c := st.sess.callOf(respID)
-		if c == nil {
+	if respID != nil || tok != nil {
+		var keep bool
+		if msg, keep = readdressed(st.sess, msg, respID, tok); !keep {
 			s.parsers.Put(p)
 			return true
+		}
+	}
+	s.parsers.Put(p)
+	return s.deliver(st.sess, st, class, key, msg, false, st.heldBy())
+}
+
+// readdressed gives an answer on the standalone stream its client's id and
+// a call's progress its client's token; false when the message answers no
+// call in flight or no call in flight carries its token (then dropped).
+// Out of pushStandalone, so an event's stack does not carry its frame.
+//
+//go:noinline
+func readdressed(sess *session, msg, respID, tok []byte) ([]byte, bool) {
+	if respID != nil && string(respID) != "null" {
+		c := sess.callOf(respID)
+		if c == nil {
+			return nil, false
 		}
 		msg = jsonrpc.AppendReplaced(nil, msg, respID, c.clientID)
 	}
 	if tok != nil {
-		if !st.sess.liveToken(tok) {
-			s.parsers.Put(p)
-			return true
+		if !sess.liveToken(tok) {
+			return nil, false
 		}
 		var out []byte
-		msg = st.sess.progressOf(msg, tok, &out) // a call's progress, under the client's token
+		msg = sess.progressOf(msg, tok, &out) // a call's progress, under the client's token
 	}
-	s.parsers.Put(p)
-	return s.deliver(st.sess, st, class, key, msg, false, st.heldBy())
+	return msg, true
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
