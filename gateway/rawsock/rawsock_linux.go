@@ -67,8 +67,9 @@ func WriteNow(raw syscall.RawConn, p []byte) (int, error) {
 	return n, oerr
 }
 
-// writeNow is WriteNow's callback: writes until done, EAGAIN or an error.
-func (o *op) writeNow(fd uintptr) { o.call(fd, true) }
+// writeNow is WriteNow's callback: writes until done, EAGAIN or an error
+// (it has no Deadlines, so an EAGAIN arms nothing).
+func (o *op) writeNow(fd uintptr) { o.write(fd) }
 
 // Read is rawsock's Read under d's read deadline (set before it waits).
 func (d *Deadlines) Read(raw syscall.RawConn, p []byte) (int, error) {
@@ -117,46 +118,45 @@ func do(raw syscall.RawConn, p []byte, pool *sync.Pool, write bool, dl *Deadline
 	return n, oerr
 }
 
-// read and write are the RawConn callbacks of Read and Write.
-func (o *op) read(fd uintptr) bool  { return o.call(fd, false) }
-func (o *op) write(fd uintptr) bool { return o.call(fd, true) }
+// read is Read's RawConn callback: one read of the socket (ReadNow); false
+// (wait in the poller) when nothing was pending.
+func (o *op) read(fd uintptr) bool {
+	n, wait, err := ReadNow(fd, o.p)
+	if wait {
+		o.arm()
+		return false
+	}
+	o.n, o.err = n, err
+	return true
+}
 
-// call makes the system call until it is done: one read, or a write of all
-// of p. It returns false (wait in the poller) on EAGAIN, true when done or
-// on an error (o.err).
-func (o *op) call(fd uintptr, write bool) bool {
-	for {
-		var n int
-		var errno syscall.Errno
-		if write {
-			if o.n == len(o.p) {
-				return true
-			}
-			n, errno = sysWrite(fd, o.p[o.n:])
-		} else {
-			n, errno = sysRead(fd, o.p)
-		}
+// write is Write's RawConn callback (and, through writeNow, WriteNow's):
+// it writes until all of p is written, returning false (wait in the
+// poller) on EAGAIN, true when done or on an error (o.err).
+func (o *op) write(fd uintptr) bool {
+	for o.n < len(o.p) {
+		n, errno := sysWrite(fd, o.p[o.n:])
 		switch errno {
 		case 0:
-			if !write {
-				o.n = n
-				if n == 0 {
-					o.err = io.EOF
-				}
-				return true
-			}
 			o.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			if o.dl != nil && !o.armed {
-				o.armed = true
-				o.dl.arm(o.side)
-			}
+			o.arm()
 			return false
 		default:
 			o.err = errno
 			return true
 		}
+	}
+	return true
+}
+
+// arm sets the side's deadline on the socket before the first wait of an
+// op under Deadlines (Deadlines.arm).
+func (o *op) arm() {
+	if o.dl != nil && !o.armed {
+		o.armed = true
+		o.dl.arm(o.side)
 	}
 }
 
