@@ -25,7 +25,8 @@
 #   LAT_DURATION=10s       measured time per latency run (after 2 s warm-up)
 #   SSE_RATE=2000          fixed rate at which section sse compares SSE- and JSON-answered calls
 #   SSE_ROUNDS=5           rounds of that fixed-rate comparison
-#   CHURN_RATES="..."      ascending churn rates tried until one fails (per target)
+#   CHURN_RATES="..."      ascending churn rates tried until one fails (per target); the
+#                          direct target must fail one, else the ratio is only an upper bound
 #   CHURN_ROUNDS=3         rounds per churn rate; a rate holds on the medians of its rounds
 #   RSS_ROUNDS=3           fresh gateways for the idle-session slope (10k and 100k)
 #   RSS_STEPS=10000,100000
@@ -77,7 +78,7 @@ LAT_DURATION=${LAT_DURATION:-10s}
 SSE_RATE=${SSE_RATE:-2000}
 SSE_ROUNDS=${SSE_ROUNDS:-5}
 CHURN_ROUNDS=${CHURN_ROUNDS:-3}
-CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 3500 4000 5000 6000 8000 10000 12000}
+CHURN_RATES=${CHURN_RATES:-500 1000 1500 2000 2500 3000 3500 4000 5000 6000 8000 10000 12000 14000 16000 18000 20000 22000 24000 28000 32000}
 RSS_ROUNDS=${RSS_ROUNDS:-3}
 RSS_STEPS=${RSS_STEPS:-10000,100000}
 EVERYTHING_ROUNDS=${EVERYTHING_ROUNDS:-5}

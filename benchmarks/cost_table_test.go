@@ -76,9 +76,31 @@ func TestCostTableChurnNoneHeld(t *testing.T) {
 			tsv("churn", "relay", "median", p, "holds", "0"),
 			tsv("churn", "direct", "median", p, "holds", "1"))
 	}
+	runs = append(runs, tsv("churn", "direct", "median", "r1500", "holds", "0"))
 	row := costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
 	if !strings.HasPrefix(row["measured"], "0 (0/s vs 1000/s)") || !strings.HasPrefix(row["verdict"], "missed") {
 		t.Errorf("row %q, verdict %q; want 0 (0/s vs 1000/s), missed", row["measured"], row["verdict"])
+	}
+}
+
+// TestCostTableChurnDirectCapped: when direct held every churn rate tried, its highest is
+// where the list of rates ended, so the ratio is only an upper bound: the row says so and
+// is never met, however high the bound.
+func TestCostTableChurnDirectCapped(t *testing.T) {
+	var runs []string
+	for _, p := range []string{"r1000", "r2000"} {
+		runs = append(runs,
+			tsv("churn", "mcpgate", "median", p, "holds", "1"),
+			tsv("churn", "direct", "median", p, "holds", "1"))
+	}
+	row := costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
+	if row["measured"] != "at most 1 (2000/s vs ≥ 2000/s: direct held every rate tried)" || row["verdict"] != "missed" {
+		t.Errorf("row %q, verdict %q; want an upper bound, missed", row["measured"], row["verdict"])
+	}
+	runs = append(runs, tsv("churn", "mcpgate", "median", "r3000", "holds", "0"), tsv("churn", "direct", "median", "r3000", "holds", "0"))
+	row = costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
+	if row["measured"] != "1 (2000/s vs 2000/s)" || row["verdict"] != "met" {
+		t.Errorf("row %q, verdict %q; want 1 (2000/s vs 2000/s), met", row["measured"], row["verdict"])
 	}
 }
 
@@ -118,7 +140,7 @@ func TestCostTableFloors(t *testing.T) {
 				tsv("churn", "httpproxy", "median", p, "holds", hp),
 				tsv("churn", "direct", "median", p, "holds", "1"))
 		}
-		return runs
+		return append(runs, tsv("churn", "direct", "median", "r4000", "holds", "0"))
 	}
 	const fig = "session churn (initialize + call + DELETE) through mcpgate / direct"
 	row := costTable(t, churn("1"))[fig]
