@@ -53,8 +53,12 @@ func (s *Server) endSession(ctx context.Context, sess *session, reason CloseReas
 	}
 	sess.closed = true
 	sess.closeReason = reason
-	if sess.withStreams != nil {
-		sess.withStreams.Delete(sess) // the sweeper has nothing left to keep up
+	if sess.withStreams != nil && sess.nstreams.Load() > 0 {
+		// The sweeper has nothing left to keep up. A session without
+		// streams is not in the set (streamsChangedLocked, under mu): most
+		// sessions end so, and a Delete of what is absent still locks and
+		// searches a bucket of the shard's map.
+		sess.withStreams.Delete(sess)
 	}
 	streams := sess.streams.snapshot()
 	pumped := sess.pumpedLocked() // a legacy session's calls (calls.go)
