@@ -66,6 +66,9 @@ func TestCostTablePairedRatio(t *testing.T) {
 	}
 }
 
+// churnFig is the churn row's key in costTable's result.
+const churnFig = "session churn (initialize + call + DELETE) through mcpgate / direct"
+
 // TestCostTableChurnNoneHeld: a target that held no churn rate at all was measured and
 // missed (0/s); the row must not read "not measured", which keeps the README's old row.
 func TestCostTableChurnNoneHeld(t *testing.T) {
@@ -77,7 +80,7 @@ func TestCostTableChurnNoneHeld(t *testing.T) {
 			tsv("churn", "direct", "median", p, "holds", "1"))
 	}
 	runs = append(runs, tsv("churn", "direct", "median", "r1500", "holds", "0"))
-	row := costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
+	row := costTable(t, runs)[churnFig]
 	if !strings.HasPrefix(row["measured"], "0 (0/s vs 1000/s)") || !strings.HasPrefix(row["verdict"], "missed") {
 		t.Errorf("row %q, verdict %q; want 0 (0/s vs 1000/s), missed", row["measured"], row["verdict"])
 	}
@@ -93,12 +96,12 @@ func TestCostTableChurnDirectCapped(t *testing.T) {
 			tsv("churn", "mcpgate", "median", p, "holds", "1"),
 			tsv("churn", "direct", "median", p, "holds", "1"))
 	}
-	row := costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
+	row := costTable(t, runs)[churnFig]
 	if row["measured"] != "at most 1 (2000/s vs ≥ 2000/s: direct held every rate tried)" || row["verdict"] != "missed" {
 		t.Errorf("row %q, verdict %q; want an upper bound, missed", row["measured"], row["verdict"])
 	}
 	runs = append(runs, tsv("churn", "mcpgate", "median", "r3000", "holds", "0"), tsv("churn", "direct", "median", "r3000", "holds", "0"))
-	row = costTable(t, runs)["session churn (initialize + call + DELETE) through mcpgate / direct"]
+	row = costTable(t, runs)[churnFig]
 	if row["measured"] != "1 (2000/s vs 2000/s)" || row["verdict"] != "met" {
 		t.Errorf("row %q, verdict %q; want 1 (2000/s vs 2000/s), met", row["measured"], row["verdict"])
 	}
@@ -142,13 +145,12 @@ func TestCostTableFloors(t *testing.T) {
 		}
 		return append(runs, tsv("churn", "direct", "median", "r4000", "holds", "0"))
 	}
-	const fig = "session churn (initialize + call + DELETE) through mcpgate / direct"
-	row := costTable(t, churn("1"))[fig]
+	row := costTable(t, churn("1"))[churnFig]
 	if row["measured"] != "0.5 (1000/s vs 2000/s); byte relay: 1 (2000/s); plain HTTP proxy: 0.5 (1000/s)" ||
 		row["verdict"] != "missed (a plain HTTP proxy on fasthttp misses too)" {
 		t.Errorf("row %q, verdict %q", row["measured"], row["verdict"])
 	}
-	row = costTable(t, churn("0"))[fig]
+	row = costTable(t, churn("0"))[churnFig]
 	if row["verdict"] != "missed (a byte relay misses too)" {
 		t.Errorf("relay missing too: verdict %q", row["verdict"])
 	}
